@@ -1,0 +1,123 @@
+// Package config holds ComfyFleet's one configuration struct, its documented
+// defaults, loading from YAML with environment overrides, and validation
+// whose errors name the field.
+package config
+
+import "time"
+
+// Config is the whole gateway configuration. YAML keys are camelCase, like
+// the API. Every field documents its default.
+type Config struct {
+	Server      HTTP        `yaml:"server" json:"server"`
+	Auth        Auth        `yaml:"auth" json:"auth"`
+	Store       Store       `yaml:"store" json:"store"`
+	Servers     []Server    `yaml:"servers" json:"servers"`
+	HealthCheck HealthCheck `yaml:"healthCheck" json:"healthCheck"`
+	Files       Files       `yaml:"files" json:"files"`
+	Scheduler   Scheduler   `yaml:"scheduler" json:"scheduler"`
+	Metrics     Metrics     `yaml:"metrics" json:"metrics"`
+	// DataDir holds the SQLite database, the files and generated secrets. Default "./data".
+	DataDir string `yaml:"dataDir" json:"dataDir"`
+	// Demo enables the well-known demo login admin/admin123. Default false.
+	Demo bool `yaml:"-" json:"-"`
+}
+
+// HTTP is the API listener (the "server" section).
+type HTTP struct {
+	// Listen is the address to bind. Default ":3000".
+	Listen string `yaml:"listen" json:"listen"`
+	// PublicBaseURL prefixes file URLs. Default "http://localhost:3000" (derived from Listen).
+	PublicBaseURL string `yaml:"publicBaseUrl" json:"publicBaseUrl"`
+	// MaxBodyBytes limits JSON request bodies. Default 10 MiB.
+	MaxBodyBytes int64 `yaml:"maxBodyBytes" json:"maxBodyBytes"`
+	// ReplicaID names this gateway process among replicas. Default: generated
+	// and kept in DataDir, so a restart resumes its own leases.
+	ReplicaID string `yaml:"replicaId" json:"replicaId"`
+}
+
+// Auth configures logins and tokens.
+type Auth struct {
+	// Users that may log in. Default: one "admin" whose password comes from
+	// COMFYFLEET_ADMIN_PASSWORD or is generated and printed at first start.
+	Users []User `yaml:"users" json:"users"`
+	// TokenTTL is how long a token lasts. Default 24h.
+	TokenTTL Duration `yaml:"tokenTtl" json:"tokenTtl"`
+	// Secret signs tokens (HS256). Default: generated once and kept in DataDir.
+	Secret string `yaml:"secret" json:"secret"`
+	// LoginRateLimit is how many failed logins per address and username are
+	// allowed per minute before 429. Default 5.
+	LoginRateLimit int `yaml:"loginRateLimit" json:"loginRateLimit"`
+}
+
+// User is one login.
+type User struct {
+	Username string `yaml:"username" json:"username"`
+	// Role is "admin" or "user".
+	Role string `yaml:"role" json:"role"`
+	// PasswordHash is a bcrypt hash ("comfyfleet hash-password" prints one).
+	PasswordHash string `yaml:"passwordHash" json:"passwordHash"`
+}
+
+// Store selects the persistence backend.
+type Store struct {
+	// Driver is "sqlite" (default) or "redis".
+	Driver string `yaml:"driver" json:"driver"`
+	// Path is the SQLite file. Default "<dataDir>/comfyfleet.db".
+	Path string `yaml:"path" json:"path"`
+	// URL is the Redis URL (redis:// or rediss://, with password and db). Default "redis://127.0.0.1:6379/0".
+	URL string `yaml:"url" json:"url"`
+	// Prefix namespaces every Redis key. Default "comfyfleet:".
+	Prefix string `yaml:"prefix" json:"prefix"`
+}
+
+// Server is one machine in the seed's instance list; each port is one
+// ComfyUI instance.
+type Server struct {
+	ID   string `yaml:"id" json:"id"`
+	Name string `yaml:"name" json:"name"`
+	IP   string `yaml:"ip" json:"ip"`
+	// Ports is a list of ports, or a "8001-8008" range string.
+	Ports Ports `yaml:"ports" json:"ports"`
+}
+
+// HealthCheck configures the probe loop. Durations are milliseconds in JSON
+// and YAML, as in the seed ("interval": 30000).
+type HealthCheck struct {
+	// Interval between probes of each instance. Default 30000 ms.
+	Interval Millis `yaml:"interval" json:"interval"`
+	// Timeout of one probe. Default 5000 ms.
+	Timeout Millis `yaml:"timeout" json:"timeout"`
+	// FailureThreshold consecutive failures turn an instance alive:false. Default 2.
+	FailureThreshold int `yaml:"failureThreshold" json:"failureThreshold"`
+}
+
+// Files configures the file store.
+type Files struct {
+	// Dir holds file bytes. Default "<dataDir>/files".
+	Dir string `yaml:"dir" json:"dir"`
+	// MaxUploadBytes limits one upload. Default 100 MiB.
+	MaxUploadBytes int64 `yaml:"maxUploadBytes" json:"maxUploadBytes"`
+}
+
+// Scheduler configures task placement and runs.
+type Scheduler struct {
+	// TaskTimeout bounds one run. Default 600000 ms (10 minutes).
+	TaskTimeout Millis `yaml:"taskTimeout" json:"taskTimeout"`
+	// MaxAttempts bounds runs of one task after lost instances. Default 3.
+	MaxAttempts int `yaml:"maxAttempts" json:"maxAttempts"`
+}
+
+// Metrics configures /metrics.
+type Metrics struct {
+	// Listen, when set, serves /metrics on its own address instead of the API's. Default "".
+	Listen string `yaml:"listen" json:"listen"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("24h").
+type Duration time.Duration
+
+// Millis is a time.Duration written as integer milliseconds (30000).
+type Millis time.Duration
+
+// Ports is a list of ports that also accepts a "8001-8008" range.
+type Ports []int

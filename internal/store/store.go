@@ -1,0 +1,281 @@
+// Package store defines the persistence seam of the gateway: tasks and the
+// queue, instance runtime state, file records, the persisted runtime config,
+// leases and an event channel. Two implementations exist: sqlitestore (the
+// embedded default) and redisstore (shared by several replicas). Both pass
+// the same conformance suite in storetest.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/comfyfleet/comfyfleet/internal/file"
+	"github.com/comfyfleet/comfyfleet/internal/instance"
+	"github.com/comfyfleet/comfyfleet/internal/task"
+)
+
+// Sentinel errors. Implementations translate their own errors into these at
+// their edge; callers branch on them with errors.Is.
+var (
+	// ErrNotFound: no record with that id (or no pending task to claim).
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict: the record exists but is not in a state that allows the change
+	// (a duplicate id, a finished task, a lease held by someone else).
+	ErrConflict = errors.New("store: conflict")
+	// ErrUnavailable: the backing store cannot be reached.
+	ErrUnavailable = errors.New("store: unavailable")
+)
+
+// Store is everything the gateway persists or shares between replicas.
+type Store interface {
+	TaskStore
+	InstanceStore
+	FileStore
+	ConfigStore
+	LeaseStore
+	PubSub
+
+	// Driver names the implementation: "sqlite" or "redis".
+	Driver() string
+	// Ping checks that the store answers.
+	Ping(ctx context.Context) error
+	// Close releases the store's resources.
+	Close() error
+}
+
+// TaskStore keeps tasks and is the queue.
+type TaskStore interface {
+	// TaskInsert adds a pending task. A duplicate id is ErrConflict.
+	TaskInsert(ctx context.Context, p *TaskInsertParams) (*task.Task, error)
+	// TaskGet returns one task with its workflow and params.
+	TaskGet(ctx context.Context, id string) (*task.Task, error)
+	// TaskList pages through tasks, newest first (CreatedAt then Seq,
+	// descending). Items leave out Workflow and Params.
+	TaskList(ctx context.Context, p *TaskListParams) (*TaskListResult, error)
+	// TaskQueuePosition is the 1-based position of a pending task in claim
+	// order (priority descending, then Seq ascending). ErrConflict if the
+	// task is not pending.
+	TaskQueuePosition(ctx context.Context, id string) (int, error)
+	// TaskClaim atomically takes the first pending task in claim order and
+	// marks it running on p.InstanceID under a lease, with Attempts+1 and
+	// StartedAt = p.Now. ErrNotFound when nothing is pending.
+	TaskClaim(ctx context.Context, p *TaskClaimParams) (*task.Task, error)
+	// TaskProgress raises a running task's progress (never lowers it).
+	// ErrConflict if the task is not running.
+	TaskProgress(ctx context.Context, p *TaskProgressParams) error
+	// TaskRenewLease extends the lease of a running task held by p.LeaseOwner.
+	// ErrConflict if the task is not running or held by another owner.
+	TaskRenewLease(ctx context.Context, p *TaskLeaseParams) error
+	// TaskFinish moves a task to a final status if its current status is one
+	// of p.From (and, when p.LeaseOwner is set, the lease is held by it);
+	// otherwise ErrConflict. It clears the lease and sets FinishedAt.
+	TaskFinish(ctx context.Context, p *TaskFinishParams) (*task.Task, error)
+	// TaskRequeue returns a running task to pending (instance and lease
+	// cleared, attempts kept) so another instance can take it. ErrConflict
+	// unless running (and held by p.LeaseOwner when set).
+	TaskRequeue(ctx context.Context, p *TaskRequeueParams) (*task.Task, error)
+	// TaskRequestCancel cancels a pending task at once (status cancelled) or
+	// marks a running one CancelRequested (status unchanged). ErrConflict
+	// for a finished task.
+	TaskRequestCancel(ctx context.Context, p *TaskCancelParams) (*task.Task, error)
+	// TaskListRunning returns running tasks, optionally only those on one
+	// instance or those whose lease expired before a time.
+	TaskListRunning(ctx context.Context, p *TaskListRunningParams) ([]*task.Task, error)
+	// TaskCounts counts tasks by status (every status present, zero included).
+	TaskCounts(ctx context.Context) (map[task.Status]int, error)
+}
+
+// TaskInsertParams describes a new task. Status is pending.
+type TaskInsertParams struct {
+	ID          string
+	Owner       string
+	Priority    int
+	Workflow    json.RawMessage
+	Params      json.RawMessage
+	Checkpoints []string
+	Timeout     time.Duration
+	Now         time.Time
+}
+
+// TaskListParams filters and pages TaskList.
+type TaskListParams struct {
+	// Statuses keeps tasks in any of these statuses; empty keeps all.
+	Statuses []task.Status
+	// Owner keeps one owner's tasks; empty keeps all owners.
+	Owner  string
+	Limit  int
+	Offset int
+}
+
+// TaskListResult is one page and the total that matched.
+type TaskListResult struct {
+	Total int
+	Items []*task.Task
+}
+
+// TaskClaimParams says who claims and for which instance.
+type TaskClaimParams struct {
+	InstanceID string
+	LeaseOwner string
+	LeaseTTL   time.Duration
+	Now        time.Time
+}
+
+// TaskProgressParams raises a task's progress.
+type TaskProgressParams struct {
+	ID       string
+	Progress int
+	Now      time.Time
+}
+
+// TaskLeaseParams renews a running task's lease.
+type TaskLeaseParams struct {
+	ID         string
+	LeaseOwner string
+	LeaseTTL   time.Duration
+	Now        time.Time
+}
+
+// TaskFinishParams ends a task.
+type TaskFinishParams struct {
+	ID string
+	// From lists the statuses the task may be in; anything else is ErrConflict.
+	From []task.Status
+	// To is completed, failed or cancelled.
+	To task.Status
+	// LeaseOwner, when set, must hold the task's lease.
+	LeaseOwner string
+	Result     *task.Result
+	Error      *task.Error
+	Now        time.Time
+}
+
+// TaskRequeueParams returns a running task to the queue.
+type TaskRequeueParams struct {
+	ID         string
+	LeaseOwner string
+	Now        time.Time
+}
+
+// TaskCancelParams asks a task to stop.
+type TaskCancelParams struct {
+	ID  string
+	Now time.Time
+}
+
+// TaskListRunningParams filters TaskListRunning.
+type TaskListRunningParams struct {
+	// InstanceID keeps tasks on that instance; empty keeps all.
+	InstanceID string
+	// LeaseExpiredBefore, when not zero, keeps tasks whose lease expired before it.
+	LeaseExpiredBefore time.Time
+}
+
+// InstanceStore keeps instance runtime state.
+type InstanceStore interface {
+	// InstanceList returns the state of every known instance, by id.
+	InstanceList(ctx context.Context) ([]instance.State, error)
+	// InstanceGet returns one instance's state; ErrNotFound if never stored.
+	InstanceGet(ctx context.Context, id string) (instance.State, error)
+	// InstanceUpdate applies the fields set in p, creating the record
+	// (enabled, not alive) when missing, and returns the new state.
+	InstanceUpdate(ctx context.Context, p *InstanceUpdateParams) (instance.State, error)
+	// InstanceDelete forgets an instance.
+	InstanceDelete(ctx context.Context, id string) error
+}
+
+// InstanceUpdateParams changes only the fields that are not nil, so the
+// health checker, the dispatcher and an admin never overwrite each other.
+type InstanceUpdateParams struct {
+	ID               string
+	Enabled          *bool
+	Alive            *bool
+	Busy             *bool
+	CurrentTaskID    *string
+	LastHeartbeat    *time.Time
+	LastError        *string
+	QueueRemaining   *int
+	Failures         *int
+	Device           *instance.Device
+	LoadedCheckpoint *string
+}
+
+// FileStore keeps file records (the bytes live in the blob store).
+type FileStore interface {
+	// FileInsert adds a record; a duplicate id is ErrConflict.
+	FileInsert(ctx context.Context, f *file.File) error
+	FileGet(ctx context.Context, id string) (*file.File, error)
+	// FileList pages through files, newest first.
+	FileList(ctx context.Context, p *FileListParams) (*FileListResult, error)
+	FileDelete(ctx context.Context, id string) error
+}
+
+// FileListParams filters and pages FileList.
+type FileListParams struct {
+	Owner  string // empty keeps all owners
+	TaskID string // empty keeps all
+	Limit  int
+	Offset int
+}
+
+// FileListResult is one page and the total that matched.
+type FileListResult struct {
+	Total int
+	Items []*file.File
+}
+
+// ConfigStore keeps the runtime config changed through PUT /api/config.
+type ConfigStore interface {
+	// ConfigGet returns the persisted config document; ErrNotFound if none.
+	ConfigGet(ctx context.Context) ([]byte, error)
+	ConfigPut(ctx context.Context, doc []byte) error
+}
+
+// LeaseStore provides named, expiring leases: the fleet's health-check
+// leader, and which replica drives which instance.
+type LeaseStore interface {
+	// LeaseAcquire takes or renews the lease if it is free, expired or
+	// already held by p.Holder, and reports whether p.Holder now holds it.
+	LeaseAcquire(ctx context.Context, p *LeaseParams) (bool, error)
+	// LeaseRelease gives the lease up if p.Holder holds it.
+	LeaseRelease(ctx context.Context, name, holder string) error
+}
+
+// LeaseParams names a lease and its would-be holder.
+type LeaseParams struct {
+	Name   string
+	Holder string
+	TTL    time.Duration
+	Now    time.Time
+}
+
+// PubSub carries events between the components of every replica.
+type PubSub interface {
+	// Publish sends an event to every subscriber of every replica.
+	Publish(ctx context.Context, ev Event) error
+	// Subscribe receives every event published from now on until the
+	// subscription is closed or ctx ends. Delivery is best effort: a
+	// subscriber that falls more than its buffer behind loses events.
+	Subscribe(ctx context.Context) (Subscription, error)
+}
+
+// Subscription is a stream of events.
+type Subscription interface {
+	C() <-chan Event
+	Close() error
+}
+
+// Event is one message on the event channel. Type uses the client WebSocket
+// names (task_status, task_progress, instance_status...) plus internal ones
+// (task_queued). Data is the message's data object.
+type Event struct {
+	Type string          `json:"type"`
+	Data json.RawMessage `json:"data"`
+	// TaskID and Owner let the push hub route task events without decoding Data.
+	TaskID string `json:"taskId,omitempty"`
+	Owner  string `json:"owner,omitempty"`
+	// Time is the Unix ms timestamp of the event.
+	Time int64 `json:"time"`
+}
