@@ -1,0 +1,210 @@
+package comfy
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+)
+
+// WebSocket event types. The execution_* names are declared with the history
+// events. Types not listed here are delivered too, with Type and Data set.
+const (
+	// EventStatus is the queue-size broadcast; the first one on a socket carries SID.
+	EventStatus = "status"
+	// EventExecuting marks a node starting; with NodeNull set it marks the prompt finished
+	// (sent after the history entry is written).
+	EventExecuting = "executing"
+	// EventExecuted carries a node's UI output.
+	EventExecuted = "executed"
+	// EventProgress is a node's step counter (Value of Max).
+	EventProgress = "progress"
+	// EventProgressState (v0.3.45+) carries the state of every started node of the run.
+	EventProgressState = "progress_state"
+	// EventFeatureFlags answers a client's feature_flags message.
+	EventFeatureFlags = "feature_flags"
+	// EventBinary is a binary frame (a preview image or streamed text); see BinaryType.
+	EventBinary = "binary"
+)
+
+// Binary frame types (the frame's first 4 bytes, big-endian).
+const (
+	// BinaryPreviewImage is [1][format: 1 JPEG, 2 PNG][image bytes].
+	BinaryPreviewImage uint32 = 1
+	// BinaryText is [3][len][node id][text] (v0.3.34+).
+	BinaryText uint32 = 3
+	// BinaryPreviewImageWithMetadata is [4][len][JSON metadata][image bytes],
+	// sent only to clients that negotiated supports_preview_metadata.
+	BinaryPreviewImageWithMetadata uint32 = 4
+)
+
+// Event is one decoded WebSocket message. Type and Data are always set (Data
+// is the raw "data" object); the other fields are filled when the message
+// carries them and are zero otherwise.
+type Event struct {
+	// Type is the message type, e.g. "executing", or EventBinary.
+	Type string
+	// Data is the raw data object; for a type-4 binary frame, its JSON metadata.
+	Data json.RawMessage
+
+	// PromptID is data.prompt_id. It is empty on status frames and on the
+	// executing frame ComfyUI replays to a reconnecting client.
+	PromptID string
+	// Node is data.node, or data.node_id when there is no node key
+	// (execution_error, execution_interrupted, binary metadata). Empty when null.
+	Node string
+	// NodeNull is true when data.node is JSON null: executing{node: null}
+	// means the prompt is done.
+	NodeNull bool
+	// DisplayNode is data.display_node.
+	DisplayNode string
+	// Value and Max are a progress event's step counter.
+	Value, Max int
+	// SID is the session id of the first status frame on a socket.
+	SID string
+	// QueueRemaining is a status frame's status.exec_info.queue_remaining.
+	QueueRemaining int
+	// Nodes lists execution_cached's cached node ids.
+	Nodes []string
+	// NodeStates is progress_state's per-node state, keyed by node id.
+	NodeStates map[string]NodeState
+	// Output is executed's UI output.
+	Output NodeOutput
+	// BinaryType is the type of a binary frame (BinaryPreviewImage, ...).
+	BinaryType uint32
+}
+
+// NodeState is one node of a progress_state message.
+type NodeState struct {
+	// State is "running" or "finished". A node that failed or was interrupted stays "running".
+	State string `json:"state"`
+	// Value and Max are the node's progress; Value equals Max once finished.
+	Value float64 `json:"value"`
+	Max   float64 `json:"max"`
+}
+
+// DecodeEvent decodes a text frame {"type": ..., "data": {...}}. Unknown types
+// and fields are kept in Type and Data; fields of an unexpected JSON type are
+// left zero. It fails (wrapping ErrMalformedFrame) only when the frame is not
+// a JSON object with a non-empty string type.
+func DecodeEvent(frame []byte) (Event, error) {
+	var w struct {
+		Type string          `json:"type"`
+		Data json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(frame, &w); err != nil {
+		return Event{}, fmt.Errorf("%w: %v", ErrMalformedFrame, err)
+	}
+	if w.Type == "" {
+		return Event{}, fmt.Errorf("%w: no type", ErrMalformedFrame)
+	}
+	ev := Event{Type: w.Type, Data: w.Data}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(w.Data, &fields) == nil {
+		ev.fill(fields)
+	}
+	return ev, nil
+}
+
+// fill sets the convenience fields from data's keys, ignoring ill-typed ones.
+func (ev *Event) fill(f map[string]json.RawMessage) {
+	ev.PromptID = jsonString(f["prompt_id"])
+	ev.DisplayNode = jsonString(f["display_node"])
+	ev.SID = jsonString(f["sid"])
+	if node, ok := f["node"]; ok {
+		ev.NodeNull = bytes.Equal(bytes.TrimSpace(node), []byte("null"))
+		ev.Node = jsonString(node)
+	} else {
+		ev.Node = jsonString(f["node_id"])
+	}
+	ev.Value = jsonInt(f["value"])
+	ev.Max = jsonInt(f["max"])
+	if st, ok := f["status"]; ok {
+		var s struct {
+			ExecInfo struct {
+				QueueRemaining flexInt `json:"queue_remaining"`
+			} `json:"exec_info"`
+		}
+		_ = json.Unmarshal(st, &s)
+		ev.QueueRemaining = int(s.ExecInfo.QueueRemaining)
+	}
+	ev.fillNodes(f["nodes"])
+	if out, ok := f["output"]; ok {
+		_ = json.Unmarshal(out, &ev.Output)
+	}
+}
+
+// fillNodes reads "nodes": a list of ids (execution_cached) or an object of
+// node states (progress_state).
+func (ev *Event) fillNodes(raw json.RawMessage) {
+	if len(raw) == 0 {
+		return
+	}
+	if json.Unmarshal(raw, &ev.Nodes) == nil {
+		return
+	}
+	ev.Nodes = nil
+	var states map[string]json.RawMessage
+	if json.Unmarshal(raw, &states) != nil {
+		return
+	}
+	ev.NodeStates = make(map[string]NodeState, len(states))
+	for id, s := range states {
+		var ns NodeState
+		_ = json.Unmarshal(s, &ns) // an ill-typed field leaves the rest decoded
+		ev.NodeStates[id] = ns
+	}
+}
+
+func jsonString(raw json.RawMessage) string {
+	var s string
+	_ = json.Unmarshal(raw, &s)
+	return s
+}
+
+// jsonInt reads a JSON number, truncating a fraction; anything else is 0.
+func jsonInt(raw json.RawMessage) int {
+	var f float64
+	if json.Unmarshal(raw, &f) != nil || math.IsNaN(f) || math.Abs(f) > math.MaxInt32 {
+		return 0
+	}
+	return int(f)
+}
+
+// maxBinaryPrefix is how much of a binary frame is decoded: the header and
+// type-4 metadata. Image bytes beyond it are discarded unread.
+const maxBinaryPrefix = 8 + 64<<10
+
+// decodeBinary decodes the start of a binary frame (at most maxBinaryPrefix
+// bytes of it). Image bytes are not kept.
+func decodeBinary(prefix []byte) (Event, error) {
+	if len(prefix) < 4 {
+		return Event{}, fmt.Errorf("%w: binary frame of %d bytes", ErrMalformedFrame, len(prefix))
+	}
+	ev := Event{Type: EventBinary, BinaryType: binary.BigEndian.Uint32(prefix)}
+	if len(prefix) < 8 {
+		return ev, nil
+	}
+	n := uint64(binary.BigEndian.Uint32(prefix[4:8]))
+	body := prefix[8:]
+	if n > uint64(len(body)) {
+		return ev, nil // metadata longer than we read: keep just the type
+	}
+	switch ev.BinaryType {
+	case BinaryPreviewImageWithMetadata:
+		meta := body[:n]
+		var m struct {
+			PromptID string `json:"prompt_id"`
+			NodeID   string `json:"node_id"`
+		}
+		if json.Valid(meta) {
+			ev.Data = append(json.RawMessage(nil), meta...)
+			_ = json.Unmarshal(meta, &m) // an ill-typed field leaves the other one decoded
+			ev.PromptID, ev.Node = m.PromptID, m.NodeID
+		}
+	case BinaryText:
+		ev.Node = string(body[:n])
+	}
+	return ev, nil
+}
