@@ -3,6 +3,9 @@
 // leases and an event channel. Two implementations exist: sqlitestore (the
 // embedded default) and redisstore (shared by several replicas). Both pass
 // the same conformance suite in storetest.
+//
+// Times go in and out in UTC at millisecond precision: a store truncates
+// sub-millisecond parts and returns the zero time for "not yet".
 package store
 
 import (
@@ -27,6 +30,22 @@ var (
 	// ErrUnavailable: the backing store cannot be reached.
 	ErrUnavailable = errors.New("store: unavailable")
 )
+
+// Page sizes of TaskList and FileList: a Limit of zero or less means
+// DefaultListLimit, a larger one is capped at MaxListLimit, and a negative
+// Offset counts as zero.
+const (
+	DefaultListLimit = 20
+	MaxListLimit     = 100
+)
+
+// PageLimit applies DefaultListLimit and MaxListLimit to a requested limit.
+func PageLimit(limit int) int {
+	if limit <= 0 {
+		return DefaultListLimit
+	}
+	return min(limit, MaxListLimit)
+}
 
 // Store is everything the gateway persists or shares between replicas.
 type Store interface {
@@ -62,15 +81,17 @@ type TaskStore interface {
 	// marks it running on p.InstanceID under a lease, with Attempts+1 and
 	// StartedAt = p.Now. ErrNotFound when nothing is pending.
 	TaskClaim(ctx context.Context, p *TaskClaimParams) (*task.Task, error)
-	// TaskProgress raises a running task's progress (never lowers it).
-	// ErrConflict if the task is not running.
+	// TaskProgress raises a running task's progress (never lowers it),
+	// capped at 99: only completion makes it 100. ErrConflict if the task is
+	// not running.
 	TaskProgress(ctx context.Context, p *TaskProgressParams) error
 	// TaskRenewLease extends the lease of a running task held by p.LeaseOwner.
 	// ErrConflict if the task is not running or held by another owner.
 	TaskRenewLease(ctx context.Context, p *TaskLeaseParams) error
 	// TaskFinish moves a task to a final status if its current status is one
 	// of p.From (and, when p.LeaseOwner is set, the lease is held by it);
-	// otherwise ErrConflict. It clears the lease and sets FinishedAt.
+	// otherwise ErrConflict. It clears the lease and sets FinishedAt; To
+	// completed sets Progress to 100. A final task never moves (task.CanMove).
 	TaskFinish(ctx context.Context, p *TaskFinishParams) (*task.Task, error)
 	// TaskRequeue returns a running task to pending (instance and lease
 	// cleared, attempts kept) so another instance can take it. ErrConflict
@@ -156,7 +177,10 @@ type TaskFinishParams struct {
 type TaskRequeueParams struct {
 	ID         string
 	LeaseOwner string
-	Now        time.Time
+	// RefundAttempt takes back the attempt the claim counted: the run never
+	// reached the instance (it was unreachable at dispatch).
+	RefundAttempt bool
+	Now           time.Time
 }
 
 // TaskCancelParams asks a task to stop.
@@ -182,7 +206,7 @@ type InstanceStore interface {
 	// InstanceUpdate applies the fields set in p, creating the record
 	// (enabled, not alive) when missing, and returns the new state.
 	InstanceUpdate(ctx context.Context, p *InstanceUpdateParams) (instance.State, error)
-	// InstanceDelete forgets an instance.
+	// InstanceDelete forgets an instance; ErrNotFound if never stored.
 	InstanceDelete(ctx context.Context, id string) error
 }
 
@@ -209,6 +233,7 @@ type FileStore interface {
 	FileGet(ctx context.Context, id string) (*file.File, error)
 	// FileList pages through files, newest first.
 	FileList(ctx context.Context, p *FileListParams) (*FileListResult, error)
+	// FileDelete removes a record; ErrNotFound if there is none.
 	FileDelete(ctx context.Context, id string) error
 }
 
@@ -239,7 +264,8 @@ type LeaseStore interface {
 	// LeaseAcquire takes or renews the lease if it is free, expired or
 	// already held by p.Holder, and reports whether p.Holder now holds it.
 	LeaseAcquire(ctx context.Context, p *LeaseParams) (bool, error)
-	// LeaseRelease gives the lease up if p.Holder holds it.
+	// LeaseRelease gives the lease up if holder holds it, and does nothing
+	// (no error) otherwise.
 	LeaseRelease(ctx context.Context, name, holder string) error
 }
 
@@ -257,7 +283,9 @@ type PubSub interface {
 	Publish(ctx context.Context, ev Event) error
 	// Subscribe receives every event published from now on until the
 	// subscription is closed or ctx ends. Delivery is best effort: a
-	// subscriber that falls more than its buffer behind loses events.
+	// subscriber that falls more than its buffer behind loses events. The
+	// channel is closed when the subscription is closed, ctx ends or the
+	// store is closed.
 	Subscribe(ctx context.Context) (Subscription, error)
 }
 

@@ -1,0 +1,241 @@
+package storetest
+
+import (
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/task"
+)
+
+func queueCases() []testCase {
+	return []testCase{
+		{"Position", testQueuePosition},
+		{"PositionNotPending", testQueuePositionNotPending},
+		{"ClaimOrder", testClaimOrder},
+		{"ClaimFields", testClaimFields},
+		{"ClaimEmpty", testClaimEmpty},
+		{"ClaimSkipsNonPending", testClaimSkipsNonPending},
+		{"ClaimConcurrent", testClaimConcurrent},
+		{"Requeue", testRequeue},
+		{"RequeueKeepsPlace", testRequeueKeepsPlace},
+		{"RequeueConflicts", testRequeueConflicts},
+	}
+}
+
+// position reads a queue position that must exist.
+func position(t *testing.T, s store.Store, id string) int {
+	t.Helper()
+	n, err := s.TaskQueuePosition(t.Context(), id)
+	must(t, "TaskQueuePosition", err)
+	return n
+}
+
+func testQueuePosition(t *testing.T, s store.Store) {
+	prios := []int{0, 0, 5, 0, -1, 5}
+	tasks := make([]string, len(prios))
+	for i, p := range prios {
+		tasks[i] = insert(t, s, store.TaskInsertParams{Priority: p, Now: at(i)}).ID
+	}
+	// Claim order: priority descending, then insertion order.
+	order := []string{tasks[2], tasks[5], tasks[0], tasks[1], tasks[3], tasks[4]}
+	for i, id := range order {
+		if got := position(t, s, id); got != i+1 {
+			t.Errorf("position of task %d = %d, want %d", slices.Index(tasks, id), got, i+1)
+		}
+	}
+	claimID(t, s, order[0], "127.0.0.1:8001", at(10))
+	for i, id := range order[1:] {
+		if got := position(t, s, id); got != i+1 {
+			t.Errorf("after a claim, position = %d, want %d", got, i+1)
+		}
+	}
+}
+
+func testQueuePositionNotPending(t *testing.T, s store.Store) {
+	byStatus := withStatus(t, s, "alice")
+	for st, tk := range byStatus {
+		if st == task.StatusPending {
+			continue
+		}
+		_, err := s.TaskQueuePosition(t.Context(), tk.ID)
+		wantErr(t, "TaskQueuePosition of "+string(st), err, store.ErrConflict)
+	}
+	_, err := s.TaskQueuePosition(t.Context(), newID())
+	wantErr(t, "TaskQueuePosition of missing", err, store.ErrNotFound)
+}
+
+func testClaimOrder(t *testing.T, s store.Store) {
+	prios := []int{1, -2, 3, 1, 0, 3, -2, 0}
+	tasks := make([]string, len(prios))
+	for i, p := range prios {
+		tasks[i] = insert(t, s, store.TaskInsertParams{Priority: p, Now: at(len(prios) - i)}).ID
+	}
+	want := []string{tasks[2], tasks[5], tasks[0], tasks[3], tasks[4], tasks[7], tasks[1], tasks[6]}
+	var got []string
+	for range want {
+		got = append(got, claim(t, s, "127.0.0.1:8001", at(20)).ID)
+	}
+	diff(t, "claim order", want, got)
+	_, err := s.TaskClaim(t.Context(), &store.TaskClaimParams{InstanceID: "x", LeaseOwner: replicaA, LeaseTTL: leaseTTL, Now: at(21)})
+	wantErr(t, "TaskClaim on drained queue", err, store.ErrNotFound)
+}
+
+func testClaimFields(t *testing.T, s store.Store) {
+	in := insert(t, s, store.TaskInsertParams{
+		Owner: "alice", Priority: 2, Params: []byte(`{"3.seed":1}`),
+		Checkpoints: []string{"a.ckpt"}, Now: at(1),
+	})
+	got, err := s.TaskClaim(t.Context(), &store.TaskClaimParams{
+		InstanceID: "10.0.0.5:8003", LeaseOwner: replicaB, LeaseTTL: leaseTTL, Now: at(5),
+	})
+	must(t, "TaskClaim", err)
+	want := *in
+	want.Status = task.StatusRunning
+	want.InstanceID = "10.0.0.5:8003"
+	want.Attempts = 1
+	want.StartedAt = at(5)
+	want.UpdatedAt = at(5)
+	want.LeaseOwner = replicaB
+	want.LeaseExpiresAt = at(5).Add(leaseTTL)
+	diff(t, "claimed task", &want, got)
+	diff(t, "TaskGet after claim", &want, get(t, s, in.ID))
+}
+
+func testClaimEmpty(t *testing.T, s store.Store) {
+	_, err := s.TaskClaim(t.Context(), &store.TaskClaimParams{InstanceID: "x", LeaseOwner: replicaA, LeaseTTL: leaseTTL, Now: at(0)})
+	wantErr(t, "TaskClaim on empty store", err, store.ErrNotFound)
+}
+
+func testClaimSkipsNonPending(t *testing.T, s store.Store) {
+	withStatus(t, s, "alice") // one pending task among four others
+	pending := list(t, s, store.TaskListParams{Statuses: []task.Status{task.StatusPending}}).Items
+	if len(pending) != 1 {
+		t.Fatalf("%d pending tasks, want 1", len(pending))
+	}
+	claimID(t, s, pending[0].ID, "127.0.0.1:8002", at(30))
+	_, err := s.TaskClaim(t.Context(), &store.TaskClaimParams{InstanceID: "x", LeaseOwner: replicaA, LeaseTTL: leaseTTL, Now: at(31)})
+	wantErr(t, "second TaskClaim", err, store.ErrNotFound)
+}
+
+// testClaimConcurrent claims from many goroutines at once: every task is
+// handed out exactly once and nothing is claimed twice.
+func testClaimConcurrent(t *testing.T, s store.Store) {
+	const tasks, workers = 200, 16
+	want := make(map[string]bool, tasks)
+	for i := range tasks {
+		want[insert(t, s, store.TaskInsertParams{Priority: i % 3, Now: at(i)}).ID] = true
+	}
+
+	var (
+		mu sync.Mutex // guards claimed and errs
+		// claimed counts claims per task id.
+		claimed = make(map[string]int, tasks)
+		errs    []error
+	)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			p := &store.TaskClaimParams{InstanceID: "worker", LeaseOwner: replicaA, LeaseTTL: leaseTTL, Now: at(1000 + w)}
+			for {
+				tk, err := s.TaskClaim(t.Context(), p)
+				mu.Lock()
+				if err == nil {
+					claimed[tk.ID]++
+				} else if !errors.Is(err, store.ErrNotFound) {
+					errs = append(errs, err)
+				}
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+
+	if len(errs) > 0 {
+		t.Fatalf("TaskClaim errors: %v", errs)
+	}
+	for id, n := range claimed {
+		if n != 1 || !want[id] {
+			t.Errorf("task %s claimed %d times (known task: %v)", id, n, want[id])
+		}
+	}
+	if len(claimed) != tasks {
+		t.Errorf("%d distinct tasks claimed, want %d", len(claimed), tasks)
+	}
+	counts, err := s.TaskCounts(t.Context())
+	must(t, "TaskCounts", err)
+	if counts[task.StatusRunning] != tasks || counts[task.StatusPending] != 0 {
+		t.Errorf("counts = %v, want %d running, 0 pending", counts, tasks)
+	}
+}
+
+func testRequeue(t *testing.T, s store.Store) {
+	in := insert(t, s, store.TaskInsertParams{Now: at(0)})
+	claimed := claim(t, s, "127.0.0.1:8001", at(1))
+	must(t, "TaskProgress", s.TaskProgress(t.Context(), &store.TaskProgressParams{ID: in.ID, Progress: 40, Now: at(2)}))
+
+	got, err := s.TaskRequeue(t.Context(), &store.TaskRequeueParams{ID: in.ID, LeaseOwner: replicaA, Now: at(3)})
+	must(t, "TaskRequeue", err)
+	if got.Status != task.StatusPending || got.InstanceID != "" || got.LeaseOwner != "" || !got.LeaseExpiresAt.IsZero() {
+		t.Errorf("requeued: status %s, instance %q, lease %q until %v; want pending, no instance, no lease",
+			got.Status, got.InstanceID, got.LeaseOwner, got.LeaseExpiresAt)
+	}
+	if got.Attempts != 1 || got.Progress != 40 || !got.UpdatedAt.Equal(at(3)) || !got.FinishedAt.IsZero() {
+		t.Errorf("requeued: attempts %d, progress %d, updated %v, finished %v; want 1, 40, %v, zero",
+			got.Attempts, got.Progress, got.UpdatedAt, got.FinishedAt, at(3))
+	}
+	if got.Seq != claimed.Seq {
+		t.Errorf("requeued Seq = %d, want %d (kept)", got.Seq, claimed.Seq)
+	}
+	diff(t, "TaskGet after requeue", got, get(t, s, in.ID))
+	if n := position(t, s, in.ID); n != 1 {
+		t.Errorf("queue position after requeue = %d, want 1", n)
+	}
+
+	again := claim(t, s, "127.0.0.1:8002", at(4))
+	if again.ID != in.ID || again.Attempts != 2 || again.InstanceID != "127.0.0.1:8002" || !again.StartedAt.Equal(at(4)) {
+		t.Errorf("second claim: %s attempts %d on %q started %v; want %s, 2, 127.0.0.1:8002, %v",
+			again.ID, again.Attempts, again.InstanceID, again.StartedAt, in.ID, at(4))
+	}
+}
+
+func testRequeueKeepsPlace(t *testing.T, s store.Store) {
+	first := insert(t, s, store.TaskInsertParams{Now: at(0)})
+	claimID(t, s, first.ID, "127.0.0.1:8001", at(1))
+	later := insert(t, s, store.TaskInsertParams{Now: at(2)})
+	_, err := s.TaskRequeue(t.Context(), &store.TaskRequeueParams{ID: first.ID, Now: at(3)})
+	must(t, "TaskRequeue without owner", err)
+	claimID(t, s, first.ID, "127.0.0.1:8002", at(4))
+	claimID(t, s, later.ID, "127.0.0.1:8003", at(5))
+}
+
+func testRequeueConflicts(t *testing.T, s store.Store) {
+	byStatus := withStatus(t, s, "alice")
+	running := byStatus[task.StatusRunning]
+	cases := []struct {
+		name   string
+		p      store.TaskRequeueParams
+		target error
+	}{
+		{"other owner", store.TaskRequeueParams{ID: running.ID, LeaseOwner: replicaB}, store.ErrConflict},
+		{"pending", store.TaskRequeueParams{ID: byStatus[task.StatusPending].ID}, store.ErrConflict},
+		{"completed", store.TaskRequeueParams{ID: byStatus[task.StatusCompleted].ID}, store.ErrConflict},
+		{"failed", store.TaskRequeueParams{ID: byStatus[task.StatusFailed].ID}, store.ErrConflict},
+		{"cancelled", store.TaskRequeueParams{ID: byStatus[task.StatusCancelled].ID}, store.ErrConflict},
+		{"missing", store.TaskRequeueParams{ID: newID()}, store.ErrNotFound},
+	}
+	for _, c := range cases {
+		c.p.Now = at(50)
+		before, _ := s.TaskGet(t.Context(), c.p.ID)
+		_, err := s.TaskRequeue(t.Context(), &c.p)
+		wantErr(t, "TaskRequeue "+c.name, err, c.target)
+		if before != nil {
+			diff(t, "task after refused requeue "+c.name, before, get(t, s, c.p.ID))
+		}
+	}
+}
