@@ -1,0 +1,223 @@
+// Package dispatch places queued tasks on free, healthy ComfyUI instances
+// and drives each run to its end: one long-lived WebSocket per instance with
+// a fixed client id, progress, completion from /history, output collection,
+// cancel, timeouts, requeue after a lost instance and reconciliation of
+// tasks left running by a restart or a dead replica.
+//
+// A replica drives an instance only while it holds the store lease
+// "instance:<id>", so an instance runs one task at a time across all
+// replicas. Scheduling is event-driven: a task_queued event, an instance
+// turning ready or a run ending wakes the scheduler; nothing polls.
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/comfyfleet/comfyfleet/internal/blob"
+	"github.com/comfyfleet/comfyfleet/internal/comfy"
+	"github.com/comfyfleet/comfyfleet/internal/fleet"
+	"github.com/comfyfleet/comfyfleet/internal/instance"
+	"github.com/comfyfleet/comfyfleet/internal/store"
+	"golang.org/x/sync/errgroup"
+)
+
+// Settings are the live-tunable knobs of the dispatcher.
+type Settings struct {
+	// TaskTimeout bounds a run when the task has no timeout of its own.
+	TaskTimeout time.Duration
+	// MaxAttempts bounds runs of one task after lost instances.
+	MaxAttempts int
+	// PublicBaseURL prefixes result URLs.
+	PublicBaseURL string
+}
+
+// Options configure a Dispatcher.
+type Options struct {
+	Store store.Store
+	Fleet *fleet.Fleet
+	Blob  blob.Store
+	Log   *slog.Logger
+	// Replica is this gateway's id: the holder name of its leases.
+	Replica string
+	// ClientID is the fixed WebSocket client id used with every instance.
+	ClientID string
+	// FileIDKey keys the ids of collected output files (stable across retries, unguessable).
+	FileIDKey []byte
+	// LeaseTTL is how long an instance lease lasts without renewal. Default 15s.
+	LeaseTTL time.Duration
+	// NewClient builds the ComfyUI client of an instance; default comfy.New.
+	NewClient func(in instance.Instance, clientID string) *comfy.Client
+	Settings  Settings
+}
+
+// Dispatcher is the scheduler of one replica.
+type Dispatcher struct {
+	opts Options
+	log  *slog.Logger
+	wake chan struct{}
+
+	// mu guards settings and drivers.
+	mu       sync.Mutex
+	settings Settings
+	drivers  map[string]*driver
+
+	// collectors tracks output collection goroutines.
+	collectors sync.WaitGroup
+}
+
+// New returns a dispatcher; call Run to start it.
+func New(opts Options) *Dispatcher {
+	if opts.LeaseTTL == 0 {
+		opts.LeaseTTL = 15 * time.Second
+	}
+	if opts.NewClient == nil {
+		opts.NewClient = func(in instance.Instance, id string) *comfy.Client { return comfy.New(in.BaseURL(), id, nil) }
+	}
+	return &Dispatcher{
+		opts: opts, log: opts.Log, settings: opts.Settings,
+		wake: make(chan struct{}, 1), drivers: map[string]*driver{},
+	}
+}
+
+// SetSettings applies new settings to runs that start from now on.
+func (d *Dispatcher) SetSettings(s Settings) {
+	d.mu.Lock()
+	d.settings = s
+	d.mu.Unlock()
+}
+
+func (d *Dispatcher) current() Settings {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.settings
+}
+
+// Wake asks the scheduler to look for work now.
+func (d *Dispatcher) Wake() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run schedules until ctx ends. On return every driver has stopped; tasks
+// still running on instances stay running in the store and are reattached
+// by the next holder of the instance's lease.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	sub, err := d.opts.Store.Subscribe(ctx)
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return d.leaseLoop(gctx) })
+	g.Go(func() error { return d.eventLoop(gctx, sub) })
+	g.Go(func() error { return d.scheduleLoop(gctx) })
+	err = g.Wait()
+	d.stopAll()
+	d.collectors.Wait()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func (d *Dispatcher) scheduleLoop(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.wake:
+		}
+		d.schedule(ctx)
+	}
+}
+
+// schedule hands pending tasks to ready drivers until either runs out.
+func (d *Dispatcher) schedule(ctx context.Context) {
+	for ctx.Err() == nil {
+		dr := d.nextReady()
+		if dr == nil {
+			return
+		}
+		t, err := d.opts.Store.TaskClaim(ctx, &store.TaskClaimParams{
+			InstanceID: dr.inst.ID, LeaseOwner: d.opts.Replica, LeaseTTL: d.opts.LeaseTTL, Now: time.Now(),
+		})
+		if errors.Is(err, store.ErrNotFound) {
+			dr.release()
+			return
+		}
+		if err != nil {
+			dr.release()
+			d.log.WarnContext(ctx, "claim failed", "instance_id", dr.inst.ID, "err", err)
+			return
+		}
+		dr.start(ctx, t, false)
+	}
+}
+
+// nextReady reserves a ready driver, the one idle the longest.
+func (d *Dispatcher) nextReady() *driver {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var best *driver
+	for _, dr := range d.drivers {
+		if dr.ready() && (best == nil || dr.idleSince().Before(best.idleSince())) {
+			best = dr
+		}
+	}
+	if best != nil && !best.reserve() {
+		return nil
+	}
+	return best
+}
+
+// eventLoop reacts to events from every replica.
+func (d *Dispatcher) eventLoop(ctx context.Context, sub store.Subscription) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-sub.C():
+			if !ok {
+				return errors.New("dispatch: event subscription closed")
+			}
+			d.onEvent(ctx, ev)
+		}
+	}
+}
+
+func (d *Dispatcher) onEvent(ctx context.Context, ev store.Event) {
+	switch ev.Type {
+	case EventTaskQueued:
+		d.Wake()
+	case fleet.EventInstanceStatus:
+		if dr := d.driver(instanceIDOf(ev)); dr != nil {
+			dr.onInstanceStatus(ctx, ev)
+		}
+		d.Wake()
+	case EventCancelRequested:
+		d.mu.Lock()
+		for _, dr := range d.drivers {
+			dr.cancel(ev.TaskID)
+		}
+		d.mu.Unlock()
+	}
+}
+
+func (d *Dispatcher) driver(id string) *driver {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.drivers[id]
+}
+
+// Drivers returns how many instances this replica drives.
+func (d *Dispatcher) Drivers() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.drivers)
+}

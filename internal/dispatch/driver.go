@@ -1,0 +1,237 @@
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/comfyfleet/comfyfleet/internal/comfy"
+	"github.com/comfyfleet/comfyfleet/internal/instance"
+	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/task"
+)
+
+// driver drives one instance for this replica: its WebSocket, its run and
+// the reconciliation of tasks left running there.
+type driver struct {
+	d      *Dispatcher
+	inst   instance.Instance
+	client *comfy.Client
+	log    *slog.Logger
+
+	cancelLoop context.CancelFunc
+	done       chan struct{}
+
+	// mu guards the fields below.
+	mu         sync.Mutex
+	enabled    bool
+	alive      bool
+	connected  bool
+	reconciled bool
+	reserved   bool
+	draining   bool
+	queue      int // ComfyUI's queue_remaining from the last status frame
+	cur        *run
+	idleAt     time.Time
+}
+
+func newDriver(d *Dispatcher, in instance.Instance) *driver {
+	return &driver{
+		d: d, inst: in, client: d.opts.NewClient(in, d.opts.ClientID),
+		log: d.log.With("instance_id", in.ID), done: make(chan struct{}), idleAt: time.Now(),
+	}
+}
+
+// startLoop connects the instance's WebSocket and reconciles its tasks.
+func (dr *driver) startLoop(parent context.Context) {
+	ctx, cancel := context.WithCancel(parent)
+	dr.cancelLoop = cancel
+	if st, err := dr.d.opts.Fleet.Get(ctx, dr.inst.ID); err == nil {
+		dr.mu.Lock()
+		dr.enabled, dr.alive = st.Enabled, st.Alive
+		dr.mu.Unlock()
+	}
+	stream := comfy.NewStream(dr.client, comfy.StreamOptions{
+		OnEvent:      dr.onComfyEvent,
+		OnConnect:    dr.onConnect,
+		OnDisconnect: dr.onDisconnect,
+		Logger:       dr.log,
+	})
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = stream.Run(ctx) })
+	wg.Go(func() { dr.reconcile(ctx) })
+	go func() {
+		wg.Wait()
+		close(dr.done)
+	}()
+}
+
+// stop ends the loop and waits for it; a run in progress is abandoned (it
+// stays running in the store).
+func (dr *driver) stop() {
+	dr.cancelLoop()
+	<-dr.done
+}
+
+// reconcile reattaches, one after the other, the tasks the store says are
+// running on this instance (left by a restart or a dead replica).
+func (dr *driver) reconcile(ctx context.Context) {
+	tasks, err := dr.d.opts.Store.TaskListRunning(ctx, &store.TaskListRunningParams{InstanceID: dr.inst.ID})
+	if err != nil {
+		dr.log.WarnContext(ctx, "list running tasks failed; reconcile later", "err", err)
+	}
+	for _, t := range tasks {
+		dr.log.InfoContext(ctx, "reattaching task", "task_id", t.ID)
+		r := dr.start(ctx, t, true)
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.finished:
+		}
+	}
+	dr.mu.Lock()
+	dr.reconciled = true
+	dr.mu.Unlock()
+	dr.d.Wake()
+}
+
+// ready reports whether the instance can take a task now.
+func (dr *driver) ready() bool {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	return dr.enabled && dr.alive && dr.connected && dr.reconciled &&
+		!dr.reserved && !dr.draining && dr.cur == nil && dr.queue == 0
+}
+
+func (dr *driver) idleSince() time.Time {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	return dr.idleAt
+}
+
+// reserve marks the driver as being handed a task.
+func (dr *driver) reserve() bool {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	if dr.reserved {
+		return false
+	}
+	dr.reserved = true
+	return true
+}
+
+func (dr *driver) release() {
+	dr.mu.Lock()
+	dr.reserved = false
+	dr.mu.Unlock()
+}
+
+func (dr *driver) busy() bool {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	return dr.cur != nil || dr.reserved
+}
+
+func (dr *driver) setDraining() {
+	dr.mu.Lock()
+	dr.draining = true
+	dr.mu.Unlock()
+}
+
+// start begins driving t; reattach skips the submit and verifies instead.
+func (dr *driver) start(ctx context.Context, t *task.Task, reattach bool) *run {
+	r := newRun(dr, t, reattach)
+	dr.mu.Lock()
+	dr.cur = r
+	dr.reserved = false
+	dr.mu.Unlock()
+	go r.execute(ctx)
+	return r
+}
+
+// finishRun frees the instance after a run's outcome is known on it (output
+// collection may still go on) and wakes the scheduler.
+func (dr *driver) finishRun(ctx context.Context, r *run) {
+	dr.mu.Lock()
+	if dr.cur == r {
+		dr.cur = nil
+	}
+	dr.idleAt = time.Now()
+	foreign := dr.queue > 0
+	dr.mu.Unlock()
+	empty := ""
+	if _, err := dr.d.opts.Fleet.Update(ctx, &store.InstanceUpdateParams{
+		ID: dr.inst.ID, CurrentTaskID: &empty, Busy: &foreign,
+	}); err != nil && ctx.Err() == nil {
+		dr.log.WarnContext(ctx, "record instance idle failed", "err", err)
+	}
+	dr.d.Wake()
+}
+
+// onComfyEvent routes one ComfyUI event; it runs on the read loop and must be quick.
+func (dr *driver) onComfyEvent(ev comfy.Event) {
+	dr.mu.Lock()
+	r := dr.cur
+	if ev.Type == "status" {
+		dr.queue = ev.QueueRemaining
+		if r != nil && dr.queue > 0 {
+			dr.queue-- // our own prompt is in there
+		}
+	}
+	ready := dr.cur == nil && dr.queue == 0
+	dr.mu.Unlock()
+	if ev.Type == "status" && ready {
+		dr.d.Wake()
+	}
+	if r != nil && ev.PromptID == r.task.ID {
+		r.deliver(ev)
+	}
+}
+
+func (dr *driver) onConnect(ctx context.Context) {
+	dr.mu.Lock()
+	dr.connected = true
+	r := dr.cur
+	dr.mu.Unlock()
+	if r != nil {
+		r.signal(r.resyncC)
+	}
+	dr.d.Wake()
+}
+
+func (dr *driver) onDisconnect(error) {
+	dr.mu.Lock()
+	dr.connected = false
+	dr.mu.Unlock()
+}
+
+// onInstanceStatus follows health and admin changes of this instance.
+func (dr *driver) onInstanceStatus(ctx context.Context, ev store.Event) {
+	var v struct {
+		Alive   bool `json:"alive"`
+		Enabled bool `json:"enabled"`
+	}
+	if json.Unmarshal(ev.Data, &v) != nil {
+		return
+	}
+	dr.mu.Lock()
+	wasAlive := dr.alive
+	dr.alive, dr.enabled = v.Alive, v.Enabled
+	r := dr.cur
+	dr.mu.Unlock()
+	if wasAlive && !v.Alive && r != nil {
+		r.signal(r.lostC)
+	}
+}
+
+// cancel interrupts the run of taskID if this driver has it.
+func (dr *driver) cancel(taskID string) {
+	dr.mu.Lock()
+	r := dr.cur
+	dr.mu.Unlock()
+	if r != nil && r.task.ID == taskID {
+		r.signal(r.cancelC)
+	}
+}

@@ -1,0 +1,125 @@
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/comfyfleet/comfyfleet/internal/store"
+)
+
+// leaseName is the store lease that gives a replica an instance.
+func leaseName(instanceID string) string { return "instance:" + instanceID }
+
+// leaseLoop takes and renews instance leases every LeaseTTL/3 and whenever
+// the fleet changes, starting a driver for each instance it holds and
+// stopping the drivers of instances it lost or that left the config.
+func (d *Dispatcher) leaseLoop(ctx context.Context) error {
+	watch, stop := d.opts.Fleet.Watch()
+	defer stop()
+	ticker := time.NewTicker(d.opts.LeaseTTL / 3)
+	defer ticker.Stop()
+	for {
+		d.renewLeases(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		case <-watch:
+		}
+	}
+}
+
+func (d *Dispatcher) renewLeases(ctx context.Context) {
+	configured := map[string]bool{}
+	for _, in := range d.opts.Fleet.Instances() {
+		configured[in.ID] = true
+		held, err := d.opts.Store.LeaseAcquire(ctx, &store.LeaseParams{
+			Name: leaseName(in.ID), Holder: d.opts.Replica, TTL: d.opts.LeaseTTL, Now: time.Now(),
+		})
+		if err != nil {
+			// The store is unreachable: keep driving what we have; runs go on.
+			d.log.WarnContext(ctx, "renew instance lease failed", "instance_id", in.ID, "err", err)
+			continue
+		}
+		if held {
+			d.ensureDriver(ctx, in.ID)
+		} else {
+			d.stopDriver(in.ID, false)
+		}
+	}
+	d.mu.Lock()
+	var gone []string
+	for id := range d.drivers {
+		if !configured[id] {
+			gone = append(gone, id)
+		}
+	}
+	d.mu.Unlock()
+	for _, id := range gone {
+		d.stopDriver(id, true)
+	}
+}
+
+func (d *Dispatcher) ensureDriver(ctx context.Context, id string) {
+	in, ok := d.opts.Fleet.Lookup(id)
+	if !ok {
+		return
+	}
+	d.mu.Lock()
+	if _, ok := d.drivers[id]; ok {
+		d.mu.Unlock()
+		return
+	}
+	dr := newDriver(d, in)
+	d.drivers[id] = dr
+	d.mu.Unlock()
+	d.log.InfoContext(ctx, "driving instance", "instance_id", id, "replica", d.opts.Replica)
+	dr.startLoop(ctx)
+}
+
+// stopDriver stops driving an instance. drain waits for its run to end
+// first (the instance left the config); otherwise it stops at once and the
+// run stays running in the store for the next lease holder.
+func (d *Dispatcher) stopDriver(id string, drain bool) {
+	d.mu.Lock()
+	dr, ok := d.drivers[id]
+	if ok && (!drain || !dr.busy()) {
+		delete(d.drivers, id)
+	} else {
+		ok = false
+	}
+	d.mu.Unlock()
+	if !ok {
+		if drain {
+			d.mu.Lock()
+			if dr := d.drivers[id]; dr != nil {
+				dr.setDraining()
+			}
+			d.mu.Unlock()
+		}
+		return
+	}
+	dr.stop()
+	_ = d.opts.Store.LeaseRelease(context.Background(), leaseName(id), d.opts.Replica)
+}
+
+func (d *Dispatcher) stopAll() {
+	d.mu.Lock()
+	drivers := d.drivers
+	d.drivers = map[string]*driver{}
+	d.mu.Unlock()
+	for id, dr := range drivers {
+		dr.stop()
+		_ = d.opts.Store.LeaseRelease(context.Background(), leaseName(id), d.opts.Replica)
+	}
+}
+
+// instanceIDOf reads instanceId from an instance_status event.
+func instanceIDOf(ev store.Event) string {
+	var v struct {
+		InstanceID string `json:"instanceId"`
+	}
+	_ = json.Unmarshal(ev.Data, &v)
+	return v.InstanceID
+}

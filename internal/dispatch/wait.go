@@ -1,0 +1,254 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/comfyfleet/comfyfleet/internal/comfy"
+	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/task"
+)
+
+// verdict is what a check of the instance found about the run's prompt.
+type verdict int
+
+const (
+	verdictUnknown verdict = iota // the instance could not be asked
+	verdictQueued                 // pending or running there
+	verdictDone                   // in history
+	verdictAbsent                 // in neither: it can never finish
+)
+
+// wait follows the run until its outcome is known on the instance.
+func (r *run) wait(ctx context.Context, free func()) {
+	timer := time.NewTimer(time.Until(r.deadline()))
+	defer timer.Stop()
+	// A cancel that arrived between the claim and now came as an event
+	// before this run existed: read it back once.
+	if t, err := r.st().TaskGet(ctx, r.task.ID); err == nil && t.CancelRequested {
+		r.signal(r.cancelC)
+	}
+	for {
+		if r.verify {
+			if r.checkInstance(ctx, free) {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-r.events:
+			if r.onEvent(ctx, ev, free) {
+				return
+			}
+		case <-r.resyncC:
+			r.verify = true
+		case <-timer.C:
+			r.interrupt(ctx, stopTimeout)
+		case <-r.cancelC:
+			r.interrupt(ctx, stopCancel)
+		case <-r.lostC:
+			r.onLost(ctx)
+			return
+		}
+	}
+}
+
+func (r *run) deadline() time.Time {
+	timeout := r.task.Timeout
+	if timeout <= 0 {
+		timeout = r.dr.d.current().TaskTimeout
+	}
+	start := r.task.StartedAt
+	if start.IsZero() {
+		start = time.Now()
+	}
+	return start.Add(timeout)
+}
+
+// onEvent handles one ComfyUI event of this prompt; true means the run ended.
+func (r *run) onEvent(ctx context.Context, ev comfy.Event, free func()) bool {
+	if pct, changed := r.progress.Apply(ev); changed {
+		r.reportProgress(ctx, pct, ev)
+	}
+	if ev.Type != "executing" || !ev.NodeNull {
+		return false
+	}
+	// executing{node:null} comes after /history is written.
+	entry, err := r.dr.client.History(ctx, r.task.ID)
+	if err != nil {
+		r.verify = true
+		return false
+	}
+	r.complete(ctx, entry, free)
+	return true
+}
+
+// checkInstance asks the instance where the prompt is; true means the run ended.
+func (r *run) checkInstance(ctx context.Context, free func()) bool {
+	v, entry := r.locate(ctx)
+	switch v {
+	case verdictDone:
+		r.complete(ctx, entry, free)
+		return true
+	case verdictAbsent:
+		r.onAbsent(ctx)
+		return true
+	case verdictQueued:
+		r.verify = false
+	}
+	return false // unknown: retry on the next reconnect or lost signal
+}
+
+func (r *run) locate(ctx context.Context) (verdict, *comfy.HistoryEntry) {
+	c := r.dr.client
+	entry, err := c.History(ctx, r.task.ID)
+	if err == nil {
+		return verdictDone, entry
+	}
+	if !errors.Is(err, comfy.ErrNotInHistory) {
+		return verdictUnknown, nil
+	}
+	q, err := c.Queue(ctx)
+	if err != nil {
+		return verdictUnknown, nil
+	}
+	if slices.ContainsFunc(append(q.Running, q.Pending...), func(it comfy.QueueItem) bool { return it.PromptID == r.task.ID }) {
+		return verdictQueued, nil
+	}
+	// It may have finished between the two reads.
+	if entry, err := c.History(ctx, r.task.ID); err == nil {
+		return verdictDone, entry
+	}
+	return verdictAbsent, nil
+}
+
+// onAbsent: the instance holds the prompt nowhere, so it can never finish.
+func (r *run) onAbsent(ctx context.Context) {
+	switch r.stopReason {
+	case stopCancel:
+		r.finish(ctx, task.StatusCancelled, nil, nil)
+	case stopTimeout:
+		r.finish(ctx, task.StatusFailed, nil, timeoutError(r))
+	default:
+		r.log.WarnContext(ctx, "prompt is gone from its instance; requeueing")
+		r.requeue(ctx, false)
+	}
+}
+
+// onLost: health declared the instance dead past the failure threshold, so
+// the run cannot still finish there.
+func (r *run) onLost(ctx context.Context) {
+	if r.stopReason == stopCancel {
+		r.finish(ctx, task.StatusCancelled, nil, nil)
+		return
+	}
+	r.log.WarnContext(ctx, "instance lost mid-run")
+	r.requeue(ctx, false)
+}
+
+// interrupt stops the prompt on the instance: interrupt if running, delete
+// if still pending there. The outcome arrives as events or via verify.
+func (r *run) interrupt(ctx context.Context, why string) {
+	if r.stopReason != stopNone {
+		return
+	}
+	r.stopReason = why
+	r.log.InfoContext(ctx, "interrupting", "reason", why)
+	c := r.dr.client
+	if err := c.Interrupt(ctx, r.task.ID); err != nil {
+		r.log.WarnContext(ctx, "interrupt failed", "err", err)
+	}
+	if err := c.DeleteQueued(ctx, r.task.ID); err != nil {
+		r.log.WarnContext(ctx, "delete from queue failed", "err", err)
+	}
+	r.verify = true
+}
+
+func timeoutError(r *run) *task.Error {
+	return &task.Error{Type: task.ErrorTypeTimeout, Message: "the run exceeded its timeout and was interrupted"}
+}
+
+// complete ends the run from its history entry.
+func (r *run) complete(ctx context.Context, entry *comfy.HistoryEntry, free func()) {
+	switch {
+	case entry.Status.Completed:
+		r.progressTo(ctx, 99)
+		free()
+		r.dr.d.collectors.Go(func() { r.dr.d.collect(ctx, r.dr.client, r.task, entry) })
+	case entry.Interrupted() && r.stopReason == stopCancel:
+		r.finish(ctx, task.StatusCancelled, nil, nil)
+	case entry.Interrupted() && r.stopReason == stopTimeout:
+		r.finish(ctx, task.StatusFailed, nil, timeoutError(r))
+	case entry.Interrupted():
+		r.finish(ctx, task.StatusFailed, nil, &task.Error{Type: task.ErrorTypeInterrupted, Message: "the run was interrupted on its instance"})
+	default:
+		r.finish(ctx, task.StatusFailed, nil, executionError(entry))
+	}
+}
+
+func executionError(entry *comfy.HistoryEntry) *task.Error {
+	ee, ok := entry.ErrorMessage()
+	if !ok {
+		return &task.Error{Type: task.ErrorTypeExecution, Message: "the run failed on its instance"}
+	}
+	return &task.Error{Type: task.ErrorTypeExecution, Message: ee.ExceptionMessage, NodeID: ee.NodeID, NodeType: ee.NodeType}
+}
+
+// finish moves the task to a final status and publishes it.
+func (r *run) finish(ctx context.Context, to task.Status, res *task.Result, terr *task.Error) {
+	t, err := r.st().TaskFinish(ctx, &store.TaskFinishParams{
+		ID: r.task.ID, From: []task.Status{task.StatusRunning}, To: to, Result: res, Error: terr, Now: time.Now(),
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.WarnContext(ctx, "finish failed", "to", to, "err", err)
+		}
+		return
+	}
+	r.log.InfoContext(ctx, "task finished", "status", to, "instance_id", t.InstanceID)
+	r.publish(ctx, PublishFinal(ctx, r.st(), t))
+}
+
+// requeue returns the task to the queue, or fails it once its attempts are
+// spent. refund: the attempt never reached the instance.
+func (r *run) requeue(ctx context.Context, refund bool) {
+	max := r.dr.d.current().MaxAttempts
+	if !refund && max > 0 && r.task.Attempts >= max {
+		r.finish(ctx, task.StatusFailed, nil, &task.Error{
+			Type: task.ErrorTypeInstanceLost, Message: "instances were lost during every attempt",
+		})
+		return
+	}
+	t, err := r.st().TaskRequeue(ctx, &store.TaskRequeueParams{ID: r.task.ID, RefundAttempt: refund, Now: time.Now()})
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.WarnContext(ctx, "requeue failed", "err", err)
+		}
+		return
+	}
+	r.publish(ctx, PublishStatus(ctx, r.st(), t))
+	r.publish(ctx, Publish(ctx, r.st(), EventTaskQueued, t, StatusData{TaskID: t.ID, Status: t.Status}))
+}
+
+// reportProgress publishes every change and writes it to the store at most
+// every progressWriteEvery.
+func (r *run) reportProgress(ctx context.Context, pct int, ev comfy.Event) {
+	r.task.Progress = pct
+	r.publish(ctx, Publish(ctx, r.st(), EventTaskProgress, r.task, ProgressData{
+		TaskID: r.task.ID, Progress: pct, Node: ev.Node, Value: ev.Value, Max: ev.Max,
+	}))
+	if time.Since(r.lastWrite) >= progressWriteEvery {
+		r.progressTo(ctx, pct)
+	}
+}
+
+func (r *run) progressTo(ctx context.Context, pct int) {
+	r.lastWrite = time.Now()
+	err := r.st().TaskProgress(ctx, &store.TaskProgressParams{ID: r.task.ID, Progress: pct, Now: r.lastWrite})
+	if err != nil && ctx.Err() == nil {
+		r.log.WarnContext(ctx, "write progress failed", "err", err)
+	}
+}

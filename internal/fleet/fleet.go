@@ -1,0 +1,278 @@
+// Package fleet keeps the set of configured ComfyUI instances and their run
+// time state, and publishes an instance_status event on every change of
+// alive, busy or enabled. The health checker, the dispatcher and the API all
+// read and change instances through it.
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/comfyfleet/comfyfleet/internal/instance"
+	"github.com/comfyfleet/comfyfleet/internal/store"
+)
+
+// EventInstanceStatus is the event type published on every change.
+const EventInstanceStatus = "instance_status"
+
+// Fleet is the registry of configured instances over the store's state.
+type Fleet struct {
+	store store.Store
+	log   *slog.Logger
+
+	// mu guards instances, order and watchers.
+	mu        sync.RWMutex
+	instances map[string]instance.Instance
+	order     []string
+	watchers  map[chan struct{}]struct{}
+}
+
+// New returns an empty fleet; call Set with the configured instances.
+func New(st store.Store, log *slog.Logger) *Fleet {
+	return &Fleet{
+		store:     st,
+		log:       log,
+		instances: map[string]instance.Instance{},
+		watchers:  map[chan struct{}]struct{}{},
+	}
+}
+
+// Set replaces the configured instances. New ones get a state record
+// (enabled unless an earlier run disabled them); removed ones are forgotten.
+// Watchers are told when membership changed.
+func (f *Fleet) Set(ctx context.Context, list []instance.Instance) (added, removed []string, err error) {
+	next := make(map[string]instance.Instance, len(list))
+	order := make([]string, 0, len(list))
+	for _, in := range list {
+		next[in.ID] = in
+		order = append(order, in.ID)
+	}
+	f.mu.Lock()
+	for id := range next {
+		if _, ok := f.instances[id]; !ok {
+			added = append(added, id)
+		}
+	}
+	for id := range f.instances {
+		if _, ok := next[id]; !ok {
+			removed = append(removed, id)
+		}
+	}
+	f.instances, f.order = next, order
+	f.mu.Unlock()
+
+	for _, id := range added {
+		if _, err := f.store.InstanceUpdate(ctx, &store.InstanceUpdateParams{ID: id}); err != nil {
+			return added, removed, fmt.Errorf("fleet: create state of %s: %w", id, err)
+		}
+	}
+	for _, id := range removed {
+		if err := f.store.InstanceDelete(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return added, removed, fmt.Errorf("fleet: delete state of %s: %w", id, err)
+		}
+	}
+	if len(added)+len(removed) > 0 {
+		f.notify()
+	}
+	return added, removed, nil
+}
+
+// Instances returns the configured instances in config order.
+func (f *Fleet) Instances() []instance.Instance {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]instance.Instance, 0, len(f.order))
+	for _, id := range f.order {
+		out = append(out, f.instances[id])
+	}
+	return out
+}
+
+// Lookup returns a configured instance by id.
+func (f *Fleet) Lookup(id string) (instance.Instance, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	in, ok := f.instances[id]
+	return in, ok
+}
+
+// Watch returns a channel that receives a signal (coalesced) whenever the
+// set of instances changes, and a function that stops the watch.
+func (f *Fleet) Watch() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	f.mu.Lock()
+	f.watchers[ch] = struct{}{}
+	f.mu.Unlock()
+	return ch, func() {
+		f.mu.Lock()
+		delete(f.watchers, ch)
+		f.mu.Unlock()
+	}
+}
+
+func (f *Fleet) notify() {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for ch := range f.watchers {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Update changes an instance's state and publishes instance_status when
+// alive, busy, enabled or the current task changed. Busy is set by the
+// dispatcher: a gateway task runs there, or ComfyUI's own queue holds
+// someone else's prompts.
+func (f *Fleet) Update(ctx context.Context, p *store.InstanceUpdateParams) (instance.State, error) {
+	old, err := f.store.InstanceGet(ctx, p.ID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return instance.State{}, fmt.Errorf("fleet: get %s: %w", p.ID, err)
+	}
+	st, err := f.store.InstanceUpdate(ctx, p)
+	if err != nil {
+		return st, fmt.Errorf("fleet: update %s: %w", p.ID, err)
+	}
+	if st.Alive != old.Alive || st.Busy != old.Busy || st.Enabled != old.Enabled || st.CurrentTaskID != old.CurrentTaskID {
+		f.publish(ctx, st)
+	}
+	return st, nil
+}
+
+func (f *Fleet) publish(ctx context.Context, st instance.State) {
+	data, _ := json.Marshal(StatusEvent{
+		InstanceID: st.ID, Alive: st.Alive, Busy: st.Busy, Enabled: st.Enabled,
+		CurrentTaskID: st.CurrentTaskID, LastError: st.LastError,
+	})
+	ev := store.Event{Type: EventInstanceStatus, Data: data, Time: time.Now().UnixMilli()}
+	if err := f.store.Publish(ctx, ev); err != nil {
+		f.log.WarnContext(ctx, "publish instance status failed", "instance_id", st.ID, "err", err)
+	}
+}
+
+// StatusEvent is the data of an instance_status event: the seed's fields
+// plus enabled and the current task.
+type StatusEvent struct {
+	InstanceID    string `json:"instanceId"`
+	Alive         bool   `json:"alive"`
+	Busy          bool   `json:"busy"`
+	Enabled       bool   `json:"enabled"`
+	CurrentTaskID string `json:"currentTaskId"`
+	LastError     string `json:"lastError"`
+}
+
+// View is an instance as the API shows it: config facts and run time state.
+type View struct {
+	ID             string      `json:"id"`
+	ServerID       string      `json:"serverId"`
+	ServerName     string      `json:"serverName"`
+	IP             string      `json:"ip"`
+	Port           int         `json:"port"`
+	Enabled        bool        `json:"enabled"`
+	Alive          bool        `json:"alive"`
+	Busy           bool        `json:"busy"`
+	LastHeartbeat  *string     `json:"lastHeartbeat"`
+	CurrentTaskID  string      `json:"currentTaskId"`
+	LastError      string      `json:"lastError"`
+	QueueRemaining int         `json:"queueRemaining"`
+	Device         *DeviceView `json:"device,omitempty"`
+}
+
+// DeviceView is the device facts from /system_stats.
+type DeviceView struct {
+	Name           string `json:"name"`
+	Type           string `json:"type"`
+	VRAMTotal      int64  `json:"vramTotal"`
+	VRAMFree       int64  `json:"vramFree"`
+	ComfyUIVersion string `json:"comfyuiVersion,omitempty"`
+}
+
+// Views returns every configured instance with its state, in config order.
+func (f *Fleet) Views(ctx context.Context) ([]View, error) {
+	states, err := f.store.InstanceList(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("fleet: list states: %w", err)
+	}
+	byID := make(map[string]instance.State, len(states))
+	for _, st := range states {
+		byID[st.ID] = st
+	}
+	list := f.Instances()
+	out := make([]View, 0, len(list))
+	for _, in := range list {
+		st, ok := byID[in.ID]
+		if !ok {
+			st = instance.State{ID: in.ID, Enabled: true}
+		}
+		out = append(out, MakeView(in, st))
+	}
+	return out, nil
+}
+
+// View returns one configured instance with its state; store.ErrNotFound
+// for an id that is not configured.
+func (f *Fleet) View(ctx context.Context, id string) (View, error) {
+	in, ok := f.Lookup(id)
+	if !ok {
+		return View{}, store.ErrNotFound
+	}
+	st, err := f.store.InstanceGet(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		st, err = instance.State{ID: id, Enabled: true}, nil
+	}
+	if err != nil {
+		return View{}, fmt.Errorf("fleet: get %s: %w", id, err)
+	}
+	return MakeView(in, st), nil
+}
+
+// MakeView merges config facts and state.
+func MakeView(in instance.Instance, st instance.State) View {
+	v := View{
+		ID: in.ID, ServerID: in.ServerID, ServerName: in.ServerName, IP: in.IP, Port: in.Port,
+		Enabled: st.Enabled, Alive: st.Alive, Busy: st.Busy,
+		CurrentTaskID: st.CurrentTaskID, LastError: st.LastError, QueueRemaining: st.QueueRemaining,
+	}
+	if !st.LastHeartbeat.IsZero() {
+		s := st.LastHeartbeat.UTC().Format("2006-01-02T15:04:05.000Z")
+		v.LastHeartbeat = &s
+	}
+	if st.Device != (instance.Device{}) {
+		d := DeviceView(st.Device)
+		v.Device = &d
+	}
+	return v
+}
+
+// Available returns the ids of instances that may take a task now: enabled,
+// alive, not busy. The order is config order.
+func (f *Fleet) Available(ctx context.Context) ([]string, error) {
+	views, err := f.Views(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(views))
+	for _, v := range views {
+		if v.Enabled && v.Alive && !v.Busy {
+			ids = append(ids, v.ID)
+		}
+	}
+	return slices.Clip(ids), nil
+}
+
+// Get returns an instance's state; a configured instance with no record yet
+// reads as enabled and not alive.
+func (f *Fleet) Get(ctx context.Context, id string) (instance.State, error) {
+	st, err := f.store.InstanceGet(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return instance.State{ID: id, Enabled: true}, nil
+	}
+	return st, err
+}

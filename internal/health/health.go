@@ -1,0 +1,168 @@
+// Package health probes every ComfyUI instance of the fleet each interval,
+// concurrently and with a timeout, and records alive, lastHeartbeat, device
+// facts and ComfyUI's own queue length. One replica of the fleet probes at a
+// time: the holder of the "health-leader" lease.
+package health
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/comfyfleet/comfyfleet/internal/fleet"
+	"github.com/comfyfleet/comfyfleet/internal/instance"
+	"github.com/comfyfleet/comfyfleet/internal/store"
+)
+
+// LeaseName is the lease that elects the probing replica.
+const LeaseName = "health-leader"
+
+// Result is what one successful probe learned.
+type Result struct {
+	Device         instance.Device
+	QueueRemaining int
+}
+
+// Prober probes one instance; an error means the probe failed.
+type Prober interface {
+	Probe(ctx context.Context, in instance.Instance) (Result, error)
+}
+
+// Settings are the live-tunable knobs of the checker.
+type Settings struct {
+	Interval         time.Duration
+	Timeout          time.Duration
+	FailureThreshold int
+}
+
+// Checker is the probe loop.
+type Checker struct {
+	fleet   *fleet.Fleet
+	leases  store.LeaseStore
+	prober  Prober
+	replica string
+	log     *slog.Logger
+	now     func() time.Time
+
+	// mu guards settings; reset wakes Run when they change.
+	mu       sync.Mutex
+	settings Settings
+	reset    chan struct{}
+}
+
+// New returns a checker; call Run to start it.
+func New(f *fleet.Fleet, leases store.LeaseStore, p Prober, replica string, s Settings, log *slog.Logger) *Checker {
+	return &Checker{
+		fleet: f, leases: leases, prober: p, replica: replica, log: log,
+		now: time.Now, settings: s, reset: make(chan struct{}, 1),
+	}
+}
+
+// SetSettings applies new settings at once (the next probe round starts now).
+func (c *Checker) SetSettings(s Settings) {
+	c.mu.Lock()
+	c.settings = s
+	c.mu.Unlock()
+	c.Kick()
+}
+
+// Kick asks for a probe round now (e.g. after instances were added).
+func (c *Checker) Kick() {
+	select {
+	case c.reset <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Checker) current() Settings {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.settings
+}
+
+// Run probes every interval until ctx ends. Membership changes of the fleet
+// trigger an immediate round.
+func (c *Checker) Run(ctx context.Context) error {
+	watch, stop := c.fleet.Watch()
+	defer stop()
+	for {
+		s := c.current()
+		if err := c.RunOnce(ctx); err != nil && ctx.Err() == nil {
+			c.log.WarnContext(ctx, "health round failed", "err", err)
+		}
+		timer := time.NewTimer(s.Interval)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-timer.C:
+		case <-c.reset:
+			timer.Stop()
+		case <-watch:
+			timer.Stop()
+		}
+	}
+}
+
+// RunOnce probes every instance once if this replica holds the leader lease.
+func (c *Checker) RunOnce(ctx context.Context) error {
+	s := c.current()
+	leader, err := c.leases.LeaseAcquire(ctx, &store.LeaseParams{
+		Name: LeaseName, Holder: c.replica, TTL: 3 * s.Interval, Now: c.now(),
+	})
+	if err != nil {
+		return fmt.Errorf("health: acquire leader lease: %w", err)
+	}
+	if !leader {
+		return nil
+	}
+	var wg sync.WaitGroup
+	for _, in := range c.fleet.Instances() {
+		wg.Go(func() { c.probeOne(ctx, in, s) })
+	}
+	wg.Wait()
+	return nil
+}
+
+func (c *Checker) probeOne(ctx context.Context, in instance.Instance, s Settings) {
+	pctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	res, err := c.prober.Probe(pctx, in)
+	cancel()
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		c.recordFailure(ctx, in, s, err)
+		return
+	}
+	now := c.now().UTC()
+	alive, zero, empty := true, 0, ""
+	_, uerr := c.fleet.Update(ctx, &store.InstanceUpdateParams{
+		ID: in.ID, Alive: &alive, LastHeartbeat: &now, Failures: &zero, LastError: &empty,
+		QueueRemaining: &res.QueueRemaining, Device: &res.Device,
+	})
+	if uerr != nil {
+		c.log.WarnContext(ctx, "record probe failed", "instance_id", in.ID, "err", uerr)
+	}
+}
+
+func (c *Checker) recordFailure(ctx context.Context, in instance.Instance, s Settings, perr error) {
+	st, err := c.fleet.Get(ctx, in.ID)
+	if err != nil {
+		c.log.WarnContext(ctx, "read instance state failed", "instance_id", in.ID, "err", err)
+		return
+	}
+	failures := st.Failures + 1
+	msg := perr.Error()
+	p := &store.InstanceUpdateParams{ID: in.ID, Failures: &failures, LastError: &msg}
+	if failures >= s.FailureThreshold && st.Alive {
+		dead := false
+		p.Alive = &dead
+		c.log.WarnContext(ctx, "instance is down", "instance_id", in.ID, "failures", failures, "err", perr)
+	}
+	if _, err := c.fleet.Update(ctx, p); err != nil {
+		c.log.WarnContext(ctx, "record probe failure failed", "instance_id", in.ID, "err", err)
+	}
+}
