@@ -1,6 +1,47 @@
 // Package config holds ComfyFleet's one configuration struct, its documented
-// defaults, loading from YAML with environment overrides, and validation
-// whose errors name the field.
+// defaults, loading from YAML with environment overrides, validation whose
+// errors name the field, and the runtime changes made through
+// PUT /api/config.
+//
+// # Sources and precedence
+//
+// From lowest to highest:
+//
+//  1. defaults (Default, applied by WithDefaults to every field left zero;
+//     zero always means "the default", in every source);
+//  2. the YAML file (Load): strict, an unknown key is an error naming it;
+//  3. the environment (Load): COMFYFLEET_<KEY> for every scalar setting, the
+//     key's dotted path in upper snake case, "." becoming "_":
+//     server.publicBaseUrl is COMFYFLEET_SERVER_PUBLIC_BASE_URL,
+//     healthCheck.interval is COMFYFLEET_HEALTH_CHECK_INTERVAL, dataDir is
+//     COMFYFLEET_DATA_DIR (EnvVar gives the name, Keys lists the keys). An
+//     empty value is ignored. COMFYFLEET_ADMIN_PASSWORD is accepted for
+//     auth.adminPassword, and COMFYFLEET_CONFIG is left to main (the file's
+//     path); any other unknown COMFYFLEET_ variable is an error, so a typo
+//     does not go unnoticed;
+//  4. command-line flags, applied by main with Set and the same dotted keys;
+//  5. the runtime document persisted by PUT /api/config (ApplyRuntime): it
+//     holds only the live-tunable keys an operator changed through the API
+//     (Config.RuntimeKeys), and for those keys it wins over everything above,
+//     because a change made through the API is expected to survive a restart.
+//
+// So main does:
+//
+//	cfg, err := config.Load(path, os.Environ()) // file + environment
+//	cfg.Set("server.listen", ":8080")           // each flag given
+//	cfg.WithDefaults()
+//	err = cfg.Validate()
+//	live, err := config.ApplyRuntime(cfg, doc)  // doc from store.ConfigGet
+//
+// Load leaves defaults to WithDefaults on purpose: a flag such as --data-dir
+// set after Load must still move the paths derived from it.
+//
+// Once a key is in the runtime document, editing it in the file (or the
+// environment) has no effect: GET /api/config lists such keys in
+// "runtimeOverrides". To go back to the file, send PUT /api/config
+// {"reset":true} (IsReset; the app then persists an empty document and
+// returns to its start-up config) or start with --reset-runtime-config
+// (the app skips ApplyRuntime and persists an empty document).
 package config
 
 import "time"
@@ -18,8 +59,14 @@ type Config struct {
 	Metrics     Metrics     `yaml:"metrics" json:"metrics"`
 	// DataDir holds the SQLite database, the files and generated secrets. Default "./data".
 	DataDir string `yaml:"dataDir" json:"dataDir"`
-	// Demo enables the well-known demo login admin/admin123. Default false.
+	// Demo enables the well-known demo login admin/admin123 (when
+	// auth.users is empty). Default false. Not read from the file: only the
+	// key "demo" of Set (a flag) or COMFYFLEET_DEMO turn it on.
 	Demo bool `yaml:"-" json:"-"`
+	// RuntimeKeys lists the keys held by the runtime document of
+	// PUT /api/config, which override the file (see the package comment).
+	// Merge and ApplyRuntime maintain it; GET /api/config shows it.
+	RuntimeKeys []string `yaml:"-" json:"runtimeOverrides,omitempty"`
 }
 
 // HTTP is the API listener (the "server" section).
@@ -47,10 +94,16 @@ type Auth struct {
 	// LoginRateLimit is how many failed logins per address and username are
 	// allowed per minute before 429. Default 5.
 	LoginRateLimit int `yaml:"loginRateLimit" json:"loginRateLimit"`
+	// AdminPassword is the password of the default "admin" when Users is
+	// empty; prefer COMFYFLEET_ADMIN_PASSWORD to writing it in the file. It
+	// is never shown by GET /api/config nor persisted. Default: generated at
+	// first start and its hash kept in DataDir.
+	AdminPassword string `yaml:"adminPassword" json:"-"`
 }
 
 // User is one login.
 type User struct {
+	// Username logs in; unique.
 	Username string `yaml:"username" json:"username"`
 	// Role is "admin" or "user".
 	Role string `yaml:"role" json:"role"`
@@ -73,9 +126,12 @@ type Store struct {
 // Server is one machine in the seed's instance list; each port is one
 // ComfyUI instance.
 type Server struct {
-	ID   string `yaml:"id" json:"id"`
+	// ID names the server (serverId of its instances); unique.
+	ID string `yaml:"id" json:"id"`
+	// Name is shown as serverName. Default: the ID.
 	Name string `yaml:"name" json:"name"`
-	IP   string `yaml:"ip" json:"ip"`
+	// IP is the address of the machine: an IP address or a host name.
+	IP string `yaml:"ip" json:"ip"`
 	// Ports is a list of ports, or a "8001-8008" range string.
 	Ports Ports `yaml:"ports" json:"ports"`
 }
@@ -116,8 +172,10 @@ type Metrics struct {
 // Duration is a time.Duration written as a Go duration string ("24h").
 type Duration time.Duration
 
-// Millis is a time.Duration written as integer milliseconds (30000).
+// Millis is a time.Duration written as integer milliseconds (30000). A Go
+// duration string ("30s") is accepted too.
 type Millis time.Duration
 
-// Ports is a list of ports that also accepts a "8001-8008" range.
+// Ports is a list of ports. It is written as a list, and also accepts one
+// port, a "8001-8008" range, or a comma-separated mix ("8001,8003-8004").
 type Ports []int
