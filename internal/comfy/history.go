@@ -115,11 +115,9 @@ func (e *ExecutionError) UnmarshalJSON(b []byte) error {
 		*plain
 		Timestamp flexInt `json:"timestamp"`
 	}{plain: (*plain)(e)}
-	if err := json.Unmarshal(b, &w); err != nil {
-		return err
-	}
+	err := json.Unmarshal(b, &w) // on a type error the other fields are still decoded
 	e.Timestamp = int64(w.Timestamp)
-	return nil
+	return err
 }
 
 // Error describes the failure in one line.
