@@ -1,0 +1,262 @@
+package push
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// readLimit bounds one client message; a subscribe with the maximum number
+// of task ids fits.
+const readLimit = 64 << 10
+
+// OverflowReason is the close reason of a connection whose queue overflowed.
+const OverflowReason = "send buffer overflow: resync over REST"
+
+// closeReason says how a connection ends.
+type closeReason struct {
+	code websocket.StatusCode
+	text string
+	// abrupt closes without a handshake: the peer is gone or broken.
+	abrupt bool
+}
+
+var (
+	reasonOverflow = closeReason{code: websocket.StatusTryAgainLater, text: OverflowReason}
+	reasonShutdown = closeReason{code: websocket.StatusGoingAway, text: "server shutting down"}
+	reasonSnapshot = closeReason{code: websocket.StatusTryAgainLater, text: "global status unavailable"}
+	reasonGone     = closeReason{abrupt: true}
+)
+
+// conn is one client connection. The hub's fan-out only ever calls enqueue,
+// which never blocks; the connection's own goroutines do the I/O.
+type conn struct {
+	hub    *Hub
+	ws     *websocket.Conn
+	client Client
+	send   chan []byte
+	// filter is the set of task ids the client subscribed to; nil means all.
+	filter atomic.Pointer[map[string]struct{}]
+
+	// quit is closed by the first stop; reason is written before it closes.
+	quit     chan struct{}
+	stopOnce sync.Once
+	reason   closeReason
+}
+
+// Serve upgrades an authenticated /ws request and serves the client until it
+// leaves, its queue overflows, or the hub shuts down. A request that is not a
+// WebSocket upgrade gets 400 and a cross-origin one not allowed by
+// Options.OriginPatterns gets 403, both in the contract's error envelope.
+func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, c Client) {
+	if !isUpgrade(r) {
+		writeError(w, http.StatusBadRequest, "not_websocket", "this endpoint speaks WebSocket only")
+		return
+	}
+	if !originAllowed(r, h.opts.OriginPatterns) {
+		writeError(w, http.StatusForbidden, "origin_not_allowed", "cross-origin WebSocket not allowed")
+		return
+	}
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: h.opts.OriginPatterns})
+	if err != nil {
+		h.log.Debug("push: websocket accept", "err", err)
+		return
+	}
+	ws.SetReadLimit(readLimit)
+	cn := &conn{hub: h, ws: ws, client: c, send: make(chan []byte, h.opts.SendBuffer), quit: make(chan struct{})}
+	if !h.register(cn) {
+		_ = ws.Close(reasonShutdown.code, reasonShutdown.text)
+		return
+	}
+	defer h.unregister(cn)
+	cn.run(r.Context())
+}
+
+// run drives the connection: global_status first, then the queue, while a
+// reader answers client messages and a pinger watches for a dead peer.
+func (c *conn) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(c.readLoop)
+	wg.Go(c.pingLoop)
+	if c.sendSnapshot(ctx) {
+		c.writeLoop()
+	}
+	c.close()
+	wg.Wait()
+}
+
+// sendSnapshot writes the first global_status, ahead of anything queued.
+func (c *conn) sendSnapshot(ctx context.Context) bool {
+	msg, err := c.hub.statusMessage(ctx)
+	if err != nil {
+		c.hub.log.Warn("push: build global status for a new client", "err", err)
+		c.stop(reasonSnapshot)
+		return false
+	}
+	if err := c.write(msg); err != nil {
+		c.stop(reasonGone)
+		return false
+	}
+	return true
+}
+
+// writeLoop writes queued messages until the connection is stopped.
+func (c *conn) writeLoop() {
+	for {
+		select {
+		case <-c.quit:
+			return
+		default:
+		}
+		select {
+		case <-c.quit:
+			return
+		case msg := <-c.send:
+			if err := c.write(msg); err != nil {
+				c.stop(reasonGone)
+				return
+			}
+		}
+	}
+}
+
+// write sends one message within the write timeout.
+func (c *conn) write(msg []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.hub.opts.WriteTimeout)
+	defer cancel()
+	return c.ws.Write(ctx, websocket.MessageText, msg)
+}
+
+// readLoop answers client messages until the connection ends. It reads
+// without a context: the library would drop the connection without a close
+// frame on cancellation, so close unblocks it instead.
+func (c *conn) readLoop() {
+	for {
+		typ, b, err := c.ws.Read(context.Background())
+		if err != nil {
+			c.stop(reasonGone)
+			return
+		}
+		if typ != websocket.MessageText {
+			c.enqueue(c.hub.errorReply(ErrCodeBadMessage, "binary messages are not supported", ""))
+			continue
+		}
+		c.enqueue(c.hub.handle(c, b))
+	}
+}
+
+// pingLoop pings the client every PingInterval and stops the connection when
+// no pong comes back within WriteTimeout.
+func (c *conn) pingLoop() {
+	t := time.NewTicker(c.hub.opts.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.quit:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.hub.opts.WriteTimeout)
+		err := c.ws.Ping(ctx)
+		cancel()
+		if err != nil {
+			c.hub.log.Debug("push: client ping failed", "username", c.client.Username, "err", err)
+			c.stop(reasonGone)
+			return
+		}
+	}
+}
+
+// enqueue offers msg to the send queue without blocking. A full queue stops
+// the connection for overflow.
+func (c *conn) enqueue(msg []byte) {
+	select {
+	case c.send <- msg:
+	default:
+		if c.stop(reasonOverflow) {
+			c.hub.overflowed(c)
+		}
+	}
+}
+
+// stop ends the connection for reason; only the first call counts, and it
+// reports whether it was the first.
+func (c *conn) stop(reason closeReason) (first bool) {
+	c.stopOnce.Do(func() {
+		c.reason = reason
+		close(c.quit)
+		first = true
+	})
+	return first
+}
+
+// close closes the socket as the stop reason says, after the writer is done.
+func (c *conn) close() {
+	r := c.reason
+	if r.abrupt {
+		_ = c.ws.CloseNow()
+		return
+	}
+	if err := c.ws.Close(r.code, r.text); err != nil {
+		c.hub.log.Debug("push: close client", "username", c.client.Username, "err", err)
+	}
+}
+
+// isUpgrade reports whether r asks for a WebSocket upgrade.
+func isUpgrade(r *http.Request) bool {
+	return headerHasToken(r.Header, "Connection", "upgrade") &&
+		headerHasToken(r.Header, "Upgrade", "websocket")
+}
+
+func headerHasToken(h http.Header, key, token string) bool {
+	for _, v := range h.Values(key) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// originAllowed mirrors websocket.Accept's origin check so that a refusal is
+// rendered in the contract's envelope: no Origin, the request's own host, or
+// a host matching one of the patterns.
+func originAllowed(r *http.Request, patterns []string) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(r.Host, u.Host) {
+		return true
+	}
+	for _, p := range patterns {
+		target := u.Host
+		if strings.Contains(p, "://") {
+			target = u.Scheme + "://" + u.Host
+		}
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(target)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// writeError renders the contract's error envelope.
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"code": status, "error": code, "message": message})
+}

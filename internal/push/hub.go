@@ -1,0 +1,341 @@
+// Package push is the client WebSocket hub behind /ws. The hub subscribes to
+// the store's event channel, which carries the events of every gateway
+// replica, and fans them out to the connected dashboards and API clients,
+// filtered by what each client may see. It also sends global_status: once on
+// connect and then at most once per interval while something changes.
+//
+// A slow client never slows the gateway: every connection has a bounded send
+// queue, each event is encoded once per fan-out, and a connection whose queue
+// overflows is closed with a reason (the client resyncs over REST) and
+// counted, in the manner of tailscale's derp server.
+package push
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/comfyfleet/comfyfleet/internal/store"
+)
+
+// Options configures a Hub. The zero value of every field means its default.
+type Options struct {
+	// Logger receives the hub's logs. Default: discard.
+	Logger *slog.Logger
+	// SendBuffer is the number of messages queued per connection before it
+	// is closed for overflow. Default: 256.
+	SendBuffer int
+	// GlobalStatusInterval is the shortest time between two global_status
+	// broadcasts; one is sent only when an event changed something since the
+	// last. Default: 1s.
+	GlobalStatusInterval time.Duration
+	// Snapshot builds the data of global_status (overview and instances). It
+	// is called on every connect and when a change is pending at the
+	// interval. Default: an empty object.
+	Snapshot func(ctx context.Context) (any, error)
+	// Now is the clock for message timestamps. Default: time.Now.
+	Now func() time.Time
+	// OriginPatterns lists the extra origins allowed to open a socket, as
+	// host patterns for path.Match (see websocket.AcceptOptions). The
+	// request's own host is always allowed. Default: none (same origin only).
+	OriginPatterns []string
+	// WriteTimeout bounds one write to a client, and the wait for a pong.
+	// Default: 10s.
+	WriteTimeout time.Duration
+	// PingInterval is how often a client is pinged to detect dead peers.
+	// Default: 30s.
+	PingInterval time.Duration
+}
+
+// Defaults of Options.
+const (
+	DefaultSendBuffer           = 256
+	DefaultGlobalStatusInterval = time.Second
+	DefaultWriteTimeout         = 10 * time.Second
+	DefaultPingInterval         = 30 * time.Second
+)
+
+// withDefaults fills the fields left at zero (or set negative).
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.SendBuffer <= 0 {
+		o.SendBuffer = DefaultSendBuffer
+	}
+	if o.GlobalStatusInterval <= 0 {
+		o.GlobalStatusInterval = DefaultGlobalStatusInterval
+	}
+	if o.Snapshot == nil {
+		o.Snapshot = func(context.Context) (any, error) { return struct{}{}, nil }
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = DefaultPingInterval
+	}
+	return o
+}
+
+// Client is who is on the other end of a connection, as authenticated by the
+// API layer.
+type Client struct {
+	Username string
+	Admin    bool
+}
+
+// Hub fans events out to WebSocket clients. Create it with NewHub, start Run
+// once, and hand each authenticated /ws request to Serve.
+type Hub struct {
+	sub  store.PubSub
+	opts Options
+	log  *slog.Logger
+
+	// changed holds a pending global_status; capacity 1 so marking never blocks.
+	changed chan struct{}
+	dropped atomic.Uint64
+	running atomic.Bool
+	// live counts connections being served; Run waits for them at shutdown.
+	live sync.WaitGroup
+
+	// mu guards conns and closed.
+	mu     sync.RWMutex
+	conns  map[*conn]struct{}
+	closed bool
+
+	// hooks let tests wait for events instead of sleeping; set before use.
+	hooks testHooks
+}
+
+// testHooks are called, when set, as things happen to connections.
+type testHooks struct {
+	onDrop  func() // a connection was counted as dropped for overflow
+	onLeave func() // a connection was unregistered
+}
+
+// NewHub returns a hub fed by sub.
+func NewHub(sub store.PubSub, opts Options) *Hub {
+	opts = opts.withDefaults()
+	return &Hub{
+		sub:     sub,
+		opts:    opts,
+		log:     opts.Logger,
+		changed: make(chan struct{}, 1),
+		conns:   make(map[*conn]struct{}),
+	}
+}
+
+// Clients returns the number of connected clients.
+func (h *Hub) Clients() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.conns)
+}
+
+// Dropped returns how many connections were closed because their send queue
+// overflowed.
+func (h *Hub) Dropped() uint64 { return h.dropped.Load() }
+
+// Run subscribes to the event channel and fans events out until ctx is done.
+// A lost subscription is renewed with backoff, and clients get a fresh
+// global_status since events may have been missed. When ctx is done Run
+// closes every connection (status 1001, going away), waits for them and
+// returns nil. Run may be called once.
+func (h *Hub) Run(ctx context.Context) error {
+	if !h.running.CompareAndSwap(false, true) {
+		return errors.New("push: hub already running")
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { h.statusLoop(ctx) })
+	h.pump(ctx)
+	wg.Wait()
+	h.shutdown()
+	return nil
+}
+
+// Subscription backoff bounds.
+const (
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 5 * time.Second
+)
+
+// pump keeps a subscription open and dispatches its events until ctx is done.
+func (h *Hub) pump(ctx context.Context) {
+	backoff := minBackoff
+	for {
+		err := h.consume(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		h.log.Warn("push: event subscription lost", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, maxBackoff)
+		h.markChanged() // events may have been missed: resync clients
+	}
+}
+
+// consume dispatches one subscription's events until it ends or ctx is done.
+func (h *Hub) consume(ctx context.Context) error {
+	sub, err := h.sub.Subscribe(ctx)
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-sub.C():
+			if !ok {
+				return errors.New("subscription closed")
+			}
+			h.dispatch(ev)
+		}
+	}
+}
+
+// dispatch forwards one event to the clients entitled to it. It never blocks
+// on a client: the message is encoded once and offered to each queue.
+func (h *Hub) dispatch(ev store.Event) {
+	if marksChange(ev.Type) {
+		h.markChanged()
+	}
+	k := kindOf(ev.Type)
+	if k == kindInternal {
+		return
+	}
+	msg, err := h.encode(ev.Type, ev.Time, ev.Data, "")
+	if err != nil {
+		h.log.Error("push: encode event", "type", ev.Type, "task_id", ev.TaskID, "err", err)
+		return
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for c := range h.conns {
+		if c.wants(k, &ev) {
+			c.enqueue(msg)
+		}
+	}
+}
+
+// broadcast offers msg to every client.
+func (h *Hub) broadcast(msg []byte) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for c := range h.conns {
+		c.enqueue(msg)
+	}
+}
+
+// markChanged records that global_status is due, without blocking.
+func (h *Hub) markChanged() {
+	select {
+	case h.changed <- struct{}{}:
+	default:
+	}
+}
+
+// statusLoop sends global_status when a change is pending, at most once per
+// interval: a change waits for the interval since the last broadcast to pass,
+// and changes arriving meanwhile fold into that one broadcast.
+func (h *Hub) statusLoop(ctx context.Context) {
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.changed:
+		}
+		if wait := time.Until(last.Add(h.opts.GlobalStatusInterval)); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		last = time.Now()
+		h.broadcastStatus(ctx)
+	}
+}
+
+// broadcastStatus builds one global_status and offers it to every client.
+func (h *Hub) broadcastStatus(ctx context.Context) {
+	if h.Clients() == 0 {
+		return
+	}
+	msg, err := h.statusMessage(ctx)
+	if err != nil {
+		h.log.Warn("push: build global status", "err", err)
+		return
+	}
+	h.broadcast(msg)
+}
+
+// statusMessage encodes a global_status message from a fresh snapshot.
+func (h *Hub) statusMessage(ctx context.Context) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.opts.WriteTimeout)
+	defer cancel()
+	now := h.opts.Now()
+	data, err := h.opts.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return h.encode(TypeGlobalStatus, now.UnixMilli(), data, "")
+}
+
+// register adds c unless the hub has shut down.
+func (h *Hub) register(c *conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.conns[c] = struct{}{}
+	h.live.Add(1)
+	return true
+}
+
+// unregister removes c once it is fully closed.
+func (h *Hub) unregister(c *conn) {
+	h.mu.Lock()
+	delete(h.conns, c)
+	h.mu.Unlock()
+	if h.hooks.onLeave != nil {
+		h.hooks.onLeave()
+	}
+	h.live.Done()
+}
+
+// shutdown closes every connection and waits until they are gone.
+func (h *Hub) shutdown() {
+	h.mu.Lock()
+	h.closed = true
+	for c := range h.conns {
+		c.stop(reasonShutdown)
+	}
+	h.mu.Unlock()
+	h.live.Wait()
+}
+
+// overflowed counts a connection closed for overflow.
+func (h *Hub) overflowed(c *conn) {
+	h.dropped.Add(1)
+	h.log.Warn("push: client send buffer overflow, closing", "username", c.client.Username,
+		"buffer", cap(c.send))
+	if h.hooks.onDrop != nil {
+		h.hooks.onDrop()
+	}
+}

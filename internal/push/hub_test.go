@@ -1,0 +1,416 @@
+package push
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestConnectSendsGlobalStatusFirst(t *testing.T) {
+	t.Parallel()
+	snap := map[string]any{"overview": map[string]int{"totalInstances": 2}, "instances": []string{"a", "b"}}
+	now := time.UnixMilli(1704067200123)
+	h := newHarness(t, Options{
+		Snapshot: func(context.Context) (any, error) { return snap, nil },
+		Now:      func() time.Time { return now },
+	}, testHooks{})
+	c := h.dial("alice", false)
+
+	m := c.next()
+	if m.Type != TypeGlobalStatus || m.Timestamp != now.UnixMilli() {
+		t.Fatalf("first message %s at %d, want %s at %d", m.Type, m.Timestamp, TypeGlobalStatus, now.UnixMilli())
+	}
+	want, _ := json.Marshal(snap)
+	if string(m.Data) != string(want) {
+		t.Errorf("global_status data = %s, want %s", m.Data, want)
+	}
+	if got := h.hub.Clients(); got != 1 {
+		t.Errorf("Clients() = %d, want 1", got)
+	}
+}
+
+func TestClientMessages(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Options{}, testHooks{})
+	c := h.dial("alice", false)
+	c.next() // global_status
+
+	tests := []struct {
+		name      string
+		typ       websocket.MessageType
+		send      string
+		wantType  string
+		wantReqID string
+		wantCode  string
+	}{
+		{"ping", websocket.MessageText, `{"type":"ping","requestId":"x"}`, TypePong, "x", ""},
+		{"unknown type", websocket.MessageText, `{"type":"dance","requestId":"y"}`, TypeError, "y", ErrCodeUnknownType},
+		{"malformed json", websocket.MessageText, `{"type":`, TypeError, "", ErrCodeBadMessage},
+		{"not an object", websocket.MessageText, `[1,2]`, TypeError, "", ErrCodeBadMessage},
+		{"binary", websocket.MessageBinary, `{"type":"ping"}`, TypeError, "", ErrCodeBadMessage},
+		{"bad subscribe data", websocket.MessageText, `{"type":"subscribe","data":{"taskIds":7},"requestId":"z"}`, TypeError, "z", ErrCodeBadMessage},
+		{"still connected", websocket.MessageText, `{"type":"ping","requestId":"again"}`, TypePong, "again", ""},
+	}
+	for _, tt := range tests { // sequential: one connection
+		c.sendRaw(tt.typ, []byte(tt.send))
+		m := c.next()
+		var data errorData
+		_ = json.Unmarshal(m.Data, &data)
+		if m.Type != tt.wantType || m.RequestID != tt.wantReqID || data.Error != tt.wantCode {
+			t.Errorf("%s: got %s requestId=%q error=%q, want %s requestId=%q error=%q",
+				tt.name, m.Type, m.RequestID, data.Error, tt.wantType, tt.wantReqID, tt.wantCode)
+		}
+		if m.Timestamp == 0 {
+			t.Errorf("%s: timestamp not set", tt.name)
+		}
+	}
+}
+
+// seen is what a client received: type and task or instance id.
+type seen struct{ Type, ID string }
+
+// collect reads until the sentinel instance_status, skipping global_status.
+func collect(c *client, sentinel string) []seen {
+	c.t.Helper()
+	var got []seen
+	for {
+		m := c.nextNot(TypeGlobalStatus)
+		var d struct{ TaskID, InstanceID string }
+		if err := json.Unmarshal(m.Data, &d); err != nil {
+			c.t.Fatalf("decode %s data %s: %v", m.Type, m.Data, err)
+		}
+		if m.Type == TypeInstanceStatus && d.InstanceID == sentinel {
+			return got
+		}
+		got = append(got, seen{m.Type, d.TaskID + d.InstanceID})
+	}
+}
+
+func TestEntitlement(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Options{}, testHooks{})
+	clients := map[string]*client{
+		"admin": h.dial("root", true),
+		"alice": h.dial("alice", false),
+		"bob":   h.dial("bob", false),
+		"anon":  h.dial("", false),
+	}
+	for _, c := range clients {
+		c.next() // global_status: registered
+	}
+	for _, ev := range []struct{ typ, id, owner string }{
+		{TypeTaskStatus, "t1", "alice"},
+		{TypeTaskProgress, "t1", "alice"},
+		{"task_queued", "t1", "alice"}, // internal: never forwarded
+		{TypeTaskCompleted, "t2", "bob"},
+		{TypeTaskFailed, "t3", "alice"},
+		{TypeTaskCancelled, "t4", ""}, // no owner: admins only
+		{TypeGlobalStatus, "", ""},    // only the hub builds global_status
+		{"something_new", "t1", "alice"},
+	} {
+		h.publish(taskEvent(ev.typ, ev.id, ev.owner))
+	}
+	h.publish(instanceEvent("127.0.0.1:8001"))
+	h.publish(instanceEvent("done"))
+
+	inst := seen{TypeInstanceStatus, "127.0.0.1:8001"}
+	want := map[string][]seen{
+		"admin": {{TypeTaskStatus, "t1"}, {TypeTaskProgress, "t1"}, {TypeTaskCompleted, "t2"},
+			{TypeTaskFailed, "t3"}, {TypeTaskCancelled, "t4"}, inst},
+		"alice": {{TypeTaskStatus, "t1"}, {TypeTaskProgress, "t1"}, {TypeTaskFailed, "t3"}, inst},
+		"bob":   {{TypeTaskCompleted, "t2"}, inst},
+		"anon":  {inst},
+	}
+	for name, c := range clients {
+		if diff := cmp.Diff(want[name], collect(c, "done")); diff != "" {
+			t.Errorf("%s received (-want +got):\n%s", name, diff)
+		}
+	}
+}
+
+func TestSubscribeNarrows(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Options{}, testHooks{})
+	alice := h.dial("alice", false)
+	admin := h.dial("root", true)
+	alice.next()
+	admin.next()
+
+	subscribe := func(c *client, reqID string, ids []string) {
+		t.Helper()
+		c.send(map[string]any{"type": "subscribe", "requestId": reqID, "data": map[string]any{"taskIds": ids}})
+		m := c.nextNot(TypeGlobalStatus)
+		var d subscribeData
+		_ = json.Unmarshal(m.Data, &d)
+		if m.Type != TypeSubscribed || m.RequestID != reqID || len(d.TaskIDs) != len(ids) {
+			t.Fatalf("subscribe %v: got %s %q %s", ids, m.Type, m.RequestID, m.Data)
+		}
+	}
+	round := func(sentinel string) {
+		for _, ev := range []struct{ id, owner string }{{"t1", "alice"}, {"t2", "alice"}, {"t3", "bob"}} {
+			h.publish(taskEvent(TypeTaskProgress, ev.id, ev.owner))
+		}
+		h.publish(instanceEvent(sentinel))
+	}
+	progress := func(ids ...string) []seen {
+		var s []seen
+		for _, id := range ids {
+			s = append(s, seen{TypeTaskProgress, id})
+		}
+		return s
+	}
+
+	subscribe(alice, "s1", []string{"t1", "t3"}) // t3 is bob's: still not entitled
+	subscribe(admin, "s2", []string{"t2", "t3"})
+	round("r1")
+	if diff := cmp.Diff(progress("t1"), collect(alice, "r1")); diff != "" {
+		t.Errorf("alice narrowed (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(progress("t2", "t3"), collect(admin, "r1")); diff != "" {
+		t.Errorf("admin narrowed (-want +got):\n%s", diff)
+	}
+
+	subscribe(alice, "s3", nil) // reset to the default
+	subscribe(admin, "s4", []string{})
+	round("r2")
+	if diff := cmp.Diff(progress("t1", "t2"), collect(alice, "r2")); diff != "" {
+		t.Errorf("alice after reset (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(progress("t1", "t2", "t3"), collect(admin, "r2")); diff != "" {
+		t.Errorf("admin after reset (-want +got):\n%s", diff)
+	}
+
+	ids := make([]string, MaxSubscribeTaskIDs+1)
+	for i := range ids {
+		ids[i] = fmt.Sprint(i)
+	}
+	alice.send(map[string]any{"type": "subscribe", "requestId": "big", "data": map[string]any{"taskIds": ids}})
+	if m := alice.nextNot(TypeGlobalStatus); m.Type != TypeError || m.RequestID != "big" {
+		t.Errorf("oversized subscribe: got %s %q, want error \"big\"", m.Type, m.RequestID)
+	}
+}
+
+func TestGlobalStatusThrottled(t *testing.T) {
+	t.Parallel()
+	const interval = 50 * time.Millisecond
+	h := newHarness(t, Options{GlobalStatusInterval: interval}, testHooks{})
+	c := h.dial("alice", false)
+	c.next() // the connect snapshot
+	statuses := make(chan int64, 1000)
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		for {
+			_, b, err := c.ws.Read(context.Background())
+			if err != nil {
+				return
+			}
+			var m message
+			if json.Unmarshal(b, &m) == nil && m.Type == TypeGlobalStatus {
+				statuses <- m.Timestamp
+			}
+		}
+	}()
+
+	// Change something every 2ms for 8 intervals.
+	window := time.After(8 * interval)
+	tick := time.NewTicker(2 * time.Millisecond)
+	published := 0
+publishing:
+	for {
+		select {
+		case <-window:
+			break publishing
+		case <-tick.C:
+			h.publish(instanceEvent("127.0.0.1:8001"))
+			published++
+		}
+	}
+	tick.Stop()
+
+	// The last change is reported within one interval; then silence.
+	var got []int64
+	quiet := time.NewTimer(3 * interval)
+	for done := false; !done; {
+		select {
+		case ts := <-statuses:
+			got = append(got, ts)
+			quiet.Reset(3 * interval)
+		case <-quiet.C:
+			done = true
+		}
+	}
+	_ = c.ws.CloseNow()
+	<-readDone
+
+	t.Logf("%d events published, %d global_status received", published, len(got))
+	if len(got) < 3 || len(got) > 8+2 {
+		t.Errorf("got %d global_status for 8 intervals of changes, want 3..10", len(got))
+	}
+	for i := 1; i < len(got); i++ {
+		if gap := time.Duration(got[i]-got[i-1]) * time.Millisecond; gap < interval-2*time.Millisecond {
+			t.Errorf("global_status %d came %v after the previous, want >= %v", i, gap, interval)
+		}
+	}
+}
+
+func TestSlowClientDropped(t *testing.T) {
+	t.Parallel()
+	onDrop, dropped := signal()
+	h := newHarness(t, Options{SendBuffer: 16, GlobalStatusInterval: time.Hour}, testHooks{onDrop: onDrop})
+	fast := h.dial("fast", true)
+	slow := h.dial("slow", true)
+	fast.next()
+	slow.next() // then never reads again until dropped
+
+	payload := strings.Repeat("x", 8<<10)
+	event := func(seq int) {
+		ev := instanceEvent(fmt.Sprint(seq))
+		ev.Data, _ = json.Marshal(map[string]any{"instanceId": fmt.Sprint(seq), "pad": payload})
+		h.publish(ev) // fails the test if the hub blocks the publisher
+		m := fast.nextNot(TypeGlobalStatus)
+		var d struct{ InstanceID string }
+		_ = json.Unmarshal(m.Data, &d)
+		if d.InstanceID != fmt.Sprint(seq) {
+			t.Fatalf("fast client got %s %q, want instance %d: it missed events", m.Type, d.InstanceID, seq)
+		}
+	}
+	// Lock-step with the fast client until the slow one's socket and queue fill.
+	seq := 0
+	for ; ; seq++ {
+		if seq > 100000 {
+			t.Fatal("slow client never overflowed")
+		}
+		event(seq)
+		select {
+		case <-dropped:
+		default:
+			continue
+		}
+		break
+	}
+	t.Logf("slow client dropped after %d events of %d KiB", seq+1, len(payload)>>10)
+	for i := 1; i <= 20; i++ {
+		event(seq + i) // the fast client still gets everything
+	}
+	if got := h.hub.Dropped(); got != 1 {
+		t.Errorf("Dropped() = %d, want 1", got)
+	}
+	ce := slow.closeError()
+	if ce.Code != websocket.StatusTryAgainLater || ce.Reason != OverflowReason {
+		t.Errorf("slow client closed with %d %q, want %d %q",
+			ce.Code, ce.Reason, websocket.StatusTryAgainLater, OverflowReason)
+	}
+}
+
+func TestDeadPeerDetected(t *testing.T) {
+	t.Parallel()
+	onLeave, left := signal()
+	h := newHarness(t, Options{PingInterval: 20 * time.Millisecond, WriteTimeout: 50 * time.Millisecond},
+		testHooks{onLeave: onLeave})
+	c := h.dial("alice", false)
+	c.next() // then stop reading: pings go unanswered
+	waitFor(t, left, "the dead client to be dropped")
+	if got := h.hub.Clients(); got != 0 {
+		t.Errorf("Clients() = %d after the dead client left, want 0", got)
+	}
+	if got := h.hub.Dropped(); got != 0 {
+		t.Errorf("Dropped() = %d, want 0: a dead peer is not an overflow", got)
+	}
+}
+
+func TestShutdownClosesClients(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Options{}, testHooks{})
+	a, b := h.dial("alice", false), h.dial("root", true)
+	a.next()
+	b.next()
+
+	// Clients keep reading so they answer the close handshake.
+	closes := make(chan websocket.CloseError, 2)
+	for _, c := range []*client{a, b} {
+		go func() { closes <- c.closeError() }()
+	}
+	if err := h.stop(); err != nil {
+		t.Fatalf("Run returned %v, want nil", err)
+	}
+	for range 2 {
+		if ce := waitFor(t, closes, "close"); ce.Code != websocket.StatusGoingAway {
+			t.Errorf("client closed with %d %q, want %d", ce.Code, ce.Reason, websocket.StatusGoingAway)
+		}
+	}
+	if got := h.hub.Clients(); got != 0 {
+		t.Errorf("Clients() = %d after shutdown, want 0", got)
+	}
+
+	late := h.dial("late", false)
+	if ce := late.closeError(); ce.Code != websocket.StatusGoingAway {
+		t.Errorf("client after shutdown closed with %d, want %d", ce.Code, websocket.StatusGoingAway)
+	}
+	if err := h.hub.Run(context.Background()); err == nil {
+		t.Error("second Run returned nil, want an error")
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Options{OriginPatterns: []string{"dash.example.com"}}, testHooks{})
+	tests := []struct {
+		name, origin string
+		wantStatus   int
+	}{
+		{"foreign origin", "http://evil.example", http.StatusForbidden},
+		{"allowed pattern", "https://dash.example.com", http.StatusSwitchingProtocols},
+		{"same origin", h.srv.URL, http.StatusSwitchingProtocols},
+	}
+	for _, tt := range tests {
+		ws, err := dialHub(t.Context(), h.srv.URL, "alice", false, http.Header{"Origin": {tt.origin}})
+		switch {
+		case tt.wantStatus == http.StatusSwitchingProtocols && err != nil:
+			t.Errorf("%s: dial failed: %v", tt.name, err)
+		case tt.wantStatus != http.StatusSwitchingProtocols && err == nil:
+			t.Errorf("%s: dial succeeded, want %d", tt.name, tt.wantStatus)
+		}
+		if ws != nil {
+			_ = ws.CloseNow()
+		}
+	}
+	for _, origin := range []string{"", "http://evil.example"} {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, h.srv.URL+"/ws", nil)
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+			req.Header.Set("Connection", "Upgrade")
+			req.Header.Set("Upgrade", "websocket")
+		}
+		checkErrorEnvelope(t, req)
+	}
+}
+
+// checkErrorEnvelope asserts that a refused request gets the contract's JSON error.
+func checkErrorEnvelope(t *testing.T, req *http.Request) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var env struct {
+		Code           int
+		Error, Message string
+	}
+	if err := json.Unmarshal(body, &env); err != nil || env.Code != resp.StatusCode || env.Error == "" {
+		t.Errorf("refusal %d body %q is not the error envelope", resp.StatusCode, body)
+	}
+	if resp.StatusCode < 400 {
+		t.Errorf("status %d, want a refusal", resp.StatusCode)
+	}
+}
