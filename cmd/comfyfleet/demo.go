@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/comfyfleet/comfyfleet/internal/app"
+	"github.com/comfyfleet/comfyfleet/internal/comfysim"
+	"github.com/comfyfleet/comfyfleet/internal/config"
+	"github.com/comfyfleet/comfyfleet/internal/instance"
+	"github.com/comfyfleet/comfyfleet/internal/web"
+)
+
+// runDemo is "comfyfleet demo": the gateway on the embedded store with
+// simulated ComfyUI instances in the same process. Nothing else is needed.
+func runDemo(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	listen := fs.String("listen", ":3000", "gateway listen address")
+	n := fs.Int("instances", 4, "number of simulated ComfyUI instances")
+	data := fs.String("data", "./data", "data directory (SQLite database and files)")
+	nodeDelay := fs.Duration("node-delay", 100*time.Millisecond, "simulated duration of each node")
+	stepDelay := fs.Duration("step-delay", 50*time.Millisecond, "simulated duration of each sampler step")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	sims, err := comfysim.StartFleet(*n, "127.0.0.1:0", comfysim.Options{NodeDelay: *nodeDelay, StepDelay: *stepDelay})
+	if err != nil {
+		return fmt.Errorf("start simulated instances: %w", err)
+	}
+	defer func() {
+		for _, s := range sims {
+			s.Close()
+		}
+	}()
+	cfg := demoConfig(*listen, *data, sims)
+	a, err := app.New(ctx, cfg, app.Options{Logger: newLogger(), Out: os.Stdout, UI: web.Handler()})
+	if err != nil {
+		return err
+	}
+	printDemoBanner(a.URL(), sims)
+	return a.Run(ctx)
+}
+
+func demoConfig(listen, data string, sims []*comfysim.Sim) config.Config {
+	cfg := config.Default()
+	cfg.Demo = true
+	cfg.Server.Listen = listen
+	cfg.DataDir, _ = filepath.Abs(data)
+	cfg.HealthCheck.Interval = config.Millis(2 * time.Second)
+	cfg.HealthCheck.Timeout = config.Millis(time.Second)
+	var ports config.Ports
+	for _, s := range sims {
+		ports = append(ports, portOf(s.Addr()))
+	}
+	cfg.Servers = []config.Server{{ID: "sim-1", Name: "Simulated GPU box", IP: "127.0.0.1", Ports: ports}}
+	cfg.Store.Path, cfg.Files.Dir = "", ""
+	cfg.WithDefaults()
+	return cfg
+}
+
+func portOf(addr string) int {
+	_, p, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(p)
+	return port
+}
+
+func printDemoBanner(url string, sims []*comfysim.Sim) {
+	fmt.Printf(`
+  ComfyFleet demo is running.
+
+    Dashboard and API:  %s
+    Login:              admin / admin123   (DEMO ONLY: a well-known password; never use demo mode in production)
+    Simulated ComfyUI:  %d instances (%s ... )
+
+  Try:
+    TOKEN=$(curl -s %s/api/auth/login -H 'Content-Type: application/json' \
+      -d '{"username":"admin","password":"admin123"}' | sed -E 's/.*"token":"([^"]+)".*/\1/')
+    curl -s %s/api/instances -H "Authorization: Bearer $TOKEN"
+
+  Press Ctrl+C to stop.
+
+`, url, len(sims), instance.ID("127.0.0.1", portOf(sims[0].Addr())), url, url)
+}

@@ -1,0 +1,71 @@
+// Command comfyfleet is the ComfyFleet gateway: one front door for a fleet
+// of ComfyUI servers.
+//
+//	comfyfleet serve --config comfyfleet.yaml   run the gateway
+//	comfyfleet demo                             gateway + simulated instances, nothing else needed
+//	comfyfleet sim --ports 8001-8008            simulated ComfyUI instances only
+//	comfyfleet hash-password                    print a bcrypt hash for the config
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `comfyfleet: one front door for a fleet of ComfyUI servers
+
+Usage:
+  comfyfleet serve [--config FILE] [--listen ADDR] [--set key=value ...]
+  comfyfleet demo  [--listen ADDR] [--instances N] [--data DIR]
+  comfyfleet sim   [--listen IP] [--ports 8001-8008]
+  comfyfleet hash-password   (reads the password from stdin)
+
+Run "comfyfleet <command> -h" for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "comfyfleet:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return flag.ErrHelp
+	}
+	switch args[0] {
+	case "serve":
+		return runServe(ctx, args[1:])
+	case "demo":
+		return runDemo(ctx, args[1:])
+	case "sim":
+		return runSim(ctx, args[1:])
+	case "hash-password":
+		return runHashPassword(args[1:])
+	case "-h", "--help", "help":
+		fmt.Fprint(os.Stdout, usage)
+		return nil
+	}
+	fmt.Fprint(os.Stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func newLogger() *slog.Logger {
+	level := slog.LevelInfo
+	if os.Getenv("COMFYFLEET_LOG_LEVEL") == "debug" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}

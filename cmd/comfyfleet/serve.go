@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/comfyfleet/comfyfleet/internal/app"
+	"github.com/comfyfleet/comfyfleet/internal/auth"
+	"github.com/comfyfleet/comfyfleet/internal/config"
+	"github.com/comfyfleet/comfyfleet/internal/web"
+)
+
+// setFlags collects repeated --set key=value flags.
+type setFlags []string
+
+func (s *setFlags) String() string     { return strings.Join(*s, ",") }
+func (s *setFlags) Set(v string) error { *s = append(*s, v); return nil }
+
+// runServe is "comfyfleet serve": defaults < config file < COMFYFLEET_*
+// environment < flags.
+func runServe(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	path := fs.String("config", "", "YAML config file (see config.example.yaml)")
+	listen := fs.String("listen", "", "listen address, e.g. :3000 (overrides server.listen)")
+	data := fs.String("data", "", "data directory (overrides dataDir)")
+	var sets setFlags
+	fs.Var(&sets, "set", "override any config key, e.g. --set healthCheck.interval=5000 (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path, os.Environ())
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		sets = append(sets, "server.listen="+*listen)
+	}
+	if *data != "" {
+		sets = append(sets, "dataDir="+*data)
+	}
+	if err := applySets(&cfg, sets); err != nil {
+		return err
+	}
+	return serve(ctx, cfg)
+}
+
+func applySets(cfg *config.Config, sets []string) error {
+	for _, kv := range sets {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return fmt.Errorf("--set %q: want key=value", kv)
+		}
+		if err := cfg.Set(k, v); err != nil {
+			return err
+		}
+	}
+	cfg.WithDefaults()
+	return cfg.Validate()
+}
+
+// serve builds and runs the gateway until ctx ends.
+func serve(ctx context.Context, cfg config.Config) error {
+	a, err := app.New(ctx, cfg, app.Options{Logger: newLogger(), Out: os.Stdout, UI: web.Handler()})
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+// runHashPassword prints the bcrypt hash of a password read from stdin.
+func runHashPassword(args []string) error {
+	fs := flag.NewFlagSet("hash-password", flag.ContinueOnError)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	fmt.Fprint(os.Stderr, "password: ")
+	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+	if err != nil && line == "" {
+		return fmt.Errorf("read password: %w", err)
+	}
+	hash, err := auth.HashPassword(strings.TrimRight(line, "\r\n"))
+	if err != nil {
+		return err
+	}
+	fmt.Println(hash)
+	return nil
+}

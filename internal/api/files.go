@@ -1,0 +1,190 @@
+package api
+
+import (
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+
+	"github.com/google/uuid"
+
+	"github.com/comfyfleet/comfyfleet/internal/blob"
+	"github.com/comfyfleet/comfyfleet/internal/dispatch"
+	"github.com/comfyfleet/comfyfleet/internal/file"
+	"github.com/comfyfleet/comfyfleet/internal/store"
+)
+
+// fileView is a file as the API shows it.
+type fileView struct {
+	FileID      string  `json:"fileId"`
+	Filename    string  `json:"filename"`
+	URL         string  `json:"url"`
+	Size        int64   `json:"size"`
+	ContentType string  `json:"contentType"`
+	CreatedAt   string  `json:"createdAt"`
+	Owner       string  `json:"owner"`
+	TaskID      *string `json:"taskId"`
+	NodeID      string  `json:"nodeId,omitempty"`
+}
+
+func (s *Server) makeFileView(f *file.File) fileView {
+	v := fileView{
+		FileID: f.ID, Filename: f.Filename, Size: f.Size, ContentType: f.ContentType,
+		CreatedAt: formatTime(f.CreatedAt), Owner: f.Owner, NodeID: f.NodeID,
+		URL: dispatch.FileURL(s.deps.Config.Current().Server.PublicBaseURL, f.ID, f.Filename),
+	}
+	if f.TaskID != "" {
+		v.TaskID = &f.TaskID
+	}
+	return v
+}
+
+// multipartOverhead is allowed on top of the upload limit for headers and boundaries.
+const multipartOverhead = 64 << 10
+
+// uploadFile is POST /api/files/upload with the multipart field "file".
+func (s *Server) uploadFile(w http.ResponseWriter, r *http.Request) error {
+	limit := s.deps.Config.Current().Files.MaxUploadBytes
+	r.Body = http.MaxBytesReader(w, r.Body, limit+multipartOverhead)
+	mr, err := r.MultipartReader()
+	if err != nil {
+		return errorf(http.StatusBadRequest, "invalid_upload", "Send multipart/form-data with the file in the field \"file\".")
+	}
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			return errorf(http.StatusBadRequest, "invalid_upload", "The multipart field \"file\" is missing.")
+		}
+		if err != nil {
+			return uploadErr(err, limit)
+		}
+		if part.FormName() != "file" {
+			continue
+		}
+		return s.storeUpload(w, r, part, limit)
+	}
+}
+
+func (s *Server) storeUpload(w http.ResponseWriter, r *http.Request, part io.Reader, limit int64) error {
+	p := part.(interface{ FileName() string })
+	name := blob.SanitizeFilename(p.FileName())
+	id := uuid.NewString()
+	n, err := s.deps.Blob.Put(r.Context(), id, part, limit)
+	if err != nil {
+		return uploadErr(err, limit)
+	}
+	head := s.sniff(r, id)
+	f := &file.File{
+		ID: id, Owner: claims(r).Username, Filename: name,
+		ContentType: blob.ContentType(name, head), Size: n, CreatedAt: s.now(),
+	}
+	if err := s.deps.Store.FileInsert(r.Context(), f); err != nil {
+		_ = s.deps.Blob.Delete(r.Context(), id)
+		return err
+	}
+	return writeJSON(w, s.makeFileView(f))
+}
+
+// sniff reads the first bytes of a stored file for content detection.
+func (s *Server) sniff(r *http.Request, id string) []byte {
+	bf, err := s.deps.Blob.Open(r.Context(), id)
+	if err != nil {
+		return nil
+	}
+	defer bf.Close()
+	head := make([]byte, 512)
+	n, _ := io.ReadFull(bf, head)
+	return head[:n]
+}
+
+func uploadErr(err error, limit int64) error {
+	var maxErr *http.MaxBytesError
+	if errors.Is(err, blob.ErrTooLarge) || errors.As(err, &maxErr) {
+		return errorf(http.StatusRequestEntityTooLarge, "file_too_large", "The file is larger than the upload limit of %d bytes.", limit)
+	}
+	return err
+}
+
+// listFiles is GET /api/files (limit, offset, taskId).
+func (s *Server) listFiles(w http.ResponseWriter, r *http.Request) error {
+	limit, offset, err := parsePage(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	p := &store.FileListParams{TaskID: r.URL.Query().Get("taskId"), Limit: limit, Offset: offset}
+	if c := claims(r); !c.IsAdmin() {
+		p.Owner = c.Username
+	}
+	res, err := s.deps.Store.FileList(r.Context(), p)
+	if err != nil {
+		return err
+	}
+	items := make([]fileView, 0, len(res.Items))
+	for _, f := range res.Items {
+		items = append(items, s.makeFileView(f))
+	}
+	return writeJSON(w, map[string]any{"total": res.Total, "items": items, "limit": limit, "offset": offset})
+}
+
+// ownFile loads a file record the caller may see; others' read as missing.
+func (s *Server) ownFile(r *http.Request) (*file.File, error) {
+	f, err := s.deps.Store.FileGet(r.Context(), r.PathValue("id"))
+	if err == nil && !claims(r).IsAdmin() && f.Owner != claims(r).Username {
+		err = store.ErrNotFound
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errorf(http.StatusNotFound, "file_not_found", "No file %q.", r.PathValue("id"))
+	}
+	return f, err
+}
+
+// getFile is GET /api/files/{id}: the record.
+func (s *Server) getFile(w http.ResponseWriter, r *http.Request) error {
+	f, err := s.ownFile(r)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, s.makeFileView(f))
+}
+
+// deleteFile is DELETE /api/files/{id}: bytes and record.
+func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) error {
+	f, err := s.ownFile(r)
+	if err != nil {
+		return err
+	}
+	if err := s.deps.Store.FileDelete(r.Context(), f.ID); err != nil {
+		return err
+	}
+	if err := s.deps.Blob.Delete(r.Context(), f.ID); err != nil {
+		s.log.WarnContext(r.Context(), "delete file bytes failed", "file_id", f.ID, "err", err)
+	}
+	return writeJSON(w, map[string]any{"fileId": f.ID, "deleted": true})
+}
+
+// serveFile is GET /files/{id}/{name}: the bytes, with Range support. The
+// random id is the capability, so no token is needed (URLs work in <img>).
+func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) error {
+	f, err := s.deps.Store.FileGet(r.Context(), r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) || (err == nil && f.Filename != r.PathValue("name")) {
+		return errorf(http.StatusNotFound, "file_not_found", "No such file.")
+	}
+	if err != nil {
+		return err
+	}
+	bf, err := s.deps.Blob.Open(r.Context(), f.ID)
+	if errors.Is(err, blob.ErrNotFound) {
+		return errorf(http.StatusNotFound, "file_not_found", "The file's bytes are gone.")
+	}
+	if err != nil {
+		return err
+	}
+	defer bf.Close()
+	h := w.Header()
+	h.Set("Content-Type", f.ContentType)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Disposition", mime.FormatMediaType("inline", map[string]string{"filename": f.Filename}))
+	h.Set("Cache-Control", "private, max-age=31536000, immutable")
+	http.ServeContent(w, r, "", bf.ModTime(), bf)
+	return nil
+}

@@ -1,0 +1,107 @@
+package api
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/comfyfleet/comfyfleet/internal/task"
+)
+
+// Overview is the monitor's counts: the seed's fields plus the contract's.
+type Overview struct {
+	TotalInstances   int            `json:"totalInstances"`
+	AliveInstances   int            `json:"aliveInstances"`
+	BusyInstances    int            `json:"busyInstances"`
+	EnabledInstances int            `json:"enabledInstances"`
+	PendingTasks     int            `json:"pendingTasks"`
+	RunningTasks     int            `json:"runningTasks"`
+	CompletedTasks   int            `json:"completedTasks"`
+	FailedTasks      int            `json:"failedTasks"`
+	CancelledTasks   int            `json:"cancelledTasks"`
+	Stats            map[string]any `json:"stats,omitempty"`
+}
+
+// overview is GET /api/monitor/overview.
+func (s *Server) overview(w http.ResponseWriter, r *http.Request) error {
+	o, err := s.Overview(r.Context())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, o)
+}
+
+// Overview computes the monitor counts (also used for global_status).
+func (s *Server) Overview(ctx context.Context) (Overview, error) {
+	views, err := s.deps.Fleet.Views(ctx)
+	if err != nil {
+		return Overview{}, err
+	}
+	counts, err := s.deps.Store.TaskCounts(ctx)
+	if err != nil {
+		return Overview{}, err
+	}
+	o := Overview{
+		TotalInstances: len(views),
+		PendingTasks:   counts[task.StatusPending],
+		RunningTasks:   counts[task.StatusRunning],
+		CompletedTasks: counts[task.StatusCompleted],
+		FailedTasks:    counts[task.StatusFailed],
+		CancelledTasks: counts[task.StatusCancelled],
+	}
+	for _, v := range views {
+		o.AliveInstances += b2i(v.Alive)
+		o.BusyInstances += b2i(v.Busy)
+		o.EnabledInstances += b2i(v.Enabled)
+	}
+	if s.deps.Stats != nil {
+		o.Stats = s.deps.Stats.Stats()
+	}
+	return o, nil
+}
+
+// GlobalStatus is the data of the /ws global_status message: the overview
+// and every instance.
+func (s *Server) GlobalStatus(ctx context.Context) (any, error) {
+	o, err := s.Overview(ctx)
+	if err != nil {
+		return nil, err
+	}
+	views, err := s.deps.Fleet.Views(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"overview": o, "instances": views}, nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// health is GET /api/health: no token; 503 when the store is unreachable.
+func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
+	driver := s.deps.Store.Driver()
+	redis, status, code := "disabled", "ok", http.StatusOK
+	if err := s.deps.Store.Ping(r.Context()); err != nil {
+		status, code = "degraded", http.StatusServiceUnavailable
+		if driver == "redis" {
+			redis = "disconnected"
+		}
+	} else if driver == "redis" {
+		redis = "connected"
+	}
+	alive, total := 0, 0
+	if views, err := s.deps.Fleet.Views(r.Context()); err == nil {
+		total = len(views)
+		for _, v := range views {
+			alive += b2i(v.Alive)
+		}
+	}
+	data := map[string]any{
+		"status": status, "redis": redis, "store": driver,
+		"aliveInstances": alive, "totalInstances": total,
+	}
+	return writeEnvelope(w, code, envelope{Code: code, Data: data})
+}

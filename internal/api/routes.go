@@ -1,0 +1,112 @@
+// Package api is the gateway's REST surface: the seed's /api routes, the
+// contract's envelope on every answer, token checks and roles, and the
+// /files and /ws endpoints. routes.go holds the whole route table; each
+// resource has its own file.
+package api
+
+import (
+	"net/http"
+	"strings"
+)
+
+// Access says who may call a route.
+type Access int
+
+// Access levels.
+const (
+	Public Access = iota // no token (login, health)
+	Authed               // any valid token
+	Admin                // a token with the admin role
+)
+
+// Route is one entry of the route table.
+type Route struct {
+	Method  string
+	Pattern string
+	Access  Access
+	handler handlerFunc
+}
+
+// Routes returns the whole route table. Tests walk it to check access rules.
+func (s *Server) Routes() []Route {
+	return []Route{
+		{"POST", "/api/auth/login", Public, s.login},
+		{"GET", "/api/health", Public, s.health},
+
+		{"GET", "/api/instances", Authed, s.listInstances},
+		{"GET", "/api/instances/{id}", Authed, s.getInstance},
+		{"PUT", "/api/instances/{id}", Admin, s.putInstance},
+
+		{"GET", "/api/tasks", Authed, s.listTasks},
+		{"POST", "/api/tasks", Authed, s.createTask},
+		{"GET", "/api/tasks/{id}", Authed, s.getTask},
+		{"DELETE", "/api/tasks/{id}", Authed, s.cancelTask},
+
+		{"POST", "/api/files/upload", Authed, s.uploadFile},
+		{"GET", "/api/files", Authed, s.listFiles},
+		{"GET", "/api/files/{id}", Authed, s.getFile},
+		{"DELETE", "/api/files/{id}", Authed, s.deleteFile},
+
+		{"GET", "/api/config", Admin, s.getConfig},
+		{"PUT", "/api/config", Admin, s.putConfig},
+
+		{"GET", "/api/monitor/overview", Authed, s.overview},
+		{"GET", "/api/auth/me", Authed, s.me},
+	}
+}
+
+// Handler builds the HTTP handler: the route table, /ws, /files, the
+// dashboard, and envelope answers for unknown routes (404) and wrong
+// methods (405).
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	for _, rt := range s.Routes() {
+		mux.Handle(rt.Method+" "+rt.Pattern, s.guard(rt.Access, s.handle(rt.handler)))
+	}
+	mux.Handle("GET /ws", s.handle(s.serveWS))
+	mux.Handle("GET /files/{id}/{name}", s.handle(s.serveFile))
+	return s.recoverer(s.fallback(mux))
+}
+
+// knownMethods are tried to tell a 405 from a 404.
+var knownMethods = []string{"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"}
+
+// fallback answers requests that no pattern matches with the envelope:
+// 405 with Allow when another method would match, else 404.
+func (s *Server) fallback(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		if s.deps.UI != nil && isUIPath(r) {
+			s.deps.UI.ServeHTTP(w, r)
+			return
+		}
+		var allow []string
+		for _, m := range knownMethods {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, p := mux.Handler(probe); p != "" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			renderError(w, r, s.log, errorf(http.StatusMethodNotAllowed, "method_not_allowed",
+				"%s is not allowed on %s; use %s.", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+			return
+		}
+		renderError(w, r, s.log, errorf(http.StatusNotFound, "route_not_found", "No route %s %s.", r.Method, r.URL.Path))
+	})
+}
+
+// isUIPath reports whether a request that matched no route belongs to the
+// dashboard: a GET outside /api, /files and /ws.
+func isUIPath(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	p := r.URL.Path
+	return !strings.HasPrefix(p, "/api/") && p != "/api" && !strings.HasPrefix(p, "/files/") && p != "/ws"
+}

@@ -1,0 +1,110 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/comfyfleet/comfyfleet/internal/auth"
+	"github.com/comfyfleet/comfyfleet/internal/blob"
+	"github.com/comfyfleet/comfyfleet/internal/config"
+	"github.com/comfyfleet/comfyfleet/internal/fleet"
+	"github.com/comfyfleet/comfyfleet/internal/push"
+	"github.com/comfyfleet/comfyfleet/internal/store"
+)
+
+// ConfigService owns the live configuration.
+type ConfigService interface {
+	// Current returns the live config.
+	Current() config.Config
+	// Update validates, merges, applies and persists a PUT /api/config body.
+	// Validation errors are *config.FieldError (or wrap one).
+	Update(ctx context.Context, patch []byte) (config.Config, error)
+}
+
+// StatsService gives the monitor's throughput and latency figures.
+type StatsService interface {
+	Stats() map[string]any
+}
+
+// Deps are the components the API serves.
+type Deps struct {
+	Log    *slog.Logger
+	Store  store.Store
+	Auth   *auth.Authenticator
+	Fleet  *fleet.Fleet
+	Config ConfigService
+	Blob   blob.Store
+	Hub    *push.Hub
+	// Stats is optional.
+	Stats StatsService
+	// UI serves the dashboard for GET requests outside /api; optional.
+	UI http.Handler
+	// Now is injected for tests; default time.Now.
+	Now func() time.Time
+}
+
+// Server is the REST API.
+type Server struct {
+	deps Deps
+	log  *slog.Logger
+	now  func() time.Time
+}
+
+// New returns the API server.
+func New(d Deps) *Server {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	return &Server{deps: d, log: d.Log, now: d.Now}
+}
+
+func (s *Server) maxBody() int64 {
+	if n := s.deps.Config.Current().Server.MaxBodyBytes; n > 0 {
+		return n
+	}
+	return 10 << 20
+}
+
+// guard checks the token and role a route needs and puts the claims in the
+// request context.
+func (s *Server) guard(access Access, next http.Handler) http.Handler {
+	if access == Public {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		claims, err := s.deps.Auth.Authenticate(r)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="comfyfleet"`)
+			renderError(w, r, s.log, authError(err))
+			return
+		}
+		if access == Admin && !claims.IsAdmin() {
+			renderError(w, r, s.log, errForbidden)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(auth.WithClaims(r.Context(), claims)))
+	})
+}
+
+func authError(err error) *Error {
+	if errors.Is(err, auth.ErrNoToken) {
+		return errorf(http.StatusUnauthorized, "unauthorized", "A bearer token is required; log in at POST /api/auth/login.")
+	}
+	return errorf(http.StatusUnauthorized, "invalid_token", "The token is invalid or expired; log in again.")
+}
+
+// claims returns the caller's claims (set by guard).
+func claims(r *http.Request) *auth.Claims {
+	c, _ := auth.ClaimsFrom(r.Context())
+	return c
+}
+
+// SetHub sets the push hub after construction (the hub's snapshot reads
+// the API's overview, so the two are built in turn).
+func (s *Server) SetHub(h *push.Hub) { s.deps.Hub = h }

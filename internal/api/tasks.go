@@ -1,0 +1,273 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/comfyfleet/comfyfleet/internal/dispatch"
+	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/task"
+	"github.com/comfyfleet/comfyfleet/internal/workflow"
+)
+
+// taskView is a task as the API shows it.
+type taskView struct {
+	ID            string          `json:"id"`
+	Owner         string          `json:"owner"`
+	Status        task.Status     `json:"status"`
+	Progress      int             `json:"progress"`
+	Priority      int             `json:"priority"`
+	InstanceID    string          `json:"instanceId"`
+	Attempts      int             `json:"attempts"`
+	CreatedAt     string          `json:"createdAt"`
+	UpdatedAt     string          `json:"updatedAt"`
+	StartedAt     *string         `json:"startedAt"`
+	FinishedAt    *string         `json:"finishedAt"`
+	Workflow      json.RawMessage `json:"workflow,omitempty"`
+	Params        json.RawMessage `json:"params,omitempty"`
+	Result        *task.Result    `json:"result"`
+	Error         *task.Error     `json:"error"`
+	QueuePosition *int            `json:"queuePosition,omitempty"`
+}
+
+func makeTaskView(t *task.Task) taskView {
+	return taskView{
+		ID: t.ID, Owner: t.Owner, Status: t.Status, Progress: t.Progress, Priority: t.Priority,
+		InstanceID: t.InstanceID, Attempts: t.Attempts,
+		CreatedAt: formatTime(t.CreatedAt), UpdatedAt: formatTime(t.UpdatedAt),
+		StartedAt: timePtr(t.StartedAt), FinishedAt: timePtr(t.FinishedAt),
+		Workflow: t.Workflow, Params: t.Params, Result: t.Result, Error: t.Error,
+	}
+}
+
+type createTaskRequest struct {
+	Workflow json.RawMessage            `json:"workflow"`
+	Params   map[string]json.RawMessage `json:"params"`
+	Priority int                        `json:"priority"`
+	// Timeout overrides the configured run timeout, in milliseconds.
+	Timeout int64 `json:"timeout"`
+}
+
+// createTask is POST /api/tasks.
+func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
+	var req createTaskRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	c := claims(r)
+	checkpoints, err := s.checkSubmission(r.Context(), &req, c.Username, c.IsAdmin())
+	if err != nil {
+		return err
+	}
+	var params json.RawMessage
+	if len(req.Params) > 0 {
+		params, _ = json.Marshal(req.Params)
+	}
+	t, err := s.deps.Store.TaskInsert(r.Context(), &store.TaskInsertParams{
+		ID: uuid.NewString(), Owner: c.Username, Priority: req.Priority,
+		Workflow: compactJSON(req.Workflow), Params: params, Checkpoints: checkpoints,
+		Timeout: time.Duration(req.Timeout) * time.Millisecond, Now: s.now(),
+	})
+	if err != nil {
+		return err
+	}
+	s.publishQueued(r.Context(), t)
+	v := makeTaskView(t)
+	if pos, err := s.deps.Store.TaskQueuePosition(r.Context(), t.ID); err == nil {
+		v.QueuePosition = &pos
+	}
+	return writeJSON(w, v)
+}
+
+// checkSubmission validates the workflow and params and returns the
+// checkpoints the run will load.
+func (s *Server) checkSubmission(ctx context.Context, req *createTaskRequest, owner string, admin bool) ([]string, error) {
+	if req.Timeout < 0 {
+		return nil, fieldError("timeout", "must be a positive number of milliseconds")
+	}
+	p, err := workflow.Parse(req.Workflow)
+	if err != nil {
+		return nil, workflowError(err)
+	}
+	params, err := p.ResolveParams(req.Params)
+	if err != nil {
+		return nil, workflowError(err)
+	}
+	for _, prm := range params {
+		if prm.File == nil {
+			continue
+		}
+		f, err := s.deps.Store.FileGet(ctx, prm.File.FileID)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && !admin && f.Owner != owner) {
+			return nil, fieldError("params."+prm.Key, "names file "+prm.File.FileID+", which does not exist; upload it with POST /api/files/upload")
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	applied, err := p.Apply(params, func(workflow.FileRef) (string, error) { return "", nil })
+	if err != nil {
+		return nil, err
+	}
+	final, err := workflow.Parse(applied)
+	if err != nil {
+		return nil, workflowError(err)
+	}
+	return final.Checkpoints(), nil
+}
+
+func fieldError(field, msg string) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: "invalid_field", Message: field + ": " + msg, Data: map[string]string{"field": field}}
+}
+
+func workflowError(err error) error {
+	var we *workflow.Error
+	if errors.As(err, &we) {
+		return &Error{Status: http.StatusBadRequest, Code: "invalid_workflow", Message: we.Error(), Data: map[string]string{"field": we.Field}}
+	}
+	return err
+}
+
+func compactJSON(raw json.RawMessage) json.RawMessage {
+	var buf bytes.Buffer
+	if json.Compact(&buf, raw) != nil {
+		return raw
+	}
+	return buf.Bytes()
+}
+
+func (s *Server) publishQueued(ctx context.Context, t *task.Task) {
+	if err := dispatch.PublishStatus(ctx, s.deps.Store, t); err != nil {
+		s.log.WarnContext(ctx, "publish task status failed", "task_id", t.ID, "err", err)
+	}
+	if err := dispatch.Publish(ctx, s.deps.Store, dispatch.EventTaskQueued, t, dispatch.StatusData{TaskID: t.ID, Status: t.Status}); err != nil {
+		s.log.WarnContext(ctx, "publish task queued failed", "task_id", t.ID, "err", err)
+	}
+}
+
+// listTasks is GET /api/tasks.
+func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	statuses, err := parseStatuses(q.Get("status"))
+	if err != nil {
+		return err
+	}
+	limit, offset, err := parsePage(q)
+	if err != nil {
+		return err
+	}
+	p := &store.TaskListParams{Statuses: statuses, Limit: limit, Offset: offset}
+	if c := claims(r); !c.IsAdmin() {
+		p.Owner = c.Username
+	}
+	res, err := s.deps.Store.TaskList(r.Context(), p)
+	if err != nil {
+		return err
+	}
+	items := make([]taskView, 0, len(res.Items))
+	for _, t := range res.Items {
+		v := makeTaskView(t)
+		v.Workflow, v.Params = nil, nil
+		items = append(items, v)
+	}
+	return writeJSON(w, map[string]any{"total": res.Total, "items": items, "limit": limit, "offset": offset})
+}
+
+func parseStatuses(raw string) ([]task.Status, error) {
+	if raw == "" {
+		return nil, nil
+	}
+	var out []task.Status
+	for _, part := range strings.Split(raw, ",") {
+		st := task.Status(strings.TrimSpace(part))
+		if !st.Valid() {
+			return nil, fieldError("status", "unknown status "+strconv.Quote(string(st))+"; use pending, running, completed, failed or cancelled, comma-separated")
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+func parsePage(q map[string][]string) (limit, offset int, err error) {
+	get := func(k string) string {
+		if v := q[k]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	limit = store.DefaultListLimit
+	if v := get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 {
+			return 0, 0, fieldError("limit", "must be a whole number from 1 to 100")
+		}
+		limit = store.PageLimit(limit)
+	}
+	if v := get("offset"); v != "" {
+		if offset, err = strconv.Atoi(v); err != nil || offset < 0 {
+			return 0, 0, fieldError("offset", "must be a whole number, 0 or more")
+		}
+	}
+	return limit, offset, nil
+}
+
+// ownTask loads a task the caller may see; others' tasks read as missing.
+func (s *Server) ownTask(r *http.Request) (*task.Task, error) {
+	t, err := s.deps.Store.TaskGet(r.Context(), r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errorf(http.StatusNotFound, "task_not_found", "No task %q.", r.PathValue("id"))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if c := claims(r); !c.IsAdmin() && t.Owner != c.Username {
+		return nil, errorf(http.StatusNotFound, "task_not_found", "No task %q.", r.PathValue("id"))
+	}
+	return t, nil
+}
+
+// getTask is GET /api/tasks/{id}.
+func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.ownTask(r)
+	if err != nil {
+		return err
+	}
+	v := makeTaskView(t)
+	if t.Status == task.StatusPending {
+		if pos, err := s.deps.Store.TaskQueuePosition(r.Context(), t.ID); err == nil {
+			v.QueuePosition = &pos
+		}
+	}
+	return writeJSON(w, v)
+}
+
+// cancelTask is DELETE /api/tasks/{id}.
+func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.ownTask(r); err != nil {
+		return err
+	}
+	t, err := s.deps.Store.TaskRequestCancel(r.Context(), &store.TaskCancelParams{ID: r.PathValue("id"), Now: s.now()})
+	if errors.Is(err, store.ErrConflict) {
+		return errorf(http.StatusConflict, "task_finished", "The task has already finished; only pending and running tasks can be cancelled.")
+	}
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	if t.Status == task.StatusCancelled {
+		if err := dispatch.PublishFinal(ctx, s.deps.Store, t); err != nil {
+			s.log.WarnContext(ctx, "publish cancel failed", "task_id", t.ID, "err", err)
+		}
+	} else if err := dispatch.Publish(ctx, s.deps.Store, dispatch.EventCancelRequested, t,
+		dispatch.CancelledData{TaskID: t.ID, InstanceID: t.InstanceID}); err != nil {
+		s.log.WarnContext(ctx, "publish cancel request failed", "task_id", t.ID, "err", err)
+	}
+	return writeJSON(w, makeTaskView(t))
+}

@@ -1,0 +1,18 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/comfyfleet/comfyfleet/internal/push"
+)
+
+// serveWS is GET /ws: the client WebSocket. The token comes as ?token= or
+// an Authorization header; without one the upgrade is refused with 401.
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) error {
+	c, err := s.deps.Auth.Authenticate(r)
+	if err != nil {
+		return authError(err)
+	}
+	s.deps.Hub.Serve(w, r, push.Client{Username: c.Username, Admin: c.IsAdmin()})
+	return nil
+}

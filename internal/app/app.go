@@ -1,0 +1,231 @@
+// Package app wires ComfyFleet's components into one running gateway: the
+// store, auth, the fleet and its health checker, the dispatcher, the push
+// hub and the HTTP API. Run serves on a given listener so tests boot the
+// whole service in-process on 127.0.0.1:0.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/comfyfleet/comfyfleet/internal/api"
+	"github.com/comfyfleet/comfyfleet/internal/auth"
+	"github.com/comfyfleet/comfyfleet/internal/blob"
+	"github.com/comfyfleet/comfyfleet/internal/config"
+	"github.com/comfyfleet/comfyfleet/internal/dispatch"
+	"github.com/comfyfleet/comfyfleet/internal/fleet"
+	"github.com/comfyfleet/comfyfleet/internal/health"
+	"github.com/comfyfleet/comfyfleet/internal/push"
+	"github.com/comfyfleet/comfyfleet/internal/store"
+)
+
+// Options are what the caller provides besides the config.
+type Options struct {
+	// Listener serves the API; nil listens on cfg.Server.Listen.
+	Listener net.Listener
+	Logger   *slog.Logger
+	// Out receives the one-time notices (a generated admin password).
+	Out io.Writer
+	// UI serves the dashboard; optional.
+	UI http.Handler
+}
+
+// App is a running gateway.
+type App struct {
+	cfg      *configService
+	log      *slog.Logger
+	ln       net.Listener
+	store    store.Store
+	fleet    *fleet.Fleet
+	checker  *health.Checker
+	dispatch *dispatch.Dispatcher
+	hub      *push.Hub
+	api      *api.Server
+	http     *http.Server
+	replica  string
+}
+
+// New builds the gateway: opens the store, applies the persisted runtime
+// config, loads users and secrets, and registers the instances. Run starts it.
+func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
+	a := &App{log: opts.Logger}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("app: create data dir: %w", err)
+	}
+	ln, err := listen(opts.Listener, cfg.Server.Listen)
+	if err != nil {
+		return nil, err
+	}
+	a.ln = ln
+	if cfg.Server.PublicBaseURL == "" {
+		cfg.Server.PublicBaseURL = config.BaseURLFor(ln.Addr().String())
+	}
+	if err := a.build(ctx, cfg, opts); err != nil {
+		ln.Close()
+		if a.store != nil {
+			a.store.Close()
+		}
+		return nil, err
+	}
+	return a, nil
+}
+
+func listen(ln net.Listener, addr string) (net.Listener, error) {
+	if ln != nil {
+		return ln, nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("app: listen on %s: %w", addr, err)
+	}
+	return l, nil
+}
+
+func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error {
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	a.store = st
+	base := cfg
+	if cfg, err = a.applyRuntime(ctx, cfg); err != nil {
+		return err
+	}
+	if a.replica, err = replicaID(cfg); err != nil {
+		return err
+	}
+	authn, secret, err := a.buildAuth(cfg, opts.Out)
+	if err != nil {
+		return err
+	}
+	bl, err := blob.NewDisk(cfg.Files.Dir)
+	if err != nil {
+		return fmt.Errorf("app: open file store: %w", err)
+	}
+	a.fleet = fleet.New(st, a.log)
+	if _, _, err := a.fleet.Set(ctx, cfg.Instances()); err != nil {
+		return err
+	}
+	a.checker = health.New(a.fleet, st, newProber(), a.replica, healthSettings(cfg), a.log)
+	a.dispatch = dispatch.New(dispatch.Options{
+		Store: st, Fleet: a.fleet, Blob: bl, Log: a.log, Replica: a.replica,
+		ClientID: "comfyfleet-" + clusterName(cfg), FileIDKey: secret, Settings: dispatchSettings(cfg),
+	})
+	a.cfg = newConfigService(base, cfg, st, a)
+	a.api = api.New(api.Deps{
+		Log: a.log, Store: st, Auth: authn, Fleet: a.fleet, Config: a.cfg, Blob: bl, UI: opts.UI,
+	})
+	a.hub = push.NewHub(st, push.Options{Logger: a.log, Snapshot: a.api.GlobalStatus})
+	a.api.SetHub(a.hub)
+	a.http = &http.Server{
+		Handler:           a.api.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	return nil
+}
+
+// clusterName names the gateway towards ComfyUI: the WebSocket client id
+// is "comfyfleet-<name>", the same for every replica sharing a store, so a
+// replica that adopts an instance keeps receiving its events.
+func clusterName(cfg config.Config) string {
+	if cfg.Store.Driver == "redis" {
+		return strings.TrimSuffix(cfg.Store.Prefix, ":")
+	}
+	return "gateway"
+}
+
+// replicaID is the configured id, or one generated once and kept in the
+// data dir so a restart resumes its own leases.
+func replicaID(cfg config.Config) (string, error) {
+	if cfg.Server.ReplicaID != "" {
+		return cfg.Server.ReplicaID, nil
+	}
+	path := filepath.Join(cfg.DataDir, "replica-id")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	buf := make([]byte, 8)
+	_, _ = rand.Read(buf)
+	id := "replica-" + hex.EncodeToString(buf)
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("app: keep replica id: %w", err)
+	}
+	return id, nil
+}
+
+// URL is the gateway's base URL.
+func (a *App) URL() string { return a.cfg.Current().Server.PublicBaseURL }
+
+// Addr is the address the API listens on.
+func (a *App) Addr() string { return a.ln.Addr().String() }
+
+// Replica is this process's replica id.
+func (a *App) Replica() string { return a.replica }
+
+// Run serves until ctx ends, then shuts down: stop accepting requests, let
+// handlers finish (up to 10s), stop the background components, close the store.
+func (a *App) Run(ctx context.Context) error {
+	defer a.store.Close()
+	bg, cancelBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBG()
+	g, gctx := errgroup.WithContext(bg)
+	g.Go(func() error { return a.hub.Run(gctx) })
+	g.Go(func() error { return a.checker.Run(gctx) })
+	g.Go(func() error { return a.dispatch.Run(gctx) })
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- a.http.Serve(a.ln) }()
+	a.log.Info("comfyfleet serving", "addr", a.Addr(), "store", a.store.Driver(), "replica", a.replica,
+		"instances", len(a.fleet.Instances()))
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case <-gctx.Done():
+		err = g.Wait()
+	case err = <-serveErr:
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = a.http.Shutdown(shutdownCtx)
+	cancelBG()
+	if werr := g.Wait(); err == nil && werr != nil && !errors.Is(werr, context.Canceled) {
+		err = werr
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func healthSettings(cfg config.Config) health.Settings {
+	return health.Settings{
+		Interval:         time.Duration(cfg.HealthCheck.Interval),
+		Timeout:          time.Duration(cfg.HealthCheck.Timeout),
+		FailureThreshold: cfg.HealthCheck.FailureThreshold,
+	}
+}
+
+func dispatchSettings(cfg config.Config) dispatch.Settings {
+	return dispatch.Settings{
+		TaskTimeout:   time.Duration(cfg.Scheduler.TaskTimeout),
+		MaxAttempts:   cfg.Scheduler.MaxAttempts,
+		PublicBaseURL: cfg.Server.PublicBaseURL,
+	}
+}

@@ -1,0 +1,104 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/comfyfleet/comfyfleet/internal/config"
+	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/store/sqlitestore"
+)
+
+// openStore opens the configured store.
+func openStore(ctx context.Context, cfg config.Config) (store.Store, error) {
+	switch cfg.Store.Driver {
+	case "sqlite", "":
+		st, err := sqlitestore.Open(ctx, cfg.Store.Path)
+		if err != nil {
+			return nil, fmt.Errorf("app: open sqlite store: %w", err)
+		}
+		return st, nil
+	}
+	return nil, fmt.Errorf("app: store driver %q is not available in this build", cfg.Store.Driver)
+}
+
+// applyRuntime overlays the runtime config persisted by PUT /api/config on
+// the file's config (see docs/configuration.md for the precedence).
+func (a *App) applyRuntime(ctx context.Context, cfg config.Config) (config.Config, error) {
+	doc, err := a.store.ConfigGet(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return cfg, nil
+	}
+	if err != nil {
+		return cfg, fmt.Errorf("app: read runtime config: %w", err)
+	}
+	next, err := config.ApplyRuntime(cfg, doc)
+	if err != nil {
+		return cfg, fmt.Errorf("app: apply runtime config: %w", err)
+	}
+	if err := next.Validate(); err != nil {
+		return cfg, fmt.Errorf("app: runtime config: %w", err)
+	}
+	return next, nil
+}
+
+// configService is the live config behind GET/PUT /api/config.
+type configService struct {
+	st  store.ConfigStore
+	app *App
+
+	// base is the start-up config (defaults, file, environment, flags)
+	// that {"reset":true} returns to.
+	base config.Config
+
+	// mu guards cur and serialises updates.
+	mu  sync.Mutex
+	cur config.Config
+}
+
+func newConfigService(base, cur config.Config, st store.ConfigStore, a *App) *configService {
+	return &configService{st: st, app: a, base: base, cur: cur}
+}
+
+// Current returns the live config.
+func (c *configService) Current() config.Config {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur
+}
+
+// Update merges a PUT body, validates, persists and applies it live.
+func (c *configService) Update(ctx context.Context, patch []byte) (config.Config, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	next, err := c.next(patch)
+	if err != nil {
+		return c.cur, err
+	}
+	if err := next.Validate(); err != nil {
+		return c.cur, err
+	}
+	if err := c.st.ConfigPut(ctx, next.Runtime()); err != nil {
+		return c.cur, fmt.Errorf("app: persist config: %w", err)
+	}
+	a := c.app
+	if _, _, err := a.fleet.Set(ctx, next.Instances()); err != nil {
+		return c.cur, err
+	}
+	a.checker.SetSettings(healthSettings(next))
+	a.dispatch.SetSettings(dispatchSettings(next))
+	c.cur = next
+	a.log.InfoContext(ctx, "config updated", "instances", len(next.Instances()))
+	return next, nil
+}
+
+// next is the config a PUT body asks for: a merge, or the start-up config
+// for {"reset":true}.
+func (c *configService) next(patch []byte) (config.Config, error) {
+	if config.IsReset(patch) {
+		return config.ApplyRuntime(c.base, nil)
+	}
+	return c.cur.Merge(patch)
+}
