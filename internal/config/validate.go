@@ -239,7 +239,7 @@ func (h HealthCheck) validate(v *checker) {
 	switch {
 	case h.Timeout < Millis(100*time.Millisecond):
 		v.add("healthCheck.timeout", "must be at least 100 ms")
-	case h.Timeout > h.Interval && h.Interval > 0:
+	case h.Timeout > h.Interval && h.Interval >= Millis(100*time.Millisecond):
 		v.add("healthCheck.timeout", "must not exceed healthCheck.interval (%d ms)", h.Interval.Milliseconds())
 	}
 	if h.FailureThreshold < 1 {
