@@ -1,0 +1,117 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+
+	"github.com/comfyfleet/comfyfleet/internal/instance"
+	"github.com/comfyfleet/comfyfleet/internal/store"
+)
+
+const instanceCols = `id, enabled, alive, busy, current_task_id, last_heartbeat, last_error,
+	queue_remaining, failures, device, loaded_checkpoint`
+
+// instanceUpsertSQL creates the record with defaults for the fields not given
+// (enabled, not alive) or changes only the given ones: a NULL parameter keeps
+// the stored value. One statement, so concurrent writers of different fields
+// never overwrite each other.
+const instanceUpsertSQL = `INSERT INTO instances (` + instanceCols + `) VALUES (:id,
+		coalesce(:enabled, 1), coalesce(:alive, 0), coalesce(:busy, 0), coalesce(:task, ''),
+		coalesce(:heartbeat, 0), coalesce(:error, ''), coalesce(:queue, 0), coalesce(:failures, 0),
+		coalesce(:device, '{}'), coalesce(:checkpoint, ''))
+	ON CONFLICT (id) DO UPDATE SET
+		enabled = coalesce(:enabled, enabled), alive = coalesce(:alive, alive), busy = coalesce(:busy, busy),
+		current_task_id = coalesce(:task, current_task_id), last_heartbeat = coalesce(:heartbeat, last_heartbeat),
+		last_error = coalesce(:error, last_error), queue_remaining = coalesce(:queue, queue_remaining),
+		failures = coalesce(:failures, failures), device = coalesce(:device, device),
+		loaded_checkpoint = coalesce(:checkpoint, loaded_checkpoint)
+	RETURNING ` + instanceCols
+
+// InstanceUpdate applies the fields set in p, creating the record when missing.
+func (s *Store) InstanceUpdate(ctx context.Context, p *store.InstanceUpdateParams) (instance.State, error) {
+	var device any
+	if p.Device != nil {
+		b, err := json.Marshal(p.Device)
+		if err != nil {
+			return instance.State{}, wrap(err, "update instance %s", p.ID)
+		}
+		device = string(b)
+	}
+	var heartbeat any
+	if p.LastHeartbeat != nil {
+		heartbeat = ms(*p.LastHeartbeat)
+	}
+	st, err := scanInstance(s.write.QueryRowContext(ctx, instanceUpsertSQL,
+		sql.Named("id", p.ID), sql.Named("enabled", orNull(p.Enabled)), sql.Named("alive", orNull(p.Alive)),
+		sql.Named("busy", orNull(p.Busy)), sql.Named("task", orNull(p.CurrentTaskID)),
+		sql.Named("heartbeat", heartbeat), sql.Named("error", orNull(p.LastError)),
+		sql.Named("queue", orNull(p.QueueRemaining)), sql.Named("failures", orNull(p.Failures)),
+		sql.Named("device", device), sql.Named("checkpoint", orNull(p.LoadedCheckpoint))))
+	return st, wrap(err, "update instance %s", p.ID)
+}
+
+// orNull binds *v, or NULL for a nil pointer.
+func orNull[T any](v *T) any {
+	if v == nil {
+		return nil
+	}
+	return *v
+}
+
+func scanInstance(sc scanner) (instance.State, error) {
+	var (
+		st        instance.State
+		heartbeat int64
+		device    string
+	)
+	err := sc.Scan(&st.ID, &st.Enabled, &st.Alive, &st.Busy, &st.CurrentTaskID, &heartbeat, &st.LastError,
+		&st.QueueRemaining, &st.Failures, &device, &st.LoadedCheckpoint)
+	if err != nil {
+		return instance.State{}, err
+	}
+	st.LastHeartbeat = fromMS(heartbeat)
+	return st, json.Unmarshal([]byte(device), &st.Device)
+}
+
+// InstanceGet returns one instance's state.
+func (s *Store) InstanceGet(ctx context.Context, id string) (instance.State, error) {
+	st, err := scanInstance(s.read.QueryRowContext(ctx, `SELECT `+instanceCols+` FROM instances WHERE id = ?`, id))
+	return st, wrap(err, "get instance %s", id)
+}
+
+// InstanceList returns every instance's state, by id.
+func (s *Store) InstanceList(ctx context.Context) ([]instance.State, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT `+instanceCols+` FROM instances ORDER BY id`)
+	if err != nil {
+		return nil, wrap(err, "list instances")
+	}
+	defer rows.Close()
+	var out []instance.State
+	for rows.Next() {
+		st, err := scanInstance(rows)
+		if err != nil {
+			return nil, wrap(err, "list instances")
+		}
+		out = append(out, st)
+	}
+	return out, wrap(rows.Err(), "list instances")
+}
+
+// InstanceDelete forgets an instance.
+func (s *Store) InstanceDelete(ctx context.Context, id string) error {
+	res, err := s.write.ExecContext(ctx, `DELETE FROM instances WHERE id = ?`, id)
+	return wrap(deleted(res, err), "delete instance %s", id)
+}
+
+// deleted reports ErrNotFound when a DELETE removed nothing.
+func deleted(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err == nil && n == 0 {
+		return store.ErrNotFound
+	}
+	return err
+}

@@ -1,0 +1,264 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+
+	"github.com/comfyfleet/comfyfleet/internal/file"
+	"github.com/comfyfleet/comfyfleet/internal/instance"
+	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/store/storetest"
+	"github.com/comfyfleet/comfyfleet/internal/task"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// openFile opens a store on a new file in the test's temp dir.
+func openFile(t testing.TB, opts ...Option) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "comfyfleet.db"), opts...)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return openFile(t) })
+}
+
+func TestConformanceMemory(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, err := Open(t.Context(), ":memory:")
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+// TestReopen closes the database and opens the same file again: everything
+// written is still there.
+func TestReopen(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "comfyfleet.db")
+	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	pending, err := s.TaskInsert(ctx, &store.TaskInsertParams{ID: "t1", Owner: "alice", Priority: 3, Workflow: []byte(`{"1":{}}`), Now: now})
+	mustOK(t, err)
+	_, err = s.TaskInsert(ctx, &store.TaskInsertParams{ID: "t2", Workflow: []byte(`{}`), Priority: 9, Now: now})
+	mustOK(t, err)
+	running, err := s.TaskClaim(ctx, &store.TaskClaimParams{InstanceID: "i:1", LeaseOwner: "r", LeaseTTL: time.Minute, Now: now})
+	mustOK(t, err)
+	inst, err := s.InstanceUpdate(ctx, &store.InstanceUpdateParams{ID: "i:1", Enabled: new(bool)})
+	mustOK(t, err)
+	f := &file.File{ID: "f1", Owner: "alice", Filename: "a.png", ContentType: "image/png", Size: 3, CreatedAt: now}
+	mustOK(t, s.FileInsert(ctx, f))
+	mustOK(t, s.ConfigPut(ctx, []byte(`{"a":1}`)))
+	mustOK(t, s.Close())
+
+	s, err = Open(ctx, path)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer s.Close()
+	for _, want := range []*task.Task{pending, running} {
+		got, err := s.TaskGet(ctx, want.ID)
+		mustOK(t, err)
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("task %s after reopen (-want +got):\n%s", want.ID, d)
+		}
+	}
+	gotInst, err := s.InstanceGet(ctx, "i:1")
+	mustOK(t, err)
+	gotFile, err := s.FileGet(ctx, "f1")
+	mustOK(t, err)
+	doc, err := s.ConfigGet(ctx)
+	mustOK(t, err)
+	if d := cmp.Diff([]any{inst, f, `{"a":1}`}, []any{gotInst, gotFile, string(doc)}); d != "" {
+		t.Errorf("after reopen (-want +got):\n%s", d)
+	}
+	next, err := s.TaskInsert(ctx, &store.TaskInsertParams{ID: "t3", Workflow: []byte(`{}`), Now: now})
+	mustOK(t, err)
+	if next.Seq <= running.Seq {
+		t.Errorf("Seq after reopen = %d, want > %d", next.Seq, running.Seq)
+	}
+}
+
+func mustOK(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPragmas(t *testing.T) {
+	s := openFile(t)
+	cases := []struct {
+		db     *sql.DB
+		pragma string
+		want   string
+	}{
+		{s.write, "journal_mode", "wal"},
+		{s.write, "synchronous", "2"}, // FULL
+		{s.write, "foreign_keys", "1"},
+		{s.write, "busy_timeout", "5000"},
+		{s.read, "query_only", "1"},
+		{s.read, "foreign_keys", "1"},
+	}
+	for _, c := range cases {
+		var got string
+		mustOK(t, c.db.QueryRowContext(t.Context(), "PRAGMA "+c.pragma).Scan(&got))
+		if !strings.EqualFold(got, c.want) {
+			t.Errorf("PRAGMA %s = %q, want %q", c.pragma, got, c.want)
+		}
+	}
+	normal := openFile(t, WithSync(SyncNormal))
+	var got string
+	mustOK(t, normal.write.QueryRowContext(t.Context(), "PRAGMA synchronous").Scan(&got))
+	if got != "1" {
+		t.Errorf("WithSync(SyncNormal): synchronous = %q, want 1", got)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	for name, c := range map[string]struct {
+		path string
+		opts []Option
+	}{
+		"empty path":    {"", nil},
+		"query in path": {filepath.Join(t.TempDir(), "x.db?mode=ro"), nil},
+		"bad sync":      {filepath.Join(t.TempDir(), "x.db"), []Option{WithSync("OFF")}},
+		"no buffer":     {filepath.Join(t.TempDir(), "x.db"), []Option{WithSubscriberBuffer(0)}},
+		"missing dir":   {filepath.Join(t.TempDir(), "no", "such", "x.db"), nil},
+	} {
+		if s, err := Open(t.Context(), c.path, c.opts...); err == nil {
+			s.Close()
+			t.Errorf("%s: Open succeeded, want an error", name)
+		}
+	}
+}
+
+func TestMigrations(t *testing.T) {
+	ms, err := loadMigrations()
+	mustOK(t, err)
+	s := openFile(t)
+	var v int
+	mustOK(t, s.write.QueryRowContext(t.Context(), "PRAGMA user_version").Scan(&v))
+	if v != len(ms) {
+		t.Fatalf("user_version = %d, want %d", v, len(ms))
+	}
+	mustOK(t, migrate(t.Context(), s.write)) // nothing left to apply
+
+	_, err = s.write.ExecContext(t.Context(), "PRAGMA user_version = 999")
+	mustOK(t, err)
+	if err := migrate(t.Context(), s.write); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("migrate on a newer schema: %v, want a 'newer' error", err)
+	}
+}
+
+// TestQueryPlans checks that the hot queries use their indexes and never
+// scan the tasks table.
+func TestQueryPlans(t *testing.T) {
+	s := openFile(t)
+	cases := []struct {
+		name, query string
+		args        []any
+		want        string
+	}{
+		{"claim", claimSQL, []any{sql.Named("instance", ""), sql.Named("owner", ""), sql.Named("now", 0), sql.Named("expires", 0)}, "tasks_claim"},
+		{"position", `SELECT count(*) FROM tasks p INDEXED BY tasks_claim WHERE p.status = 'pending' AND p.priority = 1 AND p.seq < 5`, nil, "tasks_claim"},
+		{"list by status", `SELECT ` + taskListCols + ` FROM tasks WHERE status IN (?) ORDER BY created_at DESC, seq DESC LIMIT 20`, []any{"pending"}, "tasks_status_created"},
+		{"list all", `SELECT ` + taskListCols + ` FROM tasks ORDER BY created_at DESC, seq DESC LIMIT 20`, nil, "tasks_created"},
+		{"list running", `SELECT seq FROM tasks WHERE status = 'running' AND instance_id = ?`, []any{"x"}, "tasks_running"},
+	}
+	for _, c := range cases {
+		plan := queryPlan(t, s.write, c.query, c.args...)
+		if !strings.Contains(plan, c.want) || strings.Contains(plan, "SCAN tasks\n") || strings.Contains(plan, "TEMP B-TREE") {
+			t.Errorf("%s: plan does not use %s alone:\n%s", c.name, c.want, plan)
+		}
+	}
+}
+
+func queryPlan(t *testing.T, db *sql.DB, query string, args ...any) string {
+	t.Helper()
+	rows, err := db.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+query, args...)
+	mustOK(t, err)
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		mustOK(t, rows.Scan(&id, &parent, &notused, &detail))
+		b.WriteString(detail + "\n")
+	}
+	mustOK(t, rows.Err())
+	return b.String()
+}
+
+// TestPubSubOverflow: a subscriber that does not read loses what overflows
+// its buffer, counted, and the publisher never waits.
+func TestPubSubOverflow(t *testing.T) {
+	s := openFile(t, WithSubscriberBuffer(4))
+	slow, err := s.Subscribe(t.Context())
+	mustOK(t, err)
+	defer slow.Close()
+	for i := range 10 {
+		mustOK(t, s.Publish(t.Context(), store.Event{Type: "task_progress", Time: int64(i)}))
+	}
+	for i := range 4 {
+		if ev := <-slow.C(); ev.Time != int64(i) {
+			t.Fatalf("event %d has Time %d, want %d", i, ev.Time, i)
+		}
+	}
+	if got := slow.(*subscription).Dropped(); got != 6 {
+		t.Errorf("Dropped = %d, want 6", got)
+	}
+	if got := s.DroppedEvents(); got != 6 {
+		t.Errorf("DroppedEvents = %d, want 6", got)
+	}
+	mustOK(t, s.Close())
+	if err := s.Publish(t.Context(), store.Event{}); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Publish after Close: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestPublishCopiesData: a publisher reusing its buffer does not change
+// what subscribers received.
+func TestPublishCopiesData(t *testing.T) {
+	s := openFile(t)
+	sub, err := s.Subscribe(t.Context())
+	mustOK(t, err)
+	defer sub.Close()
+	data := []byte(`{"a":1}`)
+	mustOK(t, s.Publish(t.Context(), store.Event{Type: "x", Data: data}))
+	copy(data, `{"b":2}`)
+	if got := string((<-sub.C()).Data); got != `{"a":1}` {
+		t.Errorf("Data = %s, want {\"a\":1}", got)
+	}
+}
+
+func TestInstanceDeviceRoundTrip(t *testing.T) {
+	s := openFile(t)
+	dev := instance.Device{Name: "cuda:0", VRAMTotal: 1 << 34}
+	_, err := s.InstanceUpdate(t.Context(), &store.InstanceUpdateParams{ID: "a:1", Device: &dev})
+	mustOK(t, err)
+	got, err := s.InstanceGet(t.Context(), "a:1")
+	mustOK(t, err)
+	if got.Device != dev {
+		t.Errorf("Device = %+v, want %+v", got.Device, dev)
+	}
+}

@@ -1,0 +1,266 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/task"
+)
+
+// taskCols selects a whole task from the tasks table (also usable in
+// RETURNING); the body comes from task_bodies.
+const taskCols = `seq, id, owner, status, priority, progress, instance_id, attempts,
+	(SELECT workflow FROM task_bodies b WHERE b.seq = tasks.seq) AS workflow,
+	(SELECT params FROM task_bodies b WHERE b.seq = tasks.seq) AS params,
+	checkpoints, timeout_ns, cancel_requested, lease_owner, lease_expires_at,
+	result, error, created_at, updated_at, started_at, finished_at`
+
+// taskListCols is taskCols without the body, for lists.
+const taskListCols = `seq, id, owner, status, priority, progress, instance_id, attempts,
+	NULL AS workflow, NULL AS params,
+	checkpoints, timeout_ns, cancel_requested, lease_owner, lease_expires_at,
+	result, error, created_at, updated_at, started_at, finished_at`
+
+type scanner interface{ Scan(dest ...any) error }
+
+// scanTask reads one row of taskCols or taskListCols.
+func scanTask(sc scanner) (*task.Task, error) {
+	var (
+		tk                                task.Task
+		workflow, params                  []byte
+		checkpoints, result, taskErr      sql.NullString
+		timeoutNS, leaseExp               int64
+		created, updated, started, finish int64
+	)
+	err := sc.Scan(&tk.Seq, &tk.ID, &tk.Owner, &tk.Status, &tk.Priority, &tk.Progress, &tk.InstanceID, &tk.Attempts,
+		&workflow, &params, &checkpoints, &timeoutNS, &tk.CancelRequested, &tk.LeaseOwner, &leaseExp,
+		&result, &taskErr, &created, &updated, &started, &finish)
+	if err != nil {
+		return nil, err
+	}
+	tk.Workflow, tk.Params = workflow, params
+	tk.Timeout = time.Duration(timeoutNS)
+	tk.LeaseExpiresAt, tk.CreatedAt, tk.UpdatedAt = fromMS(leaseExp), fromMS(created), fromMS(updated)
+	tk.StartedAt, tk.FinishedAt = fromMS(started), fromMS(finish)
+	if err := unmarshalNull(checkpoints, &tk.Checkpoints); err != nil {
+		return nil, err
+	}
+	if err := unmarshalNull(result, &tk.Result); err != nil {
+		return nil, err
+	}
+	return &tk, unmarshalNull(taskErr, &tk.Error)
+}
+
+// scanTasks reads every row of rows and closes it.
+func scanTasks(rows *sql.Rows) ([]*task.Task, error) {
+	defer rows.Close()
+	var out []*task.Task
+	for rows.Next() {
+		tk, err := scanTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, tk)
+	}
+	return out, rows.Err()
+}
+
+// marshalNull encodes v as JSON text, or NULL when v is nil.
+func marshalNull[T any](v *T) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(v)
+	return string(b), err
+}
+
+// unmarshalNull decodes JSON text unless the column is NULL.
+func unmarshalNull(s sql.NullString, v any) error {
+	if !s.Valid {
+		return nil
+	}
+	return json.Unmarshal([]byte(s.String), v)
+}
+
+// bytesOrNull keeps a nil body NULL.
+func bytesOrNull(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return []byte(b)
+}
+
+// TaskInsert adds a pending task.
+func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*task.Task, error) {
+	var checkpoints any
+	if p.Checkpoints != nil {
+		var err error
+		if checkpoints, err = marshalNull(&p.Checkpoints); err != nil {
+			return nil, wrap(err, "insert task %s", p.ID)
+		}
+	}
+	now := ms(p.Now)
+	var seq int64
+	err := inTx(ctx, s.write, false, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `INSERT INTO tasks
+			(id, owner, status, priority, checkpoints, timeout_ns, created_at, updated_at)
+			VALUES (?, ?, 'pending', ?, ?, ?, ?, ?) RETURNING seq`,
+			p.ID, p.Owner, p.Priority, checkpoints, int64(p.Timeout), now, now).Scan(&seq)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO task_bodies (seq, workflow, params) VALUES (?, ?, ?)`,
+			seq, bytesOrNull(p.Workflow), bytesOrNull(p.Params))
+		return err
+	})
+	if err != nil {
+		return nil, wrap(err, "insert task %s", p.ID)
+	}
+	return &task.Task{
+		ID: p.ID, Owner: p.Owner, Status: task.StatusPending, Priority: p.Priority, Seq: seq,
+		Workflow: slices.Clone(p.Workflow), Params: slices.Clone(p.Params), Checkpoints: slices.Clone(p.Checkpoints),
+		Timeout: p.Timeout, CreatedAt: fromMS(now), UpdatedAt: fromMS(now),
+	}, nil
+}
+
+// TaskGet returns one task with its workflow and params.
+func (s *Store) TaskGet(ctx context.Context, id string) (*task.Task, error) {
+	tk, err := scanTask(s.read.QueryRowContext(ctx, `SELECT `+taskCols+` FROM tasks WHERE id = ?`, id))
+	return tk, wrap(err, "get task %s", id)
+}
+
+// TaskList pages through tasks newest first. With several statuses it merges
+// one index range per status, so a page never sorts the whole table.
+func (s *Store) TaskList(ctx context.Context, p *store.TaskListParams) (*store.TaskListResult, error) {
+	limit, offset := store.PageLimit(p.Limit), max(p.Offset, 0)
+	statuses := uniqueStatuses(p.Statuses)
+	res := &store.TaskListResult{}
+	err := inTx(ctx, s.read, true, func(tx *sql.Tx) error {
+		var err error
+		if res.Total, err = taskTotal(ctx, tx, p.Owner, statuses); err != nil {
+			return err
+		}
+		query, args := taskPageQuery(p.Owner, statuses, limit, offset)
+		rows, err := tx.QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		res.Items, err = scanTasks(rows)
+		return err
+	})
+	if err != nil {
+		return nil, wrap(err, "list tasks")
+	}
+	return res, nil
+}
+
+func uniqueStatuses(in []task.Status) []task.Status {
+	out := slices.Clone(in)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// taskPageQuery builds the page query of TaskList.
+func taskPageQuery(owner string, statuses []task.Status, limit, offset int) (string, []any) {
+	const order = ` ORDER BY created_at DESC, seq DESC`
+	if len(statuses) <= 1 {
+		where, args := taskWhere(owner, statuses)
+		return `SELECT ` + taskListCols + ` FROM tasks` + where + order + ` LIMIT ? OFFSET ?`, append(args, limit, offset)
+	}
+	arms := make([]string, len(statuses))
+	var args []any
+	for i, st := range statuses {
+		where, armArgs := taskWhere(owner, []task.Status{st})
+		arms[i] = `SELECT * FROM (SELECT ` + taskListCols + ` FROM tasks` + where + order + ` LIMIT ?)`
+		args = append(append(args, armArgs...), limit+offset)
+	}
+	return strings.Join(arms, " UNION ALL ") + order + ` LIMIT ? OFFSET ?`, append(args, limit, offset)
+}
+
+// taskWhere filters by owner (when set) and by statuses (when any).
+func taskWhere(owner string, statuses []task.Status) (string, []any) {
+	var conds []string
+	var args []any
+	if owner != "" {
+		conds, args = append(conds, "owner = ?"), append(args, owner)
+	}
+	if len(statuses) > 0 {
+		conds = append(conds, "status IN ("+placeholders(len(statuses))+")")
+		for _, st := range statuses {
+			args = append(args, string(st))
+		}
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// taskTotal counts matching tasks: from task_counts without an owner,
+// by counting the owner's index range otherwise.
+func taskTotal(ctx context.Context, tx *sql.Tx, owner string, statuses []task.Status) (int, error) {
+	var query string
+	var args []any
+	if owner == "" {
+		where, wargs := taskWhere("", statuses)
+		query, args = `SELECT coalesce(sum(n), 0) FROM task_counts`+where, wargs
+	} else {
+		where, wargs := taskWhere(owner, statuses)
+		query, args = `SELECT count(*) FROM tasks`+where, wargs
+	}
+	var n int
+	err := tx.QueryRowContext(ctx, query, args...).Scan(&n)
+	return n, err
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// TaskQueuePosition counts, on the claim index, the pending tasks ahead.
+func (s *Store) TaskQueuePosition(ctx context.Context, id string) (int, error) {
+	var status task.Status
+	var ahead int
+	err := s.read.QueryRowContext(ctx, `SELECT t.status, CASE WHEN t.status = 'pending' THEN
+			(SELECT count(*) FROM tasks p INDEXED BY tasks_claim WHERE p.status = 'pending' AND p.priority > t.priority) +
+			(SELECT count(*) FROM tasks p INDEXED BY tasks_claim WHERE p.status = 'pending' AND p.priority = t.priority AND p.seq < t.seq)
+		ELSE 0 END
+		FROM tasks t WHERE t.id = ?`, id).Scan(&status, &ahead)
+	if err != nil {
+		return 0, wrap(err, "queue position of task %s", id)
+	}
+	if status != task.StatusPending {
+		return 0, wrap(store.ErrConflict, "queue position of task %s: task is %s", id, status)
+	}
+	return ahead + 1, nil
+}
+
+// TaskCounts reads the trigger-maintained counts.
+func (s *Store) TaskCounts(ctx context.Context) (map[task.Status]int, error) {
+	counts := make(map[task.Status]int, len(task.AllStatuses))
+	for _, st := range task.AllStatuses {
+		counts[st] = 0
+	}
+	rows, err := s.read.QueryContext(ctx, `SELECT status, n FROM task_counts`)
+	if err != nil {
+		return nil, wrap(err, "count tasks")
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var st task.Status
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, wrap(err, "count tasks")
+		}
+		counts[st] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap(err, "count tasks")
+	}
+	return counts, nil
+}
