@@ -222,16 +222,19 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }
 
-// TaskQueuePosition counts, on the claim index, the pending tasks ahead.
+// queuePositionSQL counts, on the claim index, the pending tasks ahead of one:
+// those of higher priority, then those of equal priority and lower Seq.
+const queuePositionSQL = `SELECT t.status, CASE WHEN t.status = 'pending' THEN
+		(SELECT count(*) FROM tasks p INDEXED BY tasks_claim WHERE p.status = 'pending' AND p.priority > t.priority) +
+		(SELECT count(*) FROM tasks p INDEXED BY tasks_claim WHERE p.status = 'pending' AND p.priority = t.priority AND p.seq < t.seq)
+	ELSE 0 END
+	FROM tasks t WHERE t.id = ?`
+
+// TaskQueuePosition is the 1-based position of a pending task in claim order.
 func (s *Store) TaskQueuePosition(ctx context.Context, id string) (int, error) {
 	var status task.Status
 	var ahead int
-	err := s.read.QueryRowContext(ctx, `SELECT t.status, CASE WHEN t.status = 'pending' THEN
-			(SELECT count(*) FROM tasks p INDEXED BY tasks_claim WHERE p.status = 'pending' AND p.priority > t.priority) +
-			(SELECT count(*) FROM tasks p INDEXED BY tasks_claim WHERE p.status = 'pending' AND p.priority = t.priority AND p.seq < t.seq)
-		ELSE 0 END
-		FROM tasks t WHERE t.id = ?`, id).Scan(&status, &ahead)
-	if err != nil {
+	if err := s.read.QueryRowContext(ctx, queuePositionSQL, id).Scan(&status, &ahead); err != nil {
 		return 0, wrap(err, "queue position of task %s", id)
 	}
 	if status != task.StatusPending {
