@@ -71,7 +71,12 @@ func (d *Disk) Put(ctx context.Context, id string, r io.Reader, maxBytes int64) 
 
 // fill copies r into f, enforcing maxBytes, then syncs and closes f.
 func (d *Disk) fill(ctx context.Context, f *os.File, r io.Reader, maxBytes int64) (int64, error) {
-	src := io.Reader(ctxReader{ctx: ctx, r: r})
+	src := io.Reader(readerFunc(func(p []byte) (int, error) {
+		if err := ctx.Err(); err != nil {
+			return 0, err // stop a copy once ctx is done
+		}
+		return r.Read(p)
+	}))
 	if maxBytes > 0 {
 		src = io.LimitReader(src, maxBytes+1)
 	}
@@ -169,15 +174,7 @@ type diskFile struct {
 func (f *diskFile) Size() int64        { return f.size }
 func (f *diskFile) ModTime() time.Time { return f.mod }
 
-// ctxReader stops a copy once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
+// readerFunc adapts a function to io.Reader.
+type readerFunc func(p []byte) (int, error)
 
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }

@@ -77,6 +77,17 @@ func (p *fakePubSub) Publish(ctx context.Context, ev store.Event) error {
 	return nil
 }
 
+// endSubscriptions ends every subscription as a lost connection to the
+// store would: their channels close. No Publish may be in flight.
+func (p *fakePubSub) endSubscriptions() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for s := range p.subs {
+		delete(p.subs, s)
+		close(s.c)
+	}
+}
+
 func (s *fakeSub) C() <-chan store.Event { return s.c }
 
 func (s *fakeSub) Close() error {
@@ -92,7 +103,7 @@ func (s *fakeSub) Close() error {
 // harness is a running hub behind an httptest server. The handler takes the
 // client from the query: ?user=alice&admin=1.
 type harness struct {
-	t   *testing.T
+	t   testing.TB
 	hub *Hub
 	ps  *fakePubSub
 	srv *httptest.Server
@@ -100,7 +111,7 @@ type harness struct {
 	stop func() error
 }
 
-func newHarness(t *testing.T, opts Options, hooks testHooks) *harness {
+func newHarness(t testing.TB, opts Options, hooks testHooks) *harness {
 	t.Helper()
 	ps := newFakePubSub()
 	hub := NewHub(ps, opts)

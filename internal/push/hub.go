@@ -169,10 +169,13 @@ const (
 // pump keeps a subscription open and dispatches its events until ctx is done.
 func (h *Hub) pump(ctx context.Context) {
 	backoff := minBackoff
-	for {
-		err := h.consume(ctx)
+	for resync := false; ; resync = true {
+		subscribed, err := h.consume(ctx, resync)
 		if ctx.Err() != nil {
 			return
+		}
+		if subscribed {
+			backoff = minBackoff
 		}
 		h.log.Warn("push: event subscription lost", "err", err, "retry_in", backoff)
 		select {
@@ -181,24 +184,28 @@ func (h *Hub) pump(ctx context.Context) {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, maxBackoff)
-		h.markChanged() // events may have been missed: resync clients
 	}
 }
 
 // consume dispatches one subscription's events until it ends or ctx is done.
-func (h *Hub) consume(ctx context.Context) error {
+// With resync, clients get a fresh global_status once subscribed, since
+// events may have been missed while there was no subscription.
+func (h *Hub) consume(ctx context.Context, resync bool) (subscribed bool, err error) {
 	sub, err := h.sub.Subscribe(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer sub.Close()
+	if resync {
+		h.markChanged()
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return true, nil
 		case ev, ok := <-sub.C():
 			if !ok {
-				return errors.New("subscription closed")
+				return true, errors.New("subscription closed")
 			}
 			h.dispatch(ev)
 		}
@@ -247,8 +254,9 @@ func (h *Hub) markChanged() {
 }
 
 // statusLoop sends global_status when a change is pending, at most once per
-// interval: a change waits for the interval since the last broadcast to pass,
-// and changes arriving meanwhile fold into that one broadcast.
+// interval: a change waits until an interval has passed since the previous
+// broadcast was handed to the clients, and changes arriving meanwhile fold
+// into that one broadcast.
 func (h *Hub) statusLoop(ctx context.Context) {
 	var last time.Time
 	for {
@@ -266,8 +274,8 @@ func (h *Hub) statusLoop(ctx context.Context) {
 			case <-t.C:
 			}
 		}
-		last = time.Now()
 		h.broadcastStatus(ctx)
+		last = time.Now()
 	}
 }
 

@@ -3,6 +3,7 @@ package push
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -118,6 +119,9 @@ func TestEntitlement(t *testing.T) {
 	} {
 		h.publish(taskEvent(ev.typ, ev.id, ev.owner))
 	}
+	bad := instanceEvent("broken")
+	bad.Data = []byte(`{"instanceId":`) // not JSON: skipped, not fatal
+	h.publish(bad)
 	h.publish(instanceEvent("127.0.0.1:8001"))
 	h.publish(instanceEvent("done"))
 
@@ -256,7 +260,7 @@ publishing:
 		t.Errorf("got %d global_status for 8 intervals of changes, want 3..10", len(got))
 	}
 	for i := 1; i < len(got); i++ {
-		if gap := time.Duration(got[i]-got[i-1]) * time.Millisecond; gap < interval-2*time.Millisecond {
+		if gap := time.Duration(got[i]-got[i-1]) * time.Millisecond; gap < interval-time.Millisecond {
 			t.Errorf("global_status %d came %v after the previous, want >= %v", i, gap, interval)
 		}
 	}
@@ -412,5 +416,37 @@ func checkErrorEnvelope(t *testing.T, req *http.Request) {
 	}
 	if resp.StatusCode < 400 {
 		t.Errorf("status %d, want a refusal", resp.StatusCode)
+	}
+}
+
+func TestSnapshotFailureClosesWithReason(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Options{
+		Snapshot: func(context.Context) (any, error) { return nil, errors.New("store down") },
+	}, testHooks{})
+	c := h.dial("alice", false)
+	if ce := c.closeError(); ce.Code != websocket.StatusTryAgainLater || ce.Reason != reasonSnapshot.text {
+		t.Errorf("closed with %d %q, want %d %q", ce.Code, ce.Reason, websocket.StatusTryAgainLater, reasonSnapshot.text)
+	}
+}
+
+func TestResubscribeAfterLostSubscription(t *testing.T) {
+	t.Parallel()
+	snapshots := make(chan struct{}, 100)
+	h := newHarness(t, Options{
+		Snapshot: func(context.Context) (any, error) { snapshots <- struct{}{}; return struct{}{}, nil },
+	}, testHooks{})
+	c := h.dial("alice", false)
+	c.next()
+	<-snapshots
+
+	h.ps.endSubscriptions()
+	waitFor(t, h.ps.subscribed, "the hub to subscribe again")
+	if m := c.next(); m.Type != TypeGlobalStatus {
+		t.Errorf("after resubscribing got %s, want a resync global_status", m.Type)
+	}
+	h.publish(instanceEvent("127.0.0.1:8001"))
+	if m := c.nextNot(TypeGlobalStatus); m.Type != TypeInstanceStatus {
+		t.Errorf("after resubscribing got %s, want %s", m.Type, TypeInstanceStatus)
 	}
 }
