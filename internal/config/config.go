@@ -16,9 +16,9 @@
 //     healthCheck.interval is COMFYFLEET_HEALTH_CHECK_INTERVAL, dataDir is
 //     COMFYFLEET_DATA_DIR (EnvVar gives the name, Keys lists the keys). An
 //     empty value is ignored. COMFYFLEET_ADMIN_PASSWORD is accepted for
-//     auth.adminPassword, and COMFYFLEET_CONFIG is left to main (the file's
-//     path); any other unknown COMFYFLEET_ variable is an error, so a typo
-//     does not go unnoticed;
+//     auth.adminPassword, COMFYFLEET_CONFIG and COMFYFLEET_LOG_LEVEL are
+//     left to main; any other unknown COMFYFLEET_ variable is an error, so a
+//     typo does not go unnoticed;
 //  4. command-line flags, applied by main with Set and the same dotted keys;
 //  5. the runtime document persisted by PUT /api/config (ApplyRuntime): it
 //     holds only the live-tunable keys an operator changed through the API
@@ -40,8 +40,9 @@
 // environment) has no effect: GET /api/config lists such keys in
 // "runtimeOverrides". To go back to the file, send PUT /api/config
 // {"reset":true} (IsReset; the app then persists an empty document and
-// returns to its start-up config) or start with --reset-runtime-config
-// (the app skips ApplyRuntime and persists an empty document).
+// returns to its start-up config). A start-up flag that does the same
+// (suggested: --reset-runtime-config) skips ApplyRuntime and persists an
+// empty document.
 package config
 
 import "time"
@@ -61,7 +62,7 @@ type Config struct {
 	DataDir string `yaml:"dataDir" json:"dataDir"`
 	// Demo enables the well-known demo login admin/admin123 (when
 	// auth.users is empty). Default false. Not read from the file: only the
-	// key "demo" of Set (a flag) or COMFYFLEET_DEMO turn it on.
+	// key "demo" of Set (--set demo=true) or COMFYFLEET_DEMO turn it on.
 	Demo bool `yaml:"-" json:"-"`
 	// RuntimeKeys lists the keys held by the runtime document of
 	// PUT /api/config, which override the file (see the package comment).

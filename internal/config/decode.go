@@ -17,8 +17,6 @@ import (
 const (
 	// envPrefix starts every environment variable Load reads.
 	envPrefix = "COMFYFLEET_"
-	// envConfig is left to main: the config file's path.
-	envConfig = "COMFYFLEET_CONFIG"
 	// envAdminPassword is the short name of auth.adminPassword.
 	envAdminPassword = "COMFYFLEET_ADMIN_PASSWORD"
 )
@@ -63,7 +61,7 @@ func (c *Config) applyEnv(env []string) error {
 	var errs []error
 	for _, kv := range env {
 		name, value, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, envPrefix) || name == envConfig || value == "" {
+		if !strings.HasPrefix(name, envPrefix) || isMainEnv(name) || value == "" {
 			continue
 		}
 		key, ok := keys[name]
@@ -76,6 +74,16 @@ func (c *Config) applyEnv(env []string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// isMainEnv reports whether name is one of main's own variables, which
+// are not settings.
+func isMainEnv(name string) bool {
+	switch name {
+	case "COMFYFLEET_CONFIG", "COMFYFLEET_LOG_LEVEL":
+		return true
+	}
+	return false
 }
 
 // envKeys maps every environment variable name to its key.

@@ -63,6 +63,7 @@ auth:
 				"COMFYFLEET_ADMIN_PASSWORD=correct horse",
 				"COMFYFLEET_DEMO=false",
 				"COMFYFLEET_CONFIG=/etc/comfyfleet.yaml",
+				"COMFYFLEET_LOG_LEVEL=debug",
 			},
 			check: func(t *testing.T, c config.Config) {
 				got := []any{c.Server.Listen, c.Server.PublicBaseURL, c.HealthCheck.Interval, c.HealthCheck.FailureThreshold,
