@@ -31,7 +31,8 @@ type Client struct {
 // clientID is sent as client_id with every prompt and as clientId on the
 // WebSocket, so the events of our prompts reach our socket; an empty id gets
 // a random UUID. hc nil means an http.Client with keep-alives and per-host
-// idle connections and no overall timeout: bound every call with ctx.
+// idle connections, no proxy (instances sit on the local network) and no
+// overall timeout: bound every call with ctx.
 func New(baseURL, clientID string, hc *http.Client) *Client {
 	if clientID == "" {
 		clientID = uuid.NewString()
@@ -44,7 +45,6 @@ func New(baseURL, clientID string, hc *http.Client) *Client {
 
 func defaultTransport() *http.Transport {
 	return &http.Transport{
-		Proxy: http.ProxyFromEnvironment,
 		DialContext: (&net.Dialer{
 			Timeout:   5 * time.Second,
 			KeepAlive: 30 * time.Second,

@@ -73,21 +73,33 @@ func (o StreamOptions) withDefaults() StreamOptions {
 type Stream struct {
 	c         *Client
 	opts      StreamOptions
+	log       *slog.Logger
+	running   atomic.Bool
 	connected atomic.Bool
 }
 
 // NewStream returns a stream for c's client id. Call Run to start it.
 func NewStream(c *Client, opts StreamOptions) *Stream {
-	return &Stream{c: c, opts: opts.withDefaults()}
+	opts = opts.withDefaults()
+	log := opts.Logger.With("base_url", c.BaseURL(), "client_id", c.ClientID())
+	return &Stream{c: c, opts: opts, log: log}
 }
+
+// errStreamRunning is returned by a second concurrent Run: two sockets with
+// one client id would detach each other.
+var errStreamRunning = errors.New("comfy: stream is already running")
 
 // Connected reports whether a connection is currently open.
 func (s *Stream) Connected() bool { return s.connected.Load() }
 
 // Run connects, delivers events and reconnects until ctx is done; then it
-// closes the socket and returns nil. At most one socket is open at any time.
+// closes the socket and returns nil. At most one socket is open at any time;
+// a concurrent second Run returns an error at once.
 func (s *Stream) Run(ctx context.Context) error {
-	log := s.opts.Logger.With("base_url", s.c.BaseURL(), "client_id", s.c.ClientID())
+	if !s.running.CompareAndSwap(false, true) {
+		return errStreamRunning
+	}
+	defer s.running.Store(false)
 	attempt := 0
 	for ctx.Err() == nil {
 		upFor, err := s.runOnce(ctx)
@@ -99,7 +111,7 @@ func (s *Stream) Run(ctx context.Context) error {
 		}
 		delay := backoff(s.opts.MinBackoff, s.opts.MaxBackoff, attempt)
 		attempt++
-		log.Warn("comfy websocket down", "err", err, "up_for", upFor, "retry_in", delay, "attempt", attempt)
+		s.log.Warn("comfy websocket down", "err", err, "up_for", upFor, "retry_in", delay, "attempt", attempt)
 		wait(ctx, delay)
 	}
 	return nil
@@ -114,7 +126,7 @@ func (s *Stream) runOnce(ctx context.Context) (upFor time.Duration, err error) {
 	}
 	start := time.Now()
 	s.connected.Store(true)
-	s.opts.Logger.Info("comfy websocket connected", "base_url", s.c.BaseURL())
+	s.log.Info("comfy websocket connected")
 	s.opts.OnConnect(ctx)
 	err = s.serve(ctx, conn)
 	_ = conn.Close() // close first: the next dial must not overlap this socket
@@ -137,7 +149,7 @@ func (s *Stream) serve(ctx context.Context, conn *Conn) error {
 	for {
 		ev, err := conn.Next(ctx)
 		if errors.Is(err, ErrMalformedFrame) {
-			s.opts.Logger.Warn("comfy websocket frame skipped", "base_url", s.c.BaseURL(), "err", err)
+			s.log.Warn("comfy websocket frame skipped", "err", err)
 			continue
 		}
 		if err != nil {
@@ -161,7 +173,7 @@ func (s *Stream) pingLoop(ctx context.Context, conn *Conn) {
 		err := conn.Ping(pctx)
 		cancel()
 		if err != nil && ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-			s.opts.Logger.Warn("comfy websocket ping failed", "base_url", s.c.BaseURL(), "err", err)
+			s.log.Warn("comfy websocket ping failed", "err", err)
 			conn.closeNow()
 			return
 		}

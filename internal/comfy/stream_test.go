@@ -2,6 +2,7 @@ package comfy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -140,6 +141,9 @@ func TestStreamReconnectsAfterServerDrops(t *testing.T) {
 	}
 	if !h.s.Connected() {
 		t.Errorf("Connected() = false while connection 3 is open")
+	}
+	if err := h.s.Run(t.Context()); !errors.Is(err, errStreamRunning) {
+		t.Errorf("second concurrent Run: got %v, want errStreamRunning", err)
 	}
 	h.stop()
 
