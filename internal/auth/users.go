@@ -53,8 +53,8 @@ func CheckPassword(hash, password string) error {
 // gateway runs.
 type Users struct {
 	byName map[string]account
-	// dummy is checked for unknown users, so that a wrong username costs
-	// as much time as a wrong password.
+	// dummy is checked for unknown usernames, so that a wrong username
+	// costs as much time as a wrong password.
 	dummy []byte
 }
 
@@ -89,7 +89,9 @@ func loadUsers(cfg config.Config, cost int) (*Users, string, error) {
 	var err error
 	switch {
 	case cfg.Demo:
-		hash, err = hashPassword(demoPassword, cost)
+		// The demo password is public: a costly hash would protect nothing
+		// and slow down every demo start and login.
+		hash, err = hashPassword(demoPassword, bcrypt.MinCost)
 	case cfg.Auth.AdminPassword != "":
 		hash, err = hashPassword(cfg.Auth.AdminPassword, cost)
 	default:
@@ -114,11 +116,12 @@ func configuredUsers(list []config.User) (*Users, string, error) {
 	return u, "", err
 }
 
-// newUsers indexes the accounts and makes the dummy hash at the highest
-// cost among them.
+// newUsers indexes the accounts. The dummy hash for unknown usernames is
+// the costliest of theirs: checking it takes as long as checking a known
+// user, and its result is never used.
 func newUsers(accounts []account) (*Users, error) {
 	u := &Users{byName: make(map[string]account, len(accounts))}
-	cost := bcrypt.MinCost
+	dummyCost := 0
 	for _, a := range accounts {
 		c, err := bcrypt.Cost(a.hash)
 		if err != nil {
@@ -127,14 +130,14 @@ func newUsers(accounts []account) (*Users, error) {
 		if _, dup := u.byName[a.user.Username]; dup {
 			return nil, fmt.Errorf("auth: user %q is listed twice", a.user.Username)
 		}
-		cost = max(cost, c)
+		if c > dummyCost {
+			u.dummy, dummyCost = a.hash, c
+		}
 		u.byName[a.user.Username] = a
 	}
-	dummy, err := hashPassword(rand.Text(), cost)
-	if err != nil {
-		return nil, err
+	if len(accounts) == 0 {
+		return nil, errors.New("auth: no users")
 	}
-	u.dummy = dummy
 	return u, nil
 }
 

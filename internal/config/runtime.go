@@ -17,7 +17,8 @@ const redacted = "<redacted>"
 
 // Public is the config as GET /api/config shows it: auth.secret and every
 // passwordHash are "<redacted>" when set, the password of store.url is
-// masked, and auth.adminPassword never appears. Sending it back in
+// masked, and auth.adminPassword never appears. Empty lists are [] rather
+// than null. Sending it back in
 // PUT /api/config is accepted: unchanged values, redacted ones included,
 // are not changes.
 func (c Config) Public() Config {
@@ -32,6 +33,12 @@ func (c Config) Public() Config {
 		}
 	}
 	p.Store.URL = redactURL(p.Store.URL)
+	if p.Servers == nil {
+		p.Servers = []Server{}
+	}
+	if p.Auth.Users == nil {
+		p.Auth.Users = []User{}
+	}
 	return p
 }
 

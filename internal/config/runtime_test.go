@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -184,6 +185,13 @@ func TestPublicRedacts(t *testing.T) {
 	}
 	if p := config.Default().Public(); p.Auth.Secret != "" {
 		t.Errorf("Public() of an unset secret: got %q, want empty", p.Auth.Secret)
+	}
+	empty, err := json.Marshal(config.Default().Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(empty); !strings.Contains(s, `"servers":[]`) || !strings.Contains(s, `"users":[]`) {
+		t.Errorf("Public() of no servers and users: %s, want empty lists", s)
 	}
 }
 
