@@ -24,8 +24,8 @@ type Conn struct {
 
 // Dial opens GET /ws?clientId=<ClientID>. No Origin header is sent (ComfyUI
 // rejects a loopback Host with a mismatched Origin, and coder/websocket adds
-// none of its own). The first event is a status frame whose SID echoes the
-// client id.
+// none of its own). ctx bounds the handshake only. The first event is a
+// status frame whose SID echoes the client id.
 //
 // Close any earlier connection with the same id first: ComfyUI would
 // otherwise stop delivering to the new one when the old one closes (see Stream).

@@ -19,7 +19,9 @@ func dialReplay(t *testing.T, id string, frames []frame) (*wsServer, *Conn) {
 		replay(ctx, t, c, frames)
 		drain(ctx, c)
 	})
-	conn, err := New(srv.srv.URL, id, srv.srv.Client()).Dial(t.Context())
+	ctx, cancel := context.WithCancel(t.Context())
+	conn, err := New(srv.srv.URL, id, srv.srv.Client()).Dial(ctx)
+	cancel() // bounds the handshake only
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}

@@ -85,6 +85,9 @@ func NewStream(c *Client, opts StreamOptions) *Stream {
 	return &Stream{c: c, opts: opts, log: log}
 }
 
+// dialTimeout bounds a WebSocket handshake, whatever the http.Client allows.
+const dialTimeout = 30 * time.Second
+
 // errStreamRunning is returned by a second concurrent Run: two sockets with
 // one client id would detach each other.
 var errStreamRunning = errors.New("comfy: stream is already running")
@@ -120,7 +123,9 @@ func (s *Stream) Run(ctx context.Context) error {
 // runOnce dials, serves one connection until it fails and closes it. upFor
 // is how long the connection was open (0 when the dial failed).
 func (s *Stream) runOnce(ctx context.Context) (upFor time.Duration, err error) {
-	conn, err := s.c.Dial(ctx)
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	conn, err := s.c.Dial(dctx)
+	cancel()
 	if err != nil {
 		return 0, err
 	}
