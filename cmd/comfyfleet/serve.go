@@ -24,7 +24,7 @@ func (s *setFlags) Set(v string) error { *s = append(*s, v); return nil }
 // environment < flags.
 func runServe(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	path := fs.String("config", "", "YAML config file (see config.example.yaml)")
+	path := fs.String("config", os.Getenv("COMFYFLEET_CONFIG"), "YAML config file, see config.example.yaml (default $COMFYFLEET_CONFIG)")
 	listen := fs.String("listen", "", "listen address, e.g. :3000 (overrides server.listen)")
 	data := fs.String("data", "", "data directory (overrides dataDir)")
 	var sets setFlags

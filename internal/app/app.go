@@ -228,3 +228,6 @@ func dispatchSettings(cfg config.Config) dispatch.Settings {
 		PublicBaseURL: cfg.Server.PublicBaseURL,
 	}
 }
+
+// Routes returns the API's route table (tests walk it).
+func (a *App) Routes() []api.Route { return a.api.Routes() }

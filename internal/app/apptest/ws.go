@@ -1,0 +1,121 @@
+package apptest
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Message is one /ws message.
+type Message struct {
+	Type      string          `json:"type"`
+	Timestamp int64           `json:"timestamp"`
+	Data      json.RawMessage `json:"data"`
+	RequestID string          `json:"requestId"`
+}
+
+// WS is a test client of the gateway's /ws.
+type WS struct {
+	t      testing.TB
+	conn   *websocket.Conn
+	msgs   chan Message
+	cancel context.CancelFunc
+}
+
+// DialWS connects to /ws with token; it closes at test cleanup.
+func (e *Env) DialWS(token string) *WS {
+	e.T.Helper()
+	c, resp, err := e.dialWS(token)
+	if err != nil {
+		e.T.Fatalf("dial /ws: %v (status %v)", err, statusOf(resp))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &WS{t: e.T, conn: c, msgs: make(chan Message, 100000), cancel: cancel}
+	c.SetReadLimit(16 << 20)
+	go w.read(ctx)
+	e.T.Cleanup(w.Close)
+	return w
+}
+
+func (e *Env) dialWS(token string) (*websocket.Conn, *http.Response, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	url := "ws" + strings.TrimPrefix(e.URL(), "http") + "/ws"
+	if token != "" {
+		url += "?token=" + token
+	}
+	return websocket.Dial(ctx, url, nil)
+}
+
+// DialWSStatus tries to connect and returns the HTTP status of a refused upgrade.
+func (e *Env) DialWSStatus(token string) int {
+	c, resp, err := e.dialWS(token)
+	if err == nil {
+		c.Close(websocket.StatusNormalClosure, "")
+		return http.StatusSwitchingProtocols
+	}
+	return statusOf(resp)
+}
+
+func statusOf(resp *http.Response) int {
+	if resp == nil {
+		return 0
+	}
+	return resp.StatusCode
+}
+
+func (w *WS) read(ctx context.Context) {
+	defer close(w.msgs)
+	for {
+		_, data, err := w.conn.Read(ctx)
+		if err != nil {
+			return
+		}
+		var m Message
+		if json.Unmarshal(data, &m) == nil {
+			w.msgs <- m
+		}
+	}
+}
+
+// Send writes one client message.
+func (w *WS) Send(v any) {
+	w.t.Helper()
+	raw, _ := json.Marshal(v)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.conn.Write(ctx, websocket.MessageText, raw); err != nil {
+		w.t.Fatalf("ws write: %v", err)
+	}
+}
+
+// WaitFor returns the first message for which match is true, failing after timeout.
+func (w *WS) WaitFor(timeout time.Duration, what string, match func(Message) bool) Message {
+	w.t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		select {
+		case m, ok := <-w.msgs:
+			if !ok {
+				w.t.Fatalf("ws closed while waiting for %s", what)
+			}
+			if match(m) {
+				return m
+			}
+		case <-timer.C:
+			w.t.Fatalf("timed out after %v waiting for ws %s", timeout, what)
+		}
+	}
+}
+
+// Close ends the connection.
+func (w *WS) Close() {
+	w.cancel()
+	w.conn.Close(websocket.StatusNormalClosure, "")
+}
