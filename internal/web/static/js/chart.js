@@ -1,0 +1,110 @@
+// The overview chart, drawn as SVG: queue depth (area, left axis) and
+// throughput in tasks finished per minute (line, right axis) over the last
+// hour. It redraws on new samples, every few seconds (the window slides)
+// and when its box is resized.
+
+import { svg, h } from './ui.js';
+import { live, series } from './live.js';
+
+const PAD = { l: 34, r: 38, t: 10, b: 22 };
+
+export function mountChart(container) {
+  const box = h('div', { class: 'chart', role: 'img', 'aria-label': 'Queue depth and throughput over the last hour' });
+  container.appendChild(box);
+  let raf = 0;
+  const draw = () => {
+    raf = 0;
+    const w = Math.max(240, box.clientWidth || 600);
+    const hgt = Math.max(140, box.clientHeight || 220);
+    const pts = series(live.samples, Date.now(), 15000, live.state === 'open');
+    box.replaceChildren(render(pts, w, hgt));
+    const last = [...pts].reverse().find((p) => p.queue !== null);
+    box.dataset.queue = last ? last.queue : '';
+    box.dataset.rate = last && last.rate !== null ? last.rate : '';
+  };
+  const schedule = () => { if (!raf) raf = requestAnimationFrame(draw); };
+  const offs = [live.on('sample', schedule), live.on('connection', schedule)];
+  const tick = setInterval(schedule, 5000);
+  const ro = typeof ResizeObserver === 'function' ? new ResizeObserver(schedule) : null;
+  ro?.observe(box);
+  schedule();
+  return () => {
+    offs.forEach((f) => f());
+    clearInterval(tick);
+    ro?.disconnect();
+    cancelAnimationFrame(raf);
+  };
+}
+
+function niceMax(v) {
+  if (v <= 4) return 4;
+  const mag = 10 ** Math.floor(Math.log10(v));
+  for (const m of [1, 2, 2.5, 5, 10]) {
+    if (m * mag >= v) return m * mag;
+  }
+  return 10 * mag;
+}
+
+function render(pts, w, hgt) {
+  const root = svg('svg', { viewBox: `0 0 ${w} ${hgt}`, width: w, height: hgt, 'aria-hidden': 'true' });
+  const iw = w - PAD.l - PAD.r;
+  const ih = hgt - PAD.t - PAD.b;
+  if (!pts.length) {
+    root.appendChild(svg('text', { x: w / 2, y: hgt / 2, 'text-anchor': 'middle', class: 'empty-note' }, 'Collecting samples…'));
+    return root;
+  }
+  const t0 = pts[0].t;
+  const t1 = pts[pts.length - 1].t;
+  const qMax = niceMax(Math.max(0, ...pts.map((p) => p.queue ?? 0)));
+  const rMax = niceMax(Math.max(0, ...pts.map((p) => p.rate ?? 0)));
+  const x = (t) => PAD.l + ((t - t0) / Math.max(1, t1 - t0)) * iw;
+  const yq = (v) => PAD.t + ih - (v / qMax) * ih;
+  const yr = (v) => PAD.t + ih - (v / rMax) * ih;
+
+  // grid and axes
+  for (let i = 0; i <= 4; i++) {
+    const y = PAD.t + (ih * i) / 4;
+    root.appendChild(svg('line', { x1: PAD.l, x2: PAD.l + iw, y1: y, y2: y, class: 'grid-line' }));
+    root.appendChild(svg('text', { x: PAD.l - 6, y: y + 4, 'text-anchor': 'end', class: 'axis-label' }, fmt(qMax * (1 - i / 4))));
+    root.appendChild(svg('text', { x: PAD.l + iw + 6, y: y + 4, 'text-anchor': 'start', class: 'axis-label' }, fmt(rMax * (1 - i / 4))));
+  }
+  for (const m of [60, 45, 30, 15, 0]) {
+    const t = t1 - m * 60_000;
+    root.appendChild(svg('text', { x: x(t), y: hgt - 5, 'text-anchor': m === 60 ? 'start' : m === 0 ? 'end' : 'middle', class: 'axis-label' },
+      m === 0 ? 'now' : `-${m}m`));
+  }
+
+  // queue depth: area + line, split at unknown points
+  for (const seg of segments(pts, 'queue')) {
+    const line = seg.map((p, i) => `${i ? 'L' : 'M'}${x(p.t).toFixed(1)},${yq(p.queue).toFixed(1)}`).join('');
+    const area = `${line}L${x(seg[seg.length - 1].t).toFixed(1)},${yq(0)}L${x(seg[0].t).toFixed(1)},${yq(0)}Z`;
+    root.appendChild(svg('path', { d: area, class: 'queue-area' }));
+    root.appendChild(svg('path', { d: line, class: 'queue-line' }));
+  }
+  // throughput line
+  let lastRate = null;
+  for (const seg of segments(pts, 'rate')) {
+    const d = seg.map((p, i) => `${i ? 'L' : 'M'}${x(p.t).toFixed(1)},${yr(p.rate).toFixed(1)}`).join('');
+    root.appendChild(svg('path', { d, class: 'rate-line' }));
+    lastRate = seg[seg.length - 1];
+  }
+  if (lastRate) root.appendChild(svg('circle', { cx: x(lastRate.t), cy: yr(lastRate.rate), r: 3, class: 'now-dot' }));
+  return root;
+}
+
+function segments(pts, key) {
+  const out = [];
+  let cur = [];
+  for (const p of pts) {
+    if (p[key] === null || p[key] === undefined) {
+      if (cur.length) out.push(cur);
+      cur = [];
+    } else cur.push(p);
+  }
+  if (cur.length) out.push(cur);
+  return out;
+}
+
+function fmt(v) {
+  return Number.isInteger(v) ? String(v) : v.toFixed(1);
+}

@@ -1,0 +1,152 @@
+// Instances: every configured ComfyUI instance with its state, current
+// task, heartbeat and device; admins can enable or disable (drain) one.
+// Live from instance_status and global_status; heartbeats are refreshed
+// over REST every 10 s because they do not produce events.
+
+import { h, replace, timeEl, fmtBytes, toast, shortId } from '../ui.js';
+import { api, get, isAdmin } from '../api.js';
+import { live } from '../live.js';
+
+function stateOf(i) {
+  if (!i.enabled) return 'disabled';
+  if (!i.alive) return 'down';
+  return i.busy ? 'busy' : 'idle';
+}
+
+function stateBadges(i) {
+  const out = [h('span', { class: 'badge ' + (i.alive ? 'alive' : 'down'), 'data-field': 'alive' }, i.alive ? 'alive' : 'down')];
+  if (i.alive) out.push(h('span', { class: 'badge ' + (i.busy ? 'busy' : 'idle'), 'data-field': 'busy' }, i.busy ? 'busy' : 'idle'));
+  if (!i.enabled) out.push(h('span', { class: 'badge disabled', 'data-field': 'enabled' }, 'disabled'));
+  return h('div', { class: 'row' }, out);
+}
+
+function device(i) {
+  const d = i.device;
+  if (!d) return h('span', { class: 'muted' }, '—');
+  const used = d.vramTotal ? d.vramTotal - d.vramFree : 0;
+  const pct = d.vramTotal ? Math.round((used / d.vramTotal) * 100) : 0;
+  return h('div', { class: 'device', title: d.comfyuiVersion ? 'ComfyUI ' + d.comfyuiVersion : '' },
+    h('div', { class: 'small' }, d.name || d.type || 'device'),
+    d.vramTotal ? h('div', { class: 'cell-sub' }, `VRAM ${fmtBytes(used)} / ${fmtBytes(d.vramTotal)} (${pct}%)`) : null,
+    d.vramTotal ? h('div', { class: 'meter', role: 'meter', 'aria-valuenow': pct, 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-label': 'VRAM used' },
+      h('div', { style: { width: pct + '%' } })) : null);
+}
+
+export default function mount(main) {
+  const admin = isAdmin();
+  const tbody = h('tbody');
+  const summary = h('span', { class: 'muted', id: 'instances-summary' });
+  const filter = h('input', { type: 'search', placeholder: 'Filter by server, address or task…', 'aria-label': 'Filter instances', style: { maxWidth: '320px' } });
+  replace(main,
+    h('div', { class: 'page-head' }, h('h1', null, 'Instances'), summary),
+    h('div', { class: 'toolbar' }, filter),
+    h('section', { class: 'panel' },
+      h('div', { class: 'table-wrap' }, h('table', { class: 'data cards', id: 'instances' },
+        h('thead', null, h('tr', null,
+          h('th', null, 'Server'), h('th', null, 'Address'), h('th', null, 'State'), h('th', null, 'Current task'),
+          h('th', { class: 'num' }, 'Queue'), h('th', null, 'Last heartbeat'), h('th', null, 'GPU / VRAM'), h('th', null, 'Enabled'))),
+        tbody))));
+
+  const rows = new Map(); // id -> { tr, inst, pending }
+
+  const toggle = (i) => {
+    const input = h('input', {
+      type: 'checkbox', checked: !!i.enabled, disabled: !admin, role: 'switch', 'aria-checked': String(!!i.enabled),
+      'aria-label': (i.enabled ? 'Disable ' : 'Enable ') + i.id, class: 'enable-toggle', 'data-instance-id': i.id,
+      onchange: async (e) => {
+        const want = e.target.checked;
+        const row = rows.get(i.id);
+        e.target.disabled = true;
+        if (row) row.pending = true;
+        try {
+          const v = await api('PUT', '/api/instances/' + encodeURIComponent(i.id), { enabled: want });
+          toast(`${i.id} ${v.enabled ? 'enabled' : 'disabled'}${!v.enabled && v.busy ? '; its running task will finish first' : ''}`, 'ok');
+          if (row) row.pending = false;
+          upsert(v);
+        } catch (err) {
+          toast(err.status === 403 ? 'Only admins can enable or disable instances.' : err.message, 'bad');
+          if (row) row.pending = false;
+          e.target.checked = !want;
+          e.target.disabled = !admin;
+        }
+      },
+    });
+    return h('label', { class: 'switch', title: admin ? 'Enabled instances receive new tasks; disabling drains it' : 'Only admins can change this' },
+      input, h('span', { class: 'track' }), h('span', { class: 'small' }, i.enabled ? 'on' : 'off'));
+  };
+
+  const drawRow = (tr, i) => {
+    tr.dataset.state = stateOf(i);
+    tr.dataset.enabled = String(!!i.enabled);
+    tr.dataset.alive = String(!!i.alive);
+    tr.dataset.busy = String(!!i.busy);
+    const task = i.currentTaskId
+      ? h('a', { href: '#/tasks/' + encodeURIComponent(i.currentTaskId), class: 'mono', title: i.currentTaskId }, shortId(i.currentTaskId))
+      : h('span', { class: 'muted' }, '—');
+    replace(tr,
+      h('td', { 'data-label': 'Server' }, h('div', { class: 'cell-main' }, i.serverName || i.serverId), h('div', { class: 'cell-sub' }, i.serverId)),
+      h('td', { 'data-label': 'Address', class: 'mono' }, `${i.ip}:${i.port}`),
+      h('td', { 'data-label': 'State' }, stateBadges(i), i.lastError ? h('div', { class: 'cell-sub', style: { color: 'var(--bad)' }, title: i.lastError }, i.lastError.length > 80 ? i.lastError.slice(0, 80) + '…' : i.lastError) : null),
+      h('td', { 'data-label': 'Current task' }, task),
+      h('td', { 'data-label': 'Queue', class: 'num' }, String(i.queueRemaining ?? 0)),
+      h('td', { 'data-label': 'Last heartbeat', class: 'small nowrap' }, timeEl(i.lastHeartbeat)),
+      h('td', { 'data-label': 'GPU / VRAM' }, device(i)),
+      h('td', { 'data-label': 'Enabled' }, toggle(i)));
+  };
+
+  const matches = (i) => {
+    const q = filter.value.trim().toLowerCase();
+    if (!q) return true;
+    return [i.id, i.serverId, i.serverName, i.currentTaskId, i.device?.name, stateOf(i)].some((s) => s && String(s).toLowerCase().includes(q));
+  };
+
+  const upsert = (i) => {
+    let row = rows.get(i.id);
+    if (!row) {
+      row = { tr: h('tr', { 'data-instance-id': i.id }), inst: i, pending: false };
+      rows.set(i.id, row);
+    }
+    if (row.pending) return; // a toggle is in flight; its answer redraws
+    const changed = JSON.stringify(row.inst) !== JSON.stringify(i) || !row.tr.firstChild;
+    row.inst = { ...i };
+    if (changed) drawRow(row.tr, row.inst);
+    row.tr.hidden = !matches(row.inst);
+  };
+
+  const showAll = (list) => {
+    const seen = new Set();
+    for (const i of list) {
+      upsert(i);
+      seen.add(i.id);
+    }
+    for (const id of [...rows.keys()]) if (!seen.has(id)) rows.delete(id);
+    const trs = list.map((i) => rows.get(i.id).tr);
+    if (!trs.length) replace(tbody, h('tr', null, h('td', { colspan: 8, class: 'empty' }, 'No instances configured.', admin ? [' ', h('a', { href: '#/config' }, 'Add servers'), '.'] : null)));
+    else if (trs.some((tr, n) => tbody.children[n] !== tr) || tbody.children.length !== trs.length) replace(tbody, trs);
+    const alive = list.filter((i) => i.alive).length;
+    const busy = list.filter((i) => i.busy).length;
+    const enabled = list.filter((i) => i.enabled).length;
+    summary.textContent = `${alive}/${list.length} alive · ${busy} busy · ${enabled} enabled`;
+  };
+
+  const refresh = async () => {
+    try {
+      live.setInstances(await get('/api/instances'));
+    } catch (err) {
+      if (err.status !== 401) toast(err.message, 'bad');
+    }
+  };
+
+  filter.addEventListener('input', () => { for (const r of rows.values()) r.tr.hidden = !matches(r.inst); });
+  showAll(live.instances);
+  if (!live.instances.length) refresh();
+  const offs = [
+    live.on('instances', showAll),
+    live.on('instance', (i) => { upsert(i); showAll(live.instances); }),
+  ];
+  const timer = setInterval(refresh, 10000);
+  return () => {
+    offs.forEach((f) => f());
+    clearInterval(timer);
+  };
+}

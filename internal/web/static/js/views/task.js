@@ -1,0 +1,258 @@
+// One task: status and live progress (with the node and step from
+// task_progress), timings, cancel, a readable error (ComfyUI's node_errors
+// per node and input), output previews, params and the workflow.
+
+import { h, replace, statusBadge, progressBar, setProgress, timeEl, fmtTime, fmtDuration, copyButton, mediaKind, icon, shortId } from '../ui.js';
+import { get } from '../api.js';
+import { live } from '../live.js';
+import { cancelTask, isFinal } from '../taskrows.js';
+import { saveDraft } from './submit.js';
+
+export default function mount(main, { params, navigate }) {
+  const id = params.id;
+  let task = null;
+  let ctrl = null;
+  let pollTimer = 0;
+  let stepText = '';
+
+  const head = h('div', { class: 'page-head' });
+  const body = h('div', { class: 'stack', id: 'task-detail' }, h('div', { class: 'loading' }, h('span', { class: 'spinner' })));
+  replace(main, head, body);
+
+  let bar = null;
+  let stepEl = null;
+  let badgeEl = null;
+  let cancelBtn = null;
+
+  const nodeLabel = (nodeId) => {
+    const n = task?.workflow?.[nodeId];
+    if (!n) return `node ${nodeId}`;
+    const title = n._meta?.title;
+    return `${n.class_type || 'node'} #${nodeId}${title && title !== n.class_type ? ` “${title}”` : ''}`;
+  };
+
+  const load = async () => {
+    ctrl?.abort();
+    ctrl = new AbortController();
+    try {
+      task = await get('/api/tasks/' + encodeURIComponent(id), { signal: ctrl.signal });
+      draw();
+    } catch (err) {
+      if (err.name === 'AbortError' || err.status === 401) return;
+      replace(head, h('a', { href: '#/tasks', class: 'btn btn-sm' }, icon('back'), 'Tasks'), h('h1', null, 'Task ' + shortId(id)));
+      replace(body, h('div', { class: 'form-error', role: 'alert' }, err.status === 404 ? `No task ${id} (or it is not yours).` : err.message));
+    }
+  };
+
+  const draw = () => {
+    const t = task;
+    badgeEl = statusBadge(t.status);
+    cancelBtn = isFinal(t.status) ? null : h('button', {
+      class: 'btn-danger', id: 'task-cancel', 'data-action': 'cancel',
+      onclick: async () => {
+        const res = await cancelTask(t.id, t.status);
+        if (res) load();
+      },
+    }, icon('x'), 'Cancel task');
+    replace(head,
+      h('a', { href: '#/tasks', class: 'btn btn-sm', title: 'Back to tasks' }, icon('back'), 'Tasks'),
+      h('h1', null, 'Task ', h('span', { class: 'mono', title: t.id }, shortId(t.id)), ' ', copyButton(t.id, 'Copy task id')),
+      badgeEl,
+      h('button', {
+        class: 'btn-sm', title: 'Open the submit form with this workflow and params',
+        onclick: () => {
+          saveDraft({
+            workflow: t.workflow ? JSON.stringify(t.workflow, null, 2) : '',
+            params: Object.entries(t.params || {}).map(([key, v]) => (v && typeof v === 'object' && v.fileId)
+              ? { key, value: '', file: { fileId: v.fileId, filename: v.fileId } }
+              : { key, value: typeof v === 'string' ? v : JSON.stringify(v) }),
+            priority: String(t.priority ?? 0),
+          });
+          navigate('#/submit');
+        },
+      }, 'Use as template'),
+      cancelBtn);
+
+    bar = progressBar(t.progress, t.status, true);
+    bar.id = 'task-progress';
+    stepEl = h('div', { class: 'small muted', id: 'task-step' }, stepFor(t));
+    const meta = h('dl', { class: 'meta' },
+      item('Owner', t.owner || '—'),
+      item('Priority', String(t.priority ?? 0)),
+      item('Instance', t.instanceId ? h('span', { class: 'mono' }, t.instanceId) : '—'),
+      item('Attempts', String(t.attempts ?? 0)),
+      t.status === 'pending' && t.queuePosition !== undefined && t.queuePosition !== null ? item('Queue position', h('span', { id: 'queue-position' }, String(t.queuePosition))) : null,
+      item('Created', h('span', { title: t.createdAt }, fmtTime(t.createdAt))),
+      item('Started', t.startedAt ? h('span', { title: t.startedAt }, fmtTime(t.startedAt)) : '—'),
+      item('Finished', t.finishedAt ? h('span', { title: t.finishedAt }, fmtTime(t.finishedAt)) : '—'),
+      item('Waited', t.startedAt ? fmtDuration(Date.parse(t.startedAt) - Date.parse(t.createdAt)) : t.status === 'pending' ? timeEl(t.createdAt) : '—'),
+      item('Ran', t.startedAt ? fmtDuration((t.finishedAt ? Date.parse(t.finishedAt) : Date.now()) - Date.parse(t.startedAt)) : '—'),
+      item('Updated', timeEl(t.updatedAt)));
+
+    const parts = [
+      h('section', { class: 'panel' }, h('div', { class: 'stack' }, bar, stepEl, meta)),
+    ];
+    if (t.error) parts.push(errorPanel(t.error, nodeLabel));
+    const outs = outputsPanel(t.result, nodeLabel);
+    if (outs) parts.push(outs);
+    else if (t.status === 'completed') parts.push(h('section', { class: 'panel muted' }, 'This task produced no output files.'));
+    parts.push(paramsPanel(t.params));
+    if (t.workflow) parts.push(workflowPanel(t.workflow));
+    replace(body, parts);
+
+    clearInterval(pollTimer);
+    if (t.status === 'pending') pollTimer = setInterval(load, 5000); // queue position moves without events
+  };
+
+  const stepFor = (t) => {
+    if (t.status === 'pending') return t.queuePosition ? `Waiting in the queue (position ${t.queuePosition}).` : 'Waiting for a free instance.';
+    if (t.status === 'running') return stepText || 'Running…';
+    if (t.status === 'completed') return 'Completed' + (t.finishedAt && t.startedAt ? ' in ' + fmtDuration(Date.parse(t.finishedAt) - Date.parse(t.startedAt)) : '') + '.';
+    if (t.status === 'failed') return 'Failed.';
+    if (t.status === 'cancelled') return 'Cancelled.';
+    return '';
+  };
+
+  const onProgress = (d) => {
+    if (d.taskId !== id || !task) return;
+    if (task.status === 'pending') task.status = 'running';
+    task.progress = Math.max(task.progress || 0, d.progress);
+    if (d.node) stepText = `${nodeLabel(d.node)}${d.max ? `: step ${d.value} of ${d.max}` : ''}`;
+    setProgress(bar, task.progress, task.status);
+    if (stepEl) stepEl.textContent = stepFor(task);
+  };
+  const onChange = (d) => {
+    if (d?.taskId !== id) return;
+    if (task && d.progress !== undefined) setProgress(bar, d.status === 'completed' ? 100 : Math.max(task.progress, d.progress), d.status || task.status);
+    load();
+  };
+  const offs = [
+    live.on('task_progress', onProgress),
+    live.on('task_status', onChange),
+    live.on('task_completed', onChange),
+    live.on('task_failed', onChange),
+    live.on('task_cancelled', onChange),
+    live.on('reconnected', () => load()),
+  ];
+  load();
+  return () => {
+    ctrl?.abort();
+    clearInterval(pollTimer);
+    offs.forEach((f) => f());
+  };
+}
+
+function item(label, value) {
+  return h('div', null, h('dt', null, label), h('dd', null, value));
+}
+
+// errorPanel shows the task's error; ComfyUI validation errors list each
+// node and, per error, the input it is about.
+function errorPanel(err, nodeLabel) {
+  const box = h('section', { class: 'error-box', id: 'task-error', role: 'alert' },
+    h('h2', null, titleFor(err.type)),
+    h('div', { class: 'msg' }, err.message || err.type),
+    err.nodeId ? h('div', { class: 'small', style: { marginTop: '6px' } }, 'At ', h('b', null, err.nodeType ? `${err.nodeType} #${err.nodeId}` : nodeLabel(err.nodeId))) : null,
+    h('div', { class: 'small muted', style: { marginTop: '4px' } }, 'Error type: ', h('code', null, err.type || 'unknown')));
+  let ne = err.nodeErrors;
+  if (typeof ne === 'string') {
+    try { ne = JSON.parse(ne); } catch { ne = null; }
+  }
+  if (ne && typeof ne === 'object' && Object.keys(ne).length) {
+    const list = h('div', { class: 'node-errors' });
+    for (const [nodeId, info] of Object.entries(ne)) {
+      const errs = Array.isArray(info?.errors) ? info.errors : [];
+      const label = info?.class_type ? `${info.class_type} #${nodeId}` : nodeLabel(nodeId);
+      list.appendChild(h('div', { class: 'node-error', 'data-node-id': nodeId },
+        h('div', { class: 'head' }, h('b', null, label),
+          Array.isArray(info?.dependent_outputs) && info.dependent_outputs.length
+            ? h('span', { class: 'small muted' }, 'blocks output ' + info.dependent_outputs.map((o) => nodeLabel(o)).join(', ')) : null),
+        h('ul', null, errs.length ? errs.map((e) => h('li', null,
+          e.extra_info?.input_name ? [h('span', { class: 'input' }, e.extra_info.input_name), ' '] : null,
+          h('span', null, e.message || e.type),
+          e.details ? h('div', { class: 'details' }, e.details) : null,
+          e.extra_info?.received_value !== undefined ? h('div', { class: 'details' }, 'Received: ', h('code', null, JSON.stringify(e.extra_info.received_value))) : null))
+          : h('li', null, JSON.stringify(info)))));
+    }
+    box.appendChild(list);
+  }
+  return box;
+}
+
+function titleFor(type) {
+  switch (type) {
+    case 'prompt_outputs_failed_validation': return 'The workflow failed ComfyUI’s validation';
+    case 'execution_error': return 'A node failed while running';
+    case 'timeout': return 'The task ran past its timeout';
+    case 'instance_lost': return 'The instance was lost too many times';
+    case 'interrupted': return 'The run was interrupted on its instance';
+    case 'upload_failed': return 'An input file could not be sent to the instance';
+    case 'output_failed': return 'An output file could not be collected';
+    default: return 'The task failed';
+  }
+}
+
+function mediaFor(url, filename, type) {
+  const kind = mediaKind(filename || url, type === 'gifs' && /\.(mp4|webm|mov)$/i.test(filename || '') ? 'video' : type);
+  if (kind === 'image') return h('img', { src: url, alt: filename || 'output image', loading: 'lazy', class: 'output-image' });
+  if (kind === 'video') return h('video', { src: url, controls: true, muted: true, loop: true, playsinline: true, preload: 'metadata', class: 'output-video' });
+  if (kind === 'audio') return h('audio', { src: url, controls: true, preload: 'metadata', class: 'output-audio' });
+  return h('a', { href: url, target: '_blank', rel: 'noopener', class: 'btn' }, icon('external'), 'Open');
+}
+
+function outputCard(url, filename, type, label) {
+  return h('figure', { class: 'output', style: { margin: 0 }, 'data-kind': mediaKind(filename || url, type) },
+    h('div', { class: 'media' }, mediaFor(url, filename, type)),
+    h('figcaption', { class: 'cap' },
+      h('a', { href: url, target: '_blank', rel: 'noopener', title: filename }, filename || url),
+      label ? h('span', { class: 'muted' }, label) : null,
+      copyButton(url, 'Copy URL')));
+}
+
+function outputsPanel(result, nodeLabel) {
+  if (!result) return null;
+  const cards = [];
+  const seen = new Set();
+  for (const [nodeId, list] of Object.entries(result.outputs || {})) {
+    for (const o of list || []) {
+      seen.add(o.url);
+      cards.push(outputCard(o.url, o.filename, o.type, nodeLabel(o.nodeId || nodeId)));
+    }
+  }
+  for (const url of result.files || []) {
+    if (seen.has(url)) continue;
+    cards.push(outputCard(url, decodeURIComponent(url.split('/').pop() || url), '', ''));
+  }
+  if (!cards.length) return null;
+  return h('section', { class: 'panel', id: 'task-outputs' },
+    h('h2', null, `Outputs (${cards.length})`),
+    h('div', { class: 'outputs' }, cards));
+}
+
+function paramsPanel(params) {
+  const entries = Object.entries(params || {});
+  const rows = entries.map(([k, v]) => {
+    const isFile = v && typeof v === 'object' && typeof v.fileId === 'string';
+    const val = h('td', { class: 'mono small' }, isFile ? 'file ' + v.fileId : JSON.stringify(v));
+    if (isFile) {
+      get('/api/files/' + encodeURIComponent(v.fileId)).then((f) => {
+        replace(val, '📎 ', h('a', { href: f.url, target: '_blank', rel: 'noopener' }, f.filename), h('span', { class: 'muted' }, ` (${v.fileId})`));
+      }, () => {});
+    }
+    return h('tr', null, h('td', null, k), val);
+  });
+  return h('section', { class: 'panel', id: 'task-params' },
+    h('h2', null, 'Params'),
+    rows.length ? h('table', { class: 'kv' }, h('tbody', null, rows)) : h('p', { class: 'muted', style: { margin: 0 } }, 'No params: the workflow ran as submitted.'));
+}
+
+function workflowPanel(wf) {
+  const text = JSON.stringify(wf, null, 2);
+  const nodes = Object.keys(wf || {}).length;
+  return h('section', { class: 'panel' },
+    h('details', null,
+      h('summary', null, `Workflow (${nodes} node${nodes === 1 ? '' : 's'}) `, copyButton(() => text, 'Copy workflow JSON')),
+      h('pre', { class: 'json' }, text)));
+}
+
+
