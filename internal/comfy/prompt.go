@@ -65,7 +65,9 @@ type promptErrorBody struct {
 // Submit queues a prompt with POST /prompt, sending the client's id as client_id.
 //
 // A 400 (validation failure) returns a *PromptError; any other non-200 status
-// an *HTTPError (e.g. 500 text/plain for a body ComfyUI cannot parse).
+// an *HTTPError (e.g. 500 text/plain for a body ComfyUI cannot parse). After
+// a network error it is unknown whether the prompt was queued; with a
+// PromptID the caller can find out from Queue and History.
 func (c *Client) Submit(ctx context.Context, p SubmitParams) (*SubmitResult, error) {
 	if len(bytes.TrimSpace(p.Prompt)) == 0 {
 		return nil, errors.New("comfy: submit: empty prompt")
