@@ -3,6 +3,7 @@ package comfy
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -21,20 +22,11 @@ func traceEvents(t *testing.T, scenario, ws, promptID string, skip ...string) []
 		if err != nil {
 			t.Fatal(err)
 		}
-		if (ev.PromptID == "" || ev.PromptID == promptID) && !contains(skip, ev.Type) {
+		if (ev.PromptID == "" || ev.PromptID == promptID) && !slices.Contains(skip, ev.Type) {
 			evs = append(evs, ev)
 		}
 	}
 	return evs
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // runProgress applies evs and returns the percentages reported as changed,
