@@ -20,7 +20,7 @@ var viewDirs = map[string]string{"output": dirOutput, "input": dirInput, "temp":
 var forcedDownload = map[string]bool{"text/html": true, "text/html-sandboxed": true, "application/xhtml+xml": true, "text/javascript": true, "text/css": true}
 
 func (p *proc) getView(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
+	q := query(r)
 	if !q.Has("filename") {
 		writeEmpty(w, http.StatusNotFound)
 		return nil
@@ -59,7 +59,7 @@ func (p *proc) getView(w http.ResponseWriter, r *http.Request) error {
 }
 
 func serveView(w http.ResponseWriter, r *http.Request, base string, f *storedFile) error {
-	q := r.URL.Query()
+	q := query(r)
 	disposition := `filename="` + base + `"`
 	if q.Has("preview") {
 		parts := strings.Split(q.Get("preview"), ";")

@@ -336,7 +336,7 @@ func (p *proc) postFree(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (p *proc) getHistory(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
+	q := query(r)
 	var maxItems *int
 	offset := -1
 	if q.Has("max_items") {

@@ -111,7 +111,7 @@ func deflateTail(w, h, bpp int) *pngRest {
 func assemblePNG(w, h, bpp int, c [4]uint8, rest *pngRest) []byte {
 	head := append([]byte{1}, c[:bpp]...) // Sub filter, first pixel
 	z := make([]byte, 0, 2+5+len(head)+len(rest.deflated)+4)
-	z = append(z, 0x78, 0x01)                                        // zlib header, fastest
+	z = append(z, 0x78, 0x01)                                       // zlib header, fastest
 	z = append(z, 0x00, byte(len(head)), 0, ^byte(len(head)), 0xff) // stored, non-final block
 	z = append(z, head...)
 	z = append(z, rest.deflated...)

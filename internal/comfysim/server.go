@@ -207,3 +207,21 @@ func writeText(w http.ResponseWriter, status int, text string) {
 func (p *proc) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	return io.ReadAll(http.MaxBytesReader(w, r.Body, p.sim.opts.MaxUploadSize))
 }
+
+// query parses the query string as aiohttp does: only "&" separates pairs
+// (Go's URL.Query drops pairs holding ";", such as preview=jpeg;50).
+func query(r *http.Request) url.Values {
+	v := url.Values{}
+	for _, pair := range strings.Split(r.URL.RawQuery, "&") {
+		if pair == "" {
+			continue
+		}
+		k, val, _ := strings.Cut(pair, "=")
+		k, err1 := url.QueryUnescape(k)
+		val, err2 := url.QueryUnescape(val)
+		if err1 == nil && err2 == nil {
+			v.Add(k, val)
+		}
+	}
+	return v
+}

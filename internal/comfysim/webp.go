@@ -74,8 +74,8 @@ func writeSimpleCode(bw *bitWriter, sym uint8) {
 // the rest length 0, through a code-length code in which lengths 0 and 8
 // cost one bit each (0 -> "0", 8 -> "1").
 func writeFlatCode(bw *bitWriter, size int) {
-	bw.bits(0, 1)  // normal code
-	bw.bits(8, 4)  // 4+8 = 12 code-length code lengths, up to symbol 8
+	bw.bits(0, 1) // normal code
+	bw.bits(8, 4) // 4+8 = 12 code-length code lengths, up to symbol 8
 	order := []int{17, 18, 0, 1, 2, 3, 4, 5, 16, 6, 7, 8}
 	for _, sym := range order {
 		if sym == 0 || sym == 8 {

@@ -73,7 +73,7 @@ func (w *wsConn) writeLoop() {
 
 // serveWS is GET /ws?clientId=.
 func (p *proc) serveWS(w http.ResponseWriter, r *http.Request) error {
-	sid := r.URL.Query().Get("clientId")
+	sid := query(r).Get("clientId")
 	if sid == "" {
 		sid = uuidHex()
 	}
