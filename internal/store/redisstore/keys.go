@@ -1,0 +1,123 @@
+package redisstore
+
+import (
+	"fmt"
+
+	"github.com/comfyfleet/comfyfleet/internal/task"
+)
+
+// keys builds every Redis key and channel name of a store. Each name is the
+// store's prefix followed by a fixed word and, for per-record keys, the
+// record's id as the last segment, so no two builders can produce the same
+// name whatever the ids contain. luaKeys below is the same set of builders
+// for the Lua scripts; TestKeyBuildersAgree checks that the two agree.
+type keys struct{ prefix string }
+
+// allTasks names the list of every task, next to the per-status lists.
+// It is not a status, so it never collides with one.
+const allTasks = "all"
+
+// task is the hash holding one task (see taskFields).
+func (k keys) task(id string) string { return k.prefix + "task:" + id }
+
+// seq is the counter that hands out task Seq numbers (INCR).
+func (k keys) seq() string { return k.prefix + "seq" }
+
+// queue is the ZSET of pending tasks in claim order (see queueMember).
+func (k keys) queue() string { return k.prefix + "queue" }
+
+// list is the newest-first ZSET of the tasks in a status, or of every task
+// for allTasks (see listMember).
+func (k keys) list(status string) string { return k.prefix + "list:" + status }
+
+// ownerList is list restricted to one owner. Tasks without an owner are in
+// no owner list.
+func (k keys) ownerList(status, owner string) string {
+	return k.prefix + "owner:" + status + ":" + owner
+}
+
+// leases is the ZSET of running tasks scored by lease expiry (Unix ms).
+func (k keys) leases() string { return k.prefix + "running:leases" }
+
+// runningOn is the SET of the ids of the tasks running on one instance.
+func (k keys) runningOn(instanceID string) string { return k.prefix + "running:on:" + instanceID }
+
+// instance is the hash of one instance's state.
+func (k keys) instance(id string) string { return k.prefix + "instance:" + id }
+
+// instances is the SET of every stored instance id.
+func (k keys) instances() string { return k.prefix + "instances" }
+
+// file is the hash of one file record.
+func (k keys) file(id string) string { return k.prefix + "file:" + id }
+
+// files is the newest-first ZSET of every file id, scored by CreatedAt.
+func (k keys) files() string { return k.prefix + "files:all" }
+
+// ownerFiles is files restricted to one owner.
+func (k keys) ownerFiles(owner string) string { return k.prefix + "files:owner:" + owner }
+
+// taskFiles is files restricted to the outputs of one task.
+func (k keys) taskFiles(taskID string) string { return k.prefix + "files:task:" + taskID }
+
+// config is the string holding the runtime config document.
+func (k keys) config() string { return k.prefix + "config" }
+
+// lease is the hash of one named lease (holder, expiry).
+func (k keys) lease(name string) string { return k.prefix + "lease:" + name }
+
+// events is the pub/sub channel of the store's events.
+func (k keys) events() string { return k.prefix + "events" }
+
+// luaKeys defines the key builders of the scripts. Every script that uses
+// it gets the prefix as ARGV[1]. The definitions mirror the Go builders
+// above one for one.
+const luaKeys = `
+local P = ARGV[1]
+local function key_task(id) return P .. 'task:' .. id end
+local function key_queue() return P .. 'queue' end
+local function key_list(status) return P .. 'list:' .. status end
+local function key_owner_list(status, owner) return P .. 'owner:' .. status .. ':' .. owner end
+local function key_leases() return P .. 'running:leases' end
+local function key_running_on(instance) return P .. 'running:on:' .. instance end
+local function key_instance(id) return P .. 'instance:' .. id end
+local function key_file(id) return P .. 'file:' .. id end
+local function key_files() return P .. 'files:all' end
+local function key_owner_files(owner) return P .. 'files:owner:' .. owner end
+local function key_task_files(task) return P .. 'files:task:' .. task end
+`
+
+// queueMemberPrefix starts the member of a pending task in the queue ZSET.
+// Every member has score 0, so the ZSET orders them by their bytes: 16 hex
+// digits of the priority, inverted so that higher priorities sort first; 16
+// hex digits of Seq, so equal priorities go first in, first out; then the
+// id. This orders every int64 priority and Seq exactly, which a float64
+// score (53 bits of integer) could not. The insert script appends Seq and
+// the id (Lua queue_member), since Seq is assigned inside the script.
+func queueMemberPrefix(priority int) string {
+	return fmt.Sprintf("%016x", ^(uint64(int64(priority)) ^ 1<<63))
+}
+
+// luaMembers builds and reads the members of the queue and of the list
+// ZSETs. A list member is 16 hex digits of Seq then the id, scored by
+// CreatedAt in Unix ms, so tasks created in the same millisecond list by
+// Seq. Seq stays below 2^53, where Lua numbers are exact.
+const luaMembers = `
+local function queue_member(prefix, seq, id) return prefix .. string.format('%016x', tonumber(seq)) .. id end
+local function queue_id(member) return string.sub(member, 33) end
+local function list_member(seq, id) return string.format('%016x', tonumber(seq)) .. id end
+local function list_id(member) return string.sub(member, 17) end
+`
+
+// statusLists names the per-status lists of statuses, global or of one owner.
+func (k keys) statusLists(owner string, statuses []task.Status) []string {
+	out := make([]string, len(statuses))
+	for i, st := range statuses {
+		if owner == "" {
+			out[i] = k.list(string(st))
+		} else {
+			out[i] = k.ownerList(string(st), owner)
+		}
+	}
+	return out
+}

@@ -1,0 +1,242 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/store/redisstore/redistest"
+	"github.com/comfyfleet/comfyfleet/internal/store/storetest"
+)
+
+// Run with: TEST_REDIS_URL=redis://127.0.0.1:6379/0 go test -race ./internal/store/redisstore/
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// open opens a store on TEST_REDIS_URL under a prefix of the test's own,
+// closed and deleted at cleanup.
+func open(tb testing.TB, opts ...Option) *Store {
+	tb.Helper()
+	u := redistest.URL(tb)
+	s, err := Open(context.Background(), u, append([]Option{WithPrefix(redistest.Prefix(tb, u))}, opts...)...)
+	if err != nil {
+		tb.Fatalf("Open: %v", err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+// admin is a client on TEST_REDIS_URL for checks behind the store's back.
+func admin(tb testing.TB) *redis.Client {
+	tb.Helper()
+	rdb, err := redistest.Client(redistest.URL(tb))
+	if err != nil {
+		tb.Fatalf("client: %v", err)
+	}
+	tb.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
+func mustOK(tb testing.TB, err error) {
+	tb.Helper()
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return open(t) })
+}
+
+// TestConformanceConfinedToPrefix runs the whole suite as a Redis ACL user
+// that may touch only keys and channels under one prefix: any key a script
+// or a command builds outside the prefix fails with NOPERM.
+func TestConformanceConfinedToPrefix(t *testing.T) {
+	u := redistest.URL(t)
+	parent := redistest.Prefix(t, u)
+	confined := aclUser(t, "~"+parent+"*", "&"+parent+"*", "+@all")
+	var n atomic.Int64
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, err := Open(context.Background(), confined, WithPrefix(fmt.Sprintf("%s%d:", parent, n.Add(1))))
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+	t.Cleanup(func() { // after the subtests: the suite did write under the prefix
+		keys, err := redistest.Keys(context.Background(), admin(t), parent)
+		mustOK(t, err)
+		if len(keys) == 0 {
+			t.Error("no key under the prefix after the suite; is the check checking anything?")
+		}
+	})
+}
+
+// aclUser creates a Redis user with rules for the test and returns
+// TEST_REDIS_URL logged in as it. It skips the test when the server does
+// not let us create users (a managed Redis, an older server).
+func aclUser(t *testing.T, rules ...string) string {
+	t.Helper()
+	rdb := admin(t)
+	name, pass := "comfyfleet-test-"+uuid.NewString(), uuid.NewString()
+	args := append([]any{"ACL", "SETUSER", name, "reset", "on", ">" + pass}, toAny(rules)...)
+	if err := rdb.Do(t.Context(), args...).Err(); err != nil {
+		t.Skipf("cannot create a Redis ACL user for this test: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := rdb.Do(context.Background(), "ACL", "DELUSER", name).Err(); err != nil {
+			t.Errorf("ACL DELUSER: %v", err)
+		}
+	})
+	parsed, err := url.Parse(redistest.URL(t))
+	mustOK(t, err)
+	parsed.User = url.UserPassword(name, pass)
+	return parsed.String()
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+// TestKeyBuildersAgree checks that the Lua key builders name the same keys
+// as the Go ones.
+func TestKeyBuildersAgree(t *testing.T) {
+	s := open(t)
+	k := s.keys
+	const id, owner, inst = "3f1c0d52-0000-4000-8000-000000000001", "al:ice", "10.0.0.1:8001"
+	want := []string{
+		k.task(id), k.queue(), k.list("pending"), k.list(allTasks), k.ownerList("failed", owner),
+		k.ownerList(allTasks, owner), k.leases(), k.runningOn(inst), k.instance(inst), k.file(id),
+		k.files(), k.ownerFiles(owner), k.taskFiles(id),
+	}
+	sc := script(luaKeys, `local id, owner, inst = ARGV[2], ARGV[3], ARGV[4]
+return {key_task(id), key_queue(), key_list('pending'), key_list('all'), key_owner_list('failed', owner),
+  key_owner_list('all', owner), key_leases(), key_running_on(inst), key_instance(inst), key_file(id),
+  key_files(), key_owner_files(owner), key_task_files(id)}`)
+	got, err := sc.Run(t.Context(), s.rdb, nil, k.prefix, id, owner, inst).StringSlice()
+	mustOK(t, err)
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("Lua keys differ from Go keys (-go +lua):\n%s", d)
+	}
+}
+
+func TestQueueMemberOrder(t *testing.T) {
+	prios := []int{1 << 62, 1 << 40, 5, 1, 0, -1, -(1 << 40), -(1 << 62)} // claim order
+	members := make([]string, len(prios))
+	for i, p := range prios {
+		members[i] = queueMemberPrefix(p)
+	}
+	if !slices.IsSorted(members) {
+		t.Errorf("queue member prefixes are not in claim order: %v", members)
+	}
+	if got := queueMemberPrefix(0); len(got) != 16 {
+		t.Errorf("prefix %q has %d characters, want 16", got, len(got))
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	cases := map[string]struct {
+		url  string
+		opts []Option
+	}{
+		"not a redis url": {"http://127.0.0.1:6379", nil},
+		"empty prefix":    {"redis://127.0.0.1:6379/0", []Option{WithPrefix("")}},
+		"no buffer":       {"redis://127.0.0.1:6379/0", []Option{WithSubscriberBuffer(0)}},
+	}
+	for name, c := range cases {
+		if s, err := Open(t.Context(), c.url, c.opts...); err == nil {
+			s.Close()
+			t.Errorf("%s: Open succeeded, want an error", name)
+		}
+	}
+	_, err := Open(t.Context(), "redis://:hunter2@127.0.0.1:1/0?max_retries=-1")
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Open of an unreachable server: %v, want ErrUnavailable", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("Open error shows the password: %v", err)
+	}
+}
+
+// TestUnavailable: a server that cannot be reached, or a closed store,
+// answers ErrUnavailable from every kind of call, so the API says 503.
+func TestUnavailable(t *testing.T) {
+	down := NewFromClient(redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1}), "x:")
+	t.Cleanup(func() { down.Close(); down.rdb.Close() })
+	closed := open(t)
+	mustOK(t, closed.Close())
+	for name, s := range map[string]*Store{"unreachable": down, "closed": closed} {
+		for call, err := range storeCalls(t.Context(), s) {
+			if !errors.Is(err, store.ErrUnavailable) {
+				t.Errorf("%s: %s: %v, want ErrUnavailable", name, call, err)
+			}
+		}
+	}
+}
+
+// storeCalls makes one call of each kind and returns the errors by name.
+func storeCalls(ctx context.Context, s *Store) map[string]error {
+	errs := map[string]error{"Ping": s.Ping(ctx)}
+	_, errs["TaskInsert"] = s.TaskInsert(ctx, &store.TaskInsertParams{ID: "t", Workflow: []byte(`{}`)})
+	_, errs["TaskGet"] = s.TaskGet(ctx, "t")
+	_, errs["TaskList"] = s.TaskList(ctx, &store.TaskListParams{})
+	_, errs["TaskClaim"] = s.TaskClaim(ctx, &store.TaskClaimParams{InstanceID: "i", LeaseOwner: "r"})
+	_, errs["TaskCounts"] = s.TaskCounts(ctx)
+	_, errs["InstanceList"] = s.InstanceList(ctx)
+	_, errs["FileList"] = s.FileList(ctx, &store.FileListParams{})
+	_, errs["ConfigGet"] = s.ConfigGet(ctx)
+	_, errs["LeaseAcquire"] = s.LeaseAcquire(ctx, &store.LeaseParams{Name: "l", Holder: "h", TTL: time.Second})
+	errs["Publish"] = s.Publish(ctx, store.Event{Type: "x"})
+	_, errs["Subscribe"] = s.Subscribe(ctx)
+	return errs
+}
+
+func TestTranslate(t *testing.T) {
+	cases := []struct {
+		name string
+		err  error
+		want error
+	}{
+		{"nil", nil, nil},
+		{"redis.Nil", redis.Nil, store.ErrNotFound},
+		{"script not found", redisError("NOTFOUND task"), store.ErrNotFound},
+		{"script conflict", redisError("CONFLICT task is running"), store.ErrConflict},
+		{"loading", redisError("LOADING Redis is loading the dataset in memory"), store.ErrUnavailable},
+		{"out of memory", redisError("OOM command not allowed when used memory > 'maxmemory'."), store.ErrUnavailable},
+		{"client closed", redis.ErrClosed, store.ErrUnavailable},
+		{"pool timeout", fmt.Errorf("get conn: %w", redis.ErrPoolTimeout), store.ErrUnavailable},
+	}
+	for _, c := range cases {
+		got := translate(c.err)
+		if (c.want == nil) != (got == nil) || (c.want != nil && !errors.Is(got, c.want)) {
+			t.Errorf("%s: translate(%v) = %v, want %v", c.name, c.err, got, c.want)
+		}
+	}
+	other := redisError("WRONGTYPE Operation against a key holding the wrong kind of value")
+	if got := translate(other); errors.Is(got, store.ErrUnavailable) || errors.Is(got, store.ErrConflict) {
+		t.Errorf("translate(%v) = %v, want it unchanged", other, got)
+	}
+}
+
+// redisError is an error reply as go-redis returns it.
+type redisError string
+
+func (e redisError) Error() string { return string(e) }
+func (redisError) RedisError()     {}

@@ -1,0 +1,133 @@
+package redisstore
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/task"
+)
+
+// TaskClaim marks the first pending task in claim order running on
+// p.InstanceID: one ZPOPMIN on the queue, whatever its length.
+func (s *Store) TaskClaim(ctx context.Context, p *store.TaskClaimParams) (*task.Task, error) {
+	reply, err := claimTaskScript.Run(ctx, s.rdb, []string{s.keys.queue()},
+		s.keys.prefix, p.InstanceID, p.LeaseOwner, msArg(p.Now), msArg(p.Now.Add(p.LeaseTTL))).Result()
+	if err != nil {
+		return nil, wrap(err, "claim task for %s", p.InstanceID)
+	}
+	t, err := taskReply(reply)
+	return t, wrap(err, "claim task for %s", p.InstanceID)
+}
+
+// TaskProgress raises a running task's progress, capped at 99.
+func (s *Store) TaskProgress(ctx context.Context, p *store.TaskProgressParams) error {
+	err := progressTaskScript.Run(ctx, s.rdb, []string{s.keys.task(p.ID)},
+		s.keys.prefix, p.Progress, msArg(p.Now)).Err()
+	return wrap(err, "set progress of task %s", p.ID)
+}
+
+// TaskRenewLease extends the lease held by p.LeaseOwner.
+func (s *Store) TaskRenewLease(ctx context.Context, p *store.TaskLeaseParams) error {
+	err := renewLeaseScript.Run(ctx, s.rdb, []string{s.keys.task(p.ID)},
+		s.keys.prefix, p.ID, p.LeaseOwner, msArg(p.Now.Add(p.LeaseTTL))).Err()
+	return wrap(err, "renew lease of task %s", p.ID)
+}
+
+// TaskFinish moves a task from one of p.From to the final status p.To.
+func (s *Store) TaskFinish(ctx context.Context, p *store.TaskFinishParams) (*task.Task, error) {
+	if !p.To.Final() {
+		return nil, fmt.Errorf("redisstore: finish task %s: %q is not a final status", p.ID, p.To)
+	}
+	result, err := jsonArg(p.Result)
+	if err != nil {
+		return nil, wrap(err, "finish task %s", p.ID)
+	}
+	taskErr, err := jsonArg(p.Error)
+	if err != nil {
+		return nil, wrap(err, "finish task %s", p.ID)
+	}
+	args := []any{s.keys.prefix, p.ID, string(p.To), msArg(p.Now), p.LeaseOwner, result, taskErr}
+	for _, st := range movableFrom(p.From, p.To) {
+		args = append(args, string(st))
+	}
+	return s.runTaskScript(ctx, finishTaskScript, p.ID, args, "finish task %s", p.ID)
+}
+
+// jsonArg encodes v as a script argument; nil is "".
+func jsonArg[T any](v *T) (string, error) {
+	if v == nil {
+		return "", nil
+	}
+	b, err := json.Marshal(v)
+	return string(b), err
+}
+
+// movableFrom keeps the statuses of from that may move to `to`; a final
+// status never moves.
+func movableFrom(from []task.Status, to task.Status) []task.Status {
+	out := make([]task.Status, 0, len(from))
+	for _, st := range from {
+		if task.CanMove(st, to) && !slices.Contains(out, st) {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// TaskRequeue returns a running task to pending, keeping its attempts
+// (unless p.RefundAttempt) and its place in line.
+func (s *Store) TaskRequeue(ctx context.Context, p *store.TaskRequeueParams) (*task.Task, error) {
+	refund := "0"
+	if p.RefundAttempt {
+		refund = "1"
+	}
+	args := []any{s.keys.prefix, p.ID, p.LeaseOwner, msArg(p.Now), refund}
+	return s.runTaskScript(ctx, requeueTaskScript, p.ID, args, "requeue task %s", p.ID)
+}
+
+// TaskRequestCancel cancels a pending task or marks a running one CancelRequested.
+func (s *Store) TaskRequestCancel(ctx context.Context, p *store.TaskCancelParams) (*task.Task, error) {
+	args := []any{s.keys.prefix, p.ID, msArg(p.Now)}
+	return s.runTaskScript(ctx, cancelTaskScript, p.ID, args, "cancel task %s", p.ID)
+}
+
+// runTaskScript runs a script on task id's hash and decodes the task it returns.
+func (s *Store) runTaskScript(ctx context.Context, sc *redis.Script, id string, args []any, format string, fargs ...any) (*task.Task, error) {
+	reply, err := sc.Run(ctx, s.rdb, []string{s.keys.task(id)}, args...).Result()
+	if err != nil {
+		return nil, wrap(err, format, fargs...)
+	}
+	t, err := taskReply(reply)
+	return t, wrap(err, format, fargs...)
+}
+
+// TaskListRunning returns running tasks in claim order (Seq), from the
+// lease index or the instance's running set.
+func (s *Store) TaskListRunning(ctx context.Context, p *store.TaskListRunningParams) ([]*task.Task, error) {
+	before := ""
+	if !p.LeaseExpiredBefore.IsZero() {
+		before = strconv.FormatInt(ms(p.LeaseExpiredBefore), 10)
+	}
+	reply, err := listRunningScript.Run(ctx, s.rdb, []string{s.keys.leases()},
+		s.keys.prefix, p.InstanceID, before).Slice()
+	if err != nil {
+		return nil, wrap(err, "list running tasks")
+	}
+	tasks := make([]*task.Task, 0, len(reply))
+	for _, item := range reply {
+		t, err := taskReply(item)
+		if err != nil {
+			return nil, wrap(err, "list running tasks")
+		}
+		tasks = append(tasks, t)
+	}
+	slices.SortFunc(tasks, func(a, b *task.Task) int { return cmp.Compare(a.Seq, b.Seq) })
+	return tasks, nil
+}

@@ -1,0 +1,263 @@
+package redisstore
+
+import (
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The task scripts. Each one that names ARGV[1] "prefix" starts with the
+// shared Lua builders (luaKeys, luaMembers, luaTaskIndexes) and reaches the
+// keys it discovers through them. Every script checks before it writes.
+// Task hash fields are listed in task.go (taskFields).
+
+// script joins Lua parts into one script.
+func script(parts ...string) *redis.Script { return redis.NewScript(strings.Join(parts, "\n")) }
+
+// luaTaskIndexes moves a task between the indexes of its status.
+const luaTaskIndexes = `
+-- relist moves the task at key from the list of status 'from' to the list
+-- of status 'to', globally and in its owner's lists.
+local function relist(key, id, from, to)
+  local f = redis.call('HMGET', key, 'owner', 'created', 'seq')
+  local m = list_member(f[3], id)
+  redis.call('ZREM', key_list(from), m)
+  redis.call('ZADD', key_list(to), f[2], m)
+  if f[1] and f[1] ~= '' then
+    redis.call('ZREM', key_owner_list(from, f[1]), m)
+    redis.call('ZADD', key_owner_list(to, f[1]), f[2], m)
+  end
+end
+
+-- leave_running drops a running task from the lease and instance indexes.
+local function leave_running(key, id)
+  redis.call('ZREM', key_leases(), id)
+  redis.call('SREM', key_running_on(redis.call('HGET', key, 'inst') or ''), id)
+end
+
+-- check_running answers an error reply unless the task at key is running
+-- and, when owner is not empty, leased by owner; nil when it is.
+local function check_running(key, owner)
+  local f = redis.call('HMGET', key, 'status', 'lowner')
+  if not f[1] then return redis.error_reply('NOTFOUND task') end
+  if f[1] ~= 'running' then return redis.error_reply('CONFLICT task is ' .. f[1]) end
+  if owner ~= '' and f[2] ~= owner then return redis.error_reply('CONFLICT lease held by another owner') end
+  return nil
+end
+`
+
+// insertTaskScript adds a pending task.
+//
+//	KEYS[1] task hash, KEYS[2] seq counter, KEYS[3] queue
+//	ARGV[1] prefix, ARGV[2] id, ARGV[3] owner ('' none), ARGV[4] CreatedAt ms,
+//	ARGV[5] queue member prefix (queueMemberPrefix), ARGV[6..] hash field, value pairs
+//	returns the task's Seq; CONFLICT if the id exists
+var insertTaskScript = script(luaKeys, luaMembers, `
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('CONFLICT task exists') end
+local id, owner, created = ARGV[2], ARGV[3], ARGV[4]
+local seq = redis.call('INCR', KEYS[2])
+local qm = queue_member(ARGV[5], seq, id)
+redis.call('HSET', KEYS[1], 'seq', string.format('%d', seq), 'qm', qm, unpack(ARGV, 6))
+redis.call('ZADD', KEYS[3], 0, qm)
+local m = list_member(seq, id)
+for _, list in ipairs({'all', 'pending'}) do
+  redis.call('ZADD', key_list(list), created, m)
+  if owner ~= '' then redis.call('ZADD', key_owner_list(list, owner), created, m) end
+end
+return seq
+`)
+
+// claimTaskScript pops the head of the queue and marks it running: O(log n).
+//
+//	KEYS[1] queue
+//	ARGV[1] prefix, ARGV[2] instance id, ARGV[3] lease owner, ARGV[4] now ms,
+//	ARGV[5] lease expiry ms
+//	returns the claimed task as HGETALL pairs; NOTFOUND if nothing is pending
+var claimTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, `
+local head = redis.call('ZPOPMIN', KEYS[1])
+if #head == 0 then return redis.error_reply('NOTFOUND no pending task') end
+local id = queue_id(head[1])
+local key = key_task(id)
+redis.call('HSET', key, 'status', 'running', 'inst', ARGV[2], 'lowner', ARGV[3], 'lexp', ARGV[5],
+  'started', ARGV[4], 'updated', ARGV[4])
+redis.call('HINCRBY', key, 'attempts', 1)
+redis.call('ZADD', key_leases(), ARGV[5], id)
+redis.call('SADD', key_running_on(ARGV[2]), id)
+relist(key, id, 'pending', 'running')
+return redis.call('HGETALL', key)
+`)
+
+// progressTaskScript raises a running task's progress, capped at 99.
+//
+//	KEYS[1] task hash
+//	ARGV[1] prefix, ARGV[2] progress, ARGV[3] now ms
+//	returns 1; NOTFOUND, or CONFLICT if the task is not running
+var progressTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, `
+local err = check_running(KEYS[1], '')
+if err then return err end
+local cur = tonumber(redis.call('HGET', KEYS[1], 'progress')) or 0
+local p = math.min(tonumber(ARGV[2]), 99)
+if p > cur then redis.call('HSET', KEYS[1], 'progress', p) end
+redis.call('HSET', KEYS[1], 'updated', ARGV[3])
+return 1
+`)
+
+// renewLeaseScript extends a running task's lease. UpdatedAt stays.
+//
+//	KEYS[1] task hash
+//	ARGV[1] prefix, ARGV[2] id, ARGV[3] lease owner, ARGV[4] new expiry ms
+//	returns 1; NOTFOUND, or CONFLICT if not running or leased by another owner
+var renewLeaseScript = script(luaKeys, luaMembers, luaTaskIndexes, `
+local err = check_running(KEYS[1], ARGV[3])
+if err then return err end
+if ARGV[3] == '' then return redis.error_reply('CONFLICT no lease owner given') end
+redis.call('HSET', KEYS[1], 'lexp', ARGV[4])
+redis.call('ZADD', key_leases(), ARGV[4], ARGV[2])
+return 1
+`)
+
+// finishTaskScript moves a task to a final status.
+//
+//	KEYS[1] task hash
+//	ARGV[1] prefix, ARGV[2] id, ARGV[3] final status, ARGV[4] now ms,
+//	ARGV[5] lease owner ('' any), ARGV[6] result JSON ('' none),
+//	ARGV[7] error JSON ('' none), ARGV[8..] statuses the task may be in
+//	returns the task as HGETALL pairs; NOTFOUND, or CONFLICT if the task is
+//	in no allowed status or leased by another owner
+var finishTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, `
+local key, id, to, now = KEYS[1], ARGV[2], ARGV[3], ARGV[4]
+local f = redis.call('HMGET', key, 'status', 'lowner', 'qm')
+local from = f[1]
+if not from then return redis.error_reply('NOTFOUND task') end
+local allowed = false
+for i = 8, #ARGV do
+  if ARGV[i] == from then allowed = true end
+end
+if not allowed then return redis.error_reply('CONFLICT task is ' .. from) end
+if ARGV[5] ~= '' and f[2] ~= ARGV[5] then return redis.error_reply('CONFLICT lease held by another owner') end
+if from == 'pending' then redis.call('ZREM', key_queue(), f[3]) end
+if from == 'running' then leave_running(key, id) end
+redis.call('HSET', key, 'status', to, 'finished', now, 'updated', now, 'lowner', '', 'lexp', '0')
+if to == 'completed' then redis.call('HSET', key, 'progress', 100) end
+for i, field in ipairs({'result', 'error'}) do
+  local v = ARGV[5 + i]
+  if v ~= '' then redis.call('HSET', key, field, v) else redis.call('HDEL', key, field) end
+end
+relist(key, id, from, to)
+return redis.call('HGETALL', key)
+`)
+
+// requeueTaskScript returns a running task to the queue at its old place
+// (its queue member, hence its Seq, is kept).
+//
+//	KEYS[1] task hash
+//	ARGV[1] prefix, ARGV[2] id, ARGV[3] lease owner ('' any), ARGV[4] now ms,
+//	ARGV[5] '1' to take back the attempt the claim counted
+//	returns the task as HGETALL pairs; NOTFOUND, or CONFLICT if not running
+//	or leased by another owner
+var requeueTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, `
+local key, id = KEYS[1], ARGV[2]
+local err = check_running(key, ARGV[3])
+if err then return err end
+leave_running(key, id)
+redis.call('HSET', key, 'status', 'pending', 'inst', '', 'lowner', '', 'lexp', '0', 'started', '0',
+  'updated', ARGV[4])
+if ARGV[5] == '1' and (tonumber(redis.call('HGET', key, 'attempts')) or 0) > 0 then
+  redis.call('HINCRBY', key, 'attempts', -1)
+end
+redis.call('ZADD', key_queue(), 0, redis.call('HGET', key, 'qm'))
+relist(key, id, 'running', 'pending')
+return redis.call('HGETALL', key)
+`)
+
+// cancelTaskScript cancels a pending task or flags a running one.
+//
+//	KEYS[1] task hash
+//	ARGV[1] prefix, ARGV[2] id, ARGV[3] now ms
+//	returns the task as HGETALL pairs; NOTFOUND, or CONFLICT if it is final
+var cancelTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, `
+local key, id, now = KEYS[1], ARGV[2], ARGV[3]
+local st = redis.call('HGET', key, 'status')
+if not st then return redis.error_reply('NOTFOUND task') end
+if st == 'pending' then
+  redis.call('ZREM', key_queue(), redis.call('HGET', key, 'qm'))
+  redis.call('HSET', key, 'status', 'cancelled', 'finished', now, 'updated', now)
+  relist(key, id, 'pending', 'cancelled')
+elseif st == 'running' then
+  redis.call('HSET', key, 'cancel', '1', 'updated', now)
+else
+  return redis.error_reply('CONFLICT task is ' .. st)
+end
+return redis.call('HGETALL', key)
+`)
+
+// queuePositionScript reads a pending task's rank in claim order: O(log n).
+//
+//	KEYS[1] task hash, KEYS[2] queue
+//	returns the 1-based position; NOTFOUND, or CONFLICT if not pending
+var queuePositionScript = script(`
+local f = redis.call('HMGET', KEYS[1], 'status', 'qm')
+if not f[1] then return redis.error_reply('NOTFOUND task') end
+if f[1] ~= 'pending' then return redis.error_reply('CONFLICT task is ' .. f[1]) end
+return redis.call('ZRANK', KEYS[2], f[2]) + 1
+`)
+
+// listTasksScript reads one newest-first page over one or more list ZSETs.
+// One list is one ZREVRANGE; several are merged from the first
+// offset+limit entries of each (by CreatedAt, then Seq, descending).
+//
+//	KEYS list ZSETs (at least one)
+//	ARGV[1] prefix, ARGV[2] offset, ARGV[3] limit, ARGV[4..] task fields to read
+//	returns {total, {values of the fields of item 1}, {item 2}, ...}
+var listTasksScript = script(luaKeys, luaMembers, `
+local offset, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+local total = 0
+for _, k in ipairs(KEYS) do total = total + redis.call('ZCARD', k) end
+local page = {}
+if #KEYS == 1 then
+  page = redis.call('ZREVRANGE', KEYS[1], offset, offset + limit - 1)
+else
+  local all = {}
+  for _, k in ipairs(KEYS) do
+    local r = redis.call('ZREVRANGE', k, 0, offset + limit - 1, 'WITHSCORES')
+    for i = 1, #r, 2 do
+      all[#all + 1] = {m = r[i], score = tonumber(r[i + 1]), seq = tonumber(string.sub(r[i], 1, 16), 16)}
+    end
+  end
+  table.sort(all, function(a, b)
+    if a.score ~= b.score then return a.score > b.score end
+    return a.seq > b.seq
+  end)
+  for i = offset + 1, math.min(offset + limit, #all) do page[#page + 1] = all[i].m end
+end
+local out = {total}
+for _, m in ipairs(page) do
+  out[#out + 1] = redis.call('HMGET', key_task(list_id(m)), unpack(ARGV, 4))
+end
+return out
+`)
+
+// listRunningScript reads running tasks, by lease expiry or instance.
+//
+//	KEYS[1] leases ZSET
+//	ARGV[1] prefix, ARGV[2] instance id ('' any), ARGV[3] lease expired before ms ('' any)
+//	returns {HGETALL pairs of task 1, task 2, ...}
+var listRunningScript = script(luaKeys, `
+local inst, before = ARGV[2], ARGV[3]
+local ids
+if before ~= '' then
+  ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. before)
+elseif inst ~= '' then
+  ids = redis.call('SMEMBERS', key_running_on(inst))
+else
+  ids = redis.call('ZRANGE', KEYS[1], 0, -1)
+end
+local out = {}
+for _, id in ipairs(ids) do
+  local key = key_task(id)
+  if inst == '' or redis.call('HGET', key, 'inst') == inst then
+    out[#out + 1] = redis.call('HGETALL', key)
+  end
+end
+return out
+`)
