@@ -57,6 +57,7 @@ func mustOK(tb testing.TB, err error) {
 }
 
 func TestConformance(t *testing.T) {
+	redistest.URL(t) // skip or fail once, not in every subtest
 	storetest.Run(t, func(t *testing.T) store.Store { return open(t) })
 }
 

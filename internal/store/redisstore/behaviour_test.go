@@ -1,0 +1,222 @@
+package redisstore
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	gocmp "github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
+
+	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/task"
+)
+
+var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func at(sec int) time.Time { return t0.Add(time.Duration(sec) * time.Second) }
+
+func insertTask(t *testing.T, s *Store, p store.TaskInsertParams) *task.Task {
+	t.Helper()
+	if p.ID == "" {
+		p.ID = uuid.NewString()
+	}
+	p.Workflow = []byte(`{}`)
+	tk, err := s.TaskInsert(t.Context(), &p)
+	mustOK(t, err)
+	return tk
+}
+
+// TestListMergePaging pages through several statuses at once, with ties
+// in CreatedAt, and compares with a sort of every task.
+func TestListMergePaging(t *testing.T) {
+	s := open(t)
+	var all []*task.Task
+	for i := range 40 {
+		owner := []string{"alice", "bob"}[i%2]
+		prio := map[bool]int{true: 10, false: 0}[i%5 == 0] // the ones claimed below
+		all = append(all, insertTask(t, s, store.TaskInsertParams{Owner: owner, Priority: prio, Now: at(i * 7 % 11)}))
+	}
+	for range 8 {
+		_, err := s.TaskClaim(t.Context(), &store.TaskClaimParams{InstanceID: "i:1", LeaseOwner: "r", LeaseTTL: time.Minute, Now: at(50)})
+		mustOK(t, err)
+	}
+	for i, tk := range all {
+		switch i % 5 {
+		case 1:
+			_, err := s.TaskFinish(t.Context(), &store.TaskFinishParams{ID: tk.ID, From: []task.Status{task.StatusPending}, To: task.StatusFailed, Now: at(60)})
+			mustOK(t, err)
+		case 2:
+			_, err := s.TaskRequestCancel(t.Context(), &store.TaskCancelParams{ID: tk.ID, Now: at(60)})
+			mustOK(t, err)
+		}
+	}
+	for i, tk := range all {
+		all[i] = getTask(t, s, tk.ID)
+	}
+	filters := []store.TaskListParams{
+		{Statuses: []task.Status{task.StatusPending, task.StatusFailed}},
+		{Statuses: []task.Status{task.StatusRunning, task.StatusCancelled, task.StatusPending, task.StatusFailed}},
+		{Statuses: []task.Status{task.StatusPending, task.StatusCancelled}, Owner: "alice"},
+		{Statuses: slices.Clone(task.AllStatuses), Owner: "bob"},
+	}
+	for _, f := range filters {
+		for _, page := range [][2]int{{4, 0}, {4, 3}, {10, 7}, {10, 25}, {5, 100}} {
+			f.Limit, f.Offset = page[0], page[1]
+			t.Run(fmt.Sprintf("%v/%s/limit=%d/offset=%d", f.Statuses, f.Owner, f.Limit, f.Offset), func(t *testing.T) {
+				checkPage(t, s, all, f)
+			})
+		}
+	}
+}
+
+// checkPage compares one TaskList page with the expected slice of all.
+func checkPage(t *testing.T, s *Store, all []*task.Task, p store.TaskListParams) {
+	t.Helper()
+	var want []string
+	sorted := slices.Clone(all)
+	slices.SortFunc(sorted, func(a, b *task.Task) int {
+		return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), cmp.Compare(b.Seq, a.Seq))
+	})
+	for _, tk := range sorted {
+		if slices.Contains(p.Statuses, tk.Status) && (p.Owner == "" || p.Owner == tk.Owner) {
+			want = append(want, tk.ID)
+		}
+	}
+	total := len(want)
+	want = want[min(p.Offset, total):min(p.Offset+p.Limit, total)]
+	res, err := s.TaskList(t.Context(), &p)
+	mustOK(t, err)
+	got := make([]string, len(res.Items))
+	for i, tk := range res.Items {
+		got[i] = tk.ID
+	}
+	if d := gocmp.Diff(want, got); d != "" || res.Total != total {
+		t.Errorf("total %d, want %d; page (-want +got):\n%s", res.Total, total, d)
+	}
+}
+
+func getTask(t *testing.T, s *Store, id string) *task.Task {
+	t.Helper()
+	tk, err := s.TaskGet(t.Context(), id)
+	mustOK(t, err)
+	return tk
+}
+
+// TestExtremeNumbers: every int64 priority orders exactly, and Seq values
+// near 2^53 survive the scripts' number handling.
+func TestExtremeNumbers(t *testing.T) {
+	s := open(t)
+	const seqStart = 1<<53 - 100
+	mustOK(t, admin(t).Set(t.Context(), s.keys.seq(), seqStart, 0).Err())
+	prios := []int{0, math.MinInt64, math.MaxInt64, -1, 1, math.MaxInt64}
+	var ids []string
+	for i, p := range prios {
+		tk := insertTask(t, s, store.TaskInsertParams{Priority: p, Timeout: math.MaxInt64, Now: at(0)})
+		if want := int64(seqStart + i + 1); tk.Seq != want || getTask(t, s, tk.ID).Seq != want {
+			t.Fatalf("Seq = %d (read back %d), want %d", tk.Seq, getTask(t, s, tk.ID).Seq, want)
+		}
+		ids = append(ids, tk.ID)
+	}
+	want := []string{ids[2], ids[5], ids[4], ids[0], ids[3], ids[1]}
+	list, err := s.TaskList(t.Context(), &store.TaskListParams{})
+	mustOK(t, err)
+	if got := list.Items[0].ID; got != ids[5] { // same CreatedAt: newest Seq first
+		t.Errorf("first listed %s, want %s", got, ids[5])
+	}
+	for i, id := range want {
+		tk, err := s.TaskClaim(t.Context(), &store.TaskClaimParams{InstanceID: "i:1", LeaseOwner: "r", LeaseTTL: time.Minute, Now: at(1)})
+		mustOK(t, err)
+		if tk.ID != id || tk.Timeout != math.MaxInt64 {
+			t.Fatalf("claim %d: %s (priority %d, timeout %v), want %s", i, tk.ID, tk.Priority, tk.Timeout, id)
+		}
+	}
+}
+
+func TestRequeueRefundsAttempt(t *testing.T) {
+	s := open(t)
+	tk := insertTask(t, s, store.TaskInsertParams{Now: at(0)})
+	for i, refund := range []bool{true, false} {
+		_, err := s.TaskClaim(t.Context(), &store.TaskClaimParams{InstanceID: "i:1", LeaseOwner: "r", LeaseTTL: time.Minute, Now: at(1)})
+		mustOK(t, err)
+		got, err := s.TaskRequeue(t.Context(), &store.TaskRequeueParams{ID: tk.ID, LeaseOwner: "r", RefundAttempt: refund, Now: at(2)})
+		mustOK(t, err)
+		if got.Attempts != i {
+			t.Errorf("requeue (refund %v): attempts %d, want %d", refund, got.Attempts, i)
+		}
+	}
+}
+
+func TestLeaseKeyCollected(t *testing.T) {
+	s := open(t)
+	ok, err := s.LeaseAcquire(t.Context(), &store.LeaseParams{Name: "n", Holder: "a", TTL: 10 * time.Second, Now: at(0)})
+	mustOK(t, err)
+	ttl, err := admin(t).PTTL(t.Context(), s.keys.lease("n")).Result()
+	mustOK(t, err)
+	if !ok || ttl <= leaseKeyGrace || ttl > leaseKeyGrace+10*time.Second {
+		t.Errorf("acquired %v, key TTL %v; want true and a TTL just over %v", ok, ttl, leaseKeyGrace)
+	}
+}
+
+// TestPubSubOverflow: a subscriber that does not read loses what overflows
+// its buffer, counted, and keeps the events that fit, in order.
+func TestPubSubOverflow(t *testing.T) {
+	s := open(t, WithSubscriberBuffer(4))
+	sub, err := s.Subscribe(t.Context())
+	mustOK(t, err)
+	defer sub.Close()
+	for i := range 10 {
+		mustOK(t, s.Publish(t.Context(), store.Event{Type: "task_progress", Time: int64(i)}))
+	}
+	waitFor(t, "6 dropped events", func() bool { return sub.(*subscription).Dropped() == 6 })
+	for i := range 4 {
+		if ev := <-sub.C(); ev.Time != int64(i) {
+			t.Fatalf("event %d has Time %d, want %d", i, ev.Time, i)
+		}
+	}
+	if got := s.DroppedEvents(); got != 6 {
+		t.Errorf("DroppedEvents = %d, want 6", got)
+	}
+}
+
+// waitFor polls cond until it holds or a generous deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within the deadline", what)
+		}
+		<-tick.C
+	}
+}
+
+// TestEventRoundTrip: Data arrives byte for byte, compact or not, and nil
+// stays nil.
+func TestEventRoundTrip(t *testing.T) {
+	s := open(t)
+	sub, err := s.Subscribe(t.Context())
+	mustOK(t, err)
+	defer sub.Close()
+	events := []store.Event{
+		{Type: "a", Data: []byte("{ \"x\" :\n 1 }"), TaskID: "t\n1", Owner: "ü", Time: -5},
+		{Type: "b"},
+		{Type: "c", Data: []byte{}},
+		{Type: "d", Data: []byte(strings.Repeat(`"x"`, 10000))},
+	}
+	for _, ev := range events {
+		mustOK(t, s.Publish(t.Context(), ev))
+	}
+	for i, want := range events {
+		got := <-sub.C()
+		if d := gocmp.Diff(want, got); d != "" || (want.Data == nil) != (got.Data == nil) {
+			t.Errorf("event %d (-want +got):\n%s (nil data: want %v, got %v)", i, d, want.Data == nil, got.Data == nil)
+		}
+	}
+}
