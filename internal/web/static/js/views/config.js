@@ -247,7 +247,7 @@ export default function mount(main) {
       overrides,
       h('details', { style: { marginTop: '10px' } }, h('summary', null, 'Full config (secrets redacted)'), rawPre)),
     formErr,
-    h('div', { class: 'sticky-actions' }, saveBtn, h('button', { type: 'button', onclick: () => { clearErrors(); load(); } }, 'Discard changes'), dirtyNote));
+    h('div', { class: 'sticky-actions' }, saveBtn, h('button', { type: 'button', id: 'config-discard', onclick: () => { clearErrors(); load(); } }, 'Discard changes'), dirtyNote));
 
   replace(main, h('div', { class: 'page-head' }, h('h1', null, 'Config')), form);
   load();
