@@ -278,6 +278,7 @@ func (p *page) confirm() {
 func (p *page) shot(name string) string {
 	p.t.Helper()
 	dir := artifactsDir(p.t)
+	_ = chromedp.Do(p.ctx, chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`))
 	b, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		p.t.Logf("screenshot %s: %v", name, err)

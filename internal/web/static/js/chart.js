@@ -74,17 +74,33 @@ function render(pts, w, hgt) {
       m === 0 ? 'now' : `-${m}m`));
   }
 
+  // shade the time before the first known point
+  const firstKnown = pts.find((p) => p.queue !== null);
+  if (firstKnown && firstKnown.t > t0) {
+    const w0 = x(firstKnown.t) - PAD.l;
+    root.appendChild(svg('rect', { x: PAD.l, y: PAD.t, width: w0, height: ih, class: 'unknown' }));
+    if (w0 > 150) {
+      const since = new Date(firstKnown.t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+      root.appendChild(svg('text', { x: PAD.l + w0 / 2, y: PAD.t + ih / 2, 'text-anchor': 'middle', class: 'empty-note' }, `No samples before ${since}`));
+    }
+  }
+  if (!firstKnown) {
+    root.appendChild(svg('text', { x: w / 2, y: hgt / 2, 'text-anchor': 'middle', class: 'empty-note' }, 'Collecting samples…'));
+  }
+
   // queue depth: area + line, split at unknown points
   for (const seg of segments(pts, 'queue')) {
-    const line = seg.map((p, i) => `${i ? 'L' : 'M'}${x(p.t).toFixed(1)},${yq(p.queue).toFixed(1)}`).join('');
+    let line = seg.map((p, i) => `${i ? 'L' : 'M'}${x(p.t).toFixed(1)},${yq(p.queue).toFixed(1)}`).join('');
+    if (seg.length === 1) line += 'h0.1';
     const area = `${line}L${x(seg[seg.length - 1].t).toFixed(1)},${yq(0)}L${x(seg[0].t).toFixed(1)},${yq(0)}Z`;
     root.appendChild(svg('path', { d: area, class: 'queue-area' }));
     root.appendChild(svg('path', { d: line, class: 'queue-line' }));
   }
-  // throughput line
+  // throughput line (a lone point gets a dot so it shows)
   let lastRate = null;
   for (const seg of segments(pts, 'rate')) {
-    const d = seg.map((p, i) => `${i ? 'L' : 'M'}${x(p.t).toFixed(1)},${yr(p.rate).toFixed(1)}`).join('');
+    let d = seg.map((p, i) => `${i ? 'L' : 'M'}${x(p.t).toFixed(1)},${yr(p.rate).toFixed(1)}`).join('');
+    if (seg.length === 1) d += 'h0.1';
     root.appendChild(svg('path', { d, class: 'rate-line' }));
     lastRate = seg[seg.length - 1];
   }

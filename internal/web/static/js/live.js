@@ -226,39 +226,52 @@ class Live extends Emitter {
 export const live = new Live();
 
 // series resamples the samples on a regular grid over the last hour:
-// queue depth (pending) and throughput (tasks finished per minute, over a
-// sliding minute). A point is null where nothing is known: before the
-// first sample, and across a gap (page closed, connection lost).
+// queue depth (pending) and throughput (tasks that finished, completed or
+// failed, in the trailing minute). A point is null where nothing is known:
+// before the first sample, and across a gap (page closed, connection
+// lost). Just after a gap the trailing minute is shorter: the count is
+// then what finished since the gap, a lower bound.
 export function series(samples, now = Date.now(), step = 15000, live_ = true) {
   const start = now - HOUR;
   const out = [];
   const n = samples.length;
   if (!n) return out;
-  // at(t): the last sample at or before t, or null when t falls in a gap.
-  let idx = 0;
+  // at(t): the last sample at or before t, or null when t is unknown.
   const at = (t) => {
-    while (idx + 1 < n && samples[idx + 1].t <= t) idx++;
-    const s = samples[idx];
-    if (s.t > t) return null;
-    // t is between s and the next sample; a gap there means unknown.
-    const next = samples[idx + 1];
-    if (next && next.gap && t < next.t) return null;
-    if (!next && !live_) return t - s.t < 60_000 ? s : null;
+    let lo = 0;
+    let hi = n - 1;
+    if (samples[0].t > t) return null;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (samples[mid].t <= t) lo = mid;
+      else hi = mid - 1;
+    }
+    const s = samples[lo];
+    const next = samples[lo + 1];
+    if (next && next.gap) return null; // t falls in a gap before next
+    if (!next && !live_ && t - s.t > 60_000) return null;
     return s;
   };
+  // segStart(t): the first sample of the stretch without gaps that holds t.
+  const segStart = (t) => {
+    let first = null;
+    for (const s of samples) {
+      if (s.t > t) break;
+      if (s.gap || !first) first = s;
+    }
+    return first;
+  };
   const done = (s) => s.c + s.f;
-  const pts = [];
-  for (let t = start; t <= now; t += step) pts.push(t);
-  if (pts[pts.length - 1] !== now) pts.push(now);
-  const queue = pts.map((t) => at(t));
-  idx = 0;
-  const back = pts.map((t) => at(t - 60_000));
-  for (let i = 0; i < pts.length; i++) {
-    const q = queue[i];
-    const b = back[i];
+  for (let t = start; ; t = Math.min(t + step, now)) {
+    const q = at(t);
     let rate = null;
-    if (q && b && !hasGap(samples, b.t, q.t)) rate = Math.max(0, done(q) - done(b));
-    out.push({ t: pts[i], queue: q ? q.p : null, rate });
+    if (q) {
+      let b = at(t - 60_000);
+      if (!b || hasGap(samples, b.t, q.t)) b = segStart(t);
+      if (b) rate = Math.max(0, done(q) - done(b));
+    }
+    out.push({ t, queue: q ? q.p : null, rate });
+    if (t >= now) break;
   }
   return out;
 }

@@ -76,7 +76,7 @@ const STROKED = new Set(['submit', 'copy', 'trash', 'x', 'clip', 'upload', 'logo
 
 export function icon(name) {
   const stroked = STROKED.has(name);
-  return svg('svg', { viewBox: '0 0 24 24', 'aria-hidden': 'true', fill: stroked ? 'none' : 'currentColor',
+  return svg('svg', { class: 'icon', viewBox: '0 0 24 24', 'aria-hidden': 'true', fill: stroked ? 'none' : 'currentColor',
     stroke: stroked ? 'currentColor' : 'none', 'stroke-width': stroked ? 2 : 0, 'stroke-linecap': 'round', 'stroke-linejoin': 'round' },
   svg('path', { d: ICONS[name] || '' }));
 }

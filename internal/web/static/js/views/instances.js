@@ -17,7 +17,7 @@ function stateBadges(i) {
   const out = [h('span', { class: 'badge ' + (i.alive ? 'alive' : 'down'), 'data-field': 'alive' }, i.alive ? 'alive' : 'down')];
   if (i.alive) out.push(h('span', { class: 'badge ' + (i.busy ? 'busy' : 'idle'), 'data-field': 'busy' }, i.busy ? 'busy' : 'idle'));
   if (!i.enabled) out.push(h('span', { class: 'badge disabled', 'data-field': 'enabled' }, 'disabled'));
-  return h('div', { class: 'row' }, out);
+  return h('div', { class: 'badges' }, out);
 }
 
 function device(i) {

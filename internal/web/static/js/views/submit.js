@@ -127,7 +127,7 @@ export default function mount(main, { navigate }) {
   const nodesPanel = h('section', { class: 'panel', hidden: true, id: 'nodes-panel' },
     h('details', { open: true },
       h('summary', null, 'Nodes and inputs ', h('span', { class: 'muted small' }, '(click an input to add it as a param)')),
-      h('div', { class: 'table-wrap' }, h('table', { class: 'data nodes-table' },
+      h('div', { class: 'table-wrap' }, h('table', { class: 'data cards nodes-table' },
         h('thead', null, h('tr', null, h('th', null, 'Id'), h('th', null, 'Class'), h('th', null, 'Title'), h('th', null, 'Inputs'))),
         nodesBody))));
   const keyList = h('datalist', { id: 'param-keys' });
@@ -155,10 +155,10 @@ export default function mount(main, { navigate }) {
         if (title && titles[title] === 1) keys.push(`${title}.${name}`);
       }
       return h('tr', { 'data-node-id': id },
-        h('td', { class: 'mono' }, id),
-        h('td', null, n.class_type || h('span', { class: 'field-error' }, 'missing class_type')),
-        h('td', null, title),
-        h('td', null, h('div', { class: 'inputs' }, inputs.length ? inputs.map(([name, v]) => {
+        h('td', { class: 'mono', 'data-label': 'Id' }, id),
+        h('td', { 'data-label': 'Class' }, n.class_type || h('span', { class: 'field-error' }, 'missing class_type')),
+        h('td', { 'data-label': 'Title' }, title),
+        h('td', { 'data-label': 'Inputs' }, h('div', { class: 'inputs' }, inputs.length ? inputs.map(([name, v]) => {
           const fileLike = FILE_INPUTS.has(name) && /^Load/.test(n.class_type || '');
           return h('button', {
             type: 'button', class: 'inp', title: `Add param ${id}.${name} (now ${JSON.stringify(v)})${fileLike ? '; attach a file' : ''}`,
@@ -167,7 +167,7 @@ export default function mount(main, { navigate }) {
               if (fileLike) row.pickFile();
               else row.value.focus();
             },
-          }, fileLike ? '📎 ' : '', name);
+          }, fileLike ? icon('clip') : null, name);
         }) : h('span', { class: 'muted' }, 'only links'))));
     }));
     replace(keyList, keys.map((k) => h('option', { value: k })));
@@ -419,7 +419,7 @@ export default function mount(main, { navigate }) {
     }
   };
 
-  const form = h('form', { id: 'submit-form', novalidate: true, onsubmit: submit },
+  const form = h('form', { id: 'submit-form', class: 'stack', novalidate: true, onsubmit: submit },
     h('section', { class: 'panel' },
       h('div', { class: 'panel-head' }, h('h2', null, 'Workflow'),
         h('button', { type: 'button', class: 'btn-sm', onclick: () => wfFile.click() }, icon('upload'), 'Open file…'),
@@ -433,7 +433,7 @@ export default function mount(main, { navigate }) {
         h('button', { type: 'button', class: 'btn-sm', id: 'add-param', onclick: () => addRow().key.focus() }, icon('plus'), 'Add param'),
         h('button', { type: 'button', class: 'btn-sm', onclick: () => addRow().pickFile() }, icon('clip'), 'Attach file')),
       h('div', { class: 'stack' },
-        h('p', { class: 'hint muted small', style: { margin: 0 } }, 'Each param overrides one node input before the run. Values are JSON when they parse as a number, true/false, an object or a list, and text otherwise; an input that is text now stays text. A 📎 file is uploaded to the gateway and sent to the instance that runs the task.'),
+        h('p', { class: 'hint muted small', style: { margin: 0 } }, 'Each param overrides one node input before the run. Values are JSON when they parse as a number, true/false, an object or a list, and text otherwise; an input that is text now stays text. An attached file is uploaded to the gateway and sent to the instance that runs the task.'),
         emptyNote, rowsBox, paramsErr, keyList)),
     h('section', { class: 'panel' },
       h('h2', null, 'Options'),

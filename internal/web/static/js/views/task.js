@@ -205,8 +205,8 @@ function outputCard(url, filename, type, label) {
     h('div', { class: 'media' }, mediaFor(url, filename, type)),
     h('figcaption', { class: 'cap' },
       h('a', { href: url, target: '_blank', rel: 'noopener', title: filename }, filename || url),
-      label ? h('span', { class: 'muted' }, label) : null,
-      copyButton(url, 'Copy URL')));
+      copyButton(url, 'Copy URL'),
+      label ? h('span', { class: 'muted node' }, label) : null));
 }
 
 function outputsPanel(result, nodeLabel) {
@@ -236,7 +236,7 @@ function paramsPanel(params) {
     const val = h('td', { class: 'mono small' }, isFile ? 'file ' + v.fileId : JSON.stringify(v));
     if (isFile) {
       get('/api/files/' + encodeURIComponent(v.fileId)).then((f) => {
-        replace(val, '📎 ', h('a', { href: f.url, target: '_blank', rel: 'noopener' }, f.filename), h('span', { class: 'muted' }, ` (${v.fileId})`));
+        replace(val, icon('clip'), ' ', h('a', { href: f.url, target: '_blank', rel: 'noopener' }, f.filename), h('span', { class: 'muted' }, ` (${v.fileId})`));
       }, () => {});
     }
     return h('tr', null, h('td', null, k), val);
