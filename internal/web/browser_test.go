@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/comfyfleet/comfyfleet/internal/comfysim"
+	"github.com/comfyfleet/comfyfleet/internal/config"
 )
 
 const (
@@ -451,6 +453,43 @@ func TestExpiredOrRevokedSessionReturnsToLogin(t *testing.T) {
 	if got := eval[bool](p, `localStorage.getItem('comfyfleet.session') === null`); !got {
 		t.Error("logout left the session stored")
 	}
+}
+
+func TestUserRoleSeesNoAdminControls(t *testing.T) {
+	hash := func(pw string) string {
+		b, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	d := startDemoWith(t, 1, comfysim.Options{}, func(c *config.Config) {
+		c.Auth.Users = []config.User{
+			{Username: "admin", Role: "admin", PasswordHash: hash("admin123")},
+			{Username: "alice", Role: "user", PasswordHash: hash("alice-pass")},
+		}
+	})
+	d.submit(t2i(2), nil, 0) // the admin's task, which alice must not see
+
+	p := newPage(t, d)
+	p.open("#/instances")
+	p.login("alice", "alice-pass")
+	p.waitJS("alice's instances", `document.querySelectorAll('#instances tbody tr[data-alive="true"]').length === 1`, long)
+	if !eval[bool](p, `[...document.querySelectorAll('#instances input.enable-toggle')].every(i => i.disabled)`) {
+		t.Error("a user can flip the enable toggle")
+	}
+	if eval[bool](p, `!!document.querySelector('[data-nav="config"]')`) {
+		t.Error("the Config page is in a user's menu")
+	}
+	if got := p.text("#whoami"); got != "alice" {
+		t.Errorf("whoami = %q", got)
+	}
+	p.shot("instances")
+	p.goRoute("#/config")
+	p.waitJS("the admins-only page", `document.querySelector('#main').textContent.includes('Admins only')`, short)
+	p.goRoute("#/tasks")
+	p.waitJS("an empty task list", `document.querySelector('#tasks tbody')?.textContent.includes('No tasks yet')`, short)
+	p.shot("tasks")
 }
 
 func TestPhoneLayout(t *testing.T) {

@@ -204,10 +204,12 @@ func (p *page) do(steps ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
-// waitJS polls a JavaScript condition until it is truthy.
+// waitJS polls a JavaScript condition until it is truthy. A condition
+// that throws (an element not there yet) counts as false.
 func (p *page) waitJS(what, expr string, timeout time.Duration) {
 	p.t.Helper()
-	_, err := chromedp.Run(p.ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(timeout), chromedp.WithPollingInterval(50*time.Millisecond)))
+	guarded := "(() => { try { return (" + expr + "); } catch (e) { return false; } })()"
+	_, err := chromedp.Run(p.ctx, chromedp.Poll[chromedp.Void](guarded, chromedp.WithPollingTimeout(timeout), chromedp.WithPollingInterval(50*time.Millisecond)))
 	if err != nil {
 		p.shot("failure")
 		p.t.Fatalf("waiting for %s (%s): %v\npage text: %s", what, expr, err, p.text("body"))
@@ -354,6 +356,12 @@ func (s *syncBuffer) String() string {
 // (admin / admin123), serving the dashboard. Everything stops at cleanup.
 func startDemo(t *testing.T, n int, opts comfysim.Options) *demo {
 	t.Helper()
+	return startDemoWith(t, n, opts, nil)
+}
+
+// startDemoWith is startDemo with a change to the config before it boots.
+func startDemoWith(t *testing.T, n int, opts comfysim.Options, change func(*config.Config)) *demo {
+	t.Helper()
 	sims, err := comfysim.StartFleet(n, "127.0.0.1:0", opts)
 	if err != nil {
 		t.Fatalf("start simulators: %v", err)
@@ -382,6 +390,9 @@ func startDemo(t *testing.T, n int, opts comfysim.Options) *demo {
 		ports = append(ports, port)
 	}
 	cfg.Servers = []config.Server{{ID: "sim-1", Name: "Simulated GPU box", IP: "127.0.0.1", Ports: ports}}
+	if change != nil {
+		change(&cfg)
+	}
 	cfg.WithDefaults()
 
 	logs := &syncBuffer{}

@@ -8,16 +8,36 @@ import { live, series } from './live.js';
 
 const PAD = { l: 34, r: 38, t: 10, b: 22 };
 
-export function mountChart(container) {
-  const box = h('div', { class: 'chart', role: 'img', 'aria-label': 'Queue depth and throughput over the last hour' });
+const SPANS = { '1h': 60, '15m': 15, '5m': 5 }; // minutes
+const SPAN_KEY = 'comfyfleet.chartSpan';
+
+// mountChart draws into container; spanBox (optional) gets the buttons that
+// choose the window (1 h by default; 15 and 5 minutes to see detail).
+export function mountChart(container, spanBox) {
+  let span = localStorage.getItem(SPAN_KEY) in SPANS ? localStorage.getItem(SPAN_KEY) : '1h';
+  const box = h('div', { class: 'chart', role: 'img' });
   container.appendChild(box);
+  if (spanBox) {
+    const btns = Object.keys(SPANS).map((k) => h('button', {
+      type: 'button', class: 'chip', 'aria-pressed': String(k === span), 'data-span': k,
+      onclick: () => {
+        span = k;
+        try { localStorage.setItem(SPAN_KEY, k); } catch { /* ignore */ }
+        btns.forEach((b) => b.setAttribute('aria-pressed', String(b.dataset.span === k)));
+        schedule();
+      },
+    }, k));
+    spanBox.replaceChildren(...btns);
+  }
   let raf = 0;
   const draw = () => {
     raf = 0;
     const w = Math.max(240, box.clientWidth || 600);
     const hgt = Math.max(140, box.clientHeight || 220);
-    const pts = series(live.samples, Date.now(), 15000, live.state === 'open');
-    box.replaceChildren(render(pts, w, hgt));
+    const minutes = SPANS[span];
+    box.setAttribute('aria-label', `Queue depth and throughput over the last ${minutes === 60 ? 'hour' : minutes + ' minutes'}`);
+    const pts = series(live.samples, Date.now(), (minutes * 60_000) / 240, live.state === 'open', minutes * 60_000);
+    box.replaceChildren(render(pts, w, hgt, minutes));
     const last = [...pts].reverse().find((p) => p.queue !== null);
     box.dataset.queue = last ? last.queue : '';
     box.dataset.rate = last && last.rate !== null ? last.rate : '';
@@ -45,7 +65,7 @@ function niceMax(v) {
   return 10 * mag;
 }
 
-function render(pts, w, hgt) {
+function render(pts, w, hgt, minutes) {
   const root = svg('svg', { viewBox: `0 0 ${w} ${hgt}`, width: w, height: hgt, 'aria-hidden': 'true' });
   const iw = w - PAD.l - PAD.r;
   const ih = hgt - PAD.t - PAD.b;
@@ -68,10 +88,11 @@ function render(pts, w, hgt) {
     root.appendChild(svg('text', { x: PAD.l - 6, y: y + 4, 'text-anchor': 'end', class: 'axis-label' }, fmt(qMax * (1 - i / 4))));
     root.appendChild(svg('text', { x: PAD.l + iw + 6, y: y + 4, 'text-anchor': 'start', class: 'axis-label' }, fmt(rMax * (1 - i / 4))));
   }
-  for (const m of [60, 45, 30, 15, 0]) {
+  for (let i = 4; i >= 0; i--) {
+    const m = (minutes * i) / 4;
     const t = t1 - m * 60_000;
-    root.appendChild(svg('text', { x: x(t), y: hgt - 5, 'text-anchor': m === 60 ? 'start' : m === 0 ? 'end' : 'middle', class: 'axis-label' },
-      m === 0 ? 'now' : `-${m}m`));
+    const label = m === 0 ? 'now' : Number.isInteger(m) ? `-${m}m` : `-${Math.round(m * 60)}s`;
+    root.appendChild(svg('text', { x: x(t), y: hgt - 5, 'text-anchor': i === 4 ? 'start' : i === 0 ? 'end' : 'middle', class: 'axis-label' }, label));
   }
 
   // shade the time before the first known point

@@ -231,8 +231,8 @@ export const live = new Live();
 // before the first sample, and across a gap (page closed, connection
 // lost). Just after a gap the trailing minute is shorter: the count is
 // then what finished since the gap, a lower bound.
-export function series(samples, now = Date.now(), step = 15000, live_ = true) {
-  const start = now - HOUR;
+export function series(samples, now = Date.now(), step = 15000, live_ = true, span = HOUR) {
+  const start = now - span;
   const out = [];
   const n = samples.length;
   if (!n) return out;

@@ -26,15 +26,17 @@ export default function mount(main) {
     return h('a', { class: 'kpi ' + k.cls, href: k.href, 'data-kpi': k.key }, h('span', { class: 'label' }, k.label), value, sub);
   }));
 
+  const spanBox = h('div', { class: 'chips', role: 'group', 'aria-label': 'Chart window' });
   const queueNow = h('b', { id: 'queue-now' }, '—');
   const rateNow = h('b', { id: 'rate-now' }, '—');
   const chartPanel = h('section', { class: 'panel', 'aria-labelledby': 'chart-title' },
     h('div', { class: 'panel-head' },
-      h('h2', { id: 'chart-title' }, 'Last hour'),
-      h('div', { class: 'legend' },
-        h('span', null, h('i', { style: { background: 'var(--chart-queue)' } }), 'Queue depth (pending): ', queueNow),
-        h('span', null, h('i', { style: { background: 'var(--chart-rate)' } }), 'Throughput (finished / min): ', rateNow))));
-  const stopChart = mountChart(chartPanel);
+      h('h2', { id: 'chart-title' }, 'Queue and throughput'),
+      spanBox),
+    h('div', { class: 'legend', style: { marginBottom: '8px' } },
+      h('span', null, h('i', { style: { background: 'var(--chart-queue)' } }), 'Queue depth (pending): ', queueNow),
+      h('span', null, h('i', { style: { background: 'var(--chart-rate)' } }), 'Finished in the last minute: ', rateNow)));
+  const stopChart = mountChart(chartPanel, spanBox);
 
   const statsBox = h('div', { class: 'meta', id: 'stats' });
   const statsPanel = h('section', { class: 'panel', hidden: true }, h('h2', null, 'Throughput and latency'), statsBox);

@@ -93,7 +93,7 @@ export default function mount(main, { params, navigate }) {
       h('section', { class: 'panel' }, h('div', { class: 'stack' }, bar, stepEl, meta)),
     ];
     if (t.error) parts.push(errorPanel(t.error, nodeLabel));
-    const outs = outputsPanel(t.result, nodeLabel);
+    const outs = outputsPanel(t.result, nodeLabel, t.id);
     if (outs) parts.push(outs);
     else if (t.status === 'completed') parts.push(h('section', { class: 'panel muted' }, 'This task produced no output files.'));
     parts.push(paramsPanel(t.params));
@@ -209,7 +209,7 @@ function outputCard(url, filename, type, label) {
       label ? h('span', { class: 'muted node' }, label) : null));
 }
 
-function outputsPanel(result, nodeLabel) {
+function outputsPanel(result, nodeLabel, taskId) {
   if (!result) return null;
   const cards = [];
   const seen = new Set();
@@ -225,7 +225,8 @@ function outputsPanel(result, nodeLabel) {
   }
   if (!cards.length) return null;
   return h('section', { class: 'panel', id: 'task-outputs' },
-    h('h2', null, `Outputs (${cards.length})`),
+    h('div', { class: 'panel-head' }, h('h2', null, `Outputs (${cards.length})`),
+      h('a', { class: 'small', href: '#/files?taskId=' + encodeURIComponent(taskId) }, 'In Files →')),
     h('div', { class: 'outputs' }, cards));
 }
 

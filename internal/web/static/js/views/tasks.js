@@ -2,7 +2,7 @@
 // live progress bars and cancel. New tasks appear on the first page.
 
 import { h, replace, debounce, fmtNum, icon } from '../ui.js';
-import { get, qs } from '../api.js';
+import { get, qs, isAdmin } from '../api.js';
 import { live } from '../live.js';
 import { STATUSES, TaskRow, watchTasks } from '../taskrows.js';
 
@@ -97,8 +97,10 @@ export default function mount(main, { query, setQuery }) {
   };
   const reload = debounce(load, 400);
 
+  // The monitor's counts are fleet-wide; a user sees only their own tasks,
+  // so the chips show counts to admins only.
   const showCounts = (o) => {
-    if (!o) return;
+    if (!o || !isAdmin()) return;
     let all = 0;
     for (const s of STATUSES) {
       const n = o[COUNT_KEY[s]] ?? 0;
