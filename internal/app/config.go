@@ -15,7 +15,11 @@ import (
 func openStore(ctx context.Context, cfg config.Config) (store.Store, error) {
 	switch cfg.Store.Driver {
 	case "sqlite", "":
-		st, err := sqlitestore.Open(ctx, cfg.Store.Path)
+		sync := sqlitestore.SyncNormal
+		if cfg.Store.Sync == "full" {
+			sync = sqlitestore.SyncFull
+		}
+		st, err := sqlitestore.Open(ctx, cfg.Store.Path, sqlitestore.WithSync(sync))
 		if err != nil {
 			return nil, fmt.Errorf("app: open sqlite store: %w", err)
 		}

@@ -118,6 +118,11 @@ type Store struct {
 	Driver string `yaml:"driver" json:"driver"`
 	// Path is the SQLite file. Default "<dataDir>/comfyfleet.db".
 	Path string `yaml:"path" json:"path"`
+	// Sync is SQLite's durability: "normal" (default: WAL fsynced at
+	// checkpoints; nothing is lost when the process crashes or is killed, a
+	// power loss may drop the last commits) or "full" (every commit fsynced;
+	// nothing is lost on power loss either, at a large cost in write speed).
+	Sync string `yaml:"sync" json:"sync"`
 	// URL is the Redis URL (redis:// or rediss://, with password and db). Default "redis://127.0.0.1:6379/0".
 	URL string `yaml:"url" json:"url"`
 	// Prefix namespaces every Redis key. Default "comfyfleet:".

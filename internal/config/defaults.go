@@ -54,6 +54,7 @@ func (a *Auth) withDefaults() {
 
 func (s *Store) withDefaults(dataDir string) {
 	orDefault(&s.Driver, "sqlite")
+	orDefault(&s.Sync, "normal")
 	orDefault(&s.Path, filepath.Join(dataDir, "comfyfleet.db"))
 	orDefault(&s.URL, "redis://127.0.0.1:6379/0")
 	orDefault(&s.Prefix, "comfyfleet:")

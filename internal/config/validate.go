@@ -140,6 +140,9 @@ func (s Store) validate(v *checker) {
 		if s.Path == "" {
 			v.add("store.path", "must not be empty")
 		}
+		if s.Sync != "normal" && s.Sync != "full" {
+			v.add("store.sync", `must be "normal" or "full"`)
+		}
 	case "redis":
 		u, err := url.Parse(s.URL)
 		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
