@@ -1,0 +1,184 @@
+package sqlitestore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/task"
+)
+
+// Run with: go test -run '^$' -bench . -timeout 30m ./internal/store/sqlitestore
+// The 1M backlogs take a few seconds each to seed.
+
+var benchNow = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// benchWorkflow is a ~2 KB API-format prompt, the size of a plain txt2img graph.
+var benchWorkflow = []byte(`{"3":{"class_type":"KSampler","inputs":{"seed":1,"steps":20,"cfg":7,` +
+	`"sampler_name":"euler","scheduler":"normal","denoise":1,"model":["4",0],"positive":["6",0],` +
+	`"negative":["7",0],"latent_image":["5",0]}},"4":{"class_type":"CheckpointLoaderSimple",` +
+	`"inputs":{"ckpt_name":"sd_xl_base_1.0.safetensors"}},"5":{"class_type":"EmptyLatentImage",` +
+	`"inputs":{"width":1024,"height":1024,"batch_size":1}},"6":{"class_type":"CLIPTextEncode",` +
+	`"inputs":{"text":"` + strings.Repeat("a photo of a cat, ", 60) + `","clip":["4",1]}},` +
+	`"7":{"class_type":"CLIPTextEncode","inputs":{"text":"blurry","clip":["4",1]}},` +
+	`"8":{"class_type":"VAEDecode","inputs":{"samples":["3",0],"vae":["4",2]}},` +
+	`"9":{"class_type":"SaveImage","inputs":{"filename_prefix":"ComfyUI","images":["8",0]}}}`)
+
+var syncModes = []Sync{SyncFull, SyncNormal}
+
+// seedBody is the workflow of seeded tasks. It is small so that seeding a
+// million tasks takes seconds; the claim path reads one body either way.
+var seedBody = []byte(`{"9":{"class_type":"SaveImage","inputs":{"filename_prefix":"ComfyUI","images":["8",0]}}}`)
+
+// seedTasks bulk-inserts n tasks named prefix-1..prefix-n in one statement,
+// with priorities 0..2; running ones are leased by "bench" on "bench:1".
+// It then checkpoints the WAL, so no benchmark pays for copying the seed.
+func seedTasks(b *testing.B, s *Store, prefix string, n int, status task.Status) {
+	b.Helper()
+	ctx := context.Background()
+	now := ms(benchNow)
+	_, err := s.write.ExecContext(ctx, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+		INSERT INTO tasks (id, owner, status, priority, instance_id, attempts, lease_owner, lease_expires_at, created_at, updated_at)
+		SELECT ? || '-' || i, 'bench', ?, i % 3, iif(? = 'running', 'bench:1', ''), iif(? = 'running', 1, 0),
+			iif(? = 'running', 'bench', ''), iif(? = 'running', ? + 60000, 0), ? + i, ? + i FROM n`,
+		n, prefix, status, status, status, status, status, now, now, now)
+	if err != nil {
+		b.Fatalf("seed tasks: %v", err)
+	}
+	_, err = s.write.ExecContext(ctx, `INSERT INTO task_bodies (seq, workflow)
+		SELECT seq, ? FROM tasks WHERE seq > coalesce((SELECT max(seq) FROM task_bodies), 0)`, seedBody)
+	if err != nil {
+		b.Fatalf("seed bodies: %v", err)
+	}
+	if _, err := s.write.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		b.Fatalf("checkpoint: %v", err)
+	}
+}
+
+// BenchmarkClaim claims one task at a time from a backlog of pending tasks.
+func BenchmarkClaim(b *testing.B) {
+	for _, mode := range syncModes {
+		for _, backlog := range []int{100_000, 1_000_000} {
+			b.Run(fmt.Sprintf("sync=%s/backlog=%d", mode, backlog), func(b *testing.B) {
+				s := openFile(b, WithSync(mode))
+				seedTasks(b, s, "p", backlog, task.StatusPending)
+				p := &store.TaskClaimParams{InstanceID: "10.0.0.1:8001", LeaseOwner: "bench", LeaseTTL: time.Minute, Now: benchNow}
+				ctx := context.Background()
+				for b.Loop() {
+					if _, err := s.TaskClaim(ctx, p); err != nil {
+						b.Fatalf("TaskClaim: %v (backlog exhausted? lower -benchtime)", err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkClaimParallel claims from many goroutines: the single writer
+// serialises them, so this measures contention overhead.
+func BenchmarkClaimParallel(b *testing.B) {
+	s := openFile(b, WithSync(SyncFull))
+	seedTasks(b, s, "p", 1_000_000, task.StatusPending)
+	p := &store.TaskClaimParams{InstanceID: "10.0.0.1:8001", LeaseOwner: "bench", LeaseTTL: time.Minute, Now: benchNow}
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.TaskClaim(context.Background(), p); err != nil {
+				b.Errorf("TaskClaim: %v", err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkFinish completes running tasks with a two-output result.
+func BenchmarkFinish(b *testing.B) {
+	result := &task.Result{
+		Files: []string{"http://gw/files/a/ComfyUI_00001_.png", "http://gw/files/b/ComfyUI_00002_.png"},
+		Outputs: map[string][]task.Output{"9": {
+			{URL: "http://gw/files/a/ComfyUI_00001_.png", Filename: "ComfyUI_00001_.png", Type: "images", NodeID: "9", FileID: "a"},
+			{URL: "http://gw/files/b/ComfyUI_00002_.png", Filename: "ComfyUI_00002_.png", Type: "images", NodeID: "9", FileID: "b"},
+		}},
+	}
+	for _, mode := range syncModes {
+		b.Run("sync="+string(mode), func(b *testing.B) {
+			s := openFile(b, WithSync(mode))
+			seedTasks(b, s, "r", b.N, task.StatusRunning)
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := range b.N {
+				_, err := s.TaskFinish(ctx, &store.TaskFinishParams{
+					ID: fmt.Sprintf("r-%d", i+1), From: []task.Status{task.StatusRunning}, To: task.StatusCompleted,
+					LeaseOwner: "bench", Result: result, Now: benchNow,
+				})
+				if err != nil {
+					b.Fatalf("TaskFinish: %v", err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkInsert submits tasks with a 2 KB workflow.
+func BenchmarkInsert(b *testing.B) {
+	for _, mode := range syncModes {
+		b.Run("sync="+string(mode), func(b *testing.B) {
+			s := openFile(b, WithSync(mode))
+			ctx := context.Background()
+			params := []byte(`{"3.seed":42}`)
+			for b.Loop() {
+				_, err := s.TaskInsert(ctx, &store.TaskInsertParams{
+					ID: uuid.NewString(), Owner: "bench", Workflow: benchWorkflow, Params: params, Now: benchNow,
+				})
+				if err != nil {
+					b.Fatalf("TaskInsert: %v", err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkQueuePosition reads the position of the first and of the last
+// pending task in a 1M backlog: a count over the claim index.
+func BenchmarkQueuePosition(b *testing.B) {
+	s := openFile(b)
+	const backlog = 1_000_000
+	seedTasks(b, s, "p", backlog, task.StatusPending)
+	// Priority is i%3: p-2 is first (priority 2, lowest seq), p-999999 last (priority 0, highest seq).
+	for _, id := range []string{"p-2", fmt.Sprintf("p-%d", backlog-1)} {
+		b.Run("task="+id, func(b *testing.B) {
+			ctx := context.Background()
+			for b.Loop() {
+				if _, err := s.TaskQueuePosition(ctx, id); err != nil {
+					b.Fatalf("TaskQueuePosition: %v", err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkList reads the first page of pending tasks, with its total, from a
+// 1M backlog.
+func BenchmarkList(b *testing.B) {
+	s := openFile(b)
+	seedTasks(b, s, "p", 1_000_000, task.StatusPending)
+	cases := map[string]*store.TaskListParams{
+		"pending":         {Statuses: []task.Status{task.StatusPending}},
+		"pending+running": {Statuses: []task.Status{task.StatusPending, task.StatusRunning}},
+		"all":             {},
+	}
+	for name, p := range cases {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := s.TaskList(context.Background(), p); err != nil {
+					b.Fatalf("TaskList: %v", err)
+				}
+			}
+		})
+	}
+}
