@@ -35,7 +35,11 @@ export default function mount(main, { params, navigate }) {
     ctrl?.abort();
     ctrl = new AbortController();
     try {
+      const prev = task;
       task = await get('/api/tasks/' + encodeURIComponent(id), { signal: ctrl.signal });
+      // The stored progress can lag behind the task_progress events already
+      // shown; the bar never goes back (unless the task was requeued).
+      if (prev && task.status !== 'pending' && prev.status !== 'pending') task.progress = Math.max(task.progress, prev.progress || 0);
       draw();
     } catch (err) {
       if (err.name === 'AbortError' || err.status === 401) return;
