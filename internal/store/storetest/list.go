@@ -95,6 +95,7 @@ func testListStatuses(t *testing.T, s store.Store) {
 		{"one", []task.Status{task.StatusRunning}, []string{idOf(task.StatusRunning)}},
 		{"two", []task.Status{task.StatusCompleted, task.StatusFailed}, []string{idOf(task.StatusFailed), idOf(task.StatusCompleted)}},
 		{"three", []task.Status{task.StatusPending, task.StatusRunning, task.StatusCancelled}, []string{idOf(task.StatusCancelled), idOf(task.StatusPending), idOf(task.StatusRunning)}},
+		{"duplicates", []task.Status{task.StatusFailed, task.StatusFailed, task.StatusCancelled}, []string{idOf(task.StatusCancelled), idOf(task.StatusFailed)}},
 		{"unknown", []task.Status{"nope"}, nil},
 	}
 	for _, c := range cases {

@@ -79,8 +79,9 @@ func testRenewLease(t *testing.T, s store.Store) {
 	if want := at(10).Add(2 * leaseTTL); !got.LeaseExpiresAt.Equal(want) || got.LeaseOwner != replicaA {
 		t.Errorf("lease = %q until %v, want %q until %v", got.LeaseOwner, got.LeaseExpiresAt, replicaA, want)
 	}
-	if got.Status != task.StatusRunning || got.Attempts != 1 || got.InstanceID != tk.InstanceID {
-		t.Errorf("renew changed the run: %s, attempts %d, instance %q", got.Status, got.Attempts, got.InstanceID)
+	if got.Status != task.StatusRunning || got.Attempts != 1 || got.InstanceID != tk.InstanceID || !got.UpdatedAt.Equal(at(1)) {
+		t.Errorf("renew changed the run: %s, attempts %d, instance %q, updated %v; want running, 1, %q, %v",
+			got.Status, got.Attempts, got.InstanceID, got.UpdatedAt, tk.InstanceID, at(1))
 	}
 }
 
