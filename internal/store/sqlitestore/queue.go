@@ -125,13 +125,17 @@ func (s *Store) updateTask(ctx context.Context, id, query string, args []any, fo
 	return tk, nil
 }
 
-// TaskRequeue returns a running task to pending, keeping its attempts and
-// its place in line (Seq).
+// TaskRequeue returns a running task to pending, keeping its attempts
+// (unless p.RefundAttempt) and its place in line (Seq).
 func (s *Store) TaskRequeue(ctx context.Context, p *store.TaskRequeueParams) (*task.Task, error) {
+	refund := 0
+	if p.RefundAttempt {
+		refund = 1
+	}
 	query := `UPDATE tasks SET status = 'pending', instance_id = '', lease_owner = '', lease_expires_at = 0,
-			started_at = 0, updated_at = ?
+			started_at = 0, updated_at = ?, attempts = max(attempts - ?, 0)
 		WHERE id = ? AND status = 'running'`
-	args := []any{ms(p.Now), p.ID}
+	args := []any{ms(p.Now), refund, p.ID}
 	if p.LeaseOwner != "" {
 		query += ` AND lease_owner = ?`
 		args = append(args, p.LeaseOwner)

@@ -21,6 +21,7 @@ func queueCases() []testCase {
 		{"ClaimConcurrent", testClaimConcurrent},
 		{"Requeue", testRequeue},
 		{"RequeueKeepsPlace", testRequeueKeepsPlace},
+		{"RequeueRefund", testRequeueRefund},
 		{"RequeueConflicts", testRequeueConflicts},
 	}
 }
@@ -212,6 +213,27 @@ func testRequeueKeepsPlace(t *testing.T, s store.Store) {
 	must(t, "TaskRequeue without owner", err)
 	claimID(t, s, first.ID, "127.0.0.1:8002", at(4))
 	claimID(t, s, later.ID, "127.0.0.1:8003", at(5))
+}
+
+// testRequeueRefund: a run that never reached its instance gives its
+// attempt back; otherwise attempts are kept.
+func testRequeueRefund(t *testing.T, s store.Store) {
+	tk := insert(t, s, store.TaskInsertParams{Now: at(0)})
+	steps := []struct {
+		refund       bool
+		wantAttempts int
+	}{{false, 1}, {true, 1}, {false, 2}, {true, 2}}
+	for i, st := range steps {
+		claimID(t, s, tk.ID, "127.0.0.1:8001", at(2*i+1))
+		got, err := s.TaskRequeue(t.Context(), &store.TaskRequeueParams{
+			ID: tk.ID, LeaseOwner: replicaA, RefundAttempt: st.refund, Now: at(2*i + 2),
+		})
+		must(t, "TaskRequeue", err)
+		if got.Attempts != st.wantAttempts || got.Status != task.StatusPending {
+			t.Fatalf("step %d (refund %v): %s with %d attempts, want pending with %d",
+				i, st.refund, got.Status, got.Attempts, st.wantAttempts)
+		}
+	}
 }
 
 func testRequeueConflicts(t *testing.T, s store.Store) {
