@@ -6,6 +6,7 @@ package web_test
 // <repo>/artifacts/web.
 
 import (
+	"context"
 	"fmt"
 	"image"
 	"image/color"
@@ -16,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"golang.org/x/crypto/bcrypt"
 
@@ -156,6 +159,9 @@ func TestSubmitWatchProgressAndOutput(t *testing.T) {
 	p.shot("tasks")
 	p.goRoute("#/")
 	p.waitJS("the completed count", `document.querySelector('[data-kpi="completedTasks"] .value')?.textContent === '1'`, short)
+	p.click(`.chip[data-span="5m"]`)
+	p.waitJS("the 5-minute chart", `document.querySelector('.chart')?.getAttribute('aria-label').includes('5 minutes') && !!document.querySelector('.chart .rate-line')`, short)
+	p.waitJS("the throughput", `document.querySelector('#rate-now').textContent === '1'`, short)
 	p.shot("overview")
 }
 
@@ -490,6 +496,32 @@ func TestUserRoleSeesNoAdminControls(t *testing.T) {
 	p.goRoute("#/tasks")
 	p.waitJS("an empty task list", `document.querySelector('#tasks tbody')?.textContent.includes('No tasks yet')`, short)
 	p.shot("tasks")
+}
+
+func TestDarkTheme(t *testing.T) {
+	d := startDemo(t, 2, comfysim.Options{})
+	done := d.submit(t2i(3), nil, 0)
+	failed := d.submit(t2i(3), map[string]any{"KSampler.sampler_name": "no-such-sampler"}, 0)
+	p := newPage(t, d)
+	p.do(chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}},
+		})
+		return err
+	}))
+	p.open("#/tasks/" + done.ID)
+	p.login("admin", "admin123")
+	if bg := eval[string](p, `getComputedStyle(document.body).backgroundColor`); bg != "rgb(11, 15, 23)" {
+		t.Errorf("dark background = %s", bg)
+	}
+	p.waitJS("the output image", `[...document.querySelectorAll('#task-outputs img')].some(i => i.complete && i.naturalWidth > 0)`, long)
+	p.shot("task")
+	p.goRoute("#/tasks/" + failed.ID)
+	p.waitJS("the node error", `!!document.querySelector('#task-error .node-error')`, long)
+	p.shot("failed")
+	p.goRoute("#/")
+	p.waitJS("the counts", `document.querySelector('[data-kpi="failedTasks"] .value')?.textContent === '1'`, long)
+	p.shot("overview")
 }
 
 func TestPhoneLayout(t *testing.T) {

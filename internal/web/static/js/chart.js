@@ -88,12 +88,12 @@ function render(pts, w, hgt, minutes) {
     root.appendChild(svg('text', { x: PAD.l - 6, y: y + 4, 'text-anchor': 'end', class: 'axis-label' }, fmt(qMax * (1 - i / 4))));
     root.appendChild(svg('text', { x: PAD.l + iw + 6, y: y + 4, 'text-anchor': 'start', class: 'axis-label' }, fmt(rMax * (1 - i / 4))));
   }
-  for (let i = 4; i >= 0; i--) {
-    const m = (minutes * i) / 4;
+  const ticks = minutes === 60 ? [60, 45, 30, 15, 0] : minutes === 15 ? [15, 10, 5, 0] : [5, 4, 3, 2, 1, 0];
+  ticks.forEach((m, i) => {
     const t = t1 - m * 60_000;
-    const label = m === 0 ? 'now' : Number.isInteger(m) ? `-${m}m` : `-${Math.round(m * 60)}s`;
-    root.appendChild(svg('text', { x: x(t), y: hgt - 5, 'text-anchor': i === 4 ? 'start' : i === 0 ? 'end' : 'middle', class: 'axis-label' }, label));
-  }
+    const anchor = i === 0 ? 'start' : m === 0 ? 'end' : 'middle';
+    root.appendChild(svg('text', { x: x(t), y: hgt - 5, 'text-anchor': anchor, class: 'axis-label' }, m === 0 ? 'now' : `-${m}m`));
+  });
 
   // shade the time before the first known point
   const firstKnown = pts.find((p) => p.queue !== null);

@@ -125,7 +125,7 @@ export default function mount(main, { navigate }) {
   // ---------- nodes ----------
   const nodesBody = h('tbody');
   const nodesPanel = h('section', { class: 'panel', hidden: true, id: 'nodes-panel' },
-    h('details', { open: true },
+    h('details', { open: window.matchMedia('(min-width: 721px)').matches },
       h('summary', null, 'Nodes and inputs ', h('span', { class: 'muted small' }, '(click an input to add it as a param)')),
       h('div', { class: 'table-wrap' }, h('table', { class: 'data cards nodes-table' },
         h('thead', null, h('tr', null, h('th', null, 'Id'), h('th', null, 'Class'), h('th', null, 'Title'), h('th', null, 'Inputs'))),
