@@ -427,6 +427,23 @@ func TestSubmitWithUploadedInputFile(t *testing.T) {
 	p.shot("completed")
 }
 
+func TestPreviewsSurviveAWrongPublicBaseURL(t *testing.T) {
+	// publicBaseUrl names a port nothing listens on (as the demo's
+	// default http://localhost:3000 does under --listen elsewhere): the
+	// previews retry the /files URL on the dashboard's own origin.
+	d := startDemoWith(t, 1, comfysim.Options{}, func(c *config.Config) {
+		c.Server.PublicBaseURL = "http://127.0.0.1:9"
+	})
+	task := d.submit(t2i(2), nil, 0)
+	p := newPage(t, d)
+	p.open("#/tasks/" + task.ID)
+	p.login("admin", "admin123")
+	p.waitJS("the output image", `[...document.querySelectorAll('#task-outputs img')].some(i => i.complete && i.naturalWidth > 0 && i.src.startsWith(location.origin + '/files/'))`, long)
+	if got := eval[string](p, `document.querySelector('#task-outputs figcaption a').href`); !strings.HasPrefix(got, "http://127.0.0.1:9/files/") {
+		t.Errorf("the link shows %q, want the URL as the API gave it", got)
+	}
+}
+
 func TestExpiredOrRevokedSessionReturnsToLogin(t *testing.T) {
 	d := startDemo(t, 1, comfysim.Options{})
 	p := newPage(t, d)

@@ -256,6 +256,22 @@ export function mediaKind(name, type = '') {
   return 'other';
 }
 
+// sameOriginFallback makes a media element retry a /files/ URL on this
+// page's origin when the URL as given fails to load: the gateway serves
+// /files itself, and a publicBaseUrl that does not reach it from this
+// browser (a wrong host or port) should not break previews.
+export function sameOriginFallback(el) {
+  el.addEventListener('error', () => {
+    if (el.dataset.retried) return;
+    let u;
+    try { u = new URL(el.currentSrc || el.src, location.href); } catch { return; }
+    if (u.origin === location.origin || !u.pathname.startsWith('/files/')) return;
+    el.dataset.retried = '1';
+    el.src = location.origin + u.pathname + u.search;
+  });
+  return el;
+}
+
 // debounce delays fn until calls stop for ms.
 export function debounce(fn, ms) {
   let t;

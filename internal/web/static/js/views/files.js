@@ -1,7 +1,7 @@
 // Files: uploads and task outputs, paged; upload (button or drop, several
 // at once, with progress), copy URL, delete.
 
-import { h, replace, icon, toast, timeEl, fmtBytes, fmtNum, copyText, confirmDialog, mediaKind, progressBar, setProgress, shortId } from '../ui.js';
+import { h, replace, icon, toast, timeEl, fmtBytes, fmtNum, copyText, confirmDialog, mediaKind, progressBar, setProgress, shortId, sameOriginFallback } from '../ui.js';
 import { api, get, qs, upload } from '../api.js';
 
 const SIZES = [20, 50, 100];
@@ -52,7 +52,7 @@ export default function mount(main, { query, setQuery }) {
   const row = (f) => {
     const kind = mediaKind(f.filename, f.contentType);
     const thumb = kind === 'image'
-      ? h('img', { class: 'thumb', src: f.url, alt: '', loading: 'lazy' })
+      ? sameOriginFallback(h('img', { class: 'thumb', src: f.url, alt: '', loading: 'lazy' }))
       : h('div', { class: 'thumb icon' }, (f.filename.split('.').pop() || kind).slice(0, 4));
     return h('tr', { 'data-file-id': f.fileId },
       h('td', { 'data-label': '' }, h('a', { href: f.url, target: '_blank', rel: 'noopener', tabindex: '-1' }, thumb)),

@@ -2,7 +2,7 @@
 // task_progress), timings, cancel, a readable error (ComfyUI's node_errors
 // per node and input), output previews, params and the workflow.
 
-import { h, replace, statusBadge, progressBar, setProgress, timeEl, fmtTime, fmtDuration, copyButton, mediaKind, icon, shortId } from '../ui.js';
+import { h, replace, statusBadge, progressBar, setProgress, timeEl, fmtTime, fmtDuration, copyButton, mediaKind, icon, shortId, sameOriginFallback } from '../ui.js';
 import { get } from '../api.js';
 import { live } from '../live.js';
 import { cancelTask, isFinal } from '../taskrows.js';
@@ -198,9 +198,9 @@ function titleFor(type) {
 
 function mediaFor(url, filename, type) {
   const kind = mediaKind(filename || url, type === 'gifs' && /\.(mp4|webm|mov)$/i.test(filename || '') ? 'video' : type);
-  if (kind === 'image') return h('img', { src: url, alt: filename || 'output image', loading: 'lazy', class: 'output-image' });
-  if (kind === 'video') return h('video', { src: url, controls: true, muted: true, loop: true, playsinline: true, preload: 'metadata', class: 'output-video' });
-  if (kind === 'audio') return h('audio', { src: url, controls: true, preload: 'metadata', class: 'output-audio' });
+  if (kind === 'image') return sameOriginFallback(h('img', { src: url, alt: filename || 'output image', loading: 'lazy', class: 'output-image' }));
+  if (kind === 'video') return sameOriginFallback(h('video', { src: url, controls: true, muted: true, loop: true, playsinline: true, preload: 'metadata', class: 'output-video' }));
+  if (kind === 'audio') return sameOriginFallback(h('audio', { src: url, controls: true, preload: 'metadata', class: 'output-audio' }));
   return h('a', { href: url, target: '_blank', rel: 'noopener', class: 'btn' }, icon('external'), 'Open');
 }
 
