@@ -161,13 +161,18 @@ func testPubSubCancelledContext(t *testing.T, s store.Store) {
 	drainClosed(t, sub.C())
 }
 
+// slowSubscriberEvents overflows the usual per-subscriber buffer (1024)
+// twice over.
+const slowSubscriberEvents = 2048
+
 // testPubSubSlowSubscriber: a subscriber that never reads does not block
-// publishers (delivery to it is best effort).
+// publishers (delivery to it is best effort). The deadline is generous: a
+// networked store pays a round trip per Publish; only a hang fails.
 func testPubSubSlowSubscriber(t *testing.T, s store.Store) {
 	subscribe(t, s, t.Context()) // never read
 	done := make(chan error, 1)
 	go func() {
-		for i := range 5000 {
+		for i := range slowSubscriberEvents {
 			if err := s.Publish(t.Context(), event(i)); err != nil {
 				done <- err
 				return
@@ -178,7 +183,7 @@ func testPubSubSlowSubscriber(t *testing.T, s store.Store) {
 	select {
 	case err := <-done:
 		must(t, "Publish", err)
-	case <-time.After(waitTimeout):
+	case <-time.After(6 * waitTimeout):
 		t.Fatal("Publish blocked behind a subscriber that does not read")
 	}
 }
