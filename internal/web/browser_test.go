@@ -206,6 +206,46 @@ func TestCancelPendingTask(t *testing.T) {
 	p.shot("interrupted")
 }
 
+func TestTaskListPagesAndLiveRows(t *testing.T) {
+	d := startDemo(t, 1, comfysim.Options{})
+	var inst []struct {
+		ID string `json:"id"`
+	}
+	d.mustCall("GET", "/api/instances", nil, &inst)
+	// With the only instance disabled every task waits.
+	d.mustCall("PUT", "/api/instances/"+inst[0].ID, map[string]bool{"enabled": false}, nil)
+	for i := range 23 {
+		d.submit(t2i(2), nil, i%3)
+	}
+
+	p := newPage(t, d)
+	p.open("#/tasks")
+	p.login("admin", "admin123")
+	p.waitJS("the first page", `document.querySelector('#tasks-range').textContent === '1–20 of 23' && document.querySelectorAll('#tasks tbody tr.task-row').length === 20`, short)
+	p.waitJS("the pending count", `document.querySelector('.chip[data-status="pending"] .n').textContent === '23'`, short)
+	p.click("#tasks-next")
+	p.waitJS("the second page", `document.querySelector('#tasks-range').textContent === '21–23 of 23' && location.hash.includes('offset=20')`, short)
+	p.shot("page-2")
+	p.click("#tasks-prev")
+	p.waitJS("the first page again", `document.querySelector('#tasks-range').textContent === '1–20 of 23'`, short)
+
+	// A task submitted elsewhere appears on the first page by itself.
+	extra := d.submit(t2i(2), nil, 9)
+	p.waitJS("the new row", fmt.Sprintf(`!!document.querySelector('#tasks tr[data-task-id=%q]')`, extra.ID), short)
+	p.waitJS("the new total", `document.querySelector('#tasks-range').textContent === '1–20 of 24'`, short)
+
+	// Enabling the instance runs them: rows turn completed live.
+	d.mustCall("PUT", "/api/instances/"+inst[0].ID, map[string]bool{"enabled": true}, nil)
+	p.waitJS("a completed row", `!!document.querySelector('#tasks tr.task-row[data-status="completed"]')`, long)
+	p.shot("running")
+	// Filter by two statuses.
+	p.click(`.chip[data-status="all"]`)
+	p.click(`.chip[data-status="completed"]`)
+	p.click(`.chip[data-status="failed"]`)
+	p.waitJS("the filtered URL", `location.hash.includes('status=completed%2Cfailed') || location.hash.includes('status=completed,failed')`, short)
+	p.waitJS("only finished rows", `[...document.querySelectorAll('#tasks tr.task-row')].every(r => ['completed','failed'].includes(r.dataset.status))`, short)
+}
+
 func TestDisableInstance(t *testing.T) {
 	d := startDemo(t, 2, comfysim.Options{})
 	var inst []struct {
@@ -260,6 +300,16 @@ func TestSubmitValidationErrorsNextToFields(t *testing.T) {
 	p.click("#submit-task")
 	p.waitJS("the workflow marked invalid", `document.querySelector('#workflow').getAttribute('aria-invalid') === 'true'`, short)
 
+	// Dropping a .json file on the box loads it.
+	eval[any](p, `(() => {
+	  const dt = new DataTransfer();
+	  dt.items.add(new File([JSON.stringify({"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}}, "2": {"class_type": "SaveImage", "inputs": {"filename_prefix": "x", "images": ["1", 0]}}})], 'dropped.json', { type: 'application/json' }));
+	  const box = document.querySelector('#workflow').closest('.dropzone');
+	  box.dispatchEvent(new DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true }));
+	  box.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+	})()`)
+	p.waitJS("the dropped workflow", `document.querySelector('#workflow-summary').textContent.includes('2 nodes') && document.querySelector('#workflow-error').textContent === ''`, short)
+
 	// A param naming no node: the API's 400 names "params.99.seed".
 	p.click("#load-example")
 	p.waitJS("the parsed workflow", `document.querySelector('#workflow-error').textContent === ''`, short)
@@ -309,6 +359,17 @@ func TestFailedTaskShowsNodeErrors(t *testing.T) {
 		}
 	}
 	p.shot("node-errors")
+
+	// Fix it from the task: "Use as template" fills the submit form.
+	p.click("#task-template")
+	p.waitJS("the template", `location.hash === '#/submit' && document.querySelector('#param-rows .param-row .pkey')?.value === 'Load Checkpoint.ckpt_name'`, short)
+	if got := eval[string](p, `document.querySelector('#param-rows .param-row .pval').value`); got != "no-such-model.safetensors" {
+		t.Errorf("template value = %q", got)
+	}
+	p.do(chromedp.SetValue(chromedp.CSS("#param-rows .param-row .pval"), "dreamshaper_8.safetensors"))
+	p.click("#submit-task")
+	p.waitJS("the new task page", fmt.Sprintf(`/^#\/tasks\/[0-9a-f-]{36}$/.test(location.hash) && !location.hash.endsWith(%q)`, task.ID), short)
+	p.waitJS("the completed retry", `document.querySelector('.page-head .badge')?.dataset.status === 'completed'`, long)
 }
 
 func TestConfigShowsValidationNextToField(t *testing.T) {

@@ -63,7 +63,7 @@ export default function mount(main, { params, navigate }) {
       h('h1', null, 'Task ', h('span', { class: 'mono', title: t.id }, shortId(t.id)), ' ', copyButton(t.id, 'Copy task id')),
       badgeEl,
       h('button', {
-        class: 'btn-sm', title: 'Open the submit form with this workflow and params',
+        class: 'btn-sm', id: 'task-template', title: 'Open the submit form with this workflow and params',
         onclick: () => {
           saveDraft({
             workflow: t.workflow ? JSON.stringify(t.workflow, null, 2) : '',
