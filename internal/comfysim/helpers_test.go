@@ -2,6 +2,8 @@ package comfysim
 
 import (
 	"bytes"
+	"os"
+	"runtime"
 	"context"
 	"encoding/json"
 	"io"
@@ -188,6 +190,9 @@ func (w *wsClient) next(t testing.TB) (wsFrameT, bool) {
 		}
 		return f, ok
 	case <-time.After(waitTimeout):
+		buf := make([]byte, 8<<20)
+		n := runtime.Stack(buf, true)
+		os.WriteFile("/tmp/stacks.txt", buf[:n], 0o644)
 		t.Fatalf("no WebSocket frame within %v; got so far: %v", waitTimeout, frameTypes(w.got))
 		return wsFrameT{}, false
 	}

@@ -192,10 +192,11 @@ func (s *Sim) httpFault(method, path string) (HTTPFault, bool) {
 	return HTTPFault{}, false
 }
 
-// DropWebSockets cuts every WebSocket of the instance now (no close frame).
+// DropWebSockets cuts every WebSocket of the instance now, without a close
+// frame; frames already queued are delivered first.
 func (s *Sim) DropWebSockets() {
 	if p := s.current(); p != nil {
-		p.dropSockets()
+		p.dropSockets(true)
 	}
 }
 

@@ -31,6 +31,7 @@ type latentVal struct {
 type opaqueVal struct {
 	typ  string
 	desc string
+	ckpt string // for MODEL: the checkpoint it came from
 }
 
 func (v imageVal) String() string {
@@ -262,14 +263,14 @@ func runCheckpointLoader(x *nodeRun) ([]any, *obj, error) {
 		return nil, nil, err
 	}
 	return []any{
-		opaqueVal{"MODEL", "<comfy.model_patcher.ModelPatcher object (" + name + ")>"},
-		opaqueVal{"CLIP", "<comfy.sd.CLIP object (" + name + ")>"},
-		opaqueVal{"VAE", "<comfy.sd.VAE object (" + name + ")>"},
+		opaqueVal{"MODEL", "<comfy.model_patcher.ModelPatcher object (" + name + ")>", name},
+		opaqueVal{"CLIP", "<comfy.sd.CLIP object (" + name + ")>", name},
+		opaqueVal{"VAE", "<comfy.sd.VAE object (" + name + ")>", name},
 	}, nil, nil
 }
 
 func runCLIPTextEncode(x *nodeRun) ([]any, *obj, error) {
-	return []any{opaqueVal{"CONDITIONING", "[[tensor(...), {'pooled_output': tensor(...)}]] (" + pyQuote(x.str("text")) + ")"}}, nil, nil
+	return []any{opaqueVal{typ: "CONDITIONING", desc: "[[tensor(...), {'pooled_output': tensor(...)}]] (" + pyQuote(x.str("text")) + ")"}}, nil, nil
 }
 
 func runEmptyLatentImage(x *nodeRun) ([]any, *obj, error) {
@@ -282,6 +283,13 @@ func runKSampler(x *nodeRun) ([]any, *obj, error) {
 	lat, ok := x.in["latent_image"].(latentVal)
 	if !ok {
 		return nil, nil, x.notTensor("latent_image")
+	}
+	// A cached loader hands over a model that /free may have unloaded since:
+	// sampling loads it again (load_models_gpu).
+	if m, ok := x.in["model"].(opaqueVal); ok && m.ckpt != "" {
+		if err := x.loadModel(m.ckpt); err != nil {
+			return nil, nil, err
+		}
 	}
 	steps := x.int("steps")
 	if x.steps > 0 {
@@ -359,7 +367,7 @@ func (x *nodeRun) firstOfType(typ string) any {
 	case "LATENT":
 		return latentVal{w: 8, h: 8, batch: 1, rgb: [4]uint8{128, 128, 128, 255}}
 	}
-	return opaqueVal{typ, "<" + strings.ToLower(typ) + " object from " + x.spec.class + ">"}
+	return opaqueVal{typ: typ, desc: "<" + strings.ToLower(typ) + " object from " + x.spec.class + ">"}
 }
 
 // formatValue is ComfyUI's format_value: primitives as they are, the rest str().

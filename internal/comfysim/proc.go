@@ -2,7 +2,6 @@ package comfysim
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"sync"
@@ -14,6 +13,7 @@ import (
 // what a ComfyUI process holds in memory. Everything here dies with it.
 type proc struct {
 	sim    *Sim
+	name   string // the instance's label in the execution log
 	ctx    context.Context // cancelled by shutdown
 	cancel context.CancelFunc
 	ln     net.Listener
@@ -37,7 +37,9 @@ type proc struct {
 	// hmu guards the sockets and what a (re)connecting socket is told.
 	hmu      sync.Mutex
 	sockets  map[string]*wsConn
-	clientID *string // server.client_id of the current prompt
+	hubCh    chan struct{} // closed and replaced when sockets change
+	live     int           // WebSocket handlers running, registered or not
+	clientID *string       // server.client_id of the current prompt
 	lastNode *string // server.last_node_id
 
 	intr   atomic.Bool   // nodes.interrupt_processing flag
@@ -48,10 +50,11 @@ type proc struct {
 func startProc(s *Sim, ln net.Listener, saved *savedState) *proc {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &proc{
-		sim: s, ctx: ctx, cancel: cancel, ln: ln,
+		sim: s, name: s.name, ctx: ctx, cancel: cancel, ln: ln,
 		hist:    newHistory(s.opts.HistoryMax),
 		wake:    make(chan struct{}, 1),
 		sockets: map[string]*wsConn{},
+		hubCh:   make(chan struct{}),
 		intrCh:  make(chan struct{}, 1),
 	}
 	if saved != nil {
@@ -79,7 +82,7 @@ func (p *proc) shutdown() *savedState {
 	p.reqMu.Unlock()
 	p.cancel()
 	p.srv.Close()
-	p.dropSockets()
+	p.dropSockets(false)
 	p.reqWG.Wait()
 	p.wg.Wait()
 	p.mu.Lock()
@@ -151,6 +154,10 @@ func (p *proc) worker() {
 func (p *proc) next() *queueItem {
 	for {
 		p.mu.Lock()
+		if p.ctx.Err() != nil {
+			p.mu.Unlock()
+			return nil
+		}
 		if len(p.queue) > 0 {
 			var it *queueItem
 			p.queue, it = heapPop(p.queue)
@@ -170,16 +177,16 @@ func (p *proc) next() *queueItem {
 }
 
 func (p *proc) runItem(it *queueItem) {
-	s := p.sim
+	log := p.sim.log
 	started := time.Now()
-	s.log.start(it.id, s.Name(), started)
+	log.start(it.id, p.name, started)
 	res, err := p.ex.execute(it)
 	if err != nil { // the instance went away mid-run
-		s.log.end(it.id, s.Name(), started, time.Now(), OutcomeAborted)
+		log.end(it.id, p.name, started, time.Now(), OutcomeAborted)
 		return
 	}
 	p.taskDone(it, res)
-	s.log.end(it.id, s.Name(), started, time.Now(), res.outcome)
+	log.end(it.id, p.name, started, time.Now(), res.outcome)
 	if client := clientOf(it.extra); client != nil {
 		p.sendSync("executing", newObj("node", nil, "prompt_id", it.id), client)
 	}
@@ -272,5 +279,3 @@ func (p *proc) applyFlags() {
 		p.ex.reset()
 	}
 }
-
-var errStopped = errors.New("comfysim: instance is stopped")

@@ -84,7 +84,7 @@ func TestTraceS05InterruptAndQueueDelete(t *testing.T) {
 	// The traced ImageBlur nodes took ~0.9 s on 512x512; slow them down so
 	// the queue manipulations and the interrupt land while A runs.
 	s := startSim(t, Options{})
-	s.SetNodeDelay("ImageBlur", 150*time.Millisecond)
+	s.SetNodeDelay("ImageBlur", 400*time.Millisecond)
 	replay(t, s, loadTrace(t, "s05_interrupt_and_queue_delete.json"), replayOpts{statusApart: true})
 }
 

@@ -98,9 +98,10 @@ type Sim struct {
 	lmu    sync.Mutex
 	addr   string
 	name   string
-	p      *proc       // the running incarnation; nil when stopped
-	saved  *savedState // queue and history kept for Restart (KeepStateOnRestart)
-	closed bool
+	p       *proc       // the running incarnation; nil when stopped
+	saved   *savedState // queue and history kept for Restart (KeepStateOnRestart)
+	release func()      // frees the port held while stopped
+	closed  bool
 }
 
 // savedState is what KeepStateOnRestart carries into the next incarnation.
@@ -186,6 +187,7 @@ func (s *Sim) Stop() error {
 		s.saved = saved
 	}
 	s.p = nil
+	s.release = reservePort(s.addr)
 	return nil
 }
 
@@ -203,10 +205,13 @@ func (s *Sim) Restart() error {
 	case s.p != nil:
 		return nil
 	}
+	s.release()
 	ln, err := net.Listen("tcp", s.addr)
 	if err != nil {
+		s.release = reservePort(s.addr)
 		return fmt.Errorf("comfysim: restart: %w", err)
 	}
+	s.release = nil
 	s.files.wipeTemp()
 	s.k.forgetModel()
 	s.p = startProc(s, ln, s.saved)
@@ -219,6 +224,10 @@ func (s *Sim) Close() error {
 	err := s.Stop()
 	s.lmu.Lock()
 	s.closed = true
+	if s.release != nil {
+		s.release()
+		s.release = nil
+	}
 	s.lmu.Unlock()
 	s.k.releaseAll()
 	return err

@@ -18,11 +18,13 @@ import (
 
 type wsFrame struct {
 	binary bool
+	cut    bool // not a frame: cut the connection once what precedes is written
 	data   []byte
 }
 
 type wsConn struct {
 	sid         string
+	mu          sync.Mutex // guards c, set once the handshake is done
 	c           *websocket.Conn
 	out         chan wsFrame
 	done        chan struct{}
@@ -43,17 +45,45 @@ func (w *wsConn) enqueue(f wsFrame) {
 }
 
 // kill drops the connection without a close handshake, like a network cut.
+// Before the handshake completed there is no connection yet: attach closes it.
 func (w *wsConn) kill() {
 	w.once.Do(func() {
 		close(w.done)
-		w.c.CloseNow()
+		if c := w.conn(); c != nil {
+			c.CloseNow()
+		}
 	})
+}
+
+func (w *wsConn) conn() *websocket.Conn {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.c
+}
+
+// attach hands the accepted connection over; false if the socket was
+// already cut while the handshake ran.
+func (w *wsConn) attach(c *websocket.Conn) bool {
+	w.mu.Lock()
+	w.c = c
+	w.mu.Unlock()
+	select {
+	case <-w.done:
+		c.CloseNow()
+		return false
+	default:
+		return true
+	}
 }
 
 func (w *wsConn) writeLoop() {
 	for {
 		select {
 		case f := <-w.out:
+			if f.cut {
+				w.kill()
+				return
+			}
 			typ := websocket.MessageText
 			if f.binary {
 				typ = websocket.MessageBinary
@@ -71,28 +101,34 @@ func (w *wsConn) writeLoop() {
 	}
 }
 
-// serveWS is GET /ws?clientId=.
+// serveWS is GET /ws?clientId=. The socket is registered, with its first
+// frames queued, before the handshake answer goes out: as in aiohttp, a
+// client that submits right after connecting misses nothing.
 func (p *proc) serveWS(w http.ResponseWriter, r *http.Request) error {
 	sid := query(r).Get("clientId")
 	if sid == "" {
 		sid = uuidHex()
 	}
+	if !isWebSocket(r) {
+		websocket.Accept(w, r, nil) // answers the bad request
+		return nil
+	}
+	conn := &wsConn{sid: sid, out: make(chan wsFrame, p.sim.opts.WSQueueSize), done: make(chan struct{})}
+	p.register(conn)
+	defer p.unregister(conn)
+	defer conn.kill()
 	// The origin check already ran in the middleware, as in aiohttp.
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
-	if err != nil {
+	if err != nil || !conn.attach(c) {
 		return nil // Accept has answered the client
 	}
 	c.SetReadLimit(4 << 20)
-	conn := &wsConn{sid: sid, c: c, out: make(chan wsFrame, p.sim.opts.WSQueueSize), done: make(chan struct{})}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
 		conn.writeLoop()
 	}()
-	p.register(conn)
 	p.readLoop(conn)
-	p.unregister(conn)
-	conn.kill()
 	return nil
 }
 
@@ -115,6 +151,8 @@ func (p *proc) register(conn *wsConn) {
 	p.mu.Unlock()
 	defer p.hmu.Unlock()
 	p.sockets[conn.sid] = conn
+	p.live++
+	p.hubChanged()
 	conn.enqueue(textFrame("status", newObj("status", info, "sid", conn.sid)))
 	if p.clientID != nil && *p.clientID == conn.sid && p.lastNode != nil {
 		conn.enqueue(textFrame("executing", newObj("node", *p.lastNode)))
@@ -126,11 +164,37 @@ func (p *proc) register(conn *wsConn) {
 func (p *proc) unregister(conn *wsConn) {
 	p.hmu.Lock()
 	defer p.hmu.Unlock()
+	p.live--
+	defer p.hubChanged()
 	if conn.dropped.Load() {
 		return // a simulated network cut already removed it
 	}
 	if cur := p.sockets[conn.sid]; cur == conn || (cur != nil && !p.sim.opts.SafeReconnect) {
 		delete(p.sockets, conn.sid)
+	}
+}
+
+// hubChanged wakes whoever waits for the set of sockets to change. Caller holds hmu.
+func (p *proc) hubChanged() {
+	close(p.hubCh)
+	p.hubCh = make(chan struct{})
+}
+
+// waitHub blocks until cond, called with hmu held, holds. Tests use it to
+// see sockets come and go without polling.
+func (p *proc) waitHub(ctx context.Context, cond func() bool) error {
+	for {
+		p.hmu.Lock()
+		ok, ch := cond(), p.hubCh
+		p.hmu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
@@ -167,7 +231,7 @@ func textFrame(event string, data any) wsFrame {
 // socket when sid is nil. Messages for an absent sid are dropped.
 func (p *proc) sendSync(event string, data any, sid *string) {
 	if p.sim.k.consumeWSDrop(event) {
-		p.dropSockets()
+		p.dropSockets(true)
 		return
 	}
 	p.deliver(textFrame(event, data), sid)
@@ -204,8 +268,10 @@ func (p *proc) supportsPreviewMetadata(sid *string) bool {
 	return c != nil && c.previewMeta.Load()
 }
 
-// dropSockets cuts every WebSocket at once.
-func (p *proc) dropSockets() {
+// dropSockets cuts every WebSocket. With flush, frames already queued still
+// reach the client first (a cut "now" as the client sees it); without, the
+// connections die at once (the process is gone).
+func (p *proc) dropSockets(flush bool) {
 	p.hmu.Lock()
 	conns := make([]*wsConn, 0, len(p.sockets))
 	for sid, c := range p.sockets {
@@ -213,15 +279,13 @@ func (p *proc) dropSockets() {
 		conns = append(conns, c)
 		delete(p.sockets, sid)
 	}
+	p.hubChanged()
 	p.hmu.Unlock()
 	for _, c := range conns {
-		c.kill()
+		if flush {
+			c.enqueue(wsFrame{cut: true})
+		} else {
+			c.kill()
+		}
 	}
-}
-
-// socketCount is the number of registered sockets.
-func (p *proc) socketCount() int {
-	p.hmu.Lock()
-	defer p.hmu.Unlock()
-	return len(p.sockets)
 }
