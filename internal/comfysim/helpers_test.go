@@ -2,12 +2,12 @@ package comfysim
 
 import (
 	"bytes"
-	"os"
-	"runtime"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"

@@ -13,7 +13,7 @@ import (
 // what a ComfyUI process holds in memory. Everything here dies with it.
 type proc struct {
 	sim    *Sim
-	name   string // the instance's label in the execution log
+	name   string          // the instance's label in the execution log
 	ctx    context.Context // cancelled by shutdown
 	cancel context.CancelFunc
 	ln     net.Listener
@@ -40,7 +40,7 @@ type proc struct {
 	hubCh    chan struct{} // closed and replaced when sockets change
 	live     int           // WebSocket handlers running, registered or not
 	clientID *string       // server.client_id of the current prompt
-	lastNode *string // server.last_node_id
+	lastNode *string       // server.last_node_id
 
 	intr   atomic.Bool   // nodes.interrupt_processing flag
 	intrCh chan struct{} // signalled with intr, for runs parked in a hang

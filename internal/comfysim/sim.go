@@ -95,9 +95,9 @@ type Sim struct {
 	k     knobs
 
 	// lmu guards the lifecycle fields below.
-	lmu    sync.Mutex
-	addr   string
-	name   string
+	lmu     sync.Mutex
+	addr    string
+	name    string
 	p       *proc       // the running incarnation; nil when stopped
 	saved   *savedState // queue and history kept for Restart (KeepStateOnRestart)
 	release func()      // frees the port held while stopped
