@@ -604,7 +604,7 @@ func TestDarkTheme(t *testing.T) {
 
 func TestPhoneLayout(t *testing.T) {
 	d := startDemo(t, 2, comfysim.Options{})
-	d.submit(t2i(2), nil, 0)
+	task := d.submit(t2i(2), nil, 0)
 	p := newPage(t, d)
 	p.do(chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile))
 	p.open("")
@@ -631,6 +631,18 @@ func TestPhoneLayout(t *testing.T) {
 	p.click("#load-example")
 	p.waitJS("no sideways scrolling on submit", noOverflow, short)
 	p.shot("submit")
+	p.goRoute("#/tasks/" + task.ID)
+	p.waitJS("the output image", `[...document.querySelectorAll('#task-outputs img')].some(i => i.complete && i.naturalWidth > 0)`, long)
+	p.waitJS("no sideways scrolling on the task", noOverflow, short)
+	p.shot("task")
+	p.goRoute("#/files")
+	p.waitJS("the output file", `document.querySelectorAll('#files tbody tr[data-file-id]').length === 1`, short)
+	p.waitJS("no sideways scrolling on files", noOverflow, short)
+	p.shot("files")
+	p.goRoute("#/config")
+	p.waitJS("the config", `!!document.querySelector('input[data-field="servers[0].ports"]')?.value`, short)
+	p.waitJS("no sideways scrolling on config", noOverflow, short)
+	p.shot("config")
 }
 
 // writePNG writes a small test image.

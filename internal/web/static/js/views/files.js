@@ -56,9 +56,9 @@ export default function mount(main, { query, setQuery }) {
       : h('div', { class: 'thumb icon' }, (f.filename.split('.').pop() || kind).slice(0, 4));
     return h('tr', { 'data-file-id': f.fileId },
       h('td', { 'data-label': '' }, h('a', { href: f.url, target: '_blank', rel: 'noopener', tabindex: '-1' }, thumb)),
-      h('td', { 'data-label': 'Name', class: 'filename-cell' },
+      h('td', { 'data-label': 'Name', class: 'filename-cell' }, h('div', { class: 'clip' },
         h('a', { href: f.url, target: '_blank', rel: 'noopener', title: f.filename, class: 'file-link' }, f.filename),
-        h('div', { class: 'cell-sub mono', title: f.fileId }, f.fileId)),
+        h('div', { class: 'cell-sub mono', title: f.fileId }, f.fileId))),
       h('td', { 'data-label': 'Size', class: 'num small' }, fmtBytes(f.size)),
       h('td', { 'data-label': 'Type', class: 'small' }, f.contentType || '—'),
       h('td', { 'data-label': 'Owner', class: 'small' }, f.owner || '—'),

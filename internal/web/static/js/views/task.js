@@ -89,7 +89,7 @@ export default function mount(main, { params, navigate }) {
       item('Created', h('span', { title: t.createdAt }, fmtTime(t.createdAt))),
       item('Started', t.startedAt ? h('span', { title: t.startedAt }, fmtTime(t.startedAt)) : '—'),
       item('Finished', t.finishedAt ? h('span', { title: t.finishedAt }, fmtTime(t.finishedAt)) : '—'),
-      item('Waited', t.startedAt ? fmtDuration(Date.parse(t.startedAt) - Date.parse(t.createdAt)) : t.status === 'pending' ? timeEl(t.createdAt) : '—'),
+      item('Waited', t.startedAt ? fmtDuration(Math.max(0, Date.parse(t.startedAt) - Date.parse(t.createdAt))) : t.status === 'pending' ? timeEl(t.createdAt) : '—'),
       item('Ran', t.startedAt ? fmtDuration((t.finishedAt ? Date.parse(t.finishedAt) : Date.now()) - Date.parse(t.startedAt)) : '—'),
       item('Updated', timeEl(t.updatedAt)));
 
