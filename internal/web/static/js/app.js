@@ -2,7 +2,7 @@
 // the shell (sidebar on wide screens, top bar on phones), and the switch
 // between the login screen and the app.
 
-import { h, icon, replace, refreshTimes, toast } from './ui.js';
+import { h, icon, replace, refreshTimes } from './ui.js';
 import { getSession, isAdmin, logout, authEvents } from './api.js';
 import { live } from './live.js';
 
@@ -195,8 +195,7 @@ function teardownApp() {
 }
 
 authEvents.on('logout', (reason) => {
-  loginReason = reason || '';
-  if (reason) toast(reason, 'bad');
+  loginReason = reason || ''; // shown on the login screen
   const { path } = parseHash();
   const next = path === '/login' ? '' : location.hash.replace(/^#/, '');
   history.replaceState(null, '', '#/login' + (next && next !== '/' ? '?next=' + encodeURIComponent(next) : ''));
