@@ -80,11 +80,8 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.publishQueued(r.Context(), t)
-	v := makeTaskView(t)
-	if pos, err := s.deps.Store.TaskQueuePosition(r.Context(), t.ID); err == nil {
-		v.QueuePosition = &pos
-	}
-	return writeJSON(w, v)
+	// No queuePosition here: it costs a count over the queue, and GET has it.
+	return writeJSON(w, makeTaskView(t))
 }
 
 // checkSubmission validates the workflow and params and returns the

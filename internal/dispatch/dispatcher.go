@@ -67,6 +67,36 @@ type Dispatcher struct {
 
 	// collectors tracks output collection goroutines.
 	collectors sync.WaitGroup
+
+	// cancelMu guards earlyCancels: cancel requests for tasks no driver had
+	// yet (claimed a moment before their run started).
+	cancelMu     sync.Mutex
+	earlyCancels map[string]time.Time
+}
+
+// earlyCancelTTL is how long an unclaimed cancel request is remembered.
+const earlyCancelTTL = time.Minute
+
+// noteEarlyCancel remembers a cancel request no driver could act on yet.
+func (d *Dispatcher) noteEarlyCancel(taskID string) {
+	d.cancelMu.Lock()
+	defer d.cancelMu.Unlock()
+	now := time.Now()
+	for id, at := range d.earlyCancels {
+		if now.Sub(at) > earlyCancelTTL {
+			delete(d.earlyCancels, id)
+		}
+	}
+	d.earlyCancels[taskID] = now
+}
+
+// takeEarlyCancel reports (once) whether a cancel for taskID came early.
+func (d *Dispatcher) takeEarlyCancel(taskID string) bool {
+	d.cancelMu.Lock()
+	defer d.cancelMu.Unlock()
+	_, ok := d.earlyCancels[taskID]
+	delete(d.earlyCancels, taskID)
+	return ok
 }
 
 // New returns a dispatcher; call Run to start it.
@@ -79,7 +109,7 @@ func New(opts Options) *Dispatcher {
 	}
 	return &Dispatcher{
 		opts: opts, log: opts.Log, settings: opts.Settings,
-		wake: make(chan struct{}, 1), drivers: map[string]*driver{},
+		wake: make(chan struct{}, 1), drivers: map[string]*driver{}, earlyCancels: map[string]time.Time{},
 	}
 }
 
@@ -201,11 +231,10 @@ func (d *Dispatcher) onEvent(ctx context.Context, ev store.Event) {
 		}
 		d.Wake()
 	case EventCancelRequested:
-		d.mu.Lock()
-		for _, dr := range d.drivers {
-			dr.cancel(ev.TaskID)
+		if dr := d.driver(instanceIDOf(ev)); dr != nil && dr.cancel(ev.TaskID) {
+			return
 		}
-		d.mu.Unlock()
+		d.noteEarlyCancel(ev.TaskID)
 	}
 }
 

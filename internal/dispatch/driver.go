@@ -32,7 +32,8 @@ type driver struct {
 	reconciled bool
 	reserved   bool
 	draining   bool
-	queue      int // ComfyUI's queue_remaining from the last status frame
+	queue      int  // others' prompts in ComfyUI's queue, from the last status frame
+	foreign    bool // queue > 0 as last recorded in the store
 	cur        *run
 	idleAt     time.Time
 }
@@ -54,7 +55,7 @@ func (dr *driver) startLoop(parent context.Context) {
 		dr.mu.Unlock()
 	}
 	stream := comfy.NewStream(dr.client, comfy.StreamOptions{
-		OnEvent:      dr.onComfyEvent,
+		OnEvent:      func(ev comfy.Event) { dr.onComfyEvent(ctx, ev) },
 		OnConnect:    dr.onConnect,
 		OnDisconnect: dr.onDisconnect,
 		Logger:       dr.log,
@@ -159,30 +160,46 @@ func (dr *driver) finishRun(ctx context.Context, r *run) {
 		dr.cur = nil
 	}
 	dr.idleAt = time.Now()
-	foreign := dr.queue > 0
 	dr.mu.Unlock()
-	empty := ""
-	if _, err := dr.d.opts.Fleet.Update(ctx, &store.InstanceUpdateParams{
-		ID: dr.inst.ID, CurrentTaskID: &empty, Busy: &foreign,
-	}); err != nil && ctx.Err() == nil {
-		dr.log.WarnContext(ctx, "record instance idle failed", "err", err)
-	}
+	dr.d.opts.Fleet.PublishRun(ctx, dr.state(), "")
 	dr.d.Wake()
 }
 
+// state is the instance's state as this driver knows it.
+func (dr *driver) state() instance.State {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	return instance.State{ID: dr.inst.ID, Alive: dr.alive, Enabled: dr.enabled, Busy: dr.queue > 0}
+}
+
+// recordForeign stores whether ComfyUI's queue holds others' prompts, when
+// that changed (rare: someone else uses the instance).
+func (dr *driver) recordForeign(ctx context.Context, busy bool) {
+	if _, err := dr.d.opts.Fleet.Update(ctx, &store.InstanceUpdateParams{ID: dr.inst.ID, Busy: &busy}); err != nil && ctx.Err() == nil {
+		dr.log.WarnContext(ctx, "record foreign queue failed", "err", err)
+	}
+}
+
 // onComfyEvent routes one ComfyUI event; it runs on the read loop and must be quick.
-func (dr *driver) onComfyEvent(ev comfy.Event) {
+func (dr *driver) onComfyEvent(ctx context.Context, ev comfy.Event) {
 	dr.mu.Lock()
 	r := dr.cur
-	if ev.Type == "status" {
+	var changed bool
+	if ev.Type == comfy.EventStatus {
 		dr.queue = ev.QueueRemaining
 		if r != nil && dr.queue > 0 {
 			dr.queue-- // our own prompt is in there
 		}
+		changed = (dr.queue > 0) != dr.foreign
+		dr.foreign = dr.queue > 0
 	}
 	ready := dr.cur == nil && dr.queue == 0
+	foreign := dr.foreign
 	dr.mu.Unlock()
-	if ev.Type == "status" && ready {
+	if changed {
+		go dr.recordForeign(ctx, foreign)
+	}
+	if ev.Type == comfy.EventStatus && ready {
 		dr.d.Wake()
 	}
 	if r != nil && ev.PromptID == r.task.ID {
@@ -227,11 +244,13 @@ func (dr *driver) onInstanceStatus(ctx context.Context, ev store.Event) {
 }
 
 // cancel interrupts the run of taskID if this driver has it.
-func (dr *driver) cancel(taskID string) {
+func (dr *driver) cancel(taskID string) bool {
 	dr.mu.Lock()
 	r := dr.cur
 	dr.mu.Unlock()
 	if r != nil && r.task.ID == taskID {
 		r.signal(r.cancelC)
+		return true
 	}
+	return false
 }

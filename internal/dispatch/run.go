@@ -34,6 +34,7 @@ type run struct {
 	reattach bool
 	log      *slog.Logger
 
+	started  time.Time
 	events   chan comfy.Event
 	resyncC  chan struct{}
 	cancelC  chan struct{}
@@ -48,7 +49,7 @@ type run struct {
 
 func newRun(dr *driver, t *task.Task, reattach bool) *run {
 	return &run{
-		dr: dr, task: t, reattach: reattach, log: dr.log.With("task_id", t.ID),
+		dr: dr, task: t, reattach: reattach, log: dr.log.With("task_id", t.ID), started: time.Now(),
 		events:  make(chan comfy.Event, 1024),
 		resyncC: make(chan struct{}, 1), cancelC: make(chan struct{}, 1), lostC: make(chan struct{}, 1),
 		finished: make(chan struct{}),
@@ -109,12 +110,7 @@ func (r *run) drive(ctx context.Context, free func()) {
 
 func (r *run) markBusy(ctx context.Context) {
 	t := r.task
-	busy := true
-	if _, err := r.dr.d.opts.Fleet.Update(ctx, &store.InstanceUpdateParams{
-		ID: r.dr.inst.ID, CurrentTaskID: &t.ID, Busy: &busy,
-	}); err != nil && ctx.Err() == nil {
-		r.log.WarnContext(ctx, "record instance busy failed", "err", err)
-	}
+	r.dr.d.opts.Fleet.PublishRun(ctx, r.dr.state(), t.ID)
 	if !r.reattach {
 		r.publish(ctx, PublishStatus(ctx, r.st(), t))
 	}

@@ -25,9 +25,7 @@ const (
 func (r *run) wait(ctx context.Context, free func()) {
 	timer := time.NewTimer(time.Until(r.deadline()))
 	defer timer.Stop()
-	// A cancel that arrived between the claim and now came as an event
-	// before this run existed: read it back once.
-	if t, err := r.st().TaskGet(ctx, r.task.ID); err == nil && t.CancelRequested {
+	if r.task.CancelRequested || r.dr.d.takeEarlyCancel(r.task.ID) {
 		r.signal(r.cancelC)
 	}
 	for {
@@ -50,8 +48,9 @@ func (r *run) wait(ctx context.Context, free func()) {
 		case <-r.cancelC:
 			r.interrupt(ctx, stopCancel)
 		case <-r.lostC:
-			r.onLost(ctx)
-			return
+			if r.confirmLost(ctx, free) {
+				return
+			}
 		}
 	}
 }
@@ -138,8 +137,33 @@ func (r *run) onAbsent(ctx context.Context) {
 	}
 }
 
-// onLost: health declared the instance dead past the failure threshold, so
-// the run cannot still finish there.
+// confirmLost handles health declaring the instance dead. A slow probe is
+// not proof: if the instance still answers where the prompt is, the run
+// goes on (or ends as it says). Only an instance that cannot be asked is
+// lost; true means the run ended.
+func (r *run) confirmLost(ctx context.Context, free func()) bool {
+	cctx, cancel := context.WithTimeout(ctx, lostCheckTimeout)
+	v, entry := r.locate(cctx)
+	cancel()
+	switch v {
+	case verdictDone:
+		r.complete(ctx, entry, free)
+	case verdictAbsent:
+		r.onAbsent(ctx)
+	case verdictQueued:
+		r.log.InfoContext(ctx, "instance reported down but still holds the prompt; waiting")
+		return false
+	default:
+		r.onLost(ctx)
+	}
+	return true
+}
+
+// lostCheckTimeout bounds the last check of an instance reported down.
+const lostCheckTimeout = 3 * time.Second
+
+// onLost: health declared the instance dead past the failure threshold and
+// it does not answer, so the run cannot be followed there any more.
 func (r *run) onLost(ctx context.Context) {
 	if r.stopReason == stopCancel {
 		r.finish(ctx, task.StatusCancelled, nil, nil)
@@ -175,7 +199,6 @@ func timeoutError(r *run) *task.Error {
 func (r *run) complete(ctx context.Context, entry *comfy.HistoryEntry, free func()) {
 	switch {
 	case entry.Status.Completed:
-		r.progressTo(ctx, 99)
 		free()
 		r.dr.d.collectors.Go(func() { r.dr.d.collect(ctx, r.dr.client, r.task, entry) })
 	case entry.Interrupted() && r.stopReason == stopCancel:
@@ -240,6 +263,9 @@ func (r *run) reportProgress(ctx context.Context, pct int, ev comfy.Event) {
 	r.publish(ctx, Publish(ctx, r.st(), EventTaskProgress, r.task, ProgressData{
 		TaskID: r.task.ID, Progress: pct, Node: ev.Node, Value: ev.Value, Max: ev.Max,
 	}))
+	if r.lastWrite.IsZero() {
+		r.lastWrite = r.started // the first write waits too: short runs write none
+	}
 	if time.Since(r.lastWrite) >= progressWriteEvery {
 		r.progressTo(ctx, pct)
 	}

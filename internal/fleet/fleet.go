@@ -128,9 +128,10 @@ func (f *Fleet) notify() {
 }
 
 // Update changes an instance's state and publishes instance_status when
-// alive, busy, enabled or the current task changed. Busy is set by the
-// dispatcher: a gateway task runs there, or ComfyUI's own queue holds
-// someone else's prompts.
+// alive, enabled or the stored busy flag changed. The stored Busy means
+// "ComfyUI's own queue holds someone else's prompts" (set by the
+// dispatcher when that changes); a gateway run's busy state and current task
+// are derived from the running tasks, never written per run (see Views).
 func (f *Fleet) Update(ctx context.Context, p *store.InstanceUpdateParams) (instance.State, error) {
 	old, err := f.store.InstanceGet(ctx, p.ID)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -140,10 +141,20 @@ func (f *Fleet) Update(ctx context.Context, p *store.InstanceUpdateParams) (inst
 	if err != nil {
 		return st, fmt.Errorf("fleet: update %s: %w", p.ID, err)
 	}
-	if st.Alive != old.Alive || st.Busy != old.Busy || st.Enabled != old.Enabled || st.CurrentTaskID != old.CurrentTaskID {
+	if st.Alive != old.Alive || st.Busy != old.Busy || st.Enabled != old.Enabled {
 		f.publish(ctx, st)
 	}
 	return st, nil
+}
+
+// PublishRun announces that a gateway run started (taskID set) or ended
+// (taskID "") on an instance, without a store write: busy and the current
+// task of a view come from the running tasks. st is the instance's state as
+// the caller knows it.
+func (f *Fleet) PublishRun(ctx context.Context, st instance.State, taskID string) {
+	st.CurrentTaskID = taskID
+	st.Busy = st.Busy || taskID != ""
+	f.publish(ctx, st)
 }
 
 func (f *Fleet) publish(ctx context.Context, st instance.State) {
@@ -200,9 +211,13 @@ func (f *Fleet) Views(ctx context.Context) ([]View, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fleet: list states: %w", err)
 	}
+	current, err := f.currentTasks(ctx, "")
+	if err != nil {
+		return nil, err
+	}
 	byID := make(map[string]instance.State, len(states))
 	for _, st := range states {
-		byID[st.ID] = st
+		byID[st.ID] = withRun(st, current[st.ID])
 	}
 	list := f.Instances()
 	out := make([]View, 0, len(list))
@@ -230,7 +245,32 @@ func (f *Fleet) View(ctx context.Context, id string) (View, error) {
 	if err != nil {
 		return View{}, fmt.Errorf("fleet: get %s: %w", id, err)
 	}
-	return MakeView(in, st), nil
+	current, err := f.currentTasks(ctx, id)
+	if err != nil {
+		return View{}, err
+	}
+	return MakeView(in, withRun(st, current[id])), nil
+}
+
+// currentTasks maps instance id to the gateway task running there.
+func (f *Fleet) currentTasks(ctx context.Context, instanceID string) (map[string]string, error) {
+	running, err := f.store.TaskListRunning(ctx, &store.TaskListRunningParams{InstanceID: instanceID})
+	if err != nil {
+		return nil, fmt.Errorf("fleet: list running tasks: %w", err)
+	}
+	out := make(map[string]string, len(running))
+	for _, t := range running {
+		out[t.InstanceID] = t.ID
+	}
+	return out, nil
+}
+
+// withRun fills the derived fields: the current task, and busy when a
+// gateway task runs there or ComfyUI's queue holds others' prompts.
+func withRun(st instance.State, taskID string) instance.State {
+	st.CurrentTaskID = taskID
+	st.Busy = st.Busy || taskID != ""
+	return st
 }
 
 // MakeView merges config facts and state.
