@@ -362,6 +362,7 @@ func startDemo(t *testing.T, n int, opts comfysim.Options) *demo {
 // startDemoWith is startDemo with a change to the config before it boots.
 func startDemoWith(t *testing.T, n int, opts comfysim.Options, change func(*config.Config)) *demo {
 	t.Helper()
+	startBrowser(t) // skip (or fail in CI) before booting anything
 	sims, err := comfysim.StartFleet(n, "127.0.0.1:0", opts)
 	if err != nil {
 		t.Fatalf("start simulators: %v", err)
