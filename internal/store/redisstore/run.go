@@ -17,13 +17,19 @@ import (
 // TaskClaim marks the first pending task in claim order running on
 // p.InstanceID: one ZPOPMIN on the queue, whatever its length.
 func (s *Store) TaskClaim(ctx context.Context, p *store.TaskClaimParams) (*task.Task, error) {
-	reply, err := claimTaskScript.Run(ctx, s.rdb, []string{s.keys.queue()},
-		s.keys.prefix, p.InstanceID, p.LeaseOwner, msArg(p.Now), msArg(p.Now.Add(p.LeaseTTL))).Result()
+	keys, args := s.claimArgs(p)
+	reply, err := claimTaskScript.Run(ctx, s.rdb, keys, args...).Result()
 	if err != nil {
 		return nil, wrap(err, "claim task for %s", p.InstanceID)
 	}
 	t, err := taskReply(reply)
 	return t, wrap(err, "claim task for %s", p.InstanceID)
+}
+
+// claimArgs builds the KEYS and ARGV of claimTaskScript.
+func (s *Store) claimArgs(p *store.TaskClaimParams) ([]string, []any) {
+	return []string{s.keys.queue()},
+		[]any{s.keys.prefix, p.InstanceID, p.LeaseOwner, msArg(p.Now), msArg(p.Now.Add(p.LeaseTTL))}
 }
 
 // TaskProgress raises a running task's progress, capped at 99.

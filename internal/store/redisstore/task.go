@@ -158,12 +158,11 @@ func taskReply(v any) (*task.Task, error) {
 
 // TaskInsert adds a pending task; a duplicate id is store.ErrConflict.
 func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*task.Task, error) {
-	fields, err := insertFields(p)
+	keys, args, err := s.insertArgs(p)
 	if err != nil {
 		return nil, wrap(err, "insert task %s", p.ID)
 	}
-	args := append([]any{s.keys.prefix, p.ID, p.Owner, msArg(p.Now), queueMemberPrefix(p.Priority)}, fields...)
-	seq, err := insertTaskScript.Run(ctx, s.rdb, []string{s.keys.task(p.ID), s.keys.seq(), s.keys.queue()}, args...).Int64()
+	seq, err := insertTaskScript.Run(ctx, s.rdb, keys, args...).Int64()
 	if err != nil {
 		return nil, wrap(err, "insert task %s", p.ID)
 	}
@@ -173,6 +172,16 @@ func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*tas
 		Workflow: slices.Clone(p.Workflow), Params: slices.Clone(p.Params), Checkpoints: slices.Clone(p.Checkpoints),
 		Timeout: p.Timeout, CreatedAt: now, UpdatedAt: now,
 	}, nil
+}
+
+// insertArgs builds the KEYS and ARGV of insertTaskScript.
+func (s *Store) insertArgs(p *store.TaskInsertParams) ([]string, []any, error) {
+	fields, err := insertFields(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	args := append([]any{s.keys.prefix, p.ID, p.Owner, msArg(p.Now), queueMemberPrefix(p.Priority)}, fields...)
+	return []string{s.keys.task(p.ID), s.keys.seq(), s.keys.queue()}, args, nil
 }
 
 // TaskGet returns one task with its workflow and params.
