@@ -48,7 +48,7 @@ func runDemo(ctx context.Context, args []string) error {
 }
 
 func demoConfig(listen, data string, sims []*comfysim.Sim) config.Config {
-	cfg := config.Default()
+	var cfg config.Config // zero: every default is derived from the fields set here
 	cfg.Demo = true
 	cfg.Server.Listen = listen
 	cfg.DataDir, _ = filepath.Abs(data)
@@ -59,7 +59,6 @@ func demoConfig(listen, data string, sims []*comfysim.Sim) config.Config {
 		ports = append(ports, portOf(s.Addr()))
 	}
 	cfg.Servers = []config.Server{{ID: "sim-1", Name: "Simulated GPU box", IP: "127.0.0.1", Ports: ports}}
-	cfg.Store.Path, cfg.Files.Dir = "", ""
 	cfg.WithDefaults()
 	return cfg
 }
