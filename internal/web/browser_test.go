@@ -6,7 +6,6 @@ package web_test
 // <repo>/artifacts/web.
 
 import (
-	"context"
 	"fmt"
 	"image"
 	"image/color"
@@ -17,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"golang.org/x/crypto/bcrypt"
 
@@ -581,12 +578,7 @@ func TestDarkTheme(t *testing.T) {
 	done := d.submit(t2i(3), nil, 0)
 	failed := d.submit(t2i(3), map[string]any{"KSampler.sampler_name": "no-such-sampler"}, 0)
 	p := newPage(t, d)
-	p.do(chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
-			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}},
-		})
-		return err
-	}))
+	p.emulateMedia("dark")
 	p.open("#/tasks/" + done.ID)
 	p.login("admin", "admin123")
 	if bg := eval[string](p, `getComputedStyle(document.body).backgroundColor`); bg != "rgb(11, 15, 23)" {

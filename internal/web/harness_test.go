@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"go.uber.org/goleak"
@@ -156,6 +158,8 @@ func newPage(t *testing.T, d *demo) *page {
 		t.Fatalf("open tab: %v", err)
 	}
 	p.do(chromedp.EmulateViewport(1280, 900))
+	// Reduced motion: no transitions, so screenshots show final states.
+	p.emulateMedia("light")
 	t.Cleanup(func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
@@ -164,6 +168,21 @@ func newPage(t *testing.T, d *demo) *page {
 		}
 	})
 	return p
+}
+
+// emulateMedia sets the colour scheme ("light" or "dark") and asks for
+// reduced motion.
+func (p *page) emulateMedia(scheme string) {
+	p.t.Helper()
+	p.do(chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{
+				{Name: "prefers-color-scheme", Value: scheme},
+				{Name: "prefers-reduced-motion", Value: "reduce"},
+			},
+		})
+		return err
+	}))
 }
 
 func (p *page) onEvent(ev any) {

@@ -115,11 +115,20 @@ export class TaskRow {
 
 // watchTasks routes task events to rows by id; unknown ids go to onUnknown.
 export function watchTasks(rows, onUnknown) {
-  const route = (patch) => (data) => {
+  const route = (patch) => (data, msg) => {
     if (!data?.taskId) return;
     const row = rows.get(data.taskId);
-    if (row) row.update(patch(data));
-    else if (onUnknown) onUnknown(data);
+    if (!row) {
+      if (onUnknown) onUnknown(data);
+      return;
+    }
+    const p = patch(data);
+    // Events carry no startedAt / finishedAt: take the event's time, so
+    // the duration column fills in without a request per task.
+    const at = msg?.timestamp ? new Date(msg.timestamp).toISOString() : undefined;
+    if (at && p.status === 'running' && !row.task.startedAt) p.startedAt = at;
+    if (at && isFinal(p.status) && !row.task.finishedAt) p.finishedAt = at;
+    row.update(p);
   };
   const offs = [
     live.on('task_status', route((d) => ({ status: d.status, instanceId: d.instanceId, progress: d.progress, attempts: d.attempts }))),
