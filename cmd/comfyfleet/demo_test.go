@@ -1,0 +1,68 @@
+package main
+
+import (
+	"bytes"
+	"sync"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/comfyfleet/comfyfleet/internal/app/apptest"
+)
+
+// TestDemo runs "comfyfleet demo" as the README says and checks that the
+// printed login lists the simulated instances as alive.
+func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary; skipped with -short")
+	}
+	bin := buildBinary(t)
+	addr := freeAddr(t)
+	var out syncBuffer
+	cmd := exec.Command(bin, "demo", "--listen", addr, "--data", filepath.Join(t.TempDir(), "data"), "--instances", "3")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	g := &gateway{t: t, url: "http://" + addr, cmd: cmd}
+	defer g.stop()
+	apptest.Eventually(t, 30*time.Second, "the demo banner", func() bool {
+		return strings.Contains(out.String(), "Press Ctrl+C")
+	})
+	if !strings.Contains(out.String(), "http://"+addr) {
+		t.Errorf("banner does not print the URL http://%s:\n%s", addr, out.String())
+	}
+	token := g.login()
+	apptest.Eventually(t, 15*time.Second, "3 alive instances", func() bool {
+		var list []struct{ Alive bool }
+		g.do("GET", "/api/instances", token, nil, &list)
+		alive := 0
+		for _, in := range list {
+			if in.Alive {
+				alive++
+			}
+		}
+		return len(list) == 3 && alive == 3
+	})
+}
+
+// syncBuffer is a bytes.Buffer safe for the process's writer goroutine.
+type syncBuffer struct {
+	// mu guards b.
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
