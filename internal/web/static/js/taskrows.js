@@ -18,7 +18,7 @@ export async function cancelTask(id, status) {
   const running = status === 'running';
   const ok = await confirmDialog('Cancel task?',
     running ? `Task ${shortId(id)} is running; it will be interrupted on its instance.` : `Task ${shortId(id)} will be removed from the queue.`,
-    { ok: 'Cancel task', danger: true });
+    { ok: 'Cancel task', cancel: 'Keep it', danger: true });
   if (!ok) return null;
   try {
     const t = await api('DELETE', '/api/tasks/' + encodeURIComponent(id));

@@ -190,10 +190,10 @@ export function toast(message, kind = '') {
 }
 
 // confirmDialog shows a modal and resolves true when confirmed.
-export function confirmDialog(title, message, { ok = 'OK', danger = false } = {}) {
+export function confirmDialog(title, message, { ok = 'OK', cancel: cancelLabel = 'Cancel', danger = false } = {}) {
   return new Promise((resolve) => {
     const okBtn = h('button', { class: danger ? 'btn-danger solid' : 'btn-primary', value: 'ok', 'data-action': 'confirm' }, ok);
-    const cancel = h('button', { value: 'cancel', 'data-action': 'dismiss' }, 'Cancel');
+    const cancel = h('button', { value: 'cancel', 'data-action': 'dismiss' }, cancelLabel);
     const dlg = h('dialog', { class: 'confirm', 'aria-labelledby': 'dlg-title' },
       h('form', { method: 'dialog' },
         h('h2', { id: 'dlg-title' }, title),
