@@ -56,7 +56,7 @@ func (s *Server) uploadFile(w http.ResponseWriter, r *http.Request) error {
 			return errorf(http.StatusBadRequest, "invalid_upload", "The multipart field \"file\" is missing.")
 		}
 		if err != nil {
-			return uploadErr(err, limit)
+			return multipartErr(err, limit)
 		}
 		if part.FormName() != "file" {
 			continue
@@ -95,6 +95,14 @@ func (s *Server) sniff(r *http.Request, id string) []byte {
 	head := make([]byte, 512)
 	n, _ := io.ReadFull(bf, head)
 	return head[:n]
+}
+
+// multipartErr: a body over the limit is 413, any other parse error 400.
+func multipartErr(err error, limit int64) error {
+	if e := uploadErr(err, limit); e != err {
+		return e
+	}
+	return errorf(http.StatusBadRequest, "invalid_upload", "The multipart body is malformed: %v.", err)
 }
 
 func uploadErr(err error, limit int64) error {
