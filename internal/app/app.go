@@ -102,6 +102,7 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 		return err
 	}
 	a.store = st
+	a.warnStore(ctx)
 	base := cfg
 	if cfg, err = a.applyRuntime(ctx, cfg); err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 
 	"github.com/comfyfleet/comfyfleet/internal/config"
 	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/store/redisstore"
 	"github.com/comfyfleet/comfyfleet/internal/store/sqlitestore"
 )
 
@@ -24,8 +25,23 @@ func openStore(ctx context.Context, cfg config.Config) (store.Store, error) {
 			return nil, fmt.Errorf("app: open sqlite store: %w", err)
 		}
 		return st, nil
+	case "redis":
+		st, err := redisstore.Open(ctx, cfg.Store.URL, redisstore.WithPrefix(cfg.Store.Prefix))
+		if err != nil {
+			return nil, fmt.Errorf("app: open redis store: %w", err)
+		}
+		return st, nil
 	}
-	return nil, fmt.Errorf("app: store driver %q is not available in this build", cfg.Store.Driver)
+	return nil, fmt.Errorf("app: unknown store driver %q", cfg.Store.Driver)
+}
+
+// warnStore logs the store's production warnings (Redis persistence and eviction).
+func (a *App) warnStore(ctx context.Context) {
+	if rs, ok := a.store.(*redisstore.Store); ok {
+		for _, w := range rs.CheckProductionSettings(ctx) {
+			a.log.WarnContext(ctx, "redis is not set up for production", "warning", w)
+		}
+	}
 }
 
 // applyRuntime overlays the runtime config persisted by PUT /api/config on

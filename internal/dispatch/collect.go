@@ -78,7 +78,8 @@ func (d *Dispatcher) collectOne(ctx context.Context, c *comfy.Client, t *task.Ta
 		ID: id, Owner: t.Owner, TaskID: t.ID, NodeID: nodeID, Filename: name,
 		ContentType: ctype, Size: size, CreatedAt: time.Now(),
 	}
-	if err := d.opts.Store.FileInsert(ctx, rec); err != nil && !errors.Is(err, store.ErrConflict) {
+	_, err = storeRetry(ctx, func() (struct{}, error) { return struct{}{}, d.opts.Store.FileInsert(ctx, rec) })
+	if err != nil && !errors.Is(err, store.ErrConflict) {
 		return task.Output{}, err
 	}
 	return task.Output{URL: FileURL(base, id, name), Filename: name, Type: ref.Kind, NodeID: nodeID, FileID: id}, nil
@@ -99,8 +100,10 @@ func (d *Dispatcher) fetch(ctx context.Context, c *comfy.Client, ref comfy.FileR
 }
 
 func (d *Dispatcher) finishCollected(ctx context.Context, t *task.Task, to task.Status, res *task.Result, terr *task.Error) {
-	done, err := d.opts.Store.TaskFinish(ctx, &store.TaskFinishParams{
-		ID: t.ID, From: []task.Status{task.StatusRunning}, To: to, Result: res, Error: terr, Now: time.Now(),
+	done, err := storeRetry(ctx, func() (*task.Task, error) {
+		return d.opts.Store.TaskFinish(ctx, &store.TaskFinishParams{
+			ID: t.ID, From: []task.Status{task.StatusRunning}, To: to, Result: res, Error: terr, Now: time.Now(),
+		})
 	})
 	if err != nil {
 		if ctx.Err() == nil {

@@ -222,8 +222,10 @@ func executionError(entry *comfy.HistoryEntry) *task.Error {
 
 // finish moves the task to a final status and publishes it.
 func (r *run) finish(ctx context.Context, to task.Status, res *task.Result, terr *task.Error) {
-	t, err := r.st().TaskFinish(ctx, &store.TaskFinishParams{
-		ID: r.task.ID, From: []task.Status{task.StatusRunning}, To: to, Result: res, Error: terr, Now: time.Now(),
+	t, err := storeRetry(ctx, func() (*task.Task, error) {
+		return r.st().TaskFinish(ctx, &store.TaskFinishParams{
+			ID: r.task.ID, From: []task.Status{task.StatusRunning}, To: to, Result: res, Error: terr, Now: time.Now(),
+		})
 	})
 	if err != nil {
 		if ctx.Err() == nil {
@@ -245,7 +247,9 @@ func (r *run) requeue(ctx context.Context, refund bool) {
 		})
 		return
 	}
-	t, err := r.st().TaskRequeue(ctx, &store.TaskRequeueParams{ID: r.task.ID, RefundAttempt: refund, Now: time.Now()})
+	t, err := storeRetry(ctx, func() (*task.Task, error) {
+		return r.st().TaskRequeue(ctx, &store.TaskRequeueParams{ID: r.task.ID, RefundAttempt: refund, Now: time.Now()})
+	})
 	if err != nil {
 		if ctx.Err() == nil {
 			r.log.WarnContext(ctx, "requeue failed", "err", err)
