@@ -2,10 +2,10 @@ package main
 
 import (
 	"bytes"
-	"sync"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 

@@ -42,7 +42,7 @@ func TestKill9AndRestart(t *testing.T) {
 	}()
 	dir := t.TempDir()
 	addr := freeAddr(t)
-	cfgPath := writeConfig(t, dir, addr, sims)
+	cfgPath := writeConfig(t, dir, addr, sims, "")
 	g := &gateway{t: t, bin: bin, cfg: cfgPath, dir: dir, url: "http://" + addr}
 
 	g.start()
@@ -90,7 +90,8 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func writeConfig(t *testing.T, dir, addr string, sims []*comfysim.Sim) string {
+// writeConfig writes a gateway config for the simulators; extra is more YAML.
+func writeConfig(t *testing.T, dir, addr string, sims []*comfysim.Sim, extra string) string {
 	t.Helper()
 	var ports []string
 	for _, s := range sims {
@@ -106,7 +107,7 @@ servers:
   - id: sims
     ip: 127.0.0.1
     ports: [%s]
-`, addr, filepath.Join(dir, "data"), strings.Join(ports, ", "))
+%s`, addr, filepath.Join(dir, "data"), strings.Join(ports, ", "), extra)
 	path := filepath.Join(dir, "comfyfleet.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -227,7 +228,9 @@ func (g *gateway) completed(token string) int {
 
 // sampleWorkflow is a small text-to-image workflow with 10 sampler steps.
 func sampleWorkflow(i int) map[string]any {
-	n := func(class string, in map[string]any) map[string]any { return map[string]any{"class_type": class, "inputs": in} }
+	n := func(class string, in map[string]any) map[string]any {
+		return map[string]any{"class_type": class, "inputs": in}
+	}
 	return map[string]any{
 		"4": n("CheckpointLoaderSimple", map[string]any{"ckpt_name": "v1-5-pruned-emaonly.safetensors"}),
 		"6": n("CLIPTextEncode", map[string]any{"text": fmt.Sprintf("task %d", i), "clip": []any{"4", 1}}),

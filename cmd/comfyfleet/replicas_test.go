@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/comfyfleet/comfyfleet/internal/app/apptest"
+	"github.com/comfyfleet/comfyfleet/internal/comfysim"
+	"github.com/comfyfleet/comfyfleet/internal/store/redisstore/redistest"
+)
+
+// TestReplicasOnRedis: 3 gateway processes share one Redis and 8 simulated
+// instances; 1,000 tasks are submitted round-robin across them and one
+// replica is killed with SIGKILL mid-run. All tasks complete, each ran once
+// on the simulators, and /ws clients of the survivors saw the completion of
+// tasks submitted through the dead replica.
+func TestReplicasOnRedis(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary; skipped with -short")
+	}
+	const tasks, instances, replicas = 1000, 8, 3
+	url := redistest.URL(t)
+	prefix := redistest.Prefix(t, url)
+	bin := buildBinary(t)
+	log := comfysim.NewLog()
+	sims, err := comfysim.StartFleet(instances, "127.0.0.1:0", comfysim.Options{Log: log, StepDelay: 2 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, s := range sims {
+			s.Close()
+		}
+	}()
+	extra := fmt.Sprintf("store:\n  driver: redis\n  url: %q\n  prefix: %q\nauth:\n  secret: %q\n",
+		url, prefix, strings.Repeat("s", 40))
+	gws := make([]*gateway, replicas)
+	for i := range gws {
+		dir := t.TempDir()
+		addr := freeAddr(t)
+		gws[i] = &gateway{t: t, bin: bin, cfg: writeConfig(t, dir, addr, sims, extra), dir: dir, url: "http://" + addr}
+		gws[i].start()
+	}
+	tokens := make([]string, replicas)
+	for i, g := range gws {
+		tokens[i] = g.login()
+	}
+	seen := []*completions{watch(t, gws[1], tokens[1]), watch(t, gws[2], tokens[2])}
+
+	ids, via := submitRoundRobin(t, gws, tokens, tasks)
+	apptest.Eventually(t, 120*time.Second, "200 completions", func() bool { return gws[1].completed(tokens[1]) >= 200 })
+	gws[0].kill()
+	t.Logf("killed replica 0 after %d runs started", len(log.PromptIDs()))
+
+	apptest.Eventually(t, 180*time.Second, "all tasks completed", func() bool { return gws[1].completed(tokens[1]) == tasks })
+	for _, id := range ids {
+		if n := log.Count(id); n != 1 {
+			t.Errorf("task %s ran %d times", id, n)
+		}
+	}
+	if o := log.Overlaps(); len(o) != 0 {
+		t.Errorf("overlapping runs: %v", o)
+	}
+	for i, id := range ids {
+		if via[i] != 0 {
+			continue
+		}
+		for w, c := range seen {
+			if !c.has(id) {
+				t.Errorf("the /ws client of replica %d missed the completion of %s (submitted through the dead replica); connection error: %v", w+1, id, c.err)
+				logLines(t, gws, id)
+			}
+		}
+	}
+	gws[1].stop()
+	gws[2].stop()
+}
+
+func submitRoundRobin(t *testing.T, gws []*gateway, tokens []string, n int) (ids []string, via []int) {
+	ids, via = make([]string, n), make([]int, n)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < n; i += 8 {
+				r := i % len(gws)
+				var v struct{ ID string }
+				if st := gws[r].do("POST", "/api/tasks", tokens[r], map[string]any{"workflow": sampleWorkflow(i)}, &v); st != 200 {
+					t.Errorf("submit %d via replica %d: status %d", i, r, st)
+				}
+				ids[i], via[i] = v.ID, r
+			}
+		})
+	}
+	wg.Wait()
+	return ids, via
+}
+
+// completions collects the task ids of task_completed messages on one /ws.
+type completions struct {
+	// mu guards ids and err.
+	mu  sync.Mutex
+	ids map[string]bool
+	err error // why the connection ended early, if it did
+}
+
+func (c *completions) has(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ids[id]
+}
+
+func watch(t *testing.T, g *gateway, token string) *completions {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(g.url, "http")+"/ws?token="+token, nil)
+	if err != nil {
+		t.Fatalf("dial /ws: %v", err)
+	}
+	conn.SetReadLimit(16 << 20)
+	c := &completions{ids: map[string]bool{}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			_, data, err := conn.Read(ctx)
+			if err != nil {
+				c.mu.Lock()
+				c.err = err
+				c.mu.Unlock()
+				return
+			}
+			var m struct {
+				Type string
+				Data struct{ TaskID string }
+			}
+			if json.Unmarshal(data, &m) == nil && m.Type == "task_completed" {
+				c.mu.Lock()
+				c.ids[m.Data.TaskID] = true
+				c.mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		conn.CloseNow()
+		<-done
+	})
+	return c
+}
+
+// logLines prints every gateway log line that mentions id.
+func logLines(t *testing.T, gws []*gateway, id string) {
+	for i, g := range gws {
+		for run := 1; run <= g.runs; run++ {
+			b, _ := os.ReadFile(filepath.Join(g.dir, fmt.Sprintf("gateway-%d.log", run)))
+			for _, line := range strings.Split(string(b), "\n") {
+				if strings.Contains(line, id) {
+					t.Logf("replica %d: %s", i, line)
+				}
+			}
+		}
+	}
+}
