@@ -96,7 +96,7 @@ func parseCatalog(b []byte) (*catalog, error) {
 	}
 	c := &catalog{order: root.keys, specs: make(map[string]*nodeSpec, root.len()), root: root}
 	for _, class := range root.keys {
-		info, ok := root.m[class].(*obj)
+		info, ok := root.at(class).(*obj)
 		if !ok {
 			return nil, fmt.Errorf("object_info[%q] is not an object", class)
 		}
@@ -117,20 +117,20 @@ func parseSpec(class string, info *obj) *nodeSpec {
 			continue
 		}
 		for _, name := range group.keys {
-			n.inputs = append(n.inputs, parseInput(name, cat, group.m[name]))
+			n.inputs = append(n.inputs, parseInput(name, cat, group.at(name)))
 		}
 	}
 	if hidden := in.sub("hidden"); hidden != nil {
 		for _, name := range hidden.keys {
-			kind, _ := hidden.m[name].(string)
+			kind, _ := hidden.at(name).(string)
 			n.hidden[name] = kind
 			n.hiddenKeys = append(n.hiddenKeys, name)
 		}
 	}
-	if outs, ok := info.m["output"].([]any); ok {
+	if outs, ok := info.at("output").([]any); ok {
 		n.outputs = outs
 	}
-	n.outputNode, _ = info.m["output_node"].(bool)
+	n.outputNode, _ = info.at("output_node").(bool)
 	return n
 }
 
@@ -246,7 +246,7 @@ func withCombo(info *obj, in inputSpec, list []any) *obj {
 	info = info.clone()
 	inputs := info.sub("input").clone()
 	group := inputs.sub(in.category).clone()
-	spec := append([]any(nil), group.m[in.name].([]any)...)
+	spec := append([]any(nil), group.at(in.name).([]any)...)
 	spec[0] = list
 	group.set(in.name, spec)
 	inputs.set(in.category, group)

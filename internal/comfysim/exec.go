@@ -147,7 +147,7 @@ func (e *executor) isChanged(n *gnode) string {
 	case "SaveImageWebsocket":
 		return strconv.FormatUint(e.rng.Uint64(), 16) // time.time(): always changed
 	case "LoadImage", "LoadImageMask":
-		name, _ := n.inputs.m["image"].(string)
+		name, _ := n.inputs.at("image").(string)
 		dir, rel := annotatedPath(name, dirInput)
 		if f, ok := e.p.sim.files.get(dir, rel); ok {
 			sum := f.sha256()
@@ -240,7 +240,7 @@ func uiOutput(ui *obj) any {
 	if ui == nil {
 		return nil
 	}
-	return ui.m["output"]
+	return ui.at("output")
 }
 
 // callNode runs the node function after ComfyUI's before_node_execution
@@ -252,6 +252,7 @@ func (r *run) callNode(x *nodeRun) ([]any, *obj, error) {
 	if r.e.p.interrupted() {
 		return nil, nil, errInterrupted
 	}
+	r.e.p.sim.k.nodeStarted(r.item.id, x.id)
 	if err := x.sleep(r.e.p.sim.nodeDelay(x.spec.class)); err != nil {
 		return nil, nil, err
 	}
@@ -329,8 +330,8 @@ func (r *run) uiOutputs() (*obj, *obj) {
 		if !ok || entry.ui == nil {
 			continue
 		}
-		outputs.set(id, entry.ui.m["output"])
-		meta.set(id, entry.ui.m["meta"])
+		outputs.set(id, entry.ui.at("output"))
+		meta.set(id, entry.ui.at("meta"))
 	}
 	return outputs, meta
 }

@@ -162,9 +162,9 @@ func TestLoadImageFromUploadAndOutput(t *testing.T) {
 	id = submit(t, s, `{"1": {"class_type": "LoadImage", "inputs": {"image": "scaled_00001_.png [output]"}},
   "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}`, "gw")
 	fs := ws.untilDone(t, id)
-	out := find(fs, "executed").field("output").(*obj).m["images"].([]any)[0].(*obj)
+	out := find(fs, "executed").field("output").(*obj).at("images").([]any)[0].(*obj)
 	name, _ := out.str("filename")
-	if !strings.HasPrefix(name, "ComfyUI_temp_") || out.m["type"] != "temp" {
+	if !strings.HasPrefix(name, "ComfyUI_temp_") || out.at("type") != "temp" {
 		t.Errorf("preview output %s, want a temp file", encodePy(out))
 	}
 	if v := get(t, s.URL()+"/view?filename="+name+"&type=temp"); v.status != 200 {
@@ -173,9 +173,9 @@ func TestLoadImageFromUploadAndOutput(t *testing.T) {
 	// The same node id keeps its random suffix across prompts; the counter moves on.
 	id = submit(t, s, `{"1": {"class_type": "LoadImage", "inputs": {"image": "job/in.png"}},
   "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}`, "gw")
-	next := find(ws.untilDone(t, id), "executed").field("output").(*obj).m["images"].([]any)[0].(*obj)
-	if want := strings.Replace(name, "00001", "00002", 1); next.m["filename"] != want {
-		t.Errorf("second preview %v, want %s", next.m["filename"], want)
+	next := find(ws.untilDone(t, id), "executed").field("output").(*obj).at("images").([]any)[0].(*obj)
+	if want := strings.Replace(name, "00001", "00002", 1); next.at("filename") != want {
+		t.Errorf("second preview %v, want %s", next.at("filename"), want)
 	}
 }
 

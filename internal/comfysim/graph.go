@@ -53,7 +53,7 @@ func (g *graph) links(id string) []linkRef {
 	var out []linkRef
 	n := g.nodes[id]
 	for _, name := range n.inputs.keys {
-		if from, slot, ok := link(n.inputs.m[name]); ok && g.nodes[from] != nil {
+		if from, slot, ok := link(n.inputs.at(name)); ok && g.nodes[from] != nil {
 			out = append(out, linkRef{input: name, from: from, slot: slot})
 		}
 	}
@@ -85,7 +85,7 @@ func (g *graph) signatures(isChanged func(n *gnode) string) map[string]string {
 		names := append([]string(nil), n.inputs.keys...)
 		sort.Strings(names)
 		for _, name := range names {
-			v := n.inputs.m[name]
+			v := n.inputs.at(name)
 			h.Write([]byte(name + "="))
 			if from, slot, ok := link(v); ok && g.nodes[from] != nil {
 				h.Write([]byte("@" + sig(from, depth+1) + "#" + strconv.Itoa(slot)))

@@ -123,7 +123,7 @@ func (f wsFrameT) field(k string) any {
 	if f.msg == nil {
 		return nil
 	}
-	return f.msg.sub("data").m[k]
+	return f.msg.sub("data").at(k)
 }
 
 // wsClient is a WebSocket test client that buffers every frame.

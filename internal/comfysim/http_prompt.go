@@ -69,7 +69,7 @@ func (p *proc) submit(body []byte, rec *ReceivedPrompt) (int, []byte, error) {
 	}
 	rec.PromptID = id
 	partial, hasPartial := data.get("partial_execution_targets")
-	verdict, err := validatePrompt(p.sim.cat, p.sim.files, data.m["prompt"], partial, hasPartial)
+	verdict, err := validatePrompt(p.sim.cat, p.sim.files, data.at("prompt"), partial, hasPartial)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -80,7 +80,7 @@ func (p *proc) submit(body []byte, rec *ReceivedPrompt) (int, []byte, error) {
 	if !verdict.ok {
 		return http.StatusBadRequest, encodePy(newObj("error", verdict.err, "node_errors", verdict.nodeErrors)), nil
 	}
-	it := &queueItem{number: number, id: id, graph: newGraph(p.sim.cat, data.m["prompt"].(*obj)), extra: extra, outputs: verdict.outputs}
+	it := &queueItem{number: number, id: id, graph: newGraph(p.sim.cat, data.at("prompt").(*obj)), extra: extra, outputs: verdict.outputs}
 	it.encoded = it.encode()
 	p.put(it)
 	return http.StatusOK, encodePy(newObj("prompt_id", id, "number", number.value(), "node_errors", verdict.nodeErrors)), nil
@@ -142,7 +142,7 @@ func (p *proc) assignNumber(data *obj) (priority, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := p.counter
-	if pyTruthy(data.m["front"]) {
+	if pyTruthy(data.at("front")) {
 		n = -n
 	}
 	p.counter++
@@ -303,7 +303,7 @@ func (p *proc) postInterrupt(w http.ResponseWriter, r *http.Request) error {
 		return &errServer{"'" + pyTypeName(data) + "' object has no attribute 'get'"}
 	}
 	rec := Interrupt{Time: time.Now(), Running: p.runningID()}
-	target := d.m["prompt_id"]
+	target := d.at("prompt_id")
 	if pyTruthy(target) {
 		rec.PromptID = pyStr(target)
 		rec.Applied = rec.Running != "" && target == rec.Running
@@ -327,7 +327,7 @@ func (p *proc) postFree(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return &errServer{"'" + pyTypeName(data) + "' object has no attribute 'get'"}
 	}
-	unload, free := pyTruthy(d.m["unload_models"]), pyTruthy(d.m["free_memory"])
+	unload, free := pyTruthy(d.at("unload_models")), pyTruthy(d.at("free_memory"))
 	if unload || free {
 		p.setFlags(unload, free)
 	}

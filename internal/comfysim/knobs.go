@@ -20,7 +20,8 @@ type knobs struct {
 	hangNext    int
 	hangIDs     map[string]bool
 	hanging     map[string]*hangEntry
-	hangChanged chan struct{} // closed and replaced whenever hanging changes
+	hangChanged chan struct{} // closed and replaced whenever hanging or started changes
+	started     map[string]bool // "prompt/node" of every node whose function began
 	prompts     []ReceivedPrompt
 	interrupts  []Interrupt
 	maxRecorded int
@@ -48,6 +49,7 @@ func (k *knobs) init(nodeDelay time.Duration) {
 	k.classDelay = map[string]time.Duration{}
 	k.hangIDs = map[string]bool{}
 	k.hanging = map[string]*hangEntry{}
+	k.started = map[string]bool{}
 	k.hangChanged = make(chan struct{})
 }
 
@@ -287,6 +289,36 @@ func (s *Sim) WaitHanging(ctx context.Context) (string, error) {
 		case <-ch:
 		case <-ctx.Done():
 			return "", ctx.Err()
+		}
+	}
+}
+
+// nodeStarted records that a node passed its interrupt check and began.
+func (k *knobs) nodeStarted(promptID, nodeID string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.started) > 4096 {
+		clear(k.started)
+	}
+	k.started[promptID+"/"+nodeID] = true
+	k.notifyHang()
+}
+
+// WaitNodeStarted blocks until node nodeID of promptID has passed its
+// interrupt check and begun its work (its delay, steps or hang). An
+// interrupt sent after that lands at the next node boundary or step.
+func (s *Sim) WaitNodeStarted(ctx context.Context, promptID, nodeID string) error {
+	for {
+		s.k.mu.Lock()
+		done, ch := s.k.started[promptID+"/"+nodeID], s.k.hangChanged
+		s.k.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 }

@@ -72,14 +72,14 @@ func TestTextToImageWorkflow(t *testing.T) {
 	if find(fs, "execution_success").msg == nil {
 		t.Fatalf("no execution_success: %v", frameTypes(fs))
 	}
-	out := find(fs, "executed").field("output").(*obj).m["images"].([]any)[0].(*obj)
-	v := get(t, s.URL()+"/view?filename="+out.m["filename"].(string)+"&type=output")
+	out := find(fs, "executed").field("output").(*obj).at("images").([]any)[0].(*obj)
+	v := get(t, s.URL()+"/view?filename="+out.at("filename").(string)+"&type=output")
 	checkImage(t, "output", v.body, traceImage{IsPNG: true, Width: 512, Height: 512})
 	if last.typ != "executing" || s.ModelLoads() != 1 {
 		t.Errorf("last frame %s, model loads %d; want executing null and 1 load", last.data, s.ModelLoads())
 	}
 	h := get(t, s.URL()+"/history/"+id).json(t).(*obj).sub(id)
-	cfg := h.m["prompt"].([]any)[2].(*obj).sub("3").sub("inputs").m["cfg"]
+	cfg := h.at("prompt").([]any)[2].(*obj).sub("3").sub("inputs").at("cfg")
 	if cfg != 8.0 {
 		t.Errorf("history cfg = %#v, want 8.0: validation writes FLOAT coercions back", cfg)
 	}
@@ -136,7 +136,7 @@ func TestFailNode(t *testing.T) {
 		t.Errorf("executed = %v, want the two nodes before", got)
 	}
 	st := get(t, s.URL()+"/history/"+id).json(t).(*obj).sub(id).sub("status")
-	if st.m["status_str"] != "error" || st.m["completed"] != false {
+	if st.at("status_str") != "error" || st.at("completed") != false {
 		t.Errorf("history status = %s", encodePy(st))
 	}
 	if r := s.Log().Runs(id); len(r) != 1 || r[0].Outcome != OutcomeError {
@@ -225,7 +225,7 @@ func TestDropHTTPConnection(t *testing.T) {
 func TestDropWebSocketMidRunAndReconnect(t *testing.T) {
 	t.Parallel()
 	s := startSim(t, Options{})
-	s.SetNodeDelay("ImageInvert", 50*time.Millisecond)
+	s.SetNodeDelay("ImageInvert", 250*time.Millisecond)
 	s.DropWebSocketOn("executing", 2)
 	ws := dialWS(t, s, "?clientId=gw")
 	id := submit(t, s, chainPrompt("drop"), "gw")
@@ -257,7 +257,7 @@ func TestHangRelease(t *testing.T) {
 		t.Fatalf("WaitHanging = %q, %v; want %q", got, err, id)
 	}
 	q := get(t, s.URL()+"/queue").json(t).(*obj)
-	if running := q.m["queue_running"].([]any); len(running) != 1 {
+	if running := q.at("queue_running").([]any); len(running) != 1 {
 		t.Errorf("queue_running = %s, want the hanging prompt", encodePy(running))
 	}
 	if r := s.Log().Runs(id); len(r) != 1 || r[0].Outcome != OutcomeRunning {
@@ -331,7 +331,7 @@ func TestStopAndRestart(t *testing.T) {
 		t.Errorf("output file after restart: %d, want 200 (the disk survives)", v.status)
 	}
 	r := postJSON(t, s.URL()+"/prompt", `{"prompt": `+trivialPrompt(8, "again")+`}`)
-	if n := r.json(t).(*obj).m["number"]; n != int64(0) {
+	if n := r.json(t).(*obj).at("number"); n != int64(0) {
 		t.Errorf("number after restart = %v, want 0 (a new process)", n)
 	}
 }
@@ -396,8 +396,8 @@ func TestUnknownCheckpointRejected(t *testing.T) {
 	t.Parallel()
 	s := startSim(t, Options{Checkpoints: []string{"only.safetensors"}})
 	r := postJSON(t, s.URL()+"/prompt", `{"prompt": `+t2iPrompt("sd_xl_base_1.0.safetensors", 1, 1)+`}`)
-	e := r.json(t).(*obj).sub("node_errors").sub("4").m["errors"].([]any)[0].(*obj)
-	if r.status != 400 || e.m["type"] != "value_not_in_list" || e.m["details"] != "ckpt_name: 'sd_xl_base_1.0.safetensors' not in ['only.safetensors']" {
+	e := r.json(t).(*obj).sub("node_errors").sub("4").at("errors").([]any)[0].(*obj)
+	if r.status != 400 || e.at("type") != "value_not_in_list" || e.at("details") != "ckpt_name: 'sd_xl_base_1.0.safetensors' not in ['only.safetensors']" {
 		t.Errorf("%d %s", r.status, r.body)
 	}
 }

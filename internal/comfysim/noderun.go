@@ -23,7 +23,7 @@ func (r *run) newNodeRun(n *gnode) *nodeRun {
 	s := r.e.p.sim
 	x := &nodeRun{r: r, id: n.id, spec: n.spec, n: n, in: map[string]any{}, steps: s.opts.Steps, stepDelay: s.opts.StepDelay}
 	for _, name := range n.inputs.keys {
-		v := n.inputs.m[name]
+		v := n.inputs.at(name)
 		if from, slot, ok := link(v); ok && r.g.nodes[from] != nil {
 			if entry := r.e.cache[r.sigs[from]]; entry != nil {
 				if slot < 0 {
@@ -219,9 +219,9 @@ func (x *nodeRun) pngTexts() [][2]string {
 		return nil
 	}
 	texts := [][2]string{{"prompt", string(x.r.g.encoded)}}
-	if extra, ok := x.r.item.extra.m["extra_pnginfo"].(*obj); ok {
+	if extra, ok := x.r.item.extra.at("extra_pnginfo").(*obj); ok {
 		for _, k := range extra.keys {
-			texts = append(texts, [2]string{k, string(encodePy(extra.m[k]))})
+			texts = append(texts, [2]string{k, string(encodePy(extra.at(k)))})
 		}
 	}
 	return texts

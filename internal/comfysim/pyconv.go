@@ -107,7 +107,7 @@ func writeRepr(sb *strings.Builder, v any) {
 			}
 			sb.WriteString(pyQuote(k))
 			sb.WriteString(": ")
-			writeRepr(sb, t.m[k])
+			writeRepr(sb, t.at(k))
 		}
 		sb.WriteByte('}')
 	case rawJSON:
@@ -256,7 +256,7 @@ func pyEqual(a, b any) bool {
 		}
 		for _, k := range t.keys {
 			w, ok := u.get(k)
-			if !ok || !pyEqual(t.m[k], w) {
+			if !ok || !pyEqual(t.at(k), w) {
 				return false
 			}
 		}

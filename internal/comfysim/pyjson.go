@@ -24,48 +24,86 @@ type intLit string
 type rawJSON []byte
 
 // obj is a JSON object with Python dict semantics: keys keep insertion order
-// and assigning an existing key keeps its position.
+// and assigning an existing key keeps its position. Most objects are small,
+// so keys are found by scanning; an index appears past idxMin keys.
 type obj struct {
 	keys []string
-	m    map[string]any
+	vals []any
+	idx  map[string]int
 }
+
+const idxMin = 16
 
 // newObj builds an object from alternating keys and values.
 func newObj(kv ...any) *obj {
-	o := &obj{keys: make([]string, 0, len(kv)/2), m: make(map[string]any, len(kv)/2)}
+	o := &obj{keys: make([]string, 0, len(kv)/2), vals: make([]any, 0, len(kv)/2)}
 	for i := 0; i+1 < len(kv); i += 2 {
 		o.set(kv[i].(string), kv[i+1])
 	}
 	return o
 }
 
-func (o *obj) set(k string, v any) {
-	if _, ok := o.m[k]; !ok {
-		o.keys = append(o.keys, k)
+func (o *obj) find(k string) int {
+	if o.idx != nil {
+		if i, ok := o.idx[k]; ok {
+			return i
+		}
+		return -1
 	}
-	o.m[k] = v
+	for i, kk := range o.keys {
+		if kk == k {
+			return i
+		}
+	}
+	return -1
+}
+
+func (o *obj) set(k string, v any) {
+	if i := o.find(k); i >= 0 {
+		o.vals[i] = v
+		return
+	}
+	o.keys = append(o.keys, k)
+	o.vals = append(o.vals, v)
+	switch {
+	case o.idx != nil:
+		o.idx[k] = len(o.keys) - 1
+	case len(o.keys) > idxMin:
+		o.reindex()
+	}
+}
+
+func (o *obj) reindex() {
+	o.idx = make(map[string]int, len(o.keys))
+	for i, k := range o.keys {
+		o.idx[k] = i
+	}
 }
 
 func (o *obj) get(k string) (any, bool) {
-	v, ok := o.m[k]
-	return v, ok
+	if i := o.find(k); i >= 0 {
+		return o.vals[i], true
+	}
+	return nil, false
 }
 
-func (o *obj) has(k string) bool {
-	_, ok := o.m[k]
-	return ok
+// at is the value of k, nil when absent.
+func (o *obj) at(k string) any {
+	v, _ := o.get(k)
+	return v
 }
+
+func (o *obj) has(k string) bool { return o.find(k) >= 0 }
 
 func (o *obj) del(k string) {
-	if _, ok := o.m[k]; !ok {
+	i := o.find(k)
+	if i < 0 {
 		return
 	}
-	delete(o.m, k)
-	for i, kk := range o.keys {
-		if kk == k {
-			o.keys = append(o.keys[:i:i], o.keys[i+1:]...)
-			return
-		}
+	o.keys = append(o.keys[:i:i], o.keys[i+1:]...)
+	o.vals = append(o.vals[:i:i], o.vals[i+1:]...)
+	if o.idx != nil {
+		o.reindex()
 	}
 }
 
@@ -73,21 +111,21 @@ func (o *obj) len() int { return len(o.keys) }
 
 // str returns the value of k when it is a string.
 func (o *obj) str(k string) (string, bool) {
-	s, ok := o.m[k].(string)
+	s, ok := o.at(k).(string)
 	return s, ok
 }
 
 // sub returns the value of k when it is an object.
 func (o *obj) sub(k string) *obj {
-	s, _ := o.m[k].(*obj)
+	s, _ := o.at(k).(*obj)
 	return s
 }
 
 // clone copies the object one level deep.
 func (o *obj) clone() *obj {
-	c := &obj{keys: append([]string(nil), o.keys...), m: make(map[string]any, len(o.m))}
-	for k, v := range o.m {
-		c.m[k] = v
+	c := &obj{keys: append([]string(nil), o.keys...), vals: append([]any(nil), o.vals...)}
+	if o.idx != nil {
+		c.reindex()
 	}
 	return c
 }
@@ -96,9 +134,9 @@ func (o *obj) clone() *obj {
 func deepCopy(v any) any {
 	switch t := v.(type) {
 	case *obj:
-		c := &obj{keys: append([]string(nil), t.keys...), m: make(map[string]any, len(t.m))}
-		for k, vv := range t.m {
-			c.m[k] = deepCopy(vv)
+		c := t.clone()
+		for i, vv := range c.vals {
+			c.vals[i] = deepCopy(vv)
 		}
 		return c
 	case []any:
@@ -505,7 +543,7 @@ func appendPyObj(b []byte, o *obj) []byte {
 		}
 		b = appendPyString(b, k)
 		b = append(b, ": "...)
-		b = appendPy(b, o.m[k])
+		b = appendPy(b, o.vals[i])
 	}
 	return append(b, '}')
 }

@@ -115,14 +115,14 @@ func TestObjectInfoCombos(t *testing.T) {
 	t.Parallel()
 	s := startSim(t, Options{})
 	info := get(t, s.URL()+"/object_info/CheckpointLoaderSimple").json(t).(*obj)
-	got := info.sub("CheckpointLoaderSimple").sub("input").sub("required").m["ckpt_name"].([]any)[0]
+	got := info.sub("CheckpointLoaderSimple").sub("input").sub("required").at("ckpt_name").([]any)[0]
 	if pyRepr(got) != pyRepr(stringsToAny(DefaultCheckpoints)) {
 		t.Errorf("ckpt_name combo = %s, want the default checkpoints", pyRepr(got))
 	}
 	uploadFile(t, s, "in.png", testPNG(4, 4), nil)
 	uploadFile(t, s, "notes.txt", []byte("x"), nil)
 	all := get(t, s.URL()+"/object_info").json(t).(*obj)
-	images := all.sub("LoadImage").sub("input").sub("required").m["image"].([]any)[0]
+	images := all.sub("LoadImage").sub("input").sub("required").at("image").([]any)[0]
 	if pyRepr(images) != "['in.png']" {
 		t.Errorf("LoadImage combo = %s, want the uploaded images", pyRepr(images))
 	}

@@ -42,7 +42,7 @@ func TestQueueOrder(t *testing.T) {
 	if got := submitAs("g", ""); !strings.Contains(got, `"number": 6,`) {
 		t.Errorf("g: %s, want number 6 (the rejected prompt used 5)", got)
 	}
-	pending := get(t, s.URL()+"/queue").json(t).(*obj).m["queue_pending"].([]any)
+	pending := get(t, s.URL()+"/queue").json(t).(*obj).at("queue_pending").([]any)
 	var heap []string
 	for _, it := range pending {
 		heap = append(heap, it.([]any)[1].(string))
@@ -79,14 +79,14 @@ func TestQueueDeleteAndClear(t *testing.T) {
 	for len(got) < len(want) {
 		f, _ := ws.next(t)
 		if f.typ == "status" {
-			got = append(got, f.field("status").(*obj).sub("exec_info").m["queue_remaining"].(int64))
+			got = append(got, f.field("status").(*obj).sub("exec_info").at("queue_remaining").(int64))
 		}
 	}
 	if pyRepr(anySlice(got)) != pyRepr(anySlice(want)) {
 		t.Errorf("status queue_remaining %v, want %v: deleting the only pending item broadcasts twice", got, want)
 	}
 	q := get(t, s.URL()+"/queue").json(t).(*obj)
-	if len(q.m["queue_pending"].([]any)) != 0 || len(q.m["queue_running"].([]any)) != 1 {
+	if len(q.at("queue_pending").([]any)) != 0 || len(q.at("queue_running").([]any)) != 1 {
 		t.Errorf("queue %s, want the running prompt only", encodePy(q))
 	}
 	s.Release()
@@ -160,12 +160,14 @@ func TestHistoryWrittenBeforeFinalExecuting(t *testing.T) {
 func TestInterruptIsCooperative(t *testing.T) {
 	t.Parallel()
 	s := startSim(t, Options{})
-	s.SetNodeDelay("ImageInvert", 100*time.Millisecond)
+	s.SetNodeDelay("ImageInvert", 250*time.Millisecond)
 	ws := dialWS(t, s, "?clientId=gw")
 	// Interrupt while node 2 runs: it completes, node 3 is told executing and
 	// then interrupted.
 	id := submit(t, s, chainPrompt("i"), "gw")
-	ws.until(t, func(f wsFrameT) bool { return f.typ == "executing" && f.field("node") == "2" })
+	if err := s.WaitNodeStarted(ctxFor(t), id, "2"); err != nil {
+		t.Fatal(err)
+	}
 	postJSON(t, s.URL()+"/interrupt", ``)
 	fs := ws.untilDone(t, id)
 	e := find(fs, "execution_interrupted")
@@ -173,14 +175,16 @@ func TestInterruptIsCooperative(t *testing.T) {
 		t.Errorf("execution_interrupted = %s, want node 3 after 1 and 2", e.data)
 	}
 	h := get(t, s.URL()+"/history/"+id).json(t).(*obj).sub(id).sub("status")
-	if h.m["status_str"] != "error" || h.m["completed"] != false {
+	if h.at("status_str") != "error" || h.at("completed") != false {
 		t.Errorf("interrupted run history status %s, want error/false", encodePy(h))
 	}
-	// An interrupt during the last node is lost: the prompt succeeds.
+	// An interrupt during the last node's work is lost: the prompt succeeds.
+	s.SetNodeDelay("PreviewImage", 100*time.Millisecond)
 	id = submit(t, s, `{"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 1}},
   "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}}, "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}`, "gw")
-	s.SetNodeDelay("PreviewImage", 100*time.Millisecond)
-	ws.until(t, func(f wsFrameT) bool { return f.typ == "executing" && f.field("node") == "3" })
+	if err := s.WaitNodeStarted(ctxFor(t), id, "3"); err != nil {
+		t.Fatal(err)
+	}
 	postJSON(t, s.URL()+"/interrupt", `{"prompt_id": "`+id+`"}`)
 	if find(ws.untilDone(t, id), "execution_success").msg == nil {
 		t.Error("an interrupt after the last node boundary was not lost")
@@ -224,7 +228,7 @@ func TestPromptWithoutClientIDBroadcastsProgressOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	fs := ws.until(t, func(f wsFrameT) bool {
-		return f.typ == "status" && f.field("status").(*obj).sub("exec_info").m["queue_remaining"] == int64(0)
+		return f.typ == "status" && f.field("status").(*obj).sub("exec_info").at("queue_remaining") == int64(0)
 	})
 	if got := strings.Join(typesOf(fs, "status"), ","); got != strings.TrimSuffix(strings.Repeat("progress_state,", 8), ",") {
 		t.Errorf("a socket of another client got %s, want only the progress_state broadcasts", got)

@@ -149,7 +149,7 @@ func diffObj(d *[]string, path []string, w, g *obj, spec shapeSpec, blind bool) 
 			*d = append(*d, fmt.Sprintf("%s: keys %v, want %v", where, g.keys, w.keys))
 			return
 		}
-		diffAt(d, append(append([]string{}, path...), k), w.m[k], g.m[gk], spec, blind)
+		diffAt(d, append(append([]string{}, path...), k), w.at(k), g.at(gk), spec, blind)
 	}
 }
 

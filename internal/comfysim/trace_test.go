@@ -308,7 +308,7 @@ func (r *replayer) learn(want, got any) {
 			if gk != k && isID(k) && isID(gk) {
 				r.newSubst(k, gk)
 			}
-			wv, gv := w.m[k], g.m[gk]
+			wv, gv := w.at(k), g.at(gk)
 			ws, wok := wv.(string)
 			gs, gok := gv.(string)
 			if wok && gok && (k == "prompt_id" || k == "filename") {
@@ -349,7 +349,7 @@ func (r *replayer) substTree(v any) any {
 	case *obj:
 		out := newObj()
 		for _, k := range t.keys {
-			out.set(r.substTree(k).(string), r.substTree(t.m[k]))
+			out.set(r.substTree(k).(string), r.substTree(t.at(k)))
 		}
 		return out
 	}

@@ -51,14 +51,14 @@ func validatePrompt(cat *simCatalog, files *fileStore, prompt any, partial any, 
 	}
 	var outputs []string
 	for _, id := range p.keys {
-		node, err := promptNode(p.m[id])
+		node, err := promptNode(p.at(id))
 		if err != nil {
 			return verdict{}, err
 		}
 		if node == nil || !node.has("class_type") {
 			return verdict{err: promptErr("invalid_prompt", "Cannot execute because a node is missing the class_type property.", "Node ID '#"+id+"'"), nodeErrors: newObj()}, nil
 		}
-		class := node.m["class_type"]
+		class := node.at("class_type")
 		if !hashable(class) {
 			return verdict{}, &errServer{"unhashable class_type"}
 		}
@@ -170,7 +170,7 @@ func (v *validator) validateOutputs(outputs []string) verdict {
 		for _, r := range outputErrs {
 			e := r.(*obj)
 			msg, _ := e.str("message")
-			lines = append(lines, msg+": "+pyStr(e.m["details"]))
+			lines = append(lines, msg+": "+pyStr(e.at("details")))
 		}
 		return verdict{err: promptErr("prompt_outputs_failed_validation", "Prompt outputs failed validation", strings.Join(lines, "\n")), nodeErrors: nodeErrors}
 	}
@@ -204,11 +204,11 @@ func (v *validator) collectNodeErrors(o string, nodeErrors *obj) {
 		}
 		entry := nodeErrors.sub(id)
 		if entry == nil {
-			class := v.prompt.sub(id).m["class_type"]
+			class := v.prompt.sub(id).at("class_type")
 			entry = newObj("errors", r.reasons, "dependent_outputs", []any{}, "class_type", class)
 			nodeErrors.set(id, entry)
 		}
-		entry.set("dependent_outputs", append(entry.m["dependent_outputs"].([]any), o))
+		entry.set("dependent_outputs", append(entry.at("dependent_outputs").([]any), o))
 	}
 }
 
@@ -241,7 +241,7 @@ func (v *validator) validateInputs(id string) (nodeResult, *pyExc) {
 	if !ok {
 		return nodeResult{}, &pyExc{typ: "TypeError", msg: pyTypeName(inputsV) + " indices must be integers or slices, not str"}
 	}
-	spec, _ := v.cat.spec(node.m["class_type"].(string))
+	spec, _ := v.cat.spec(node.at("class_type").(string))
 	var errs []any
 	valid := true
 	for _, in := range spec.inputs {
@@ -322,7 +322,7 @@ func (v *validator) linkedType(link []any) (any, *pyExc) {
 	if _, isStr := link[0].(string); !isStr || other == nil {
 		return nil, &pyExc{typ: "KeyError", msg: pyRepr(link[0]), tb: []string{tbFrame(794, "validate_inputs", "o_class_type = prompt[o_id]['class_type']", "                   ~~~~~~^^^^^^")}}
 	}
-	spec, _ := v.cat.spec(other.m["class_type"].(string))
+	spec, _ := v.cat.spec(other.at("class_type").(string))
 	slotFrame := tbFrame(796, "validate_inputs", "received_type = r[val[1]]", "                    ~^^^^^^^^")
 	slot, isInt := link[1].(int64)
 	if _, huge := link[1].(intLit); huge {
@@ -377,9 +377,9 @@ func splitTypes(s string) map[string]bool {
 // validateValue checks a widget value: unwrap __value__, convert by type,
 // then min, max and combo membership. Converted values are written back.
 func (v *validator) validateValue(spec *nodeSpec, in inputSpec, inputs *obj) *obj {
-	val := inputs.m[in.name]
+	val := inputs.at(in.name)
 	if d, ok := val.(*obj); ok && d.has("__value__") {
-		val = d.m["__value__"]
+		val = d.at("__value__")
 		inputs.set(in.name, val)
 	}
 	converted, exc := convertWidget(in.typ, val)
@@ -460,7 +460,7 @@ func (v *validator) customValidation(spec *nodeSpec, inputs *obj) ([]any, *pyExc
 			return nil, &pyExc{typ: "TypeError", msg: spec.class + ".VALIDATE_INPUTS() missing 1 required positional argument: '" + arg + "'"}
 		}
 	}
-	image := inputs.m["image"]
+	image := inputs.at("image")
 	name, ok := image.(string)
 	if !ok {
 		return nil, &pyExc{typ: "AttributeError", msg: "'" + pyTypeName(image) + "' object has no attribute 'endswith'"}

@@ -53,16 +53,16 @@ func TestInnerValidationException(t *testing.T) {
 	s := startSim(t, Options{})
 	r := postJSON(t, s.URL()+"/prompt", `{"prompt": {"2": {"class_type": "ImageInvert", "inputs": {"image": ["99", 0]}}, "9": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "v"}}}}`)
 	body := r.json(t).(*obj)
-	e := body.sub("node_errors").sub("2").m["errors"].([]any)[0].(*obj)
-	if r.status != 400 || e.m["type"] != "exception_during_inner_validation" || e.m["details"] != "'99'" {
+	e := body.sub("node_errors").sub("2").at("errors").([]any)[0].(*obj)
+	if r.status != 400 || e.at("type") != "exception_during_inner_validation" || e.at("details") != "'99'" {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
 	extra := e.sub("extra_info")
 	// ComfyUI files the error under the upstream node, with the consumer's input.
-	if extra.m["input_name"] != "images" || extra.m["exception_type"] != "KeyError" || pyRepr(extra.m["linked_node"]) != "['2', 0]" {
+	if extra.at("input_name") != "images" || extra.at("exception_type") != "KeyError" || pyRepr(extra.at("linked_node")) != "['2', 0]" {
 		t.Errorf("extra_info = %s", encodePy(extra))
 	}
-	if d := body.sub("error").m["details"]; d != "" {
+	if d := body.sub("error").at("details"); d != "" {
 		t.Errorf("details = %q, want empty: the failing output has no errors of its own", d)
 	}
 }
@@ -82,7 +82,7 @@ func TestPartialOutputsStillQueue(t *testing.T) {
 	if got := typesOf(fs, "status", "progress_state"); strings.Join(got, ",") != "execution_start,execution_cached,executing,executing,executed,execution_success,executing" {
 		t.Errorf("frames %v: only the valid output runs", got)
 	}
-	q := get(t, s.URL()+"/history/"+id).json(t).(*obj).sub(id).m["prompt"].([]any)
+	q := get(t, s.URL()+"/history/"+id).json(t).(*obj).sub(id).at("prompt").([]any)
 	if pyRepr(q[4]) != "['9']" {
 		t.Errorf("outputs_to_execute = %s, want ['9']", pyRepr(q[4]))
 	}
@@ -151,7 +151,7 @@ func TestPromptIDRules(t *testing.T) {
 	}
 	// The counter moved for every request, rejected or not: 4 bad + 2 good.
 	r := postJSON(t, head.URL()+"/prompt", `{"prompt": `+trivialPrompt(1, "id")+`}`)
-	if n := r.json(t).(*obj).m["number"]; n != int64(6) {
+	if n := r.json(t).(*obj).at("number"); n != int64(6) {
 		t.Errorf("number = %v, want 6", n)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
@@ -26,6 +25,7 @@ type wsConn struct {
 	sid         string
 	mu          sync.Mutex // guards c, set once the handshake is done
 	c           *websocket.Conn
+	nc          *corkConn // the connection under c
 	out         chan wsFrame
 	done        chan struct{}
 	once        sync.Once
@@ -80,18 +80,7 @@ func (w *wsConn) writeLoop() {
 	for {
 		select {
 		case f := <-w.out:
-			if f.cut {
-				w.kill()
-				return
-			}
-			typ := websocket.MessageText
-			if f.binary {
-				typ = websocket.MessageBinary
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			err := w.c.Write(ctx, typ, f.data)
-			cancel()
-			if err != nil {
+			if !w.writeBatch(f) {
 				w.kill()
 				return
 			}
@@ -99,6 +88,36 @@ func (w *wsConn) writeLoop() {
 			return
 		}
 	}
+}
+
+// writeBatch writes f and the frames queued behind it with one system call.
+// It reports false when the connection must die (an error or a cut).
+func (w *wsConn) writeBatch(f wsFrame) bool {
+	w.nc.cork()
+	for n := len(w.out); ; n-- {
+		if f.cut {
+			w.nc.uncork() // what preceded the cut still goes out
+			return false
+		}
+		if w.write(f) != nil {
+			return false
+		}
+		if n <= 0 {
+			break
+		}
+		f = <-w.out
+	}
+	return w.nc.uncork() == nil
+}
+
+// write hands one frame to the corked connection, which never blocks: the
+// system call, and its deadline, happen in uncork.
+func (w *wsConn) write(f wsFrame) error {
+	typ := websocket.MessageText
+	if f.binary {
+		typ = websocket.MessageBinary
+	}
+	return w.c.Write(context.Background(), typ, f.data)
 }
 
 // serveWS is GET /ws?clientId=. The socket is registered, with its first
@@ -118,10 +137,12 @@ func (p *proc) serveWS(w http.ResponseWriter, r *http.Request) error {
 	defer p.unregister(conn)
 	defer conn.kill()
 	// The origin check already ran in the middleware, as in aiohttp.
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	cw := &corkingWriter{ResponseWriter: w}
+	c, err := websocket.Accept(cw, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil || !conn.attach(c) {
 		return nil // Accept has answered the client
 	}
+	conn.nc = cw.conn
 	c.SetReadLimit(4 << 20)
 	p.wg.Add(1)
 	go func() {
@@ -216,15 +237,21 @@ func (p *proc) readLoop(conn *wsConn) {
 		}
 		first = false
 		if t, _ := msg.str("type"); t == "feature_flags" {
-			flags, _ := msg.m["data"].(*obj)
-			conn.previewMeta.Store(flags != nil && flags.m["supports_preview_metadata"] == true)
+			flags, _ := msg.at("data").(*obj)
+			conn.previewMeta.Store(flags != nil && flags.at("supports_preview_metadata") == true)
 			conn.enqueue(textFrame("feature_flags", p.sim.features()))
 		}
 	}
 }
 
+// textFrame encodes {"type": event, "data": data}.
 func textFrame(event string, data any) wsFrame {
-	return wsFrame{data: encodePy(newObj("type", event, "data", data))}
+	b := make([]byte, 0, 256)
+	b = append(b, `{"type": `...)
+	b = appendPyString(b, event)
+	b = append(b, `, "data": `...)
+	b = appendPy(b, data)
+	return wsFrame{data: append(b, '}')}
 }
 
 // sendSync is PromptServer.send_sync: to the socket of sid, or to every
