@@ -20,7 +20,7 @@ type knobs struct {
 	hangNext    int
 	hangIDs     map[string]bool
 	hanging     map[string]*hangEntry
-	hangChanged chan struct{} // closed and replaced whenever hanging or started changes
+	hangChanged chan struct{}   // closed and replaced whenever hanging or started changes
 	started     map[string]bool // "prompt/node" of every node whose function began
 	prompts     []ReceivedPrompt
 	interrupts  []Interrupt
