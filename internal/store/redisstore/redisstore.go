@@ -139,6 +139,11 @@ func (o *options) validate() error {
 // such as redis://:password@host:6379/0 (user, password and database number
 // come from the URL; go-redis query options such as dial_timeout work too),
 // and checks that it answers: an unreachable server is store.ErrUnavailable.
+//
+// Unless the URL sets max_retries, go-redis does not retry failed commands:
+// a script whose reply was lost may have run, and running it again would
+// claim a second task or report a conflict for an insert that succeeded. A
+// failed call is store.ErrUnavailable and the caller decides.
 func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
 	o := options{prefix: DefaultPrefix, subscriberBuffer: 1024}
 	for _, opt := range opts {
@@ -150,6 +155,9 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
 	ro, err := redis.ParseURL(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: open %s: %w", redactURL(rawURL), err)
+	}
+	if u, err := url.Parse(rawURL); err == nil && !u.Query().Has("max_retries") {
+		ro.MaxRetries = -1
 	}
 	s := newStore(redis.NewClient(ro), &o, true)
 	if err := s.Ping(ctx); err != nil {

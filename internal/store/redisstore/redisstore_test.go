@@ -241,3 +241,18 @@ type redisError string
 
 func (e redisError) Error() string { return string(e) }
 func (redisError) RedisError()     {}
+
+// TestOpenRetries: go-redis retries nothing unless the URL asks for it
+// (go-redis keeps "no retries", -1, as 0 once the client is built).
+func TestOpenRetries(t *testing.T) {
+	u := redistest.URL(t)
+	sep := map[bool]string{true: "&", false: "?"}[strings.Contains(u, "?")]
+	for query, want := range map[string]int{"": 0, sep + "max_retries=2": 2} {
+		s, err := Open(t.Context(), u+query)
+		mustOK(t, err)
+		if got := s.rdb.(*redis.Client).Options().MaxRetries; got != want {
+			t.Errorf("URL %q: MaxRetries = %d, want %d", u+query, got, want)
+		}
+		s.Close()
+	}
+}
