@@ -17,17 +17,17 @@ type keys struct{ prefix string }
 // It is not a status, so it never collides with one.
 const allTasks = "all"
 
-// task is the hash holding one task (see taskFields).
+// task is the hash holding one task (fields listed in task.go).
 func (k keys) task(id string) string { return k.prefix + "task:" + id }
 
 // seq is the counter that hands out task Seq numbers (INCR).
 func (k keys) seq() string { return k.prefix + "seq" }
 
-// queue is the ZSET of pending tasks in claim order (see queueMember).
+// queue is the ZSET of pending tasks in claim order (see queueMemberPrefix).
 func (k keys) queue() string { return k.prefix + "queue" }
 
 // list is the newest-first ZSET of the tasks in a status, or of every task
-// for allTasks (see listMember).
+// for allTasks (see luaMembers).
 func (k keys) list(status string) string { return k.prefix + "list:" + status }
 
 // ownerList is list restricted to one owner. Tasks without an owner are in

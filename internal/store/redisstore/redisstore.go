@@ -17,7 +17,7 @@
 // Key names are built in keys.go only (Go and Lua builders side by side).
 // With the prefix P:
 //
-//	P task:<id>             hash: one task (fields in taskFields; bodies and
+//	P task:<id>             hash: one task (fields listed in task.go; bodies and
 //	                        result as JSON text; times as Unix ms, 0 = not yet)
 //	P seq                   counter handing out Seq (INCR)
 //	P queue                 ZSET of pending tasks, all scores 0, members

@@ -9,7 +9,7 @@ import (
 // The task scripts. Each one that names ARGV[1] "prefix" starts with the
 // shared Lua builders (luaKeys, luaMembers, luaTaskIndexes) and reaches the
 // keys it discovers through them. Every script checks before it writes.
-// Task hash fields are listed in task.go (taskFields).
+// Task hash fields are listed in task.go.
 
 // script joins Lua parts into one script.
 func script(parts ...string) *redis.Script { return redis.NewScript(strings.Join(parts, "\n")) }
