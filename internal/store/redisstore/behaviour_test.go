@@ -64,12 +64,15 @@ func TestListMergePaging(t *testing.T) {
 		{Statuses: []task.Status{task.StatusPending, task.StatusCancelled}, Owner: "alice"},
 		{Statuses: slices.Clone(task.AllStatuses), Owner: "bob"},
 	}
-	for _, f := range filters {
-		for _, page := range [][2]int{{4, 0}, {4, 3}, {10, 7}, {10, 25}, {5, 100}} {
-			f.Limit, f.Offset = page[0], page[1]
-			t.Run(fmt.Sprintf("%v/%s/limit=%d/offset=%d", f.Statuses, f.Owner, f.Limit, f.Offset), func(t *testing.T) {
-				checkPage(t, s, all, f)
-			})
+	for _, deep := range []int{defaultDeepOffset, 0} { // merge from the top, and binary search
+		s.deepOffset = deep
+		for _, f := range filters {
+			for _, page := range [][2]int{{4, 0}, {4, 3}, {10, 7}, {10, 25}, {3, 37}, {5, 100}} {
+				f.Limit, f.Offset = page[0], page[1]
+				t.Run(fmt.Sprintf("deep=%d/%v/%s/limit=%d/offset=%d", deep, f.Statuses, f.Owner, f.Limit, f.Offset), func(t *testing.T) {
+					checkPage(t, s, all, f)
+				})
+			}
 		}
 	}
 }

@@ -182,16 +182,19 @@ func BenchmarkQueuePosition(b *testing.B) {
 }
 
 // BenchmarkList reads the first page of pending tasks, with its total, from
-// a 1M backlog (plus a few running tasks), and the counts.
+// a 1M backlog (plus a few running tasks), a page half way down, and the
+// counts.
 func BenchmarkList(b *testing.B) {
 	s := open(b)
 	seedTasks(b, s, "p", 1_000_000)
 	claimAll(b, s, 10)
 	cases := map[string]*store.TaskListParams{
-		"pending":         {Statuses: []task.Status{task.StatusPending}},
-		"pending+running": {Statuses: []task.Status{task.StatusPending, task.StatusRunning}},
-		"all":             {},
-		"owner+2statuses": {Owner: "bench", Statuses: []task.Status{task.StatusPending, task.StatusRunning}},
+		"pending":                       {Statuses: []task.Status{task.StatusPending}},
+		"pending+running":               {Statuses: []task.Status{task.StatusPending, task.StatusRunning}},
+		"all":                           {},
+		"owner+2statuses":               {Owner: "bench", Statuses: []task.Status{task.StatusPending, task.StatusRunning}},
+		"pending/offset=500000":         {Statuses: []task.Status{task.StatusPending}, Offset: 500_000},
+		"pending+running/offset=500000": {Statuses: []task.Status{task.StatusPending, task.StatusRunning}, Offset: 500_000},
 	}
 	for name, p := range cases {
 		b.Run(name, func(b *testing.B) {

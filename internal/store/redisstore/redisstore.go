@@ -97,6 +97,7 @@ type Store struct {
 	keys       keys
 	ownsClient bool // Close closes rdb
 	buffer     int  // per-subscription event buffer
+	deepOffset int  // see defaultDeepOffset; tests lower it
 	dropped    atomic.Uint64
 
 	mu sync.Mutex // guards subs and closed
@@ -180,7 +181,7 @@ func NewFromClient(rdb redis.UniversalClient, prefix string) *Store {
 
 func newStore(rdb redis.UniversalClient, o *options, owns bool) *Store {
 	return &Store{
-		rdb: rdb, keys: keys{prefix: o.prefix}, ownsClient: owns, buffer: o.subscriberBuffer,
+		rdb: rdb, keys: keys{prefix: o.prefix}, ownsClient: owns, buffer: o.subscriberBuffer, deepOffset: defaultDeepOffset,
 		subs: make(map[*subscription]struct{}),
 	}
 }

@@ -204,7 +204,7 @@ func (s *Store) TaskList(ctx context.Context, p *store.TaskListParams) (*store.T
 	if len(lists) == 0 {
 		return &store.TaskListResult{}, nil
 	}
-	args := append([]any{s.keys.prefix, max(p.Offset, 0), store.PageLimit(p.Limit)}, listFields...)
+	args := append([]any{s.keys.prefix, max(p.Offset, 0), store.PageLimit(p.Limit), s.deepOffset}, listFields...)
 	reply, err := listTasksScript.Run(ctx, s.rdb, lists, args...).Slice()
 	if err != nil {
 		return nil, wrap(err, "list tasks")
