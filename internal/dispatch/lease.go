@@ -59,6 +59,10 @@ func (d *Dispatcher) renewLeases(ctx context.Context) {
 	for _, id := range gone {
 		d.stopDriver(id, true)
 	}
+	// Events are best effort (a Redis restart loses those published while it
+	// was down), so this slow tick also looks for work once; the fast path
+	// stays the events.
+	d.Wake()
 }
 
 func (d *Dispatcher) ensureDriver(ctx context.Context, id string) {
