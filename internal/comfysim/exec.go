@@ -75,7 +75,7 @@ type run struct {
 // execute runs item to completion; errAborted means the instance stopped.
 func (e *executor) execute(item *queueItem) (runResult, error) {
 	r := &run{e: e, item: item, g: item.graph, client: clientOf(item.extra), progress: newProgressRegistry()}
-	e.p.beginRun(r.client, item.id)
+	e.p.beginRun(r.client)
 	r.hang = e.p.sim.takeHang(item.id)
 	r.addMessage("execution_start", newObj("prompt_id", item.id), false)
 	r.sigs = r.g.signatures(e.isChanged)

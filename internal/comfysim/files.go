@@ -111,11 +111,16 @@ func (s *fileStore) exists(dir, rel string) (isDir, ok bool) {
 	return t.dirs[c], t.dirs[c]
 }
 
-// put stores data at rel (already checked with inside) and records its name
-// for the save counters.
+// put stores data at rel (already checked with inside).
 func (s *fileStore) put(dir, rel string, data []byte, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.storeLocked(dir, rel, data, now)
+}
+
+// storeLocked writes a file and records its name for the save counters and
+// the input listing. Caller holds mu.
+func (s *fileStore) storeLocked(dir, rel string, data []byte, now time.Time) {
 	t := s.trees[dir]
 	_, existed := t.files[rel]
 	t.files[rel] = &storedFile{data: data, mod: now}
@@ -226,12 +231,7 @@ func (s *fileStore) upload(dir, subfolder, filename string, data []byte, overwri
 			return uploadResult{name: name, status: 200}
 		}
 	}
-	_, existed := t.files[rel]
-	t.files[rel] = &storedFile{data: data, mod: now}
-	t.noteName(path.Dir(rel), path.Base(rel))
-	if dir == dirInput && path.Dir(rel) == "." && !existed {
-		s.inputVer++
-	}
+	s.storeLocked(dir, rel, data, now)
 	return uploadResult{name: name, status: 200}
 }
 

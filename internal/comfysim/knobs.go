@@ -20,7 +20,7 @@ type knobs struct {
 	hangNext    int
 	hangIDs     map[string]bool
 	hanging     map[string]*hangEntry
-	hangChanged chan struct{}   // closed and replaced whenever hanging or started changes
+	changed     chan struct{}   // closed and replaced whenever hanging or started changes
 	started     map[string]bool // "prompt/node" of every node whose function began
 	prompts     []ReceivedPrompt
 	interrupts  []Interrupt
@@ -50,7 +50,7 @@ func (k *knobs) init(nodeDelay time.Duration) {
 	k.hangIDs = map[string]bool{}
 	k.hanging = map[string]*hangEntry{}
 	k.started = map[string]bool{}
-	k.hangChanged = make(chan struct{})
+	k.changed = make(chan struct{})
 }
 
 // ReceivedPrompt is one POST /prompt an instance received.
@@ -261,7 +261,7 @@ func (k *knobs) releaseAll() {
 		close(h.release)
 		delete(k.hanging, id)
 	}
-	k.notifyHang()
+	k.notify()
 }
 
 // Hanging returns the ids of the prompts parked in a hang.
@@ -283,7 +283,7 @@ func (s *Sim) WaitHanging(ctx context.Context) (string, error) {
 			s.k.mu.Unlock()
 			return id, nil
 		}
-		ch := s.k.hangChanged
+		ch := s.k.changed
 		s.k.mu.Unlock()
 		select {
 		case <-ch:
@@ -301,7 +301,7 @@ func (k *knobs) nodeStarted(promptID, nodeID string) {
 		clear(k.started)
 	}
 	k.started[promptID+"/"+nodeID] = true
-	k.notifyHang()
+	k.notify()
 }
 
 // WaitNodeStarted blocks until node nodeID of promptID has passed its
@@ -310,7 +310,7 @@ func (k *knobs) nodeStarted(promptID, nodeID string) {
 func (s *Sim) WaitNodeStarted(ctx context.Context, promptID, nodeID string) error {
 	for {
 		s.k.mu.Lock()
-		done, ch := s.k.started[promptID+"/"+nodeID], s.k.hangChanged
+		done, ch := s.k.started[promptID+"/"+nodeID], s.k.changed
 		s.k.mu.Unlock()
 		if done {
 			return nil
@@ -323,9 +323,9 @@ func (s *Sim) WaitNodeStarted(ctx context.Context, promptID, nodeID string) erro
 	}
 }
 
-func (k *knobs) notifyHang() {
-	close(k.hangChanged)
-	k.hangChanged = make(chan struct{})
+func (k *knobs) notify() {
+	close(k.changed)
+	k.changed = make(chan struct{})
 }
 
 func (s *Sim) takeHang(id string) bool {
@@ -348,7 +348,7 @@ func (s *Sim) hangUntilReleased(p *proc, id, node string) error {
 	h := &hangEntry{release: make(chan struct{}), node: node}
 	s.k.mu.Lock()
 	s.k.hanging[id] = h
-	s.k.notifyHang()
+	s.k.notify()
 	s.k.mu.Unlock()
 	var err error
 	select {
@@ -362,7 +362,7 @@ func (s *Sim) hangUntilReleased(p *proc, id, node string) error {
 	s.k.mu.Lock()
 	if s.k.hanging[id] == h {
 		delete(s.k.hanging, id)
-		s.k.notifyHang()
+		s.k.notify()
 	}
 	s.k.mu.Unlock()
 	return err

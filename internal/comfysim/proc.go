@@ -212,7 +212,7 @@ func (p *proc) taskDone(it *queueItem, res runResult) {
 }
 
 // beginRun resets the interrupt flag and records the executing client.
-func (p *proc) beginRun(client *string, _ string) {
+func (p *proc) beginRun(client *string) {
 	p.intr.Store(false)
 	select {
 	case <-p.intrCh:

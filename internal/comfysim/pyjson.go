@@ -94,18 +94,6 @@ func (o *obj) at(k string) any {
 
 func (o *obj) has(k string) bool { return o.find(k) >= 0 }
 
-func (o *obj) del(k string) {
-	i := o.find(k)
-	if i < 0 {
-		return
-	}
-	o.keys = append(o.keys[:i:i], o.keys[i+1:]...)
-	o.vals = append(o.vals[:i:i], o.vals[i+1:]...)
-	if o.idx != nil {
-		o.reindex()
-	}
-}
-
 func (o *obj) len() int { return len(o.keys) }
 
 // str returns the value of k when it is a string.
@@ -127,25 +115,6 @@ func (o *obj) clone() *obj {
 		c.reindex()
 	}
 	return c
-}
-
-// deepCopy copies a value tree so later mutation of the copy cannot touch the source.
-func deepCopy(v any) any {
-	switch t := v.(type) {
-	case *obj:
-		c := t.clone()
-		for i, vv := range c.vals {
-			c.vals[i] = deepCopy(vv)
-		}
-		return c
-	case []any:
-		c := make([]any, len(t))
-		for i, vv := range t {
-			c[i] = deepCopy(vv)
-		}
-		return c
-	}
-	return v
 }
 
 // encodePy encodes v the way Python's json.dumps does by default.

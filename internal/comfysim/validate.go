@@ -1,6 +1,7 @@
 package comfysim
 
 import (
+	"strconv"
 	"strings"
 )
 
@@ -496,4 +497,4 @@ func stringsToAny(s []string) []any {
 	return out
 }
 
-func itoa(i int) string { return pyRepr(i) }
+func itoa(i int) string { return strconv.Itoa(i) }
