@@ -131,7 +131,9 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 	a.api = api.New(api.Deps{
 		Log: a.log, Store: st, Auth: authn, Fleet: a.fleet, Config: a.cfg, Blob: bl, UI: opts.UI,
 	})
-	a.hub = push.NewHub(st, push.Options{Logger: a.log, Snapshot: a.api.GlobalStatus})
+	// A generous per-client queue: an admin dashboard follows every task of
+	// every replica, in bursts when a replica adopts a dead one's instances.
+	a.hub = push.NewHub(st, push.Options{Logger: a.log, Snapshot: a.api.GlobalStatus, SendBuffer: 4096})
 	a.api.SetHub(a.hub)
 	a.http = &http.Server{
 		Handler:           a.api.Handler(),
