@@ -272,6 +272,25 @@ func translate(err error) error {
 	return err
 }
 
+// unreachable reports whether err says the server could not be reached or
+// the connection broke. The caller's own cancellation or deadline is not
+// the server's fault, unless it cut a dial short.
+func unreachable(err error) bool {
+	var opErr *net.OpError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &opErr):
+		return true
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return false
+	}
+	return errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) ||
+		errors.Is(err, redis.ErrPoolExhausted) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.As(err, &netErr)
+}
+
 // translateReply maps an error reply from Redis or from a script.
 func translateReply(rerr redis.Error) error {
 	msg := rerr.Error()
@@ -288,17 +307,6 @@ func translateReply(rerr redis.Error) error {
 		}
 	}
 	return rerr
-}
-
-// unreachable reports whether err says the server could not be reached or
-// the connection broke.
-func unreachable(err error) bool {
-	var netErr net.Error
-	return errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) ||
-		errors.Is(err, redis.ErrPoolExhausted) || errors.Is(err, io.EOF) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
-		errors.As(err, &netErr)
 }
 
 // wrap names the operation and translates err; nil stays nil.

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -179,7 +181,7 @@ func TestOpenErrors(t *testing.T) {
 // TestUnavailable: a server that cannot be reached, or a closed store,
 // answers ErrUnavailable from every kind of call, so the API says 503.
 func TestUnavailable(t *testing.T) {
-	down := NewFromClient(redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1}), "x:")
+	down := NewFromClient(redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialerRetries: 1}), "x:")
 	t.Cleanup(func() { down.Close(); down.rdb.Close() })
 	closed := open(t)
 	mustOK(t, closed.Close())
@@ -223,6 +225,9 @@ func TestTranslate(t *testing.T) {
 		{"out of memory", redisError("OOM command not allowed when used memory > 'maxmemory'."), store.ErrUnavailable},
 		{"client closed", redis.ErrClosed, store.ErrUnavailable},
 		{"pool timeout", fmt.Errorf("get conn: %w", redis.ErrPoolTimeout), store.ErrUnavailable},
+		{"dial", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, store.ErrUnavailable},
+		{"caller cancelled", context.Canceled, context.Canceled},
+		{"caller deadline", fmt.Errorf("read: %w", context.DeadlineExceeded), context.DeadlineExceeded},
 	}
 	for _, c := range cases {
 		got := translate(c.err)
@@ -230,9 +235,13 @@ func TestTranslate(t *testing.T) {
 			t.Errorf("%s: translate(%v) = %v, want %v", c.name, c.err, got, c.want)
 		}
 	}
-	other := redisError("WRONGTYPE Operation against a key holding the wrong kind of value")
-	if got := translate(other); errors.Is(got, store.ErrUnavailable) || errors.Is(got, store.ErrConflict) {
-		t.Errorf("translate(%v) = %v, want it unchanged", other, got)
+	for _, err := range []error{
+		redisError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+		context.DeadlineExceeded,
+	} {
+		if got := translate(err); errors.Is(got, store.ErrUnavailable) || errors.Is(got, store.ErrConflict) {
+			t.Errorf("translate(%v) = %v, want it unchanged", err, got)
+		}
 	}
 }
 
