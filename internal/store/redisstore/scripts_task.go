@@ -138,6 +138,7 @@ if ARGV[5] ~= '' and f[2] ~= ARGV[5] then return redis.error_reply('CONFLICT lea
 if from == 'pending' then redis.call('ZREM', key_queue(), f[3]) end
 if from == 'running' then leave_running(key, id) end
 redis.call('HSET', key, 'status', to, 'finished', now, 'updated', now, 'lowner', '', 'lexp', '0')
+redis.call('HDEL', key, 'qm')
 if to == 'completed' then redis.call('HSET', key, 'progress', 100) end
 for i, field in ipairs({'result', 'error'}) do
   local v = ARGV[5 + i]
@@ -182,6 +183,7 @@ if not st then return redis.error_reply('NOTFOUND task') end
 if st == 'pending' then
   redis.call('ZREM', key_queue(), redis.call('HGET', key, 'qm'))
   redis.call('HSET', key, 'status', 'cancelled', 'finished', now, 'updated', now)
+  redis.call('HDEL', key, 'qm')
   relist(key, id, 'pending', 'cancelled')
 elseif st == 'running' then
   redis.call('HSET', key, 'cancel', '1', 'updated', now)

@@ -16,7 +16,8 @@ import (
 
 // Fields of a task hash. Times are Unix ms ("0" = not yet); workflow,
 // params, ckpts, result and error are absent when nil. qm is the task's
-// queue member (kept while it runs, so a requeue restores its place).
+// queue member, kept while it runs so a requeue restores its place, and
+// dropped when it ends.
 const (
 	fID         = "id"
 	fOwner      = "owner"
