@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/store/redisstore/redistest"
 	"github.com/comfyfleet/comfyfleet/internal/task"
 )
 
@@ -177,13 +179,28 @@ func TestPubSubOverflow(t *testing.T) {
 	}
 	waitFor(t, "6 dropped events", func() bool { return sub.(*subscription).Dropped() == 6 })
 	for i := range 4 {
-		if ev := <-sub.C(); ev.Time != int64(i) {
+		if ev := recvEvent(t, sub); ev.Time != int64(i) {
 			t.Fatalf("event %d has Time %d, want %d", i, ev.Time, i)
 		}
 	}
 	if got := s.DroppedEvents(); got != 6 {
 		t.Errorf("DroppedEvents = %d, want 6", got)
 	}
+}
+
+// recvEvent waits for the next event, failing if none comes in time.
+func recvEvent(t *testing.T, sub store.Subscription) store.Event {
+	t.Helper()
+	select {
+	case ev, ok := <-sub.C():
+		if !ok {
+			t.Fatal("subscription closed, want an event")
+		}
+		return ev
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event within the deadline")
+	}
+	return store.Event{}
 }
 
 // waitFor polls cond until it holds or a generous deadline passes.
@@ -217,9 +234,43 @@ func TestEventRoundTrip(t *testing.T) {
 		mustOK(t, s.Publish(t.Context(), ev))
 	}
 	for i, want := range events {
-		got := <-sub.C()
+		got := recvEvent(t, sub)
 		if d := gocmp.Diff(want, got); d != "" || (want.Data == nil) != (got.Data == nil) {
 			t.Errorf("event %d (-want +got):\n%s (nil data: want %v, got %v)", i, d, want.Data == nil, got.Data == nil)
 		}
+	}
+}
+
+// TestReplicasShare: two stores on one prefix (two replicas) share tasks
+// and events; a store on another prefix sees neither.
+func TestReplicasShare(t *testing.T) {
+	a := open(t)
+	b, err := Open(t.Context(), redistest.URL(t), WithPrefix(a.Prefix()))
+	mustOK(t, err)
+	defer b.Close()
+	other := open(t)
+	subB, err := b.Subscribe(t.Context())
+	mustOK(t, err)
+	defer subB.Close()
+	subOther, err := other.Subscribe(t.Context())
+	mustOK(t, err)
+	defer subOther.Close()
+
+	tk := insertTask(t, a, store.TaskInsertParams{Owner: "alice", Now: at(0)})
+	mustOK(t, a.Publish(t.Context(), store.Event{Type: "task_queued", TaskID: tk.ID}))
+	if ev := recvEvent(t, subB); ev.TaskID != tk.ID {
+		t.Errorf("replica b got event for %q, want %q", ev.TaskID, tk.ID)
+	}
+	claimed, err := b.TaskClaim(t.Context(), &store.TaskClaimParams{InstanceID: "i:1", LeaseOwner: "b", LeaseTTL: time.Minute, Now: at(1)})
+	mustOK(t, err)
+	if claimed.ID != tk.ID {
+		t.Errorf("replica b claimed %s, want %s", claimed.ID, tk.ID)
+	}
+	if _, err := other.TaskGet(t.Context(), tk.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("another prefix sees the task: %v", err)
+	}
+	mustOK(t, other.Publish(t.Context(), store.Event{Type: "marker"}))
+	if ev := recvEvent(t, subOther); ev.Type != "marker" {
+		t.Errorf("another prefix got event %q before its own marker", ev.Type)
 	}
 }
