@@ -274,3 +274,58 @@ func TestReplicasShare(t *testing.T) {
 		t.Errorf("another prefix got event %q before its own marker", ev.Type)
 	}
 }
+
+// TestSubscriptionSurvivesReconnect: when Redis drops a subscriber's
+// connection, go-redis reconnects and resubscribes and the channel stays
+// open (the dispatcher treats a closed channel as fatal); only events
+// published while it was down are lost.
+func TestSubscriptionSurvivesReconnect(t *testing.T) {
+	u := redistest.URL(t)
+	name := "comfyfleet-test-" + uuid.NewString()
+	sep := map[bool]string{true: "&", false: "?"}[strings.Contains(u, "?")]
+	s, err := Open(t.Context(), u+sep+"client_name="+name, WithPrefix(redistest.Prefix(t, u)))
+	mustOK(t, err)
+	defer s.Close()
+	sub, err := s.Subscribe(t.Context())
+	mustOK(t, err)
+	defer sub.Close()
+
+	rdb := admin(t)
+	killed, err := rdb.ClientKillByFilter(t.Context(), "ID", subscriberID(t, name)).Result()
+	mustOK(t, err)
+	if killed != 1 {
+		t.Fatalf("killed %d connections, want 1", killed)
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for i := 0; ; i++ {
+		mustOK(t, s.Publish(t.Context(), store.Event{Type: "ping", Time: int64(i)}))
+		select {
+		case ev, ok := <-sub.C():
+			if !ok {
+				t.Fatal("subscription closed after its connection was killed")
+			}
+			t.Logf("event %d received after the reconnect", ev.Time)
+			return
+		case <-tick.C:
+		case <-deadline:
+			t.Fatal("no event after the connection was killed")
+		}
+	}
+}
+
+// subscriberID finds the id of the subscribed connection named name.
+func subscriberID(t *testing.T, name string) string {
+	t.Helper()
+	list, err := admin(t).ClientList(t.Context()).Result()
+	mustOK(t, err)
+	for _, line := range strings.Split(list, "\n") {
+		fields := strings.Fields(line)
+		if slices.Contains(fields, "name="+name) && slices.Contains(fields, "sub=1") {
+			return strings.TrimPrefix(fields[0], "id=")
+		}
+	}
+	t.Fatalf("no subscribed connection named %s in CLIENT LIST", name)
+	return ""
+}
