@@ -114,7 +114,11 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 	if err != nil {
 		return err
 	}
-	bl, err := blob.NewDisk(cfg.Files.Dir)
+	var blobOpts []blob.DiskOption
+	if cfg.Store.Sync != "full" {
+		blobOpts = append(blobOpts, blob.NoSync()) // the same durability as the store
+	}
+	bl, err := blob.NewDisk(cfg.Files.Dir, blobOpts...)
 	if err != nil {
 		return fmt.Errorf("app: open file store: %w", err)
 	}

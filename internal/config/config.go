@@ -122,6 +122,7 @@ type Store struct {
 	// checkpoints; nothing is lost when the process crashes or is killed, a
 	// power loss may drop the last commits) or "full" (every commit fsynced;
 	// nothing is lost on power loss either, at a large cost in write speed).
+	// The file store follows it: files are fsynced only with "full".
 	Sync string `yaml:"sync" json:"sync"`
 	// URL is the Redis URL (redis:// or rediss://, with password and db). Default "redis://127.0.0.1:6379/0".
 	URL string `yaml:"url" json:"url"`
