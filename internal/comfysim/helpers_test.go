@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -190,9 +188,6 @@ func (w *wsClient) next(t testing.TB) (wsFrameT, bool) {
 		}
 		return f, ok
 	case <-time.After(waitTimeout):
-		buf := make([]byte, 8<<20)
-		n := runtime.Stack(buf, true)
-		os.WriteFile("/tmp/stacks.txt", buf[:n], 0o644)
 		t.Fatalf("no WebSocket frame within %v; got so far: %v", waitTimeout, frameTypes(w.got))
 		return wsFrameT{}, false
 	}
