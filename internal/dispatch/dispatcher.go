@@ -214,6 +214,9 @@ func (d *Dispatcher) eventLoop(ctx context.Context, sub store.Subscription) erro
 			return nil
 		case ev, ok := <-sub.C():
 			if !ok {
+				if ctx.Err() != nil {
+					return nil // the subscription ends with ctx
+				}
 				return errors.New("dispatch: event subscription closed")
 			}
 			d.onEvent(ctx, ev)
