@@ -93,7 +93,9 @@ func (e *executor) execute(item *queueItem) (runResult, error) {
 		}
 		res = runResult{outcome: outcomeOf(err)}
 	} else {
-		if err := r.hangHere(""); err != nil {
+		// A hang with no node left to run: an interrupt has no boundary to
+		// land on and is lost, as in ComfyUI; only a stop ends the run.
+		if err := r.hangHere(""); errors.Is(err, errAborted) {
 			return runResult{}, err
 		}
 		r.addMessage("execution_success", newObj("prompt_id", item.id), false)

@@ -11,22 +11,23 @@ import (
 // knobs holds an instance's test controls and records; they survive
 // Stop/Restart. Its lock is a leaf: nothing else is locked while it is held.
 type knobs struct {
-	mu          sync.Mutex
-	nodeDelay   time.Duration
-	classDelay  map[string]time.Duration
-	faults      []*nodeFault
-	httpFaults  []*HTTPFault
-	wsDrops     []*wsDrop
-	hangNext    int
-	hangIDs     map[string]bool
-	hanging     map[string]*hangEntry
-	changed     chan struct{}   // closed and replaced whenever hanging or started changes
-	started     map[string]bool // "prompt/node" of every node whose function began
-	prompts     []ReceivedPrompt
-	interrupts  []Interrupt
-	maxRecorded int
-	modelLoads  int
-	loadedModel string
+	mu           sync.Mutex
+	nodeDelay    time.Duration
+	classDelay   map[string]time.Duration
+	faults       []*nodeFault
+	httpFaults   []*HTTPFault
+	wsDrops      []*wsDrop
+	hangNext     int
+	hangIDs      map[string]bool
+	hanging      map[string]*hangEntry
+	changed      chan struct{}   // closed and replaced whenever hanging or started changes
+	started      map[string]bool // "prompt/node" of the last maxStarted nodes whose work began
+	startedOrder []string
+	prompts      []ReceivedPrompt
+	interrupts   []Interrupt
+	maxRecorded  int
+	modelLoads   int
+	loadedModel  string
 }
 
 type nodeFault struct {
@@ -293,14 +294,21 @@ func (s *Sim) WaitHanging(ctx context.Context) (string, error) {
 	}
 }
 
+const maxStarted = 4096
+
 // nodeStarted records that a node passed its interrupt check and began.
 func (k *knobs) nodeStarted(promptID, nodeID string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if len(k.started) > 4096 {
-		clear(k.started)
+	key := promptID + "/" + nodeID
+	if !k.started[key] {
+		k.started[key] = true
+		k.startedOrder = append(k.startedOrder, key)
 	}
-	k.started[promptID+"/"+nodeID] = true
+	if len(k.startedOrder) > maxStarted { // forget the oldest
+		delete(k.started, k.startedOrder[0])
+		k.startedOrder = k.startedOrder[1:]
+	}
 	k.notify()
 }
 

@@ -564,3 +564,24 @@ func TestClosedInstanceRefusesStart(t *testing.T) {
 		t.Error("sleepCtx ignores a done context")
 	}
 }
+
+func TestHangOfFullyCachedPrompt(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, Options{})
+	ws := dialWS(t, s, "?clientId=gw")
+	ws.untilDone(t, submit(t, s, trivialPrompt(4, "c"), "gw"))
+	s.Hang("")
+	id := submit(t, s, trivialPrompt(4, "c"), "gw")
+	if _, err := s.WaitHanging(ctxFor(t)); err != nil {
+		t.Fatal(err)
+	}
+	// No node is left to run: the interrupt has no boundary to land on.
+	postJSON(t, s.URL()+"/interrupt", ``)
+	fs := ws.untilDone(t, id)
+	if find(fs, "execution_success").msg == nil || count(fs, "executing") != 1 {
+		t.Errorf("frames %v, want a cached run that succeeds", frameTypes(fs))
+	}
+	if !s.Running() {
+		t.Error("Running() = false for a serving instance")
+	}
+}

@@ -44,12 +44,11 @@ func (p priority) compare(q priority) int {
 
 // queueItem is the tuple (number, prompt_id, prompt, extra_data, outputs_to_execute).
 type queueItem struct {
-	number   priority
-	id       string
-	graph    *graph
-	extra    *obj
-	outputs  []string
-	received ReceivedPrompt
+	number  priority
+	id      string
+	graph   *graph
+	extra   *obj
+	outputs []string
 	// encoded is the item's JSON array in Python layout, built once at enqueue.
 	encoded rawJSON
 }
