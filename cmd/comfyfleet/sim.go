@@ -26,7 +26,6 @@ func runSim(ctx context.Context, args []string) error {
 	fs.DurationVar(&opts.ModelLoadDelay, "model-load-delay", 0, "time to load a checkpoint other than the one loaded last")
 	checkpoints := fs.String("checkpoints", strings.Join(comfysim.DefaultCheckpoints, ","), "checkpoint names the instances offer, comma-separated")
 	fs.BoolVar(&opts.RequireUUIDPromptID, "require-uuid-prompt-id", false, "reject a client prompt_id that is not a canonical UUID (ComfyUI >= 0.25)")
-	fs.BoolVar(&opts.KeepStateOnRestart, "keep-state-on-restart", false, "keep queue and history across a simulated restart")
 	fs.IntVar(&opts.MaxImageSide, "max-image-side", 2048, "largest width or height of a written image")
 	fs.BoolVar(&opts.DisableMetadata, "disable-metadata", false, "do not embed the prompt in saved PNGs")
 	if err := fs.Parse(args); err != nil {
