@@ -45,8 +45,9 @@
 //
 // A list page with one status (or none) is one ZREVRANGE: O(log n + limit).
 // With several statuses the script reads the first offset+limit entries of
-// each status list and merges them, and the total is the sum of the lists'
-// ZCARDs. Leases are compared against the caller's Now inside the scripts,
+// each status list and merges them; from offset 1000 on it first finds the
+// page's CreatedAt by binary search (ZCOUNT), so a deep page costs no more
+// than a shallow one. The total is the sum of the lists' ZCARDs. Leases are compared against the caller's Now inside the scripts,
 // never against Redis's clock; a named lease key also gets a PEXPIRE an hour
 // past its TTL, only to collect leases nobody releases.
 //
