@@ -134,18 +134,8 @@ func (p *jsonParser) object() (any, error) {
 			p.spans[k] = [2]int{start, p.i}
 		}
 		o.set(k, v)
-		p.ws()
-		if p.i >= len(p.b) {
-			return nil, errJSON
-		}
-		switch p.b[p.i] {
-		case ',':
-			p.i++
-		case '}':
-			p.i++
-			return o, nil
-		default:
-			return nil, errJSON
+		if done, err := p.after('}'); err != nil || done {
+			return o, err
 		}
 	}
 }
@@ -167,20 +157,27 @@ func (p *jsonParser) array() (any, error) {
 			return nil, err
 		}
 		a = append(a, v)
-		p.ws()
-		if p.i >= len(p.b) {
-			return nil, errJSON
-		}
-		switch p.b[p.i] {
-		case ',':
-			p.i++
-		case ']':
-			p.i++
-			return a, nil
-		default:
-			return nil, errJSON
+		if done, err := p.after(']'); err != nil || done {
+			return a, err
 		}
 	}
+}
+
+// after consumes the "," or the closing byte that follows a member.
+func (p *jsonParser) after(closing byte) (done bool, err error) {
+	p.ws()
+	if p.i >= len(p.b) {
+		return false, errJSON
+	}
+	switch p.b[p.i] {
+	case ',':
+		p.i++
+		return false, nil
+	case closing:
+		p.i++
+		return true, nil
+	}
+	return false, errJSON
 }
 
 func (p *jsonParser) number() (any, error) {
