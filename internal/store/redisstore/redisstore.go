@@ -91,6 +91,10 @@ var _ store.Store = (*Store)(nil)
 // DefaultPrefix is the key prefix of Open without WithPrefix.
 const DefaultPrefix = "comfyfleet:"
 
+// defaultSubscriberBuffer is how many events a subscriber may fall behind
+// before events are dropped for it.
+const defaultSubscriberBuffer = 1024
+
 // Store is the Redis implementation of store.Store. It is safe for
 // concurrent use.
 type Store struct {
@@ -124,7 +128,7 @@ type options struct {
 func WithPrefix(prefix string) Option { return func(o *options) { o.prefix = prefix } }
 
 // WithSubscriberBuffer sets how many events a subscriber may fall behind
-// before events are dropped for it. Default 1024.
+// before events are dropped for it. Default 1024 (defaultSubscriberBuffer).
 func WithSubscriberBuffer(n int) Option { return func(o *options) { o.subscriberBuffer = n } }
 
 func (o *options) validate() error {
@@ -147,7 +151,7 @@ func (o *options) validate() error {
 // claim a second task or report a conflict for an insert that succeeded. A
 // failed call is store.ErrUnavailable and the caller decides.
 func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
-	o := options{prefix: DefaultPrefix, subscriberBuffer: 1024}
+	o := options{prefix: DefaultPrefix, subscriberBuffer: defaultSubscriberBuffer}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -155,6 +159,9 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("redisstore: open: %w", err)
 	}
 	ro, err := redis.ParseURL(rawURL)
+	if uerr := (*url.Error)(nil); errors.As(err, &uerr) {
+		err = uerr.Err // url.Error repeats the URL, password included
+	}
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: open %s: %w", redactURL(rawURL), err)
 	}
@@ -173,7 +180,7 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
 // store's subscriptions but leaves rdb open. An empty prefix means
 // DefaultPrefix. It does not contact the server.
 func NewFromClient(rdb redis.UniversalClient, prefix string) *Store {
-	o := options{prefix: prefix, subscriberBuffer: 1024}
+	o := options{prefix: prefix, subscriberBuffer: defaultSubscriberBuffer}
 	if o.prefix == "" {
 		o.prefix = DefaultPrefix
 	}

@@ -173,8 +173,11 @@ func TestOpenErrors(t *testing.T) {
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Open of an unreachable server: %v, want ErrUnavailable", err)
 	}
-	if err != nil && strings.Contains(err.Error(), "hunter2") {
-		t.Errorf("Open error shows the password: %v", err)
+	_, badPort := Open(t.Context(), "redis://:hunter2@127.0.0.1:port/0")
+	for _, err := range []error{err, badPort} {
+		if err == nil || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("Open error %v: want an error that does not show the password", err)
+		}
 	}
 }
 
