@@ -8,10 +8,15 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/store"
 )
 
+const (
+	configGetSQL = `SELECT doc FROM config WHERE id = 1`
+	configPutSQL = `INSERT INTO config (id, doc) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc`
+)
+
 // ConfigGet returns the persisted runtime config document.
 func (s *Store) ConfigGet(ctx context.Context) ([]byte, error) {
 	var doc []byte
-	err := s.read.QueryRowContext(ctx, `SELECT doc FROM config WHERE id = 1`).Scan(&doc)
+	err := s.rs.configGet.QueryRowContext(ctx).Scan(&doc)
 	if err != nil {
 		return nil, wrap(err, "get config")
 	}
@@ -20,8 +25,7 @@ func (s *Store) ConfigGet(ctx context.Context) ([]byte, error) {
 
 // ConfigPut replaces the persisted runtime config document.
 func (s *Store) ConfigPut(ctx context.Context, doc []byte) error {
-	_, err := s.write.ExecContext(ctx, `INSERT INTO config (id, doc) VALUES (1, ?)
-		ON CONFLICT (id) DO UPDATE SET doc = excluded.doc`, []byte(doc))
+	_, err := s.ws.configPut.ExecContext(ctx, doc)
 	return wrap(err, "put config")
 }
 
@@ -36,7 +40,7 @@ const leaseAcquireSQL = `INSERT INTO leases (name, holder, expires_at) VALUES (:
 // LeaseAcquire takes or renews a named lease and reports whether p.Holder holds it.
 func (s *Store) LeaseAcquire(ctx context.Context, p *store.LeaseParams) (bool, error) {
 	var holder string
-	err := s.write.QueryRowContext(ctx, leaseAcquireSQL, sql.Named("name", p.Name), sql.Named("holder", p.Holder),
+	err := s.ws.leaseAcquire.QueryRowContext(ctx, sql.Named("name", p.Name), sql.Named("holder", p.Holder),
 		sql.Named("expires", ms(p.Now.Add(p.TTL))), sql.Named("now", ms(p.Now))).Scan(&holder)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
@@ -47,8 +51,10 @@ func (s *Store) LeaseAcquire(ctx context.Context, p *store.LeaseParams) (bool, e
 	return true, nil
 }
 
+const leaseReleaseSQL = `DELETE FROM leases WHERE name = ? AND holder = ?`
+
 // LeaseRelease gives a lease up if holder holds it.
 func (s *Store) LeaseRelease(ctx context.Context, name, holder string) error {
-	_, err := s.write.ExecContext(ctx, `DELETE FROM leases WHERE name = ? AND holder = ?`, name, holder)
+	_, err := s.ws.leaseRelease.ExecContext(ctx, name, holder)
 	return wrap(err, "release lease %s", name)
 }

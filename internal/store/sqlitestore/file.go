@@ -3,19 +3,28 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"slices"
 	"strings"
 
 	"github.com/comfyfleet/comfyfleet/internal/file"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 )
 
-const fileCols = `id, owner, task_id, node_id, filename, content_type, size, created_at`
+const (
+	fileCols      = `id, owner, task_id, node_id, filename, content_type, size, created_at`
+	fileInsertSQL = `INSERT INTO files (` + fileCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	fileGetSQL    = `SELECT ` + fileCols + ` FROM files WHERE id = ?`
+	fileDeleteSQL = `DELETE FROM files WHERE id = ?`
+)
 
 // FileInsert adds a file record; a duplicate id is ErrConflict.
 func (s *Store) FileInsert(ctx context.Context, f *file.File) error {
-	_, err := s.write.ExecContext(ctx, `INSERT INTO files (`+fileCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.ws.fileInsert.ExecContext(ctx,
 		f.ID, f.Owner, f.TaskID, f.NodeID, f.Filename, f.ContentType, f.Size, ms(f.CreatedAt))
-	return wrap(err, "insert file %s", f.ID)
+	if err != nil {
+		return wrap(err, "insert file %s", f.ID)
+	}
+	return nil
 }
 
 func scanFile(sc scanner) (*file.File, error) {
@@ -30,37 +39,53 @@ func scanFile(sc scanner) (*file.File, error) {
 
 // FileGet returns one file record.
 func (s *Store) FileGet(ctx context.Context, id string) (*file.File, error) {
-	f, err := scanFile(s.read.QueryRowContext(ctx, `SELECT `+fileCols+` FROM files WHERE id = ?`, id))
-	return f, wrap(err, "get file %s", id)
+	f, err := scanFile(s.rs.fileGet.QueryRowContext(ctx, id))
+	if err != nil {
+		return nil, wrap(err, "get file %s", id)
+	}
+	return f, nil
 }
 
 // FileList pages through files newest first (CreatedAt, then ID, descending).
 func (s *Store) FileList(ctx context.Context, p *store.FileListParams) (*store.FileListResult, error) {
 	where, args := fileWhere(p)
+	stmts, release, err := s.cachedStmts(ctx, `SELECT count(*) FROM files`+where,
+		`SELECT `+fileCols+` FROM files`+where+` ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`)
+	if err != nil {
+		return nil, wrap(err, "list files")
+	}
+	defer release()
 	res := &store.FileListResult{}
-	err := inTx(ctx, s.read, true, func(tx *sql.Tx) error {
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM files`+where, args...).Scan(&res.Total); err != nil {
+	err = inTx(ctx, s.read, true, func(tx *sql.Tx) error {
+		if err := tx.StmtContext(ctx, stmts[0]).QueryRowContext(ctx, args...).Scan(&res.Total); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT `+fileCols+` FROM files`+where+
-			` ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`, append(args, store.PageLimit(p.Limit), max(p.Offset, 0))...)
+		pageArgs := append(slices.Clip(args), store.PageLimit(p.Limit), max(p.Offset, 0))
+		rows, err := tx.StmtContext(ctx, stmts[1]).QueryContext(ctx, pageArgs...)
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			f, err := scanFile(rows)
-			if err != nil {
-				return err
-			}
-			res.Items = append(res.Items, f)
-		}
-		return rows.Err()
+		res.Items, err = scanFiles(rows)
+		return err
 	})
 	if err != nil {
 		return nil, wrap(err, "list files")
 	}
 	return res, nil
+}
+
+// scanFiles reads every row of rows and closes it.
+func scanFiles(rows *sql.Rows) ([]*file.File, error) {
+	defer rows.Close()
+	var out []*file.File
+	for rows.Next() {
+		f, err := scanFile(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, rows.Err()
 }
 
 // fileWhere filters by owner and task when they are set.
@@ -81,6 +106,6 @@ func fileWhere(p *store.FileListParams) (string, []any) {
 
 // FileDelete removes a file record.
 func (s *Store) FileDelete(ctx context.Context, id string) error {
-	res, err := s.write.ExecContext(ctx, `DELETE FROM files WHERE id = ?`, id)
+	res, err := s.ws.fileDelete.ExecContext(ctx, id)
 	return wrap(deleted(res, err), "delete file %s", id)
 }

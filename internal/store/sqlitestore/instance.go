@@ -4,13 +4,19 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"sync"
 
 	"github.com/comfyfleet/comfyfleet/internal/instance"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 )
 
-const instanceCols = `id, enabled, alive, busy, current_task_id, last_heartbeat, last_error,
+const (
+	instanceCols = `id, enabled, alive, busy, current_task_id, last_heartbeat, last_error,
 	queue_remaining, failures, device, loaded_checkpoint`
+	instanceGetSQL    = `SELECT ` + instanceCols + ` FROM instances WHERE id = ?`
+	instanceListSQL   = `SELECT ` + instanceCols + ` FROM instances ORDER BY id`
+	instanceDeleteSQL = `DELETE FROM instances WHERE id = ?`
+)
 
 // instanceUpsertSQL creates the record with defaults for the fields not given
 // (enabled, not alive) or changes only the given ones: a NULL parameter keeps
@@ -42,7 +48,7 @@ func (s *Store) InstanceUpdate(ctx context.Context, p *store.InstanceUpdateParam
 	if p.LastHeartbeat != nil {
 		heartbeat = ms(*p.LastHeartbeat)
 	}
-	st, err := scanInstance(s.write.QueryRowContext(ctx, instanceUpsertSQL,
+	st, err := s.scanInstance(s.ws.instanceUpsert.QueryRowContext(ctx,
 		sql.Named("id", p.ID), sql.Named("enabled", orNull(p.Enabled)), sql.Named("alive", orNull(p.Alive)),
 		sql.Named("busy", orNull(p.Busy)), sql.Named("task", orNull(p.CurrentTaskID)),
 		sql.Named("heartbeat", heartbeat), sql.Named("error", orNull(p.LastError)),
@@ -59,7 +65,8 @@ func orNull[T any](v *T) any {
 	return *v
 }
 
-func scanInstance(sc scanner) (instance.State, error) {
+// scanInstance reads one row of instanceCols.
+func (s *Store) scanInstance(sc scanner) (instance.State, error) {
 	var (
 		st        instance.State
 		heartbeat int64
@@ -71,25 +78,62 @@ func scanInstance(sc scanner) (instance.State, error) {
 		return instance.State{}, err
 	}
 	st.LastHeartbeat = fromMS(heartbeat)
-	return st, json.Unmarshal([]byte(device), &st.Device)
+	st.Device, err = s.devices.decode(device)
+	return st, err
+}
+
+// deviceCache keeps decoded device documents by their JSON text, so that
+// listing the fleet does not decode every instance's device on every call:
+// the text changes only when a health check reports new figures. It
+// forgets everything when it outgrows maxDevices.
+type deviceCache struct {
+	mu sync.Mutex // guards m
+	m  map[string]instance.Device
+}
+
+// maxDevices bounds deviceCache: a few documents per instance of a fleet.
+const maxDevices = 1024
+
+// A cached Device is handed out by value, so it must hold no slice, map or
+// pointer that callers would share; this fails to compile if it ever does.
+var _ = map[instance.Device]struct{}(nil)
+
+// decode returns the Device that text encodes.
+func (c *deviceCache) decode(text string) (instance.Device, error) {
+	c.mu.Lock()
+	d, ok := c.m[text]
+	c.mu.Unlock()
+	if ok {
+		return d, nil
+	}
+	if err := json.Unmarshal([]byte(text), &d); err != nil {
+		return instance.Device{}, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxDevices {
+		c.m = make(map[string]instance.Device)
+	}
+	c.m[text] = d
+	return d, nil
 }
 
 // InstanceGet returns one instance's state.
 func (s *Store) InstanceGet(ctx context.Context, id string) (instance.State, error) {
-	st, err := scanInstance(s.read.QueryRowContext(ctx, `SELECT `+instanceCols+` FROM instances WHERE id = ?`, id))
+	st, err := s.scanInstance(s.rs.instanceGet.QueryRowContext(ctx, id))
 	return st, wrap(err, "get instance %s", id)
 }
 
 // InstanceList returns every instance's state, by id.
 func (s *Store) InstanceList(ctx context.Context) ([]instance.State, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+instanceCols+` FROM instances ORDER BY id`)
+	rows, err := s.rs.instanceList.QueryContext(ctx)
 	if err != nil {
 		return nil, wrap(err, "list instances")
 	}
 	defer rows.Close()
 	var out []instance.State
 	for rows.Next() {
-		st, err := scanInstance(rows)
+		st, err := s.scanInstance(rows)
 		if err != nil {
 			return nil, wrap(err, "list instances")
 		}
@@ -100,7 +144,7 @@ func (s *Store) InstanceList(ctx context.Context) ([]instance.State, error) {
 
 // InstanceDelete forgets an instance.
 func (s *Store) InstanceDelete(ctx context.Context, id string) error {
-	res, err := s.write.ExecContext(ctx, `DELETE FROM instances WHERE id = ?`, id)
+	res, err := s.ws.instanceDelete.ExecContext(ctx, id)
 	return wrap(deleted(res, err), "delete instance %s", id)
 }
 

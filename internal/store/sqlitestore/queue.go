@@ -23,55 +23,74 @@ const claimSQL = `UPDATE tasks SET status = 'running', instance_id = :instance, 
 
 // TaskClaim marks the first pending task in claim order running on p.InstanceID.
 func (s *Store) TaskClaim(ctx context.Context, p *store.TaskClaimParams) (*task.Task, error) {
-	tk, err := scanTask(s.write.QueryRowContext(ctx, claimSQL,
+	tk, err := scanTask(s.ws.claim.QueryRowContext(ctx,
 		sql.Named("instance", p.InstanceID), sql.Named("owner", p.LeaseOwner),
 		sql.Named("now", ms(p.Now)), sql.Named("expires", ms(p.Now.Add(p.LeaseTTL)))))
-	return tk, wrap(err, "claim task for %s", p.InstanceID)
+	if err != nil {
+		return nil, wrap(err, "claim task for %s", p.InstanceID)
+	}
+	return tk, nil
 }
+
+const progressSQL = `UPDATE tasks SET progress = max(progress, min(?, 99)), updated_at = ?
+	WHERE id = ? AND status = 'running'`
 
 // TaskProgress raises a running task's progress, capped at 99.
 func (s *Store) TaskProgress(ctx context.Context, p *store.TaskProgressParams) error {
-	res, err := s.write.ExecContext(ctx, `UPDATE tasks SET progress = max(progress, min(?, 99)), updated_at = ?
-		WHERE id = ? AND status = 'running'`, p.Progress, ms(p.Now), p.ID)
-	return s.checkChanged(ctx, res, err, p.ID, "set progress of task %s", p.ID)
+	res, err := s.ws.progress.ExecContext(ctx, int64(p.Progress), ms(p.Now), p.ID)
+	return s.checkChanged(ctx, res, err, p.ID, "set progress of task %s")
 }
+
+const renewLeaseSQL = `UPDATE tasks SET lease_expires_at = ?
+	WHERE id = ? AND status = 'running' AND lease_owner = ?`
 
 // TaskRenewLease extends the lease held by p.LeaseOwner.
 func (s *Store) TaskRenewLease(ctx context.Context, p *store.TaskLeaseParams) error {
-	res, err := s.write.ExecContext(ctx, `UPDATE tasks SET lease_expires_at = ?
-		WHERE id = ? AND status = 'running' AND lease_owner = ?`, ms(p.Now.Add(p.LeaseTTL)), p.ID, p.LeaseOwner)
-	return s.checkChanged(ctx, res, err, p.ID, "renew lease of task %s", p.ID)
+	res, err := s.ws.renewLease.ExecContext(ctx, ms(p.Now.Add(p.LeaseTTL)), p.ID, p.LeaseOwner)
+	return s.checkChanged(ctx, res, err, p.ID, "renew lease of task %s")
 }
 
-// checkChanged turns an UPDATE that changed no row into ErrNotFound or
-// ErrConflict.
-func (s *Store) checkChanged(ctx context.Context, res sql.Result, err error, id, format string, args ...any) error {
-	if err != nil {
-		return wrap(err, format, args...)
+// checkChanged turns an UPDATE of task id that changed no row into
+// ErrNotFound or ErrConflict; format names the operation, with %s for id.
+func (s *Store) checkChanged(ctx context.Context, res sql.Result, err error, id, format string) error {
+	if err == nil {
+		var n int64
+		if n, err = res.RowsAffected(); err == nil && n > 0 {
+			return nil
+		}
 	}
-	n, err := res.RowsAffected()
-	if err != nil || n > 0 {
-		return wrap(err, format, args...)
+	if err == nil {
+		err = s.missingOrConflict(ctx, id)
 	}
-	return wrap(s.missingOrConflict(ctx, id), format, args...)
+	return wrap(err, format, id)
 }
+
+const taskStatusSQL = `SELECT status FROM tasks WHERE id = ?`
 
 // missingOrConflict explains why a conditional change of task id matched no
 // row: it does not exist, or it is in another state.
 func (s *Store) missingOrConflict(ctx context.Context, id string) error {
 	var status task.Status
-	err := s.write.QueryRowContext(ctx, `SELECT status FROM tasks WHERE id = ?`, id).Scan(&status)
-	if err != nil {
+	if err := s.ws.taskStatus.QueryRowContext(ctx, id).Scan(&status); err != nil {
 		return err
 	}
 	return fmt.Errorf("%w: task is %s", store.ErrConflict, status)
 }
+
+// finishSQL ends a task in one of two statuses (:from1, :from2, the same
+// one twice for a single status), held by :owner unless :owner is empty.
+const finishSQL = `UPDATE tasks SET status = :to, result = :result, error = :error,
+		finished_at = :now, updated_at = :now, lease_owner = '', lease_expires_at = 0,
+		progress = CASE WHEN :to = 'completed' THEN 100 ELSE progress END
+	WHERE id = :id AND status IN (:from1, :from2) AND (:owner = '' OR lease_owner = :owner)
+	RETURNING ` + taskCols
 
 // TaskFinish moves a task from one of p.From to the final status p.To.
 func (s *Store) TaskFinish(ctx context.Context, p *store.TaskFinishParams) (*task.Task, error) {
 	if !p.To.Final() {
 		return nil, fmt.Errorf("sqlitestore: finish task %s: %q is not a final status", p.ID, p.To)
 	}
+	// Only pending and running tasks move, so from has at most two statuses.
 	from := movableFrom(p.From, p.To)
 	if len(from) == 0 {
 		return nil, wrap(s.missingOrConflict(ctx, p.ID), "finish task %s", p.ID)
@@ -84,20 +103,11 @@ func (s *Store) TaskFinish(ctx context.Context, p *store.TaskFinishParams) (*tas
 	if err != nil {
 		return nil, wrap(err, "finish task %s", p.ID)
 	}
-	query := `UPDATE tasks SET status = ?, result = ?, error = ?, finished_at = ?, updated_at = ?,
-			lease_owner = '', lease_expires_at = 0,
-			progress = CASE WHEN ? = 'completed' THEN 100 ELSE progress END
-		WHERE id = ? AND status IN (` + placeholders(len(from)) + `)`
 	now := ms(p.Now)
-	args := []any{string(p.To), result, taskErr, now, now, string(p.To), p.ID}
-	for _, st := range from {
-		args = append(args, string(st))
-	}
-	if p.LeaseOwner != "" {
-		query += ` AND lease_owner = ?`
-		args = append(args, p.LeaseOwner)
-	}
-	return s.updateTask(ctx, p.ID, query+` RETURNING `+taskCols, args, "finish task %s", p.ID)
+	return s.updateTask(ctx, p.ID, s.ws.finish, "finish task %s",
+		sql.Named("to", string(p.To)), sql.Named("result", result), sql.Named("error", taskErr),
+		sql.Named("now", now), sql.Named("id", p.ID), sql.Named("from1", string(from[0])),
+		sql.Named("from2", string(from[len(from)-1])), sql.Named("owner", p.LeaseOwner))
 }
 
 // movableFrom keeps the statuses of from that may move to `to`; a final
@@ -112,35 +122,36 @@ func movableFrom(from []task.Status, to task.Status) []task.Status {
 	return out
 }
 
-// updateTask runs a conditional UPDATE ... RETURNING taskCols; no row means
-// the task is missing or in another state.
-func (s *Store) updateTask(ctx context.Context, id, query string, args []any, format string, fargs ...any) (*task.Task, error) {
-	tk, err := scanTask(s.write.QueryRowContext(ctx, query, args...))
+// updateTask runs a prepared conditional UPDATE ... RETURNING taskCols of
+// task id; no row means the task is missing or in another state. format
+// names the operation, with %s for id.
+func (s *Store) updateTask(ctx context.Context, id string, st *sql.Stmt, format string, args ...any) (*task.Task, error) {
+	tk, err := scanTask(st.QueryRowContext(ctx, args...))
 	if errors.Is(err, sql.ErrNoRows) {
 		err = s.missingOrConflict(ctx, id)
 	}
 	if err != nil {
-		return nil, wrap(err, format, fargs...)
+		return nil, wrap(err, format, id)
 	}
 	return tk, nil
 }
 
+// requeueSQL returns a running task, held by :owner unless :owner is empty,
+// to pending.
+const requeueSQL = `UPDATE tasks SET status = 'pending', instance_id = '', lease_owner = '', lease_expires_at = 0,
+		started_at = 0, updated_at = :now, attempts = max(attempts - :refund, 0)
+	WHERE id = :id AND status = 'running' AND (:owner = '' OR lease_owner = :owner)
+	RETURNING ` + taskCols
+
 // TaskRequeue returns a running task to pending, keeping its attempts
 // (unless p.RefundAttempt) and its place in line (Seq).
 func (s *Store) TaskRequeue(ctx context.Context, p *store.TaskRequeueParams) (*task.Task, error) {
-	refund := 0
+	var refund int64
 	if p.RefundAttempt {
 		refund = 1
 	}
-	query := `UPDATE tasks SET status = 'pending', instance_id = '', lease_owner = '', lease_expires_at = 0,
-			started_at = 0, updated_at = ?, attempts = max(attempts - ?, 0)
-		WHERE id = ? AND status = 'running'`
-	args := []any{ms(p.Now), refund, p.ID}
-	if p.LeaseOwner != "" {
-		query += ` AND lease_owner = ?`
-		args = append(args, p.LeaseOwner)
-	}
-	return s.updateTask(ctx, p.ID, query+` RETURNING `+taskCols, args, "requeue task %s", p.ID)
+	return s.updateTask(ctx, p.ID, s.ws.requeue, "requeue task %s", sql.Named("now", ms(p.Now)),
+		sql.Named("refund", refund), sql.Named("id", p.ID), sql.Named("owner", p.LeaseOwner))
 }
 
 // requestCancelSQL cancels a pending task or flags a running one. SQLite
@@ -156,26 +167,46 @@ const requestCancelSQL = `UPDATE tasks SET
 
 // TaskRequestCancel cancels a pending task or marks a running one CancelRequested.
 func (s *Store) TaskRequestCancel(ctx context.Context, p *store.TaskCancelParams) (*task.Task, error) {
-	args := []any{sql.Named("now", ms(p.Now)), sql.Named("id", p.ID)}
-	return s.updateTask(ctx, p.ID, requestCancelSQL, args, "cancel task %s", p.ID)
+	return s.updateTask(ctx, p.ID, s.ws.requestCancel, "cancel task %s", sql.Named("now", ms(p.Now)), sql.Named("id", p.ID))
+}
+
+// TaskListRunning's filters, as bits of the index into readStmts.running.
+const (
+	runningByInstance = 1 << iota
+	runningLeaseExpired
+)
+
+// runningSQL is TaskListRunning's query for one combination of filters.
+func runningSQL(variant int) string {
+	query := `SELECT ` + taskCols + ` FROM tasks WHERE status = 'running'`
+	if variant&runningByInstance != 0 {
+		query += ` AND instance_id = :instance`
+	}
+	if variant&runningLeaseExpired != 0 {
+		query += ` AND lease_expires_at < :before`
+	}
+	return query + ` ORDER BY seq`
 }
 
 // TaskListRunning returns running tasks in claim order (Seq).
 func (s *Store) TaskListRunning(ctx context.Context, p *store.TaskListRunningParams) ([]*task.Task, error) {
-	query := `SELECT ` + taskCols + ` FROM tasks WHERE status = 'running'`
+	variant := 0
 	var args []any
 	if p.InstanceID != "" {
-		query += ` AND instance_id = ?`
-		args = append(args, p.InstanceID)
+		variant |= runningByInstance
+		args = append(args, sql.Named("instance", p.InstanceID))
 	}
 	if !p.LeaseExpiredBefore.IsZero() {
-		query += ` AND lease_expires_at < ?`
-		args = append(args, ms(p.LeaseExpiredBefore))
+		variant |= runningLeaseExpired
+		args = append(args, sql.Named("before", ms(p.LeaseExpiredBefore)))
 	}
-	rows, err := s.read.QueryContext(ctx, query+` ORDER BY seq`, args...)
+	rows, err := s.rs.running[variant].QueryContext(ctx, args...)
 	if err != nil {
 		return nil, wrap(err, "list running tasks")
 	}
 	tasks, err := scanTasks(rows)
-	return tasks, wrap(err, "list running tasks")
+	if err != nil {
+		return nil, wrap(err, "list running tasks")
+	}
+	return tasks, nil
 }

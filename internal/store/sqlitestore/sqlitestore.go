@@ -22,6 +22,12 @@
 // keys are on. The writer keeps a 32 MiB page cache, which holds the hot
 // parts of the queue indexes with a million pending tasks (BenchmarkClaim).
 //
+// # Statements
+//
+// Every fixed statement is prepared once at Open and kept on the Store; SQL
+// that varies with a list's filters is prepared once per shape and cached
+// (stmts.go). Parsing SQL costs more than running these small statements.
+//
 // # Schema
 //
 // Numbered migrations in migrations/*.sql are embedded in the binary and
@@ -63,6 +69,12 @@ type Store struct {
 	write *sql.DB // one connection: every write
 	read  *sql.DB // query_only pool; the same as write for ":memory:"
 	hub   *hub
+
+	ws        writeStmts  // prepared on write
+	rs        readStmts   // prepared on read
+	readCache *stmtCache  // TaskList's and FileList's SQL, on read
+	fixed     []*sql.Stmt // ws and rs, to close
+	devices   deviceCache
 
 	closeOnce sync.Once
 	closeErr  error
@@ -154,20 +166,32 @@ func open(ctx context.Context, path string, o *options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{write: write, read: write, hub: newHub(o.subscriberBuffer)}
-	if memory {
-		return s, nil
+	if !memory {
+		if s.read, err = openReader(ctx, path, o); err != nil {
+			write.Close()
+			return nil, err
+		}
 	}
-	if s.read, err = sql.Open("sqlite", path+"?"+readDSN(o)); err != nil {
-		write.Close()
-		return nil, err
-	}
-	s.read.SetMaxOpenConns(o.readConns)
-	s.read.SetMaxIdleConns(o.readConns)
-	if err := s.read.PingContext(ctx); err != nil {
+	if err := s.prepareStmts(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// openReader opens the read pool.
+func openReader(ctx context.Context, path string, o *options) (*sql.DB, error) {
+	db, err := sql.Open("sqlite", path+"?"+readDSN(o))
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(o.readConns)
+	db.SetMaxIdleConns(o.readConns)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
 }
 
 // writeDSN holds the writer's pragmas: WAL (persistent in the file), the
@@ -219,7 +243,7 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.hub.close()
-		var errs []error
+		errs := []error{s.closeStmts()}
 		if s.read != s.write {
 			errs = append(errs, s.read.Close())
 		}

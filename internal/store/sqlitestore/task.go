@@ -95,6 +95,14 @@ func bytesOrNull(b []byte) any {
 	return []byte(b)
 }
 
+// taskInsertSQL adds the task row; bodyInsertSQL then adds its body under
+// the new row's seq, in the same transaction.
+const (
+	taskInsertSQL = `INSERT INTO tasks (id, owner, status, priority, checkpoints, timeout_ns, created_at, updated_at)
+	VALUES (?, ?, 'pending', ?, ?, ?, ?, ?)`
+	bodyInsertSQL = `INSERT INTO task_bodies (seq, workflow, params) VALUES (?, ?, ?)`
+)
+
 // TaskInsert adds a pending task.
 func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*task.Task, error) {
 	var checkpoints any
@@ -107,15 +115,15 @@ func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*tas
 	now := ms(p.Now)
 	var seq int64
 	err := inTx(ctx, s.write, false, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, `INSERT INTO tasks
-			(id, owner, status, priority, checkpoints, timeout_ns, created_at, updated_at)
-			VALUES (?, ?, 'pending', ?, ?, ?, ?, ?) RETURNING seq`,
-			p.ID, p.Owner, p.Priority, checkpoints, int64(p.Timeout), now, now).Scan(&seq)
+		res, err := tx.StmtContext(ctx, s.ws.taskInsert).ExecContext(ctx,
+			p.ID, p.Owner, int64(p.Priority), checkpoints, int64(p.Timeout), now, now)
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO task_bodies (seq, workflow, params) VALUES (?, ?, ?)`,
-			seq, bytesOrNull(p.Workflow), bytesOrNull(p.Params))
+		if seq, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		_, err = tx.StmtContext(ctx, s.ws.bodyInsert).ExecContext(ctx, seq, bytesOrNull(p.Workflow), bytesOrNull(p.Params))
 		return err
 	})
 	if err != nil {
@@ -128,10 +136,15 @@ func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*tas
 	}, nil
 }
 
+const taskGetSQL = `SELECT ` + taskCols + ` FROM tasks WHERE id = ?`
+
 // TaskGet returns one task with its workflow and params.
 func (s *Store) TaskGet(ctx context.Context, id string) (*task.Task, error) {
-	tk, err := scanTask(s.read.QueryRowContext(ctx, `SELECT `+taskCols+` FROM tasks WHERE id = ?`, id))
-	return tk, wrap(err, "get task %s", id)
+	tk, err := scanTask(s.rs.taskGet.QueryRowContext(ctx, id))
+	if err != nil {
+		return nil, wrap(err, "get task %s", id)
+	}
+	return tk, nil
 }
 
 // TaskList pages through tasks newest first. With several statuses it merges
@@ -139,14 +152,19 @@ func (s *Store) TaskGet(ctx context.Context, id string) (*task.Task, error) {
 func (s *Store) TaskList(ctx context.Context, p *store.TaskListParams) (*store.TaskListResult, error) {
 	limit, offset := store.PageLimit(p.Limit), max(p.Offset, 0)
 	statuses := uniqueStatuses(p.Statuses)
+	totalQuery, totalArgs := taskTotalQuery(p.Owner, statuses)
+	pageQuery, pageArgs := taskPageQuery(p.Owner, statuses, limit, offset)
+	stmts, release, err := s.cachedStmts(ctx, totalQuery, pageQuery)
+	if err != nil {
+		return nil, wrap(err, "list tasks")
+	}
+	defer release()
 	res := &store.TaskListResult{}
-	err := inTx(ctx, s.read, true, func(tx *sql.Tx) error {
-		var err error
-		if res.Total, err = taskTotal(ctx, tx, p.Owner, statuses); err != nil {
+	err = inTx(ctx, s.read, true, func(tx *sql.Tx) error {
+		if err := tx.StmtContext(ctx, stmts[0]).QueryRowContext(ctx, totalArgs...).Scan(&res.Total); err != nil {
 			return err
 		}
-		query, args := taskPageQuery(p.Owner, statuses, limit, offset)
-		rows, err := tx.QueryContext(ctx, query, args...)
+		rows, err := tx.StmtContext(ctx, stmts[1]).QueryContext(ctx, pageArgs...)
 		if err != nil {
 			return err
 		}
@@ -201,21 +219,14 @@ func taskWhere(owner string, statuses []task.Status) (string, []any) {
 	return " WHERE " + strings.Join(conds, " AND "), args
 }
 
-// taskTotal counts matching tasks: from task_counts without an owner,
+// taskTotalQuery counts matching tasks: from task_counts without an owner,
 // by counting the owner's index range otherwise.
-func taskTotal(ctx context.Context, tx *sql.Tx, owner string, statuses []task.Status) (int, error) {
-	var query string
-	var args []any
+func taskTotalQuery(owner string, statuses []task.Status) (string, []any) {
+	where, args := taskWhere(owner, statuses)
 	if owner == "" {
-		where, wargs := taskWhere("", statuses)
-		query, args = `SELECT coalesce(sum(n), 0) FROM task_counts`+where, wargs
-	} else {
-		where, wargs := taskWhere(owner, statuses)
-		query, args = `SELECT count(*) FROM tasks`+where, wargs
+		return `SELECT coalesce(sum(n), 0) FROM task_counts` + where, args
 	}
-	var n int
-	err := tx.QueryRowContext(ctx, query, args...).Scan(&n)
-	return n, err
+	return `SELECT count(*) FROM tasks` + where, args
 }
 
 func placeholders(n int) string {
@@ -234,7 +245,7 @@ const queuePositionSQL = `SELECT t.status, CASE WHEN t.status = 'pending' THEN
 func (s *Store) TaskQueuePosition(ctx context.Context, id string) (int, error) {
 	var status task.Status
 	var ahead int
-	if err := s.read.QueryRowContext(ctx, queuePositionSQL, id).Scan(&status, &ahead); err != nil {
+	if err := s.rs.queuePosition.QueryRowContext(ctx, id).Scan(&status, &ahead); err != nil {
 		return 0, wrap(err, "queue position of task %s", id)
 	}
 	if status != task.StatusPending {
@@ -243,13 +254,15 @@ func (s *Store) TaskQueuePosition(ctx context.Context, id string) (int, error) {
 	return ahead + 1, nil
 }
 
+const taskCountsSQL = `SELECT status, n FROM task_counts`
+
 // TaskCounts reads the trigger-maintained counts.
 func (s *Store) TaskCounts(ctx context.Context) (map[task.Status]int, error) {
 	counts := make(map[task.Status]int, len(task.AllStatuses))
 	for _, st := range task.AllStatuses {
 		counts[st] = 0
 	}
-	rows, err := s.read.QueryContext(ctx, `SELECT status, n FROM task_counts`)
+	rows, err := s.rs.taskCounts.QueryContext(ctx)
 	if err != nil {
 		return nil, wrap(err, "count tasks")
 	}
