@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/comfyfleet/comfyfleet/internal/comfysim"
+	"github.com/comfyfleet/comfyfleet/internal/config"
 )
 
 // runSim is "comfyfleet sim": simulated ComfyUI instances (v0.3.65
@@ -69,40 +70,13 @@ func startSims(ip string, ports []int, opts comfysim.Options) ([]*comfysim.Sim, 
 	return sims, nil
 }
 
-// parsePorts reads "8001-8008", "8001,8003" or a mix of both.
+// parsePorts reads "8001-8008", "8001,8003" or a mix of both (the config's
+// syntax), or "0" for one free port.
 func parsePorts(spec string) ([]int, error) {
-	var ports []int
-	for _, part := range splitList(spec) {
-		lo, hi, isRange := strings.Cut(part, "-")
-		first, err := parsePort(lo)
-		if err != nil {
-			return nil, err
-		}
-		last := first
-		if isRange {
-			if last, err = parsePort(hi); err != nil {
-				return nil, err
-			}
-		}
-		if last < first || last-first >= 1024 {
-			return nil, fmt.Errorf("bad range %q", part)
-		}
-		for p := first; p <= last; p++ {
-			ports = append(ports, p)
-		}
+	if strings.TrimSpace(spec) == "0" {
+		return []int{0}, nil
 	}
-	if len(ports) == 0 {
-		return nil, errors.New("no ports")
-	}
-	return ports, nil
-}
-
-func parsePort(s string) (int, error) {
-	p, err := strconv.Atoi(strings.TrimSpace(s))
-	if err != nil || p < 0 || p > 65535 {
-		return 0, fmt.Errorf("bad port %q", s)
-	}
-	return p, nil
+	return config.ParsePorts(spec)
 }
 
 func splitList(s string) []string {
