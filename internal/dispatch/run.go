@@ -210,8 +210,9 @@ func (e *permanentError) Error() string { return e.err.Error() }
 // LoadImage needs.
 func (r *run) upload(ctx context.Context, ref workflow.FileRef) (string, error) {
 	d := r.dr.d
+	// Access was checked when the task was submitted.
 	f, err := d.opts.Store.FileGet(ctx, ref.FileID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && f.Owner != r.task.Owner) {
+	if errors.Is(err, store.ErrNotFound) {
 		return "", &permanentError{&task.Error{Type: task.ErrorTypeUpload, Message: fmt.Sprintf("file %s no longer exists", ref.FileID)}}
 	}
 	if err != nil {

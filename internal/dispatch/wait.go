@@ -263,6 +263,9 @@ func (r *run) requeue(ctx context.Context, refund bool) {
 // reportProgress publishes every change and writes it to the store at most
 // every progressWriteEvery.
 func (r *run) reportProgress(ctx context.Context, pct int, ev comfy.Event) {
+	if pct <= r.task.Progress {
+		return // a retry starts over; what clients saw never goes down
+	}
 	r.task.Progress = pct
 	r.publish(ctx, Publish(ctx, r.st(), EventTaskProgress, r.task, ProgressData{
 		TaskID: r.task.ID, Progress: pct, Node: ev.Node, Value: ev.Value, Max: ev.Max,
