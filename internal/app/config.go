@@ -12,6 +12,12 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/store/sqlitestore"
 )
 
+// subscriberBuffer is how many events a subscriber (the push hub, the
+// dispatcher) may fall behind before it loses some: generous, because
+// bursts (a replica adopting a dead one's instances) are short and events
+// are small.
+const subscriberBuffer = 16384
+
 // openStore opens the configured store.
 func openStore(ctx context.Context, cfg config.Config) (store.Store, error) {
 	switch cfg.Store.Driver {
@@ -20,13 +26,15 @@ func openStore(ctx context.Context, cfg config.Config) (store.Store, error) {
 		if cfg.Store.Sync == "full" {
 			sync = sqlitestore.SyncFull
 		}
-		st, err := sqlitestore.Open(ctx, cfg.Store.Path, sqlitestore.WithSync(sync))
+		st, err := sqlitestore.Open(ctx, cfg.Store.Path, sqlitestore.WithSync(sync),
+			sqlitestore.WithSubscriberBuffer(subscriberBuffer))
 		if err != nil {
 			return nil, fmt.Errorf("app: open sqlite store: %w", err)
 		}
 		return st, nil
 	case "redis":
-		st, err := redisstore.Open(ctx, cfg.Store.URL, redisstore.WithPrefix(cfg.Store.Prefix))
+		st, err := redisstore.Open(ctx, cfg.Store.URL, redisstore.WithPrefix(cfg.Store.Prefix),
+			redisstore.WithSubscriberBuffer(subscriberBuffer))
 		if err != nil {
 			return nil, fmt.Errorf("app: open redis store: %w", err)
 		}
