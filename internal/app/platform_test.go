@@ -324,6 +324,17 @@ func TestConfigLive(t *testing.T) {
 	}
 	wantError(t, e.Do("PUT", "/api/config", admin, map[string]any{"healthCheck": map[string]any{"interval": "soon"}}),
 		http.StatusBadRequest, "invalid_config")
+	// Every problem is listed, not only the first.
+	two := e.Do("PUT", "/api/config", admin, map[string]any{
+		"servers": []map[string]any{{"id": "x", "ip": "127.0.0.1", "ports": []int{70000}}, {"id": "x", "ip": "", "ports": []int{1}}},
+	})
+	var all struct {
+		Fields []struct{ Field, Message string } `json:"fields"`
+	}
+	two.Into(t, &all)
+	if len(all.Fields) < 2 {
+		t.Errorf("PUT with several problems lists %d: %s", len(all.Fields), two.Raw)
+	}
 	wantError(t, e.Do("PUT", "/api/config", admin, map[string]any{"nope": 1}), http.StatusBadRequest, "invalid_config")
 	if list := instances(e, admin); len(list) != 2 {
 		t.Errorf("a refused config changed the instances: %d", len(list))
