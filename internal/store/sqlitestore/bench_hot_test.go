@@ -173,6 +173,21 @@ func BenchmarkLifecycle(b *testing.B) {
 	}
 }
 
+// BenchmarkLifecycleCancelable is BenchmarkLifecycle (SyncNormal) with a
+// cancelable context, as the gateway's calls have: request and loop
+// contexts.
+func BenchmarkLifecycleCancelable(b *testing.B) {
+	s := openFile(b, WithSync(SyncNormal))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	i := 0
+	defer cpuPerOp(b)()
+	for b.Loop() {
+		lifecycle(ctx, b, s, i)
+		i++
+	}
+}
+
 // lifecycle runs task number i through the store.
 func lifecycle(ctx context.Context, b *testing.B, s *Store, i int) {
 	id, fileID := fmt.Sprintf("t-%d", i), fmt.Sprintf("f-%d", i)

@@ -15,8 +15,13 @@ const (
 
 // ConfigGet returns the persisted runtime config document.
 func (s *Store) ConfigGet(ctx context.Context) ([]byte, error) {
+	ctx, err := s.readGate.enter(ctx)
+	if err != nil {
+		return nil, wrap(err, "get config")
+	}
+	defer s.readGate.leave()
 	var doc []byte
-	err := s.rs.configGet.QueryRowContext(ctx).Scan(&doc)
+	err = s.rs.configGet.QueryRowContext(ctx).Scan(&doc)
 	if err != nil {
 		return nil, wrap(err, "get config")
 	}
@@ -25,7 +30,12 @@ func (s *Store) ConfigGet(ctx context.Context) ([]byte, error) {
 
 // ConfigPut replaces the persisted runtime config document.
 func (s *Store) ConfigPut(ctx context.Context, doc []byte) error {
-	_, err := s.ws.configPut.ExecContext(ctx, doc)
+	ctx, err := s.writeGate.enter(ctx)
+	if err != nil {
+		return wrap(err, "put config")
+	}
+	defer s.writeGate.leave()
+	_, err = s.ws.configPut.ExecContext(ctx, doc)
 	return wrap(err, "put config")
 }
 
@@ -39,8 +49,13 @@ const leaseAcquireSQL = `INSERT INTO leases (name, holder, expires_at) VALUES (:
 
 // LeaseAcquire takes or renews a named lease and reports whether p.Holder holds it.
 func (s *Store) LeaseAcquire(ctx context.Context, p *store.LeaseParams) (bool, error) {
+	ctx, err := s.writeGate.enter(ctx)
+	if err != nil {
+		return false, wrap(err, "acquire lease %s", p.Name)
+	}
+	defer s.writeGate.leave()
 	var holder string
-	err := s.ws.leaseAcquire.QueryRowContext(ctx, sql.Named("name", p.Name), sql.Named("holder", p.Holder),
+	err = s.ws.leaseAcquire.QueryRowContext(ctx, sql.Named("name", p.Name), sql.Named("holder", p.Holder),
 		sql.Named("expires", ms(p.Now.Add(p.TTL))), sql.Named("now", ms(p.Now))).Scan(&holder)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
@@ -55,6 +70,11 @@ const leaseReleaseSQL = `DELETE FROM leases WHERE name = ? AND holder = ?`
 
 // LeaseRelease gives a lease up if holder holds it.
 func (s *Store) LeaseRelease(ctx context.Context, name, holder string) error {
-	_, err := s.ws.leaseRelease.ExecContext(ctx, name, holder)
+	ctx, err := s.writeGate.enter(ctx)
+	if err != nil {
+		return wrap(err, "release lease %s", name)
+	}
+	defer s.writeGate.leave()
+	_, err = s.ws.leaseRelease.ExecContext(ctx, name, holder)
 	return wrap(err, "release lease %s", name)
 }

@@ -19,7 +19,12 @@ const (
 
 // FileInsert adds a file record; a duplicate id is ErrConflict.
 func (s *Store) FileInsert(ctx context.Context, f *file.File) error {
-	_, err := s.ws.fileInsert.ExecContext(ctx,
+	ctx, err := s.writeGate.enter(ctx)
+	if err != nil {
+		return wrap(err, "insert file %s", f.ID)
+	}
+	defer s.writeGate.leave()
+	_, err = s.ws.fileInsert.ExecContext(ctx,
 		f.ID, f.Owner, f.TaskID, f.NodeID, f.Filename, f.ContentType, f.Size, ms(f.CreatedAt))
 	if err != nil {
 		return wrap(err, "insert file %s", f.ID)
@@ -39,6 +44,11 @@ func scanFile(sc scanner) (*file.File, error) {
 
 // FileGet returns one file record.
 func (s *Store) FileGet(ctx context.Context, id string) (*file.File, error) {
+	ctx, err := s.readGate.enter(ctx)
+	if err != nil {
+		return nil, wrap(err, "get file %s", id)
+	}
+	defer s.readGate.leave()
 	f, err := scanFile(s.rs.fileGet.QueryRowContext(ctx, id))
 	if err != nil {
 		return nil, wrap(err, "get file %s", id)
@@ -48,6 +58,11 @@ func (s *Store) FileGet(ctx context.Context, id string) (*file.File, error) {
 
 // FileList pages through files newest first (CreatedAt, then ID, descending).
 func (s *Store) FileList(ctx context.Context, p *store.FileListParams) (*store.FileListResult, error) {
+	ctx, err := s.readGate.enter(ctx)
+	if err != nil {
+		return nil, wrap(err, "list files")
+	}
+	defer s.readGate.leave()
 	where, args := fileWhere(p)
 	stmts, release, err := s.cachedStmts(ctx, `SELECT count(*) FROM files`+where,
 		`SELECT `+fileCols+` FROM files`+where+` ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`)
@@ -106,6 +121,11 @@ func fileWhere(p *store.FileListParams) (string, []any) {
 
 // FileDelete removes a file record.
 func (s *Store) FileDelete(ctx context.Context, id string) error {
+	ctx, err := s.writeGate.enter(ctx)
+	if err != nil {
+		return wrap(err, "delete file %s", id)
+	}
+	defer s.writeGate.leave()
 	res, err := s.ws.fileDelete.ExecContext(ctx, id)
 	return wrap(deleted(res, err), "delete file %s", id)
 }

@@ -48,6 +48,11 @@ func (s *Store) InstanceUpdate(ctx context.Context, p *store.InstanceUpdateParam
 	if p.LastHeartbeat != nil {
 		heartbeat = ms(*p.LastHeartbeat)
 	}
+	ctx, err := s.writeGate.enter(ctx)
+	if err != nil {
+		return instance.State{}, wrap(err, "update instance %s", p.ID)
+	}
+	defer s.writeGate.leave()
 	st, err := s.scanInstance(s.ws.instanceUpsert.QueryRowContext(ctx,
 		sql.Named("id", p.ID), sql.Named("enabled", orNull(p.Enabled)), sql.Named("alive", orNull(p.Alive)),
 		sql.Named("busy", orNull(p.Busy)), sql.Named("task", orNull(p.CurrentTaskID)),
@@ -120,12 +125,22 @@ func (c *deviceCache) decode(text string) (instance.Device, error) {
 
 // InstanceGet returns one instance's state.
 func (s *Store) InstanceGet(ctx context.Context, id string) (instance.State, error) {
+	ctx, err := s.readGate.enter(ctx)
+	if err != nil {
+		return instance.State{}, wrap(err, "get instance %s", id)
+	}
+	defer s.readGate.leave()
 	st, err := s.scanInstance(s.rs.instanceGet.QueryRowContext(ctx, id))
 	return st, wrap(err, "get instance %s", id)
 }
 
 // InstanceList returns every instance's state, by id.
 func (s *Store) InstanceList(ctx context.Context) ([]instance.State, error) {
+	ctx, err := s.readGate.enter(ctx)
+	if err != nil {
+		return nil, wrap(err, "list instances")
+	}
+	defer s.readGate.leave()
 	rows, err := s.rs.instanceList.QueryContext(ctx)
 	if err != nil {
 		return nil, wrap(err, "list instances")
@@ -144,6 +159,11 @@ func (s *Store) InstanceList(ctx context.Context) ([]instance.State, error) {
 
 // InstanceDelete forgets an instance.
 func (s *Store) InstanceDelete(ctx context.Context, id string) error {
+	ctx, err := s.writeGate.enter(ctx)
+	if err != nil {
+		return wrap(err, "delete instance %s", id)
+	}
+	defer s.writeGate.leave()
 	res, err := s.ws.instanceDelete.ExecContext(ctx, id)
 	return wrap(deleted(res, err), "delete instance %s", id)
 }

@@ -23,6 +23,11 @@ const claimSQL = `UPDATE tasks SET status = 'running', instance_id = :instance, 
 
 // TaskClaim marks the first pending task in claim order running on p.InstanceID.
 func (s *Store) TaskClaim(ctx context.Context, p *store.TaskClaimParams) (*task.Task, error) {
+	ctx, err := s.writeGate.enter(ctx)
+	if err != nil {
+		return nil, wrap(err, "claim task for %s", p.InstanceID)
+	}
+	defer s.writeGate.leave()
 	tk, err := scanTask(s.ws.claim.QueryRowContext(ctx,
 		sql.Named("instance", p.InstanceID), sql.Named("owner", p.LeaseOwner),
 		sql.Named("now", ms(p.Now)), sql.Named("expires", ms(p.Now.Add(p.LeaseTTL)))))
@@ -37,6 +42,11 @@ const progressSQL = `UPDATE tasks SET progress = max(progress, min(?, 99)), upda
 
 // TaskProgress raises a running task's progress, capped at 99.
 func (s *Store) TaskProgress(ctx context.Context, p *store.TaskProgressParams) error {
+	ctx, err := s.writeGate.enter(ctx)
+	if err != nil {
+		return wrap(err, "set progress of task %s", p.ID)
+	}
+	defer s.writeGate.leave()
 	res, err := s.ws.progress.ExecContext(ctx, int64(p.Progress), ms(p.Now), p.ID)
 	return s.checkChanged(ctx, res, err, p.ID, "set progress of task %s")
 }
@@ -46,6 +56,11 @@ const renewLeaseSQL = `UPDATE tasks SET lease_expires_at = ?
 
 // TaskRenewLease extends the lease held by p.LeaseOwner.
 func (s *Store) TaskRenewLease(ctx context.Context, p *store.TaskLeaseParams) error {
+	ctx, err := s.writeGate.enter(ctx)
+	if err != nil {
+		return wrap(err, "renew lease of task %s", p.ID)
+	}
+	defer s.writeGate.leave()
 	res, err := s.ws.renewLease.ExecContext(ctx, ms(p.Now.Add(p.LeaseTTL)), p.ID, p.LeaseOwner)
 	return s.checkChanged(ctx, res, err, p.ID, "renew lease of task %s")
 }
@@ -90,11 +105,6 @@ func (s *Store) TaskFinish(ctx context.Context, p *store.TaskFinishParams) (*tas
 	if !p.To.Final() {
 		return nil, fmt.Errorf("sqlitestore: finish task %s: %q is not a final status", p.ID, p.To)
 	}
-	// Only pending and running tasks move, so from has at most two statuses.
-	from := movableFrom(p.From, p.To)
-	if len(from) == 0 {
-		return nil, wrap(s.missingOrConflict(ctx, p.ID), "finish task %s", p.ID)
-	}
 	result, err := marshalNull(p.Result)
 	if err != nil {
 		return nil, wrap(err, "finish task %s", p.ID)
@@ -102,6 +112,15 @@ func (s *Store) TaskFinish(ctx context.Context, p *store.TaskFinishParams) (*tas
 	taskErr, err := marshalNull(p.Error)
 	if err != nil {
 		return nil, wrap(err, "finish task %s", p.ID)
+	}
+	if ctx, err = s.writeGate.enter(ctx); err != nil {
+		return nil, wrap(err, "finish task %s", p.ID)
+	}
+	defer s.writeGate.leave()
+	// Only pending and running tasks move, so from has at most two statuses.
+	from := movableFrom(p.From, p.To)
+	if len(from) == 0 {
+		return nil, wrap(s.missingOrConflict(ctx, p.ID), "finish task %s", p.ID)
 	}
 	now := ms(p.Now)
 	return s.updateTask(ctx, p.ID, s.ws.finish, "finish task %s",
@@ -146,6 +165,11 @@ const requeueSQL = `UPDATE tasks SET status = 'pending', instance_id = '', lease
 // TaskRequeue returns a running task to pending, keeping its attempts
 // (unless p.RefundAttempt) and its place in line (Seq).
 func (s *Store) TaskRequeue(ctx context.Context, p *store.TaskRequeueParams) (*task.Task, error) {
+	ctx, err := s.writeGate.enter(ctx)
+	if err != nil {
+		return nil, wrap(err, "requeue task %s", p.ID)
+	}
+	defer s.writeGate.leave()
 	var refund int64
 	if p.RefundAttempt {
 		refund = 1
@@ -167,6 +191,11 @@ const requestCancelSQL = `UPDATE tasks SET
 
 // TaskRequestCancel cancels a pending task or marks a running one CancelRequested.
 func (s *Store) TaskRequestCancel(ctx context.Context, p *store.TaskCancelParams) (*task.Task, error) {
+	ctx, err := s.writeGate.enter(ctx)
+	if err != nil {
+		return nil, wrap(err, "cancel task %s", p.ID)
+	}
+	defer s.writeGate.leave()
 	return s.updateTask(ctx, p.ID, s.ws.requestCancel, "cancel task %s", sql.Named("now", ms(p.Now)), sql.Named("id", p.ID))
 }
 
@@ -190,6 +219,11 @@ func runningSQL(variant int) string {
 
 // TaskListRunning returns running tasks in claim order (Seq).
 func (s *Store) TaskListRunning(ctx context.Context, p *store.TaskListRunningParams) ([]*task.Task, error) {
+	ctx, err := s.readGate.enter(ctx)
+	if err != nil {
+		return nil, wrap(err, "list running tasks")
+	}
+	defer s.readGate.leave()
 	variant := 0
 	var args []any
 	if p.InstanceID != "" {

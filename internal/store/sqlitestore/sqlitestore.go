@@ -9,6 +9,10 @@
 // Reads use a separate pool of query_only connections; in WAL mode they never
 // block the writer nor wait for it. A ":memory:" database has a single
 // connection for both, since each connection to ":memory:" is its own database.
+// A call waits for its turn at the writer or the read pool for as long as
+// its context allows, then runs its statements with the context's
+// cancellation detached (gate.go): watching it per statement costs more than
+// the statements.
 //
 // # Durability
 //
@@ -75,6 +79,9 @@ type Store struct {
 	readCache *stmtCache  // TaskList's and FileList's SQL, on read
 	fixed     []*sql.Stmt // ws and rs, to close
 	devices   deviceCache
+	// writeGate and readGate admit calls to write and to read (gate.go);
+	// one gate for ":memory:", whose single connection serves both.
+	writeGate, readGate gate
 
 	closeOnce sync.Once
 	closeErr  error
@@ -165,8 +172,10 @@ func open(ctx context.Context, path string, o *options) (*Store, error) {
 		write.Close()
 		return nil, err
 	}
-	s := &Store{write: write, read: write, hub: newHub(o.subscriberBuffer)}
+	s := &Store{write: write, read: write, hub: newHub(o.subscriberBuffer), writeGate: make(gate, 1)}
+	s.readGate = s.writeGate
 	if !memory {
+		s.readGate = make(gate, o.readConns)
 		if s.read, err = openReader(ctx, path, o); err != nil {
 			write.Close()
 			return nil, err

@@ -113,8 +113,13 @@ func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*tas
 		}
 	}
 	now := ms(p.Now)
+	ctx, err := s.writeGate.enter(ctx)
+	if err != nil {
+		return nil, wrap(err, "insert task %s", p.ID)
+	}
+	defer s.writeGate.leave()
 	var seq int64
-	err := inTx(ctx, s.write, false, func(tx *sql.Tx) error {
+	err = inTx(ctx, s.write, false, func(tx *sql.Tx) error {
 		res, err := tx.StmtContext(ctx, s.ws.taskInsert).ExecContext(ctx,
 			p.ID, p.Owner, int64(p.Priority), checkpoints, int64(p.Timeout), now, now)
 		if err != nil {
@@ -140,6 +145,11 @@ const taskGetSQL = `SELECT ` + taskCols + ` FROM tasks WHERE id = ?`
 
 // TaskGet returns one task with its workflow and params.
 func (s *Store) TaskGet(ctx context.Context, id string) (*task.Task, error) {
+	ctx, err := s.readGate.enter(ctx)
+	if err != nil {
+		return nil, wrap(err, "get task %s", id)
+	}
+	defer s.readGate.leave()
 	tk, err := scanTask(s.rs.taskGet.QueryRowContext(ctx, id))
 	if err != nil {
 		return nil, wrap(err, "get task %s", id)
@@ -150,6 +160,11 @@ func (s *Store) TaskGet(ctx context.Context, id string) (*task.Task, error) {
 // TaskList pages through tasks newest first. With several statuses it merges
 // one index range per status, so a page never sorts the whole table.
 func (s *Store) TaskList(ctx context.Context, p *store.TaskListParams) (*store.TaskListResult, error) {
+	ctx, err := s.readGate.enter(ctx)
+	if err != nil {
+		return nil, wrap(err, "list tasks")
+	}
+	defer s.readGate.leave()
 	limit, offset := store.PageLimit(p.Limit), max(p.Offset, 0)
 	statuses := uniqueStatuses(p.Statuses)
 	totalQuery, totalArgs := taskTotalQuery(p.Owner, statuses)
@@ -243,6 +258,11 @@ const queuePositionSQL = `SELECT t.status, CASE WHEN t.status = 'pending' THEN
 
 // TaskQueuePosition is the 1-based position of a pending task in claim order.
 func (s *Store) TaskQueuePosition(ctx context.Context, id string) (int, error) {
+	ctx, err := s.readGate.enter(ctx)
+	if err != nil {
+		return 0, wrap(err, "queue position of task %s", id)
+	}
+	defer s.readGate.leave()
 	var status task.Status
 	var ahead int
 	if err := s.rs.queuePosition.QueryRowContext(ctx, id).Scan(&status, &ahead); err != nil {
@@ -258,6 +278,11 @@ const taskCountsSQL = `SELECT status, n FROM task_counts`
 
 // TaskCounts reads the trigger-maintained counts.
 func (s *Store) TaskCounts(ctx context.Context) (map[task.Status]int, error) {
+	ctx, err := s.readGate.enter(ctx)
+	if err != nil {
+		return nil, wrap(err, "count tasks")
+	}
+	defer s.readGate.leave()
 	counts := make(map[task.Status]int, len(task.AllStatuses))
 	for _, st := range task.AllStatuses {
 		counts[st] = 0
