@@ -194,7 +194,15 @@ func TestQueryPlans(t *testing.T) {
 		page("list one status", "", pending, "tasks_status_created"),
 		page("list two statuses", "", twoStatuses, "tasks_status_created", "MERGE"),
 		page("list owner", "alice", nil, "tasks_owner_created"),
-		{"list running", `SELECT seq FROM tasks WHERE status = 'running' AND instance_id = ?`, []any{"x"}, []string{"tasks_running"}},
+		{"list running", runningSQL(runningByInstance), []any{sql.Named("instance", "x")}, []string{"tasks_running"}},
+		{"list running expired", runningSQL(runningByInstance | runningLeaseExpired),
+			[]any{sql.Named("instance", "x"), sql.Named("before", 1)}, []string{"tasks_running"}},
+		{"get", taskGetSQL, []any{"x"}, []string{"sqlite_autoindex_tasks_1"}},
+		{"finish", finishSQL, []any{sql.Named("to", "failed"), sql.Named("result", nil), sql.Named("error", nil),
+			sql.Named("now", 0), sql.Named("id", "x"), sql.Named("from1", "running"), sql.Named("from2", "running"),
+			sql.Named("owner", "")}, []string{"sqlite_autoindex_tasks_1"}},
+		{"requeue", requeueSQL, []any{sql.Named("now", 0), sql.Named("refund", 0), sql.Named("id", "x"), sql.Named("owner", "")},
+			[]string{"sqlite_autoindex_tasks_1"}},
 		{"files by task", `SELECT id FROM files WHERE task_id = ? ORDER BY created_at DESC, id DESC LIMIT 20`, []any{"x"}, []string{"files_task_created"}},
 	}
 	for _, c := range cases {

@@ -31,7 +31,8 @@ type writeStmts struct {
 type readStmts struct {
 	taskGet, queuePosition, taskCounts            *sql.Stmt
 	fileGet, instanceGet, instanceList, configGet *sql.Stmt
-	// running holds TaskListRunning's four filters, by runningVariant.
+	// running holds TaskListRunning's four queries, indexed by the
+	// runningByInstance and runningLeaseExpired bits.
 	running [4]*sql.Stmt
 }
 
