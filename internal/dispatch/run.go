@@ -91,7 +91,6 @@ func (r *run) st() store.Store { return r.dr.d.opts.Store }
 // drive submits (or reattaches) and waits for the outcome. free releases
 // the instance as soon as the outcome is known there.
 func (r *run) drive(ctx context.Context, free func()) {
-	t := r.task
 	r.markBusy(ctx)
 	prompt, nodes, err := r.prepare(ctx)
 	if err != nil {
@@ -105,7 +104,6 @@ func (r *run) drive(ctx context.Context, free func()) {
 		return
 	}
 	r.wait(ctx, free)
-	_ = t
 }
 
 func (r *run) markBusy(ctx context.Context) {

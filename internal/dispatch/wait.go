@@ -130,7 +130,7 @@ func (r *run) onAbsent(ctx context.Context) {
 	case stopCancel:
 		r.finish(ctx, task.StatusCancelled, nil, nil)
 	case stopTimeout:
-		r.finish(ctx, task.StatusFailed, nil, timeoutError(r))
+		r.finish(ctx, task.StatusFailed, nil, timeoutError())
 	default:
 		r.log.WarnContext(ctx, "prompt is gone from its instance; requeueing")
 		r.requeue(ctx, false)
@@ -191,7 +191,7 @@ func (r *run) interrupt(ctx context.Context, why string) {
 	r.verify = true
 }
 
-func timeoutError(r *run) *task.Error {
+func timeoutError() *task.Error {
 	return &task.Error{Type: task.ErrorTypeTimeout, Message: "the run exceeded its timeout and was interrupted"}
 }
 
@@ -204,7 +204,7 @@ func (r *run) complete(ctx context.Context, entry *comfy.HistoryEntry, free func
 	case entry.Interrupted() && r.stopReason == stopCancel:
 		r.finish(ctx, task.StatusCancelled, nil, nil)
 	case entry.Interrupted() && r.stopReason == stopTimeout:
-		r.finish(ctx, task.StatusFailed, nil, timeoutError(r))
+		r.finish(ctx, task.StatusFailed, nil, timeoutError())
 	case entry.Interrupted():
 		r.finish(ctx, task.StatusFailed, nil, &task.Error{Type: task.ErrorTypeInterrupted, Message: "the run was interrupted on its instance"})
 	default:
