@@ -30,7 +30,7 @@ const (
 	fWorkflow   = "workflow"
 	fParams     = "params"
 	fCkpts      = "ckpts"
-	fCkptKey    = "ck" // task.CheckpointKey(ckpts), for warm-model placement
+	fCkptKey    = "ck"      // task.CheckpointKey(ckpts), for warm-model placement
 	fTimeout    = "timeout" // nanoseconds
 	fCancel     = "cancel"  // "1" when a cancel was requested
 	fLeaseOwner = "lowner"
