@@ -84,9 +84,10 @@ type TaskStore interface {
 	// ErrNotFound when nothing is pending.
 	//
 	// The next task is chosen in two steps. Fair share: among the owners
-	// with pending tasks, the one with the fewest running tasks goes first
-	// (ties: the owner whose best task has the lower rank), and its pending
-	// task of lowest (Rank, Seq) is the head. Warm model: when
+	// with pending tasks, the one with the fewest running tasks goes first,
+	// then the one whose last claim is the oldest (round robin; ties: the
+	// owner whose best task has the lower rank), and its pending task of
+	// lowest (Rank, Seq) is the head. Warm model: when
 	// p.Checkpoint is set and the head needs another one, the pending task
 	// of lowest rank whose CheckpointKey is p.Checkpoint is taken instead,
 	// if its rank is at most the head's plus p.WarmWindow. A task can thus

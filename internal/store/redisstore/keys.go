@@ -32,9 +32,17 @@ func (k keys) ownerQueue(owner string) string { return k.prefix + "queue:owner:"
 // ckptQueue is queue restricted to the tasks of one CheckpointKey (never "").
 func (k keys) ckptQueue(ckpt string) string { return k.prefix + "queue:ckpt:" + ckpt }
 
-// queueOwners is the ZSET of the owners with pending tasks, scored by their
-// running count: the claim serves the lowest score first.
+// queueOwners is the ZSET of the owners with pending tasks in fair-share
+// order: scored by running count × 2^33 plus the serial of their last claim
+// (ownerServed), so the claim serves the fewest running, then the least
+// recently served, first.
 func (k keys) queueOwners() string { return k.prefix + "queue:owners" }
+
+// ownerServed is the hash of each owner's last claim serial (absent: never).
+func (k keys) ownerServed() string { return k.prefix + "queue:served" }
+
+// servedSerial is the counter of claims that hands out ownerServed serials.
+func (k keys) servedSerial() string { return k.prefix + "queue:serial" }
 
 // ownerRunning is the hash of each owner's running count (absent: none).
 func (k keys) ownerRunning() string { return k.prefix + "running:owners" }
@@ -93,6 +101,8 @@ local function key_owner_queue(owner) return P .. 'queue:owner:' .. owner end
 local function key_ckpt_queue(ckpt) return P .. 'queue:ckpt:' .. ckpt end
 local function key_queue_owners() return P .. 'queue:owners' end
 local function key_owner_running() return P .. 'running:owners' end
+local function key_owner_served() return P .. 'queue:served' end
+local function key_served_serial() return P .. 'queue:serial' end
 local function key_list(status) return P .. 'list:' .. status end
 local function key_owner_list(status, owner) return P .. 'owner:' .. status .. ':' .. owner end
 local function key_leases() return P .. 'running:leases' end

@@ -29,15 +29,23 @@ local function relist(key, id, from, to)
   end
 end
 
+-- owner_score is an owner's place in the queue owners: running count, then
+-- the serial of its last claim (under 2^33, exact while running < 2^20).
+local function owner_score(owner)
+  local running = tonumber(redis.call('HGET', key_owner_running(), owner)) or 0
+  local served = tonumber(redis.call('HGET', key_owner_served(), owner)) or 0
+  return running * 8589934592 + served
+end
+
 -- count_running adds n to owner's running count and, while the owner has
--- tasks waiting, to its score in the queue owners.
+-- tasks waiting, updates its score in the queue owners.
 local function count_running(owner, n)
-  local c = redis.call('HINCRBY', key_owner_running(), owner, n)
-  if c <= 0 then
+  if redis.call('HINCRBY', key_owner_running(), owner, n) <= 0 then
     redis.call('HDEL', key_owner_running(), owner)
-    c = 0
   end
-  if redis.call('ZSCORE', key_queue_owners(), owner) then redis.call('ZADD', key_queue_owners(), c, owner) end
+  if redis.call('ZSCORE', key_queue_owners(), owner) then
+    redis.call('ZADD', key_queue_owners(), owner_score(owner), owner)
+  end
 end
 
 -- enqueue adds queue member qm of the task at key to the queue, its
@@ -49,7 +57,7 @@ local function enqueue(key, qm)
   redis.call('ZADD', key_owner_queue(owner), 0, qm)
   if ck ~= '' then redis.call('ZADD', key_ckpt_queue(ck), 0, qm) end
   if not redis.call('ZSCORE', key_queue_owners(), owner) then
-    redis.call('ZADD', key_queue_owners(), tonumber(redis.call('HGET', key_owner_running(), owner)) or 0, owner)
+    redis.call('ZADD', key_queue_owners(), owner_score(owner), owner)
   end
 end
 
@@ -106,8 +114,9 @@ return seq
 `)
 
 // claimTaskScript takes the next task (store.TaskClaim) and marks it
-// running. Fair share: the owners with the lowest running count are read
-// from the queue owners, and the lowest head member of their queues wins.
+// running. Fair share: the owners with the lowest score are read from the
+// queue owners (several only when none of them was ever served), and the
+// lowest head member of their queues wins.
 // Warm model: the head of the instance's model queue replaces it when its
 // rank is within the window. O(log n) plus one read per tied owner.
 //
@@ -134,13 +143,15 @@ if ck ~= '' and window > 0 and redis.call('HGET', key_task(queue_id(head)), 'ck'
 end
 local id = queue_id(pick)
 local key = key_task(id)
+local owner = redis.call('HGET', key, 'owner') or ''
+redis.call('HSET', key_owner_served(), owner, redis.call('INCR', key_served_serial()))
 dequeue(key, pick)
 redis.call('HSET', key, 'status', 'running', 'inst', ARGV[2], 'lowner', ARGV[3], 'lexp', ARGV[5],
   'started', ARGV[4], 'updated', ARGV[4])
 redis.call('HINCRBY', key, 'attempts', 1)
 redis.call('ZADD', key_leases(), ARGV[5], id)
 redis.call('SADD', key_running_on(ARGV[2]), id)
-count_running(redis.call('HGET', key, 'owner') or '', 1)
+count_running(owner, 1)
 relist(key, id, 'pending', 'running')
 return redis.call('HGETALL', key)
 `)

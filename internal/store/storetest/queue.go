@@ -306,53 +306,47 @@ func testClaimAging(t *testing.T, s store.Store) {
 }
 
 // testClaimFairShare: one owner's long queue does not hold back another
-// owner's task: the waiting owner with the fewest running tasks goes next.
+// owner's task, even when tasks run one at a time: owners with equal running
+// counts are served round robin.
 func testClaimFairShare(t *testing.T, s store.Store) {
 	var alice []string
 	for i := range 10 {
 		alice = append(alice, insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(i)}).ID)
 	}
 	bob := insert(t, s, store.TaskInsertParams{Owner: "bob", Now: at(20)}).ID
-	// alice's head was first (0 running each, lower rank), then bob, who
-	// has none running, goes before alice's second.
-	want := []string{alice[0], bob, alice[1], alice[2]}
+	// Priority orders an owner's own tasks, not the owners: carol's
+	// low-priority task waits only for her turn.
+	carol := insert(t, s, store.TaskInsertParams{Owner: "carol", Priority: -5, Now: at(21)}).ID
+	want := []string{alice[0], bob, carol, alice[1], alice[2]}
 	var got []string
-	for range want {
-		got = append(got, claim(t, s, "127.0.0.1:8001", at(30)).ID)
+	for i := range want {
+		tk := claim(t, s, "127.0.0.1:8001", at(30+2*i))
+		got = append(got, tk.ID)
+		finish(t, s, tk.ID, task.StatusRunning, task.StatusCompleted, at(31+2*i))
 	}
-	diff(t, "claim order between owners", want, got)
-
-	// Priority ranks tasks within an owner, not across owners: carol's
-	// low-priority task goes first, carol having none running.
-	carol := insert(t, s, store.TaskInsertParams{Owner: "carol", Priority: -5, Now: at(31)}).ID
-	if got := claim(t, s, "127.0.0.1:8001", at(32)).ID; got != carol {
-		t.Errorf("claimed %s, want carol's task %s (no task running)", got, carol)
-	}
+	diff(t, "claim order between owners, one at a time", want, got)
 }
 
-// testClaimFairShareCounts: running counts follow finish, cancel and
-// requeue, so an owner whose tasks ended is served again.
+// testClaimFairShareCounts: fewer running tasks goes first, and running
+// counts follow claim, finish, requeue and new owners.
 func testClaimFairShareCounts(t *testing.T, s store.Store) {
 	a1 := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(0)}).ID
 	b1 := insert(t, s, store.TaskInsertParams{Owner: "bob", Now: at(1)}).ID
 	b2 := insert(t, s, store.TaskInsertParams{Owner: "bob", Now: at(2)}).ID
 	a2 := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(3)}).ID
 	a3 := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(4)}).ID
-	claimID(t, s, a1, "i1", at(10))
-	claimID(t, s, b1, "i2", at(10)) // 1 running each, bob's head b2 has rank 2 < a2's 3
-	claimID(t, s, b2, "i3", at(10)) // alice 1, bob 2
-	finish(t, s, a1, task.StatusRunning, task.StatusCompleted, at(11))
-	finish(t, s, b1, task.StatusRunning, task.StatusFailed, at(11))
-	// alice 0 running, bob 1: alice's a2; then alice 1, bob 1, bob has no
-	// pending, so alice's a3.
-	claimID(t, s, a2, "i1", at(12))
-	_, err := s.TaskRequeue(t.Context(), &store.TaskRequeueParams{ID: a2, Now: at(13)})
+	claimID(t, s, a1, "i1", at(10)) // none running, never served: lower rank
+	claimID(t, s, b1, "i2", at(11)) // bob has none running
+	claimID(t, s, a2, "i3", at(12)) // one running each: alice served longer ago
+	finish(t, s, a1, task.StatusRunning, task.StatusCompleted, at(13))
+	finish(t, s, a2, task.StatusRunning, task.StatusFailed, at(13))
+	claimID(t, s, a3, "i1", at(14)) // alice none running, bob one
+	_, err := s.TaskRequeue(t.Context(), &store.TaskRequeueParams{ID: a3, Now: at(15)})
 	must(t, "TaskRequeue", err)
-	c1 := insert(t, s, store.TaskInsertParams{Owner: "carol", Now: at(14)}).ID
-	// alice 0 running (a2 requeued), carol 0: a2 has the lower rank.
-	claimID(t, s, a2, "i1", at(15))
-	claimID(t, s, c1, "i4", at(15))
-	claimID(t, s, a3, "i5", at(15))
+	c1 := insert(t, s, store.TaskInsertParams{Owner: "carol", Now: at(16)}).ID
+	claimID(t, s, c1, "i3", at(17)) // alice and carol none running: carol never served
+	claimID(t, s, a3, "i1", at(18)) // alice none running, bob one
+	claimID(t, s, b2, "i4", at(19))
 }
 
 // testClaimWarm: a task that needs the instance's loaded model may go

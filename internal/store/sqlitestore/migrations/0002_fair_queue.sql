@@ -19,15 +19,18 @@ CREATE INDEX tasks_owner_claim ON tasks (owner, rank, seq) WHERE status = 'pendi
 -- The first pending task that needs a given model.
 CREATE INDEX tasks_ckpt_claim ON tasks (ckpt_key, rank, seq) WHERE status = 'pending' AND ckpt_key <> '';
 
--- queue_owners counts each owner's pending and running tasks, kept by
--- triggers: a claim picks the waiting owner with the fewest running tasks.
+-- queue_owners counts each owner's pending and running tasks and keeps when
+-- one of its tasks was last claimed (served, Unix ms), by triggers: a claim
+-- serves the waiting owner with the fewest running tasks, then the one
+-- served least recently.
 CREATE TABLE queue_owners (
 	owner   TEXT    PRIMARY KEY,
 	pending INTEGER NOT NULL,
-	running INTEGER NOT NULL
+	running INTEGER NOT NULL,
+	served  INTEGER NOT NULL DEFAULT 0
 ) STRICT, WITHOUT ROWID;
--- Owners with work waiting, fewest running first.
-CREATE INDEX queue_owners_waiting ON queue_owners (running, owner) WHERE pending > 0;
+-- Owners with work waiting, in fair-share order.
+CREATE INDEX queue_owners_waiting ON queue_owners (running, served) WHERE pending > 0;
 
 INSERT INTO queue_owners (owner, pending, running)
 	SELECT owner, sum(status = 'pending'), sum(status = 'running') FROM tasks
@@ -43,7 +46,8 @@ CREATE TRIGGER tasks_owner_update AFTER UPDATE OF status ON tasks
 	INSERT OR IGNORE INTO queue_owners (owner, pending, running) VALUES (NEW.owner, 0, 0);
 	UPDATE queue_owners SET
 		pending = pending - (OLD.status = 'pending') + (NEW.status = 'pending'),
-		running = running - (OLD.status = 'running') + (NEW.status = 'running')
+		running = running - (OLD.status = 'running') + (NEW.status = 'running'),
+		served = CASE WHEN OLD.status = 'pending' AND NEW.status = 'running' THEN NEW.started_at ELSE served END
 		WHERE owner = NEW.owner;
 END;
 CREATE TRIGGER tasks_owner_delete AFTER DELETE ON tasks WHEN OLD.status IN ('pending', 'running') BEGIN
