@@ -233,7 +233,16 @@ func dispatchSettings(cfg config.Config) dispatch.Settings {
 		TaskTimeout:   time.Duration(cfg.Scheduler.TaskTimeout),
 		MaxAttempts:   cfg.Scheduler.MaxAttempts,
 		PublicBaseURL: cfg.Server.PublicBaseURL,
+		WarmWindow:    warmWindow(cfg.Scheduler),
 	}
+}
+
+// warmWindow is the dispatcher's warm window: none for FIFO placement.
+func warmWindow(s config.Scheduler) time.Duration {
+	if s.Placement == config.PlacementFIFO {
+		return 0
+	}
+	return time.Duration(s.WarmWindow)
 }
 
 // Routes returns the API's route table (tests walk it).

@@ -168,7 +168,26 @@ type Scheduler struct {
 	TaskTimeout Millis `yaml:"taskTimeout" json:"taskTimeout"`
 	// MaxAttempts bounds runs of one task after lost instances. Default 3.
 	MaxAttempts int `yaml:"maxAttempts" json:"maxAttempts"`
+	// PriorityAging is the wait worth one priority point: a task is passed
+	// by higher-priority tasks submitted after it for at most (difference ×
+	// PriorityAging). Applies to tasks submitted from then on. Default
+	// 60000 ms.
+	PriorityAging Millis `yaml:"priorityAging" json:"priorityAging"`
+	// Placement is "warm" (a free instance prefers a task for the model it
+	// has loaded, within WarmWindow) or "fifo" (the next task in order).
+	// Default "warm".
+	Placement string `yaml:"placement" json:"placement"`
+	// WarmWindow bounds warm placement: a task for the loaded model may go
+	// before tasks submitted at most this long before it (at equal
+	// priority). Default 30000 ms; "fifo" placement turns it off.
+	WarmWindow Millis `yaml:"warmWindow" json:"warmWindow"`
 }
+
+// The placement policies of Scheduler.Placement.
+const (
+	PlacementWarm = "warm"
+	PlacementFIFO = "fifo"
+)
 
 // Metrics configures /metrics.
 type Metrics struct {
