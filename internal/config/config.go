@@ -189,9 +189,12 @@ const (
 	PlacementFIFO = "fifo"
 )
 
-// Metrics configures /metrics.
+// Metrics configures /metrics (Prometheus text format).
 type Metrics struct {
-	// Listen, when set, serves /metrics on its own address instead of the API's. Default "".
+	// Listen, when set, serves /metrics and the Go profiler (/debug/pprof/)
+	// on this address of its own, without authentication: bind it to an
+	// interface only operators reach. When empty, /metrics is served on the
+	// API's listener to admin tokens only, and the profiler is off. Default "".
 	Listen string `yaml:"listen" json:"listen"`
 }
 

@@ -55,6 +55,8 @@ type Options struct {
 	// NewClient builds the ComfyUI client of an instance; default comfy.New.
 	NewClient func(in instance.Instance, clientID string) *comfy.Client
 	Settings  Settings
+	// Metrics receives claims, run ends and requeues; nil means none.
+	Metrics Metrics
 }
 
 // Dispatcher is the scheduler of one replica.
@@ -109,6 +111,9 @@ func New(opts Options) *Dispatcher {
 	}
 	if opts.NewClient == nil {
 		opts.NewClient = func(in instance.Instance, id string) *comfy.Client { return comfy.New(in.BaseURL(), id, nil) }
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = noMetrics{}
 	}
 	return &Dispatcher{
 		opts: opts, log: opts.Log, settings: opts.Settings,
