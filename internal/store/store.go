@@ -85,8 +85,8 @@ type TaskStore interface {
 	//
 	// The next task is chosen in two steps. Fair share: among the owners
 	// with pending tasks, the one with the fewest running tasks goes first,
-	// then the one whose last claim is the oldest (round robin; ties: the
-	// owner whose best task has the lower rank), and its pending task of
+	// then the one whose last claim is the oldest (round robin; never
+	// served counts as oldest; ties by owner name), and its pending task of
 	// lowest (Rank, Seq) is the head. Warm model: when
 	// p.Checkpoint is set and the head needs another one, the pending task
 	// of lowest rank whose CheckpointKey is p.Checkpoint is taken instead,

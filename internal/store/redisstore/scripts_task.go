@@ -114,11 +114,10 @@ return seq
 `)
 
 // claimTaskScript takes the next task (store.TaskClaim) and marks it
-// running. Fair share: the owners with the lowest score are read from the
-// queue owners (several only when none of them was ever served), and the
-// lowest head member of their queues wins.
-// Warm model: the head of the instance's model queue replaces it when its
-// rank is within the window. O(log n) plus one read per tied owner.
+// running. Fair share: the first of the queue owners (lowest score, then
+// name) gives the head, the first of its queue. Warm model: the head of the
+// instance's model queue replaces it when its rank is within the window.
+// O(log n).
 //
 //	KEYS[1] queue (the scripts reach the other queue keys through the prefix)
 //	ARGV[1] prefix, ARGV[2] instance id, ARGV[3] lease owner, ARGV[4] now ms,
@@ -126,15 +125,9 @@ return seq
 //	ARGV[7] warm window ms (0 off)
 //	returns the claimed task as HGETALL pairs; NOTFOUND if nothing is pending
 var claimTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, `
-local first = redis.call('ZRANGE', key_queue_owners(), 0, 0, 'WITHSCORES')
-if #first == 0 then return redis.error_reply('NOTFOUND no pending task') end
-local head
-for _, owner in ipairs(redis.call('ZRANGEBYSCORE', key_queue_owners(), first[2], first[2])) do
-  local m = redis.call('ZRANGE', key_owner_queue(owner), 0, 0)[1]
-  -- Members start with 32 hex digits (rank, Seq) that differ between any
-  -- two tasks, so comparing them compares claim order.
-  if m and (not head or m < head) then head = m end
-end
+local first = redis.call('ZRANGE', key_queue_owners(), 0, 0)[1]
+if not first then return redis.error_reply('NOTFOUND no pending task') end
+local head = redis.call('ZRANGE', key_owner_queue(first), 0, 0)[1]
 if not head then return redis.error_reply('NOTFOUND no pending task') end
 local pick, ck, window = head, ARGV[6], tonumber(ARGV[7])
 if ck ~= '' and window > 0 and redis.call('HGET', key_task(queue_id(head)), 'ck') ~= ck then

@@ -95,6 +95,37 @@ func BenchmarkClaim(b *testing.B) {
 	}
 }
 
+// BenchmarkClaimFairWarm claims with fair share between many owners and
+// warm placement on: the instance has m1 loaded, the queue mixes 4 models.
+func BenchmarkClaimFairWarm(b *testing.B) {
+	for _, owners := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("backlog=100000/owners=%d", owners), func(b *testing.B) {
+			s := openFile(b)
+			seedTasks(b, s, "p", 100_000, task.StatusPending)
+			ctx := context.Background()
+			_, err := s.write.ExecContext(ctx, `UPDATE tasks SET owner = 'bench-' || (seq % ?), ckpt_key = 'm' || (seq % 4),
+				rank = created_at - priority * 60000`, owners)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, err = s.write.ExecContext(ctx, `DELETE FROM queue_owners;
+				INSERT INTO queue_owners (owner, pending, running) SELECT owner, count(*), 0 FROM tasks GROUP BY owner`)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p := &store.TaskClaimParams{InstanceID: "10.0.0.1:8001", LeaseOwner: "bench", LeaseTTL: time.Minute,
+				Checkpoint: "m1", WarmWindow: 30 * time.Second, Now: benchNow}
+			done := cpuPerOp(b)
+			for b.Loop() {
+				if _, err := s.TaskClaim(ctx, p); err != nil {
+					b.Fatalf("TaskClaim: %v (backlog exhausted? lower -benchtime)", err)
+				}
+			}
+			done()
+		})
+	}
+}
+
 // BenchmarkClaimParallel claims from many goroutines: the single writer
 // serialises them, so this measures contention overhead.
 func BenchmarkClaimParallel(b *testing.B) {

@@ -12,18 +12,20 @@ import (
 )
 
 // claimSQL takes the next task (store.TaskClaim) in one statement on the
-// single writer. head is the fair-share head: the waiting owners, fewest
-// running then least recently served first (the trigger tasks_owner_update
-// keeps both), each with the first entry of its slice of the partial index
-// tasks_owner_claim; warm is the first entry of tasks_ckpt_claim for the
-// instance's model, if it is within the window of the head. Each costs one
-// index seek per waiting owner, however long the queue. INDEXED BY pins the
-// indexes: without statistics the planner may prefer a scan.
+// single writer. head is the fair-share head: the first entry of the partial
+// index queue_owners_waiting (fewest running, least recently served, then
+// name; the trigger tasks_owner_update keeps the counts), then that owner's
+// first entry of tasks_owner_claim; warm is the first entry of
+// tasks_ckpt_claim for the instance's model, if it is within the window of
+// the head. Each is one index seek, however long the queue and however many
+// owners wait. INDEXED BY pins the indexes: without statistics the planner
+// may prefer a scan.
 const claimSQL = `WITH head AS (
-		SELECT h.seq, h.rank, h.ckpt_key FROM queue_owners o INDEXED BY queue_owners_waiting
-		JOIN tasks h ON h.seq = (SELECT seq FROM tasks INDEXED BY tasks_owner_claim
-			WHERE owner = o.owner AND status = 'pending' ORDER BY rank, seq LIMIT 1)
-		WHERE o.pending > 0 ORDER BY o.running, o.served, h.rank, h.seq LIMIT 1),
+		SELECT seq, rank, ckpt_key FROM tasks INDEXED BY tasks_owner_claim
+		WHERE owner = (SELECT owner FROM queue_owners INDEXED BY queue_owners_waiting
+			WHERE pending > 0 ORDER BY running, served, owner LIMIT 1)
+			AND status = 'pending'
+		ORDER BY rank, seq LIMIT 1),
 	warm AS (
 		SELECT seq FROM tasks INDEXED BY tasks_ckpt_claim
 		WHERE ckpt_key = :ckpt AND ckpt_key <> '' AND status = 'pending'

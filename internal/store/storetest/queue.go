@@ -335,7 +335,7 @@ func testClaimFairShareCounts(t *testing.T, s store.Store) {
 	b2 := insert(t, s, store.TaskInsertParams{Owner: "bob", Now: at(2)}).ID
 	a2 := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(3)}).ID
 	a3 := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(4)}).ID
-	claimID(t, s, a1, "i1", at(10)) // none running, never served: lower rank
+	claimID(t, s, a1, "i1", at(10)) // none running, never served: by name
 	claimID(t, s, b1, "i2", at(11)) // bob has none running
 	claimID(t, s, a2, "i3", at(12)) // one running each: alice served longer ago
 	finish(t, s, a1, task.StatusRunning, task.StatusCompleted, at(13))

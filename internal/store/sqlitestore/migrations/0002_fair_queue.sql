@@ -29,8 +29,8 @@ CREATE TABLE queue_owners (
 	running INTEGER NOT NULL,
 	served  INTEGER NOT NULL DEFAULT 0
 ) STRICT, WITHOUT ROWID;
--- Owners with work waiting, in fair-share order.
-CREATE INDEX queue_owners_waiting ON queue_owners (running, served) WHERE pending > 0;
+-- Owners with work waiting, in fair-share order: the claim reads the first.
+CREATE INDEX queue_owners_waiting ON queue_owners (running, served, owner) WHERE pending > 0;
 
 INSERT INTO queue_owners (owner, pending, running)
 	SELECT owner, sum(status = 'pending'), sum(status = 'running') FROM tasks
