@@ -79,9 +79,10 @@ type Store struct {
 	readCache *stmtCache  // TaskList's and FileList's SQL, on read
 	fixed     []*sql.Stmt // ws and rs, to close
 	devices   deviceCache
-	// writeGate and readGate admit calls to write and to read (gate.go);
-	// one gate for ":memory:", whose single connection serves both.
-	writeGate, readGate gate
+	// w runs every write, in batches (batch.go).
+	w *writer
+	// readGate admits calls to read (gate.go).
+	readGate gate
 
 	closeOnce sync.Once
 	closeErr  error
@@ -172,8 +173,7 @@ func open(ctx context.Context, path string, o *options) (*Store, error) {
 		write.Close()
 		return nil, err
 	}
-	s := &Store{write: write, read: write, hub: newHub(o.subscriberBuffer), writeGate: make(gate, 1)}
-	s.readGate = s.writeGate
+	s := &Store{write: write, read: write, hub: newHub(o.subscriberBuffer), readGate: make(gate, 1)}
 	if !memory {
 		s.readGate = make(gate, o.readConns)
 		if s.read, err = openReader(ctx, path, o); err != nil {
@@ -182,6 +182,10 @@ func open(ctx context.Context, path string, o *options) (*Store, error) {
 		}
 	}
 	if err := s.prepareStmts(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.w, err = newWriter(ctx, write); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -251,6 +255,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		if s.w != nil {
+			s.w.close()
+		}
 		s.hub.close()
 		errs := []error{s.closeStmts()}
 		if s.read != s.write {

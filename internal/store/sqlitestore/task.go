@@ -113,14 +113,9 @@ func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*tas
 		}
 	}
 	now := ms(p.Now)
-	ctx, err := s.writeGate.enter(ctx)
-	if err != nil {
-		return nil, wrap(err, "insert task %s", p.ID)
-	}
-	defer s.writeGate.leave()
 	var seq int64
-	err = inTx(ctx, s.write, false, func(tx *sql.Tx) error {
-		res, err := tx.StmtContext(ctx, s.ws.taskInsert).ExecContext(ctx,
+	err := s.w.execTx(ctx, func(ctx context.Context, ex execer) error {
+		res, err := ex.stmt(ctx, s.ws.taskInsert).ExecContext(ctx,
 			p.ID, p.Owner, int64(p.Priority), store.Rank(p.Priority, p.Now, p.Aging), checkpoints,
 			task.CheckpointKey(p.Checkpoints), int64(p.Timeout), now, now)
 		if err != nil {
@@ -129,7 +124,7 @@ func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*tas
 		if seq, err = res.LastInsertId(); err != nil {
 			return err
 		}
-		_, err = tx.StmtContext(ctx, s.ws.bodyInsert).ExecContext(ctx, seq, bytesOrNull(p.Workflow), bytesOrNull(p.Params))
+		_, err = ex.stmt(ctx, s.ws.bodyInsert).ExecContext(ctx, seq, bytesOrNull(p.Workflow), bytesOrNull(p.Params))
 		return err
 	})
 	if err != nil {
