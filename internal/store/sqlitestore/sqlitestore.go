@@ -6,13 +6,14 @@
 // All writes go through one connection (a *sql.DB with MaxOpenConns(1)) and
 // every write transaction starts with BEGIN IMMEDIATE, so writers queue in Go
 // instead of spinning on SQLITE_BUSY, and a read-modify-write is atomic.
+// Writes that queue together share one transaction (group commit, batch.go).
 // Reads use a separate pool of query_only connections; in WAL mode they never
 // block the writer nor wait for it. A ":memory:" database has a single
 // connection for both, since each connection to ":memory:" is its own database.
 // A call waits for its turn at the writer or the read pool for as long as
 // its context allows, then runs its statements with the context's
-// cancellation detached (gate.go): watching it per statement costs more than
-// the statements.
+// cancellation detached (batch.go, gate.go): watching it per statement costs
+// more than the statements.
 //
 // # Durability
 //
