@@ -55,7 +55,7 @@ local function enqueue(key, qm)
   local owner, ck = f[1] or '', f[2] or ''
   redis.call('ZADD', key_queue(), 0, qm)
   redis.call('ZADD', key_owner_queue(owner), 0, qm)
-  if ck ~= '' then redis.call('ZADD', key_ckpt_queue(ck), 0, qm) end
+  if ck ~= '' then redis.call('ZADD', key_ckpt_queue(owner, ck), 0, qm) end
   if not redis.call('ZSCORE', key_queue_owners(), owner) then
     redis.call('ZADD', key_queue_owners(), owner_score(owner), owner)
   end
@@ -68,7 +68,7 @@ local function dequeue(key, qm)
   local owner, ck = f[1] or '', f[2] or ''
   redis.call('ZREM', key_queue(), qm)
   redis.call('ZREM', key_owner_queue(owner), qm)
-  if ck ~= '' then redis.call('ZREM', key_ckpt_queue(ck), qm) end
+  if ck ~= '' then redis.call('ZREM', key_ckpt_queue(owner, ck), qm) end
   if redis.call('ZCARD', key_owner_queue(owner)) == 0 then redis.call('ZREM', key_queue_owners(), owner) end
 end
 
@@ -115,8 +115,9 @@ return seq
 
 // claimTaskScript takes the next task (store.TaskClaim) and marks it
 // running. Fair share: the first of the queue owners (lowest score, then
-// name) gives the head, the first of its queue. Warm model: the head of the
-// instance's model queue replaces it when its rank is within the window.
+// name) gives the head, the first of its queue. Warm model: the head of that
+// owner's queue for the instance's model replaces it when its rank is within
+// the window.
 // O(log n).
 //
 //	KEYS[1] queue (the scripts reach the other queue keys through the prefix)
@@ -131,7 +132,7 @@ local head = redis.call('ZRANGE', key_owner_queue(first), 0, 0)[1]
 if not head then return redis.error_reply('NOTFOUND no pending task') end
 local pick, ck, window = head, ARGV[6], tonumber(ARGV[7])
 if ck ~= '' and window > 0 and redis.call('HGET', key_task(queue_id(head)), 'ck') ~= ck then
-  local warm = redis.call('ZRANGE', key_ckpt_queue(ck), 0, 0)[1]
+  local warm = redis.call('ZRANGE', key_ckpt_queue(first, ck), 0, 0)[1]
   if warm and string.sub(warm, 1, 16) <= rank_plus(head, window) then pick = warm end
 end
 local id = queue_id(pick)

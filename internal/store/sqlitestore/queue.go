@@ -15,20 +15,20 @@ import (
 // single writer. head is the fair-share head: the first entry of the partial
 // index queue_owners_waiting (fewest running, least recently served, then
 // name; the trigger tasks_owner_update keeps the counts), then that owner's
-// first entry of tasks_owner_claim; warm is the first entry of
+// first entry of tasks_owner_claim; warm is that owner's first entry of
 // tasks_ckpt_claim for the instance's model, if it is within the window of
 // the head. Each is one index seek, however long the queue and however many
 // owners wait. INDEXED BY pins the indexes: without statistics the planner
 // may prefer a scan.
 const claimSQL = `WITH head AS (
-		SELECT seq, rank, ckpt_key FROM tasks INDEXED BY tasks_owner_claim
+		SELECT seq, owner, rank, ckpt_key FROM tasks INDEXED BY tasks_owner_claim
 		WHERE owner = (SELECT owner FROM queue_owners INDEXED BY queue_owners_waiting
 			WHERE pending > 0 ORDER BY running, served, owner LIMIT 1)
 			AND status = 'pending'
 		ORDER BY rank, seq LIMIT 1),
 	warm AS (
 		SELECT seq FROM tasks INDEXED BY tasks_ckpt_claim
-		WHERE ckpt_key = :ckpt AND ckpt_key <> '' AND status = 'pending'
+		WHERE owner = (SELECT owner FROM head) AND ckpt_key = :ckpt AND ckpt_key <> '' AND status = 'pending'
 			AND rank <= (SELECT rank FROM head) + :window AND (SELECT ckpt_key FROM head) <> :ckpt
 		ORDER BY rank, seq LIMIT 1)
 	UPDATE tasks SET status = 'running', instance_id = :instance, attempts = attempts + 1,

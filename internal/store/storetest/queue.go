@@ -25,6 +25,7 @@ func queueCases() []testCase {
 		{"ClaimFairShareCounts", testClaimFairShareCounts},
 		{"ClaimWarm", testClaimWarm},
 		{"ClaimWarmKey", testClaimWarmKey},
+		{"ClaimWarmKeepsFairShare", testClaimWarmKeepsFairShare},
 		{"Requeue", testRequeue},
 		{"RequeueKeepsPlace", testRequeueKeepsPlace},
 		{"RequeueRefund", testRequeueRefund},
@@ -391,5 +392,26 @@ func testClaimWarmKey(t *testing.T, s store.Store) {
 	}
 	if got := claimWith(t, s, p); got != samePair {
 		t.Errorf("claim took %s, want the last task %s", got, samePair)
+	}
+}
+
+// testClaimWarmKeepsFairShare: warm placement picks among the fair-share
+// head owner's tasks only, so a loaded model never lets one owner's backlog
+// pass another owner's turn.
+func testClaimWarmKeepsFairShare(t *testing.T, s store.Store) {
+	var alice []string
+	for i := range 3 {
+		alice = append(alice, insert(t, s, store.TaskInsertParams{Owner: "alice", Checkpoints: []string{"k.ckpt"}, Now: at(i)}).ID)
+	}
+	bob := insert(t, s, store.TaskInsertParams{Owner: "bob", Checkpoints: []string{"l.ckpt"}, Now: at(3)}).ID
+	warmK := store.TaskClaimParams{Checkpoint: "k.ckpt", WarmWindow: time.Hour, Now: at(10)}
+	if got := claimWith(t, s, warmK); got != alice[0] {
+		t.Fatalf("first claim took %s, want alice's first %s", got, alice[0])
+	}
+	if got := claimWith(t, s, warmK); got != bob {
+		t.Errorf("second claim took %s, want bob's task %s (bob has none running; k.ckpt tasks are alice's)", got, bob)
+	}
+	if got := claimWith(t, s, warmK); got != alice[1] {
+		t.Errorf("third claim took %s, want alice's next %s", got, alice[1])
 	}
 }
