@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 )
@@ -195,29 +196,34 @@ func (w *writer) closeStmts() {
 
 // commit runs one batch in one transaction and answers its callers.
 func (w *writer) commit(live []*writeOp) {
-	ctx := context.Background()
 	if len(live) == 0 {
 		return
 	}
 	if len(live) == 1 && !live[0].multi {
 		op := live[0]
-		op.finish(op.fn(context.WithoutCancel(op.ctx), alone{}))
+		op.finish(op.call(alone{}))
 		return
 	}
+	ctx := context.Background()
 	tx, err := w.db.BeginTx(ctx, nil)
 	if err != nil {
-		for _, op := range live {
-			op.finish(err)
-		}
+		failOpen(live, err)
 		return
 	}
 	if len(live) == 1 {
 		op := live[0]
-		op.err = op.fn(context.WithoutCancel(op.ctx), inTxn{tx})
+		op.err = op.call(inTxn{tx})
 	} else {
 		w.shared.Add(1)
 		for _, op := range live {
-			op.err = w.runSaved(ctx, tx, op)
+			var fatal error
+			if op.err, fatal = w.runSaved(ctx, tx, op); fatal != nil {
+				// The transaction may be gone (SQLite rolls it back
+				// itself on some errors): nothing of the batch commits.
+				_ = tx.Rollback()
+				failOpen(live, fatal)
+				return
+			}
 		}
 	}
 	var commitErr error
@@ -234,21 +240,33 @@ func (w *writer) commit(live []*writeOp) {
 	}
 }
 
-// runSaved runs op inside a savepoint, undoing its changes if it fails.
-func (w *writer) runSaved(ctx context.Context, tx *sql.Tx, op *writeOp) error {
-	if _, err := tx.StmtContext(ctx, w.savepoint).ExecContext(ctx); err != nil {
-		return err
-	}
-	err := op.fn(context.WithoutCancel(op.ctx), inTxn{tx})
-	if err != nil {
-		if _, rerr := tx.StmtContext(ctx, w.rollback).ExecContext(ctx); rerr != nil {
-			return errors.Join(err, rerr)
+// failOpen answers with err every op of batch not answered yet.
+func failOpen(batch []*writeOp, err error) {
+	for _, op := range batch {
+		select {
+		case <-op.done:
+		default:
+			op.finish(err)
 		}
 	}
-	if _, rerr := tx.StmtContext(ctx, w.release).ExecContext(ctx); rerr != nil {
-		return errors.Join(err, rerr)
+}
+
+// runSaved runs op inside a savepoint, undoing its changes if it fails. A
+// failure of the savepoint statements themselves is fatal to the batch.
+func (w *writer) runSaved(ctx context.Context, tx *sql.Tx, op *writeOp) (opErr, fatal error) {
+	if _, err := tx.StmtContext(ctx, w.savepoint).ExecContext(ctx); err != nil {
+		return nil, err
 	}
-	return err
+	opErr = op.call(inTxn{tx})
+	if opErr != nil {
+		if _, err := tx.StmtContext(ctx, w.rollback).ExecContext(ctx); err != nil {
+			return opErr, errors.Join(opErr, err)
+		}
+	}
+	if _, err := tx.StmtContext(ctx, w.release).ExecContext(ctx); err != nil {
+		return opErr, err
+	}
+	return opErr, nil
 }
 
 func anyOK(ops []*writeOp) bool {
@@ -258,6 +276,19 @@ func anyOK(ops []*writeOp) bool {
 		}
 	}
 	return false
+}
+
+// call runs the write with its caller's context, detached from its
+// cancellation. A panic, which the leader would otherwise raise in its own
+// caller's goroutine and with the write connection held, is that write's
+// error instead.
+func (op *writeOp) call(ex execer) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("sqlitestore: write panicked: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return op.fn(context.WithoutCancel(op.ctx), ex)
 }
 
 func (op *writeOp) finish(err error) {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -103,5 +104,32 @@ func TestWritesAfterClose(t *testing.T) {
 	_, err := s.TaskInsert(t.Context(), &store.TaskInsertParams{ID: "x", Workflow: []byte(`{}`), Now: time.UnixMilli(1)})
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("TaskInsert after Close: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestBatchWritePanics: a write that panics fails alone, with an error, and
+// the store goes on writing.
+func TestBatchWritePanics(t *testing.T) {
+	s := openFile(t)
+	release := holdWriter(t, s)
+	var wg sync.WaitGroup
+	var panicErr, insertErr error
+	wg.Go(func() {
+		panicErr = s.w.exec(t.Context(), func(context.Context, execer) error { panic("bug") })
+	})
+	wg.Go(func() {
+		_, insertErr = s.TaskInsert(t.Context(), &store.TaskInsertParams{ID: "ok", Workflow: []byte(`{}`), Now: time.UnixMilli(1)})
+	})
+	time.Sleep(50 * time.Millisecond) // let both queue
+	release()
+	wg.Wait()
+	if panicErr == nil || !strings.Contains(panicErr.Error(), "panicked: bug") {
+		t.Errorf("panicking write: %v, want a panic error", panicErr)
+	}
+	if insertErr != nil {
+		t.Errorf("insert beside a panicking write: %v", insertErr)
+	}
+	if _, err := s.TaskInsert(t.Context(), &store.TaskInsertParams{ID: "after", Workflow: []byte(`{}`), Now: time.UnixMilli(1)}); err != nil {
+		t.Errorf("insert after a panicking write: %v", err)
 	}
 }
