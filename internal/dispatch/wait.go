@@ -55,6 +55,14 @@ func (r *run) wait(ctx context.Context, free func()) {
 		case <-r.resyncC:
 			r.verify = true
 		case <-timer.C:
+			if r.released {
+				// ComfyUI finished the prompt, but its outcome could not
+				// be read before the deadline: run it again elsewhere.
+				// (Interrupting now would target the instance's next task.)
+				r.log.WarnContext(ctx, "outcome of a finished prompt unreadable until the deadline; requeueing")
+				r.requeue(ctx, RequeuePromptGone, false)
+				return
+			}
 			r.interrupt(ctx, stopTimeout)
 		case <-r.cancelC:
 			r.interrupt(ctx, stopCancel)
