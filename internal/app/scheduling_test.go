@@ -3,6 +3,8 @@ package app_test
 import (
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,4 +129,15 @@ func TestWarmPlacement(t *testing.T) {
 		t.Errorf("%d model loads for 16 tasks over 2 models on 2 instances; want at most 4", loads)
 	}
 	t.Logf("%d model loads", loads)
+	// The gateway's count of the runs that load a model matches the instances'.
+	r := e.Do("GET", "/metrics", admin, nil)
+	var switches int
+	for _, line := range strings.Split(string(r.Raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "comfyfleet_checkpoint_switches_total "); ok {
+			switches, _ = strconv.Atoi(v)
+		}
+	}
+	if r.Status != 200 || switches != loads {
+		t.Errorf("GET /metrics: %d, comfyfleet_checkpoint_switches_total %d, want 200 and %d", r.Status, switches, loads)
+	}
 }

@@ -171,6 +171,7 @@ func (dr *driver) start(ctx context.Context, t *task.Task, reattach bool) *run {
 	}
 	dr.mu.Unlock()
 	if loads {
+		dr.d.opts.Metrics.CheckpointSwitched()
 		go dr.recordCheckpoint(ctx, key)
 	}
 	go r.execute(ctx)

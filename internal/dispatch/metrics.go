@@ -12,6 +12,9 @@ type Metrics interface {
 	TaskFinished(t *task.Task)
 	// TaskRequeued: a run of t went back to the queue for reason (a Requeue* value).
 	TaskRequeued(t *task.Task, reason string)
+	// CheckpointSwitched: a run starts on an instance that last loaded
+	// another checkpoint (or none known), so the instance loads a model.
+	CheckpointSwitched()
 }
 
 // Why a run went back to the queue.
@@ -27,3 +30,4 @@ type noMetrics struct{}
 func (noMetrics) TaskClaimed(*task.Task)          {}
 func (noMetrics) TaskFinished(*task.Task)         {}
 func (noMetrics) TaskRequeued(*task.Task, string) {}
+func (noMetrics) CheckpointSwitched()             {}

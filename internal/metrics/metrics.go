@@ -77,6 +77,7 @@ type Metrics struct {
 	drops    map[string]prometheus.Counter
 	dropVec  *prometheus.CounterVec
 	failures *prometheus.CounterVec
+	switches prometheus.Counter
 	http     *httpMetrics
 
 	// failMu guards failTypes: the type label values seen so far.
@@ -117,6 +118,11 @@ func New(log *slog.Logger) *Metrics {
 			Namespace: namespace, Name: "ws_drops_total",
 			Help: "WebSocket clients this replica disconnected for being too slow, by reason.",
 		}, []string{"reason"}),
+		switches: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "checkpoint_switches_total",
+			Help: "Runs this replica started on an instance that had last loaded another checkpoint (a model load); " +
+				"against the count of task_dispatch_latency_seconds, the share of runs warm placement could not keep warm.",
+		}),
 		http:      newHTTPMetrics(),
 		failTypes: map[string]prometheus.Counter{},
 		queued:    queueTimes{at: map[string]time.Time{}},
@@ -133,7 +139,7 @@ func New(log *slog.Logger) *Metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector(),
-		m.dispatch, m.runVec, m.failures, m.reqVec, m.dropVec, m.http.requests, m.http.duration,
+		m.dispatch, m.runVec, m.failures, m.reqVec, m.dropVec, m.switches, m.http.requests, m.http.duration,
 	)
 	return m
 }
@@ -238,6 +244,9 @@ func (m *Metrics) TaskRequeued(t *task.Task, reason string) {
 	}
 	m.queued.put(t.ID, at)
 }
+
+// CheckpointSwitched counts a run that makes its instance load a model.
+func (m *Metrics) CheckpointSwitched() { m.switches.Inc() }
 
 // WSDropped counts a WebSocket client disconnected for being too slow.
 func (m *Metrics) WSDropped(reason string) {

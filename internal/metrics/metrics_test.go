@@ -96,6 +96,19 @@ func TestRunDurationAndFailures(t *testing.T) {
 	}
 }
 
+func TestCheckpointSwitches(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(nil)
+	if got := scrape(t, m.Handler()).Value(t, "comfyfleet_checkpoint_switches_total"); got != 0 {
+		t.Errorf("switches before any run = %v, want 0", got)
+	}
+	m.CheckpointSwitched()
+	m.CheckpointSwitched()
+	if got := scrape(t, m.Handler()).Value(t, "comfyfleet_checkpoint_switches_total"); got != 2 {
+		t.Errorf("switches = %v, want 2", got)
+	}
+}
+
 // TestFailureTypesBounded: however many types ComfyUI invents, the label
 // set stays bounded.
 func TestFailureTypesBounded(t *testing.T) {
