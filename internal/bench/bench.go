@@ -99,6 +99,7 @@ type Scenario struct {
 func Scenarios() []Scenario {
 	return []Scenario{
 		{"throughput", "completed tasks/s and gateway CPU per task, zero-duration tasks, SQLite and Redis", runThroughput},
+		{"gap", "dispatch gap: instance idle time between two prompts with a deep queue", runGap},
 	}
 }
 

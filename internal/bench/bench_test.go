@@ -67,6 +67,11 @@ var tableChecks = map[string]func(t *testing.T, tab *Table, s Sizes, redis bool)
 			wantResult(t, tab, "redis")
 		}
 	},
+	"gap": func(t *testing.T, tab *Table, s Sizes, _ bool) {
+		// Every instance's first run has no gap before it.
+		wantCell(t, tab, "sqlite", "gaps", itoa(s.GapTasks-s.GapInstances))
+		wantResult(t, tab, "sqlite")
+	},
 }
 
 func wantCell(t *testing.T, tab *Table, row, col, want string) {
