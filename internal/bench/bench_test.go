@@ -72,6 +72,12 @@ var tableChecks = map[string]func(t *testing.T, tab *Table, s Sizes, redis bool)
 		wantCell(t, tab, "sqlite", "gaps", itoa(s.GapTasks-s.GapInstances))
 		wantResult(t, tab, "sqlite")
 	},
+	"efficiency": func(t *testing.T, tab *Table, _ Sizes, _ bool) {
+		wantResult(t, tab, "gateway queue (sqlite)")
+		if tab.Row("round-robin into ComfyUI queues") == nil {
+			t.Errorf("%s: no round-robin row", tab.Title)
+		}
+	},
 }
 
 func wantCell(t *testing.T, tab *Table, row, col, want string) {

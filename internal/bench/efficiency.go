@@ -1,0 +1,149 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/comfyfleet/comfyfleet/internal/comfysim"
+)
+
+// Target of the efficiency scenario: makespan within this share of the bound.
+const efficiencyTarget = 0.97
+
+// Heavy-tailed task lengths: log-normal sampler steps.
+const (
+	effMedianSteps = 10
+	effSigma       = 1.0
+	effSeed        = 20240601
+)
+
+// runEfficiency runs heavy-tailed tasks on a fleet twice: through the
+// gateway's queue, and round-robin straight into the instances' own
+// queues. It compares each makespan with the lower bound
+// max(total work / instances, longest task).
+func runEfficiency(ctx context.Context, e *env) (*Table, error) {
+	s := e.sizes
+	steps := effSteps(s.EfficiencyTasks)
+	t := &Table{
+		Title:  fmt.Sprintf("efficiency: %s heavy-tailed tasks on %d instances", itoa(s.EfficiencyTasks), s.EfficiencyInstances),
+		Header: []string{"placement", "work", "longest task", "bound", "makespan", "bound/makespan", "target", "result"},
+	}
+	gw, err := efficiencyGateway(ctx, e, steps)
+	if err != nil {
+		return nil, err
+	}
+	rr, err := efficiencyRoundRobin(ctx, e, steps)
+	if err != nil {
+		return nil, err
+	}
+	target := fmt.Sprintf("≥ %.2f", efficiencyTarget)
+	gw.row(t, "gateway queue ("+e.opts.Store+")", target, verdict(gw.ratio() >= efficiencyTarget, fmtRatio(gw.ratio())))
+	rr.row(t, "round-robin into ComfyUI queues", "baseline", "—")
+	t.note("task lengths: log-normal sampler steps (median %d, sigma %.1f, seed %d, 1..10000) of %s each; the same tasks in the same order for both",
+		effMedianSteps, effSigma, effSeed, fmtDur(s.EfficiencyStep))
+	t.note("work and longest task are the runs' durations in the simulators' execution log of that run; bound = max(work / %d, longest task)", s.EfficiencyInstances)
+	t.note("makespan: first submit to the last task_completed on /ws (gateway), to the last prompt's end in the log (round-robin)")
+	t.note("gateway makespan is %.2f of round-robin's", gw.makespan.Seconds()/rr.makespan.Seconds())
+	return t, nil
+}
+
+// effSteps draws the sampler steps of n tasks.
+func effSteps(n int) []int {
+	rng := rand.New(rand.NewPCG(effSeed, effSeed))
+	out := make([]int, n)
+	for i := range out {
+		x := effMedianSteps * math.Exp(effSigma*rng.NormFloat64())
+		out[i] = min(max(int(math.Round(x)), 1), 10000)
+	}
+	return out
+}
+
+// makespan is one placement's outcome.
+type makespan struct {
+	instances     int
+	work, longest time.Duration
+	makespan      time.Duration
+}
+
+func (m makespan) bound() time.Duration {
+	return max(m.work/time.Duration(m.instances), m.longest)
+}
+
+func (m makespan) ratio() float64 { return m.bound().Seconds() / m.makespan.Seconds() }
+
+func (m makespan) row(t *Table, name, target, result string) {
+	t.add(name, fmtDur(m.work), fmtDur(m.longest), fmtDur(m.bound()), fmtDur(m.makespan), fmtRatio(m.ratio()), target, result)
+}
+
+func efficiencyGateway(ctx context.Context, e *env, steps []int) (makespan, error) {
+	s := e.sizes
+	fleet, err := startSims(s.EfficiencyInstances, comfysim.Options{StepDelay: s.EfficiencyStep})
+	if err != nil {
+		return makespan{}, err
+	}
+	defer fleet.close()
+	g, err := e.startGateway(ctx, gatewaySpec{label: "efficiency", ports: fleet.ports()})
+	if err != nil {
+		return makespan{}, err
+	}
+	defer g.stop()
+	if err := g.admin.waitAlive(ctx, s.EfficiencyInstances, time.Minute); err != nil {
+		return makespan{}, err
+	}
+	n := len(steps)
+	tr := newTracker(n, false)
+	st, err := g.admin.dialEvents(ctx, tr.on)
+	if err != nil {
+		return makespan{}, err
+	}
+	defer st.close()
+	start := time.Now()
+	body := func(i int) []byte { return samplerTask(i, steps[i], comfysim.DefaultCheckpoints[0]) }
+	sub := submitter{clients: s.Clients, body: body, as: func(int) *api { return g.admin }}
+	if err := sub.run(ctx, n); err != nil {
+		return makespan{}, err
+	}
+	e.logf("gateway: %s tasks submitted in %s", itoa(n), fmtDur(time.Since(start)))
+	if err := waitOutcomes(ctx, g, tr, st, n); err != nil {
+		return makespan{}, err
+	}
+	_, _, last := tr.counts()
+	return measured(fleet, n, last.Sub(start))
+}
+
+func efficiencyRoundRobin(ctx context.Context, e *env, steps []int) (makespan, error) {
+	s := e.sizes
+	fleet, err := startSims(s.EfficiencyInstances, comfysim.Options{StepDelay: s.EfficiencyStep})
+	if err != nil {
+		return makespan{}, err
+	}
+	defer fleet.close()
+	n := len(steps)
+	start := time.Now()
+	prompt := func(i int) string { return samplerPrompt(i, steps[i], comfysim.DefaultCheckpoints[0]) }
+	if err := e.roundRobin(ctx, fleet, s.Clients, n, prompt); err != nil {
+		return makespan{}, err
+	}
+	e.logf("round-robin: %s prompts submitted in %s", itoa(n), fmtDur(time.Since(start)))
+	if err := waitFinished(ctx, fleet.log, n, 10*time.Minute); err != nil {
+		return makespan{}, err
+	}
+	_, _, lastEnd, _ := work(fleet.log)
+	return measured(fleet, n, lastEnd.Sub(start))
+}
+
+// measured checks the fleet's log (n runs, each once, all successful) and
+// returns the work it shows.
+func measured(fleet *sims, n int, span time.Duration) (makespan, error) {
+	if err := checkRuns(fleet.log, n); err != nil {
+		return makespan{}, err
+	}
+	total, longest, _, failed := work(fleet.log)
+	if failed > 0 {
+		return makespan{}, fmt.Errorf("%d prompts did not succeed", failed)
+	}
+	return makespan{instances: len(fleet.list), work: total, longest: longest, makespan: span}, nil
+}
