@@ -78,6 +78,15 @@ var tableChecks = map[string]func(t *testing.T, tab *Table, s Sizes, redis bool)
 			t.Errorf("%s: no round-robin row", tab.Title)
 		}
 	},
+	"overhead": func(t *testing.T, tab *Table, s Sizes, _ bool) {
+		if got := len(tab.Rows); got != 3 {
+			t.Fatalf("%s: %d rows, want 3", tab.Title, got)
+		}
+		for _, r := range tab.Rows {
+			wantCell(t, tab, r[0], "tasks", itoa(s.OverheadTasks))
+		}
+		wantResult(t, tab, tab.Rows[2][0])
+	},
 }
 
 func wantCell(t *testing.T, tab *Table, row, col, want string) {
