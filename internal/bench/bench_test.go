@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -86,6 +87,16 @@ var tableChecks = map[string]func(t *testing.T, tab *Table, s Sizes, redis bool)
 			wantCell(t, tab, r[0], "tasks", itoa(s.OverheadTasks))
 		}
 		wantResult(t, tab, tab.Rows[2][0])
+	},
+	"fanout": func(t *testing.T, tab *Table, s Sizes, _ bool) {
+		n := s.FanoutRate * int(s.FanoutDuration/time.Second)
+		due := itoa(n * s.FanoutClients / s.FanoutUsers)
+		wantCell(t, tab, "task_completed receipts", "value", due+" of "+due)
+		wantCell(t, tab, "clients dropped (send queue overflow)", "value", "0")
+		wantCell(t, tab, "clients closed otherwise", "value", "0")
+		if got := tab.Cell("tasks completed", "value"); !strings.HasPrefix(got, itoa(n)+" at ") {
+			t.Errorf("%s: tasks completed = %q, want %d", tab.Title, got, n)
+		}
 	},
 }
 
