@@ -98,6 +98,19 @@ var tableChecks = map[string]func(t *testing.T, tab *Table, s Sizes, redis bool)
 			t.Errorf("%s: tasks completed = %q, want %d", tab.Title, got, n)
 		}
 	},
+	"scale": func(t *testing.T, tab *Table, s Sizes, _ bool) {
+		for _, row := range []string{"tasks submitted", "submit rate", "gateway RSS after submitting / peak", "store size",
+			"GET /api/tasks?status=pending, first page: p50 / p99", "same at offset " + itoa(s.ScaleTasks-20) + ": p50 / p99",
+			"GET /api/monitor/overview: p50 / p99", "gateway CPU with " + itoa(s.ScaleInstances) + " instances",
+			"gateway RSS with " + itoa(s.ScaleInstances) + " instances"} {
+			if tab.Row(row) == nil {
+				t.Errorf("%s: no row %q", tab.Title, row)
+			}
+		}
+		if got := tab.Cell("tasks submitted", "value"); !strings.HasPrefix(got, itoa(s.ScaleTasks)+" in ") {
+			t.Errorf("%s: tasks submitted = %q", tab.Title, got)
+		}
+	},
 }
 
 func wantCell(t *testing.T, tab *Table, row, col, want string) {
