@@ -1,6 +1,6 @@
 // Package api is the gateway's REST surface: the seed's /api routes, the
 // contract's envelope on every answer, token checks and roles, and the
-// /files and /ws endpoints. routes.go holds the whole route table; each
+// /files, /ws and (for admins) /metrics endpoints. routes.go holds the whole route table; each
 // resource has its own file.
 package api
 
@@ -29,7 +29,7 @@ type Route struct {
 
 // Routes returns the whole route table. Tests walk it to check access rules.
 func (s *Server) Routes() []Route {
-	return []Route{
+	routes := []Route{
 		{"POST", "/api/auth/login", Public, s.login},
 		{"GET", "/api/health", Public, s.health},
 
@@ -53,6 +53,16 @@ func (s *Server) Routes() []Route {
 		{"GET", "/api/monitor/overview", Authed, s.overview},
 		{"GET", "/api/auth/me", Authed, s.me},
 	}
+	if s.deps.Metrics != nil {
+		routes = append(routes, Route{"GET", "/metrics", Admin, s.metrics})
+	}
+	return routes
+}
+
+// metrics is GET /metrics: Prometheus text format, for admins only.
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) error {
+	s.deps.Metrics.ServeHTTP(w, r)
+	return nil
 }
 
 // Handler builds the HTTP handler: the route table, /ws, /files, the
@@ -102,11 +112,11 @@ func (s *Server) fallback(mux *http.ServeMux) http.Handler {
 }
 
 // isUIPath reports whether a request that matched no route belongs to the
-// dashboard: a GET outside /api, /files and /ws.
+// dashboard: a GET outside /api, /files, /ws and /metrics.
 func isUIPath(r *http.Request) bool {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return false
 	}
 	p := r.URL.Path
-	return !strings.HasPrefix(p, "/api/") && p != "/api" && !strings.HasPrefix(p, "/files/") && p != "/ws"
+	return !strings.HasPrefix(p, "/api/") && p != "/api" && !strings.HasPrefix(p, "/files/") && p != "/ws" && p != "/metrics"
 }

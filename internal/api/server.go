@@ -42,6 +42,9 @@ type Deps struct {
 	Stats StatsService
 	// UI serves the dashboard for GET requests outside /api; optional.
 	UI http.Handler
+	// Metrics serves GET /metrics to admins; optional (nil: no such route,
+	// as when metrics have a listener of their own).
+	Metrics http.Handler
 	// Now is injected for tests; default time.Now.
 	Now func() time.Time
 }

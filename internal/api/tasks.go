@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -74,7 +75,8 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	t, err := s.deps.Store.TaskInsert(r.Context(), &store.TaskInsertParams{
 		ID: uuid.NewString(), Owner: c.Username, Priority: req.Priority,
 		Workflow: compactJSON(req.Workflow), Params: params, Checkpoints: checkpoints,
-		Timeout: time.Duration(req.Timeout) * time.Millisecond, Now: s.now(),
+		Timeout: time.Duration(req.Timeout) * time.Millisecond,
+		Aging:   time.Duration(s.deps.Config.Current().Scheduler.PriorityAging), Now: s.now(),
 	})
 	if err != nil {
 		return err
@@ -89,6 +91,9 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) checkSubmission(ctx context.Context, req *createTaskRequest, owner string, admin bool) ([]string, error) {
 	if req.Timeout < 0 {
 		return nil, fieldError("timeout", "must be a positive number of milliseconds")
+	}
+	if req.Priority < store.MinPriority || req.Priority > store.MaxPriority {
+		return nil, fieldError("priority", fmt.Sprintf("must be between %d and %d", store.MinPriority, store.MaxPriority))
 	}
 	p, err := workflow.Parse(req.Workflow)
 	if err != nil {

@@ -1,7 +1,7 @@
 // Package app wires ComfyFleet's components into one running gateway: the
 // store, auth, the fleet and its health checker, the dispatcher, the push
-// hub and the HTTP API. Run serves on a given listener so tests boot the
-// whole service in-process on 127.0.0.1:0.
+// hub, the HTTP API and the metrics. Run serves on a given listener so tests
+// boot the whole service in-process on 127.0.0.1:0.
 package app
 
 import (
@@ -27,6 +27,7 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/dispatch"
 	"github.com/comfyfleet/comfyfleet/internal/fleet"
 	"github.com/comfyfleet/comfyfleet/internal/health"
+	"github.com/comfyfleet/comfyfleet/internal/metrics"
 	"github.com/comfyfleet/comfyfleet/internal/push"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 )
@@ -55,6 +56,11 @@ type App struct {
 	api      *api.Server
 	http     *http.Server
 	replica  string
+	metrics  *metrics.Metrics
+	// debug serves /metrics and /debug/pprof/ on debugLn when
+	// metrics.listen is set; nil otherwise.
+	debug   *http.Server
+	debugLn net.Listener
 }
 
 // New builds the gateway: opens the store, applies the persisted runtime
@@ -75,8 +81,17 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	if cfg.Server.PublicBaseURL == "" {
 		cfg.Server.PublicBaseURL = config.BaseURLFor(ln.Addr().String())
 	}
+	if cfg.Metrics.Listen != "" {
+		if a.debugLn, err = listen(nil, cfg.Metrics.Listen); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
 	if err := a.build(ctx, cfg, opts); err != nil {
 		ln.Close()
+		if a.debugLn != nil {
+			a.debugLn.Close()
+		}
 		if a.store != nil {
 			a.store.Close()
 		}
@@ -127,24 +142,38 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 		return err
 	}
 	a.checker = health.New(a.fleet, st, newProber(), a.replica, healthSettings(cfg), a.log)
+	a.metrics = metrics.New(a.log)
 	a.dispatch = dispatch.New(dispatch.Options{
 		Store: st, Fleet: a.fleet, Blob: bl, Log: a.log, Replica: a.replica,
 		ClientID: "comfyfleet-" + clusterName(cfg), FileIDKey: secret, Settings: dispatchSettings(cfg),
+		Metrics: a.metrics,
 	})
 	a.cfg = newConfigService(base, cfg, st, a)
-	a.api = api.New(api.Deps{
-		Log: a.log, Store: st, Auth: authn, Fleet: a.fleet, Config: a.cfg, Blob: bl, UI: opts.UI,
-	})
+	deps := api.Deps{Log: a.log, Store: st, Auth: authn, Fleet: a.fleet, Config: a.cfg, Blob: bl, UI: opts.UI}
+	if a.debugLn == nil {
+		deps.Metrics = a.metrics.Handler() // on the API's listener, admins only
+	}
+	a.api = api.New(deps)
 	// A generous per-client queue: an admin dashboard follows every task of
 	// every replica, in bursts when a replica adopts a dead one's instances.
-	a.hub = push.NewHub(st, push.Options{Logger: a.log, Snapshot: a.api.GlobalStatus, SendBuffer: 4096})
+	a.hub = push.NewHub(st, push.Options{
+		Logger: a.log, Snapshot: a.api.GlobalStatus, SendBuffer: 4096, OnDrop: a.metrics.WSDropped,
+	})
 	a.api.SetHub(a.hub)
-	a.http = &http.Server{
-		Handler:           a.api.Handler(),
+	a.metrics.Watch(metrics.Sources{Tasks: st.TaskCounts, Instances: a.fleet.Views, WSClients: a.hub.Clients})
+	a.http = a.server(a.metrics.InstrumentHTTP(a.api.Handler()))
+	if a.debugLn != nil {
+		a.debug = a.server(a.metrics.DebugHandler())
+	}
+	return nil
+}
+
+func (a *App) server(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
-	return nil
 }
 
 // clusterName names the gateway towards ComfyUI: the WebSocket client id
@@ -185,6 +214,15 @@ func (a *App) Addr() string { return a.ln.Addr().String() }
 // Replica is this process's replica id.
 func (a *App) Replica() string { return a.replica }
 
+// MetricsAddr is the address of the metrics listener, "" when metrics are
+// served on the API's listener.
+func (a *App) MetricsAddr() string {
+	if a.debugLn == nil {
+		return ""
+	}
+	return a.debugLn.Addr().String()
+}
+
 // Run serves until ctx ends, then shuts down: stop accepting requests, let
 // handlers finish (up to 10s), stop the background components, close the store.
 func (a *App) Run(ctx context.Context) error {
@@ -195,10 +233,13 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error { return a.hub.Run(gctx) })
 	g.Go(func() error { return a.checker.Run(gctx) })
 	g.Go(func() error { return a.dispatch.Run(gctx) })
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- a.http.Serve(a.ln) }()
-	a.log.Info("comfyfleet serving", "addr", a.Addr(), "store", a.store.Driver(), "replica", a.replica,
-		"instances", len(a.fleet.Instances()))
+	if a.debug != nil {
+		go func() { serveErr <- a.debug.Serve(a.debugLn) }()
+	}
+	a.log.Info("comfyfleet serving", "addr", a.Addr(), "metrics_addr", a.MetricsAddr(), "store", a.store.Driver(),
+		"replica", a.replica, "instances", len(a.fleet.Instances()))
 
 	var err error
 	select {
@@ -210,6 +251,9 @@ func (a *App) Run(ctx context.Context) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = a.http.Shutdown(shutdownCtx)
+	if a.debug != nil {
+		_ = a.debug.Shutdown(shutdownCtx)
+	}
 	cancelBG()
 	if werr := g.Wait(); err == nil && werr != nil && !errors.Is(werr, context.Canceled) {
 		err = werr
@@ -233,7 +277,16 @@ func dispatchSettings(cfg config.Config) dispatch.Settings {
 		TaskTimeout:   time.Duration(cfg.Scheduler.TaskTimeout),
 		MaxAttempts:   cfg.Scheduler.MaxAttempts,
 		PublicBaseURL: cfg.Server.PublicBaseURL,
+		WarmWindow:    warmWindow(cfg.Scheduler),
 	}
+}
+
+// warmWindow is the dispatcher's warm window: none for FIFO placement.
+func warmWindow(s config.Scheduler) time.Duration {
+	if s.Placement == config.PlacementFIFO {
+		return 0
+	}
+	return time.Duration(s.WarmWindow)
 }
 
 // Routes returns the API's route table (tests walk it).

@@ -168,11 +168,33 @@ type Scheduler struct {
 	TaskTimeout Millis `yaml:"taskTimeout" json:"taskTimeout"`
 	// MaxAttempts bounds runs of one task after lost instances. Default 3.
 	MaxAttempts int `yaml:"maxAttempts" json:"maxAttempts"`
+	// PriorityAging is the wait worth one priority point: a task is passed
+	// by higher-priority tasks submitted after it for at most (difference ×
+	// PriorityAging). Applies to tasks submitted from then on. Default
+	// 60000 ms.
+	PriorityAging Millis `yaml:"priorityAging" json:"priorityAging"`
+	// Placement is "warm" (a free instance prefers a task for the model it
+	// has loaded, within WarmWindow) or "fifo" (the next task in order).
+	// Default "warm".
+	Placement string `yaml:"placement" json:"placement"`
+	// WarmWindow bounds warm placement: a task for the loaded model may go
+	// before tasks submitted at most this long before it (at equal
+	// priority). Default 30000 ms; "fifo" placement turns it off.
+	WarmWindow Millis `yaml:"warmWindow" json:"warmWindow"`
 }
 
-// Metrics configures /metrics.
+// The placement policies of Scheduler.Placement.
+const (
+	PlacementWarm = "warm"
+	PlacementFIFO = "fifo"
+)
+
+// Metrics configures /metrics (Prometheus text format).
 type Metrics struct {
-	// Listen, when set, serves /metrics on its own address instead of the API's. Default "".
+	// Listen, when set, serves /metrics and the Go profiler (/debug/pprof/)
+	// on this address of its own, without authentication: bind it to an
+	// interface only operators reach. When empty, /metrics is served on the
+	// API's listener to admin tokens only, and the profiler is off. Default "".
 	Listen string `yaml:"listen" json:"listen"`
 }
 

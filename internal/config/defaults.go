@@ -74,6 +74,9 @@ func (f *Files) withDefaults(dataDir string) {
 func (s *Scheduler) withDefaults() {
 	orDefault(&s.TaskTimeout, Millis(10*time.Minute))
 	orDefault(&s.MaxAttempts, 3)
+	orDefault(&s.PriorityAging, Millis(time.Minute))
+	orDefault(&s.Placement, PlacementWarm)
+	orDefault(&s.WarmWindow, Millis(30*time.Second))
 }
 
 // orDefault sets *v to def when *v is the zero value.

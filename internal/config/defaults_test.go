@@ -19,9 +19,10 @@ func TestDefault(t *testing.T) {
 		HealthCheck: config.HealthCheck{
 			Interval: config.Millis(30 * time.Second), Timeout: config.Millis(5 * time.Second), FailureThreshold: 2,
 		},
-		Files:     config.Files{Dir: "data/files", MaxUploadBytes: 100 << 20},
-		Scheduler: config.Scheduler{TaskTimeout: config.Millis(10 * time.Minute), MaxAttempts: 3},
-		DataDir:   "./data",
+		Files: config.Files{Dir: "data/files", MaxUploadBytes: 100 << 20},
+		Scheduler: config.Scheduler{TaskTimeout: config.Millis(10 * time.Minute), MaxAttempts: 3,
+			PriorityAging: config.Millis(time.Minute), Placement: config.PlacementWarm, WarmWindow: config.Millis(30 * time.Second)},
+		DataDir: "./data",
 	}
 	if diff := cmp.Diff(want, config.Default()); diff != "" {
 		t.Errorf("Default() mismatch (-want +got):\n%s", diff)

@@ -266,4 +266,13 @@ func (s Scheduler) validate(v *checker) {
 	if s.MaxAttempts < 1 {
 		v.add("scheduler.maxAttempts", "must be at least 1")
 	}
+	if s.PriorityAging < Millis(time.Millisecond) {
+		v.add("scheduler.priorityAging", "must be at least 1 ms")
+	}
+	if s.Placement != PlacementWarm && s.Placement != PlacementFIFO {
+		v.add("scheduler.placement", `must be "warm" or "fifo"`)
+	}
+	if s.WarmWindow < 0 || s.WarmWindow > Millis(24*time.Hour) {
+		v.add("scheduler.warmWindow", "must be between 0 and 86400000 ms")
+	}
 }

@@ -76,6 +76,9 @@ func TestValidate(t *testing.T) {
 		{"upload size", func(c *config.Config) { c.Files.MaxUploadBytes = -1 }, "files.maxUploadBytes", "at least 1"},
 		{"task timeout", func(c *config.Config) { c.Scheduler.TaskTimeout = config.Millis(5e6) }, "scheduler.taskTimeout", "at least 1000 ms"},
 		{"attempts", func(c *config.Config) { c.Scheduler.MaxAttempts = -1 }, "scheduler.maxAttempts", "at least 1"},
+		{"aging", func(c *config.Config) { c.Scheduler.PriorityAging = -1 }, "scheduler.priorityAging", "at least 1 ms"},
+		{"placement", func(c *config.Config) { c.Scheduler.Placement = "random" }, "scheduler.placement", `"warm" or "fifo"`},
+		{"warm window", func(c *config.Config) { c.Scheduler.WarmWindow = -1 }, "scheduler.warmWindow", "between 0"},
 		{"data dir", func(c *config.Config) { c.DataDir = "" }, "dataDir", "must not be empty"},
 	}
 	for _, tt := range tests {

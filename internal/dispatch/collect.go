@@ -107,11 +107,12 @@ func (d *Dispatcher) finishCollected(ctx context.Context, t *task.Task, to task.
 	})
 	if err != nil {
 		if ctx.Err() == nil {
-			d.log.WarnContext(ctx, "finish after collect failed", "task_id", t.ID, "err", err)
+			d.log.WarnContext(ctx, "finish after collect failed", "task_id", t.ID, "instance_id", t.InstanceID, "err", err)
 		}
 		return
 	}
 	d.log.InfoContext(ctx, "task finished", "task_id", t.ID, "status", to, "instance_id", done.InstanceID)
+	d.opts.Metrics.TaskFinished(done)
 	if err := PublishFinal(ctx, d.opts.Store, done); err != nil && ctx.Err() == nil {
 		d.log.WarnContext(ctx, "publish failed", "task_id", t.ID, "err", err)
 	}

@@ -33,6 +33,9 @@ type Settings struct {
 	MaxAttempts int
 	// PublicBaseURL prefixes result URLs.
 	PublicBaseURL string
+	// WarmWindow is how far a task for the model an instance has loaded may
+	// jump ahead (store.TaskClaimParams.WarmWindow); zero is FIFO placement.
+	WarmWindow time.Duration
 }
 
 // Options configure a Dispatcher.
@@ -52,6 +55,8 @@ type Options struct {
 	// NewClient builds the ComfyUI client of an instance; default comfy.New.
 	NewClient func(in instance.Instance, clientID string) *comfy.Client
 	Settings  Settings
+	// Metrics receives claims, run ends and requeues; nil means none.
+	Metrics Metrics
 }
 
 // Dispatcher is the scheduler of one replica.
@@ -106,6 +111,9 @@ func New(opts Options) *Dispatcher {
 	}
 	if opts.NewClient == nil {
 		opts.NewClient = func(in instance.Instance, id string) *comfy.Client { return comfy.New(in.BaseURL(), id, nil) }
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = noMetrics{}
 	}
 	return &Dispatcher{
 		opts: opts, log: opts.Log, settings: opts.Settings,
@@ -167,7 +175,9 @@ func (d *Dispatcher) scheduleLoop(ctx context.Context) error {
 	}
 }
 
-// schedule hands pending tasks to ready drivers until either runs out.
+// schedule hands pending tasks to ready drivers until either runs out. The
+// store picks each driver's task: fair share between owners, then the model
+// the instance has loaded (warm placement).
 func (d *Dispatcher) schedule(ctx context.Context) {
 	for ctx.Err() == nil {
 		dr := d.nextReady()
@@ -175,7 +185,8 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 			return
 		}
 		t, err := d.opts.Store.TaskClaim(ctx, &store.TaskClaimParams{
-			InstanceID: dr.inst.ID, LeaseOwner: d.opts.Replica, LeaseTTL: d.opts.LeaseTTL, Now: time.Now(),
+			InstanceID: dr.inst.ID, LeaseOwner: d.opts.Replica, LeaseTTL: d.opts.LeaseTTL,
+			Checkpoint: dr.checkpoint(), WarmWindow: d.current().WarmWindow, Now: time.Now(),
 		})
 		if errors.Is(err, store.ErrNotFound) {
 			dr.release()

@@ -36,6 +36,9 @@ type driver struct {
 	foreign    bool // queue > 0 as last recorded in the store
 	cur        *run
 	idleAt     time.Time
+	// ckpt is the task.CheckpointKey of the model the instance loaded last,
+	// as far as this replica knows ("" unknown): warm placement asks for it.
+	ckpt string
 }
 
 func newDriver(d *Dispatcher, in instance.Instance) *driver {
@@ -51,7 +54,7 @@ func (dr *driver) startLoop(parent context.Context) {
 	dr.cancelLoop = cancel
 	if st, err := dr.d.opts.Fleet.Get(ctx, dr.inst.ID); err == nil {
 		dr.mu.Lock()
-		dr.enabled, dr.alive = st.Enabled, st.Alive
+		dr.enabled, dr.alive, dr.ckpt = st.Enabled, st.Alive, st.LoadedCheckpoint
 		dr.mu.Unlock()
 	}
 	stream := comfy.NewStream(dr.client, comfy.StreamOptions{
@@ -106,6 +109,13 @@ func (dr *driver) ready() bool {
 		!dr.reserved && !dr.draining && dr.cur == nil && dr.queue == 0
 }
 
+// checkpoint is the CheckpointKey of the model the instance has loaded.
+func (dr *driver) checkpoint() string {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	return dr.ckpt
+}
+
 func (dr *driver) idleSince() time.Time {
 	dr.mu.Lock()
 	defer dr.mu.Unlock()
@@ -144,12 +154,28 @@ func (dr *driver) setDraining() {
 // start begins driving t; reattach skips the submit and verifies instead.
 func (dr *driver) start(ctx context.Context, t *task.Task, reattach bool) *run {
 	r := newRun(dr, t, reattach)
+	key := task.CheckpointKey(t.Checkpoints)
 	dr.mu.Lock()
 	dr.cur = r
 	dr.reserved = false
+	loads := key != "" && key != dr.ckpt
+	if loads {
+		dr.ckpt = key
+	}
 	dr.mu.Unlock()
+	if loads {
+		go dr.recordCheckpoint(ctx, key)
+	}
 	go r.execute(ctx)
 	return r
+}
+
+// recordCheckpoint stores the model the instance now loads, so a replica
+// that adopts the instance, and the dashboard, know it.
+func (dr *driver) recordCheckpoint(ctx context.Context, key string) {
+	if _, err := dr.d.opts.Fleet.Update(ctx, &store.InstanceUpdateParams{ID: dr.inst.ID, LoadedCheckpoint: &key}); err != nil && ctx.Err() == nil {
+		dr.log.WarnContext(ctx, "record loaded checkpoint failed", "err", err)
+	}
 }
 
 // finishRun frees the instance after a run's outcome is known on it (output
@@ -236,6 +262,9 @@ func (dr *driver) onInstanceStatus(ctx context.Context, ev store.Event) {
 	dr.mu.Lock()
 	wasAlive := dr.alive
 	dr.alive, dr.enabled = v.Alive, v.Enabled
+	if !wasAlive && v.Alive {
+		dr.ckpt = "" // back from down: most likely restarted, with no model loaded
+	}
 	r := dr.cur
 	dr.mu.Unlock()
 	if wasAlive && !v.Alive && r != nil {

@@ -110,6 +110,7 @@ func (r *run) markBusy(ctx context.Context) {
 	t := r.task
 	r.dr.d.opts.Fleet.PublishRun(ctx, r.dr.state(), t.ID)
 	if !r.reattach {
+		r.dr.d.opts.Metrics.TaskClaimed(t)
 		r.publish(ctx, PublishStatus(ctx, r.st(), t))
 	}
 }
@@ -158,7 +159,7 @@ func (r *run) submit(ctx context.Context, prompt json.RawMessage) bool {
 		return false
 	case neverSent(err):
 		r.log.WarnContext(ctx, "instance unreachable at dispatch; requeueing", "err", err)
-		r.requeue(ctx, true)
+		r.requeue(ctx, RequeueUnreachable, true)
 		return false
 	}
 	// The prompt may or may not have reached the instance: find out.
@@ -195,7 +196,7 @@ func (r *run) prepareFailed(ctx context.Context, err error) {
 		r.finish(ctx, task.StatusFailed, nil, perm.err)
 	default:
 		r.log.WarnContext(ctx, "sending inputs failed; requeueing", "err", err)
-		r.requeue(ctx, true)
+		r.requeue(ctx, RequeueInputsFailed, true)
 	}
 }
 

@@ -133,7 +133,7 @@ func (r *run) onAbsent(ctx context.Context) {
 		r.finish(ctx, task.StatusFailed, nil, timeoutError())
 	default:
 		r.log.WarnContext(ctx, "prompt is gone from its instance; requeueing")
-		r.requeue(ctx, false)
+		r.requeue(ctx, RequeuePromptGone, false)
 	}
 }
 
@@ -170,7 +170,7 @@ func (r *run) onLost(ctx context.Context) {
 		return
 	}
 	r.log.WarnContext(ctx, "instance lost mid-run")
-	r.requeue(ctx, false)
+	r.requeue(ctx, RequeueInstanceLost, false)
 }
 
 // interrupt stops the prompt on the instance: interrupt if running, delete
@@ -233,13 +233,14 @@ func (r *run) finish(ctx context.Context, to task.Status, res *task.Result, terr
 		}
 		return
 	}
-	r.log.InfoContext(ctx, "task finished", "status", to, "instance_id", t.InstanceID)
+	r.log.InfoContext(ctx, "task finished", "status", to)
+	r.dr.d.opts.Metrics.TaskFinished(t)
 	r.publish(ctx, PublishFinal(ctx, r.st(), t))
 }
 
-// requeue returns the task to the queue, or fails it once its attempts are
-// spent. refund: the attempt never reached the instance.
-func (r *run) requeue(ctx context.Context, refund bool) {
+// requeue returns the task to the queue for reason, or fails it once its
+// attempts are spent. refund: the attempt never reached the instance.
+func (r *run) requeue(ctx context.Context, reason string, refund bool) {
 	max := r.dr.d.current().MaxAttempts
 	if !refund && max > 0 && r.task.Attempts >= max {
 		r.finish(ctx, task.StatusFailed, nil, &task.Error{
@@ -256,6 +257,7 @@ func (r *run) requeue(ctx context.Context, refund bool) {
 		}
 		return
 	}
+	r.dr.d.opts.Metrics.TaskRequeued(t, reason)
 	r.publish(ctx, PublishStatus(ctx, r.st(), t))
 	r.publish(ctx, Publish(ctx, r.st(), EventTaskQueued, t, StatusData{TaskID: t.ID, Status: t.Status}))
 }

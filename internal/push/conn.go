@@ -3,6 +3,7 @@ package push
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"path"
@@ -102,7 +103,7 @@ func (c *conn) sendSnapshot(ctx context.Context) bool {
 		return false
 	}
 	if err := c.write(msg); err != nil {
-		c.stop(reasonGone)
+		c.fail(err, DropWriteTimeout)
 		return false
 	}
 	return true
@@ -121,7 +122,7 @@ func (c *conn) writeLoop() {
 			return
 		case msg := <-c.send:
 			if err := c.write(msg); err != nil {
-				c.stop(reasonGone)
+				c.fail(err, DropWriteTimeout)
 				return
 			}
 		}
@@ -169,7 +170,7 @@ func (c *conn) pingLoop() {
 		cancel()
 		if err != nil {
 			c.hub.log.Debug("push: client ping failed", "username", c.client.Username, "err", err)
-			c.stop(reasonGone)
+			c.fail(err, DropPingTimeout)
 			return
 		}
 	}
@@ -184,6 +185,15 @@ func (c *conn) enqueue(msg []byte) {
 		if c.stop(reasonOverflow) {
 			c.hub.overflowed(c)
 		}
+	}
+}
+
+// fail ends the connection after a failed write or ping. A timeout means the
+// client is too slow (or gone without a word): it is reported as a drop.
+func (c *conn) fail(err error, drop string) {
+	if c.stop(reasonGone) && errors.Is(err, context.DeadlineExceeded) {
+		c.hub.log.Warn("push: client too slow, closing", "username", c.client.Username, "reason", drop)
+		c.hub.opts.OnDrop(drop)
 	}
 }
 

@@ -283,3 +283,22 @@ func signal() (func(), <-chan struct{}) {
 	var once sync.Once
 	return func() { once.Do(func() { close(c) }) }, c
 }
+
+// drops records the reasons given to Options.OnDrop.
+type drops struct {
+	// mu guards reasons.
+	mu      sync.Mutex
+	reasons []string
+}
+
+func (d *drops) add(reason string) {
+	d.mu.Lock()
+	d.reasons = append(d.reasons, reason)
+	d.mu.Unlock()
+}
+
+func (d *drops) list() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]string(nil), d.reasons...)
+}

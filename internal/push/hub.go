@@ -48,7 +48,17 @@ type Options struct {
 	// PingInterval is how often a client is pinged to detect dead peers.
 	// Default: 30s.
 	PingInterval time.Duration
+	// OnDrop is called with a Drop* reason each time a client is
+	// disconnected for being too slow. Default: none.
+	OnDrop func(reason string)
 }
+
+// Why a client was disconnected for being too slow (Options.OnDrop).
+const (
+	DropOverflow     = "send_buffer_overflow" // its send queue filled up
+	DropWriteTimeout = "write_timeout"        // one write took longer than WriteTimeout
+	DropPingTimeout  = "ping_timeout"         // no pong within WriteTimeout
+)
 
 // Defaults of Options.
 const (
@@ -80,6 +90,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PingInterval <= 0 {
 		o.PingInterval = DefaultPingInterval
+	}
+	if o.OnDrop == nil {
+		o.OnDrop = func(string) {}
 	}
 	return o
 }
@@ -343,6 +356,7 @@ func (h *Hub) overflowed(c *conn) {
 	h.dropped.Add(1)
 	h.log.Warn("push: client send buffer overflow, closing", "username", c.client.Username,
 		"buffer", cap(c.send))
+	h.opts.OnDrop(DropOverflow)
 	if h.hooks.onDrop != nil {
 		h.hooks.onDrop()
 	}

@@ -269,7 +269,8 @@ publishing:
 func TestSlowClientDropped(t *testing.T) {
 	t.Parallel()
 	onDrop, dropped := signal()
-	h := newHarness(t, Options{SendBuffer: 16, GlobalStatusInterval: time.Hour}, testHooks{onDrop: onDrop})
+	var reported drops
+	h := newHarness(t, Options{SendBuffer: 16, GlobalStatusInterval: time.Hour, OnDrop: reported.add}, testHooks{onDrop: onDrop})
 	fast := h.dial("fast", true)
 	slow := h.dial("slow", true)
 	fast.next()
@@ -308,6 +309,9 @@ func TestSlowClientDropped(t *testing.T) {
 	if got := h.hub.Dropped(); got != 1 {
 		t.Errorf("Dropped() = %d, want 1", got)
 	}
+	if got := reported.list(); len(got) != 1 || got[0] != DropOverflow {
+		t.Errorf("OnDrop reasons = %v, want [%s]", got, DropOverflow)
+	}
 	ce := slow.closeError()
 	if ce.Code != websocket.StatusTryAgainLater || ce.Reason != OverflowReason {
 		t.Errorf("slow client closed with %d %q, want %d %q",
@@ -318,7 +322,8 @@ func TestSlowClientDropped(t *testing.T) {
 func TestDeadPeerDetected(t *testing.T) {
 	t.Parallel()
 	onLeave, left := signal()
-	h := newHarness(t, Options{PingInterval: 20 * time.Millisecond, WriteTimeout: 50 * time.Millisecond},
+	var reported drops
+	h := newHarness(t, Options{PingInterval: 20 * time.Millisecond, WriteTimeout: 50 * time.Millisecond, OnDrop: reported.add},
 		testHooks{onLeave: onLeave})
 	c := h.dial("alice", false)
 	c.next() // then stop reading: pings go unanswered
@@ -328,6 +333,9 @@ func TestDeadPeerDetected(t *testing.T) {
 	}
 	if got := h.hub.Dropped(); got != 0 {
 		t.Errorf("Dropped() = %d, want 0: a dead peer is not an overflow", got)
+	}
+	if got := reported.list(); len(got) != 1 || got[0] != DropPingTimeout {
+		t.Errorf("OnDrop reasons = %v, want [%s]", got, DropPingTimeout)
 	}
 }
 

@@ -73,13 +73,25 @@ type TaskStore interface {
 	// TaskList pages through tasks, newest first (CreatedAt then Seq,
 	// descending). Items leave out Workflow and Params.
 	TaskList(ctx context.Context, p *TaskListParams) (*TaskListResult, error)
-	// TaskQueuePosition is the 1-based position of a pending task in claim
-	// order (priority descending, then Seq ascending). ErrConflict if the
-	// task is not pending.
+	// TaskQueuePosition is the 1-based position of a pending task in rank
+	// order (see Rank; Seq breaks ties). Fair share between owners and
+	// warm-model placement may take a task out of that order, so it is an
+	// estimate of how many tasks go first. ErrConflict if the task is not
+	// pending.
 	TaskQueuePosition(ctx context.Context, id string) (int, error)
-	// TaskClaim atomically takes the first pending task in claim order and
-	// marks it running on p.InstanceID under a lease, with Attempts+1 and
-	// StartedAt = p.Now. ErrNotFound when nothing is pending.
+	// TaskClaim atomically takes the next pending task and marks it running
+	// on p.InstanceID under a lease, with Attempts+1 and StartedAt = p.Now.
+	// ErrNotFound when nothing is pending.
+	//
+	// The next task is chosen in two steps. Fair share: among the owners
+	// with pending tasks, the one with the fewest running tasks goes first,
+	// then the one whose last claim is the oldest (round robin; ties: the
+	// owner whose best task has the lower rank), and its pending task of
+	// lowest (Rank, Seq) is the head. Warm model: when
+	// p.Checkpoint is set and the head needs another one, the pending task
+	// of lowest rank whose CheckpointKey is p.Checkpoint is taken instead,
+	// if its rank is at most the head's plus p.WarmWindow. A task can thus
+	// be passed over only by tasks of bounded rank, so none waits forever.
 	TaskClaim(ctx context.Context, p *TaskClaimParams) (*task.Task, error)
 	// TaskProgress raises a running task's progress (never lowers it),
 	// capped at 99: only completion makes it 100. ErrConflict if the task is
@@ -117,7 +129,37 @@ type TaskInsertParams struct {
 	Params      json.RawMessage
 	Checkpoints []string
 	Timeout     time.Duration
-	Now         time.Time
+	// Aging is the wait that counts as one priority point (see Rank); zero
+	// means strict priority.
+	Aging time.Duration
+	Now   time.Time
+}
+
+// Priority bounds: a task's priority is clamped to them for ranking, so a
+// rank never overflows.
+const (
+	MinPriority = -1_000_000
+	MaxPriority = 1_000_000
+)
+
+// strictAging stands for "no aging": a priority point is worth more waiting
+// than any queue will see (about two years), so priority is strict.
+const strictAging = 1 << 36 * time.Millisecond
+
+// Rank is a task's place in claim order, lower first: its creation time in
+// Unix ms minus its priority times the aging step. Waiting one aging step
+// is worth one priority point, so a low-priority task is passed by
+// higher-priority ones submitted after it only for a bounded time
+// (priority difference × aging), and the rank never changes after submit:
+// the queue stays an index, not a sort at claim time. Aging zero is strict
+// priority. Priority is clamped to [MinPriority, MaxPriority] and aging to
+// about two years.
+func Rank(priority int, created time.Time, aging time.Duration) int64 {
+	if aging <= 0 || aging > strictAging {
+		aging = strictAging
+	}
+	priority = max(MinPriority, min(priority, MaxPriority))
+	return created.UnixMilli() - int64(priority)*aging.Milliseconds()
 }
 
 // TaskListParams filters and pages TaskList.
@@ -141,6 +183,13 @@ type TaskClaimParams struct {
 	InstanceID string
 	LeaseOwner string
 	LeaseTTL   time.Duration
+	// Checkpoint is the CheckpointKey of the model the instance has loaded,
+	// empty if none or unknown: a task needing it may go before the head.
+	Checkpoint string
+	// WarmWindow bounds how far (in rank, so in submit time at equal
+	// priority) a task that needs Checkpoint may jump ahead of the head.
+	// Zero turns warm-model placement off.
+	WarmWindow time.Duration
 	Now        time.Time
 }
 

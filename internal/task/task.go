@@ -4,6 +4,8 @@ package task
 
 import (
 	"encoding/json"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -64,7 +66,8 @@ type Task struct {
 	ID     string `json:"id"`
 	Owner  string `json:"owner"`
 	Status Status `json:"status"`
-	// Priority: higher runs first; FIFO (Seq) within a priority.
+	// Priority: higher runs first, with aging (see store.Rank); FIFO (Seq)
+	// within a priority.
 	Priority int `json:"priority"`
 	// Progress is 0..100, never goes down, 100 only when completed.
 	Progress   int    `json:"progress"`
@@ -121,3 +124,17 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return e.Type + ": " + e.Message }
+
+// CheckpointKey names the set of model files a task loads, for warm-model
+// placement: the distinct names, sorted, joined by "|". Empty for none.
+func CheckpointKey(checkpoints []string) string {
+	switch len(checkpoints) {
+	case 0:
+		return ""
+	case 1:
+		return checkpoints[0]
+	}
+	c := slices.Clone(checkpoints)
+	slices.Sort(c)
+	return strings.Join(slices.Compact(c), "|")
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	gocmp "github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/store/redisstore/redistest"
@@ -44,12 +45,15 @@ func workload(t *testing.T, s *Store, name string, r *rand.Rand, n int) {
 		case op < 4 || len(mine) == 0:
 			var tk *task.Task
 			tk, err = s.TaskInsert(ctx, &store.TaskInsertParams{ID: fmt.Sprintf("%s-%d", name, i), Owner: owners[r.IntN(3)],
-				Priority: r.IntN(3), Workflow: []byte(`{}`), Now: now.Add(time.Duration(r.IntN(3)) * time.Second)})
+				Priority: r.IntN(3), Workflow: []byte(`{}`), Checkpoints: [][]string{nil, {"a"}, {"b", "a"}}[r.IntN(3)],
+				Now: now.Add(time.Duration(r.IntN(3)) * time.Second)})
 			if err == nil {
 				mine = append(mine, tk.ID)
 			}
 		case op < 6:
-			_, err = s.TaskClaim(ctx, &store.TaskClaimParams{InstanceID: "i:" + strconv.Itoa(r.IntN(3)), LeaseOwner: "r", LeaseTTL: time.Duration(r.IntN(60)) * time.Second, Now: now})
+			_, err = s.TaskClaim(ctx, &store.TaskClaimParams{InstanceID: "i:" + strconv.Itoa(r.IntN(3)), LeaseOwner: "r",
+				LeaseTTL: time.Duration(r.IntN(60)) * time.Second, Checkpoint: []string{"", "a", "a|b"}[r.IntN(3)],
+				WarmWindow: time.Duration(r.IntN(2)) * time.Second, Now: now})
 		default:
 			err = randomChange(ctx, s, r, mine[r.IntN(len(mine))], now)
 		}
@@ -94,6 +98,7 @@ func checkIndexes(t *testing.T, s *Store) {
 		want[key][member] = score
 	}
 	counts := map[task.Status]int{}
+	pendingOwners, running := map[string]bool{}, map[string]int{}
 	for _, k := range keys {
 		m, err := rdb.HGetAll(ctx, k).Result()
 		mustOK(t, err)
@@ -109,14 +114,35 @@ func checkIndexes(t *testing.T, s *Store) {
 		}
 		switch tk.Status {
 		case task.StatusPending:
-			add(s.keys.queue(), queueMemberPrefix(tk.Priority)+fmt.Sprintf("%016x", tk.Seq)+tk.ID, 0)
+			qm := queueMemberPrefix(store.Rank(tk.Priority, tk.CreatedAt, 0)) + fmt.Sprintf("%016x", tk.Seq) + tk.ID
+			add(s.keys.queue(), qm, 0)
+			add(s.keys.ownerQueue(tk.Owner), qm, 0)
+			if ck := task.CheckpointKey(tk.Checkpoints); ck != "" {
+				add(s.keys.ckptQueue(ck), qm, 0)
+			}
+			pendingOwners[tk.Owner] = true
 		case task.StatusRunning:
+			running[tk.Owner]++
 			add(s.keys.leases(), tk.ID, float64(ms(tk.LeaseExpiresAt)))
 			add(s.keys.runningOn(tk.InstanceID), tk.ID, 0)
 		}
 	}
+	served := map[string]float64{}
+	for owner, n := range rdb.HGetAll(ctx, s.keys.ownerServed()).Val() {
+		served[owner], _ = strconv.ParseFloat(n, 64)
+	}
+	for owner := range pendingOwners {
+		add(s.keys.queueOwners(), owner, float64(running[owner])*(1<<33)+served[owner])
+	}
 	for key, members := range want {
 		checkIndex(t, s, key, members)
+	}
+	gotRunning := map[string]int{}
+	for owner, n := range rdb.HGetAll(ctx, s.keys.ownerRunning()).Val() {
+		gotRunning[owner], _ = strconv.Atoi(n)
+	}
+	if d := gocmp.Diff(running, gotRunning, cmpopts.EquateEmpty()); d != "" {
+		t.Errorf("running counts by owner (-want +got):\n%s", d)
 	}
 	checkNoStrayIndexes(t, s, want)
 	got, err := s.TaskCounts(ctx)
@@ -151,10 +177,14 @@ func checkIndex(t *testing.T, s *Store, key string, want map[string]float64) {
 // checkNoStrayIndexes fails for a non-empty index nothing should be in.
 func checkNoStrayIndexes(t *testing.T, s *Store, want map[string]map[string]float64) {
 	t.Helper()
-	for _, pattern := range []string{s.keys.list(""), s.keys.prefix + "owner:", s.keys.runningOn(""), s.keys.queue(), s.keys.leases()} {
+	for _, pattern := range []string{s.keys.list(""), s.keys.prefix + "owner:", s.keys.runningOn(""), s.keys.queue(),
+		s.keys.ownerQueue(""), s.keys.ckptQueue(""), s.keys.queueOwners(), s.keys.leases()} {
 		keys, err := redistest.Keys(t.Context(), admin(t), pattern)
 		mustOK(t, err)
 		for _, k := range keys {
+			if k == s.keys.ownerServed() || k == s.keys.servedSerial() {
+				continue // bookkeeping, checked through the queue owners' scores
+			}
 			if _, ok := want[k]; !ok {
 				t.Errorf("stray index %s (want only %v)", k, slices.Sorted(maps.Keys(want)))
 			}

@@ -23,8 +23,29 @@ func (k keys) task(id string) string { return k.prefix + "task:" + id }
 // seq is the counter that hands out task Seq numbers (INCR).
 func (k keys) seq() string { return k.prefix + "seq" }
 
-// queue is the ZSET of pending tasks in claim order (see queueMemberPrefix).
+// queue is the ZSET of pending tasks in rank order (see queueMemberPrefix).
 func (k keys) queue() string { return k.prefix + "queue" }
+
+// ownerQueue is queue restricted to one owner's tasks (the owner "" too).
+func (k keys) ownerQueue(owner string) string { return k.prefix + "queue:owner:" + owner }
+
+// ckptQueue is queue restricted to the tasks of one CheckpointKey (never "").
+func (k keys) ckptQueue(ckpt string) string { return k.prefix + "queue:ckpt:" + ckpt }
+
+// queueOwners is the ZSET of the owners with pending tasks in fair-share
+// order: scored by running count × 2^33 plus the serial of their last claim
+// (ownerServed), so the claim serves the fewest running, then the least
+// recently served, first.
+func (k keys) queueOwners() string { return k.prefix + "queue:owners" }
+
+// ownerServed is the hash of each owner's last claim serial (absent: never).
+func (k keys) ownerServed() string { return k.prefix + "queue:served" }
+
+// servedSerial is the counter of claims that hands out ownerServed serials.
+func (k keys) servedSerial() string { return k.prefix + "queue:serial" }
+
+// ownerRunning is the hash of each owner's running count (absent: none).
+func (k keys) ownerRunning() string { return k.prefix + "running:owners" }
 
 // list is the newest-first ZSET of the tasks in a status, or of every task
 // for allTasks (see luaMembers).
@@ -76,6 +97,12 @@ const luaKeys = `
 local P = ARGV[1]
 local function key_task(id) return P .. 'task:' .. id end
 local function key_queue() return P .. 'queue' end
+local function key_owner_queue(owner) return P .. 'queue:owner:' .. owner end
+local function key_ckpt_queue(ckpt) return P .. 'queue:ckpt:' .. ckpt end
+local function key_queue_owners() return P .. 'queue:owners' end
+local function key_owner_running() return P .. 'running:owners' end
+local function key_owner_served() return P .. 'queue:served' end
+local function key_served_serial() return P .. 'queue:serial' end
 local function key_list(status) return P .. 'list:' .. status end
 local function key_owner_list(status, owner) return P .. 'owner:' .. status .. ':' .. owner end
 local function key_leases() return P .. 'running:leases' end
@@ -87,15 +114,15 @@ local function key_owner_files(owner) return P .. 'files:owner:' .. owner end
 local function key_task_files(task) return P .. 'files:task:' .. task end
 `
 
-// queueMemberPrefix starts the member of a pending task in the queue ZSET.
-// Every member has score 0, so the ZSET orders them by their bytes: 16 hex
-// digits of the priority, inverted so that higher priorities sort first; 16
-// hex digits of Seq, so equal priorities go first in, first out; then the
-// id. This orders every int64 priority and Seq exactly, which a float64
+// queueMemberPrefix starts the member of a pending task in the queue ZSETs.
+// Every member has score 0, so a ZSET orders them by their bytes: 16 hex
+// digits of the rank (store.Rank) in offset binary, so lower ranks sort
+// first; 16 hex digits of Seq, so equal ranks go first in, first out; then
+// the id. This orders every int64 rank and Seq exactly, which a float64
 // score (53 bits of integer) could not. The insert script appends Seq and
 // the id (Lua queue_member), since Seq is assigned inside the script.
-func queueMemberPrefix(priority int) string {
-	return fmt.Sprintf("%016x", ^(uint64(int64(priority)) ^ 1<<63))
+func queueMemberPrefix(rank int64) string {
+	return fmt.Sprintf("%016x", uint64(rank)^1<<63)
 }
 
 // luaMembers builds and reads the members of the queue and of the list
@@ -107,6 +134,16 @@ local function queue_member(prefix, seq, id) return prefix .. string.format('%01
 local function queue_id(member) return string.sub(member, 33) end
 local function list_member(seq, id) return string.format('%016x', tonumber(seq)) .. id end
 local function list_id(member) return string.sub(member, 17) end
+-- rank_plus is the 16 hex digits of a queue member's rank plus n (0 <= n <
+-- 2^32), computed in two 32-bit halves that Lua numbers hold exactly.
+local function rank_plus(member, n)
+  local hi = tonumber(string.sub(member, 1, 8), 16)
+  local lo = tonumber(string.sub(member, 9, 16), 16) + n
+  hi = hi + math.floor(lo / 4294967296)
+  lo = lo % 4294967296
+  if hi > 4294967295 then return 'ffffffffffffffff' end
+  return string.format('%08x%08x', hi, lo)
+end
 `
 
 // statusLists names the per-status lists of statuses, global or of one owner.

@@ -131,12 +131,14 @@ func TestKeyBuildersAgree(t *testing.T) {
 	want := []string{
 		k.task(id), k.queue(), k.list("pending"), k.list(allTasks), k.ownerList("failed", owner),
 		k.ownerList(allTasks, owner), k.leases(), k.runningOn(inst), k.instance(inst), k.file(id),
-		k.files(), k.ownerFiles(owner), k.taskFiles(id),
+		k.files(), k.ownerFiles(owner), k.taskFiles(id), k.ownerQueue(owner), k.ckptQueue("a|b"), k.queueOwners(),
+		k.ownerRunning(), k.ownerServed(), k.servedSerial(),
 	}
 	sc := script(luaKeys, `local id, owner, inst = ARGV[2], ARGV[3], ARGV[4]
 return {key_task(id), key_queue(), key_list('pending'), key_list('all'), key_owner_list('failed', owner),
   key_owner_list('all', owner), key_leases(), key_running_on(inst), key_instance(inst), key_file(id),
-  key_files(), key_owner_files(owner), key_task_files(id)}`)
+  key_files(), key_owner_files(owner), key_task_files(id), key_owner_queue(owner), key_ckpt_queue('a|b'),
+  key_queue_owners(), key_owner_running(), key_owner_served(), key_served_serial()}`)
 	got, err := sc.Run(t.Context(), s.rdb, nil, k.prefix, id, owner, inst).StringSlice()
 	mustOK(t, err)
 	if d := cmp.Diff(want, got); d != "" {
@@ -145,10 +147,10 @@ return {key_task(id), key_queue(), key_list('pending'), key_list('all'), key_own
 }
 
 func TestQueueMemberOrder(t *testing.T) {
-	prios := []int{1 << 62, 1 << 40, 5, 1, 0, -1, -(1 << 40), -(1 << 62)} // claim order
-	members := make([]string, len(prios))
-	for i, p := range prios {
-		members[i] = queueMemberPrefix(p)
+	ranks := []int64{-(1 << 62), -(1 << 40), -5, -1, 0, 1, 1 << 40, 1 << 62} // claim order
+	members := make([]string, len(ranks))
+	for i, r := range ranks {
+		members[i] = queueMemberPrefix(r)
 	}
 	if !slices.IsSorted(members) {
 		t.Errorf("queue member prefixes are not in claim order: %v", members)

@@ -14,8 +14,8 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/task"
 )
 
-// TaskClaim marks the first pending task in claim order running on
-// p.InstanceID: one ZPOPMIN on the queue, whatever its length.
+// TaskClaim marks the next pending task (fair share, then warm model)
+// running on p.InstanceID: a few ZSET reads, whatever the queue's length.
 func (s *Store) TaskClaim(ctx context.Context, p *store.TaskClaimParams) (*task.Task, error) {
 	keys, args := s.claimArgs(p)
 	reply, err := claimTaskScript.Run(ctx, s.rdb, keys, args...).Result()
@@ -28,8 +28,13 @@ func (s *Store) TaskClaim(ctx context.Context, p *store.TaskClaimParams) (*task.
 
 // claimArgs builds the KEYS and ARGV of claimTaskScript.
 func (s *Store) claimArgs(p *store.TaskClaimParams) ([]string, []any) {
+	window := min(p.WarmWindow.Milliseconds(), 1<<32-1)
+	ckpt := p.Checkpoint
+	if window <= 0 {
+		ckpt, window = "", 0
+	}
 	return []string{s.keys.queue()},
-		[]any{s.keys.prefix, p.InstanceID, p.LeaseOwner, msArg(p.Now), msArg(p.Now.Add(p.LeaseTTL))}
+		[]any{s.keys.prefix, p.InstanceID, p.LeaseOwner, msArg(p.Now), msArg(p.Now.Add(p.LeaseTTL)), ckpt, window}
 }
 
 // TaskProgress raises a running task's progress, capped at 99.

@@ -29,10 +29,55 @@ local function relist(key, id, from, to)
   end
 end
 
--- leave_running drops a running task from the lease and instance indexes.
+-- owner_score is an owner's place in the queue owners: running count, then
+-- the serial of its last claim (under 2^33, exact while running < 2^20).
+local function owner_score(owner)
+  local running = tonumber(redis.call('HGET', key_owner_running(), owner)) or 0
+  local served = tonumber(redis.call('HGET', key_owner_served(), owner)) or 0
+  return running * 8589934592 + served
+end
+
+-- count_running adds n to owner's running count and, while the owner has
+-- tasks waiting, updates its score in the queue owners.
+local function count_running(owner, n)
+  if redis.call('HINCRBY', key_owner_running(), owner, n) <= 0 then
+    redis.call('HDEL', key_owner_running(), owner)
+  end
+  if redis.call('ZSCORE', key_queue_owners(), owner) then
+    redis.call('ZADD', key_queue_owners(), owner_score(owner), owner)
+  end
+end
+
+-- enqueue adds queue member qm of the task at key to the queue, its
+-- owner's queue and its model's queue, and the owner to the queue owners.
+local function enqueue(key, qm)
+  local f = redis.call('HMGET', key, 'owner', 'ck')
+  local owner, ck = f[1] or '', f[2] or ''
+  redis.call('ZADD', key_queue(), 0, qm)
+  redis.call('ZADD', key_owner_queue(owner), 0, qm)
+  if ck ~= '' then redis.call('ZADD', key_ckpt_queue(ck), 0, qm) end
+  if not redis.call('ZSCORE', key_queue_owners(), owner) then
+    redis.call('ZADD', key_queue_owners(), owner_score(owner), owner)
+  end
+end
+
+-- dequeue undoes enqueue; an owner with nothing left waiting leaves the
+-- queue owners.
+local function dequeue(key, qm)
+  local f = redis.call('HMGET', key, 'owner', 'ck')
+  local owner, ck = f[1] or '', f[2] or ''
+  redis.call('ZREM', key_queue(), qm)
+  redis.call('ZREM', key_owner_queue(owner), qm)
+  if ck ~= '' then redis.call('ZREM', key_ckpt_queue(ck), qm) end
+  if redis.call('ZCARD', key_owner_queue(owner)) == 0 then redis.call('ZREM', key_queue_owners(), owner) end
+end
+
+-- leave_running drops a running task from the lease, instance and
+-- running-count indexes.
 local function leave_running(key, id)
   redis.call('ZREM', key_leases(), id)
   redis.call('SREM', key_running_on(redis.call('HGET', key, 'inst') or ''), id)
+  count_running(redis.call('HGET', key, 'owner') or '', -1)
 end
 
 -- check_running answers an error reply unless the task at key is running
@@ -48,17 +93,18 @@ end
 
 // insertTaskScript adds a pending task.
 //
-//	KEYS[1] task hash, KEYS[2] seq counter, KEYS[3] queue
+//	KEYS[1] task hash, KEYS[2] seq counter
 //	ARGV[1] prefix, ARGV[2] id, ARGV[3] owner ('' none), ARGV[4] CreatedAt ms,
 //	ARGV[5] queue member prefix (queueMemberPrefix), ARGV[6..] hash field, value pairs
+//	(with owner and ck, the CheckpointKey)
 //	returns the task's Seq; CONFLICT if the id exists
-var insertTaskScript = script(luaKeys, luaMembers, `
+var insertTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, `
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('CONFLICT task exists') end
 local id, owner, created = ARGV[2], ARGV[3], ARGV[4]
 local seq = redis.call('INCR', KEYS[2])
 local qm = queue_member(ARGV[5], seq, id)
 redis.call('HSET', KEYS[1], 'seq', string.format('%d', seq), 'qm', qm, unpack(ARGV, 6))
-redis.call('ZADD', KEYS[3], 0, qm)
+enqueue(KEYS[1], qm)
 local m = list_member(seq, id)
 for _, list in ipairs({'all', 'pending'}) do
   redis.call('ZADD', key_list(list), created, m)
@@ -67,22 +113,45 @@ end
 return seq
 `)
 
-// claimTaskScript pops the head of the queue and marks it running: O(log n).
+// claimTaskScript takes the next task (store.TaskClaim) and marks it
+// running. Fair share: the owners with the lowest score are read from the
+// queue owners (several only when none of them was ever served), and the
+// lowest head member of their queues wins.
+// Warm model: the head of the instance's model queue replaces it when its
+// rank is within the window. O(log n) plus one read per tied owner.
 //
-//	KEYS[1] queue
+//	KEYS[1] queue (the scripts reach the other queue keys through the prefix)
 //	ARGV[1] prefix, ARGV[2] instance id, ARGV[3] lease owner, ARGV[4] now ms,
-//	ARGV[5] lease expiry ms
+//	ARGV[5] lease expiry ms, ARGV[6] the instance's CheckpointKey ('' none),
+//	ARGV[7] warm window ms (0 off)
 //	returns the claimed task as HGETALL pairs; NOTFOUND if nothing is pending
 var claimTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, `
-local head = redis.call('ZPOPMIN', KEYS[1])
-if #head == 0 then return redis.error_reply('NOTFOUND no pending task') end
-local id = queue_id(head[1])
+local first = redis.call('ZRANGE', key_queue_owners(), 0, 0, 'WITHSCORES')
+if #first == 0 then return redis.error_reply('NOTFOUND no pending task') end
+local head
+for _, owner in ipairs(redis.call('ZRANGEBYSCORE', key_queue_owners(), first[2], first[2])) do
+  local m = redis.call('ZRANGE', key_owner_queue(owner), 0, 0)[1]
+  -- Members start with 32 hex digits (rank, Seq) that differ between any
+  -- two tasks, so comparing them compares claim order.
+  if m and (not head or m < head) then head = m end
+end
+if not head then return redis.error_reply('NOTFOUND no pending task') end
+local pick, ck, window = head, ARGV[6], tonumber(ARGV[7])
+if ck ~= '' and window > 0 and redis.call('HGET', key_task(queue_id(head)), 'ck') ~= ck then
+  local warm = redis.call('ZRANGE', key_ckpt_queue(ck), 0, 0)[1]
+  if warm and string.sub(warm, 1, 16) <= rank_plus(head, window) then pick = warm end
+end
+local id = queue_id(pick)
 local key = key_task(id)
+local owner = redis.call('HGET', key, 'owner') or ''
+redis.call('HSET', key_owner_served(), owner, redis.call('INCR', key_served_serial()))
+dequeue(key, pick)
 redis.call('HSET', key, 'status', 'running', 'inst', ARGV[2], 'lowner', ARGV[3], 'lexp', ARGV[5],
   'started', ARGV[4], 'updated', ARGV[4])
 redis.call('HINCRBY', key, 'attempts', 1)
 redis.call('ZADD', key_leases(), ARGV[5], id)
 redis.call('SADD', key_running_on(ARGV[2]), id)
+count_running(owner, 1)
 relist(key, id, 'pending', 'running')
 return redis.call('HGETALL', key)
 `)
@@ -135,7 +204,7 @@ for i = 8, #ARGV do
 end
 if not allowed then return redis.error_reply('CONFLICT task is ' .. from) end
 if ARGV[5] ~= '' and f[2] ~= ARGV[5] then return redis.error_reply('CONFLICT lease held by another owner') end
-if from == 'pending' then redis.call('ZREM', key_queue(), f[3]) end
+if from == 'pending' then dequeue(key, f[3]) end
 if from == 'running' then leave_running(key, id) end
 redis.call('HSET', key, 'status', to, 'finished', now, 'updated', now, 'lowner', '', 'lexp', '0')
 redis.call('HDEL', key, 'qm')
@@ -166,7 +235,7 @@ redis.call('HSET', key, 'status', 'pending', 'inst', '', 'lowner', '', 'lexp', '
 if ARGV[5] == '1' and (tonumber(redis.call('HGET', key, 'attempts')) or 0) > 0 then
   redis.call('HINCRBY', key, 'attempts', -1)
 end
-redis.call('ZADD', key_queue(), 0, redis.call('HGET', key, 'qm'))
+enqueue(key, redis.call('HGET', key, 'qm'))
 relist(key, id, 'running', 'pending')
 return redis.call('HGETALL', key)
 `)
@@ -181,7 +250,7 @@ local key, id, now = KEYS[1], ARGV[2], ARGV[3]
 local st = redis.call('HGET', key, 'status')
 if not st then return redis.error_reply('NOTFOUND task') end
 if st == 'pending' then
-  redis.call('ZREM', key_queue(), redis.call('HGET', key, 'qm'))
+  dequeue(key, redis.call('HGET', key, 'qm'))
   redis.call('HSET', key, 'status', 'cancelled', 'finished', now, 'updated', now)
   redis.call('HDEL', key, 'qm')
   relist(key, id, 'pending', 'cancelled')

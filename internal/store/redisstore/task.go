@@ -30,6 +30,7 @@ const (
 	fWorkflow   = "workflow"
 	fParams     = "params"
 	fCkpts      = "ckpts"
+	fCkptKey    = "ck"      // task.CheckpointKey(ckpts), for warm-model placement
 	fTimeout    = "timeout" // nanoseconds
 	fCancel     = "cancel"  // "1" when a cancel was requested
 	fLeaseOwner = "lowner"
@@ -67,7 +68,7 @@ func insertFields(p *store.TaskInsertParams) ([]any, error) {
 		if err != nil {
 			return nil, err
 		}
-		f = append(f, fCkpts, b)
+		f = append(f, fCkpts, b, fCkptKey, task.CheckpointKey(p.Checkpoints))
 	}
 	return f, nil
 }
@@ -181,8 +182,9 @@ func (s *Store) insertArgs(p *store.TaskInsertParams) ([]string, []any, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	args := append([]any{s.keys.prefix, p.ID, p.Owner, msArg(p.Now), queueMemberPrefix(p.Priority)}, fields...)
-	return []string{s.keys.task(p.ID), s.keys.seq(), s.keys.queue()}, args, nil
+	args := append([]any{s.keys.prefix, p.ID, p.Owner, msArg(p.Now),
+		queueMemberPrefix(store.Rank(p.Priority, p.Now, p.Aging))}, fields...)
+	return []string{s.keys.task(p.ID), s.keys.seq()}, args, nil
 }
 
 // TaskGet returns one task with its workflow and params.

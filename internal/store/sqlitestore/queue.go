@@ -11,24 +11,42 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/task"
 )
 
-// claimSQL takes the head of the queue in one statement on the single writer:
-// the subquery reads the first entry of the partial index tasks_claim, so a
-// claim costs the same with ten pending tasks or a million. INDEXED BY pins
-// the index: without statistics the planner prefers tasks_status_created
-// plus a sort of every pending task.
-const claimSQL = `UPDATE tasks SET status = 'running', instance_id = :instance, attempts = attempts + 1,
+// claimSQL takes the next task (store.TaskClaim) in one statement on the
+// single writer. head is the fair-share head: the waiting owners, fewest
+// running then least recently served first (the trigger tasks_owner_update
+// keeps both), each with the first entry of its slice of the partial index
+// tasks_owner_claim; warm is the first entry of tasks_ckpt_claim for the
+// instance's model, if it is within the window of the head. Each costs one
+// index seek per waiting owner, however long the queue. INDEXED BY pins the
+// indexes: without statistics the planner may prefer a scan.
+const claimSQL = `WITH head AS (
+		SELECT h.seq, h.rank, h.ckpt_key FROM queue_owners o INDEXED BY queue_owners_waiting
+		JOIN tasks h ON h.seq = (SELECT seq FROM tasks INDEXED BY tasks_owner_claim
+			WHERE owner = o.owner AND status = 'pending' ORDER BY rank, seq LIMIT 1)
+		WHERE o.pending > 0 ORDER BY o.running, o.served, h.rank, h.seq LIMIT 1),
+	warm AS (
+		SELECT seq FROM tasks INDEXED BY tasks_ckpt_claim
+		WHERE ckpt_key = :ckpt AND ckpt_key <> '' AND status = 'pending'
+			AND rank <= (SELECT rank FROM head) + :window AND (SELECT ckpt_key FROM head) <> :ckpt
+		ORDER BY rank, seq LIMIT 1)
+	UPDATE tasks SET status = 'running', instance_id = :instance, attempts = attempts + 1,
 		started_at = :now, updated_at = :now, lease_owner = :owner, lease_expires_at = :expires
-	WHERE seq = (SELECT seq FROM tasks INDEXED BY tasks_claim WHERE status = 'pending' ORDER BY priority DESC, seq LIMIT 1)
+	WHERE seq = coalesce((SELECT seq FROM warm), (SELECT seq FROM head))
 	RETURNING ` + taskCols
 
-// TaskClaim marks the first pending task in claim order running on p.InstanceID.
+// TaskClaim marks the next pending task (fair share, then warm model) running on p.InstanceID.
 func (s *Store) TaskClaim(ctx context.Context, p *store.TaskClaimParams) (*task.Task, error) {
 	ctx, err := s.writeGate.enter(ctx)
 	if err != nil {
 		return nil, wrap(err, "claim task for %s", p.InstanceID)
 	}
 	defer s.writeGate.leave()
+	ckpt := p.Checkpoint
+	if p.WarmWindow <= 0 {
+		ckpt = ""
+	}
 	tk, err := scanTask(s.ws.claim.QueryRowContext(ctx,
+		sql.Named("ckpt", ckpt), sql.Named("window", p.WarmWindow.Milliseconds()),
 		sql.Named("instance", p.InstanceID), sql.Named("owner", p.LeaseOwner),
 		sql.Named("now", ms(p.Now)), sql.Named("expires", ms(p.Now.Add(p.LeaseTTL)))))
 	if err != nil {

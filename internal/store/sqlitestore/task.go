@@ -98,8 +98,8 @@ func bytesOrNull(b []byte) any {
 // taskInsertSQL adds the task row; bodyInsertSQL then adds its body under
 // the new row's seq, in the same transaction.
 const (
-	taskInsertSQL = `INSERT INTO tasks (id, owner, status, priority, checkpoints, timeout_ns, created_at, updated_at)
-	VALUES (?, ?, 'pending', ?, ?, ?, ?, ?)`
+	taskInsertSQL = `INSERT INTO tasks (id, owner, status, priority, rank, checkpoints, ckpt_key, timeout_ns, created_at, updated_at)
+	VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)`
 	bodyInsertSQL = `INSERT INTO task_bodies (seq, workflow, params) VALUES (?, ?, ?)`
 )
 
@@ -121,7 +121,8 @@ func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*tas
 	var seq int64
 	err = inTx(ctx, s.write, false, func(tx *sql.Tx) error {
 		res, err := tx.StmtContext(ctx, s.ws.taskInsert).ExecContext(ctx,
-			p.ID, p.Owner, int64(p.Priority), checkpoints, int64(p.Timeout), now, now)
+			p.ID, p.Owner, int64(p.Priority), store.Rank(p.Priority, p.Now, p.Aging), checkpoints,
+			task.CheckpointKey(p.Checkpoints), int64(p.Timeout), now, now)
 		if err != nil {
 			return err
 		}
@@ -251,12 +252,12 @@ func placeholders(n int) string {
 // queuePositionSQL counts, on the claim index, the pending tasks ahead of one:
 // those of higher priority, then those of equal priority and lower Seq.
 const queuePositionSQL = `SELECT t.status, CASE WHEN t.status = 'pending' THEN
-		(SELECT count(*) FROM tasks p INDEXED BY tasks_claim WHERE p.status = 'pending' AND p.priority > t.priority) +
-		(SELECT count(*) FROM tasks p INDEXED BY tasks_claim WHERE p.status = 'pending' AND p.priority = t.priority AND p.seq < t.seq)
+		(SELECT count(*) FROM tasks p INDEXED BY tasks_claim WHERE p.status = 'pending' AND p.rank < t.rank) +
+		(SELECT count(*) FROM tasks p INDEXED BY tasks_claim WHERE p.status = 'pending' AND p.rank = t.rank AND p.seq < t.seq)
 	ELSE 0 END
 	FROM tasks t WHERE t.id = ?`
 
-// TaskQueuePosition is the 1-based position of a pending task in claim order.
+// TaskQueuePosition is the 1-based position of a pending task in rank order.
 func (s *Store) TaskQueuePosition(ctx context.Context, id string) (int, error) {
 	ctx, err := s.readGate.enter(ctx)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
@@ -19,6 +20,11 @@ func queueCases() []testCase {
 		{"ClaimEmpty", testClaimEmpty},
 		{"ClaimSkipsNonPending", testClaimSkipsNonPending},
 		{"ClaimConcurrent", testClaimConcurrent},
+		{"ClaimAging", testClaimAging},
+		{"ClaimFairShare", testClaimFairShare},
+		{"ClaimFairShareCounts", testClaimFairShareCounts},
+		{"ClaimWarm", testClaimWarm},
+		{"ClaimWarmKey", testClaimWarmKey},
 		{"Requeue", testRequeue},
 		{"RequeueKeepsPlace", testRequeueKeepsPlace},
 		{"RequeueRefund", testRequeueRefund},
@@ -68,11 +74,13 @@ func testQueuePositionNotPending(t *testing.T, s store.Store) {
 	wantErr(t, "TaskQueuePosition of missing", err, store.ErrNotFound)
 }
 
+// testClaimOrder: without aging, priority descending, then creation time,
+// then Seq (pairs of tasks share a creation time).
 func testClaimOrder(t *testing.T, s store.Store) {
 	prios := []int{1, -2, 3, 1, 0, 3, -2, 0}
 	tasks := make([]string, len(prios))
 	for i, p := range prios {
-		tasks[i] = insert(t, s, store.TaskInsertParams{Priority: p, Now: at(len(prios) - i)}).ID
+		tasks[i] = insert(t, s, store.TaskInsertParams{Priority: p, Now: at(i / 2)}).ID
 	}
 	want := []string{tasks[2], tasks[5], tasks[0], tasks[3], tasks[4], tasks[7], tasks[1], tasks[6]}
 	var got []string
@@ -127,7 +135,8 @@ func testClaimConcurrent(t *testing.T, s store.Store) {
 	const tasks, workers = 200, 16
 	want := make(map[string]bool, tasks)
 	for i := range tasks {
-		want[insert(t, s, store.TaskInsertParams{Priority: i % 3, Now: at(i)}).ID] = true
+		owner := []string{"alice", "bob", "carol", ""}[i%4]
+		want[insert(t, s, store.TaskInsertParams{Owner: owner, Priority: i % 3, Now: at(i)}).ID] = true
 	}
 
 	var (
@@ -259,5 +268,128 @@ func testRequeueConflicts(t *testing.T, s store.Store) {
 		if before != nil {
 			diff(t, "task after refused requeue "+c.name, before, get(t, s, c.p.ID))
 		}
+	}
+}
+
+// claimWith claims with params p and returns the task's id.
+func claimWith(t *testing.T, s store.Store, p store.TaskClaimParams) string {
+	t.Helper()
+	if p.InstanceID == "" {
+		p.InstanceID = "127.0.0.1:8001"
+	}
+	p.LeaseOwner, p.LeaseTTL = replicaA, leaseTTL
+	tk, err := s.TaskClaim(t.Context(), &p)
+	must(t, "TaskClaim", err)
+	return tk.ID
+}
+
+// testClaimAging: with aging, one priority point is worth one aging step of
+// waiting, so a low-priority task is passed only by higher-priority tasks
+// submitted less than (difference × aging) after it.
+func testClaimAging(t *testing.T, s store.Store) {
+	const aging = 10 * time.Second
+	low := insert(t, s, store.TaskInsertParams{Priority: 0, Aging: aging, Now: at(0)}).ID
+	soonHigh := insert(t, s, store.TaskInsertParams{Priority: 1, Aging: aging, Now: at(5)}).ID
+	lateHigh := insert(t, s, store.TaskInsertParams{Priority: 1, Aging: aging, Now: at(15)}).ID
+	muchHigher := insert(t, s, store.TaskInsertParams{Priority: 5, Aging: aging, Now: at(30)}).ID
+	want := []string{muchHigher, soonHigh, low, lateHigh}
+	for i, id := range want {
+		if got := position(t, s, id); got != i+1 {
+			t.Errorf("position of task %d = %d, want %d", i, got, i+1)
+		}
+	}
+	var got []string
+	for range want {
+		got = append(got, claim(t, s, "127.0.0.1:8001", at(40)).ID)
+	}
+	diff(t, "claim order with aging", want, got)
+}
+
+// testClaimFairShare: one owner's long queue does not hold back another
+// owner's task, even when tasks run one at a time: owners with equal running
+// counts are served round robin.
+func testClaimFairShare(t *testing.T, s store.Store) {
+	var alice []string
+	for i := range 10 {
+		alice = append(alice, insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(i)}).ID)
+	}
+	bob := insert(t, s, store.TaskInsertParams{Owner: "bob", Now: at(20)}).ID
+	// Priority orders an owner's own tasks, not the owners: carol's
+	// low-priority task waits only for her turn.
+	carol := insert(t, s, store.TaskInsertParams{Owner: "carol", Priority: -5, Now: at(21)}).ID
+	want := []string{alice[0], bob, carol, alice[1], alice[2]}
+	var got []string
+	for i := range want {
+		tk := claim(t, s, "127.0.0.1:8001", at(30+2*i))
+		got = append(got, tk.ID)
+		finish(t, s, tk.ID, task.StatusRunning, task.StatusCompleted, at(31+2*i))
+	}
+	diff(t, "claim order between owners, one at a time", want, got)
+}
+
+// testClaimFairShareCounts: fewer running tasks goes first, and running
+// counts follow claim, finish, requeue and new owners.
+func testClaimFairShareCounts(t *testing.T, s store.Store) {
+	a1 := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(0)}).ID
+	b1 := insert(t, s, store.TaskInsertParams{Owner: "bob", Now: at(1)}).ID
+	b2 := insert(t, s, store.TaskInsertParams{Owner: "bob", Now: at(2)}).ID
+	a2 := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(3)}).ID
+	a3 := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(4)}).ID
+	claimID(t, s, a1, "i1", at(10)) // none running, never served: lower rank
+	claimID(t, s, b1, "i2", at(11)) // bob has none running
+	claimID(t, s, a2, "i3", at(12)) // one running each: alice served longer ago
+	finish(t, s, a1, task.StatusRunning, task.StatusCompleted, at(13))
+	finish(t, s, a2, task.StatusRunning, task.StatusFailed, at(13))
+	claimID(t, s, a3, "i1", at(14)) // alice none running, bob one
+	_, err := s.TaskRequeue(t.Context(), &store.TaskRequeueParams{ID: a3, Now: at(15)})
+	must(t, "TaskRequeue", err)
+	c1 := insert(t, s, store.TaskInsertParams{Owner: "carol", Now: at(16)}).ID
+	claimID(t, s, c1, "i3", at(17)) // alice and carol none running: carol never served
+	claimID(t, s, a3, "i1", at(18)) // alice none running, bob one
+	claimID(t, s, b2, "i4", at(19))
+}
+
+// testClaimWarm: a task that needs the instance's loaded model may go
+// before the head, but only within the warm window.
+func testClaimWarm(t *testing.T, s store.Store) {
+	headX := insert(t, s, store.TaskInsertParams{Checkpoints: []string{"x.ckpt"}, Now: at(0)}).ID
+	nearY := insert(t, s, store.TaskInsertParams{Checkpoints: []string{"y.ckpt"}, Now: at(5)}).ID
+	farY := insert(t, s, store.TaskInsertParams{Checkpoints: []string{"y.ckpt"}, Now: at(100)}).ID
+	plain := insert(t, s, store.TaskInsertParams{Now: at(200)}).ID
+	warmY := store.TaskClaimParams{Checkpoint: "y.ckpt", WarmWindow: 10 * time.Second, Now: at(300)}
+
+	if got := claimWith(t, s, warmY); got != nearY {
+		t.Errorf("warm claim took %s, want the y task within the window %s", got, nearY)
+	}
+	if got := claimWith(t, s, warmY); got != headX {
+		t.Errorf("warm claim took %s, want the head %s (the next y task is beyond the window)", got, headX)
+	}
+	// Window zero turns placement off: the head (farY) again.
+	off := store.TaskClaimParams{Checkpoint: "x.ckpt", Now: at(300)}
+	if got := claimWith(t, s, off); got != farY {
+		t.Errorf("claim without window took %s, want the head %s", got, farY)
+	}
+	if got := claimWith(t, s, warmY); got != plain {
+		t.Errorf("warm claim took %s, want the head %s (no y task left)", got, plain)
+	}
+}
+
+// testClaimWarmKey: a task with several checkpoints matches their
+// CheckpointKey, and the head is kept when it needs the loaded model.
+func testClaimWarmKey(t *testing.T, s store.Store) {
+	head := insert(t, s, store.TaskInsertParams{Checkpoints: []string{"z.ckpt"}, Now: at(0)}).ID
+	pair := insert(t, s, store.TaskInsertParams{Checkpoints: []string{"b.ckpt", "a.ckpt"}, Now: at(1)}).ID
+	samePair := insert(t, s, store.TaskInsertParams{Checkpoints: []string{"a.ckpt", "b.ckpt"}, Now: at(2)}).ID
+	key := task.CheckpointKey([]string{"a.ckpt", "b.ckpt"})
+	p := store.TaskClaimParams{Checkpoint: key, WarmWindow: time.Minute, Now: at(10)}
+	if got := claimWith(t, s, p); got != pair {
+		t.Errorf("claim for %q took %s, want %s", key, got, pair)
+	}
+	p.Checkpoint = "z.ckpt"
+	if got := claimWith(t, s, p); got != head {
+		t.Errorf("claim for the head's model took %s, want the head %s", got, head)
+	}
+	if got := claimWith(t, s, p); got != samePair {
+		t.Errorf("claim took %s, want the last task %s", got, samePair)
 	}
 }

@@ -1,0 +1,29 @@
+package dispatch
+
+import "github.com/comfyfleet/comfyfleet/internal/task"
+
+// Metrics receives what the dispatcher of this replica did, as it happens.
+// Calls are made on the run's goroutine and must be quick. Options.Metrics
+// nil means none.
+type Metrics interface {
+	// TaskClaimed: t was claimed by this replica and its run starts (t.StartedAt is set).
+	TaskClaimed(t *task.Task)
+	// TaskFinished: t reached a final status in a run this replica drove.
+	TaskFinished(t *task.Task)
+	// TaskRequeued: a run of t went back to the queue for reason (a Requeue* value).
+	TaskRequeued(t *task.Task, reason string)
+}
+
+// Why a run went back to the queue.
+const (
+	RequeueUnreachable  = "instance_unreachable" // the instance refused the submit
+	RequeueInputsFailed = "inputs_failed"        // input files could not be sent to the instance
+	RequeuePromptGone   = "prompt_gone"          // the instance no longer holds the prompt
+	RequeueInstanceLost = "instance_lost"        // health declared the instance dead mid-run
+)
+
+type noMetrics struct{}
+
+func (noMetrics) TaskClaimed(*task.Task)          {}
+func (noMetrics) TaskFinished(*task.Task)         {}
+func (noMetrics) TaskRequeued(*task.Task, string) {}
