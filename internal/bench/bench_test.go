@@ -111,6 +111,14 @@ var tableChecks = map[string]func(t *testing.T, tab *Table, s Sizes, redis bool)
 			t.Errorf("%s: tasks submitted = %q", tab.Title, got)
 		}
 	},
+	"placement": func(t *testing.T, tab *Table, _ Sizes, _ bool) {
+		for _, row := range []string{"warm", "fifo"} {
+			if tab.Row(row) == nil {
+				t.Errorf("%s: no row %q", tab.Title, row)
+			}
+		}
+		wantCell(t, tab, "fifo", "makespan vs fifo", "1.00")
+	},
 }
 
 func wantCell(t *testing.T, tab *Table, row, col, want string) {

@@ -250,6 +250,8 @@ func (g *gateway) mem() (rss, peak int64, err error) {
 func (g *gateway) stop() error {
 	var err error
 	if g.alive() {
+		t0 := time.Now()
+		defer func() { g.e.logf("gateway %s stopped in %s", g.spec.label, fmtDur(time.Since(t0))) }()
 		_ = g.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-g.exited:
