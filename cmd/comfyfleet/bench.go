@@ -20,6 +20,8 @@ func runBench(ctx context.Context, args []string) error {
 	fs.StringVar(&o.Store, "store", "sqlite", "gateway store for every scenario but throughput (which runs both): sqlite or redis")
 	fs.StringVar(&o.RedisURL, "redis-url", bench.DefaultRedisURL, "Redis server; each run uses a key prefix of its own, deleted afterwards")
 	fs.BoolVar(&o.Quick, "quick", false, "small sizes: the whole suite in a couple of minutes")
+	fs.StringVar(&o.ProfileDir, "cpuprofile", "", "directory for CPU profiles of the gateway, one per measured window (from its metrics listener)")
+	fs.DurationVar(&o.ProfileTime, "profile-time", 0, "length of each CPU profile (default 10s)")
 	sz := &o.Sizes
 	fs.IntVar(&sz.Clients, "clients", 0, "concurrent submitting clients (default 32)")
 	fs.IntVar(&sz.ThroughputTasks, "throughput-tasks", 0, "throughput: tasks per store (default 20000; quick 600)")

@@ -51,6 +51,12 @@ type Options struct {
 	// TempDir holds the gateways' data dirs, removed at the end. Default
 	// os.TempDir().
 	TempDir string
+	// ProfileDir, when set, receives a CPU profile of the gateway taken
+	// from its metrics listener (/debug/pprof/profile) at the start of each
+	// measured window: <run>.pprof. Default "": no profiles.
+	ProfileDir string
+	// ProfileTime is the length of each profile. Default 10s.
+	ProfileTime time.Duration
 }
 
 // Default Redis URL of Options.RedisURL.
@@ -71,6 +77,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.TempDir == "" {
 		o.TempDir = os.TempDir()
+	}
+	if o.ProfileTime <= 0 {
+		o.ProfileTime = 10 * time.Second
 	}
 	o.Sizes = o.Sizes.withDefaults(o.Quick)
 	return o
@@ -125,6 +134,11 @@ func Run(ctx context.Context, opts Options, names []string) ([]Result, error) {
 	list, err := pick(names)
 	if err != nil {
 		return nil, err
+	}
+	if opts.ProfileDir != "" {
+		if err := os.MkdirAll(opts.ProfileDir, 0o755); err != nil {
+			return nil, fmt.Errorf("bench: profile dir: %w", err)
+		}
 	}
 	e, err := newEnv(opts)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -158,6 +159,31 @@ func (a *api) listTasks(ctx context.Context, status string, limit, offset int) (
 	path := fmt.Sprintf("/api/tasks?status=%s&limit=%d&offset=%d", status, limit, offset)
 	err := a.do(ctx, "GET", path, nil, &p)
 	return p, err
+}
+
+// download GETs u into the file path.
+func (e *env) download(ctx context.Context, u, path string) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := e.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %d", u, resp.StatusCode)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // submitter posts n tasks from several concurrent clients.

@@ -100,6 +100,7 @@ func efficiencyGateway(ctx context.Context, e *env, steps []int) (makespan, erro
 		return makespan{}, err
 	}
 	defer st.close()
+	g.profile(ctx, "")
 	start := time.Now()
 	body := func(i int) []byte { return samplerTask(i, steps[i], comfysim.DefaultCheckpoints[0]) }
 	sub := submitter{clients: s.Clients, body: body, as: func(int) *api { return g.admin }}

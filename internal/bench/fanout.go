@@ -152,6 +152,7 @@ func (f *fanout) drive(ctx context.Context, e *env, n int) (fanRun, error) {
 	if err != nil {
 		return r, err
 	}
+	f.g.profile(ctx, "")
 	start := time.Now()
 	submit := func(ctx context.Context, i int) error {
 		_, err := f.users[i%len(f.users)].submit(ctx, trivialTask(i))

@@ -37,6 +37,7 @@ func runGap(ctx context.Context, e *env) (*Table, error) {
 		return nil, err
 	}
 	defer st.close()
+	g.profile(ctx, "")
 	start := time.Now()
 	if err := g.admin.setEnabled(ctx, fleet.ids(), true); err != nil {
 		return nil, err

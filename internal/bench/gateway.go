@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -49,6 +50,10 @@ type gateway struct {
 	redisPrefix string
 	password    string
 	admin       *api
+	// metricsAddr serves /debug/pprof when profiles are asked for.
+	metricsAddr string
+	// profiling tracks a profile being taken; stop waits for it.
+	profiling sync.WaitGroup
 }
 
 // startGateway writes a config, starts the gateway, waits until
@@ -74,6 +79,11 @@ func (e *env) startGateway(ctx context.Context, spec gatewaySpec) (*gateway, err
 		return nil, err
 	}
 	g.url = "http://" + addr
+	if e.opts.ProfileDir != "" {
+		if g.metricsAddr, err = freeAddr(); err != nil {
+			return nil, err
+		}
+	}
 	cfg, err := g.config(addr)
 	if err != nil {
 		return nil, err
@@ -105,6 +115,9 @@ func (g *gateway) config(addr string) (string, error) {
 	fmt.Fprintf(&b, "    - {username: admin, role: admin, passwordHash: %q}\n", hash)
 	for i := range s.users {
 		fmt.Fprintf(&b, "    - {username: %s, role: user, passwordHash: %q}\n", userName(i), hash)
+	}
+	if g.metricsAddr != "" {
+		fmt.Fprintf(&b, "metrics:\n  listen: %q\n", g.metricsAddr)
 	}
 	fmt.Fprintf(&b, "store:\n  driver: %s\n", s.store)
 	if s.store == "redis" {
@@ -248,6 +261,7 @@ func (g *gateway) mem() (rss, peak int64, err error) {
 // stop ends the process with SIGTERM (SIGKILL after 30s) and deletes its
 // Redis keys.
 func (g *gateway) stop() error {
+	g.profiling.Wait()
 	var err error
 	if g.alive() {
 		t0 := time.Now()
@@ -267,6 +281,24 @@ func (g *gateway) stop() error {
 		}
 	}
 	return err
+}
+
+// profile takes a CPU profile of Options.ProfileTime in the background,
+// into Options.ProfileDir/<label><suffix>.pprof, when profiles are asked for.
+func (g *gateway) profile(ctx context.Context, suffix string) {
+	if g.metricsAddr == "" {
+		return
+	}
+	path := filepath.Join(g.e.opts.ProfileDir, g.spec.label+suffix+".pprof")
+	secs := int(g.e.opts.ProfileTime.Round(time.Second) / time.Second)
+	g.profiling.Go(func() {
+		u := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", g.metricsAddr, max(secs, 1))
+		if err := g.e.download(ctx, u, path); err != nil {
+			g.e.logf("CPU profile of %s: %v", g.spec.label, err)
+			return
+		}
+		g.e.logf("CPU profile of %s%s: %s", g.spec.label, suffix, path)
+	})
 }
 
 // freeAddr returns a loopback address with a port free a moment ago.

@@ -49,6 +49,7 @@ func runOverhead(ctx context.Context, e *env) (*Table, error) {
 		{name: "direct + GET /history + GET /view", run: e.directRunner(direct.list[0].URL(), true)},
 		{name: "gateway (" + g.spec.store + "): POST /api/tasks, wait task_completed", run: gatewayRunner(g)},
 	}
+	g.profile(ctx, "")
 	per := max(s.OverheadTasks/overheadRounds, 1)
 	seq := 0
 	for round := range overheadRounds {

@@ -85,6 +85,7 @@ func placementRun(ctx context.Context, e *env, policy string, ckpts, pick []stri
 		return placed{}, err
 	}
 	defer st.close()
+	g.profile(ctx, "")
 	start := time.Now()
 	body := func(i int) []byte { return samplerTask(i, placementSteps, pick[i]) }
 	sub := submitter{clients: s.Clients, body: body, as: func(int) *api { return g.admin }}

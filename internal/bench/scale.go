@@ -51,6 +51,7 @@ func scaleQueue(ctx context.Context, e *env, t *Table) error {
 		return err
 	}
 	defer g.stop()
+	g.profile(ctx, "-submit")
 	start := time.Now()
 	sub := submitter{clients: e.sizes.Clients, body: trivialTask, as: func(int) *api { return g.admin },
 		progress: func(done int) {
@@ -157,6 +158,7 @@ func scaleFleet(ctx context.Context, e *env, t *Table) error {
 	if err != nil {
 		return err
 	}
+	g.profile(ctx, "")
 	t0 := time.Now()
 	select {
 	case <-ctx.Done():

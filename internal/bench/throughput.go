@@ -92,6 +92,7 @@ func measureBatch(ctx context.Context, e *env, g *gateway, n int, body func(int)
 	if err != nil {
 		return batch{}, err
 	}
+	g.profile(ctx, "")
 	start := time.Now()
 	sub := submitter{clients: e.sizes.Clients, body: body, as: func(int) *api { return g.admin },
 		progress: func(done int) { e.logf("submitted %s of %s", itoa(done), itoa(n)) }}
