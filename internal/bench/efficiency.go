@@ -47,6 +47,8 @@ func runEfficiency(ctx context.Context, e *env) (*Table, error) {
 	t.note("work and longest task are the runs' durations in the simulators' execution log of that run; bound = max(work / %d, longest task)", s.EfficiencyInstances)
 	t.note("makespan: first submit to the last task_completed on /ws (gateway), to the last prompt's end in the log (round-robin)")
 	t.note("gateway makespan is %.2f of round-robin's", gw.makespan.Seconds()/rr.makespan.Seconds())
+	t.note("makespan = work / %d + idle per instance; gateway idle: %s", s.EfficiencyInstances, gw.idle)
+	t.note("round-robin idle: %s", rr.idle)
 	return t, nil
 }
 
@@ -66,6 +68,37 @@ type makespan struct {
 	instances     int
 	work, longest time.Duration
 	makespan      time.Duration
+	idle          idle
+}
+
+// idle splits the instances' idle time within a makespan, averaged per
+// instance: before its first run, between runs, after its last run until
+// the fleet's last run ended, and from then to the last result.
+type idle struct {
+	first, between, tail, lag time.Duration
+}
+
+func (i idle) String() string {
+	return fmt.Sprintf("before the first task %s, between tasks %s, after the last task (tail) %s, last result after the last run ended %s",
+		fmtDur(i.first), fmtDur(i.between), fmtDur(i.tail), fmtDur(i.lag))
+}
+
+// idleTimes computes idle from the log, with the makespan starting at start
+// and ending at last (the last result).
+func idleTimes(fleet *sims, start, last time.Time) idle {
+	byInstance := runsByInstance(fleet.log)
+	_, _, lastEnd, _ := work(fleet.log)
+	var sum idle
+	for _, runs := range byInstance {
+		sum.first += runs[0].Start.Sub(start)
+		for i := 1; i < len(runs); i++ {
+			sum.between += runs[i].Start.Sub(runs[i-1].End)
+		}
+		sum.tail += lastEnd.Sub(runs[len(runs)-1].End)
+	}
+	n := time.Duration(len(fleet.list))
+	sum.first += time.Duration(len(fleet.list)-len(byInstance)) * last.Sub(start)
+	return idle{first: sum.first / n, between: sum.between / n, tail: sum.tail / n, lag: last.Sub(lastEnd)}
 }
 
 func (m makespan) bound() time.Duration {
@@ -112,7 +145,7 @@ func efficiencyGateway(ctx context.Context, e *env, steps []int) (makespan, erro
 		return makespan{}, err
 	}
 	_, _, last := tr.counts()
-	return measured(fleet, n, last.Sub(start))
+	return measured(fleet, n, start, last)
 }
 
 func efficiencyRoundRobin(ctx context.Context, e *env, steps []int) (makespan, error) {
@@ -133,12 +166,12 @@ func efficiencyRoundRobin(ctx context.Context, e *env, steps []int) (makespan, e
 		return makespan{}, err
 	}
 	_, _, lastEnd, _ := work(fleet.log)
-	return measured(fleet, n, lastEnd.Sub(start))
+	return measured(fleet, n, start, lastEnd)
 }
 
 // measured checks the fleet's log (n runs, each once, all successful) and
 // returns the work it shows.
-func measured(fleet *sims, n int, span time.Duration) (makespan, error) {
+func measured(fleet *sims, n int, start, last time.Time) (makespan, error) {
 	if err := checkRuns(fleet.log, n); err != nil {
 		return makespan{}, err
 	}
@@ -146,5 +179,6 @@ func measured(fleet *sims, n int, span time.Duration) (makespan, error) {
 	if failed > 0 {
 		return makespan{}, fmt.Errorf("%d prompts did not succeed", failed)
 	}
-	return makespan{instances: len(fleet.list), work: total, longest: longest, makespan: span}, nil
+	return makespan{instances: len(fleet.list), work: total, longest: longest, makespan: last.Sub(start),
+		idle: idleTimes(fleet, start, last)}, nil
 }

@@ -10,8 +10,8 @@ import (
 
 // summary is the distribution of recorded samples.
 type summary struct {
-	n             int
-	p50, p99, max time.Duration
+	n                  int
+	p50, p90, p99, max time.Duration
 }
 
 // summarize sorts samples (in place) and takes nearest-rank percentiles.
@@ -20,7 +20,8 @@ func summarize(samples []time.Duration) summary {
 		return summary{}
 	}
 	slices.Sort(samples)
-	return summary{n: len(samples), p50: percentile(samples, 50), p99: percentile(samples, 99), max: samples[len(samples)-1]}
+	return summary{n: len(samples), p50: percentile(samples, 50), p90: percentile(samples, 90),
+		p99: percentile(samples, 99), max: samples[len(samples)-1]}
 }
 
 // percentile is the nearest-rank p-th percentile of sorted samples.
