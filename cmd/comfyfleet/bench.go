@@ -40,7 +40,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.IntVar(&sz.ScaleInstances, "scale-instances", 0, "scale: health-checked instances (default 1000; quick 100)")
 	fs.DurationVar(&sz.ScaleWindow, "scale-window", 0, "scale: CPU sampling window (default 20s; quick 3s)")
 	fs.IntVar(&sz.FanoutClients, "fanout-clients", 0, "fanout: /ws clients (default 2000; quick 200)")
-	fs.IntVar(&sz.FanoutUsers, "fanout-users", 0, "fanout: users the clients belong to (default 100; quick 20)")
+	fs.IntVar(&sz.FanoutUsers, "fanout-users", 0, "fanout: users the clients belong to, client c being user c mod N (default: one user per client)")
 	fs.IntVar(&sz.FanoutRate, "fanout-rate", 0, "fanout: tasks per second (default 200; quick 50)")
 	fs.DurationVar(&sz.FanoutDuration, "fanout-duration", 0, "fanout: submitting time (default 30s; quick 4s)")
 	fs.IntVar(&sz.OverheadTasks, "overhead-tasks", 0, "overhead: tasks per path (default 2000; quick 100)")

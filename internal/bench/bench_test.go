@@ -44,7 +44,7 @@ func TestQuickSuite(t *testing.T) {
 	if got, want := len(results), len(Scenarios()); got != want {
 		t.Fatalf("%d results, want %d", got, want)
 	}
-	sizes := quickSizes
+	sizes := Sizes{}.withDefaults(true)
 	for _, r := range results {
 		if !strings.Contains(out.String(), "### "+r.Table.Title) {
 			t.Errorf("%s: title %q not printed", r.Scenario, r.Table.Title)

@@ -75,15 +75,16 @@ type fanout struct {
 // c mod users.
 func connectFanout(ctx context.Context, e *env, g *gateway, users, clients int) (*fanout, error) {
 	f := &fanout{g: g, users: make([]*api, users), clients: make([]*fanClient, clients)}
-	for u := range users {
+	e.logf("logging in %s users, connecting %s clients", itoa(users), itoa(clients))
+	err := forEach(ctx, users, 8, func(u int) error {
 		a, err := g.login(ctx, userName(u))
-		if err != nil {
-			return nil, err
-		}
 		f.users[u] = a
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	e.logf("connecting %s clients", itoa(clients))
-	err := forEach(ctx, clients, 32, func(c int) error {
+	err = forEach(ctx, clients, 32, func(c int) error {
 		fc := &fanClient{user: c % users, completed: map[string]time.Time{}}
 		st, err := f.users[fc.user].dialEvents(ctx, func(m *message, at time.Time) { f.on(fc, m, at) })
 		if err != nil {
@@ -284,13 +285,18 @@ func (f *fanout) table(e *env, n int, r fanRun) *Table {
 	t.add("task events delivered", itoa(events))
 	t.add("task_completed receipts", fmt.Sprintf("%s of %s", itoa(received), itoa(r.expected)))
 	t.add("delivery latency p50 / p99 / max", fmt.Sprintf("%s / %s / %s", fmtMs(ls.p50), fmtMs(ls.p99), fmtMs(ls.max)))
-	t.add("spread over a user's clients p50 / p99 / max", fmt.Sprintf("%s / %s / %s", fmtMs(ss.p50), fmtMs(ss.p99), fmtMs(ss.max)))
+	if len(f.clients) > len(f.users) {
+		t.add("spread over a user's clients p50 / p99 / max", fmt.Sprintf("%s / %s / %s", fmtMs(ss.p50), fmtMs(ss.p99), fmtMs(ss.max)))
+	}
 	t.add("clients dropped (send queue overflow)", itoa(r.dropped))
 	t.add("clients closed otherwise", itoa(r.ended))
 	t.add("gateway CPU", fmt.Sprintf("%.2f cores", r.cpu.Seconds()/r.elapsed.Seconds()))
-	t.note("each user's task events go to that user's %d clients; tasks are submitted as user i mod %d", len(f.clients)/len(f.users), len(f.users))
+	t.note("client c is user c mod %d, so each user's task events go to %d client(s); task i is submitted as user i mod %d; global_status goes to every client once a second",
+		len(f.users), len(f.clients)/len(f.users), len(f.users))
 	t.note("delivery latency: receipt time minus the message's timestamp (Unix ms, stamped when the gateway published the event), over every task_* message; the stamp is truncated to the millisecond, so figures read up to 1 ms high")
-	t.note("spread: a task_completed's receipt by each of the user's clients minus its first receipt by any of them (microsecond clock)")
+	if len(f.clients) > len(f.users) {
+		t.note("spread: a task_completed's receipt by each of the user's clients minus its first receipt by any of them (microsecond clock)")
+	}
 	t.note("no target was set for this scenario; one admin connection besides the clients counts completions")
 	return t
 }

@@ -47,8 +47,9 @@ type Sizes struct {
 
 	// FanoutClients connected to /ws (2000, 200).
 	FanoutClients int
-	// FanoutUsers the clients are spread over; each user's task events go
-	// to that user's clients (100, 20).
+	// FanoutUsers the clients are spread over, client c being user c mod
+	// FanoutUsers; each user's task events go to that user's clients only.
+	// Default: one user per client.
 	FanoutUsers int
 	// FanoutRate is the submitted (and completed) tasks per second (200, 50).
 	FanoutRate int
@@ -67,7 +68,7 @@ var (
 		EfficiencyTasks: 5000, EfficiencyInstances: 32, EfficiencyStep: 20 * time.Millisecond,
 		PlacementTasks: 400, PlacementInstances: 8, PlacementCheckpoints: 4, ModelLoad: time.Second,
 		ScaleTasks: 1000000, ScaleInstances: 1000, ScaleWindow: 20 * time.Second,
-		FanoutClients: 2000, FanoutUsers: 100, FanoutRate: 200, FanoutDuration: 30 * time.Second,
+		FanoutClients: 2000, FanoutRate: 200, FanoutDuration: 30 * time.Second,
 		OverheadTasks: 2000,
 	}
 	quickSizes = Sizes{
@@ -77,7 +78,7 @@ var (
 		EfficiencyTasks: 300, EfficiencyInstances: 16, EfficiencyStep: 4 * time.Millisecond,
 		PlacementTasks: 60, PlacementInstances: 4, PlacementCheckpoints: 4, ModelLoad: 100 * time.Millisecond,
 		ScaleTasks: 20000, ScaleInstances: 100, ScaleWindow: 3 * time.Second,
-		FanoutClients: 200, FanoutUsers: 20, FanoutRate: 50, FanoutDuration: 4 * time.Second,
+		FanoutClients: 200, FanoutRate: 50, FanoutDuration: 4 * time.Second,
 		OverheadTasks: 100,
 	}
 )
@@ -105,7 +106,7 @@ func (s Sizes) withDefaults(quick bool) Sizes {
 	fill(&s.ScaleInstances, d.ScaleInstances)
 	fill(&s.ScaleWindow, d.ScaleWindow)
 	fill(&s.FanoutClients, d.FanoutClients)
-	fill(&s.FanoutUsers, d.FanoutUsers)
+	fill(&s.FanoutUsers, s.FanoutClients)
 	fill(&s.FanoutRate, d.FanoutRate)
 	fill(&s.FanoutDuration, d.FanoutDuration)
 	fill(&s.OverheadTasks, d.OverheadTasks)
