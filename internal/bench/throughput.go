@@ -65,6 +65,9 @@ func throughputRun(ctx context.Context, e *env, store string, t *Table) error {
 		fmtMs(m.cpu/time.Duration(s.ThroughputTasks)), fmt.Sprintf("%.2f cores", m.cpu.Seconds()/m.elapsed.Seconds()),
 		fmtMiB(m.peak), "≥ "+itoa(throughputTarget)+" tasks/s",
 		verdict(rate >= throughputTarget, fmt.Sprintf("%.2f of target", rate/throughputTarget)))
+	t.note("%s: %s tasks submitted in %s (%s/s), %s completed meanwhile; the other %s drained at %s tasks/s",
+		store, itoa(s.ThroughputTasks), fmtDur(m.submit), fmtRate(s.ThroughputTasks, m.submit), itoa(m.doneAtSubmit),
+		itoa(s.ThroughputTasks-m.doneAtSubmit), fmtRate(s.ThroughputTasks-m.doneAtSubmit, m.elapsed-m.submit))
 	if m.polled {
 		t.note("%s: the /ws stream was closed by the gateway (client too slow); the end was found by polling the overview", store)
 	}
@@ -74,9 +77,13 @@ func throughputRun(ctx context.Context, e *env, store string, t *Table) error {
 // batch is the outcome of measureBatch.
 type batch struct {
 	elapsed time.Duration
-	cpu     time.Duration // gateway CPU time over elapsed
-	peak    int64         // gateway peak RSS
-	polled  bool          // the end was found by polling, not on /ws
+	// submit is how long submitting took; doneAtSubmit how many tasks had
+	// completed by then.
+	submit       time.Duration
+	doneAtSubmit int
+	cpu          time.Duration // gateway CPU time over elapsed
+	peak         int64         // gateway peak RSS
+	polled       bool          // the end was found by polling, not on /ws
 }
 
 // measureBatch submits n tasks from e.sizes.Clients concurrent clients and
@@ -100,6 +107,9 @@ func measureBatch(ctx context.Context, e *env, g *gateway, n int, body func(int)
 		return batch{}, err
 	}
 	var b batch
+	b.submit = time.Since(start)
+	b.doneAtSubmit, _, _ = tr.counts()
+	g.profile(ctx, "-drain")
 	err = tr.wait(ctx, st, 10*time.Minute)
 	end := time.Time{}
 	switch {
