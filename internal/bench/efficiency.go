@@ -134,6 +134,7 @@ func efficiencyGateway(ctx context.Context, e *env, steps []int) (makespan, erro
 	}
 	defer st.close()
 	g.profile(ctx, "")
+	share0 := g.sampleCPU()
 	start := time.Now()
 	body := func(i int) []byte { return samplerTask(i, steps[i], comfysim.DefaultCheckpoints[0]) }
 	sub := submitter{clients: s.Clients, body: body, as: func(int) *api { return g.admin }}
@@ -145,6 +146,7 @@ func efficiencyGateway(ctx context.Context, e *env, steps []int) (makespan, erro
 		return makespan{}, err
 	}
 	_, _, last := tr.counts()
+	e.logf("gateway run: %s", g.sampleCPU().since(share0))
 	return measured(fleet, n, start, last)
 }
 

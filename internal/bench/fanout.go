@@ -129,6 +129,7 @@ type fanRun struct {
 	expected int // task_completed receipts due
 	dropped  int // clients closed by the gateway for overflow
 	ended    int // clients whose stream ended otherwise
+	share    string
 }
 
 // drive submits n tasks at the scenario's rate, each as user i mod users,
@@ -154,6 +155,7 @@ func (f *fanout) drive(ctx context.Context, e *env, n int) (fanRun, error) {
 		return r, err
 	}
 	f.g.profile(ctx, "")
+	share0 := f.g.sampleCPU()
 	start := time.Now()
 	submit := func(ctx context.Context, i int) error {
 		_, err := f.users[i%len(f.users)].submit(ctx, trivialTask(i))
@@ -172,6 +174,7 @@ func (f *fanout) drive(ctx context.Context, e *env, n int) (fanRun, error) {
 		return r, err
 	}
 	r.cpu = cpu1 - cpu0
+	r.share = f.g.sampleCPU().since(share0)
 	f.waitReceipts(ctx, r.expected)
 	for _, fc := range f.clients {
 		switch {
@@ -297,6 +300,7 @@ func (f *fanout) table(e *env, n int, r fanRun) *Table {
 	if len(f.clients) > len(f.users) {
 		t.note("spread: a task_completed's receipt by each of the user's clients minus its first receipt by any of them (microsecond clock)")
 	}
+	t.note("%s", r.share)
 	t.note("no target was set for this scenario; one admin connection besides the clients counts completions")
 	return t
 }

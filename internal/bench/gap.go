@@ -38,6 +38,7 @@ func runGap(ctx context.Context, e *env) (*Table, error) {
 	}
 	defer st.close()
 	g.profile(ctx, "")
+	share0 := g.sampleCPU()
 	start := time.Now()
 	if err := g.admin.setEnabled(ctx, fleet.ids(), true); err != nil {
 		return nil, err
@@ -46,6 +47,7 @@ func runGap(ctx context.Context, e *env) (*Table, error) {
 		return nil, err
 	}
 	_, _, last := tr.counts()
+	share := g.sampleCPU().since(share0)
 	if err := checkRuns(fleet.log, s.GapTasks); err != nil {
 		return nil, err
 	}
@@ -59,6 +61,7 @@ func runGap(ctx context.Context, e *env) (*Table, error) {
 		fmtRate(s.GapTasks, last.Sub(start))+" tasks/s", "p99 < "+fmtMs(gapTarget),
 		verdict(sum.p99 < gapTarget, "p99 "+fmtMs(sum.p99)))
 	t.note("a gap is, per instance, the time from the simulator writing a prompt's history to it starting the instance's next prompt, from the simulator's execution log; every gap is taken while tasks are still queued")
+	t.note("while draining: %s", share)
 	t.note("it covers the gateway reading executing{node:null}, GET /history, claiming the next task in the store, and POST /prompt")
 	return t, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -66,4 +67,58 @@ func procMem(pid int) (rss, peak int64, err error) {
 		return 0, 0, errors.New("bench: no VmRSS in /proc status")
 	}
 	return rss, peak, sc.Err()
+}
+
+// machineBusy reads the CPU time all processes spent busy (not idle or
+// waiting for I/O) from /proc/stat, summed over the cores.
+func machineBusy() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, errors.New("bench: unexpected /proc/stat format")
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("bench: /proc/stat: %w", err)
+		}
+		// Fields: user nice system idle iowait irq softirq steal guest guest_nice;
+		// guest time is already counted in user.
+		if i != 3 && i != 4 && i < 8 {
+			busy += n
+		}
+	}
+	return time.Duration(busy) * clockTick, nil
+}
+
+// cpuShare is where the machine's CPU time went over a window.
+type cpuShare struct {
+	at                     time.Time
+	gateway, bench, busy   time.Duration
+	gatewayErr, machineErr error
+}
+
+// sampleCPU reads the gateway's, the bench's and the machine's CPU time.
+func (g *gateway) sampleCPU() cpuShare {
+	s := cpuShare{at: time.Now()}
+	s.gateway, s.gatewayErr = g.cpu()
+	s.bench, _ = procCPU(os.Getpid())
+	s.busy, s.machineErr = machineBusy()
+	return s
+}
+
+// since says, in cores, how the CPU time between s0 and s was spent.
+func (s cpuShare) since(s0 cpuShare) string {
+	secs := s.at.Sub(s0.at).Seconds()
+	if s.machineErr != nil || s0.machineErr != nil || secs <= 0 {
+		return "CPU shares not available"
+	}
+	gw, bench, busy := (s.gateway-s0.gateway).Seconds()/secs, (s.bench-s0.bench).Seconds()/secs, (s.busy-s0.busy).Seconds()/secs
+	return fmt.Sprintf("machine busy %.2f of %d cores: gateway %.2f, bench process (instances, clients) %.2f, other processes (Redis when used) %.2f",
+		busy, runtime.NumCPU(), gw, bench, max(busy-gw-bench, 0))
 }

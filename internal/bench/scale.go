@@ -159,6 +159,7 @@ func scaleFleet(ctx context.Context, e *env, t *Table) error {
 		return err
 	}
 	g.profile(ctx, "")
+	share0 := g.sampleCPU()
 	t0 := time.Now()
 	select {
 	case <-ctx.Done():
@@ -170,6 +171,7 @@ func scaleFleet(ctx context.Context, e *env, t *Table) error {
 		return err
 	}
 	window := time.Since(t0)
+	t.note("fleet window: %s", g.sampleCPU().since(share0))
 	rss, _, err := g.mem()
 	if err != nil {
 		return err

@@ -68,6 +68,7 @@ func throughputRun(ctx context.Context, e *env, store string, t *Table) error {
 	t.note("%s: %s tasks submitted in %s (%s/s), %s completed meanwhile; the other %s drained at %s tasks/s",
 		store, itoa(s.ThroughputTasks), fmtDur(m.submit), fmtRate(s.ThroughputTasks, m.submit), itoa(m.doneAtSubmit),
 		itoa(s.ThroughputTasks-m.doneAtSubmit), fmtRate(s.ThroughputTasks-m.doneAtSubmit, m.elapsed-m.submit))
+	t.note("%s: %s", store, m.share)
 	if m.polled {
 		t.note("%s: the /ws stream was closed by the gateway (client too slow); the end was found by polling the overview", store)
 	}
@@ -84,6 +85,7 @@ type batch struct {
 	cpu          time.Duration // gateway CPU time over elapsed
 	peak         int64         // gateway peak RSS
 	polled       bool          // the end was found by polling, not on /ws
+	share        string        // where the machine's CPU went
 }
 
 // measureBatch submits n tasks from e.sizes.Clients concurrent clients and
@@ -99,6 +101,7 @@ func measureBatch(ctx context.Context, e *env, g *gateway, n int, body func(int)
 	if err != nil {
 		return batch{}, err
 	}
+	share0 := g.sampleCPU()
 	g.profile(ctx, "")
 	start := time.Now()
 	sub := submitter{clients: e.sizes.Clients, body: body, as: func(int) *api { return g.admin },
@@ -129,6 +132,7 @@ func measureBatch(ctx context.Context, e *env, g *gateway, n int, body func(int)
 	if err != nil {
 		return batch{}, err
 	}
+	b.share = g.sampleCPU().since(share0)
 	_, b.peak, _ = g.mem()
 	b.elapsed, b.cpu = end.Sub(start), cpu1-cpu0
 	o, err := g.admin.overview(ctx)
