@@ -76,29 +76,38 @@ type makespan struct {
 // the fleet's last run ended, and from then to the last result.
 type idle struct {
 	first, between, tail, lag time.Duration
+	// submitting is the part of between that began while tasks were
+	// still being submitted, in the first submit time of the makespan.
+	submitting, submit time.Duration
 }
 
 func (i idle) String() string {
-	return fmt.Sprintf("before the first task %s, between tasks %s, after the last task (tail) %s, last result after the last run ended %s",
-		fmtDur(i.first), fmtDur(i.between), fmtDur(i.tail), fmtDur(i.lag))
+	return fmt.Sprintf("before the first task %s, between tasks %s (%s of it while the tasks were being submitted, the first %s), "+
+		"after the last task (tail) %s, last result after the last run ended %s",
+		fmtDur(i.first), fmtDur(i.between), fmtDur(i.submitting), fmtDur(i.submit), fmtDur(i.tail), fmtDur(i.lag))
 }
 
 // idleTimes computes idle from the log, with the makespan starting at start
-// and ending at last (the last result).
-func idleTimes(fleet *sims, start, last time.Time) idle {
+// and ending at last (the last result); submitting ended at submitted.
+func idleTimes(fleet *sims, start, submitted, last time.Time) idle {
 	byInstance := runsByInstance(fleet.log)
 	_, _, lastEnd, _ := work(fleet.log)
 	var sum idle
 	for _, runs := range byInstance {
 		sum.first += runs[0].Start.Sub(start)
 		for i := 1; i < len(runs); i++ {
-			sum.between += runs[i].Start.Sub(runs[i-1].End)
+			gap := runs[i].Start.Sub(runs[i-1].End)
+			sum.between += gap
+			if runs[i-1].End.Before(submitted) {
+				sum.submitting += gap
+			}
 		}
 		sum.tail += lastEnd.Sub(runs[len(runs)-1].End)
 	}
 	n := time.Duration(len(fleet.list))
 	sum.first += time.Duration(len(fleet.list)-len(byInstance)) * last.Sub(start)
-	return idle{first: sum.first / n, between: sum.between / n, tail: sum.tail / n, lag: last.Sub(lastEnd)}
+	return idle{first: sum.first / n, between: sum.between / n, tail: sum.tail / n, lag: last.Sub(lastEnd),
+		submitting: sum.submitting / n, submit: submitted.Sub(start)}
 }
 
 func (m makespan) bound() time.Duration {
@@ -141,13 +150,14 @@ func efficiencyGateway(ctx context.Context, e *env, steps []int) (makespan, erro
 	if err := sub.run(ctx, n); err != nil {
 		return makespan{}, err
 	}
-	e.logf("gateway: %s tasks submitted in %s", itoa(n), fmtDur(time.Since(start)))
+	submitted := time.Now()
+	e.logf("gateway: %s tasks submitted in %s", itoa(n), fmtDur(submitted.Sub(start)))
 	if err := waitOutcomes(ctx, g, tr, st, n); err != nil {
 		return makespan{}, err
 	}
 	_, _, last := tr.counts()
 	e.logf("gateway run: %s", g.sampleCPU().since(share0))
-	return measured(fleet, n, start, last)
+	return measured(fleet, n, start, submitted, last)
 }
 
 func efficiencyRoundRobin(ctx context.Context, e *env, steps []int) (makespan, error) {
@@ -163,17 +173,18 @@ func efficiencyRoundRobin(ctx context.Context, e *env, steps []int) (makespan, e
 	if err := e.roundRobin(ctx, fleet, s.Clients, n, prompt); err != nil {
 		return makespan{}, err
 	}
-	e.logf("round-robin: %s prompts submitted in %s", itoa(n), fmtDur(time.Since(start)))
+	submitted := time.Now()
+	e.logf("round-robin: %s prompts submitted in %s", itoa(n), fmtDur(submitted.Sub(start)))
 	if err := waitFinished(ctx, fleet.log, n, 10*time.Minute); err != nil {
 		return makespan{}, err
 	}
 	_, _, lastEnd, _ := work(fleet.log)
-	return measured(fleet, n, start, lastEnd)
+	return measured(fleet, n, start, submitted, lastEnd)
 }
 
 // measured checks the fleet's log (n runs, each once, all successful) and
 // returns the work it shows.
-func measured(fleet *sims, n int, start, last time.Time) (makespan, error) {
+func measured(fleet *sims, n int, start, submitted, last time.Time) (makespan, error) {
 	if err := checkRuns(fleet.log, n); err != nil {
 		return makespan{}, err
 	}
@@ -182,5 +193,5 @@ func measured(fleet *sims, n int, start, last time.Time) (makespan, error) {
 		return makespan{}, fmt.Errorf("%d prompts did not succeed", failed)
 	}
 	return makespan{instances: len(fleet.list), work: total, longest: longest, makespan: last.Sub(start),
-		idle: idleTimes(fleet, start, last)}, nil
+		idle: idleTimes(fleet, start, submitted, last)}, nil
 }
