@@ -60,6 +60,8 @@ type fanClient struct {
 	latencies []time.Duration
 	completed map[string]time.Time
 	events    int
+	// statuses counts global_status messages.
+	statuses int
 }
 
 // fanout is the scenario's clients.
@@ -103,6 +105,10 @@ func connectFanout(ctx context.Context, e *env, g *gateway, users, clients int) 
 
 // on records one message received by fc.
 func (f *fanout) on(fc *fanClient, m *message, at time.Time) {
+	if m.Type == "global_status" {
+		fc.statuses++
+		return
+	}
 	if !strings.HasPrefix(m.Type, "task_") {
 		return
 	}
@@ -260,11 +266,12 @@ func forEach(ctx context.Context, n, par int, fn func(i int) error) error {
 func (f *fanout) table(e *env, n int, r fanRun) *Table {
 	f.close()
 	var lat, spread []time.Duration
-	received, events := 0, 0
+	received, events, statuses := 0, 0, 0
 	first := map[string]time.Time{}
 	for _, fc := range f.clients {
 		lat = append(lat, fc.latencies...)
 		events += fc.events
+		statuses += fc.statuses
 		received += len(fc.completed)
 		for id, at := range fc.completed {
 			if t, ok := first[id]; !ok || at.Before(t) {
@@ -286,6 +293,7 @@ func (f *fanout) table(e *env, n int, r fanRun) *Table {
 	}
 	t.add("tasks completed", fmt.Sprintf("%s at %s tasks/s", itoa(n), fmtRate(n, r.elapsed)))
 	t.add("task events delivered", itoa(events))
+	t.add("global_status per client per second", fmt.Sprintf("%.2f", float64(statuses)/float64(len(f.clients))/r.elapsed.Seconds()))
 	t.add("task_completed receipts", fmt.Sprintf("%s of %s", itoa(received), itoa(r.expected)))
 	t.add("delivery latency p50 / p99 / max", fmt.Sprintf("%s / %s / %s", fmtMs(ls.p50), fmtMs(ls.p99), fmtMs(ls.max)))
 	if len(f.clients) > len(f.users) {
