@@ -298,8 +298,8 @@ func (f *fanout) table(e *env, n int, r fanRun) *Table {
 	ls, ss := summarize(lat), summarize(spread)
 	s := e.sizes
 	t := &Table{
-		Title: fmt.Sprintf("fanout: %s /ws clients over %d users, %d tasks/s for %s",
-			itoa(len(f.clients)), len(f.users), s.FanoutRate, fmtDur(s.FanoutDuration)),
+		Title: fmt.Sprintf("fanout: %s /ws clients over %s users, %d tasks/s for %s",
+			itoa(len(f.clients)), itoa(len(f.users)), s.FanoutRate, fmtDur(s.FanoutDuration)),
 		Header: []string{"figure", "value"},
 	}
 	t.add("tasks completed", fmt.Sprintf("%s at %s tasks/s", itoa(n), fmtRate(n, r.elapsed)))
@@ -313,8 +313,8 @@ func (f *fanout) table(e *env, n int, r fanRun) *Table {
 	t.add("clients dropped (send queue overflow)", itoa(r.dropped))
 	t.add("clients closed otherwise", itoa(r.ended))
 	t.add("gateway CPU", fmt.Sprintf("%.2f cores", r.cpu.Seconds()/r.elapsed.Seconds()))
-	t.note("client c is user c mod %d, so each user's task events go to %d client(s); task i is submitted as user i mod %d; global_status goes to every client once a second",
-		len(f.users), len(f.clients)/len(f.users), len(f.users))
+	t.note("client c is user c mod %s, so each user's task events go to %d client(s); task i is submitted as user i mod %s; global_status goes to every client once a second",
+		itoa(len(f.users)), len(f.clients)/len(f.users), itoa(len(f.users)))
 	t.note("delivery latency: receipt time minus the message's timestamp (Unix ms, stamped when the gateway published the event), over every task_* message; the stamp is truncated to the millisecond, so figures read up to 1 ms high")
 	if len(f.clients) > len(f.users) {
 		t.note("spread: a task_completed's receipt by each of the user's clients minus its first receipt by any of them (microsecond clock)")
