@@ -558,3 +558,29 @@ func TestManyTasks(t *testing.T) {
 		t.Errorf("overlapping runs: %v", o)
 	}
 }
+
+// TestHistoryUnreadableAtFirst: the instance is handed the next task as soon
+// as ComfyUI says a prompt is done, and a run whose history cannot be read
+// at first retries on its own until it can: the task completes, ran once,
+// and the next task did not wait for it.
+func TestHistoryUnreadableAtFirst(t *testing.T) {
+	t.Parallel()
+	e := apptest.Start(t, apptest.Options{Instances: 1})
+	admin := e.Login(apptest.AdminUser, apptest.AdminPass)
+	waitAlive(e, admin)
+	e.Sims[0].FailHTTP("/history/", 3)
+	first := submit(e, admin, map[string]any{"workflow": basic("history/first")})
+	second := submit(e, admin, map[string]any{"workflow": basic("history/second")})
+	done := waitStatus(e, admin, first.ID, "completed", 15*time.Second)
+	if len(done.Result.Files) != 1 {
+		t.Errorf("first task result %+v, want one file", done.Result)
+	}
+	waitStatus(e, admin, second.ID, "completed", 15*time.Second)
+	if n := e.SimLog.Count(first.ID); n != 1 {
+		t.Errorf("first task ran %d times, want 1", n)
+	}
+	a, b := e.SimLog.Runs(first.ID), e.SimLog.Runs(second.ID)
+	if len(a) == 1 && len(b) == 1 && b[0].Start.Before(a[0].End) {
+		t.Errorf("second task started before the first ended on the one instance")
+	}
+}

@@ -109,6 +109,13 @@ func (dr *driver) ready() bool {
 		!dr.reserved && !dr.draining && dr.cur == nil && dr.queue == 0
 }
 
+// isAlive reports whether health last saw the instance alive.
+func (dr *driver) isAlive() bool {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	return dr.alive
+}
+
 // checkpoint is the CheckpointKey of the model the instance has loaded.
 func (dr *driver) checkpoint() string {
 	dr.mu.Lock()
@@ -187,8 +194,8 @@ func (dr *driver) finishRun(ctx context.Context, r *run) {
 	}
 	dr.idleAt = time.Now()
 	dr.mu.Unlock()
-	dr.d.opts.Fleet.PublishRun(ctx, dr.state(), "")
 	dr.d.Wake()
+	dr.d.opts.Fleet.PublishRun(ctx, dr.state(), "")
 }
 
 // state is the instance's state as this driver knows it.

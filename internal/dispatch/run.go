@@ -45,6 +45,10 @@ type run struct {
 	lastWrite  time.Time
 	stopReason string
 	verify     bool
+	// released: ComfyUI is done with the prompt and the instance went back
+	// to the scheduler before the outcome was read, so the driver no longer
+	// signals this run; it retries its checks on a timer instead.
+	released bool
 }
 
 func newRun(dr *driver, t *task.Task, reattach bool) *run {

@@ -28,15 +28,26 @@ func (r *run) wait(ctx context.Context, free func()) {
 	if r.task.CancelRequested || r.dr.d.takeEarlyCancel(r.task.ID) {
 		r.signal(r.cancelC)
 	}
+	retry := releasedRetryMin
 	for {
 		if r.verify {
 			if r.checkInstance(ctx, free) {
 				return
 			}
 		}
+		var retryC <-chan time.Time
+		if r.verify && r.released {
+			retryC = time.After(retry)
+			retry = min(2*retry, releasedRetryMax)
+		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-retryC:
+			// The driver signals lost instances to its current run only.
+			if !r.dr.isAlive() && r.confirmLost(ctx, free) {
+				return
+			}
 		case ev := <-r.events:
 			if r.onEvent(ctx, ev, free) {
 				return
@@ -44,6 +55,14 @@ func (r *run) wait(ctx context.Context, free func()) {
 		case <-r.resyncC:
 			r.verify = true
 		case <-timer.C:
+			if r.released {
+				// ComfyUI finished the prompt, but its outcome could not
+				// be read before the deadline: run it again elsewhere.
+				// (Interrupting now would target the instance's next task.)
+				r.log.WarnContext(ctx, "outcome of a finished prompt unreadable until the deadline; requeueing")
+				r.requeue(ctx, RequeuePromptGone, false)
+				return
+			}
 			r.interrupt(ctx, stopTimeout)
 		case <-r.cancelC:
 			r.interrupt(ctx, stopCancel)
@@ -54,6 +73,13 @@ func (r *run) wait(ctx context.Context, free func()) {
 		}
 	}
 }
+
+// The checks of a released run whose outcome could not be read are retried
+// from releasedRetryMin, doubling up to releasedRetryMax.
+const (
+	releasedRetryMin = 50 * time.Millisecond
+	releasedRetryMax = 5 * time.Second
+)
 
 func (r *run) deadline() time.Time {
 	timeout := r.task.Timeout
@@ -75,7 +101,11 @@ func (r *run) onEvent(ctx context.Context, ev comfy.Event, free func()) bool {
 	if ev.Type != "executing" || !ev.NodeNull {
 		return false
 	}
-	// executing{node:null} comes after /history is written.
+	// executing{node:null}: ComfyUI is done with the prompt and has written
+	// /history. The instance can take its next prompt while the outcome is
+	// read, so the read is not part of the instance's idle time.
+	r.released = true
+	free()
 	entry, err := r.dr.client.History(ctx, r.task.ID)
 	if err != nil {
 		r.verify = true

@@ -32,6 +32,12 @@ type Options struct {
 	// broadcasts; one is sent only when an event changed something since the
 	// last. Default: 1s.
 	GlobalStatusInterval time.Duration
+	// GlobalStatusRate bounds the global_status messages written per second
+	// over all clients: with more clients than that, the interval stretches
+	// to clients/GlobalStatusRate seconds. Every write is a system call, and
+	// thousands of dashboards each getting the fleet's counts every second
+	// would cost more than the tasks they watch. Default: 500.
+	GlobalStatusRate int
 	// Snapshot builds the data of global_status (overview and instances). It
 	// is called on every connect and when a change is pending at the
 	// interval. Default: an empty object.
@@ -64,6 +70,7 @@ const (
 const (
 	DefaultSendBuffer           = 256
 	DefaultGlobalStatusInterval = time.Second
+	DefaultGlobalStatusRate     = 500
 	DefaultWriteTimeout         = 10 * time.Second
 	DefaultPingInterval         = 30 * time.Second
 )
@@ -78,6 +85,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.GlobalStatusInterval <= 0 {
 		o.GlobalStatusInterval = DefaultGlobalStatusInterval
+	}
+	if o.GlobalStatusRate <= 0 {
+		o.GlobalStatusRate = DefaultGlobalStatusRate
 	}
 	if o.Snapshot == nil {
 		o.Snapshot = func(context.Context) (any, error) { return struct{}{}, nil }
@@ -278,7 +288,7 @@ func (h *Hub) statusLoop(ctx context.Context) {
 			return
 		case <-h.changed:
 		}
-		if wait := time.Until(last.Add(h.opts.GlobalStatusInterval)); wait > 0 {
+		if wait := time.Until(last.Add(h.statusInterval(h.Clients()))); wait > 0 {
 			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
@@ -290,6 +300,13 @@ func (h *Hub) statusLoop(ctx context.Context) {
 		h.broadcastStatus(ctx)
 		last = time.Now()
 	}
+}
+
+// statusInterval is the shortest time between two global_status broadcasts
+// to clients connections: the configured interval, stretched so that at
+// most GlobalStatusRate messages go out per second.
+func (h *Hub) statusInterval(clients int) time.Duration {
+	return max(h.opts.GlobalStatusInterval, time.Duration(clients)*time.Second/time.Duration(h.opts.GlobalStatusRate))
 }
 
 // broadcastStatus builds one global_status and offers it to every client.

@@ -458,3 +458,20 @@ func TestResubscribeAfterLostSubscription(t *testing.T) {
 		t.Errorf("after resubscribing got %s, want %s", m.Type, TypeInstanceStatus)
 	}
 }
+
+// TestStatusIntervalStretchesWithClients: past GlobalStatusRate clients the
+// global_status interval grows, so the messages per second stay bounded.
+func TestStatusIntervalStretchesWithClients(t *testing.T) {
+	t.Parallel()
+	h := NewHub(newFakePubSub(), Options{GlobalStatusInterval: time.Second, GlobalStatusRate: 500})
+	for clients, want := range map[int]time.Duration{
+		0: time.Second, 1: time.Second, 500: time.Second, 1000: 2 * time.Second, 2000: 4 * time.Second, 10000: 20 * time.Second,
+	} {
+		if got := h.statusInterval(clients); got != want {
+			t.Errorf("statusInterval(%d) = %v, want %v", clients, got, want)
+		}
+	}
+	if got := NewHub(newFakePubSub(), Options{}).statusInterval(2000); got != 4*time.Second {
+		t.Errorf("default statusInterval(2000) = %v, want 4s (rate %d)", got, DefaultGlobalStatusRate)
+	}
+}

@@ -85,13 +85,14 @@ type TaskStore interface {
 	//
 	// The next task is chosen in two steps. Fair share: among the owners
 	// with pending tasks, the one with the fewest running tasks goes first,
-	// then the one whose last claim is the oldest (round robin; ties: the
-	// owner whose best task has the lower rank), and its pending task of
-	// lowest (Rank, Seq) is the head. Warm model: when
-	// p.Checkpoint is set and the head needs another one, the pending task
-	// of lowest rank whose CheckpointKey is p.Checkpoint is taken instead,
-	// if its rank is at most the head's plus p.WarmWindow. A task can thus
-	// be passed over only by tasks of bounded rank, so none waits forever.
+	// then the one whose last claim is the oldest (round robin; never
+	// served counts as oldest; ties by owner name), and its pending task of
+	// lowest (Rank, Seq) is the head. Warm model: when p.Checkpoint is set
+	// and the head needs another one, the same owner's pending task of
+	// lowest rank whose CheckpointKey is p.Checkpoint is taken instead, if
+	// its rank is at most the head's plus p.WarmWindow. Warm placement thus
+	// never crosses owners, and a task is passed only by its owner's tasks
+	// of bounded rank, so none waits forever.
 	TaskClaim(ctx context.Context, p *TaskClaimParams) (*task.Task, error)
 	// TaskProgress raises a running task's progress (never lowers it),
 	// capped at 99: only completion makes it 100. ErrConflict if the task is
@@ -188,7 +189,8 @@ type TaskClaimParams struct {
 	Checkpoint string
 	// WarmWindow bounds how far (in rank, so in submit time at equal
 	// priority) a task that needs Checkpoint may jump ahead of the head.
-	// Zero turns warm-model placement off.
+	// Zero turns warm-model placement off; the Redis store caps it at 2^32-1
+	// ms (49 days).
 	WarmWindow time.Duration
 	Now        time.Time
 }

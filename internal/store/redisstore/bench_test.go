@@ -44,16 +44,30 @@ const seedBatch = 1000
 // takes.
 func seedTasks(b *testing.B, s *Store, prefix string, n int) {
 	b.Helper()
+	seedMixed(b, s, prefix, n, 1, 0)
+}
+
+// seedMixed is seedTasks with owners bench-0..bench-(owners-1) taking turns
+// and, when models > 0, checkpoints m0..m(models-1) taking turns.
+func seedMixed(b *testing.B, s *Store, prefix string, n, owners, models int) {
+	b.Helper()
 	ctx := context.Background()
 	before := usedMemory(b, s)
 	mustOK(b, insertTaskScript.Load(ctx, s.rdb).Err())
 	for start := 1; start <= n; start += seedBatch {
 		pipe := s.rdb.Pipeline()
 		for i := start; i < min(start+seedBatch, n+1); i++ {
-			keys, args, err := s.insertArgs(&store.TaskInsertParams{
+			p := &store.TaskInsertParams{
 				ID: fmt.Sprintf("%s-%d", prefix, i), Owner: "bench", Priority: i % 3,
 				Workflow: benchWorkflow, Now: benchNow.Add(time.Duration(i) * time.Millisecond),
-			})
+			}
+			if owners > 1 {
+				p.Owner = fmt.Sprintf("bench-%d", i%owners)
+			}
+			if models > 0 {
+				p.Checkpoints = []string{fmt.Sprintf("m%d", i%models)}
+			}
+			keys, args, err := s.insertArgs(p)
 			mustOK(b, err)
 			insertTaskScript.EvalSha(ctx, pipe, keys, args...)
 		}
@@ -98,6 +112,25 @@ func BenchmarkClaim(b *testing.B) {
 			ctx := context.Background()
 			for b.Loop() {
 				if _, err := s.TaskClaim(ctx, benchClaim); err != nil {
+					b.Fatalf("TaskClaim: %v (backlog exhausted? lower -benchtime)", err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkClaimFairWarm claims with fair share between many owners and
+// warm placement on: the instance has m1 loaded, the queue mixes 4 models.
+func BenchmarkClaimFairWarm(b *testing.B) {
+	for _, owners := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("backlog=100000/owners=%d", owners), func(b *testing.B) {
+			s := open(b)
+			seedMixed(b, s, "p", 100_000, owners, 4)
+			p := *benchClaim
+			p.Checkpoint, p.WarmWindow = "m1", 30*time.Second
+			ctx := context.Background()
+			for b.Loop() {
+				if _, err := s.TaskClaim(ctx, &p); err != nil {
 					b.Fatalf("TaskClaim: %v (backlog exhausted? lower -benchtime)", err)
 				}
 			}

@@ -118,7 +118,7 @@ func checkIndexes(t *testing.T, s *Store) {
 			add(s.keys.queue(), qm, 0)
 			add(s.keys.ownerQueue(tk.Owner), qm, 0)
 			if ck := task.CheckpointKey(tk.Checkpoints); ck != "" {
-				add(s.keys.ckptQueue(ck), qm, 0)
+				add(s.keys.ckptQueue(tk.Owner, ck), qm, 0)
 			}
 			pendingOwners[tk.Owner] = true
 		case task.StatusRunning:
@@ -178,7 +178,7 @@ func checkIndex(t *testing.T, s *Store, key string, want map[string]float64) {
 func checkNoStrayIndexes(t *testing.T, s *Store, want map[string]map[string]float64) {
 	t.Helper()
 	for _, pattern := range []string{s.keys.list(""), s.keys.prefix + "owner:", s.keys.runningOn(""), s.keys.queue(),
-		s.keys.ownerQueue(""), s.keys.ckptQueue(""), s.keys.queueOwners(), s.keys.leases()} {
+		s.keys.ownerQueue(""), s.keys.prefix + "queue:ckpt:", s.keys.queueOwners(), s.keys.leases()} {
 		keys, err := redistest.Keys(t.Context(), admin(t), pattern)
 		mustOK(t, err)
 		for _, k := range keys {

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/comfyfleet/comfyfleet/internal/task"
 )
@@ -29,8 +30,12 @@ func (k keys) queue() string { return k.prefix + "queue" }
 // ownerQueue is queue restricted to one owner's tasks (the owner "" too).
 func (k keys) ownerQueue(owner string) string { return k.prefix + "queue:owner:" + owner }
 
-// ckptQueue is queue restricted to the tasks of one CheckpointKey (never "").
-func (k keys) ckptQueue(ckpt string) string { return k.prefix + "queue:ckpt:" + ckpt }
+// ckptQueue is ownerQueue restricted to the tasks of one CheckpointKey
+// (never ""). The owner's length comes first, so no owner and checkpoint
+// pair names the key of another.
+func (k keys) ckptQueue(owner, ckpt string) string {
+	return k.prefix + "queue:ckpt:" + strconv.Itoa(len(owner)) + ":" + owner + ckpt
+}
 
 // queueOwners is the ZSET of the owners with pending tasks in fair-share
 // order: scored by running count × 2^33 plus the serial of their last claim
@@ -98,7 +103,7 @@ local P = ARGV[1]
 local function key_task(id) return P .. 'task:' .. id end
 local function key_queue() return P .. 'queue' end
 local function key_owner_queue(owner) return P .. 'queue:owner:' .. owner end
-local function key_ckpt_queue(ckpt) return P .. 'queue:ckpt:' .. ckpt end
+local function key_ckpt_queue(owner, ckpt) return P .. 'queue:ckpt:' .. #owner .. ':' .. owner .. ckpt end
 local function key_queue_owners() return P .. 'queue:owners' end
 local function key_owner_running() return P .. 'running:owners' end
 local function key_owner_served() return P .. 'queue:served' end

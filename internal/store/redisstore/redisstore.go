@@ -21,10 +21,21 @@
 //	                        result as JSON text; times as Unix ms, 0 = not yet)
 //	P seq                   counter handing out Seq (INCR)
 //	P queue                 ZSET of pending tasks, all scores 0, members
-//	                        <^priority hex16><seq hex16><id>: claim order is
-//	                        byte order, so claim is ZPOPMIN and the queue
-//	                        position is ZRANK + 1, both O(log n), exact for
-//	                        every int64 priority and Seq
+//	                        <rank hex16><seq hex16><id> (store.Rank in offset
+//	                        binary): rank order is byte order, so the queue
+//	                        position is ZRANK + 1, O(log n), exact for every
+//	                        int64 rank and Seq
+//	P queue:owner:<owner>   the same members, one owner's pending tasks
+//	P queue:ckpt:<len(owner)>:<owner><key>
+//	                        the same, one owner's tasks needing one
+//	                        CheckpointKey (warm placement)
+//	P queue:owners          ZSET of owners with pending tasks, score running
+//	                        count × 2^33 + serial of their last claim: the
+//	                        claim serves the first (fair share), then the
+//	                        head of its queue, or of its checkpoint queue
+//	P running:owners        hash: running count per owner
+//	P queue:served          hash: last claim serial per owner
+//	P queue:serial          counter handing out claim serials
 //	P list:all              ZSET of every task, score CreatedAt (ms), member
 //	                        <seq hex16><id>: ZREVRANGE pages newest first,
 //	                        ties by Seq

@@ -55,7 +55,7 @@ local function enqueue(key, qm)
   local owner, ck = f[1] or '', f[2] or ''
   redis.call('ZADD', key_queue(), 0, qm)
   redis.call('ZADD', key_owner_queue(owner), 0, qm)
-  if ck ~= '' then redis.call('ZADD', key_ckpt_queue(ck), 0, qm) end
+  if ck ~= '' then redis.call('ZADD', key_ckpt_queue(owner, ck), 0, qm) end
   if not redis.call('ZSCORE', key_queue_owners(), owner) then
     redis.call('ZADD', key_queue_owners(), owner_score(owner), owner)
   end
@@ -68,7 +68,7 @@ local function dequeue(key, qm)
   local owner, ck = f[1] or '', f[2] or ''
   redis.call('ZREM', key_queue(), qm)
   redis.call('ZREM', key_owner_queue(owner), qm)
-  if ck ~= '' then redis.call('ZREM', key_ckpt_queue(ck), qm) end
+  if ck ~= '' then redis.call('ZREM', key_ckpt_queue(owner, ck), qm) end
   if redis.call('ZCARD', key_owner_queue(owner)) == 0 then redis.call('ZREM', key_queue_owners(), owner) end
 end
 
@@ -114,11 +114,11 @@ return seq
 `)
 
 // claimTaskScript takes the next task (store.TaskClaim) and marks it
-// running. Fair share: the owners with the lowest score are read from the
-// queue owners (several only when none of them was ever served), and the
-// lowest head member of their queues wins.
-// Warm model: the head of the instance's model queue replaces it when its
-// rank is within the window. O(log n) plus one read per tied owner.
+// running. Fair share: the first of the queue owners (lowest score, then
+// name) gives the head, the first of its queue. Warm model: the head of that
+// owner's queue for the instance's model replaces it when its rank is within
+// the window.
+// O(log n).
 //
 //	KEYS[1] queue (the scripts reach the other queue keys through the prefix)
 //	ARGV[1] prefix, ARGV[2] instance id, ARGV[3] lease owner, ARGV[4] now ms,
@@ -126,19 +126,13 @@ return seq
 //	ARGV[7] warm window ms (0 off)
 //	returns the claimed task as HGETALL pairs; NOTFOUND if nothing is pending
 var claimTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, `
-local first = redis.call('ZRANGE', key_queue_owners(), 0, 0, 'WITHSCORES')
-if #first == 0 then return redis.error_reply('NOTFOUND no pending task') end
-local head
-for _, owner in ipairs(redis.call('ZRANGEBYSCORE', key_queue_owners(), first[2], first[2])) do
-  local m = redis.call('ZRANGE', key_owner_queue(owner), 0, 0)[1]
-  -- Members start with 32 hex digits (rank, Seq) that differ between any
-  -- two tasks, so comparing them compares claim order.
-  if m and (not head or m < head) then head = m end
-end
+local first = redis.call('ZRANGE', key_queue_owners(), 0, 0)[1]
+if not first then return redis.error_reply('NOTFOUND no pending task') end
+local head = redis.call('ZRANGE', key_owner_queue(first), 0, 0)[1]
 if not head then return redis.error_reply('NOTFOUND no pending task') end
 local pick, ck, window = head, ARGV[6], tonumber(ARGV[7])
 if ck ~= '' and window > 0 and redis.call('HGET', key_task(queue_id(head)), 'ck') ~= ck then
-  local warm = redis.call('ZRANGE', key_ckpt_queue(ck), 0, 0)[1]
+  local warm = redis.call('ZRANGE', key_ckpt_queue(first, ck), 0, 0)[1]
   if warm and string.sub(warm, 1, 16) <= rank_plus(head, window) then pick = warm end
 end
 local id = queue_id(pick)

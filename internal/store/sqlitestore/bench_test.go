@@ -50,17 +50,17 @@ func cpuPerOp(b *testing.B) func() {
 var seedBody = []byte(`{"9":{"class_type":"SaveImage","inputs":{"filename_prefix":"ComfyUI","images":["8",0]}}}`)
 
 // seedTasks bulk-inserts n tasks named prefix-1..prefix-n in one statement,
-// with priorities 0..2; running ones are leased by "bench" on "bench:1".
+// with priorities 0..2 ranked as with aging off; running ones are leased by "bench" on "bench:1".
 // It then checkpoints the WAL, so no benchmark pays for copying the seed.
 func seedTasks(b *testing.B, s *Store, prefix string, n int, status task.Status) {
 	b.Helper()
 	ctx := context.Background()
 	now := ms(benchNow)
 	_, err := s.write.ExecContext(ctx, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
-		INSERT INTO tasks (id, owner, status, priority, instance_id, attempts, lease_owner, lease_expires_at, created_at, updated_at)
-		SELECT ? || '-' || i, 'bench', ?, i % 3, iif(? = 'running', 'bench:1', ''), iif(? = 'running', 1, 0),
+		INSERT INTO tasks (id, owner, status, priority, rank, instance_id, attempts, lease_owner, lease_expires_at, created_at, updated_at)
+		SELECT ? || '-' || i, 'bench', ?, i % 3, ? + i - (i % 3) * ?, iif(? = 'running', 'bench:1', ''), iif(? = 'running', 1, 0),
 			iif(? = 'running', 'bench', ''), iif(? = 'running', ? + 60000, 0), ? + i, ? + i FROM n`,
-		n, prefix, status, status, status, status, status, now, now, now)
+		n, prefix, status, now, -store.Rank(1, time.UnixMilli(0), 0), status, status, status, status, now, now, now)
 	if err != nil {
 		b.Fatalf("seed tasks: %v", err)
 	}
@@ -92,6 +92,37 @@ func BenchmarkClaim(b *testing.B) {
 				done()
 			})
 		}
+	}
+}
+
+// BenchmarkClaimFairWarm claims with fair share between many owners and
+// warm placement on: the instance has m1 loaded, the queue mixes 4 models.
+func BenchmarkClaimFairWarm(b *testing.B) {
+	for _, owners := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("backlog=100000/owners=%d", owners), func(b *testing.B) {
+			s := openFile(b)
+			seedTasks(b, s, "p", 100_000, task.StatusPending)
+			ctx := context.Background()
+			_, err := s.write.ExecContext(ctx, `UPDATE tasks SET owner = 'bench-' || (seq % ?), ckpt_key = 'm' || (seq % 4),
+				rank = created_at - priority * 60000`, owners)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, err = s.write.ExecContext(ctx, `DELETE FROM queue_owners;
+				INSERT INTO queue_owners (owner, pending, running) SELECT owner, count(*), 0 FROM tasks GROUP BY owner`)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p := &store.TaskClaimParams{InstanceID: "10.0.0.1:8001", LeaseOwner: "bench", LeaseTTL: time.Minute,
+				Checkpoint: "m1", WarmWindow: 30 * time.Second, Now: benchNow}
+			done := cpuPerOp(b)
+			for b.Loop() {
+				if _, err := s.TaskClaim(ctx, p); err != nil {
+					b.Fatalf("TaskClaim: %v (backlog exhausted? lower -benchtime)", err)
+				}
+			}
+			done()
+		})
 	}
 }
 
@@ -189,10 +220,14 @@ func BenchmarkQueuePosition(b *testing.B) {
 func BenchmarkList(b *testing.B) {
 	s := openFile(b)
 	seedTasks(b, s, "p", 1_000_000, task.StatusPending)
+	pending := []task.Status{task.StatusPending}
 	cases := map[string]*store.TaskListParams{
-		"pending":         {Statuses: []task.Status{task.StatusPending}},
-		"pending+running": {Statuses: []task.Status{task.StatusPending, task.StatusRunning}},
-		"all":             {},
+		"pending":                    {Statuses: pending},
+		"pending/offset=500000":      {Statuses: pending, Offset: 500_000},
+		"pending/offset=999980":      {Statuses: pending, Offset: 999_980},
+		"pending+running":            {Statuses: []task.Status{task.StatusPending, task.StatusRunning}},
+		"pending+running/offset=1e4": {Statuses: []task.Status{task.StatusPending, task.StatusRunning}, Offset: 10_000},
+		"all":                        {},
 	}
 	for name, p := range cases {
 		b.Run(name, func(b *testing.B) {

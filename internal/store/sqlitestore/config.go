@@ -30,12 +30,10 @@ func (s *Store) ConfigGet(ctx context.Context) ([]byte, error) {
 
 // ConfigPut replaces the persisted runtime config document.
 func (s *Store) ConfigPut(ctx context.Context, doc []byte) error {
-	ctx, err := s.writeGate.enter(ctx)
-	if err != nil {
-		return wrap(err, "put config")
-	}
-	defer s.writeGate.leave()
-	_, err = s.ws.configPut.ExecContext(ctx, doc)
+	err := s.w.exec(ctx, func(ctx context.Context, ex execer) error {
+		_, err := ex.stmt(ctx, s.ws.configPut).ExecContext(ctx, doc)
+		return err
+	})
 	return wrap(err, "put config")
 }
 
@@ -49,32 +47,30 @@ const leaseAcquireSQL = `INSERT INTO leases (name, holder, expires_at) VALUES (:
 
 // LeaseAcquire takes or renews a named lease and reports whether p.Holder holds it.
 func (s *Store) LeaseAcquire(ctx context.Context, p *store.LeaseParams) (bool, error) {
-	ctx, err := s.writeGate.enter(ctx)
+	held := false
+	err := s.w.exec(ctx, func(ctx context.Context, ex execer) error {
+		var holder string
+		err := ex.stmt(ctx, s.ws.leaseAcquire).QueryRowContext(ctx, sql.Named("name", p.Name),
+			sql.Named("holder", p.Holder), sql.Named("expires", ms(p.Now.Add(p.TTL))), sql.Named("now", ms(p.Now))).Scan(&holder)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil // held by someone else
+		}
+		held = err == nil
+		return err
+	})
 	if err != nil {
 		return false, wrap(err, "acquire lease %s", p.Name)
 	}
-	defer s.writeGate.leave()
-	var holder string
-	err = s.ws.leaseAcquire.QueryRowContext(ctx, sql.Named("name", p.Name), sql.Named("holder", p.Holder),
-		sql.Named("expires", ms(p.Now.Add(p.TTL))), sql.Named("now", ms(p.Now))).Scan(&holder)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
-		return false, wrap(err, "acquire lease %s", p.Name)
-	}
-	return true, nil
+	return held, nil
 }
 
 const leaseReleaseSQL = `DELETE FROM leases WHERE name = ? AND holder = ?`
 
 // LeaseRelease gives a lease up if holder holds it.
 func (s *Store) LeaseRelease(ctx context.Context, name, holder string) error {
-	ctx, err := s.writeGate.enter(ctx)
-	if err != nil {
-		return wrap(err, "release lease %s", name)
-	}
-	defer s.writeGate.leave()
-	_, err = s.ws.leaseRelease.ExecContext(ctx, name, holder)
+	err := s.w.exec(ctx, func(ctx context.Context, ex execer) error {
+		_, err := ex.stmt(ctx, s.ws.leaseRelease).ExecContext(ctx, name, holder)
+		return err
+	})
 	return wrap(err, "release lease %s", name)
 }

@@ -19,13 +19,11 @@ const (
 
 // FileInsert adds a file record; a duplicate id is ErrConflict.
 func (s *Store) FileInsert(ctx context.Context, f *file.File) error {
-	ctx, err := s.writeGate.enter(ctx)
-	if err != nil {
-		return wrap(err, "insert file %s", f.ID)
-	}
-	defer s.writeGate.leave()
-	_, err = s.ws.fileInsert.ExecContext(ctx,
-		f.ID, f.Owner, f.TaskID, f.NodeID, f.Filename, f.ContentType, f.Size, ms(f.CreatedAt))
+	err := s.w.exec(ctx, func(ctx context.Context, ex execer) error {
+		_, err := ex.stmt(ctx, s.ws.fileInsert).ExecContext(ctx,
+			f.ID, f.Owner, f.TaskID, f.NodeID, f.Filename, f.ContentType, f.Size, ms(f.CreatedAt))
+		return err
+	})
 	if err != nil {
 		return wrap(err, "insert file %s", f.ID)
 	}
@@ -121,11 +119,8 @@ func fileWhere(p *store.FileListParams) (string, []any) {
 
 // FileDelete removes a file record.
 func (s *Store) FileDelete(ctx context.Context, id string) error {
-	ctx, err := s.writeGate.enter(ctx)
-	if err != nil {
-		return wrap(err, "delete file %s", id)
-	}
-	defer s.writeGate.leave()
-	res, err := s.ws.fileDelete.ExecContext(ctx, id)
-	return wrap(deleted(res, err), "delete file %s", id)
+	err := s.w.exec(ctx, func(ctx context.Context, ex execer) error {
+		return deleted(ex.stmt(ctx, s.ws.fileDelete).ExecContext(ctx, id))
+	})
+	return wrap(err, "delete file %s", id)
 }

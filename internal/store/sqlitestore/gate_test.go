@@ -15,14 +15,14 @@ import (
 // its context ends, and a call with a context already done never starts.
 func TestGateWaitEndsWithContext(t *testing.T) {
 	s := openFile(t)
-	s.writeGate <- struct{}{} // another call holds the writer
+	release := holdWriter(t, s)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
 	defer cancel()
 	_, err := s.TaskClaim(ctx, &store.TaskClaimParams{InstanceID: "i"})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("TaskClaim behind a busy writer: %v, want DeadlineExceeded", err)
 	}
-	s.writeGate.leave()
+	release()
 
 	done, cancelDone := context.WithCancel(t.Context())
 	cancelDone()

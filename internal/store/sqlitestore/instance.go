@@ -48,17 +48,16 @@ func (s *Store) InstanceUpdate(ctx context.Context, p *store.InstanceUpdateParam
 	if p.LastHeartbeat != nil {
 		heartbeat = ms(*p.LastHeartbeat)
 	}
-	ctx, err := s.writeGate.enter(ctx)
-	if err != nil {
-		return instance.State{}, wrap(err, "update instance %s", p.ID)
-	}
-	defer s.writeGate.leave()
-	st, err := s.scanInstance(s.ws.instanceUpsert.QueryRowContext(ctx,
-		sql.Named("id", p.ID), sql.Named("enabled", orNull(p.Enabled)), sql.Named("alive", orNull(p.Alive)),
-		sql.Named("busy", orNull(p.Busy)), sql.Named("task", orNull(p.CurrentTaskID)),
-		sql.Named("heartbeat", heartbeat), sql.Named("error", orNull(p.LastError)),
-		sql.Named("queue", orNull(p.QueueRemaining)), sql.Named("failures", orNull(p.Failures)),
-		sql.Named("device", device), sql.Named("checkpoint", orNull(p.LoadedCheckpoint))))
+	var st instance.State
+	err := s.w.exec(ctx, func(ctx context.Context, ex execer) (err error) {
+		st, err = s.scanInstance(ex.stmt(ctx, s.ws.instanceUpsert).QueryRowContext(ctx,
+			sql.Named("id", p.ID), sql.Named("enabled", orNull(p.Enabled)), sql.Named("alive", orNull(p.Alive)),
+			sql.Named("busy", orNull(p.Busy)), sql.Named("task", orNull(p.CurrentTaskID)),
+			sql.Named("heartbeat", heartbeat), sql.Named("error", orNull(p.LastError)),
+			sql.Named("queue", orNull(p.QueueRemaining)), sql.Named("failures", orNull(p.Failures)),
+			sql.Named("device", device), sql.Named("checkpoint", orNull(p.LoadedCheckpoint))))
+		return err
+	})
 	return st, wrap(err, "update instance %s", p.ID)
 }
 
@@ -159,13 +158,10 @@ func (s *Store) InstanceList(ctx context.Context) ([]instance.State, error) {
 
 // InstanceDelete forgets an instance.
 func (s *Store) InstanceDelete(ctx context.Context, id string) error {
-	ctx, err := s.writeGate.enter(ctx)
-	if err != nil {
-		return wrap(err, "delete instance %s", id)
-	}
-	defer s.writeGate.leave()
-	res, err := s.ws.instanceDelete.ExecContext(ctx, id)
-	return wrap(deleted(res, err), "delete instance %s", id)
+	err := s.w.exec(ctx, func(ctx context.Context, ex execer) error {
+		return deleted(ex.stmt(ctx, s.ws.instanceDelete).ExecContext(ctx, id))
+	})
+	return wrap(err, "delete instance %s", id)
 }
 
 // deleted reports ErrNotFound when a DELETE removed nothing.

@@ -12,21 +12,23 @@ import (
 )
 
 // claimSQL takes the next task (store.TaskClaim) in one statement on the
-// single writer. head is the fair-share head: the waiting owners, fewest
-// running then least recently served first (the trigger tasks_owner_update
-// keeps both), each with the first entry of its slice of the partial index
-// tasks_owner_claim; warm is the first entry of tasks_ckpt_claim for the
-// instance's model, if it is within the window of the head. Each costs one
-// index seek per waiting owner, however long the queue. INDEXED BY pins the
-// indexes: without statistics the planner may prefer a scan.
+// single writer. head is the fair-share head: the first entry of the partial
+// index queue_owners_waiting (fewest running, least recently served, then
+// name; the trigger tasks_owner_update keeps the counts), then that owner's
+// first entry of tasks_owner_claim; warm is that owner's first entry of
+// tasks_ckpt_claim for the instance's model, if it is within the window of
+// the head. Each is one index seek, however long the queue and however many
+// owners wait. INDEXED BY pins the indexes: without statistics the planner
+// may prefer a scan.
 const claimSQL = `WITH head AS (
-		SELECT h.seq, h.rank, h.ckpt_key FROM queue_owners o INDEXED BY queue_owners_waiting
-		JOIN tasks h ON h.seq = (SELECT seq FROM tasks INDEXED BY tasks_owner_claim
-			WHERE owner = o.owner AND status = 'pending' ORDER BY rank, seq LIMIT 1)
-		WHERE o.pending > 0 ORDER BY o.running, o.served, h.rank, h.seq LIMIT 1),
+		SELECT seq, owner, rank, ckpt_key FROM tasks INDEXED BY tasks_owner_claim
+		WHERE owner = (SELECT owner FROM queue_owners INDEXED BY queue_owners_waiting
+			WHERE pending > 0 ORDER BY running, served, owner LIMIT 1)
+			AND status = 'pending'
+		ORDER BY rank, seq LIMIT 1),
 	warm AS (
 		SELECT seq FROM tasks INDEXED BY tasks_ckpt_claim
-		WHERE ckpt_key = :ckpt AND ckpt_key <> '' AND status = 'pending'
+		WHERE owner = (SELECT owner FROM head) AND ckpt_key = :ckpt AND ckpt_key <> '' AND status = 'pending'
 			AND rank <= (SELECT rank FROM head) + :window AND (SELECT ckpt_key FROM head) <> :ckpt
 		ORDER BY rank, seq LIMIT 1)
 	UPDATE tasks SET status = 'running', instance_id = :instance, attempts = attempts + 1,
@@ -36,19 +38,18 @@ const claimSQL = `WITH head AS (
 
 // TaskClaim marks the next pending task (fair share, then warm model) running on p.InstanceID.
 func (s *Store) TaskClaim(ctx context.Context, p *store.TaskClaimParams) (*task.Task, error) {
-	ctx, err := s.writeGate.enter(ctx)
-	if err != nil {
-		return nil, wrap(err, "claim task for %s", p.InstanceID)
-	}
-	defer s.writeGate.leave()
 	ckpt := p.Checkpoint
 	if p.WarmWindow <= 0 {
 		ckpt = ""
 	}
-	tk, err := scanTask(s.ws.claim.QueryRowContext(ctx,
-		sql.Named("ckpt", ckpt), sql.Named("window", p.WarmWindow.Milliseconds()),
-		sql.Named("instance", p.InstanceID), sql.Named("owner", p.LeaseOwner),
-		sql.Named("now", ms(p.Now)), sql.Named("expires", ms(p.Now.Add(p.LeaseTTL)))))
+	var tk *task.Task
+	err := s.w.exec(ctx, func(ctx context.Context, ex execer) (err error) {
+		tk, err = scanTask(ex.stmt(ctx, s.ws.claim).QueryRowContext(ctx,
+			sql.Named("ckpt", ckpt), sql.Named("window", p.WarmWindow.Milliseconds()),
+			sql.Named("instance", p.InstanceID), sql.Named("owner", p.LeaseOwner),
+			sql.Named("now", ms(p.Now)), sql.Named("expires", ms(p.Now.Add(p.LeaseTTL)))))
+		return err
+	})
 	if err != nil {
 		return nil, wrap(err, "claim task for %s", p.InstanceID)
 	}
@@ -60,13 +61,11 @@ const progressSQL = `UPDATE tasks SET progress = max(progress, min(?, 99)), upda
 
 // TaskProgress raises a running task's progress, capped at 99.
 func (s *Store) TaskProgress(ctx context.Context, p *store.TaskProgressParams) error {
-	ctx, err := s.writeGate.enter(ctx)
-	if err != nil {
-		return wrap(err, "set progress of task %s", p.ID)
-	}
-	defer s.writeGate.leave()
-	res, err := s.ws.progress.ExecContext(ctx, int64(p.Progress), ms(p.Now), p.ID)
-	return s.checkChanged(ctx, res, err, p.ID, "set progress of task %s")
+	err := s.w.exec(ctx, func(ctx context.Context, ex execer) error {
+		res, err := ex.stmt(ctx, s.ws.progress).ExecContext(ctx, int64(p.Progress), ms(p.Now), p.ID)
+		return s.checkChanged(ctx, ex, res, err, p.ID)
+	})
+	return wrap(err, "set progress of task %s", p.ID)
 }
 
 const renewLeaseSQL = `UPDATE tasks SET lease_expires_at = ?
@@ -74,18 +73,16 @@ const renewLeaseSQL = `UPDATE tasks SET lease_expires_at = ?
 
 // TaskRenewLease extends the lease held by p.LeaseOwner.
 func (s *Store) TaskRenewLease(ctx context.Context, p *store.TaskLeaseParams) error {
-	ctx, err := s.writeGate.enter(ctx)
-	if err != nil {
-		return wrap(err, "renew lease of task %s", p.ID)
-	}
-	defer s.writeGate.leave()
-	res, err := s.ws.renewLease.ExecContext(ctx, ms(p.Now.Add(p.LeaseTTL)), p.ID, p.LeaseOwner)
-	return s.checkChanged(ctx, res, err, p.ID, "renew lease of task %s")
+	err := s.w.exec(ctx, func(ctx context.Context, ex execer) error {
+		res, err := ex.stmt(ctx, s.ws.renewLease).ExecContext(ctx, ms(p.Now.Add(p.LeaseTTL)), p.ID, p.LeaseOwner)
+		return s.checkChanged(ctx, ex, res, err, p.ID)
+	})
+	return wrap(err, "renew lease of task %s", p.ID)
 }
 
 // checkChanged turns an UPDATE of task id that changed no row into
-// ErrNotFound or ErrConflict; format names the operation, with %s for id.
-func (s *Store) checkChanged(ctx context.Context, res sql.Result, err error, id, format string) error {
+// ErrNotFound or ErrConflict.
+func (s *Store) checkChanged(ctx context.Context, ex execer, res sql.Result, err error, id string) error {
 	if err == nil {
 		var n int64
 		if n, err = res.RowsAffected(); err == nil && n > 0 {
@@ -93,18 +90,18 @@ func (s *Store) checkChanged(ctx context.Context, res sql.Result, err error, id,
 		}
 	}
 	if err == nil {
-		err = s.missingOrConflict(ctx, id)
+		err = s.missingOrConflict(ctx, ex, id)
 	}
-	return wrap(err, format, id)
+	return err
 }
 
 const taskStatusSQL = `SELECT status FROM tasks WHERE id = ?`
 
 // missingOrConflict explains why a conditional change of task id matched no
 // row: it does not exist, or it is in another state.
-func (s *Store) missingOrConflict(ctx context.Context, id string) error {
+func (s *Store) missingOrConflict(ctx context.Context, ex execer, id string) error {
 	var status task.Status
-	if err := s.ws.taskStatus.QueryRowContext(ctx, id).Scan(&status); err != nil {
+	if err := ex.stmt(ctx, s.ws.taskStatus).QueryRowContext(ctx, id).Scan(&status); err != nil {
 		return err
 	}
 	return fmt.Errorf("%w: task is %s", store.ErrConflict, status)
@@ -131,20 +128,18 @@ func (s *Store) TaskFinish(ctx context.Context, p *store.TaskFinishParams) (*tas
 	if err != nil {
 		return nil, wrap(err, "finish task %s", p.ID)
 	}
-	if ctx, err = s.writeGate.enter(ctx); err != nil {
-		return nil, wrap(err, "finish task %s", p.ID)
-	}
-	defer s.writeGate.leave()
 	// Only pending and running tasks move, so from has at most two statuses.
 	from := movableFrom(p.From, p.To)
-	if len(from) == 0 {
-		return nil, wrap(s.missingOrConflict(ctx, p.ID), "finish task %s", p.ID)
-	}
 	now := ms(p.Now)
-	return s.updateTask(ctx, p.ID, s.ws.finish, "finish task %s",
-		sql.Named("to", string(p.To)), sql.Named("result", result), sql.Named("error", taskErr),
-		sql.Named("now", now), sql.Named("id", p.ID), sql.Named("from1", string(from[0])),
-		sql.Named("from2", string(from[len(from)-1])), sql.Named("owner", p.LeaseOwner))
+	return s.updateTask(ctx, p.ID, "finish task %s", func(ctx context.Context, ex execer) (*task.Task, error) {
+		if len(from) == 0 {
+			return nil, s.missingOrConflict(ctx, ex, p.ID)
+		}
+		return scanTask(ex.stmt(ctx, s.ws.finish).QueryRowContext(ctx,
+			sql.Named("to", string(p.To)), sql.Named("result", result), sql.Named("error", taskErr),
+			sql.Named("now", now), sql.Named("id", p.ID), sql.Named("from1", string(from[0])),
+			sql.Named("from2", string(from[len(from)-1])), sql.Named("owner", p.LeaseOwner)))
+	})
 }
 
 // movableFrom keeps the statuses of from that may move to `to`; a final
@@ -159,18 +154,29 @@ func movableFrom(from []task.Status, to task.Status) []task.Status {
 	return out
 }
 
-// updateTask runs a prepared conditional UPDATE ... RETURNING taskCols of
-// task id; no row means the task is missing or in another state. format
+// updateTask writes with run, a conditional UPDATE ... RETURNING taskCols
+// of task id; no row means the task is missing or in another state. format
 // names the operation, with %s for id.
-func (s *Store) updateTask(ctx context.Context, id string, st *sql.Stmt, format string, args ...any) (*task.Task, error) {
-	tk, err := scanTask(st.QueryRowContext(ctx, args...))
-	if errors.Is(err, sql.ErrNoRows) {
-		err = s.missingOrConflict(ctx, id)
-	}
+func (s *Store) updateTask(ctx context.Context, id, format string, run func(ctx context.Context, ex execer) (*task.Task, error)) (*task.Task, error) {
+	var tk *task.Task
+	err := s.w.exec(ctx, func(ctx context.Context, ex execer) (err error) {
+		tk, err = run(ctx, ex)
+		if errors.Is(err, sql.ErrNoRows) {
+			err = s.missingOrConflict(ctx, ex, id)
+		}
+		return err
+	})
 	if err != nil {
 		return nil, wrap(err, format, id)
 	}
 	return tk, nil
+}
+
+// updateStmt is the run of updateTask for one prepared statement.
+func (s *Store) updateStmt(st *sql.Stmt, args ...any) func(ctx context.Context, ex execer) (*task.Task, error) {
+	return func(ctx context.Context, ex execer) (*task.Task, error) {
+		return scanTask(ex.stmt(ctx, st).QueryRowContext(ctx, args...))
+	}
 }
 
 // requeueSQL returns a running task, held by :owner unless :owner is empty,
@@ -183,17 +189,12 @@ const requeueSQL = `UPDATE tasks SET status = 'pending', instance_id = '', lease
 // TaskRequeue returns a running task to pending, keeping its attempts
 // (unless p.RefundAttempt) and its place in line (Seq).
 func (s *Store) TaskRequeue(ctx context.Context, p *store.TaskRequeueParams) (*task.Task, error) {
-	ctx, err := s.writeGate.enter(ctx)
-	if err != nil {
-		return nil, wrap(err, "requeue task %s", p.ID)
-	}
-	defer s.writeGate.leave()
 	var refund int64
 	if p.RefundAttempt {
 		refund = 1
 	}
-	return s.updateTask(ctx, p.ID, s.ws.requeue, "requeue task %s", sql.Named("now", ms(p.Now)),
-		sql.Named("refund", refund), sql.Named("id", p.ID), sql.Named("owner", p.LeaseOwner))
+	return s.updateTask(ctx, p.ID, "requeue task %s", s.updateStmt(s.ws.requeue, sql.Named("now", ms(p.Now)),
+		sql.Named("refund", refund), sql.Named("id", p.ID), sql.Named("owner", p.LeaseOwner)))
 }
 
 // requestCancelSQL cancels a pending task or flags a running one. SQLite
@@ -209,12 +210,8 @@ const requestCancelSQL = `UPDATE tasks SET
 
 // TaskRequestCancel cancels a pending task or marks a running one CancelRequested.
 func (s *Store) TaskRequestCancel(ctx context.Context, p *store.TaskCancelParams) (*task.Task, error) {
-	ctx, err := s.writeGate.enter(ctx)
-	if err != nil {
-		return nil, wrap(err, "cancel task %s", p.ID)
-	}
-	defer s.writeGate.leave()
-	return s.updateTask(ctx, p.ID, s.ws.requestCancel, "cancel task %s", sql.Named("now", ms(p.Now)), sql.Named("id", p.ID))
+	return s.updateTask(ctx, p.ID, "cancel task %s", s.updateStmt(s.ws.requestCancel,
+		sql.Named("now", ms(p.Now)), sql.Named("id", p.ID)))
 }
 
 // TaskListRunning's filters, as bits of the index into readStmts.running.

@@ -6,13 +6,14 @@
 // All writes go through one connection (a *sql.DB with MaxOpenConns(1)) and
 // every write transaction starts with BEGIN IMMEDIATE, so writers queue in Go
 // instead of spinning on SQLITE_BUSY, and a read-modify-write is atomic.
+// Writes that queue together share one transaction (group commit, batch.go).
 // Reads use a separate pool of query_only connections; in WAL mode they never
 // block the writer nor wait for it. A ":memory:" database has a single
 // connection for both, since each connection to ":memory:" is its own database.
 // A call waits for its turn at the writer or the read pool for as long as
 // its context allows, then runs its statements with the context's
-// cancellation detached (gate.go): watching it per statement costs more than
-// the statements.
+// cancellation detached (batch.go, gate.go): watching it per statement costs
+// more than the statements.
 //
 // # Durability
 //
@@ -79,9 +80,10 @@ type Store struct {
 	readCache *stmtCache  // TaskList's and FileList's SQL, on read
 	fixed     []*sql.Stmt // ws and rs, to close
 	devices   deviceCache
-	// writeGate and readGate admit calls to write and to read (gate.go);
-	// one gate for ":memory:", whose single connection serves both.
-	writeGate, readGate gate
+	// w runs every write, in batches (batch.go).
+	w *writer
+	// readGate admits calls to read (gate.go).
+	readGate gate
 
 	closeOnce sync.Once
 	closeErr  error
@@ -172,8 +174,7 @@ func open(ctx context.Context, path string, o *options) (*Store, error) {
 		write.Close()
 		return nil, err
 	}
-	s := &Store{write: write, read: write, hub: newHub(o.subscriberBuffer), writeGate: make(gate, 1)}
-	s.readGate = s.writeGate
+	s := &Store{write: write, read: write, hub: newHub(o.subscriberBuffer), readGate: make(gate, 1)}
 	if !memory {
 		s.readGate = make(gate, o.readConns)
 		if s.read, err = openReader(ctx, path, o); err != nil {
@@ -182,6 +183,10 @@ func open(ctx context.Context, path string, o *options) (*Store, error) {
 		}
 	}
 	if err := s.prepareStmts(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.w, err = newWriter(ctx, write); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -251,6 +256,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		if s.w != nil {
+			s.w.close()
+		}
 		s.hub.close()
 		errs := []error{s.closeStmts()}
 		if s.read != s.write {

@@ -113,14 +113,9 @@ func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*tas
 		}
 	}
 	now := ms(p.Now)
-	ctx, err := s.writeGate.enter(ctx)
-	if err != nil {
-		return nil, wrap(err, "insert task %s", p.ID)
-	}
-	defer s.writeGate.leave()
 	var seq int64
-	err = inTx(ctx, s.write, false, func(tx *sql.Tx) error {
-		res, err := tx.StmtContext(ctx, s.ws.taskInsert).ExecContext(ctx,
+	err := s.w.execTx(ctx, func(ctx context.Context, ex execer) error {
+		res, err := ex.stmt(ctx, s.ws.taskInsert).ExecContext(ctx,
 			p.ID, p.Owner, int64(p.Priority), store.Rank(p.Priority, p.Now, p.Aging), checkpoints,
 			task.CheckpointKey(p.Checkpoints), int64(p.Timeout), now, now)
 		if err != nil {
@@ -129,7 +124,7 @@ func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*tas
 		if seq, err = res.LastInsertId(); err != nil {
 			return err
 		}
-		_, err = tx.StmtContext(ctx, s.ws.bodyInsert).ExecContext(ctx, seq, bytesOrNull(p.Workflow), bytesOrNull(p.Params))
+		_, err = ex.stmt(ctx, s.ws.bodyInsert).ExecContext(ctx, seq, bytesOrNull(p.Workflow), bytesOrNull(p.Params))
 		return err
 	})
 	if err != nil {
@@ -159,7 +154,10 @@ func (s *Store) TaskGet(ctx context.Context, id string) (*task.Task, error) {
 }
 
 // TaskList pages through tasks newest first. With several statuses it merges
-// one index range per status, so a page never sorts the whole table.
+// one index range per status, so a page never sorts the whole table. With
+// one status or none, a page past the middle is read from the oldest end of
+// the index and reversed: OFFSET walks the index, so the last page costs as
+// little as the first and the middle one the most.
 func (s *Store) TaskList(ctx context.Context, p *store.TaskListParams) (*store.TaskListResult, error) {
 	ctx, err := s.readGate.enter(ctx)
 	if err != nil {
@@ -170,7 +168,12 @@ func (s *Store) TaskList(ctx context.Context, p *store.TaskListParams) (*store.T
 	statuses := uniqueStatuses(p.Statuses)
 	totalQuery, totalArgs := taskTotalQuery(p.Owner, statuses)
 	pageQuery, pageArgs := taskPageQuery(p.Owner, statuses, limit, offset)
-	stmts, release, err := s.cachedStmts(ctx, totalQuery, pageQuery)
+	queries := []string{totalQuery, pageQuery}
+	reversible := len(statuses) <= 1
+	if reversible {
+		queries = append(queries, taskPageQueryOldest(p.Owner, statuses))
+	}
+	stmts, release, err := s.cachedStmts(ctx, queries...)
 	if err != nil {
 		return nil, wrap(err, "list tasks")
 	}
@@ -180,12 +183,26 @@ func (s *Store) TaskList(ctx context.Context, p *store.TaskListParams) (*store.T
 		if err := tx.StmtContext(ctx, stmts[0]).QueryRowContext(ctx, totalArgs...).Scan(&res.Total); err != nil {
 			return err
 		}
-		rows, err := tx.StmtContext(ctx, stmts[1]).QueryContext(ctx, pageArgs...)
+		fromEnd := res.Total - offset - limit // tasks after the page
+		if offset >= res.Total {
+			return nil
+		}
+		st, args := stmts[1], pageArgs
+		if reversible && fromEnd < offset {
+			_, whereArgs := taskWhere(p.Owner, statuses)
+			st, args = stmts[2], append(whereArgs, min(limit, res.Total-offset), max(fromEnd, 0))
+		}
+		rows, err := tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 		if err != nil {
 			return err
 		}
-		res.Items, err = scanTasks(rows)
-		return err
+		if res.Items, err = scanTasks(rows); err != nil {
+			return err
+		}
+		if st != stmts[1] {
+			slices.Reverse(res.Items)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, wrap(err, "list tasks")
@@ -214,6 +231,13 @@ func taskPageQuery(owner string, statuses []task.Status, limit, offset int) (str
 		args = append(append(args, armArgs...), limit+offset)
 	}
 	return strings.Join(arms, " UNION ALL ") + order + ` LIMIT ? OFFSET ?`, append(args, limit, offset)
+}
+
+// taskPageQueryOldest is the single-status page query of TaskList read
+// from the oldest end (its arguments: taskWhere's, then limit and offset).
+func taskPageQueryOldest(owner string, statuses []task.Status) string {
+	where, _ := taskWhere(owner, statuses)
+	return `SELECT ` + taskListCols + ` FROM tasks` + where + ` ORDER BY created_at, seq LIMIT ? OFFSET ?`
 }
 
 // taskWhere filters by owner (when set) and by statuses (when any).
@@ -250,7 +274,7 @@ func placeholders(n int) string {
 }
 
 // queuePositionSQL counts, on the claim index, the pending tasks ahead of one:
-// those of higher priority, then those of equal priority and lower Seq.
+// those of lower rank, then those of equal rank and lower Seq.
 const queuePositionSQL = `SELECT t.status, CASE WHEN t.status = 'pending' THEN
 		(SELECT count(*) FROM tasks p INDEXED BY tasks_claim WHERE p.status = 'pending' AND p.rank < t.rank) +
 		(SELECT count(*) FROM tasks p INDEXED BY tasks_claim WHERE p.status = 'pending' AND p.rank = t.rank AND p.seq < t.seq)

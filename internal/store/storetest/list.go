@@ -164,17 +164,28 @@ func testListPaging(t *testing.T, s store.Store) {
 		{"first page", 10, 0, newest[:10]},
 		{"second page", 10, 10, newest[10:20]},
 		{"last page", 10, 20, newest[20:]},
+		{"past the middle", 7, 15, newest[15:22]},
+		{"ending one before the end", 5, 19, newest[19:24]},
+		{"last one", 5, 24, newest[24:]},
 		{"past the end", 10, 30, nil},
+		{"at the end", 10, 25, nil},
 		{"negative offset", 5, -1, newest[:5]},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			res := list(t, s, store.TaskListParams{Limit: c.limit, Offset: c.offset})
-			diff(t, "page", c.want, ids(res.Items))
-			if res.Total != 25 {
-				t.Errorf("Total = %d, want 25", res.Total)
-			}
-		})
+	filters := map[string]store.TaskListParams{
+		"all": {}, "owner": {Owner: "alice"}, "status": {Statuses: []task.Status{task.StatusPending}},
+		"owner and status": {Owner: "alice", Statuses: []task.Status{task.StatusPending}},
+	}
+	for fname, f := range filters {
+		for _, c := range cases {
+			t.Run(fname+"/"+c.name, func(t *testing.T) {
+				f.Limit, f.Offset = c.limit, c.offset
+				res := list(t, s, f)
+				diff(t, "page", c.want, ids(res.Items))
+				if res.Total != 25 {
+					t.Errorf("Total = %d, want 25", res.Total)
+				}
+			})
+		}
 	}
 }
 

@@ -25,6 +25,7 @@ func queueCases() []testCase {
 		{"ClaimFairShareCounts", testClaimFairShareCounts},
 		{"ClaimWarm", testClaimWarm},
 		{"ClaimWarmKey", testClaimWarmKey},
+		{"ClaimWarmKeepsFairShare", testClaimWarmKeepsFairShare},
 		{"Requeue", testRequeue},
 		{"RequeueKeepsPlace", testRequeueKeepsPlace},
 		{"RequeueRefund", testRequeueRefund},
@@ -335,7 +336,7 @@ func testClaimFairShareCounts(t *testing.T, s store.Store) {
 	b2 := insert(t, s, store.TaskInsertParams{Owner: "bob", Now: at(2)}).ID
 	a2 := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(3)}).ID
 	a3 := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(4)}).ID
-	claimID(t, s, a1, "i1", at(10)) // none running, never served: lower rank
+	claimID(t, s, a1, "i1", at(10)) // none running, never served: by name
 	claimID(t, s, b1, "i2", at(11)) // bob has none running
 	claimID(t, s, a2, "i3", at(12)) // one running each: alice served longer ago
 	finish(t, s, a1, task.StatusRunning, task.StatusCompleted, at(13))
@@ -391,5 +392,26 @@ func testClaimWarmKey(t *testing.T, s store.Store) {
 	}
 	if got := claimWith(t, s, p); got != samePair {
 		t.Errorf("claim took %s, want the last task %s", got, samePair)
+	}
+}
+
+// testClaimWarmKeepsFairShare: warm placement picks among the fair-share
+// head owner's tasks only, so a loaded model never lets one owner's backlog
+// pass another owner's turn.
+func testClaimWarmKeepsFairShare(t *testing.T, s store.Store) {
+	var alice []string
+	for i := range 3 {
+		alice = append(alice, insert(t, s, store.TaskInsertParams{Owner: "alice", Checkpoints: []string{"k.ckpt"}, Now: at(i)}).ID)
+	}
+	bob := insert(t, s, store.TaskInsertParams{Owner: "bob", Checkpoints: []string{"l.ckpt"}, Now: at(3)}).ID
+	warmK := store.TaskClaimParams{Checkpoint: "k.ckpt", WarmWindow: time.Hour, Now: at(10)}
+	if got := claimWith(t, s, warmK); got != alice[0] {
+		t.Fatalf("first claim took %s, want alice's first %s", got, alice[0])
+	}
+	if got := claimWith(t, s, warmK); got != bob {
+		t.Errorf("second claim took %s, want bob's task %s (bob has none running; k.ckpt tasks are alice's)", got, bob)
+	}
+	if got := claimWith(t, s, warmK); got != alice[1] {
+		t.Errorf("third claim took %s, want alice's next %s", got, alice[1])
 	}
 }

@@ -2,8 +2,8 @@
 -- owners, and warm-model placement.
 --
 -- rank is store.Rank: created_at minus priority times the aging step, fixed
--- at submit. Tasks queued before this step keep strict priority order among
--- themselves (rank = -priority * 2^36, as with aging off).
+-- at submit. Tasks queued before this step get the rank of aging off
+-- (created_at - priority * 2^36 ms): strict priority among themselves.
 ALTER TABLE tasks ADD COLUMN rank INTEGER NOT NULL DEFAULT 0;
 -- ckpt_key is task.CheckpointKey of the task's checkpoints ('' for none, and
 -- for tasks queued before this step).
@@ -16,8 +16,8 @@ DROP INDEX tasks_claim;
 CREATE INDEX tasks_claim ON tasks (rank, seq) WHERE status = 'pending';
 -- The head of each owner's queue.
 CREATE INDEX tasks_owner_claim ON tasks (owner, rank, seq) WHERE status = 'pending';
--- The first pending task that needs a given model.
-CREATE INDEX tasks_ckpt_claim ON tasks (ckpt_key, rank, seq) WHERE status = 'pending' AND ckpt_key <> '';
+-- An owner's first pending task that needs a given model.
+CREATE INDEX tasks_ckpt_claim ON tasks (owner, ckpt_key, rank, seq) WHERE status = 'pending' AND ckpt_key <> '';
 
 -- queue_owners counts each owner's pending and running tasks and keeps when
 -- one of its tasks was last claimed (served, Unix ms), by triggers: a claim
@@ -29,8 +29,8 @@ CREATE TABLE queue_owners (
 	running INTEGER NOT NULL,
 	served  INTEGER NOT NULL DEFAULT 0
 ) STRICT, WITHOUT ROWID;
--- Owners with work waiting, in fair-share order.
-CREATE INDEX queue_owners_waiting ON queue_owners (running, served) WHERE pending > 0;
+-- Owners with work waiting, in fair-share order: the claim reads the first.
+CREATE INDEX queue_owners_waiting ON queue_owners (running, served, owner) WHERE pending > 0;
 
 INSERT INTO queue_owners (owner, pending, running)
 	SELECT owner, sum(status = 'pending'), sum(status = 'running') FROM tasks
