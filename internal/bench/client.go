@@ -161,8 +161,8 @@ func (a *api) listTasks(ctx context.Context, status string, limit, offset int) (
 	return p, err
 }
 
-// download GETs u into the file path.
-func (e *env) download(ctx context.Context, u, path string) error {
+// get GETs u and hands a 200 answer's body to read.
+func (e *env) get(ctx context.Context, u string, read func(io.Reader) error) error {
 	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
 	if err != nil {
 		return err
@@ -175,15 +175,22 @@ func (e *env) download(ctx context.Context, u, path string) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET %s: %d", u, resp.StatusCode)
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return read(resp.Body)
+}
+
+// download GETs u into the file path.
+func (e *env) download(ctx context.Context, u, path string) error {
+	return e.get(ctx, u, func(body io.Reader) error {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(f, body); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	})
 }
 
 // submitter posts n tasks from several concurrent clients.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -272,21 +271,11 @@ func (e *env) fetchOutputs(ctx context.Context, base, id string) error {
 
 // getJSON GETs u and decodes it into out, or discards the body when out is nil.
 func (e *env) getJSON(ctx context.Context, u string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := e.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %d", u, resp.StatusCode)
-	}
-	if out == nil {
-		_, err = io.Copy(io.Discard, resp.Body)
-		return err
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	return e.get(ctx, u, func(body io.Reader) error {
+		if out == nil {
+			_, err := io.Copy(io.Discard, body)
+			return err
+		}
+		return json.NewDecoder(body).Decode(out)
+	})
 }
