@@ -62,7 +62,7 @@ func runGap(ctx context.Context, e *env) (*Table, error) {
 		verdict(sum.p99 < gapTarget, "p99 "+fmtMs(sum.p99)))
 	t.note("a gap is, per instance, the time from the simulator writing a prompt's history to it starting the instance's next prompt, from the simulator's execution log; every gap is taken while tasks are still queued")
 	t.note("while draining: %s", share)
-	t.note("it covers the gateway reading executing{node:null}, GET /history, claiming the next task in the store, and POST /prompt")
+	t.note("it covers the gateway reading executing{node:null}, claiming the next task in the store, and POST /prompt (the history is read after the instance is freed)")
 	return t, nil
 }
 
