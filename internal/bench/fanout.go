@@ -60,8 +60,8 @@ type fanClient struct {
 	latencies []time.Duration
 	completed map[string]time.Time
 	events    int
-	// statuses counts global_status messages.
-	statuses int
+	// statuses counts global_status messages, instances instance_status.
+	statuses, instances int
 }
 
 // fanout is the scenario's clients.
@@ -109,8 +109,12 @@ func connectFanout(ctx context.Context, e *env, g *gateway, users, clients int) 
 
 // on records one message received by fc.
 func (f *fanout) on(fc *fanClient, m *message, at time.Time) {
-	if m.Type == "global_status" {
+	switch m.Type {
+	case "global_status":
 		fc.statuses++
+		return
+	case "instance_status":
+		fc.instances++
 		return
 	}
 	if !strings.HasPrefix(m.Type, "task_") {
@@ -277,12 +281,13 @@ func forEach(ctx context.Context, n, par int, fn func(i int) error) error {
 func (f *fanout) table(e *env, n int, r fanRun) *Table {
 	f.close()
 	var lat, spread []time.Duration
-	received, events, statuses := 0, 0, 0
+	received, events, statuses, instances := 0, 0, 0, 0
 	first := map[string]time.Time{}
 	for _, fc := range f.clients {
 		lat = append(lat, fc.latencies...)
 		events += fc.events
 		statuses += fc.statuses
+		instances += fc.instances
 		received += len(fc.completed)
 		for id, at := range fc.completed {
 			if t, ok := first[id]; !ok || at.Before(t) {
@@ -304,7 +309,9 @@ func (f *fanout) table(e *env, n int, r fanRun) *Table {
 	}
 	t.add("tasks completed", fmt.Sprintf("%s at %s tasks/s", itoa(n), fmtRate(n, r.elapsed)))
 	t.add("task events delivered", itoa(events))
-	t.add("global_status per client per second", fmt.Sprintf("%.2f", float64(statuses)/float64(len(f.clients))/r.elapsed.Seconds()))
+	perClient := func(n int) string { return fmt.Sprintf("%.2f", float64(n)/float64(len(f.clients))/r.elapsed.Seconds()) }
+	t.add("global_status per client per second", perClient(statuses))
+	t.add("instance_status per client per second", perClient(instances))
 	t.add("task_completed receipts", fmt.Sprintf("%s of %s", itoa(received), itoa(r.expected)))
 	t.add("delivery latency p50 / p99 / max", fmt.Sprintf("%s / %s / %s", fmtMs(ls.p50), fmtMs(ls.p99), fmtMs(ls.max)))
 	if len(f.clients) > len(f.users) {
