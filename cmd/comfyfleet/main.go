@@ -4,6 +4,7 @@
 //	comfyfleet serve --config comfyfleet.yaml   run the gateway
 //	comfyfleet demo                             gateway + simulated instances, nothing else needed
 //	comfyfleet sim --ports 8001-8008            simulated ComfyUI instances only
+//	comfyfleet bench all                        benchmarks: gateway + simulated fleet, one table each
 //	comfyfleet hash-password                    print a bcrypt hash for the config
 package main
 
@@ -24,6 +25,7 @@ Usage:
   comfyfleet serve [--config FILE] [--listen ADDR] [--set key=value ...]
   comfyfleet demo  [--listen ADDR] [--instances N] [--data DIR]
   comfyfleet sim   [--listen IP] [--ports 8001-8008]
+  comfyfleet bench <scenario|all> [--quick] [--store sqlite|redis] [flags]
   comfyfleet hash-password   (reads the password from stdin)
 
 Run "comfyfleet <command> -h" for a command's flags.
@@ -52,6 +54,8 @@ func run(ctx context.Context, args []string) error {
 		return runDemo(ctx, args[1:])
 	case "sim":
 		return runSim(ctx, args[1:])
+	case "bench":
+		return runBench(ctx, args[1:])
 	case "hash-password":
 		return runHashPassword(args[1:])
 	case "-h", "--help", "help":

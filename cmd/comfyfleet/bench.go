@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/comfyfleet/comfyfleet/internal/bench"
+)
+
+// runBench is "comfyfleet bench <scenario|all> [flags]": it starts the
+// gateway (this binary, as a child process) and simulated instances, runs
+// the scenarios and prints a table for each.
+func runBench(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	var o bench.Options
+	fs.StringVar(&o.Store, "store", "sqlite", "gateway store for every scenario but throughput (which runs both): sqlite or redis")
+	fs.StringVar(&o.RedisURL, "redis-url", bench.DefaultRedisURL, "Redis server; each run uses a key prefix of its own, deleted afterwards")
+	fs.BoolVar(&o.Quick, "quick", false, "small sizes: the whole suite in a couple of minutes")
+	fs.StringVar(&o.ProfileDir, "cpuprofile", "", "directory for CPU profiles of the gateway, one per measured window (from its metrics listener)")
+	fs.DurationVar(&o.ProfileTime, "profile-time", 0, "length of each CPU profile (default 10s)")
+	sz := &o.Sizes
+	fs.IntVar(&sz.Clients, "clients", 0, "concurrent submitting clients (default 32)")
+	fs.IntVar(&sz.ThroughputTasks, "throughput-tasks", 0, "throughput: tasks per store (default 20000; quick 600)")
+	fs.IntVar(&sz.ThroughputInstances, "throughput-instances", 0, "throughput: instances (default 64)")
+	fs.IntVar(&sz.GapTasks, "gap-tasks", 0, "gap: tasks queued (default 2000; quick 200)")
+	fs.IntVar(&sz.GapInstances, "gap-instances", 0, "gap: instances (default 8)")
+	fs.DurationVar(&sz.GapTaskTime, "gap-task-time", 0, "gap: duration of one task (default 50ms; quick 20ms)")
+	fs.IntVar(&sz.EfficiencyTasks, "efficiency-tasks", 0, "efficiency: tasks (default 5000; quick 300)")
+	fs.IntVar(&sz.EfficiencyInstances, "efficiency-instances", 0, "efficiency: instances (default 32; quick 16)")
+	fs.DurationVar(&sz.EfficiencyStep, "efficiency-step", 0, "efficiency: duration of one sampler step (default 20ms; quick 4ms)")
+	fs.IntVar(&sz.PlacementTasks, "placement-tasks", 0, "placement: tasks (default 400; quick 60)")
+	fs.IntVar(&sz.PlacementInstances, "placement-instances", 0, "placement: instances (default 8; quick 4)")
+	fs.IntVar(&sz.PlacementCheckpoints, "placement-checkpoints", 0, "placement: distinct checkpoints (default 4)")
+	fs.DurationVar(&sz.ModelLoad, "model-load", 0, "placement: checkpoint load time (default 1s; quick 100ms)")
+	fs.IntVar(&sz.ScaleTasks, "scale-tasks", 0, "scale: pending tasks (default 1000000; quick 20000)")
+	fs.IntVar(&sz.ScaleInstances, "scale-instances", 0, "scale: health-checked instances (default 1000; quick 100)")
+	fs.DurationVar(&sz.ScaleWindow, "scale-window", 0, "scale: CPU sampling window (default 20s; quick 3s)")
+	fs.IntVar(&sz.FanoutClients, "fanout-clients", 0, "fanout: /ws clients (default 2000; quick 200)")
+	fs.IntVar(&sz.FanoutUsers, "fanout-users", 0, "fanout: users the clients belong to, client c being user c mod N (default: one user per client)")
+	fs.IntVar(&sz.FanoutRate, "fanout-rate", 0, "fanout: tasks per second (default 200; quick 50)")
+	fs.DurationVar(&sz.FanoutDuration, "fanout-duration", 0, "fanout: submitting time (default 30s; quick 4s)")
+	fs.IntVar(&sz.OverheadTasks, "overhead-tasks", 0, "overhead: tasks per path (default 2000; quick 100)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: comfyfleet bench <scenario|all> [flags]\n\nScenarios:\n")
+		for _, s := range bench.Scenarios() {
+			fmt.Fprintf(fs.Output(), "  %-11s %s\n", s.Name, s.Summary)
+		}
+		fmt.Fprintf(fs.Output(), "\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	names, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(names) == 0 {
+		fs.Usage()
+		return errors.New("bench: name a scenario, or all")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("bench: find own binary: %w", err)
+	}
+	o.Gateway = []string{exe}
+	_, err = bench.Run(ctx, o, names)
+	return err
+}
+
+// parseInterleaved parses flags that may come before, between or after the
+// scenario names, and returns the names.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var names []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		for len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+			names = append(names, args[0])
+			args = args[1:]
+		}
+		if len(args) == 0 {
+			return names, nil
+		}
+	}
+}

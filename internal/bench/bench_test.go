@@ -1,0 +1,160 @@
+package bench
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// TestQuickSuite runs every scenario with --quick sizes against the real
+// binary and checks the tables, not the timings: each scenario already
+// fails unless every task completed and ran once.
+func TestQuickSuite(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs every scenario; skipped with -short")
+	}
+	redisURL := os.Getenv("TEST_REDIS_URL")
+	if redisURL == "" && os.Getenv("CI") != "" {
+		t.Fatal("TEST_REDIS_URL is not set but CI is: the bench's Redis rows must run in CI")
+	}
+	var out bytes.Buffer
+	opts := Options{
+		Gateway: []string{buildBinary(t)}, Quick: true, RedisURL: redisURL,
+		Out: &out, Log: testWriter{t}, TempDir: t.TempDir(),
+	}
+	if redisURL == "" {
+		opts.RedisURL = "redis://127.0.0.1:1/0" // nothing listens: the Redis rows say skipped
+		t.Log("TEST_REDIS_URL unset: the Redis rows are skipped; set it to run them")
+	}
+	results, err := Run(t.Context(), opts, []string{"all"})
+	t.Logf("output:\n%s", out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(results), len(Scenarios()); got != want {
+		t.Fatalf("%d results, want %d", got, want)
+	}
+	sizes := Sizes{}.withDefaults(true)
+	for _, r := range results {
+		if !strings.Contains(out.String(), "### "+r.Table.Title) {
+			t.Errorf("%s: title %q not printed", r.Scenario, r.Table.Title)
+		}
+		check, ok := tableChecks[r.Scenario]
+		if !ok {
+			t.Errorf("%s: no check for this scenario", r.Scenario)
+			continue
+		}
+		check(t, r.Table, sizes, redisURL != "")
+	}
+}
+
+// tableChecks check each scenario's table: every row there, counts as asked.
+var tableChecks = map[string]func(t *testing.T, tab *Table, s Sizes, redis bool){
+	"throughput": func(t *testing.T, tab *Table, s Sizes, redis bool) {
+		wantCell(t, tab, "sqlite", "tasks", itoa(s.ThroughputTasks))
+		wantResult(t, tab, "sqlite")
+		if redis {
+			wantCell(t, tab, "redis", "tasks", itoa(s.ThroughputTasks))
+			wantResult(t, tab, "redis")
+		}
+	},
+	"gap": func(t *testing.T, tab *Table, s Sizes, _ bool) {
+		// Every instance's first run has no gap before it.
+		wantCell(t, tab, "sqlite", "gaps", itoa(s.GapTasks-s.GapInstances))
+		wantResult(t, tab, "sqlite")
+	},
+	"efficiency": func(t *testing.T, tab *Table, _ Sizes, _ bool) {
+		wantResult(t, tab, "gateway queue (sqlite)")
+		if tab.Row("round-robin into ComfyUI queues") == nil {
+			t.Errorf("%s: no round-robin row", tab.Title)
+		}
+	},
+	"overhead": func(t *testing.T, tab *Table, s Sizes, _ bool) {
+		if got := len(tab.Rows); got != 3 {
+			t.Fatalf("%s: %d rows, want 3", tab.Title, got)
+		}
+		for _, r := range tab.Rows {
+			wantCell(t, tab, r[0], "tasks", itoa(s.OverheadTasks))
+		}
+		wantResult(t, tab, tab.Rows[2][0])
+	},
+	"fanout": func(t *testing.T, tab *Table, s Sizes, _ bool) {
+		n := s.FanoutRate * int(s.FanoutDuration/time.Second)
+		due := itoa(n * s.FanoutClients / s.FanoutUsers)
+		wantCell(t, tab, "task_completed receipts", "value", due+" of "+due)
+		wantCell(t, tab, "clients dropped (send queue overflow)", "value", "0")
+		wantCell(t, tab, "clients closed otherwise", "value", "0")
+		if got := tab.Cell("tasks completed", "value"); !strings.HasPrefix(got, itoa(n)+" at ") {
+			t.Errorf("%s: tasks completed = %q, want %d", tab.Title, got, n)
+		}
+	},
+	"scale": func(t *testing.T, tab *Table, s Sizes, _ bool) {
+		for _, row := range []string{"tasks submitted", "submit rate", "gateway RSS after submitting / peak", "store size",
+			"GET /api/tasks?status=pending, first page: p50 / p99", "same at offset " + itoa(s.ScaleTasks-20) + ": p50 / p99",
+			"GET /api/monitor/overview: p50 / p99", "gateway CPU with " + itoa(s.ScaleInstances) + " instances",
+			"gateway RSS with " + itoa(s.ScaleInstances) + " instances"} {
+			if tab.Row(row) == nil {
+				t.Errorf("%s: no row %q", tab.Title, row)
+			}
+		}
+		if got := tab.Cell("tasks submitted", "value"); !strings.HasPrefix(got, itoa(s.ScaleTasks)+" in ") {
+			t.Errorf("%s: tasks submitted = %q", tab.Title, got)
+		}
+	},
+	"placement": func(t *testing.T, tab *Table, _ Sizes, _ bool) {
+		for _, row := range []string{"warm", "fifo"} {
+			if tab.Row(row) == nil {
+				t.Errorf("%s: no row %q", tab.Title, row)
+			}
+		}
+		wantCell(t, tab, "fifo", "makespan vs fifo", "1.00")
+	},
+}
+
+func wantCell(t *testing.T, tab *Table, row, col, want string) {
+	t.Helper()
+	if tab.Row(row) == nil {
+		t.Errorf("%s: no row %q", tab.Title, row)
+		return
+	}
+	if got := tab.Cell(row, col); got != want {
+		t.Errorf("%s: row %q, %s = %q, want %q", tab.Title, row, col, got, want)
+	}
+}
+
+// wantResult checks that a row has a pass or gap verdict.
+func wantResult(t *testing.T, tab *Table, row string) {
+	t.Helper()
+	got := tab.Cell(row, "result")
+	if got != "pass" && !strings.HasPrefix(got, "gap: ") {
+		t.Errorf("%s: row %q, result = %q, want pass or gap", tab.Title, row, got)
+	}
+}
+
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "comfyfleet")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/comfyfleet/comfyfleet/cmd/comfyfleet")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// testWriter sends progress lines to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

@@ -1,0 +1,120 @@
+package bench
+
+import "time"
+
+// Sizes are the scenario sizes. A zero field takes the default of the mode:
+// the first value noted is the full run's, the second the quick run's.
+type Sizes struct {
+	// Clients is the number of concurrent submitting clients (32, 32).
+	Clients int
+
+	// ThroughputTasks per store (20000, 600).
+	ThroughputTasks int
+	// ThroughputInstances (64, 64).
+	ThroughputInstances int
+
+	// GapTasks queued before the instances are enabled (2000, 200).
+	GapTasks int
+	// GapInstances (8, 8).
+	GapInstances int
+	// GapTaskTime is the simulated duration of one task (50ms, 20ms).
+	GapTaskTime time.Duration
+
+	// EfficiencyTasks (5000, 300).
+	EfficiencyTasks int
+	// EfficiencyInstances (32, 16).
+	EfficiencyInstances int
+	// EfficiencyStep is the duration of one sampler step; task durations
+	// are whole numbers of steps (20ms, 4ms).
+	EfficiencyStep time.Duration
+
+	// PlacementTasks (400, 60).
+	PlacementTasks int
+	// PlacementInstances (8, 4).
+	PlacementInstances int
+	// PlacementCheckpoints is the number of distinct checkpoints (4, 4).
+	PlacementCheckpoints int
+	// ModelLoad is the simulated checkpoint load time (1s, 100ms).
+	ModelLoad time.Duration
+
+	// ScaleTasks left pending (1000000, 20000).
+	ScaleTasks int
+	// ScaleInstances health-checked every second (1000, 100).
+	ScaleInstances int
+	// ScaleWindow is how long the gateway's CPU is sampled with
+	// ScaleInstances (20s, 3s).
+	ScaleWindow time.Duration
+
+	// FanoutClients connected to /ws (2000, 200).
+	FanoutClients int
+	// FanoutUsers the clients are spread over, client c being user c mod
+	// FanoutUsers; each user's task events go to that user's clients only.
+	// Default: one user per client.
+	FanoutUsers int
+	// FanoutRate is the submitted (and completed) tasks per second (200, 50).
+	FanoutRate int
+	// FanoutDuration is how long tasks are submitted (30s, 4s).
+	FanoutDuration time.Duration
+
+	// OverheadTasks run one after another on each path (2000, 100).
+	OverheadTasks int
+}
+
+var (
+	fullSizes = Sizes{
+		Clients:         32,
+		ThroughputTasks: 20000, ThroughputInstances: 64,
+		GapTasks: 2000, GapInstances: 8, GapTaskTime: 50 * time.Millisecond,
+		EfficiencyTasks: 5000, EfficiencyInstances: 32, EfficiencyStep: 20 * time.Millisecond,
+		PlacementTasks: 400, PlacementInstances: 8, PlacementCheckpoints: 4, ModelLoad: time.Second,
+		ScaleTasks: 1000000, ScaleInstances: 1000, ScaleWindow: 20 * time.Second,
+		FanoutClients: 2000, FanoutRate: 200, FanoutDuration: 30 * time.Second,
+		OverheadTasks: 2000,
+	}
+	quickSizes = Sizes{
+		Clients:         32,
+		ThroughputTasks: 600, ThroughputInstances: 64,
+		GapTasks: 200, GapInstances: 8, GapTaskTime: 20 * time.Millisecond,
+		EfficiencyTasks: 300, EfficiencyInstances: 16, EfficiencyStep: 4 * time.Millisecond,
+		PlacementTasks: 60, PlacementInstances: 4, PlacementCheckpoints: 4, ModelLoad: 100 * time.Millisecond,
+		ScaleTasks: 20000, ScaleInstances: 100, ScaleWindow: 3 * time.Second,
+		FanoutClients: 200, FanoutRate: 50, FanoutDuration: 4 * time.Second,
+		OverheadTasks: 100,
+	}
+)
+
+// withDefaults fills zero fields from the mode's sizes.
+func (s Sizes) withDefaults(quick bool) Sizes {
+	d := fullSizes
+	if quick {
+		d = quickSizes
+	}
+	fill(&s.Clients, d.Clients)
+	fill(&s.ThroughputTasks, d.ThroughputTasks)
+	fill(&s.ThroughputInstances, d.ThroughputInstances)
+	fill(&s.GapTasks, d.GapTasks)
+	fill(&s.GapInstances, d.GapInstances)
+	fill(&s.GapTaskTime, d.GapTaskTime)
+	fill(&s.EfficiencyTasks, d.EfficiencyTasks)
+	fill(&s.EfficiencyInstances, d.EfficiencyInstances)
+	fill(&s.EfficiencyStep, d.EfficiencyStep)
+	fill(&s.PlacementTasks, d.PlacementTasks)
+	fill(&s.PlacementInstances, d.PlacementInstances)
+	fill(&s.PlacementCheckpoints, d.PlacementCheckpoints)
+	fill(&s.ModelLoad, d.ModelLoad)
+	fill(&s.ScaleTasks, d.ScaleTasks)
+	fill(&s.ScaleInstances, d.ScaleInstances)
+	fill(&s.ScaleWindow, d.ScaleWindow)
+	fill(&s.FanoutClients, d.FanoutClients)
+	fill(&s.FanoutUsers, s.FanoutClients)
+	fill(&s.FanoutRate, d.FanoutRate)
+	fill(&s.FanoutDuration, d.FanoutDuration)
+	fill(&s.OverheadTasks, d.OverheadTasks)
+	return s
+}
+
+func fill[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
