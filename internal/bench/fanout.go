@@ -320,7 +320,7 @@ func (f *fanout) table(e *env, n int, r fanRun) *Table {
 	t.add("clients dropped (send queue overflow)", itoa(r.dropped))
 	t.add("clients closed otherwise", itoa(r.ended))
 	t.add("gateway CPU", fmt.Sprintf("%.2f cores", r.cpu.Seconds()/r.elapsed.Seconds()))
-	t.note("client c is user c mod %s, so each user's task events go to %d client(s); task i is submitted as user i mod %s; global_status goes to every client once a second",
+	t.note("client c is user c mod %s, so each user's task events go to %d client(s); task i is submitted as user i mod %s; global_status and instance_status go to every client",
 		itoa(len(f.users)), len(f.clients)/len(f.users), itoa(len(f.users)))
 	t.note("delivery latency: receipt time minus the message's timestamp (Unix ms, stamped when the gateway published the event), over every task_* message; the stamp is truncated to the millisecond, so figures read up to 1 ms high")
 	if len(f.clients) > len(f.users) {
