@@ -12,6 +12,7 @@ package push
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"sync"
@@ -34,9 +35,11 @@ type Options struct {
 	GlobalStatusInterval time.Duration
 	// GlobalStatusRate bounds the global_status messages written per second
 	// over all clients: with more clients than that, the interval stretches
-	// to clients/GlobalStatusRate seconds. Every write is a system call, and
-	// thousands of dashboards each getting the fleet's counts every second
-	// would cost more than the tasks they watch. Default: 500.
+	// to clients/GlobalStatusRate seconds, and instance_status is held too:
+	// each client gets at most one per instance per interval, the latest.
+	// Every write is a system call, and thousands of dashboards each getting
+	// every busy flip of every instance would cost more than the tasks they
+	// watch. Default: 500.
 	GlobalStatusRate int
 	// Snapshot builds the data of global_status (overview and instances). It
 	// is called on every connect and when a change is pending at the
@@ -123,8 +126,14 @@ type Hub struct {
 
 	// changed holds a pending global_status; capacity 1 so marking never blocks.
 	changed chan struct{}
-	dropped atomic.Uint64
-	running atomic.Bool
+	// instMu guards instPending: with more clients than GlobalStatusRate,
+	// the latest instance_status of each instance waits there for the next
+	// flush (instLoop), woken through instKick.
+	instMu      sync.Mutex
+	instPending map[string][]byte
+	instKick    chan struct{}
+	dropped     atomic.Uint64
+	running     atomic.Bool
 	// live counts connections being served; Run waits for them at shutdown.
 	live sync.WaitGroup
 
@@ -152,6 +161,9 @@ func NewHub(sub store.PubSub, opts Options) *Hub {
 		log:     opts.Logger,
 		changed: make(chan struct{}, 1),
 		conns:   make(map[*conn]struct{}),
+
+		instPending: map[string][]byte{},
+		instKick:    make(chan struct{}, 1),
 	}
 }
 
@@ -177,6 +189,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { h.statusLoop(ctx) })
+	wg.Go(func() { h.instLoop(ctx) })
 	h.pump(ctx)
 	wg.Wait()
 	h.shutdown()
@@ -250,6 +263,9 @@ func (h *Hub) dispatch(ev store.Event) {
 		h.log.Error("push: encode event", "type", ev.Type, "task_id", ev.TaskID, "err", err)
 		return
 	}
+	if k == kindInstance && h.Clients() > h.opts.GlobalStatusRate && h.holdInstance(ev, msg) {
+		return
+	}
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for c := range h.conns {
@@ -307,6 +323,59 @@ func (h *Hub) statusLoop(ctx context.Context) {
 // most GlobalStatusRate messages go out per second.
 func (h *Hub) statusInterval(clients int) time.Duration {
 	return max(h.opts.GlobalStatusInterval, time.Duration(clients)*time.Second/time.Duration(h.opts.GlobalStatusRate))
+}
+
+// holdInstance keeps msg as its instance's latest instance_status until the
+// next flush, replacing one still waiting. Every run start and end changes
+// an instance's busy flag, and each goes to every client: with thousands of
+// clients those writes cost more than the runs, so past GlobalStatusRate
+// clients each client gets at most one instance_status per instance per
+// global_status interval, the latest. False if the event names no instance.
+func (h *Hub) holdInstance(ev store.Event, msg []byte) bool {
+	var d struct {
+		InstanceID string `json:"instanceId"`
+	}
+	if json.Unmarshal(ev.Data, &d) != nil || d.InstanceID == "" {
+		return false
+	}
+	h.instMu.Lock()
+	h.instPending[d.InstanceID] = msg
+	h.instMu.Unlock()
+	select {
+	case h.instKick <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// instLoop flushes the held instance_status messages, at most once per
+// global_status interval.
+func (h *Hub) instLoop(ctx context.Context) {
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.instKick:
+		}
+		if wait := time.Until(last.Add(h.statusInterval(h.Clients()))); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		h.instMu.Lock()
+		pending := h.instPending
+		h.instPending = make(map[string][]byte, len(pending))
+		h.instMu.Unlock()
+		for _, msg := range pending {
+			h.broadcast(msg)
+		}
+		last = time.Now()
+	}
 }
 
 // broadcastStatus builds one global_status and offers it to every client.

@@ -13,6 +13,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/comfyfleet/comfyfleet/internal/store"
 )
 
 func TestConnectSendsGlobalStatusFirst(t *testing.T) {
@@ -473,5 +475,45 @@ func TestStatusIntervalStretchesWithClients(t *testing.T) {
 	}
 	if got := NewHub(newFakePubSub(), Options{}).statusInterval(2000); got != 4*time.Second {
 		t.Errorf("default statusInterval(2000) = %v, want 4s (rate %d)", got, DefaultGlobalStatusRate)
+	}
+}
+
+// TestInstanceStatusHeldPastRate: with more clients than GlobalStatusRate,
+// each client gets at most one instance_status per instance per interval,
+// and the latest state always arrives.
+func TestInstanceStatusHeldPastRate(t *testing.T) {
+	t.Parallel()
+	// Two clients at a rate of 1/s: one global_status interval is 2 s.
+	h := newHarness(t, Options{GlobalStatusInterval: 10 * time.Millisecond, GlobalStatusRate: 1}, testHooks{})
+	a, b := h.dial("alice", false), h.dial("bob", true)
+	a.next() // the connect snapshots: both are registered
+	b.next()
+	const flips = 40
+	for i := range flips {
+		data, _ := json.Marshal(map[string]any{"instanceId": "i1", "alive": true, "busy": i%2 == 0, "currentTaskId": fmt.Sprint(i)})
+		h.publish(store.Event{Type: TypeInstanceStatus, Data: data})
+	}
+	h.publish(instanceEvent("i2"))
+	for _, c := range []*client{a, b} {
+		seen, last := 0, ""
+		for last != fmt.Sprint(flips-1) {
+			m := c.nextNot(TypeGlobalStatus)
+			var d struct {
+				InstanceID    string `json:"instanceId"`
+				CurrentTaskID string `json:"currentTaskId"`
+			}
+			if err := json.Unmarshal(m.Data, &d); err != nil || m.Type != TypeInstanceStatus {
+				t.Fatalf("got %s %s, want instance_status", m.Type, m.Data)
+			}
+			if d.InstanceID == "i1" {
+				seen++
+				last = d.CurrentTaskID
+			}
+		}
+		// One flush may go out at the first flip, the next one at most an
+		// interval later with the latest.
+		if seen > 3 {
+			t.Errorf("%d instance_status of i1 for %d flips; want them folded into at most 3", seen, flips)
+		}
 	}
 }
