@@ -293,16 +293,21 @@ func (h *Hub) markChanged() {
 }
 
 // statusLoop sends global_status when a change is pending, at most once per
-// interval: a change waits until an interval has passed since the previous
-// broadcast was handed to the clients, and changes arriving meanwhile fold
-// into that one broadcast.
+// interval (throttle).
 func (h *Hub) statusLoop(ctx context.Context) {
+	h.throttle(ctx, h.changed, func() { h.broadcastStatus(ctx) })
+}
+
+// throttle calls send after each kick, at most once per statusInterval: a
+// kick waits until an interval has passed since the previous send, and
+// kicks arriving meanwhile fold into that one send.
+func (h *Hub) throttle(ctx context.Context, kick <-chan struct{}, send func()) {
 	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-h.changed:
+		case <-kick:
 		}
 		if wait := time.Until(last.Add(h.statusInterval(h.Clients()))); wait > 0 {
 			t := time.NewTimer(wait)
@@ -313,7 +318,7 @@ func (h *Hub) statusLoop(ctx context.Context) {
 			case <-t.C:
 			}
 		}
-		h.broadcastStatus(ctx)
+		send()
 		last = time.Now()
 	}
 }
@@ -349,24 +354,9 @@ func (h *Hub) holdInstance(ev store.Event, msg []byte) bool {
 }
 
 // instLoop flushes the held instance_status messages, at most once per
-// global_status interval.
+// global_status interval (throttle).
 func (h *Hub) instLoop(ctx context.Context) {
-	var last time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-h.instKick:
-		}
-		if wait := time.Until(last.Add(h.statusInterval(h.Clients()))); wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-		}
+	h.throttle(ctx, h.instKick, func() {
 		h.instMu.Lock()
 		pending := h.instPending
 		h.instPending = make(map[string][]byte, len(pending))
@@ -374,8 +364,7 @@ func (h *Hub) instLoop(ctx context.Context) {
 		for _, msg := range pending {
 			h.broadcast(msg)
 		}
-		last = time.Now()
-	}
+	})
 }
 
 // broadcastStatus builds one global_status and offers it to every client.
