@@ -39,6 +39,24 @@ func holdWriter(t *testing.T, s *Store) (release func()) {
 	return release
 }
 
+// waitQueued waits until n writes queue behind the held writer.
+func waitQueued(t *testing.T, s *Store, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.w.mu.Lock()
+		queued := len(s.w.queue)
+		s.w.mu.Unlock()
+		if queued >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writes queued after 10s, want %d", queued, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestBatchUndoesOnlyTheFailedWrite: writes queued behind a busy writer run
 // in one transaction; one that fails is undone alone (even after it wrote),
 // and the others commit.
@@ -71,7 +89,7 @@ func TestBatchUndoesOnlyTheFailedWrite(t *testing.T) {
 					})
 				})
 			}
-			time.Sleep(100 * time.Millisecond) // let the writes queue
+			waitQueued(t, s, n)
 			release()
 			wg.Wait()
 			for i, err := range errs {
@@ -120,7 +138,7 @@ func TestBatchWritePanics(t *testing.T) {
 	wg.Go(func() {
 		_, insertErr = s.TaskInsert(t.Context(), &store.TaskInsertParams{ID: "ok", Workflow: []byte(`{}`), Now: time.UnixMilli(1)})
 	})
-	time.Sleep(50 * time.Millisecond) // let both queue
+	waitQueued(t, s, 2)
 	release()
 	wg.Wait()
 	if panicErr == nil || !strings.Contains(panicErr.Error(), "panicked: bug") {
