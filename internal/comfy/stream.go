@@ -76,13 +76,45 @@ type Stream struct {
 	log       *slog.Logger
 	running   atomic.Bool
 	connected atomic.Bool
+	// kick ends a reconnect wait early (Redial, Reconnect).
+	kick chan struct{}
+
+	// mu guards conn, the open connection (nil between connections).
+	mu   sync.Mutex
+	conn *Conn
 }
 
 // NewStream returns a stream for c's client id. Call Run to start it.
 func NewStream(c *Client, opts StreamOptions) *Stream {
 	opts = opts.withDefaults()
 	log := opts.Logger.With("base_url", c.BaseURL(), "client_id", c.ClientID())
-	return &Stream{c: c, opts: opts, log: log}
+	return &Stream{c: c, opts: opts, log: log, kick: make(chan struct{}, 1)}
+}
+
+// Redial makes a stream that waits to reconnect try at once (e.g. when a
+// health probe sees the instance back): the backoff is for instances that
+// stay down, not for one known to be up. It does nothing to an open
+// connection.
+func (s *Stream) Redial() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Reconnect drops the open connection, if any, and dials again at once. It
+// is the cure for a deaf socket: one ComfyUI detached (another socket
+// registered under the same client id) that stays open and answers pings
+// but receives no events. OnDisconnect and then OnConnect run as for any
+// reconnect, so the caller resyncs there.
+func (s *Stream) Reconnect() {
+	s.mu.Lock()
+	conn := s.conn
+	s.mu.Unlock()
+	s.Redial()
+	if conn != nil {
+		conn.closeNow()
+	}
 }
 
 // dialTimeout bounds a WebSocket handshake, whatever the http.Client allows.
@@ -115,7 +147,9 @@ func (s *Stream) Run(ctx context.Context) error {
 		delay := backoff(s.opts.MinBackoff, s.opts.MaxBackoff, attempt)
 		attempt++
 		s.log.Warn("comfy websocket down", "err", err, "up_for", upFor, "retry_in", delay, "attempt", attempt)
-		wait(ctx, delay)
+		if s.wait(ctx, delay) {
+			attempt = 0 // redialled on request: the instance is known to be up
+		}
 	}
 	return nil
 }
@@ -130,11 +164,21 @@ func (s *Stream) runOnce(ctx context.Context) (upFor time.Duration, err error) {
 		return 0, err
 	}
 	start := time.Now()
+	select {
+	case <-s.kick: // a Redial from before this connection is spent
+	default:
+	}
+	s.mu.Lock()
+	s.conn = conn
+	s.mu.Unlock()
 	s.connected.Store(true)
 	s.log.Info("comfy websocket connected")
 	s.opts.OnConnect(ctx)
 	err = s.serve(ctx, conn)
 	_ = conn.Close() // close first: the next dial must not overlap this socket
+	s.mu.Lock()
+	s.conn = nil
+	s.mu.Unlock()
 	s.connected.Store(false)
 	s.opts.OnDisconnect(err)
 	return time.Since(start), err
@@ -196,12 +240,29 @@ func backoff(minD, maxD time.Duration, n int) time.Duration {
 	return half + rand.N(d-half+1)
 }
 
-// wait blocks for d or until ctx is done.
-func wait(ctx context.Context, d time.Duration) {
+// redialFloor caps the pause before a dial that Redial asked for.
+const redialFloor = 100 * time.Millisecond
+
+// wait blocks for d, until ctx is done, or until Redial asks to dial now;
+// true means Redial did. Even then it waits half of MinBackoff (at most
+// redialFloor), so the socket just closed is gone on ComfyUI's side before
+// the next one registers.
+func (s *Stream) wait(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
+		return false
 	case <-t.C:
+		return false
+	case <-s.kick:
 	}
+	if floor := min(s.opts.MinBackoff/2, redialFloor); floor < d {
+		t.Reset(floor)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+	}
+	return true
 }

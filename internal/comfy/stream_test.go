@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -235,5 +236,60 @@ func TestStreamOptionDefaults(t *testing.T) {
 	}
 	if o := (StreamOptions{MinBackoff: time.Minute}).withDefaults(); o.MaxBackoff != time.Minute {
 		t.Errorf("MaxBackoff below MinBackoff: got %v, want %v", o.MaxBackoff, time.Minute)
+	}
+}
+
+func TestStreamRedialSkipsBackoff(t *testing.T) {
+	t.Parallel()
+	var up atomic.Bool
+	failed := make(chan struct{}, 16)
+	ws := newWSServer(t, func(ctx context.Context, n int, c *websocket.Conn) {
+		statusThen(ctx, t, c, "gw-redial", n)
+		drain(ctx, c)
+	})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !up.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			failed <- struct{}{}
+			return
+		}
+		ws.serveHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	// A backoff far longer than the test: only Redial can make it connect.
+	h := startStream(t, srv.URL, "gw-redial", StreamOptions{MinBackoff: time.Hour, MaxBackoff: time.Hour, PingInterval: -1})
+	recv(t, failed, "the first dial, refused")
+	up.Store(true)
+	h.s.Redial()
+	recv(t, h.connects, "OnConnect right after Redial")
+	waitMarker(t, h, "1")
+}
+
+// waitMarker waits for the executing marker statusThen wrote on connection n.
+func waitMarker(t *testing.T, h *streamHarness, n string) {
+	t.Helper()
+	for {
+		if ev := recv(t, h.events, "marker "+n); ev.Type == EventExecuting && ev.Node == n {
+			return
+		}
+	}
+}
+
+func TestStreamReconnectDropsAndRedials(t *testing.T) {
+	t.Parallel()
+	const id = "gw-deaf"
+	srv := newWSServer(t, func(ctx context.Context, n int, c *websocket.Conn) {
+		statusThen(ctx, t, c, id, n)
+		drain(ctx, c) // answers pings, like a detached socket
+	})
+	h := startStream(t, srv.srv.URL, id, StreamOptions{MinBackoff: time.Hour, MaxBackoff: time.Hour, PingInterval: -1})
+	recv(t, h.connects, "first OnConnect")
+	waitMarker(t, h, "1")
+	h.s.Reconnect()
+	recv(t, h.disconnects, "OnDisconnect after Reconnect")
+	recv(t, h.connects, "second OnConnect, without the hour-long backoff")
+	waitMarker(t, h, "2")
+	if _, peak := h.conns.counts(); peak != 1 {
+		t.Errorf("peak client sockets %d, want 1", peak)
 	}
 }
