@@ -98,8 +98,15 @@ type TaskStore interface {
 	// capped at 99: only completion makes it 100. ErrConflict if the task is
 	// not running.
 	TaskProgress(ctx context.Context, p *TaskProgressParams) error
-	// TaskRenewLease extends the lease of a running task held by p.LeaseOwner.
-	// ErrConflict if the task is not running or held by another owner.
+	// TaskRenewLease extends the lease of a running task held by
+	// p.LeaseOwner, or with p.Takeover gives it to p.LeaseOwner whoever held
+	// it. ErrConflict if the task is not running or (without Takeover) held
+	// by another owner.
+	//
+	// The task's lease owner is the fence of its run: the dispatcher finishes
+	// and requeues a task only as its lease owner, and a replica that adopts
+	// an instance takes over the leases of the tasks it reattaches there, so
+	// a replica that lost the instance can no longer change them.
 	TaskRenewLease(ctx context.Context, p *TaskLeaseParams) error
 	// TaskFinish moves a task to a final status if its current status is one
 	// of p.From (and, when p.LeaseOwner is set, the lease is held by it);
@@ -207,7 +214,9 @@ type TaskLeaseParams struct {
 	ID         string
 	LeaseOwner string
 	LeaseTTL   time.Duration
-	Now        time.Time
+	// Takeover gives the lease to LeaseOwner even when another owner holds it.
+	Takeover bool
+	Now      time.Time
 }
 
 // TaskFinishParams ends a task.

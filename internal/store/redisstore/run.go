@@ -47,7 +47,7 @@ func (s *Store) TaskProgress(ctx context.Context, p *store.TaskProgressParams) e
 // TaskRenewLease extends the lease held by p.LeaseOwner.
 func (s *Store) TaskRenewLease(ctx context.Context, p *store.TaskLeaseParams) error {
 	err := renewLeaseScript.Run(ctx, s.rdb, []string{s.keys.task(p.ID)},
-		s.keys.prefix, p.ID, p.LeaseOwner, msArg(p.Now.Add(p.LeaseTTL))).Err()
+		s.keys.prefix, p.ID, p.LeaseOwner, msArg(p.Now.Add(p.LeaseTTL)), boolArg(p.Takeover)).Err()
 	return wrap(err, "renew lease of task %s", p.ID)
 }
 

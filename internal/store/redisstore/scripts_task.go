@@ -165,16 +165,20 @@ redis.call('HSET', KEYS[1], 'updated', ARGV[3])
 return 1
 `)
 
-// renewLeaseScript extends a running task's lease. UpdatedAt stays.
+// renewLeaseScript extends a running task's lease, or takes it over. UpdatedAt stays.
 //
 //	KEYS[1] task hash
-//	ARGV[1] prefix, ARGV[2] id, ARGV[3] lease owner, ARGV[4] new expiry ms
-//	returns 1; NOTFOUND, or CONFLICT if not running or leased by another owner
+//	ARGV[1] prefix, ARGV[2] id, ARGV[3] lease owner, ARGV[4] new expiry ms,
+//	ARGV[5] '1' to take the lease over from any owner
+//	returns 1; NOTFOUND, or CONFLICT if not running or (without takeover)
+//	leased by another owner
 var renewLeaseScript = script(luaKeys, luaMembers, luaTaskIndexes, `
-local err = check_running(KEYS[1], ARGV[3])
-if err then return err end
 if ARGV[3] == '' then return redis.error_reply('CONFLICT no lease owner given') end
-redis.call('HSET', KEYS[1], 'lexp', ARGV[4])
+local owner = ARGV[3]
+if ARGV[5] == '1' then owner = '' end
+local err = check_running(KEYS[1], owner)
+if err then return err end
+redis.call('HSET', KEYS[1], 'lexp', ARGV[4], 'lowner', ARGV[3])
 redis.call('ZADD', key_leases(), ARGV[4], ARGV[2])
 return 1
 `)

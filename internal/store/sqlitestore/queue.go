@@ -71,10 +71,22 @@ func (s *Store) TaskProgress(ctx context.Context, p *store.TaskProgressParams) e
 const renewLeaseSQL = `UPDATE tasks SET lease_expires_at = ?
 	WHERE id = ? AND status = 'running' AND lease_owner = ?`
 
-// TaskRenewLease extends the lease held by p.LeaseOwner.
+const takeLeaseSQL = `UPDATE tasks SET lease_owner = ?, lease_expires_at = ?
+	WHERE id = ? AND status = 'running'`
+
+// TaskRenewLease extends the lease held by p.LeaseOwner, or takes it over.
 func (s *Store) TaskRenewLease(ctx context.Context, p *store.TaskLeaseParams) error {
+	if p.LeaseOwner == "" {
+		return fmt.Errorf("sqlitestore: renew lease of task %s: no lease owner given: %w", p.ID, store.ErrConflict)
+	}
 	err := s.w.exec(ctx, func(ctx context.Context, ex execer) error {
-		res, err := ex.stmt(ctx, s.ws.renewLease).ExecContext(ctx, ms(p.Now.Add(p.LeaseTTL)), p.ID, p.LeaseOwner)
+		var res sql.Result
+		var err error
+		if p.Takeover {
+			res, err = ex.stmt(ctx, s.ws.takeLease).ExecContext(ctx, p.LeaseOwner, ms(p.Now.Add(p.LeaseTTL)), p.ID)
+		} else {
+			res, err = ex.stmt(ctx, s.ws.renewLease).ExecContext(ctx, ms(p.Now.Add(p.LeaseTTL)), p.ID, p.LeaseOwner)
+		}
 		return s.checkChanged(ctx, ex, res, err, p.ID)
 	})
 	return wrap(err, "renew lease of task %s", p.ID)

@@ -21,7 +21,7 @@ import (
 
 // writeStmts are the writer's statements.
 type writeStmts struct {
-	taskInsert, bodyInsert, claim, progress, renewLease, taskStatus *sql.Stmt
+	taskInsert, bodyInsert, claim, progress, renewLease, takeLease, taskStatus *sql.Stmt
 	finish, requeue, requestCancel                                  *sql.Stmt
 	fileInsert, fileDelete, instanceUpsert, instanceDelete          *sql.Stmt
 	configPut, leaseAcquire, leaseRelease                           *sql.Stmt
@@ -45,7 +45,7 @@ type stmtDef struct {
 func (w *writeStmts) defs() []stmtDef {
 	return []stmtDef{
 		{&w.taskInsert, taskInsertSQL}, {&w.bodyInsert, bodyInsertSQL}, {&w.claim, claimSQL},
-		{&w.progress, progressSQL}, {&w.renewLease, renewLeaseSQL}, {&w.taskStatus, taskStatusSQL},
+		{&w.progress, progressSQL}, {&w.renewLease, renewLeaseSQL}, {&w.takeLease, takeLeaseSQL}, {&w.taskStatus, taskStatusSQL},
 		{&w.finish, finishSQL}, {&w.requeue, requeueSQL}, {&w.requestCancel, requestCancelSQL},
 		{&w.fileInsert, fileInsertSQL}, {&w.fileDelete, fileDeleteSQL},
 		{&w.instanceUpsert, instanceUpsertSQL}, {&w.instanceDelete, instanceDeleteSQL},

@@ -17,6 +17,7 @@ func runCases() []testCase {
 		{"ProgressNotRunning", testProgressNotRunning},
 		{"RenewLease", testRenewLease},
 		{"RenewLeaseConflicts", testRenewLeaseConflicts},
+		{"TakeoverLease", testTakeoverLease},
 		{"FinishCompleted", testFinishCompleted},
 		{"FinishFailed", testFinishFailed},
 		{"FinishPending", testFinishPending},
@@ -83,6 +84,42 @@ func testRenewLease(t *testing.T, s store.Store) {
 		t.Errorf("renew changed the run: %s, attempts %d, instance %q, updated %v; want running, 1, %q, %v",
 			got.Status, got.Attempts, got.InstanceID, got.UpdatedAt, tk.InstanceID, at(1))
 	}
+}
+
+// testTakeoverLease: a replica that adopts an instance takes over the lease
+// of a task running there; the former owner can then neither renew, finish
+// nor requeue it.
+func testTakeoverLease(t *testing.T, s store.Store) {
+	insert(t, s, store.TaskInsertParams{Now: at(0)})
+	tk := claim(t, s, "127.0.0.1:8001", at(1))
+	err := s.TaskRenewLease(t.Context(), &store.TaskLeaseParams{ID: tk.ID, LeaseOwner: replicaB, LeaseTTL: leaseTTL, Takeover: true, Now: at(20)})
+	must(t, "TaskRenewLease takeover", err)
+	got := get(t, s, tk.ID)
+	if want := at(20).Add(leaseTTL); got.LeaseOwner != replicaB || !got.LeaseExpiresAt.Equal(want) {
+		t.Errorf("lease after takeover = %q until %v, want %q until %v", got.LeaseOwner, got.LeaseExpiresAt, replicaB, want)
+	}
+	if got.Status != task.StatusRunning || got.Attempts != 1 || got.InstanceID != tk.InstanceID {
+		t.Errorf("takeover changed the run: %s, attempts %d, instance %q", got.Status, got.Attempts, got.InstanceID)
+	}
+	err = s.TaskRenewLease(t.Context(), &store.TaskLeaseParams{ID: tk.ID, LeaseOwner: replicaA, LeaseTTL: leaseTTL, Now: at(21)})
+	wantErr(t, "renew by the former owner", err, store.ErrConflict)
+	_, err = s.TaskFinish(t.Context(), &store.TaskFinishParams{
+		ID: tk.ID, From: []task.Status{task.StatusRunning}, To: task.StatusCompleted, LeaseOwner: replicaA, Now: at(22),
+	})
+	wantErr(t, "finish by the former owner", err, store.ErrConflict)
+	_, err = s.TaskRequeue(t.Context(), &store.TaskRequeueParams{ID: tk.ID, LeaseOwner: replicaA, Now: at(22)})
+	wantErr(t, "requeue by the former owner", err, store.ErrConflict)
+	_, err = s.TaskFinish(t.Context(), &store.TaskFinishParams{
+		ID: tk.ID, From: []task.Status{task.StatusRunning}, To: task.StatusCompleted, LeaseOwner: replicaB, Now: at(23),
+	})
+	must(t, "finish by the new owner", err)
+	byStatus := withStatus(t, s, "bob")
+	for _, st := range []task.Status{task.StatusPending, task.StatusCompleted, task.StatusFailed, task.StatusCancelled} {
+		err := s.TaskRenewLease(t.Context(), &store.TaskLeaseParams{ID: byStatus[st].ID, LeaseOwner: replicaB, LeaseTTL: leaseTTL, Takeover: true, Now: at(60)})
+		wantErr(t, "takeover of a "+string(st)+" task", err, store.ErrConflict)
+	}
+	err = s.TaskRenewLease(t.Context(), &store.TaskLeaseParams{ID: newID(), LeaseOwner: replicaB, LeaseTTL: leaseTTL, Takeover: true, Now: at(60)})
+	wantErr(t, "takeover of a missing task", err, store.ErrNotFound)
 }
 
 func testRenewLeaseConflicts(t *testing.T, s store.Store) {
