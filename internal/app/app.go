@@ -145,7 +145,8 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 	a.metrics = metrics.New(a.log)
 	a.dispatch = dispatch.New(dispatch.Options{
 		Store: st, Fleet: a.fleet, Blob: bl, Log: a.log, Replica: a.replica,
-		ClientID: "comfyfleet-" + clusterName(cfg), FileIDKey: secret, Settings: dispatchSettings(cfg),
+		ClientID: dispatch.ClientIDPrefix + a.replica, FileIDKey: secret, Settings: dispatchSettings(cfg),
+		LeaseTTL: time.Duration(cfg.Store.LeaseTTL),
 		Metrics: a.metrics,
 	})
 	a.cfg = newConfigService(base, cfg, st, a)
@@ -176,18 +177,13 @@ func (a *App) server(h http.Handler) *http.Server {
 	}
 }
 
-// clusterName names the gateway towards ComfyUI: the WebSocket client id
-// is "comfyfleet-<name>", the same for every replica sharing a store, so a
-// replica that adopts an instance keeps receiving its events.
-func clusterName(cfg config.Config) string {
-	if cfg.Store.Driver == "redis" {
-		return strings.TrimSuffix(cfg.Store.Prefix, ":")
-	}
-	return "gateway"
-}
-
 // replicaID is the configured id, or one generated once and kept in the
-// data dir so a restart resumes its own leases.
+// data dir so a restart resumes its own leases. It also names the gateway
+// towards ComfyUI: the WebSocket client id is "comfyfleet-<replica id>", one
+// per gateway process, because ComfyUI keeps one socket per client id and
+// silently detaches the older one: two gateways (or replicas) sharing an id
+// would make each other deaf. Kept across restarts, it brings a restarted
+// gateway its own prompts' events again.
 func replicaID(cfg config.Config) (string, error) {
 	if cfg.Server.ReplicaID != "" {
 		return cfg.Server.ReplicaID, nil

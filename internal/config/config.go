@@ -128,6 +128,12 @@ type Store struct {
 	URL string `yaml:"url" json:"url"`
 	// Prefix namespaces every Redis key. Default "comfyfleet:".
 	Prefix string `yaml:"prefix" json:"prefix"`
+	// LeaseTTL is how long a replica's lease on an instance (and the health
+	// leader's) lasts without renewal: a dead replica's instances are
+	// adopted that long after it died, and a replica cut off from the store
+	// stops driving them when it runs out. Renewed every third of it.
+	// Default 15000 ms; 3000 to 300000.
+	LeaseTTL Millis `yaml:"leaseTtl" json:"leaseTtl"`
 }
 
 // Server is one machine in the seed's instance list; each port is one

@@ -58,6 +58,7 @@ func (s *Store) withDefaults(dataDir string) {
 	orDefault(&s.Path, filepath.Join(dataDir, "comfyfleet.db"))
 	orDefault(&s.URL, "redis://127.0.0.1:6379/0")
 	orDefault(&s.Prefix, "comfyfleet:")
+	orDefault(&s.LeaseTTL, Millis(15*time.Second))
 }
 
 func (h *HealthCheck) withDefaults() {

@@ -15,7 +15,7 @@ func TestDefault(t *testing.T) {
 	want := config.Config{
 		Server: config.HTTP{Listen: ":3000", PublicBaseURL: "http://localhost:3000", MaxBodyBytes: 10 << 20},
 		Auth:   config.Auth{TokenTTL: config.Duration(24 * time.Hour), LoginRateLimit: 5},
-		Store:  config.Store{Driver: "sqlite", Path: "data/comfyfleet.db", Sync: "normal", URL: "redis://127.0.0.1:6379/0", Prefix: "comfyfleet:"},
+		Store:  config.Store{Driver: "sqlite", Path: "data/comfyfleet.db", Sync: "normal", URL: "redis://127.0.0.1:6379/0", Prefix: "comfyfleet:", LeaseTTL: config.Millis(15 * time.Second)},
 		HealthCheck: config.HealthCheck{
 			Interval: config.Millis(30 * time.Second), Timeout: config.Millis(5 * time.Second), FailureThreshold: 2,
 		},

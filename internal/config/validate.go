@@ -154,6 +154,9 @@ func (s Store) validate(v *checker) {
 	default:
 		v.add("store.driver", `must be "sqlite" or "redis"`)
 	}
+	if s.LeaseTTL < Millis(3*time.Second) || s.LeaseTTL > Millis(5*time.Minute) {
+		v.add("store.leaseTtl", "must be from 3000 to 300000 ms")
+	}
 }
 
 func validateServers(v *checker, servers []Server) {

@@ -22,6 +22,7 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/fleet"
 	"github.com/comfyfleet/comfyfleet/internal/instance"
 	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/task"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -52,6 +53,13 @@ type Options struct {
 	FileIDKey []byte
 	// LeaseTTL is how long an instance lease lasts without renewal. Default 15s.
 	LeaseTTL time.Duration
+	// DeafAfter is how long a submitted prompt may be followed by no frame
+	// at all before the instance's socket is taken for deaf and
+	// reconnected. Default 5s.
+	DeafAfter time.Duration
+	// InterruptGrace is how long an interrupted prompt (timeout, cancel)
+	// may stay on its instance before the task ends anyway. Default 30s.
+	InterruptGrace time.Duration
 	// NewClient builds the ComfyUI client of an instance; default comfy.New.
 	NewClient func(in instance.Instance, clientID string) *comfy.Client
 	Settings  Settings
@@ -69,9 +77,6 @@ type Dispatcher struct {
 	mu       sync.Mutex
 	settings Settings
 	drivers  map[string]*driver
-
-	// collectors tracks output collection goroutines.
-	collectors sync.WaitGroup
 
 	// cancelMu guards earlyCancels: cancel requests for tasks no driver had
 	// yet (claimed a moment before their run started).
@@ -108,6 +113,12 @@ func (d *Dispatcher) takeEarlyCancel(taskID string) bool {
 func New(opts Options) *Dispatcher {
 	if opts.LeaseTTL == 0 {
 		opts.LeaseTTL = 15 * time.Second
+	}
+	if opts.DeafAfter == 0 {
+		opts.DeafAfter = 5 * time.Second
+	}
+	if opts.InterruptGrace == 0 {
+		opts.InterruptGrace = 30 * time.Second
 	}
 	if opts.NewClient == nil {
 		opts.NewClient = func(in instance.Instance, id string) *comfy.Client { return comfy.New(in.BaseURL(), id, nil) }
@@ -157,7 +168,6 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	g.Go(func() error { return d.scheduleLoop(gctx) })
 	err = g.Wait()
 	d.stopAll()
-	d.collectors.Wait()
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
@@ -197,8 +207,25 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 			d.log.WarnContext(ctx, "claim failed", "instance_id", dr.inst.ID, "err", err)
 			return
 		}
-		dr.start(ctx, t, false)
+		if dr.start(ctx, t, false) == nil {
+			// The driver stopped between the reservation and the claim:
+			// give the task back at once rather than leave it to the next
+			// holder's reconcile.
+			d.giveBack(ctx, t)
+		}
 	}
+}
+
+// giveBack requeues a task claimed for a driver that stopped meanwhile.
+func (d *Dispatcher) giveBack(ctx context.Context, t *task.Task) {
+	back, err := d.opts.Store.TaskRequeue(ctx, &store.TaskRequeueParams{
+		ID: t.ID, RefundAttempt: true, LeaseOwner: d.opts.Replica, Now: time.Now(),
+	})
+	if err != nil {
+		d.log.WarnContext(ctx, "give back a claimed task failed; the instance's next driver reconciles it", "task_id", t.ID, "err", err)
+		return
+	}
+	_ = Publish(ctx, d.opts.Store, EventTaskQueued, back, StatusData{TaskID: back.ID, Status: back.Status})
 }
 
 // nextReady reserves a ready driver, the one idle the longest.

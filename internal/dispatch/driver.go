@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/comfyfleet/comfyfleet/internal/comfy"
@@ -13,87 +15,190 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/task"
 )
 
-// driver drives one instance for this replica: its WebSocket, its run and
-// the reconciliation of tasks left running there.
+// driver drives one instance for this replica: its WebSocket, its runs,
+// the collection of their outputs and the reconciliation of tasks left
+// running there. It owns every goroutine it starts: stop cancels them and
+// waits for them, so nothing it started touches the instance or the store
+// after stop returns.
 type driver struct {
 	d      *Dispatcher
 	inst   instance.Instance
 	client *comfy.Client
+	stream *comfy.Stream
 	log    *slog.Logger
 
+	// life is the driver's lifetime, from startLoop to stop: every run,
+	// collection and reconcile of this instance runs under it. It is kept
+	// here, not passed down, because runs are started by the scheduler,
+	// whose context outlives the driver.
+	life       context.Context
 	cancelLoop context.CancelFunc
-	done       chan struct{}
+	// wg counts the goroutines the driver owns; Add only under mu while
+	// !stopped, so stop's Wait sees every one.
+	wg sync.WaitGroup
+	// frames counts every frame received from the instance: a submitted
+	// prompt followed by none is the sign of a deaf socket.
+	frames atomic.Uint64
 
 	// mu guards the fields below.
-	mu         sync.Mutex
-	enabled    bool
-	alive      bool
-	connected  bool
-	reconciled bool
-	reserved   bool
-	draining   bool
-	queue      int  // others' prompts in ComfyUI's queue, from the last status frame
-	foreign    bool // queue > 0 as last recorded in the store
-	cur        *run
-	idleAt     time.Time
+	mu          sync.Mutex
+	stopped     bool
+	enabled     bool
+	alive       bool
+	connected   bool
+	reconciled  bool
+	reconciling bool
+	reserved    bool
+	draining    bool
+	collecting  int       // output collections under way
+	leaseUntil  time.Time // the instance lease is ours until then, by our clock
+	queue       int       // others' prompts in ComfyUI's queue, from the last status frame
+	foreign     bool      // queue > 0 as last recorded in the store
+	cur         *run
+	idleAt      time.Time
 	// ckpt is the task.CheckpointKey of the model the instance loaded last,
 	// as far as this replica knows ("" unknown): warm placement asks for it.
 	ckpt string
 }
 
-func newDriver(d *Dispatcher, in instance.Instance) *driver {
+func newDriver(d *Dispatcher, in instance.Instance, leaseUntil time.Time) *driver {
 	return &driver{
 		d: d, inst: in, client: d.opts.NewClient(in, d.opts.ClientID),
-		log: d.log.With("instance_id", in.ID), done: make(chan struct{}), idleAt: time.Now(),
+		log: d.log.With("instance_id", in.ID), idleAt: time.Now(), leaseUntil: leaseUntil,
 	}
 }
 
 // startLoop connects the instance's WebSocket and reconciles its tasks.
 func (dr *driver) startLoop(parent context.Context) {
 	ctx, cancel := context.WithCancel(parent)
-	dr.cancelLoop = cancel
+	dr.life, dr.cancelLoop = ctx, cancel
 	if st, err := dr.d.opts.Fleet.Get(ctx, dr.inst.ID); err == nil {
 		dr.mu.Lock()
 		dr.enabled, dr.alive, dr.ckpt = st.Enabled, st.Alive, st.LoadedCheckpoint
 		dr.mu.Unlock()
 	}
-	stream := comfy.NewStream(dr.client, comfy.StreamOptions{
+	dr.stream = comfy.NewStream(dr.client, comfy.StreamOptions{
 		OnEvent:      func(ev comfy.Event) { dr.onComfyEvent(ctx, ev) },
 		OnConnect:    dr.onConnect,
 		OnDisconnect: dr.onDisconnect,
 		Logger:       dr.log,
 	})
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = stream.Run(ctx) })
-	wg.Go(func() { dr.reconcile(ctx) })
-	go func() {
-		wg.Wait()
-		close(dr.done)
-	}()
+	dr.goOwned(func() { _ = dr.stream.Run(ctx) })
+	dr.startReconcile()
 }
 
-// stop ends the loop and waits for it; a run in progress is abandoned (it
-// stays running in the store).
+// goOwned runs f on a goroutine stop waits for; false if the driver is
+// already stopping (f does not run).
+func (dr *driver) goOwned(f func()) bool {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	if dr.stopped {
+		return false
+	}
+	dr.wg.Go(f)
+	return true
+}
+
+// stop ends the driver and waits for everything it started. A run in
+// progress stops without touching the instance and stays running in the
+// store, for the next holder of the lease to reattach.
 func (dr *driver) stop() {
+	dr.mu.Lock()
+	dr.stopped = true
+	dr.mu.Unlock()
 	dr.cancelLoop()
-	<-dr.done
+	dr.wg.Wait()
+}
+
+// holdsLease reports whether the instance lease is still ours by our clock.
+// A run checks it before it acts on the instance; the scheduler claims
+// nothing for a driver without it.
+func (dr *driver) holdsLease() bool {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	return time.Now().Before(dr.leaseUntil)
+}
+
+// extendLease records a renewal that was asked for at until-TTL; a driver
+// whose last reconcile could not finish tries again.
+func (dr *driver) extendLease(until time.Time) {
+	dr.mu.Lock()
+	dr.leaseUntil = until
+	retry := !dr.reconciled && !dr.reconciling
+	dr.mu.Unlock()
+	if retry {
+		dr.startReconcile()
+	}
+}
+
+// leaseExpiry is when the instance lease runs out by our clock.
+func (dr *driver) leaseExpiry() time.Time {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	return dr.leaseUntil
+}
+
+// startReconcile reconciles the instance's tasks unless a reconcile runs;
+// the driver takes no new task until it is done.
+func (dr *driver) startReconcile() {
+	dr.mu.Lock()
+	if dr.reconciling {
+		dr.mu.Unlock()
+		return
+	}
+	dr.reconciling, dr.reconciled = true, false
+	dr.mu.Unlock()
+	if !dr.goOwned(func() { dr.reconcile(dr.life) }) {
+		dr.mu.Lock()
+		dr.reconciling = false
+		dr.mu.Unlock()
+	}
 }
 
 // reconcile reattaches, one after the other, the tasks the store says are
-// running on this instance (left by a restart or a dead replica).
+// running on this instance (left by a restart, a dead replica or a lease
+// that moved), then removes from the instance's queue the gateway's prompts
+// that no task runs any more (the instance was declared dead, its tasks
+// requeued, and it came back still holding them).
 func (dr *driver) reconcile(ctx context.Context) {
+	defer func() {
+		dr.mu.Lock()
+		dr.reconciling = false
+		dr.mu.Unlock()
+	}()
 	tasks, err := dr.d.opts.Store.TaskListRunning(ctx, &store.TaskListRunningParams{InstanceID: dr.inst.ID})
 	if err != nil {
-		dr.log.WarnContext(ctx, "list running tasks failed; reconcile later", "err", err)
+		if ctx.Err() == nil {
+			dr.log.WarnContext(ctx, "list running tasks failed; reconcile later", "err", err)
+		}
+		return // not reconciled: the next lease tick or alive event retries
 	}
+	running := map[string]bool{}
 	for _, t := range tasks {
+		running[t.ID] = true
+		if cur := dr.current(); cur != nil {
+			if cur.task.ID == t.ID {
+				continue // still driven
+			}
+			select { // one run at a time on an instance
+			case <-ctx.Done():
+				return
+			case <-cur.finished:
+			}
+		}
 		dr.log.InfoContext(ctx, "reattaching task", "task_id", t.ID)
 		r := dr.start(ctx, t, true)
+		if r == nil {
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.finished:
 		}
+	}
+	if !dr.sweep(ctx, running) {
+		return
 	}
 	dr.mu.Lock()
 	dr.reconciled = true
@@ -101,12 +206,63 @@ func (dr *driver) reconcile(ctx context.Context) {
 	dr.d.Wake()
 }
 
+// sweep removes the gateway's prompts that no running task owns from the
+// instance's queue; false means the instance could not be asked.
+func (dr *driver) sweep(ctx context.Context, running map[string]bool) bool {
+	if !dr.isAlive() {
+		return true // nothing to ask; swept when it comes back
+	}
+	q, err := dr.client.Queue(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			dr.log.WarnContext(ctx, "read queue to sweep failed", "err", err)
+		}
+		return false
+	}
+	orphan := func(it comfy.QueueItem) bool {
+		return strings.HasPrefix(it.ClientID, ClientIDPrefix) && !running[it.PromptID]
+	}
+	var pending []string
+	for _, it := range q.Pending {
+		if orphan(it) {
+			pending = append(pending, it.PromptID)
+		}
+	}
+	if len(pending) > 0 {
+		dr.log.WarnContext(ctx, "removing prompts no task owns from the instance's queue", "prompt_ids", pending)
+		if err := dr.client.DeleteQueued(ctx, pending...); err != nil {
+			return false
+		}
+	}
+	for _, it := range q.Running {
+		if orphan(it) && dr.holdsLease() {
+			dr.log.WarnContext(ctx, "interrupting a prompt no task owns", "prompt_id", it.PromptID)
+			if err := dr.client.Interrupt(ctx, it.PromptID); err != nil {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// ClientIDPrefix starts the WebSocket client id of every gateway process
+// ("comfyfleet-<replica id>"): prompts whose client id has it are the
+// gateway's, and the sweep may remove them.
+const ClientIDPrefix = "comfyfleet-"
+
+func (dr *driver) current() *run {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	return dr.cur
+}
+
 // ready reports whether the instance can take a task now.
 func (dr *driver) ready() bool {
 	dr.mu.Lock()
 	defer dr.mu.Unlock()
-	return dr.enabled && dr.alive && dr.connected && dr.reconciled &&
-		!dr.reserved && !dr.draining && dr.cur == nil && dr.queue == 0
+	return dr.enabled && dr.alive && dr.connected && dr.reconciled && !dr.stopped &&
+		!dr.reserved && !dr.draining && dr.cur == nil && dr.queue == 0 &&
+		time.Now().Before(dr.leaseUntil)
 }
 
 // isAlive reports whether health last saw the instance alive.
@@ -146,10 +302,11 @@ func (dr *driver) release() {
 	dr.mu.Unlock()
 }
 
+// busy reports whether a run or an output collection is under way.
 func (dr *driver) busy() bool {
 	dr.mu.Lock()
 	defer dr.mu.Unlock()
-	return dr.cur != nil || dr.reserved
+	return dr.cur != nil || dr.reserved || dr.collecting > 0
 }
 
 func (dr *driver) setDraining() {
@@ -158,24 +315,55 @@ func (dr *driver) setDraining() {
 	dr.mu.Unlock()
 }
 
-// start begins driving t; reattach skips the submit and verifies instead.
+// start begins driving t under the driver's lifetime; reattach skips the
+// submit and verifies instead. It returns nil when the driver is stopping:
+// the task stays running in the store for the next holder of the lease.
 func (dr *driver) start(ctx context.Context, t *task.Task, reattach bool) *run {
 	r := newRun(dr, t, reattach)
 	key := task.CheckpointKey(t.Checkpoints)
 	dr.mu.Lock()
+	if dr.stopped {
+		dr.reserved = false
+		dr.mu.Unlock()
+		return nil
+	}
 	dr.cur = r
 	dr.reserved = false
 	loads := key != "" && key != dr.ckpt
 	if loads {
 		dr.ckpt = key
 	}
+	life := dr.life
+	dr.wg.Go(func() { r.execute(life) })
+	if loads {
+		dr.wg.Go(func() { dr.recordCheckpoint(life, key) })
+	}
 	dr.mu.Unlock()
 	if loads {
 		dr.d.opts.Metrics.CheckpointSwitched()
-		go dr.recordCheckpoint(ctx, key)
 	}
-	go r.execute(ctx)
 	return r
+}
+
+// collect copies a finished run's outputs without holding the instance;
+// stop cancels and waits for it (the next holder of the lease collects
+// again: output file ids are stable).
+func (dr *driver) collect(t *task.Task, entry *comfy.HistoryEntry) {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	if dr.stopped {
+		return
+	}
+	dr.collecting++
+	life := dr.life
+	dr.wg.Go(func() {
+		defer func() {
+			dr.mu.Lock()
+			dr.collecting--
+			dr.mu.Unlock()
+		}()
+		dr.d.collect(life, dr.client, t, entry)
+	})
 }
 
 // recordCheckpoint stores the model the instance now loads, so a replica
@@ -216,6 +404,7 @@ func (dr *driver) recordForeign(ctx context.Context, busy bool) {
 
 // onComfyEvent routes one ComfyUI event; it runs on the read loop and must be quick.
 func (dr *driver) onComfyEvent(ctx context.Context, ev comfy.Event) {
+	dr.frames.Add(1)
 	dr.mu.Lock()
 	r := dr.cur
 	var changed bool
@@ -236,8 +425,16 @@ func (dr *driver) onComfyEvent(ctx context.Context, ev comfy.Event) {
 	if ev.Type == comfy.EventStatus && ready {
 		dr.d.Wake()
 	}
-	if r != nil && ev.PromptID == r.task.ID {
+	if r == nil {
+		return
+	}
+	if ev.PromptID == r.task.ID {
 		r.deliver(ev)
+	} else if ev.Type == comfy.EventStatus && r.foreign.Load() {
+		// A reattached prompt submitted under another client id (another
+		// replica's) sends its events there; the queue changing is the cue
+		// to ask the instance where it is.
+		r.signal(r.resyncC)
 	}
 }
 
@@ -270,13 +467,22 @@ func (dr *driver) onInstanceStatus(ctx context.Context, ev store.Event) {
 	dr.mu.Lock()
 	wasAlive := dr.alive
 	dr.alive, dr.enabled = v.Alive, v.Enabled
-	if !wasAlive && v.Alive {
+	back := !wasAlive && v.Alive
+	if back {
 		dr.ckpt = "" // back from down: most likely restarted, with no model loaded
 	}
-	r := dr.cur
+	r, connected := dr.cur, dr.connected
 	dr.mu.Unlock()
 	if wasAlive && !v.Alive && r != nil {
 		r.signal(r.lostC)
+	}
+	if back {
+		if !connected {
+			dr.stream.Redial() // health saw it up: no reason to wait out the backoff
+		}
+		// It may come back from a freeze still holding prompts whose tasks
+		// were requeued meanwhile: sweep them before it gets new work.
+		dr.startReconcile()
 	}
 }
 

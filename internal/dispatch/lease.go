@@ -11,40 +11,64 @@ import (
 // leaseName is the store lease that gives a replica an instance.
 func leaseName(instanceID string) string { return "instance:" + instanceID }
 
-// leaseLoop takes and renews instance leases every LeaseTTL/3 and whenever
-// the fleet changes, starting a driver for each instance it holds and
-// stopping the drivers of instances it lost or that left the config.
+// leaseLoop takes and renews instance leases every LeaseTTL/3, whenever
+// the fleet changes and when a lease is about to run out, starting a
+// driver for each instance it holds and stopping the drivers of instances
+// it lost, whose lease ran out while the store could not be reached, or
+// that left the config.
 func (d *Dispatcher) leaseLoop(ctx context.Context) error {
 	watch, stop := d.opts.Fleet.Watch()
 	defer stop()
-	ticker := time.NewTicker(d.opts.LeaseTTL / 3)
-	defer ticker.Stop()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	for {
 		d.renewLeases(ctx)
+		timer.Reset(d.nextLeaseCheck())
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-ticker.C:
+		case <-timer.C:
 		case <-watch:
 		}
 	}
+}
+
+// nextLeaseCheck is the wait until the next renewal: LeaseTTL/3, or less
+// when a lease held by a driver runs out sooner (its renewals failed).
+func (d *Dispatcher) nextLeaseCheck() time.Duration {
+	wait := d.opts.LeaseTTL / 3
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, dr := range d.drivers {
+		if left := time.Until(dr.leaseExpiry()) + time.Millisecond; left < wait {
+			wait = max(left, time.Millisecond)
+		}
+	}
+	return wait
 }
 
 func (d *Dispatcher) renewLeases(ctx context.Context) {
 	configured := map[string]bool{}
 	for _, in := range d.opts.Fleet.Instances() {
 		configured[in.ID] = true
+		asked := time.Now()
 		held, err := d.opts.Store.LeaseAcquire(ctx, &store.LeaseParams{
-			Name: leaseName(in.ID), Holder: d.opts.Replica, TTL: d.opts.LeaseTTL, Now: time.Now(),
+			Name: leaseName(in.ID), Holder: d.opts.Replica, TTL: d.opts.LeaseTTL, Now: asked,
 		})
-		if err != nil {
-			// The store is unreachable: keep driving what we have; runs go on.
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return
+		case err != nil:
+			// The store is unreachable: keep driving while the lease lasts,
+			// then stop, for another replica may hold it by now.
 			d.log.WarnContext(ctx, "renew instance lease failed", "instance_id", in.ID, "err", err)
-			continue
-		}
-		if held {
-			d.ensureDriver(ctx, in.ID)
-		} else {
+			if dr := d.driver(in.ID); dr != nil && !dr.holdsLease() {
+				d.log.WarnContext(ctx, "instance lease ran out; stop driving", "instance_id", in.ID)
+				d.stopDriver(in.ID, false)
+			}
+		case held:
+			d.ensureDriver(ctx, in.ID, asked.Add(d.opts.LeaseTTL))
+		default:
 			d.stopDriver(in.ID, false)
 		}
 	}
@@ -65,17 +89,20 @@ func (d *Dispatcher) renewLeases(ctx context.Context) {
 	d.Wake()
 }
 
-func (d *Dispatcher) ensureDriver(ctx context.Context, id string) {
+// ensureDriver drives instance id with a lease valid until until, starting
+// a driver if there is none.
+func (d *Dispatcher) ensureDriver(ctx context.Context, id string, until time.Time) {
 	in, ok := d.opts.Fleet.Lookup(id)
 	if !ok {
 		return
 	}
 	d.mu.Lock()
-	if _, ok := d.drivers[id]; ok {
+	if dr, ok := d.drivers[id]; ok {
 		d.mu.Unlock()
+		dr.extendLease(until)
 		return
 	}
-	dr := newDriver(d, in)
+	dr := newDriver(d, in, until)
 	d.drivers[id] = dr
 	d.mu.Unlock()
 	d.log.InfoContext(ctx, "driving instance", "instance_id", id, "replica", d.opts.Replica)

@@ -15,6 +15,12 @@ type Metrics interface {
 	// CheckpointSwitched: a run starts on an instance that last loaded
 	// another checkpoint (or none known), so the instance loads a model.
 	CheckpointSwitched()
+	// SocketDeaf: an instance's WebSocket delivered no frame after a submit
+	// and was reconnected.
+	SocketDeaf()
+	// InstanceSuspect: an instance still held a prompt a grace period after
+	// it was interrupted; the task was ended and the instance held.
+	InstanceSuspect()
 }
 
 // Why a run went back to the queue.
@@ -31,3 +37,5 @@ func (noMetrics) TaskClaimed(*task.Task)          {}
 func (noMetrics) TaskFinished(*task.Task)         {}
 func (noMetrics) TaskRequeued(*task.Task, string) {}
 func (noMetrics) CheckpointSwitched()             {}
+func (noMetrics) SocketDeaf()                     {}
+func (noMetrics) InstanceSuspect()                {}

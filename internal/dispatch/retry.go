@@ -33,3 +33,9 @@ func storeRetry[T any](ctx context.Context, op func() (T, error)) (T, error) {
 		wait = min(2*wait, retryMax)
 	}
 }
+
+// storeRetryErr is storeRetry for an op with no value.
+func storeRetryErr(ctx context.Context, op func() error) error {
+	_, err := storeRetry(ctx, func() (struct{}, error) { return struct{}{}, op() })
+	return err
+}

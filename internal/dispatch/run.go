@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -45,6 +46,16 @@ type run struct {
 	lastWrite  time.Time
 	stopReason string
 	verify     bool
+	// foreign: the prompt was submitted under another client id (a
+	// reattached run of another replica), so its events go there and the
+	// driver signals resyncC on every status frame instead.
+	foreign atomic.Bool
+	// framesAtSubmit is the driver's frame count before the submit: if it
+	// has not moved DeafAfter later, the socket is deaf.
+	framesAtSubmit uint64
+	// historyErrs counts /history reads the instance answered with garbage
+	// or an error status, in a row.
+	historyErrs int
 	// released: ComfyUI is done with the prompt and the instance went back
 	// to the scheduler before the outcome was read, so the driver no longer
 	// signals this run; it retries its checks on a timer instead.
@@ -103,11 +114,29 @@ func (r *run) drive(ctx context.Context, free func()) {
 	}
 	r.progress = comfy.NewProgress(nodes)
 	if r.reattach {
+		if !r.adopt(ctx) {
+			return
+		}
 		r.verify = true
 	} else if !r.submit(ctx, prompt) {
 		return
 	}
 	r.wait(ctx, free)
+}
+
+// adopt takes over the lease of a task reattached from another replica (or
+// from this one before a restart), so that replica can no longer finish or
+// requeue it; false means the task is no longer running (leave it).
+func (r *run) adopt(ctx context.Context) bool {
+	err := storeRetryErr(ctx, func() error {
+		return r.st().TaskRenewLease(ctx, &store.TaskLeaseParams{
+			ID: r.task.ID, LeaseOwner: r.dr.d.opts.Replica, LeaseTTL: r.dr.d.opts.LeaseTTL, Takeover: true, Now: time.Now(),
+		})
+	})
+	if err != nil && ctx.Err() == nil {
+		r.log.InfoContext(ctx, "task no longer running; not reattached", "err", err)
+	}
+	return err == nil
 }
 
 func (r *run) markBusy(ctx context.Context) {
@@ -147,6 +176,7 @@ func (r *run) prepare(ctx context.Context) (json.RawMessage, int, error) {
 // submit sends the prompt; false means the run already ended (failed or requeued).
 func (r *run) submit(ctx context.Context, prompt json.RawMessage) bool {
 	t := r.task
+	r.framesAtSubmit = r.dr.frames.Load()
 	_, err := r.dr.client.Submit(ctx, comfy.SubmitParams{
 		Prompt: prompt, PromptID: t.ID, ExtraData: map[string]any{"client_id": r.dr.d.opts.ClientID},
 	})

@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"time"
@@ -21,13 +22,24 @@ const (
 	verdictAbsent                 // in neither: it can never finish
 )
 
-// wait follows the run until its outcome is known on the instance.
+// wait follows the run until its outcome is known on the instance. Every
+// run has a hard end: past its deadline it is interrupted, and if the
+// instance has not let go of the prompt InterruptGrace later (it ignores
+// interrupt, or cannot be reached), the task ends anyway and the run holds
+// the instance until the prompt is gone from it.
 func (r *run) wait(ctx context.Context, free func()) {
 	timer := time.NewTimer(time.Until(r.deadline()))
 	defer timer.Stop()
 	if r.task.CancelRequested || r.dr.d.takeEarlyCancel(r.task.ID) {
 		r.signal(r.cancelC)
 	}
+	var deafC <-chan time.Time
+	if !r.reattach && !r.verify {
+		deaf := time.NewTimer(r.dr.d.opts.DeafAfter)
+		defer deaf.Stop()
+		deafC = deaf.C
+	}
+	var graceC <-chan time.Time
 	retry := releasedRetryMin
 	for {
 		if r.verify {
@@ -36,9 +48,12 @@ func (r *run) wait(ctx context.Context, free func()) {
 			}
 		}
 		var retryC <-chan time.Time
-		if r.verify && r.released {
+		if r.verify && (r.released || r.stopReason != stopNone) {
 			retryC = time.After(retry)
 			retry = min(2*retry, releasedRetryMax)
+		}
+		if r.stopReason != stopNone && graceC == nil {
+			graceC = time.After(r.dr.d.opts.InterruptGrace)
 		}
 		select {
 		case <-ctx.Done():
@@ -54,16 +69,17 @@ func (r *run) wait(ctx context.Context, free func()) {
 			}
 		case <-r.resyncC:
 			r.verify = true
+		case <-deafC:
+			r.checkDeaf(ctx)
 		case <-timer.C:
 			if r.released {
-				// ComfyUI finished the prompt, but its outcome could not
-				// be read before the deadline: run it again elsewhere.
-				// (Interrupting now would target the instance's next task.)
-				r.log.WarnContext(ctx, "outcome of a finished prompt unreadable until the deadline; requeueing")
-				r.requeue(ctx, RequeuePromptGone, false)
+				r.releasedPastDeadline(ctx)
 				return
 			}
 			r.interrupt(ctx, stopTimeout)
+		case <-graceC:
+			r.forceEnd(ctx, free)
+			return
 		case <-r.cancelC:
 			r.interrupt(ctx, stopCancel)
 		case <-r.lostC:
@@ -72,6 +88,73 @@ func (r *run) wait(ctx context.Context, free func()) {
 			}
 		}
 	}
+}
+
+// checkDeaf reconnects a socket that delivered nothing since the prompt was
+// submitted: ComfyUI broadcasts a status frame for every prompt it queues,
+// so silence means ComfyUI detached the socket (another socket registered
+// under its client id) while it stays open and answers pings.
+func (r *run) checkDeaf(ctx context.Context) {
+	if r.dr.frames.Load() != r.framesAtSubmit {
+		return
+	}
+	r.log.WarnContext(ctx, "no frame from the instance since the prompt was submitted; reconnecting its socket",
+		"waited", r.dr.d.opts.DeafAfter)
+	r.dr.d.opts.Metrics.SocketDeaf()
+	r.dr.stream.Reconnect() // OnConnect then makes the run ask the instance
+}
+
+// releasedPastDeadline: ComfyUI finished the prompt, but its outcome could
+// not be read before the deadline (interrupting now would target the
+// instance's next task). An instance that answers with garbage fails the
+// task: another run would read the same; one that does not answer gets the
+// task run again elsewhere.
+func (r *run) releasedPastDeadline(ctx context.Context) {
+	if r.historyErrs > 0 {
+		r.finish(ctx, task.StatusFailed, nil, historyError())
+		return
+	}
+	r.log.WarnContext(ctx, "outcome of a finished prompt unreadable until the deadline; requeueing")
+	r.requeue(ctx, RequeuePromptGone, false)
+}
+
+// forceEnd ends a task whose prompt outlived its interrupt by the grace
+// period, then keeps the instance from new work until the prompt is gone
+// from it: the instance is busy with it, or cannot be reached.
+func (r *run) forceEnd(ctx context.Context, free func()) {
+	r.log.WarnContext(ctx, "instance did not let go of the interrupted prompt; ending the task and holding the instance",
+		"reason", r.stopReason, "grace", r.dr.d.opts.InterruptGrace)
+	if r.stopReason == stopCancel {
+		r.finish(ctx, task.StatusCancelled, nil, nil)
+	} else {
+		r.finish(ctx, task.StatusFailed, nil, timeoutError())
+	}
+	r.dr.d.opts.Metrics.InstanceSuspect()
+	wait := releasedRetryMin
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.lostC:
+			return // health declared it dead: its next start is swept
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, stuckRetryMax)
+		if v, _ := r.locate(ctx); v == verdictAbsent || v == verdictDone {
+			r.log.InfoContext(ctx, "instance let go of the interrupted prompt")
+			return
+		}
+		if r.dr.holdsLease() {
+			_ = r.dr.client.Interrupt(ctx, r.task.ID)
+		}
+	}
+}
+
+// stuckRetryMax caps the wait between checks of a prompt that ignored its interrupt.
+const stuckRetryMax = 30 * time.Second
+
+func historyError() *task.Error {
+	return &task.Error{Type: task.ErrorTypeHistory, Message: "the instance finished the prompt but answers its history with an error or garbage"}
 }
 
 // The checks of a released run whose outcome could not be read are retried
@@ -108,6 +191,7 @@ func (r *run) onEvent(ctx context.Context, ev comfy.Event, free func()) bool {
 	free()
 	entry, err := r.dr.client.History(ctx, r.task.ID)
 	if err != nil {
+		r.noteHistoryErr(err)
 		r.verify = true
 		return false
 	}
@@ -118,6 +202,12 @@ func (r *run) onEvent(ctx context.Context, ev comfy.Event, free func()) bool {
 // checkInstance asks the instance where the prompt is; true means the run ended.
 func (r *run) checkInstance(ctx context.Context, free func()) bool {
 	v, entry := r.locate(ctx)
+	if r.historyErrs >= maxHistoryErrs {
+		// The instance answers, but not with the prompt's history: that is
+		// an error of this run, not a lost instance.
+		r.finish(ctx, task.StatusFailed, nil, historyError())
+		return true
+	}
 	switch v {
 	case verdictDone:
 		r.complete(ctx, entry, free)
@@ -131,20 +221,47 @@ func (r *run) checkInstance(ctx context.Context, free func()) bool {
 	return false // unknown: retry on the next reconnect or lost signal
 }
 
+// maxHistoryErrs is how many answered but unreadable /history reads in a
+// row fail a run.
+const maxHistoryErrs = 5
+
+// noteHistoryErr counts a /history read the instance answered badly; a
+// read that did not reach it resets nothing and counts nothing.
+func (r *run) noteHistoryErr(err error) {
+	if answered(err) {
+		r.historyErrs++
+		r.log.WarnContext(context.Background(), "instance answered /history badly", "err", err, "in_a_row", r.historyErrs)
+	}
+}
+
+// answered reports whether err is a bad answer of the instance (an error
+// status or a body that does not decode), not a failure to reach it.
+func answered(err error) bool {
+	var he *comfy.HTTPError
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	return errors.As(err, &he) || errors.As(err, &se) || errors.As(err, &te)
+}
+
 func (r *run) locate(ctx context.Context) (verdict, *comfy.HistoryEntry) {
 	c := r.dr.client
 	entry, err := c.History(ctx, r.task.ID)
 	if err == nil {
+		r.historyErrs = 0
 		return verdictDone, entry
 	}
 	if !errors.Is(err, comfy.ErrNotInHistory) {
+		r.noteHistoryErr(err)
 		return verdictUnknown, nil
 	}
+	r.historyErrs = 0
 	q, err := c.Queue(ctx)
 	if err != nil {
 		return verdictUnknown, nil
 	}
-	if slices.ContainsFunc(append(q.Running, q.Pending...), func(it comfy.QueueItem) bool { return it.PromptID == r.task.ID }) {
+	if i := slices.IndexFunc(append(q.Running, q.Pending...), func(it comfy.QueueItem) bool { return it.PromptID == r.task.ID }); i >= 0 {
+		it := append(q.Running, q.Pending...)[i]
+		r.foreign.Store(it.ClientID != "" && it.ClientID != r.dr.d.opts.ClientID)
 		return verdictQueued, nil
 	}
 	// It may have finished between the two reads.
@@ -210,6 +327,13 @@ func (r *run) interrupt(ctx context.Context, why string) {
 		return
 	}
 	r.stopReason = why
+	if !r.dr.holdsLease() {
+		// Another replica may drive the instance by now: leave it alone;
+		// the grace period ends the task if this replica still may.
+		r.log.WarnContext(ctx, "not interrupting: the instance lease ran out", "reason", why)
+		r.verify = true
+		return
+	}
 	r.log.InfoContext(ctx, "interrupting", "reason", why)
 	c := r.dr.client
 	if err := c.Interrupt(ctx, r.task.ID); err != nil {
@@ -230,7 +354,7 @@ func (r *run) complete(ctx context.Context, entry *comfy.HistoryEntry, free func
 	switch {
 	case entry.Status.Completed:
 		free()
-		r.dr.d.collectors.Go(func() { r.dr.d.collect(ctx, r.dr.client, r.task, entry) })
+		r.dr.collect(r.task, entry)
 	case entry.Interrupted() && r.stopReason == stopCancel:
 		r.finish(ctx, task.StatusCancelled, nil, nil)
 	case entry.Interrupted() && r.stopReason == stopTimeout:
@@ -254,12 +378,13 @@ func executionError(entry *comfy.HistoryEntry) *task.Error {
 func (r *run) finish(ctx context.Context, to task.Status, res *task.Result, terr *task.Error) {
 	t, err := storeRetry(ctx, func() (*task.Task, error) {
 		return r.st().TaskFinish(ctx, &store.TaskFinishParams{
-			ID: r.task.ID, From: []task.Status{task.StatusRunning}, To: to, Result: res, Error: terr, Now: time.Now(),
+			ID: r.task.ID, From: []task.Status{task.StatusRunning}, To: to, Result: res, Error: terr,
+			LeaseOwner: r.dr.d.opts.Replica, Now: time.Now(),
 		})
 	})
 	if err != nil {
 		if ctx.Err() == nil {
-			r.log.WarnContext(ctx, "finish failed", "to", to, "err", err)
+			r.log.WarnContext(ctx, "finish failed (finished already, or another replica took the task over)", "to", to, "err", err)
 		}
 		return
 	}
@@ -279,11 +404,13 @@ func (r *run) requeue(ctx context.Context, reason string, refund bool) {
 		return
 	}
 	t, err := storeRetry(ctx, func() (*task.Task, error) {
-		return r.st().TaskRequeue(ctx, &store.TaskRequeueParams{ID: r.task.ID, RefundAttempt: refund, Now: time.Now()})
+		return r.st().TaskRequeue(ctx, &store.TaskRequeueParams{
+			ID: r.task.ID, RefundAttempt: refund, LeaseOwner: r.dr.d.opts.Replica, Now: time.Now(),
+		})
 	})
 	if err != nil {
 		if ctx.Err() == nil {
-			r.log.WarnContext(ctx, "requeue failed", "err", err)
+			r.log.WarnContext(ctx, "requeue failed (finished already, or another replica took the task over)", "err", err)
 		}
 		return
 	}

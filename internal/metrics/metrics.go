@@ -78,6 +78,8 @@ type Metrics struct {
 	dropVec  *prometheus.CounterVec
 	failures *prometheus.CounterVec
 	switches prometheus.Counter
+	deaf     prometheus.Counter
+	suspect  prometheus.Counter
 	http     *httpMetrics
 
 	// failMu guards failTypes: the type label values seen so far.
@@ -123,6 +125,14 @@ func New(log *slog.Logger) *Metrics {
 			Help: "Runs this replica started on an instance that had last loaded another checkpoint (a model load); " +
 				"against the count of task_dispatch_latency_seconds, the share of runs warm placement could not keep warm.",
 		}),
+		deaf: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "instance_socket_deaf_total",
+			Help: "Instance WebSockets this replica reconnected because a submitted prompt was followed by no frame at all.",
+		}),
+		suspect: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "instance_interrupt_ignored_total",
+			Help: "Runs whose instance still held the prompt a grace period after it was interrupted (the task was ended, the instance held).",
+		}),
 		http:      newHTTPMetrics(),
 		failTypes: map[string]prometheus.Counter{},
 		queued:    queueTimes{at: map[string]time.Time{}},
@@ -139,7 +149,7 @@ func New(log *slog.Logger) *Metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector(),
-		m.dispatch, m.runVec, m.failures, m.reqVec, m.dropVec, m.switches, m.http.requests, m.http.duration,
+		m.dispatch, m.runVec, m.failures, m.reqVec, m.dropVec, m.switches, m.deaf, m.suspect, m.http.requests, m.http.duration,
 	)
 	return m
 }
@@ -247,6 +257,12 @@ func (m *Metrics) TaskRequeued(t *task.Task, reason string) {
 
 // CheckpointSwitched counts a run that makes its instance load a model.
 func (m *Metrics) CheckpointSwitched() { m.switches.Inc() }
+
+// SocketDeaf counts an instance WebSocket reconnected for being deaf.
+func (m *Metrics) SocketDeaf() { m.deaf.Inc() }
+
+// InstanceSuspect counts a run whose instance ignored its interrupt.
+func (m *Metrics) InstanceSuspect() { m.suspect.Inc() }
 
 // WSDropped counts a WebSocket client disconnected for being too slow.
 func (m *Metrics) WSDropped(reason string) {

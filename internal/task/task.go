@@ -53,12 +53,13 @@ func CanMove(from, to Status) bool {
 
 // Error types carried in Error.Type besides ComfyUI's own validation types.
 const (
-	ErrorTypeExecution    = "execution_error" // a node raised while running
-	ErrorTypeTimeout      = "timeout"         // ran past its timeout and was interrupted
-	ErrorTypeInstanceLost = "instance_lost"   // attempts exhausted after losing instances
-	ErrorTypeInterrupted  = "interrupted"     // interrupted on the instance by someone else
-	ErrorTypeUpload       = "upload_failed"   // an input file could not be sent to the instance
-	ErrorTypeOutput       = "output_failed"   // an output file could not be collected
+	ErrorTypeExecution    = "execution_error"    // a node raised while running
+	ErrorTypeTimeout      = "timeout"            // ran past its timeout and was interrupted
+	ErrorTypeInstanceLost = "instance_lost"      // attempts exhausted after losing instances
+	ErrorTypeInterrupted  = "interrupted"        // interrupted on the instance by someone else
+	ErrorTypeUpload       = "upload_failed"      // an input file could not be sent to the instance
+	ErrorTypeOutput       = "output_failed"      // an output file could not be collected
+	ErrorTypeHistory      = "history_unreadable" // the instance answers the prompt's history with an error or garbage
 )
 
 // Task is one workflow run. Times are UTC; a zero time means "not yet".
