@@ -147,7 +147,7 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 		Store: st, Fleet: a.fleet, Blob: bl, Log: a.log, Replica: a.replica,
 		ClientID: dispatch.ClientIDPrefix + a.replica, FileIDKey: secret, Settings: dispatchSettings(cfg),
 		LeaseTTL: time.Duration(cfg.Store.LeaseTTL),
-		Metrics: a.metrics,
+		Metrics:  a.metrics,
 	})
 	a.cfg = newConfigService(base, cfg, st, a)
 	deps := api.Deps{Log: a.log, Store: st, Auth: authn, Fleet: a.fleet, Config: a.cfg, Blob: bl, UI: opts.UI}

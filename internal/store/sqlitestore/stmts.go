@@ -22,9 +22,9 @@ import (
 // writeStmts are the writer's statements.
 type writeStmts struct {
 	taskInsert, bodyInsert, claim, progress, renewLease, takeLease, taskStatus *sql.Stmt
-	finish, requeue, requestCancel                                  *sql.Stmt
-	fileInsert, fileDelete, instanceUpsert, instanceDelete          *sql.Stmt
-	configPut, leaseAcquire, leaseRelease                           *sql.Stmt
+	finish, requeue, requestCancel                                             *sql.Stmt
+	fileInsert, fileDelete, instanceUpsert, instanceDelete                     *sql.Stmt
+	configPut, leaseAcquire, leaseRelease                                      *sql.Stmt
 }
 
 // readStmts are the read pool's statements.
