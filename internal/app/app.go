@@ -270,10 +270,13 @@ func healthSettings(cfg config.Config) health.Settings {
 
 func dispatchSettings(cfg config.Config) dispatch.Settings {
 	return dispatch.Settings{
-		TaskTimeout:   time.Duration(cfg.Scheduler.TaskTimeout),
-		MaxAttempts:   cfg.Scheduler.MaxAttempts,
-		PublicBaseURL: cfg.Server.PublicBaseURL,
-		WarmWindow:    warmWindow(cfg.Scheduler),
+		TaskTimeout:    time.Duration(cfg.Scheduler.TaskTimeout),
+		MaxAttempts:    cfg.Scheduler.MaxAttempts,
+		PublicBaseURL:  cfg.Server.PublicBaseURL,
+		WarmWindow:     warmWindow(cfg.Scheduler),
+		InterruptGrace: time.Duration(cfg.Scheduler.InterruptGrace),
+		MaxOutputBytes: cfg.Files.MaxOutputBytes,
+		OutputTimeout:  time.Duration(cfg.Files.OutputTimeout),
 	}
 }
 

@@ -166,6 +166,12 @@ type Files struct {
 	Dir string `yaml:"dir" json:"dir"`
 	// MaxUploadBytes limits one upload. Default 100 MiB.
 	MaxUploadBytes int64 `yaml:"maxUploadBytes" json:"maxUploadBytes"`
+	// MaxOutputBytes limits one output file copied from an instance; a
+	// larger one fails its task (output_failed). Default 4 GiB.
+	MaxOutputBytes int64 `yaml:"maxOutputBytes" json:"maxOutputBytes"`
+	// OutputTimeout bounds the copy of one output file from an instance
+	// (a /view that trickles or stalls). Default 600000 ms; 1000 to 86400000.
+	OutputTimeout Millis `yaml:"outputTimeout" json:"outputTimeout"`
 }
 
 // Scheduler configures task placement and runs.
@@ -187,6 +193,11 @@ type Scheduler struct {
 	// before tasks submitted at most this long before it (at equal
 	// priority). Default 30000 ms; "fifo" placement turns it off.
 	WarmWindow Millis `yaml:"warmWindow" json:"warmWindow"`
+	// InterruptGrace is how long an interrupted prompt (timeout, cancel)
+	// may stay on its instance before its task ends anyway; the instance is
+	// then held from new work until it lets go of the prompt. Default 30000
+	// ms; 1000 to 3600000.
+	InterruptGrace Millis `yaml:"interruptGrace" json:"interruptGrace"`
 }
 
 // The placement policies of Scheduler.Placement.

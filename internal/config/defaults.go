@@ -70,6 +70,8 @@ func (h *HealthCheck) withDefaults() {
 func (f *Files) withDefaults(dataDir string) {
 	orDefault(&f.Dir, filepath.Join(dataDir, "files"))
 	orDefault(&f.MaxUploadBytes, 100<<20)
+	orDefault(&f.MaxOutputBytes, 4<<30)
+	orDefault(&f.OutputTimeout, Millis(10*time.Minute))
 }
 
 func (s *Scheduler) withDefaults() {
@@ -78,6 +80,7 @@ func (s *Scheduler) withDefaults() {
 	orDefault(&s.PriorityAging, Millis(time.Minute))
 	orDefault(&s.Placement, PlacementWarm)
 	orDefault(&s.WarmWindow, Millis(30*time.Second))
+	orDefault(&s.InterruptGrace, Millis(30*time.Second))
 }
 
 // orDefault sets *v to def when *v is the zero value.

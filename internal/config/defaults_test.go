@@ -19,9 +19,11 @@ func TestDefault(t *testing.T) {
 		HealthCheck: config.HealthCheck{
 			Interval: config.Millis(30 * time.Second), Timeout: config.Millis(5 * time.Second), FailureThreshold: 2,
 		},
-		Files: config.Files{Dir: "data/files", MaxUploadBytes: 100 << 20},
+		Files: config.Files{Dir: "data/files", MaxUploadBytes: 100 << 20, MaxOutputBytes: 4 << 30,
+			OutputTimeout: config.Millis(10 * time.Minute)},
 		Scheduler: config.Scheduler{TaskTimeout: config.Millis(10 * time.Minute), MaxAttempts: 3,
-			PriorityAging: config.Millis(time.Minute), Placement: config.PlacementWarm, WarmWindow: config.Millis(30 * time.Second)},
+			PriorityAging: config.Millis(time.Minute), Placement: config.PlacementWarm, WarmWindow: config.Millis(30 * time.Second),
+			InterruptGrace: config.Millis(30 * time.Second)},
 		DataDir: "./data",
 	}
 	if diff := cmp.Diff(want, config.Default()); diff != "" {

@@ -260,6 +260,12 @@ func (f Files) validate(v *checker) {
 	if f.MaxUploadBytes < 1 {
 		v.add("files.maxUploadBytes", "must be at least 1")
 	}
+	if f.MaxOutputBytes < 1 {
+		v.add("files.maxOutputBytes", "must be at least 1")
+	}
+	if f.OutputTimeout < Millis(time.Second) || f.OutputTimeout > Millis(24*time.Hour) {
+		v.add("files.outputTimeout", "must be from 1000 to 86400000 ms")
+	}
 }
 
 func (s Scheduler) validate(v *checker) {
@@ -274,6 +280,9 @@ func (s Scheduler) validate(v *checker) {
 	}
 	if s.Placement != PlacementWarm && s.Placement != PlacementFIFO {
 		v.add("scheduler.placement", `must be "warm" or "fifo"`)
+	}
+	if s.InterruptGrace < Millis(time.Second) || s.InterruptGrace > Millis(time.Hour) {
+		v.add("scheduler.interruptGrace", "must be from 1000 to 3600000 ms")
 	}
 	if s.WarmWindow < 0 || s.WarmWindow > Millis(24*time.Hour) {
 		v.add("scheduler.warmWindow", "must be between 0 and 86400000 ms")

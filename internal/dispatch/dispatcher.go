@@ -37,6 +37,33 @@ type Settings struct {
 	// WarmWindow is how far a task for the model an instance has loaded may
 	// jump ahead (store.TaskClaimParams.WarmWindow); zero is FIFO placement.
 	WarmWindow time.Duration
+	// InterruptGrace is how long an interrupted prompt (timeout, cancel)
+	// may stay on its instance before the task ends anyway. Zero means 30s.
+	InterruptGrace time.Duration
+	// MaxOutputBytes limits one output file; zero means unlimited.
+	MaxOutputBytes int64
+	// OutputTimeout bounds the copy of one output file. Zero means 10m.
+	OutputTimeout time.Duration
+}
+
+// Defaults of the zero Settings fields that have one.
+const (
+	defaultInterruptGrace = 30 * time.Second
+	defaultOutputTimeout  = 10 * time.Minute
+)
+
+func (s Settings) interruptGrace() time.Duration {
+	if s.InterruptGrace <= 0 {
+		return defaultInterruptGrace
+	}
+	return s.InterruptGrace
+}
+
+func (s Settings) outputTimeout() time.Duration {
+	if s.OutputTimeout <= 0 {
+		return defaultOutputTimeout
+	}
+	return s.OutputTimeout
 }
 
 // Options configure a Dispatcher.
@@ -57,9 +84,6 @@ type Options struct {
 	// at all before the instance's socket is taken for deaf and
 	// reconnected. Default 5s.
 	DeafAfter time.Duration
-	// InterruptGrace is how long an interrupted prompt (timeout, cancel)
-	// may stay on its instance before the task ends anyway. Default 30s.
-	InterruptGrace time.Duration
 	// NewClient builds the ComfyUI client of an instance; default comfy.New.
 	NewClient func(in instance.Instance, clientID string) *comfy.Client
 	Settings  Settings
@@ -116,9 +140,6 @@ func New(opts Options) *Dispatcher {
 	}
 	if opts.DeafAfter == 0 {
 		opts.DeafAfter = 5 * time.Second
-	}
-	if opts.InterruptGrace == 0 {
-		opts.InterruptGrace = 30 * time.Second
 	}
 	if opts.NewClient == nil {
 		opts.NewClient = func(in instance.Instance, id string) *comfy.Client { return comfy.New(in.BaseURL(), id, nil) }

@@ -53,7 +53,7 @@ func (r *run) wait(ctx context.Context, free func()) {
 			retry = min(2*retry, releasedRetryMax)
 		}
 		if r.stopReason != stopNone && graceC == nil {
-			graceC = time.After(r.dr.d.opts.InterruptGrace)
+			graceC = time.After(r.dr.d.current().interruptGrace())
 		}
 		select {
 		case <-ctx.Done():
@@ -123,7 +123,7 @@ func (r *run) releasedPastDeadline(ctx context.Context) {
 // from it: the instance is busy with it, or cannot be reached.
 func (r *run) forceEnd(ctx context.Context, free func()) {
 	r.log.WarnContext(ctx, "instance did not let go of the interrupted prompt; ending the task and holding the instance",
-		"reason", r.stopReason, "grace", r.dr.d.opts.InterruptGrace)
+		"reason", r.stopReason, "grace", r.dr.d.current().interruptGrace())
 	if r.stopReason == stopCancel {
 		r.finish(ctx, task.StatusCancelled, nil, nil)
 	} else {

@@ -43,6 +43,11 @@ type Options struct {
 	Configure func(*config.Config)
 	// DataDir reuses a data dir (default a fresh temp dir).
 	DataDir string
+	// Sims puts the gateway in front of simulators that already run (for
+	// example another Env's: two gateways sharing instances) instead of
+	// starting its own; the Env does not close them. SimLog is then the
+	// first one's log.
+	Sims []*comfysim.Sim
 }
 
 // Env is a running gateway with its simulated fleet.
@@ -69,15 +74,21 @@ func Start(t testing.TB, opts Options) *Env {
 	if opts.Sim.Log == nil {
 		opts.Sim.Log = comfysim.NewLog()
 	}
-	sims, err := comfysim.StartFleet(opts.Instances, "127.0.0.1:0", opts.Sim)
-	if err != nil {
-		t.Fatalf("start simulators: %v", err)
-	}
-	t.Cleanup(func() {
-		for _, s := range sims {
-			s.Close()
+	sims := opts.Sims
+	if len(sims) > 0 {
+		opts.Sim.Log = sims[0].Log()
+	} else {
+		var err error
+		sims, err = comfysim.StartFleet(opts.Instances, "127.0.0.1:0", opts.Sim)
+		if err != nil {
+			t.Fatalf("start simulators: %v", err)
 		}
-	})
+		t.Cleanup(func() {
+			for _, s := range sims {
+				s.Close()
+			}
+		})
+	}
 	e := &Env{T: t, Sims: sims, SimLog: opts.Sim.Log, DataDir: opts.DataDir}
 	if e.DataDir == "" {
 		e.DataDir = t.TempDir()
