@@ -247,7 +247,7 @@ func TestNewDiskRemovesStaleTemps(t *testing.T) {
 	if err := os.Chtimes(stale, old, old); err != nil {
 		t.Fatal(err)
 	}
-	d = newDiskAt(t, dir)
+	newDiskAt(t, dir)
 	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("stale temp file kept: %v", err)
 	}

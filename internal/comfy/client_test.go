@@ -357,7 +357,7 @@ func TestSystemStats(t *testing.T) {
 
 func TestSystemStatsHeadShape(t *testing.T) {
 	t.Parallel()
-	// PROTOCOL §2.9 (HEAD): several devices, extra keys, a float where an int is expected.
+	// Current upstream (docs/comfyui-protocol.md): several devices, extra keys, a float where an int is expected.
 	body := `{"system": {"os": "linux", "ram_total": 135006371840, "ram_free": 1.2e11, "comfyui_version": "0.27.0",
 		"comfy_package_versions": [], "deploy_environment": "local-git"},
 		"devices": [{"name": "cuda:0 NVIDIA H100 80GB HBM3 : cudaMallocAsync", "type": "cuda", "index": 0,

@@ -3,7 +3,7 @@
 // its WebSocket event feed.
 //
 // The client speaks both the shapes recorded from ComfyUI v0.3.65 and the
-// shapes of current upstream (see /work/shared/comfyui/PROTOCOL.md), and
+// shapes of current upstream (see docs/comfyui-protocol.md), and
 // ignores message types and fields it does not know.
 //
 // Three rules from the protocol shape this package:

@@ -40,7 +40,7 @@ type UploadResult struct {
 
 // Annotated returns the value a LoadImage input takes to read the uploaded
 // file: "subfolder/name", plus " [temp]" or " [output]" when the file is not
-// in the input directory (PROTOCOL §5.1-5.2).
+// in the input directory (docs/comfyui-protocol.md, Files).
 func (r UploadResult) Annotated() string {
 	p := r.Name
 	if sub := strings.TrimRight(r.Subfolder, "/"); sub != "" {

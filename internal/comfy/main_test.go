@@ -23,8 +23,8 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// recorded is one HTTP exchange from testdata/http_responses.json, copied
-// from /work/shared/comfyui/traces (see testdata/README.md).
+// recorded is one HTTP exchange from testdata/http_responses.json, taken
+// from the recordings in internal/comfysim/testdata/traces (see testdata/README.md).
 type recorded struct {
 	Method      string          `json:"method"`
 	Path        string          `json:"path"`

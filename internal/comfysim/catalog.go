@@ -7,7 +7,7 @@ import (
 )
 
 // objectInfoJSON is the GET /object_info body a real ComfyUI v0.3.65 served
-// (traces/object_info_full.json, re-encoded with json.dumps defaults: 378
+// when testdata/traces was recorded (re-encoded with json.dumps defaults: 378
 // classes, 321490 bytes). Its combo lists of model and input files are empty
 // because that server had none; the simulator fills them per instance.
 //

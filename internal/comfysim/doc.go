@@ -1,7 +1,7 @@
 // Package comfysim is a faithful fake of a ComfyUI server: real HTTP and
 // WebSocket on a real port, answering in the shapes a real ComfyUI v0.3.65
-// answered in the recorded traces (/work/shared/comfyui/traces, copied to
-// testdata/traces). Every test, benchmark and demo of ComfyFleet talks to
+// answered in the recorded traces (testdata/traces; docs/comfyui-protocol.md
+// sums up the protocol). Every test, benchmark and demo of ComfyFleet talks to
 // ComfyUI through it, so it reproduces ComfyUI's behaviour, quirks included,
 // rather than an idealised API.
 //
@@ -64,8 +64,8 @@
 // (running), executing, progress/progress_state per step, executed,
 // progress_state (finished); execution_success, execution_error or
 // execution_interrupted; status once history is written; and
-// executing{node: null} last. Routing is §3.3 of PROTOCOL.md: with a
-// client_id only that socket gets execution events; without one, only
+// executing{node: null} last. Routing is ComfyUI's (docs/comfyui-protocol.md):
+// with a client_id only that socket gets execution events; without one, only
 // progress, progress_state, previews and execution_interrupted are
 // broadcast. The first client frame may negotiate feature_flags; binary
 // previews are type 1 or, once negotiated, type 4 with metadata. A socket
@@ -144,13 +144,13 @@
 //
 // # Versions
 //
-// Default shapes are the traced v0.3.65 ones where PROTOCOL.md (written from
-// ComfyUI HEAD) differs: invalid_prompt rather than missing_node_type, no
-// extra_data.create_time, /features with two keys, system_stats without
-// comfy_package_versions or deploy_environment, queue items of five
-// elements, progress_state messages without throttling, cached outputs in
-// history whether or not a client_id was sent. The v0.25+ prompt_id rule is
-// RequireUUIDPromptID.
+// Default shapes are the traced v0.3.65 ones where current upstream differs
+// (docs/comfyui-protocol.md, Version differences): invalid_prompt rather
+// than missing_node_type, no extra_data.create_time, /features with two
+// keys, system_stats without comfy_package_versions or deploy_environment,
+// queue items of five elements, progress_state messages without
+// throttling, cached outputs in history whether or not a client_id was
+// sent. The v0.25+ prompt_id rule is RequireUUIDPromptID.
 //
 // # Known differences from a real ComfyUI
 //

@@ -130,13 +130,7 @@ func (s *fileStore) storeLocked(dir, rel string, data []byte, now time.Time) {
 	}
 }
 
-// mkdirs is os.makedirs(exist_ok=True) for rel in dir.
-func (s *fileStore) mkdirs(dir, rel string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.trees[dir].mkdirs(rel)
-}
-
+// mkdirs is os.makedirs(exist_ok=True) for rel.
 func (t *fileTree) mkdirs(rel string) {
 	for d := rel; d != "." && d != "/" && !t.dirs[d]; d = path.Dir(d) {
 		t.dirs[d] = true

@@ -25,7 +25,6 @@ type knobs struct {
 	startedOrder []string
 	prompts      []ReceivedPrompt
 	interrupts   []Interrupt
-	maxRecorded  int
 	modelLoads   int
 	loadedModel  string
 }

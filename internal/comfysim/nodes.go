@@ -134,7 +134,7 @@ func runImageScaleBy(x *nodeRun) ([]any, *obj, error) {
 }
 
 // runImageBlur fails like torch's reflect padding when the radius does not
-// fit the image (the runtime-error recipe of PROTOCOL.md §6).
+// fit the image (the runtime error recorded in traces/s04).
 func runImageBlur(x *nodeRun) ([]any, *obj, error) {
 	img, err := x.image("image")
 	if err != nil {

@@ -51,7 +51,7 @@ type Options struct {
 	// are lost (files in input and output survive, temp is wiped).
 	KeepStateOnRestart bool
 	// SafeReconnect turns off ComfyUI's same-clientId reconnect bug (the old
-	// socket's close unregisters the new one, PROTOCOL.md §3.1). Default false.
+	// socket's close unregisters the new one; docs/comfyui-protocol.md). Default false.
 	SafeReconnect bool
 	// HistoryMax caps the history like MAXIMUM_HISTORY_SIZE. Default 10000.
 	HistoryMax int

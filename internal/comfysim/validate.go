@@ -405,7 +405,8 @@ func (v *validator) validateValue(spec *nodeSpec, in inputSpec, inputs *obj) *ob
 	if options == nil || containsPy(options, val) {
 		return nil
 	}
-	config, listInfo := any(in.config()), pyRepr(options)
+	var config any
+	listInfo := pyRepr(options)
 	if len(options) > 20 {
 		config, listInfo = nil, "(list of length "+itoa(len(options))+")"
 	} else {
