@@ -101,7 +101,14 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
 	}
 	data := map[string]any{
 		"status": status, "redis": redis, "store": driver,
-		"aliveInstances": alive, "totalInstances": total,
+		"aliveInstances": alive, "totalInstances": total, "files": "writable",
+	}
+	if s.deps.FilesWritable != nil {
+		if ok, why := s.deps.FilesWritable(); !ok {
+			// Finished work waits for the file store and no new task is
+			// claimed: degraded, but the API still serves, so 200.
+			data["status"], data["files"], data["filesError"] = "degraded", "unwritable", why
+		}
 	}
 	return writeEnvelope(w, code, envelope{Code: code, Data: data})
 }

@@ -45,6 +45,9 @@ type Deps struct {
 	// Metrics serves GET /metrics to admins; optional (nil: no such route,
 	// as when metrics have a listener of their own).
 	Metrics http.Handler
+	// FilesWritable reports whether the file store takes writes, and if not
+	// why; optional (nil: always writable). Shown on /api/health.
+	FilesWritable func() (bool, string)
 	// Now is injected for tests; default time.Now.
 	Now func() time.Time
 }

@@ -150,7 +150,10 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 		Metrics:  a.metrics,
 	})
 	a.cfg = newConfigService(base, cfg, st, a)
-	deps := api.Deps{Log: a.log, Store: st, Auth: authn, Fleet: a.fleet, Config: a.cfg, Blob: bl, UI: opts.UI}
+	deps := api.Deps{
+		Log: a.log, Store: st, Auth: authn, Fleet: a.fleet, Config: a.cfg, Blob: bl, UI: opts.UI,
+		FilesWritable: a.dispatch.FilesWritable,
+	}
 	if a.debugLn == nil {
 		deps.Metrics = a.metrics.Handler() // on the API's listener, admins only
 	}

@@ -27,6 +27,7 @@ type knobs struct {
 	interrupts   []Interrupt
 	modelLoads   int
 	loadedModel  string
+	deaf         bool // interrupts are recorded but do nothing
 }
 
 type nodeFault struct {
@@ -247,6 +248,21 @@ func (s *Sim) Hang(promptID string) {
 		return
 	}
 	s.k.hangIDs[promptID] = true
+}
+
+// IgnoreInterrupts makes the instance record interrupts but not act on
+// them, like a process stuck in a native call that never returns to
+// Python: a hanging prompt then stays running until Release or Stop.
+func (s *Sim) IgnoreInterrupts(on bool) {
+	s.k.mu.Lock()
+	s.k.deaf = on
+	s.k.mu.Unlock()
+}
+
+func (k *knobs) ignoresInterrupts() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.deaf
 }
 
 // Release lets every hanging prompt continue and cancels pending Hangs.

@@ -236,8 +236,12 @@ func (p *proc) setLastNode(id string) {
 	p.hmu.Unlock()
 }
 
-// interrupt is nodes.interrupt_processing().
+// interrupt is nodes.interrupt_processing(), unless the instance ignores
+// interrupts (Sim.IgnoreInterrupts).
 func (p *proc) interrupt() {
+	if p.sim.k.ignoresInterrupts() {
+		return
+	}
 	p.intr.Store(true)
 	select {
 	case p.intrCh <- struct{}{}:

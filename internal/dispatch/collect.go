@@ -6,8 +6,11 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net/url"
 	"sort"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -41,7 +44,7 @@ func (d *Dispatcher) collect(ctx context.Context, c *comfy.Client, t *task.Task,
 					return // shutting down: the next lease holder collects again
 				}
 				d.finishCollected(ctx, t, task.StatusFailed, nil, &task.Error{
-					Type: task.ErrorTypeOutput, Message: fmt.Sprintf("output %s of node %s could not be fetched: %v", ref.Filename, nodeID, err),
+					Type: task.ErrorTypeOutput, Message: fmt.Sprintf("output %s of node %s could not be copied: %v", ref.Filename, nodeID, err),
 				})
 				return
 			}
@@ -55,28 +58,13 @@ func (d *Dispatcher) collect(ctx context.Context, c *comfy.Client, t *task.Task,
 func (d *Dispatcher) collectOne(ctx context.Context, c *comfy.Client, t *task.Task, nodeID string, i int, ref comfy.FileRef, base string) (task.Output, error) {
 	id := d.fileID(t.ID, nodeID, i)
 	name := blob.SanitizeFilename(ref.Filename)
-	var size int64
-	var ctype string
-	var err error
-	for attempt := range fetchAttempts {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return task.Output{}, ctx.Err()
-			case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
-			}
-		}
-		size, ctype, err = d.fetch(ctx, c, ref, id, name)
-		if err == nil || errors.Is(err, comfy.ErrNotFound) {
-			break
-		}
-	}
+	size, err := d.copyOutput(ctx, c, ref, id)
 	if err != nil {
 		return task.Output{}, err
 	}
 	rec := &file.File{
 		ID: id, Owner: t.Owner, TaskID: t.ID, NodeID: nodeID, Filename: name,
-		ContentType: ctype, Size: size, CreatedAt: time.Now(),
+		ContentType: blob.ContentType(name, nil), Size: size, CreatedAt: time.Now(),
 	}
 	_, err = storeRetry(ctx, func() (struct{}, error) { return struct{}{}, d.opts.Store.FileInsert(ctx, rec) })
 	if err != nil && !errors.Is(err, store.ErrConflict) {
@@ -85,18 +73,112 @@ func (d *Dispatcher) collectOne(ctx context.Context, c *comfy.Client, t *task.Ta
 	return task.Output{URL: FileURL(base, id, name), Filename: name, Type: ref.Kind, NodeID: nodeID, FileID: id}, nil
 }
 
-func (d *Dispatcher) fetch(ctx context.Context, c *comfy.Client, ref comfy.FileRef, id, name string) (int64, string, error) {
+// copyOutput copies one output file into the file store. A download that
+// fails is tried fetchAttempts times; a file store that cannot take the
+// write (read-only, full) is waited for up to writeRetryFor, and meanwhile
+// this replica claims no new task (see files).
+func (d *Dispatcher) copyOutput(ctx context.Context, c *comfy.Client, ref comfy.FileRef, id string) (int64, error) {
+	var writeSince time.Time
+	wait, fetchFails := 200*time.Millisecond, 0
+	for {
+		n, err := d.fetch(ctx, c, ref, id)
+		var we *writeError
+		var storeBack <-chan struct{} // a write waits for the store, a download does not
+		switch {
+		case err == nil:
+			return n, nil
+		case ctx.Err() != nil:
+			return 0, ctx.Err()
+		case errors.Is(err, blob.ErrTooLarge):
+			return 0, fmt.Errorf("it is larger than files.maxOutputBytes (%d bytes)", d.current().MaxOutputBytes)
+		case errors.As(err, &we):
+			d.files.failed(ctx, we.err)
+			if writeSince.IsZero() {
+				writeSince = time.Now()
+			}
+			if time.Since(writeSince) > writeRetryFor {
+				return 0, we
+			}
+			storeBack = d.files.writable()
+		case errors.Is(err, comfy.ErrNotFound):
+			return 0, err
+		default:
+			if fetchFails++; fetchFails >= fetchAttempts {
+				return 0, err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(wait):
+		case <-storeBack:
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// writeRetryFor bounds how long an output waits for the file store to take
+// writes again before its task fails.
+const writeRetryFor = 2 * time.Minute
+
+// writeError is a failure of the gateway's own file store, not of the instance.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return describeWriteError(e.err) }
+func (e *writeError) Unwrap() error { return e.err }
+
+// describeWriteError words a file store failure by its cause, without the
+// server's paths.
+func describeWriteError(err error) string {
+	switch {
+	case errors.Is(err, syscall.EROFS):
+		return "the gateway's file store is read-only"
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return "the gateway's file store is full"
+	case errors.Is(err, fs.ErrPermission):
+		return "the gateway's file store refused the write (permission denied)"
+	default:
+		return "the gateway could not write to its file store"
+	}
+}
+
+// fetch downloads one output into the blob store under id, within
+// files.outputTimeout and files.maxOutputBytes.
+func (d *Dispatcher) fetch(ctx context.Context, c *comfy.Client, ref comfy.FileRef, id string) (int64, error) {
+	s := d.current()
+	ctx, cancel := context.WithTimeout(ctx, s.outputTimeout())
+	defer cancel()
 	resp, err := c.View(ctx, ref)
 	if err != nil {
-		return 0, "", err
+		return 0, err
 	}
 	defer resp.Body.Close()
-	n, err := d.opts.Blob.Put(ctx, id, resp.Body, 0)
-	if err != nil {
-		return 0, "", err
+	body := &readTracker{r: resp.Body}
+	n, err := d.opts.Blob.Put(ctx, id, body, s.MaxOutputBytes)
+	switch {
+	case err == nil:
+		return n, nil
+	case errors.Is(err, blob.ErrTooLarge):
+		return 0, err
+	case body.err != nil || ctx.Err() != nil:
+		return 0, fmt.Errorf("download %s: %w", ref.Filename, errors.Join(body.err, ctx.Err()))
 	}
-	ctype := blob.ContentType(name, nil)
-	return n, ctype, nil
+	return 0, &writeError{err}
+}
+
+// readTracker remembers the error its reader returned, to tell a failed
+// download from a failed write.
+type readTracker struct {
+	r   io.Reader
+	err error
+}
+
+func (t *readTracker) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && err != io.EOF {
+		t.err = err
+	}
+	return n, err
 }
 
 func (d *Dispatcher) finishCollected(ctx context.Context, t *task.Task, to task.Status, res *task.Result, terr *task.Error) {

@@ -97,6 +97,9 @@ type Dispatcher struct {
 	log  *slog.Logger
 	wake chan struct{}
 
+	// files follows whether the file store takes writes.
+	files *filesHealth
+
 	// mu guards settings and drivers.
 	mu       sync.Mutex
 	settings Settings
@@ -147,11 +150,18 @@ func New(opts Options) *Dispatcher {
 	if opts.Metrics == nil {
 		opts.Metrics = noMetrics{}
 	}
-	return &Dispatcher{
+	d := &Dispatcher{
 		opts: opts, log: opts.Log, settings: opts.Settings,
 		wake: make(chan struct{}, 1), drivers: map[string]*driver{}, earlyCancels: map[string]time.Time{},
 	}
+	d.files = newFilesHealth(opts.Blob, opts.Log, d.Wake)
+	return d
 }
+
+// FilesWritable reports whether the file store takes writes (as far as
+// this replica's last output copy or probe found), and if not, why. While
+// it does not, this replica claims no new task.
+func (d *Dispatcher) FilesWritable() (bool, string) { return d.files.Writable() }
 
 // SetSettings applies new settings to runs that start from now on.
 func (d *Dispatcher) SetSettings(s Settings) {
@@ -187,6 +197,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	g.Go(func() error { return d.leaseLoop(gctx) })
 	g.Go(func() error { return d.eventLoop(gctx, sub) })
 	g.Go(func() error { return d.scheduleLoop(gctx) })
+	g.Go(func() error { return d.files.run(gctx) })
 	err = g.Wait()
 	d.stopAll()
 	if errors.Is(err, context.Canceled) {
@@ -210,6 +221,9 @@ func (d *Dispatcher) scheduleLoop(ctx context.Context) error {
 // store picks each driver's task: fair share between owners, then the model
 // the instance has loaded (warm placement).
 func (d *Dispatcher) schedule(ctx context.Context) {
+	if ok, _ := d.files.Writable(); !ok {
+		return // woken again when the file store takes writes
+	}
 	for ctx.Err() == nil {
 		dr := d.nextReady()
 		if dr == nil {
