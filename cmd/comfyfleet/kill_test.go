@@ -156,6 +156,14 @@ func (g *gateway) kill() {
 	_ = g.cmd.Wait()
 }
 
+// signal sends sig to the gateway process (SIGSTOP freezes it, SIGCONT resumes it).
+func (g *gateway) signal(sig syscall.Signal) {
+	g.t.Helper()
+	if err := g.cmd.Process.Signal(sig); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
 func (g *gateway) stop() {
 	g.t.Helper()
 	_ = g.cmd.Process.Signal(syscall.SIGTERM)

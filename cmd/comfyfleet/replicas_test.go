@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,7 +42,8 @@ func TestReplicasOnRedis(t *testing.T) {
 			s.Close()
 		}
 	}()
-	extra := fmt.Sprintf("store:\n  driver: redis\n  url: %q\n  prefix: %q\nauth:\n  secret: %q\n",
+	// A short lease: the dead replica's instances are adopted 3 s after the kill.
+	extra := fmt.Sprintf("store:\n  driver: redis\n  url: %q\n  prefix: %q\n  leaseTtl: 3000\nauth:\n  secret: %q\n",
 		url, prefix, strings.Repeat("s", 40))
 	gws := make([]*gateway, replicas)
 	for i := range gws {
@@ -104,6 +105,72 @@ func TestReplicasOnRedis(t *testing.T) {
 	}
 	gws[1].stop()
 	gws[2].stop()
+}
+
+// TestReplicasLeaseMovesBetweenLiveReplicas: a replica frozen (SIGSTOP)
+// for longer than its instance leases loses them to the others while its
+// process, sockets and runs stay alive; when it resumes it must stop
+// driving those instances at once. Every task completes exactly once,
+// never on two instances at the same time, and none waits for its timeout
+// (a detached socket used to leave the new holder deaf until then).
+func TestReplicasLeaseMovesBetweenLiveReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary; skipped with -short")
+	}
+	const tasks, instances, replicas = 300, 4, 3
+	url := redistest.URL(t)
+	prefix := redistest.Prefix(t, url)
+	bin := buildBinary(t)
+	log := comfysim.NewLog()
+	sims, err := comfysim.StartFleet(instances, "127.0.0.1:0", comfysim.Options{Log: log, StepDelay: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, s := range sims {
+			s.Close()
+		}
+	}()
+	const timeout, freeze = 120 * time.Second, 6 * time.Second
+	extra := fmt.Sprintf("store:\n  driver: redis\n  url: %q\n  prefix: %q\n  leaseTtl: 3000\nauth:\n  secret: %q\nscheduler:\n  taskTimeout: %d\n",
+		url, prefix, strings.Repeat("s", 40), timeout.Milliseconds())
+	gws := make([]*gateway, replicas)
+	for i := range gws {
+		dir := t.TempDir()
+		addr := freeAddr(t)
+		gws[i] = &gateway{t: t, bin: bin, cfg: writeConfig(t, dir, addr, sims, extra), dir: dir, url: "http://" + addr}
+		gws[i].start()
+	}
+	tokens := make([]string, replicas)
+	for i, g := range gws {
+		tokens[i] = g.login()
+	}
+	ids, _ := submitRoundRobin(t, gws, tokens, tasks/2)
+	apptest.Eventually(t, 60*time.Second, "50 completions", func() bool { return gws[1].completed(tokens[1]) >= 50 })
+	gws[0].signal(syscall.SIGSTOP)
+	time.Sleep(freeze) // longer than the lease: the others adopt replica 0's instances meanwhile
+	gws[0].signal(syscall.SIGCONT)
+	apptest.Eventually(t, 60*time.Second, "the first half completed", func() bool { return gws[1].completed(tokens[1]) == tasks/2 })
+	// Replica 0 is back and has lost its leases: the instances' new
+	// holders must still hear their prompts' events.
+	start := time.Now()
+	more, _ := submitRoundRobin(t, gws, tokens, tasks/2)
+	ids = append(ids, more...)
+	apptest.Eventually(t, 90*time.Second, "all tasks completed", func() bool { return gws[1].completed(tokens[1]) == tasks })
+	if waited := time.Since(start); waited > timeout/4 {
+		t.Errorf("the second half took %v after the freeze: something waited for the task timeout", waited)
+	}
+	for _, id := range ids {
+		if n := log.Count(id); n != 1 {
+			t.Errorf("task %s ran %d times", id, n)
+		}
+	}
+	if o := log.Overlaps(); len(o) != 0 {
+		t.Errorf("overlapping runs: %v", o)
+	}
+	for _, g := range gws {
+		g.stop()
+	}
 }
 
 // completedIDs lists every completed task through the REST API.
