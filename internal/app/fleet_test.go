@@ -281,3 +281,29 @@ func TestFilesUnwritable(t *testing.T) {
 		return strings.Contains(string(r.Raw), `"files":"writable"`)
 	})
 }
+
+// TestOutputBounds: an output larger than files.maxOutputBytes and a /view
+// that stalls each fail their task with output_failed, in bounded time,
+// instead of holding it running.
+func TestOutputBounds(t *testing.T) {
+	t.Parallel()
+	e := apptest.Start(t, apptest.Options{Instances: 1, Configure: func(c *config.Config) {
+		c.Files.MaxOutputBytes = 16
+		c.Files.OutputTimeout = config.Millis(time.Second)
+	}})
+	admin := e.Login(apptest.AdminUser, apptest.AdminPass)
+	waitAlive(e, admin)
+	big := submit(e, admin, map[string]any{"workflow": basic("bounds/big")})
+	got := waitStatus(e, admin, big.ID, "failed", 10*time.Second)
+	if got.Error == nil || got.Error.Type != "output_failed" || !strings.Contains(got.Error.Message, "maxOutputBytes") {
+		t.Errorf("error = %+v, want output_failed naming files.maxOutputBytes", got.Error)
+	}
+
+	e.Sims[0].InjectHTTPFault(comfysim.HTTPFault{Route: "/view", Times: 1 << 20, Stall: true})
+	stalled := submit(e, admin, map[string]any{"workflow": basic("bounds/stall")})
+	got = waitStatus(e, admin, stalled.ID, "failed", 20*time.Second)
+	if got.Error == nil || got.Error.Type != "output_failed" {
+		t.Errorf("error = %+v, want output_failed", got.Error)
+	}
+	e.Sims[0].ClearFaults()
+}

@@ -88,6 +88,9 @@ type HTTPFault struct {
 	After bool
 	// Drop closes the connection without any response instead of answering.
 	Drop bool
+	// Stall answers 200 and the first bytes of a body, then sends nothing
+	// more until the client gives up: a download that stalls.
+	Stall bool
 }
 
 func (f *HTTPFault) matches(method, path string) bool {

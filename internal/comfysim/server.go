@@ -126,6 +126,14 @@ func applyFault(f HTTPFault, next http.Handler, w http.ResponseWriter, r *http.R
 	if f.Drop {
 		panic(http.ErrAbortHandler)
 	}
+	if f.Stall {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("\x89PNG"))
+		_ = http.NewResponseController(w).Flush()
+		<-r.Context().Done()
+		return
+	}
 	if f.Status == http500 {
 		writeText(w, http500, body500)
 		return
