@@ -72,6 +72,8 @@ type Dispatcher struct {
 
 	// collectors tracks output collection goroutines.
 	collectors sync.WaitGroup
+	// previews relays live previews of running tasks; run by Run.
+	previews *previewRelay
 
 	// cancelMu guards earlyCancels: cancel requests for tasks no driver had
 	// yet (claimed a moment before their run started).
@@ -118,6 +120,7 @@ func New(opts Options) *Dispatcher {
 	return &Dispatcher{
 		opts: opts, log: opts.Log, settings: opts.Settings,
 		wake: make(chan struct{}, 1), drivers: map[string]*driver{}, earlyCancels: map[string]time.Time{},
+		previews: newPreviewRelay(opts.Store, opts.Log),
 	}
 }
 
@@ -155,6 +158,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	g.Go(func() error { return d.leaseLoop(gctx) })
 	g.Go(func() error { return d.eventLoop(gctx, sub) })
 	g.Go(func() error { return d.scheduleLoop(gctx) })
+	g.Go(func() error { d.previews.run(gctx); return nil })
 	err = g.Wait()
 	d.stopAll()
 	d.collectors.Wait()

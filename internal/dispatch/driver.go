@@ -236,7 +236,7 @@ func (dr *driver) onComfyEvent(ctx context.Context, ev comfy.Event) {
 	if ev.Type == comfy.EventStatus && ready {
 		dr.d.Wake()
 	}
-	if r != nil && ev.PromptID == r.task.ID {
+	if r != nil && ev.PromptID == r.task.ID && !r.frames.take(ev) {
 		r.deliver(ev)
 	}
 }
@@ -255,7 +255,11 @@ func (dr *driver) onConnect(ctx context.Context) {
 func (dr *driver) onDisconnect(error) {
 	dr.mu.Lock()
 	dr.connected = false
+	r := dr.cur
 	dr.mu.Unlock()
+	if r != nil {
+		r.frames.disconnected()
+	}
 }
 
 // onInstanceStatus follows health and admin changes of this instance.

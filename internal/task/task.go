@@ -59,6 +59,9 @@ const (
 	ErrorTypeInterrupted  = "interrupted"     // interrupted on the instance by someone else
 	ErrorTypeUpload       = "upload_failed"   // an input file could not be sent to the instance
 	ErrorTypeOutput       = "output_failed"   // an output file could not be collected
+	// ErrorTypeOutputLost: images streamed over the WebSocket (SaveImageWebsocket)
+	// may have been missed while the gateway was not connected; ComfyUI keeps no copy.
+	ErrorTypeOutputLost = "output_lost"
 )
 
 // Task is one workflow run. Times are UTC; a zero time means "not yet".
