@@ -219,6 +219,7 @@ function titleFor(type) {
     case 'interrupted': return 'The run was interrupted on its instance';
     case 'upload_failed': return 'An input file could not be sent to the instance';
     case 'output_failed': return 'An output file could not be collected';
+    case 'output_lost': return 'Images streamed over the WebSocket were missed';
     default: return 'The task failed';
   }
 }
