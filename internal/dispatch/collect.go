@@ -26,9 +26,15 @@ import (
 const fetchAttempts = 3
 
 // collect copies every output file of every output node into the file
-// store and completes the task. File ids are derived from the task, node
-// and position, so collecting again after a restart rewrites the same files.
-func (d *Dispatcher) collect(ctx context.Context, c *comfy.Client, t *task.Task, entry *comfy.HistoryEntry) {
+// store, then the images the run received over the WebSocket, and
+// completes the task. File ids are derived from the task, node and
+// position, so collecting again after a restart rewrites the same files.
+func (d *Dispatcher) collect(ctx context.Context, c *comfy.Client, t *task.Task, entry *comfy.HistoryEntry, frames *streamed) {
+	wsNodes, wsImages, terr := frames.result()
+	if terr != nil {
+		d.finishCollected(ctx, t, task.StatusFailed, nil, terr)
+		return
+	}
 	res := &task.Result{Files: []string{}, Outputs: map[string][]task.Output{}}
 	nodes := make([]string, 0, len(entry.Outputs))
 	for id := range entry.Outputs {
@@ -51,6 +57,9 @@ func (d *Dispatcher) collect(ctx context.Context, c *comfy.Client, t *task.Task,
 			res.Files = append(res.Files, out.URL)
 			res.Outputs[nodeID] = append(res.Outputs[nodeID], out)
 		}
+	}
+	if !d.storeStreamed(ctx, t, entry, wsNodes, wsImages, res) {
+		return
 	}
 	d.finishCollected(ctx, t, task.StatusCompleted, res, nil)
 }

@@ -105,6 +105,9 @@ type Dispatcher struct {
 	settings Settings
 	drivers  map[string]*driver
 
+	// previews relays live previews of running tasks; run by Run.
+	previews *previewRelay
+
 	// cancelMu guards earlyCancels: cancel requests for tasks no driver had
 	// yet (claimed a moment before their run started).
 	cancelMu     sync.Mutex
@@ -153,6 +156,7 @@ func New(opts Options) *Dispatcher {
 	d := &Dispatcher{
 		opts: opts, log: opts.Log, settings: opts.Settings,
 		wake: make(chan struct{}, 1), drivers: map[string]*driver{}, earlyCancels: map[string]time.Time{},
+		previews: newPreviewRelay(opts.Store, opts.Log),
 	}
 	d.files = newFilesHealth(opts.Blob, opts.Log, d.Wake)
 	return d
@@ -198,6 +202,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	g.Go(func() error { return d.eventLoop(gctx, sub) })
 	g.Go(func() error { return d.scheduleLoop(gctx) })
 	g.Go(func() error { return d.files.run(gctx) })
+	g.Go(func() error { d.previews.run(gctx); return nil })
 	err = g.Wait()
 	d.stopAll()
 	if errors.Is(err, context.Canceled) {

@@ -348,7 +348,7 @@ func (dr *driver) start(ctx context.Context, t *task.Task, reattach bool) *run {
 // collect copies a finished run's outputs without holding the instance;
 // stop cancels and waits for it (the next holder of the lease collects
 // again: output file ids are stable).
-func (dr *driver) collect(t *task.Task, entry *comfy.HistoryEntry) {
+func (dr *driver) collect(t *task.Task, entry *comfy.HistoryEntry, frames *streamed) {
 	dr.mu.Lock()
 	defer dr.mu.Unlock()
 	if dr.stopped {
@@ -362,7 +362,7 @@ func (dr *driver) collect(t *task.Task, entry *comfy.HistoryEntry) {
 			dr.collecting--
 			dr.mu.Unlock()
 		}()
-		dr.d.collect(life, dr.client, t, entry)
+		dr.d.collect(life, dr.client, t, entry, frames)
 	})
 }
 
@@ -428,7 +428,7 @@ func (dr *driver) onComfyEvent(ctx context.Context, ev comfy.Event) {
 	if r == nil {
 		return
 	}
-	if ev.PromptID == r.task.ID {
+	if ev.PromptID == r.task.ID && !r.frames.take(ev) {
 		r.deliver(ev)
 	} else if ev.Type == comfy.EventStatus && r.foreign.Load() {
 		// A reattached prompt submitted under another client id (another
@@ -452,7 +452,11 @@ func (dr *driver) onConnect(ctx context.Context) {
 func (dr *driver) onDisconnect(error) {
 	dr.mu.Lock()
 	dr.connected = false
+	r := dr.cur
 	dr.mu.Unlock()
+	if r != nil {
+		r.frames.disconnected()
+	}
 }
 
 // onInstanceStatus follows health and admin changes of this instance.

@@ -43,6 +43,7 @@ type run struct {
 	finished chan struct{}
 
 	progress   *comfy.Progress
+	frames     *streamed // what binary frames bring: streamed outputs, previews
 	lastWrite  time.Time
 	stopReason string
 	verify     bool
@@ -67,7 +68,7 @@ func newRun(dr *driver, t *task.Task, reattach bool) *run {
 		dr: dr, task: t, reattach: reattach, log: dr.log.With("task_id", t.ID), started: time.Now(),
 		events:  make(chan comfy.Event, 1024),
 		resyncC: make(chan struct{}, 1), cancelC: make(chan struct{}, 1), lostC: make(chan struct{}, 1),
-		finished: make(chan struct{}),
+		finished: make(chan struct{}), frames: newStreamed(t, reattach, dr.d.previews),
 	}
 }
 

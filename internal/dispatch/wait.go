@@ -354,7 +354,7 @@ func (r *run) complete(ctx context.Context, entry *comfy.HistoryEntry, free func
 	switch {
 	case entry.Status.Completed:
 		free()
-		r.dr.collect(r.task, entry)
+		r.dr.collect(r.task, entry, r.frames)
 	case entry.Interrupted() && r.stopReason == stopCancel:
 		r.finish(ctx, task.StatusCancelled, nil, nil)
 	case entry.Interrupted() && r.stopReason == stopTimeout:

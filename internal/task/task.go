@@ -60,6 +60,9 @@ const (
 	ErrorTypeUpload       = "upload_failed"      // an input file could not be sent to the instance
 	ErrorTypeOutput       = "output_failed"      // an output file could not be collected
 	ErrorTypeHistory      = "history_unreadable" // the instance answers the prompt's history with an error or garbage
+	// ErrorTypeOutputLost: images streamed over the WebSocket (SaveImageWebsocket)
+	// may have been missed while the gateway was not connected; ComfyUI keeps no copy.
+	ErrorTypeOutputLost = "output_lost"
 )
 
 // Task is one workflow run. Times are UTC; a zero time means "not yet".

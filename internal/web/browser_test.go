@@ -162,6 +162,27 @@ func TestSubmitWatchProgressAndOutput(t *testing.T) {
 	p.shot("overview")
 }
 
+// TestLivePreviewOnTaskPage: with previews on at the instances, a running
+// sampler's task page shows its latest preview, updated from task_preview,
+// and drops it once the task is done.
+func TestLivePreviewOnTaskPage(t *testing.T) {
+	d := startDemo(t, 1, comfysim.Options{PreviewMethod: "auto", StepDelay: 40 * time.Millisecond})
+	task := d.submit(t2i(100), nil, 0) // 4 s of sampling
+	t.Cleanup(func() { d.call("DELETE", "/api/tasks/"+task.ID, nil) })
+	p := newPage(t, d)
+	p.open("#/tasks/" + task.ID)
+	p.login("admin", "admin123")
+	p.waitJS("a live preview", `(() => { const i = document.querySelector('#task-preview'); return !!i && i.complete && i.naturalWidth > 0 && i.src.startsWith('data:image/jpeg;base64,'); })()`, long)
+	first := eval[string](p, `document.querySelector('#task-preview').src`)
+	p.waitJS("a newer preview", fmt.Sprintf(`document.querySelector('#task-preview')?.src !== %q`, first), long)
+	if got := p.text("#task-live"); !strings.Contains(got, "KSampler #3") {
+		t.Errorf("live preview panel = %q, want the sampler named", got)
+	}
+	p.shot("preview")
+	p.waitJS("the completed status", `document.querySelector('.page-head .badge')?.dataset.status === 'completed'`, long)
+	p.waitJS("no live preview", `!document.querySelector('#task-live')`, short)
+}
+
 func TestCancelPendingTask(t *testing.T) {
 	// One instance, busy with a long run, so the next task waits.
 	d := startDemo(t, 1, comfysim.Options{StepDelay: 100 * time.Millisecond})

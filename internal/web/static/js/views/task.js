@@ -1,6 +1,7 @@
 // One task: status and live progress (with the node and step from
-// task_progress), timings, cancel, a readable error (ComfyUI's node_errors
-// per node and input), output previews, params and the workflow.
+// task_progress), the live preview of a running sampler (task_preview),
+// timings, cancel, a readable error (ComfyUI's node_errors per node and
+// input), output previews, params and the workflow.
 
 import { h, replace, statusBadge, progressBar, setProgress, timeEl, fmtTime, fmtDuration, copyButton, mediaKind, icon, shortId, sameOriginFallback } from '../ui.js';
 import { get } from '../api.js';
@@ -21,6 +22,8 @@ export default function mount(main, { params, navigate }) {
 
   let bar = null;
   let stepEl = null;
+  let preview = null; // the latest task_preview while the task runs: { src, nodeId }
+  let previewImg = null;
   let badgeEl = null;
   let cancelBtn = null;
 
@@ -93,8 +96,11 @@ export default function mount(main, { params, navigate }) {
       item('Ran', t.startedAt ? fmtDuration((t.finishedAt ? Date.parse(t.finishedAt) : Date.now()) - Date.parse(t.startedAt)) : '—'),
       item('Updated', timeEl(t.updatedAt)));
 
+    if (t.status !== 'running') preview = null;
+    previewImg = null;
     const parts = [
       h('section', { class: 'panel' }, h('div', { class: 'stack' }, bar, stepEl, meta)),
+      preview ? previewPanel() : null,
     ];
     if (t.error) parts.push(errorPanel(t.error, nodeLabel));
     const outs = outputsPanel(t.result, nodeLabel, t.id);
@@ -125,6 +131,26 @@ export default function mount(main, { params, navigate }) {
     setProgress(bar, task.progress, task.status);
     if (stepEl) stepEl.textContent = stepFor(task);
   };
+  // previewPanel shows the live preview; it appears with the first
+  // task_preview (instances send none unless ComfyUI has a preview method).
+  const previewPanel = () => {
+    previewImg = h('img', { id: 'task-preview', class: 'live-preview', alt: 'Live preview of the running sampler', src: preview.src });
+    return h('section', { class: 'panel', id: 'task-live' },
+      h('div', { class: 'panel-head' }, h('h2', null, 'Live preview'), h('span', { class: 'small muted', id: 'task-preview-node' }, nodeLabel(preview.nodeId))),
+      h('div', { class: 'live-preview-box' }, previewImg));
+  };
+  const onPreview = (d) => {
+    if (d?.taskId !== id || !task || isFinal(task.status) || !/^(jpeg|png)$/.test(d.format) || typeof d.image !== 'string') return;
+    preview = { src: `data:image/${d.format};base64,${d.image}`, nodeId: d.nodeId };
+    if (task.status !== 'running') return; // shown once the page knows it runs
+    if (previewImg) {
+      previewImg.src = preview.src;
+      const label = document.getElementById('task-preview-node');
+      if (label) label.textContent = nodeLabel(preview.nodeId);
+    } else {
+      body.firstElementChild?.after(previewPanel());
+    }
+  };
   const onChange = (d) => {
     if (d?.taskId !== id) return;
     if (task && d.progress !== undefined) setProgress(bar, d.status === 'completed' ? 100 : Math.max(task.progress, d.progress), d.status || task.status);
@@ -132,6 +158,7 @@ export default function mount(main, { params, navigate }) {
   };
   const offs = [
     live.on('task_progress', onProgress),
+    live.on('task_preview', onPreview),
     live.on('task_status', onChange),
     live.on('task_completed', onChange),
     live.on('task_failed', onChange),
@@ -192,6 +219,7 @@ function titleFor(type) {
     case 'interrupted': return 'The run was interrupted on its instance';
     case 'upload_failed': return 'An input file could not be sent to the instance';
     case 'output_failed': return 'An output file could not be collected';
+    case 'output_lost': return 'Images streamed over the WebSocket were missed';
     default: return 'The task failed';
   }
 }
