@@ -96,7 +96,7 @@ func (r *run) deadline() time.Time {
 // onEvent handles one ComfyUI event of this prompt; true means the run ended.
 func (r *run) onEvent(ctx context.Context, ev comfy.Event, free func()) bool {
 	if pct, changed := r.progress.Apply(ev); changed {
-		r.reportProgress(ctx, pct, ev)
+		r.reportProgress(ctx, pct)
 	}
 	if ev.Type != "executing" || !ev.NodeNull {
 		return false
@@ -292,20 +292,23 @@ func (r *run) requeue(ctx context.Context, reason string, refund bool) {
 	r.publish(ctx, Publish(ctx, r.st(), EventTaskQueued, t, StatusData{TaskID: t.ID, Status: t.Status}))
 }
 
-// reportProgress publishes every change and writes it to the store at most
-// every progressWriteEvery.
-func (r *run) reportProgress(ctx context.Context, pct int, ev comfy.Event) {
-	if pct <= r.task.Progress {
-		return // a retry starts over; what clients saw never goes down
-	}
+// reportProgress publishes every change of the percentage or of where the
+// run is, and writes the percentage to the store at most every
+// progressWriteEvery.
+func (r *run) reportProgress(ctx context.Context, pct int) {
+	// A retry starts over; what clients saw never goes down.
+	raised := pct > r.task.Progress
+	pct = max(pct, r.task.Progress)
 	r.task.Progress = pct
+	at := r.progress.Position()
 	r.publish(ctx, Publish(ctx, r.st(), EventTaskProgress, r.task, ProgressData{
-		TaskID: r.task.ID, Progress: pct, Node: ev.Node, Value: ev.Value, Max: ev.Max,
+		TaskID: r.task.ID, Progress: pct, NodeID: at.NodeID, Node: at.NodeID,
+		ClassType: at.ClassType, Title: at.Title, Value: at.Value, Max: at.Max,
 	}))
 	if r.lastWrite.IsZero() {
 		r.lastWrite = r.started // the first write waits too: short runs write none
 	}
-	if time.Since(r.lastWrite) >= progressWriteEvery {
+	if raised && time.Since(r.lastWrite) >= progressWriteEvery {
 		r.progressTo(ctx, pct)
 	}
 }
