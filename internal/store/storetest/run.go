@@ -19,6 +19,7 @@ func runCases() []testCase {
 		{"RenewLeaseConflicts", testRenewLeaseConflicts},
 		{"FinishCompleted", testFinishCompleted},
 		{"FinishFailed", testFinishFailed},
+		{"FinishRaisesProgress", testFinishRaisesProgress},
 		{"FinishPending", testFinishPending},
 		{"FinishConflicts", testFinishConflicts},
 		{"FinishNotFinal", testFinishNotFinal},
@@ -141,6 +142,38 @@ func testFinishFailed(t *testing.T, s store.Store) {
 			got.Status, got.Progress, got.Result, got.FinishedAt, at(3))
 	}
 	diff(t, "task error", taskErr, get(t, s, in.ID).Error)
+}
+
+// testFinishRaisesProgress: TaskFinish raises the stored progress to the
+// run's (TaskProgress writes are throttled), never lowers it, caps it at 99
+// and sets 100 on completion.
+func testFinishRaisesProgress(t *testing.T, s store.Store) {
+	cases := []struct {
+		name         string
+		to           task.Status
+		stored, run  int
+		wantProgress int
+	}{
+		{"failed raised", task.StatusFailed, 20, 60, 60},
+		{"failed kept", task.StatusFailed, 60, 20, 60},
+		{"failed capped", task.StatusFailed, 0, 150, 99},
+		{"cancelled raised", task.StatusCancelled, 0, 45, 45},
+		{"completed", task.StatusCompleted, 30, 50, 100},
+	}
+	for i, c := range cases {
+		in := insert(t, s, store.TaskInsertParams{Now: at(0)})
+		claimID(t, s, in.ID, "127.0.0.1:8001", at(1))
+		if c.stored > 0 {
+			progress(t, s, in.ID, c.stored, 2)
+		}
+		got, err := s.TaskFinish(t.Context(), &store.TaskFinishParams{
+			ID: in.ID, From: []task.Status{task.StatusRunning}, To: c.to, Progress: c.run, Now: at(3 + i),
+		})
+		must(t, "TaskFinish "+c.name, err)
+		if got.Progress != c.wantProgress || get(t, s, in.ID).Progress != c.wantProgress {
+			t.Errorf("%s: progress %d (stored %d), want %d", c.name, got.Progress, get(t, s, in.ID).Progress, c.wantProgress)
+		}
+	}
 }
 
 func testFinishPending(t *testing.T, s store.Store) {
