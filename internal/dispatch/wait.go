@@ -254,7 +254,8 @@ func executionError(entry *comfy.HistoryEntry) *task.Error {
 func (r *run) finish(ctx context.Context, to task.Status, res *task.Result, terr *task.Error) {
 	t, err := storeRetry(ctx, func() (*task.Task, error) {
 		return r.st().TaskFinish(ctx, &store.TaskFinishParams{
-			ID: r.task.ID, From: []task.Status{task.StatusRunning}, To: to, Result: res, Error: terr, Now: time.Now(),
+			ID: r.task.ID, From: []task.Status{task.StatusRunning}, To: to, Result: res, Error: terr,
+			Progress: r.task.Progress, Now: time.Now(),
 		})
 	})
 	if err != nil {
@@ -279,7 +280,9 @@ func (r *run) requeue(ctx context.Context, reason string, refund bool) {
 		return
 	}
 	t, err := storeRetry(ctx, func() (*task.Task, error) {
-		return r.st().TaskRequeue(ctx, &store.TaskRequeueParams{ID: r.task.ID, RefundAttempt: refund, Now: time.Now()})
+		return r.st().TaskRequeue(ctx, &store.TaskRequeueParams{
+			ID: r.task.ID, RefundAttempt: refund, Progress: r.task.Progress, Now: time.Now(),
+		})
 	})
 	if err != nil {
 		if ctx.Err() == nil {
