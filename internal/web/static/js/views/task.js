@@ -117,11 +117,19 @@ export default function mount(main, { params, navigate }) {
     return '';
   };
 
+  // runningLabel names the node a task_progress is about: its class, id and
+  // title as the event gives them (older gateways sent only `node`).
+  const runningLabel = (d) => {
+    const nodeId = d.nodeId || d.node;
+    if (!d.classType) return nodeLabel(nodeId);
+    return `${d.classType} #${nodeId}${d.title && d.title !== d.classType ? ` “${d.title}”` : ''}`;
+  };
+
   const onProgress = (d) => {
     if (d.taskId !== id || !task) return;
     if (task.status === 'pending') task.status = 'running';
     task.progress = Math.max(task.progress || 0, d.progress);
-    if (d.node) stepText = `${nodeLabel(d.node)}${d.max ? `: step ${d.value} of ${d.max}` : ''}`;
+    if (d.nodeId || d.node) stepText = `${runningLabel(d)}${d.max ? `: step ${d.value} of ${d.max}` : ''}`;
     setProgress(bar, task.progress, task.status);
     if (stepEl) stepEl.textContent = stepFor(task);
   };
