@@ -75,11 +75,13 @@ type taskView struct {
 		} `json:"outputs"`
 	} `json:"result"`
 	Error *struct {
-		Type       string                     `json:"type"`
-		Message    string                     `json:"message"`
-		NodeID     string                     `json:"nodeId"`
-		NodeType   string                     `json:"nodeType"`
-		NodeErrors map[string]json.RawMessage `json:"nodeErrors"`
+		Type          string                     `json:"type"`
+		Message       string                     `json:"message"`
+		NodeID        string                     `json:"nodeId"`
+		NodeType      string                     `json:"nodeType"`
+		NodeErrors    map[string]json.RawMessage `json:"nodeErrors"`
+		ExceptionType string                     `json:"exceptionType"`
+		Traceback     string                     `json:"traceback"`
 	} `json:"error"`
 }
 
@@ -333,7 +335,8 @@ func uploadRaw(e *apptest.Env, token, field, name string, content []byte) *appte
 }
 
 // TestFailures: a ComfyUI validation error fails with nodeErrors (no
-// retry); an execution_error fails with node id, type and message.
+// retry); an execution_error fails with node id, type and message, and
+// the exception's type and traceback.
 func TestFailures(t *testing.T) {
 	t.Parallel()
 	e := apptest.Start(t, apptest.Options{Instances: 1})
@@ -364,6 +367,14 @@ func TestFailures(t *testing.T) {
 	if got.Error == nil || got.Error.Type != "execution_error" || got.Error.NodeID != "3" || got.Error.NodeType != "ImageInvert" ||
 		!strings.Contains(got.Error.Message, "boom from the test") {
 		t.Errorf("execution error = %+v", got.Error)
+	}
+	if got.Error == nil || got.Error.ExceptionType != "RuntimeError" ||
+		!strings.HasPrefix(got.Error.Traceback, `  File "/srv/ComfyUI/execution.py"`) || !strings.Contains(got.Error.Traceback, "in ImageInvert\n") {
+		t.Errorf("execution error lost what ComfyUI said: %+v", got.Error)
+	}
+	failed := ws.WaitFor(5*time.Second, "task_failed", taskEvent("task_failed", v2.ID))
+	if !strings.Contains(string(failed.Data), `"exceptionType":"RuntimeError"`) || !strings.Contains(string(failed.Data), `"traceback":"  File `) {
+		t.Errorf("task_failed = %s, want the exception type and traceback", failed.Data)
 	}
 	e.Sims[0].ClearFaults()
 }

@@ -247,7 +247,10 @@ func executionError(entry *comfy.HistoryEntry) *task.Error {
 	if !ok {
 		return &task.Error{Type: task.ErrorTypeExecution, Message: "the run failed on its instance"}
 	}
-	return &task.Error{Type: task.ErrorTypeExecution, Message: ee.ExceptionMessage, NodeID: ee.NodeID, NodeType: ee.NodeType}
+	return &task.Error{
+		Type: task.ErrorTypeExecution, Message: ee.ExceptionMessage, NodeID: ee.NodeID, NodeType: ee.NodeType,
+		ExceptionType: ee.ExceptionType, Traceback: traceback(ee.Traceback),
+	}
 }
 
 // finish moves the task to a final status and publishes it.

@@ -121,7 +121,17 @@ type Error struct {
 	NodeType string `json:"nodeType,omitempty"`
 	// NodeErrors is ComfyUI's node_errors object, kept as ComfyUI sent it.
 	NodeErrors json.RawMessage `json:"nodeErrors,omitempty"`
+	// ExceptionType is the Python exception a node raised (execution_error's
+	// exception_type), e.g. "RuntimeError".
+	ExceptionType string `json:"exceptionType,omitempty"`
+	// Traceback is the exception's traceback as ComfyUI sent it, its frames
+	// joined, most recent call last; at most MaxTraceback bytes.
+	Traceback string `json:"traceback,omitempty"`
 }
+
+// MaxTraceback bounds Error.Traceback, in bytes. A longer traceback keeps
+// its end, where the frame that raised is.
+const MaxTraceback = 64 << 10
 
 func (e *Error) Error() string { return e.Type + ": " + e.Message }
 

@@ -130,7 +130,9 @@ func testFinishFailed(t *testing.T, s store.Store) {
 	taskErr := &task.Error{
 		Type: "prompt_outputs_failed_validation", Message: "Prompt outputs failed validation",
 		NodeID: "4", NodeType: "CheckpointLoaderSimple",
-		NodeErrors: json.RawMessage(`{"4":{"errors":[{"type":"value_not_in_list","message":"ckpt_name"}]}}`),
+		NodeErrors:    json.RawMessage(`{"4":{"errors":[{"type":"value_not_in_list","message":"ckpt_name"}]}}`),
+		ExceptionType: "RuntimeError",
+		Traceback:     "  File \"/srv/ComfyUI/nodes.py\", line 1857, in batch\n    s = torch.cat((image1, image2), dim=0)\n",
 	}
 	got, err := s.TaskFinish(t.Context(), &store.TaskFinishParams{
 		ID: in.ID, From: []task.Status{task.StatusPending, task.StatusRunning}, To: task.StatusFailed,

@@ -165,7 +165,10 @@ function errorPanel(err, nodeLabel) {
     h('h2', null, titleFor(err.type)),
     h('div', { class: 'msg' }, err.message || err.type),
     err.nodeId ? h('div', { class: 'small', style: { marginTop: '6px' } }, 'At ', h('b', null, err.nodeType ? `${err.nodeType} #${err.nodeId}` : nodeLabel(err.nodeId))) : null,
-    h('div', { class: 'small muted', style: { marginTop: '4px' } }, 'Error type: ', h('code', null, err.type || 'unknown')));
+    h('div', { class: 'small muted', style: { marginTop: '4px' } }, 'Error type: ', h('code', null, err.type || 'unknown'),
+      err.exceptionType ? [' (', h('code', { id: 'task-exception-type' }, err.exceptionType), ')'] : null),
+    err.traceback ? h('details', { id: 'task-traceback', style: { marginTop: '6px' } },
+      h('summary', { class: 'small' }, 'Traceback'), h('pre', { class: 'json' }, err.traceback)) : null);
   let ne = err.nodeErrors;
   if (typeof ne === 'string') {
     try { ne = JSON.parse(ne); } catch { ne = null; }
