@@ -71,7 +71,7 @@ type taskView struct {
 	Result        *struct {
 		Files   []string `json:"files"`
 		Outputs map[string][]struct {
-			URL, Filename, Type, NodeID, FileID string
+			URL, Filename, Type, Kind, NodeID, FileID string
 		} `json:"outputs"`
 	} `json:"result"`
 	Error *struct {
@@ -184,7 +184,7 @@ func TestTaskHappyPath(t *testing.T) {
 		t.Errorf("completed task = %+v", got)
 	}
 	outs := got.Result.Outputs["9"]
-	if len(outs) != 1 || outs[0].Type != "images" || outs[0].URL != data.Result.Files[0] || !strings.HasSuffix(outs[0].Filename, ".png") {
+	if len(outs) != 1 || outs[0].Type != "output" || outs[0].Kind != "images" || outs[0].URL != data.Result.Files[0] || !strings.HasSuffix(outs[0].Filename, ".png") {
 		t.Errorf("outputs = %+v", got.Result.Outputs)
 	}
 	if n := e.SimLog.Count(v.ID); n != 1 {

@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -82,7 +83,9 @@ func (d *Dispatcher) collectOne(ctx context.Context, c *comfy.Client, t *task.Ta
 	if err != nil && !errors.Is(err, store.ErrConflict) {
 		return task.Output{}, err
 	}
-	return task.Output{URL: FileURL(base, id, name), Filename: name, Type: ref.Kind, NodeID: nodeID, FileID: id}, nil
+	return task.Output{
+		URL: FileURL(base, id, name), Filename: name, Type: cmp.Or(ref.Type, "output"), Kind: ref.Kind, NodeID: nodeID, FileID: id,
+	}, nil
 }
 
 func (d *Dispatcher) fetch(ctx context.Context, c *comfy.Client, ref comfy.FileRef, id, name string) (int64, string, error) {

@@ -108,9 +108,13 @@ type Result struct {
 type Output struct {
 	URL      string `json:"url"`
 	Filename string `json:"filename"`
-	Type     string `json:"type"` // images, gifs, video, audio...: the key ComfyUI used
-	NodeID   string `json:"nodeId"`
-	FileID   string `json:"fileId"`
+	// Type is where ComfyUI kept the file: "output" (SaveImage and the
+	// like) or "temp" (previews, which ComfyUI deletes on restart).
+	Type string `json:"type"`
+	// Kind is the key ComfyUI listed the file under: images, gifs, video, audio...
+	Kind   string `json:"kind,omitempty"`
+	NodeID string `json:"nodeId"`
+	FileID string `json:"fileId"`
 }
 
 // Error says why a task failed or stopped.

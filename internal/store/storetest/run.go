@@ -106,8 +106,8 @@ func testFinishCompleted(t *testing.T, s store.Store) {
 	result := &task.Result{
 		Files: []string{"http://gw/files/f1/a.png", "http://gw/files/f2/b.mp4"},
 		Outputs: map[string][]task.Output{
-			"9":  {{URL: "http://gw/files/f1/a.png", Filename: "a.png", Type: "images", NodeID: "9", FileID: "f1"}},
-			"12": {{URL: "http://gw/files/f2/b.mp4", Filename: "b.mp4", Type: "gifs", NodeID: "12", FileID: "f2"}},
+			"9":  {{URL: "http://gw/files/f1/a.png", Filename: "a.png", Type: "output", Kind: "images", NodeID: "9", FileID: "f1"}},
+			"12": {{URL: "http://gw/files/f2/b.mp4", Filename: "b.mp4", Type: "temp", Kind: "gifs", NodeID: "12", FileID: "f2"}},
 		},
 	}
 	got, err := s.TaskFinish(t.Context(), &store.TaskFinishParams{

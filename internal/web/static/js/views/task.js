@@ -231,7 +231,8 @@ function outputsPanel(result, nodeLabel, taskId) {
   for (const [nodeId, list] of Object.entries(result.outputs || {})) {
     for (const o of list || []) {
       seen.add(o.url);
-      cards.push(outputCard(o.url, o.filename, o.type, nodeLabel(o.nodeId || nodeId)));
+      // kind is ComfyUI's key (images, gifs...); older results had it in type.
+      cards.push(outputCard(o.url, o.filename, o.kind || o.type, nodeLabel(o.nodeId || nodeId) + (o.type === 'temp' ? ' (preview)' : '')));
     }
   }
   for (const url of result.files || []) {
