@@ -425,15 +425,32 @@ func TestCancel(t *testing.T) {
 	}
 
 	r := e.Do("DELETE", "/api/tasks/"+pending.ID, user, nil)
-	var c taskView
+	var c struct {
+		taskView
+		TaskID          string `json:"taskId"`
+		CancelRequested bool   `json:"cancelRequested"`
+	}
 	r.Into(t, &c)
-	if r.Status != 200 || c.Status != "cancelled" {
+	if r.Status != 200 || c.Status != "cancelled" || c.TaskID != pending.ID || c.CancelRequested || r.Body.Message == "" {
 		t.Errorf("cancel pending: %d %s", r.Status, r.Raw)
 	}
 	ws.WaitFor(5*time.Second, "task_cancelled (pending)", taskEvent("task_cancelled", pending.ID))
 
-	if r := e.Do("DELETE", "/api/tasks/"+running.ID, user, nil); r.Status != 200 {
-		t.Fatalf("cancel running: %d %s", r.Status, r.Raw)
+	// A running task's DELETE says a cancel was requested: the task runs
+	// until its instance confirms.
+	r = e.Do("DELETE", "/api/tasks/"+running.ID, user, nil)
+	var req struct {
+		taskView
+		TaskID          string `json:"taskId"`
+		CancelRequested bool   `json:"cancelRequested"`
+	}
+	r.Into(t, &req)
+	if r.Status != 200 || r.Body.Code != 200 || req.TaskID != running.ID || req.ID != running.ID ||
+		req.Status != "running" || !req.CancelRequested || !strings.Contains(r.Body.Message, "Cancel requested") {
+		t.Errorf("cancel running: %d %s, want 200 with the running task, cancelRequested and a message", r.Status, r.Raw)
+	}
+	if r := e.Do("DELETE", "/api/tasks/"+pending.ID, user, nil); r.Status != http.StatusConflict {
+		t.Errorf("cancel a cancelled task again: %d %s, want 409", r.Status, r.Raw)
 	}
 	ws.WaitFor(10*time.Second, "task_cancelled (running)", taskEvent("task_cancelled", running.ID))
 	if got := getTask(e, user, running.ID); got.Status != "cancelled" {

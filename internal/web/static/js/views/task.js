@@ -110,6 +110,7 @@ export default function mount(main, { params, navigate }) {
 
   const stepFor = (t) => {
     if (t.status === 'pending') return t.queuePosition ? `Waiting in the queue (position ${t.queuePosition}).` : 'Waiting for a free instance.';
+    if (t.status === 'running' && t.cancelRequested) return 'Cancel requested; the instance is interrupting the run…';
     if (t.status === 'running') return stepText || 'Running…';
     if (t.status === 'completed') return 'Completed' + (t.finishedAt && t.startedAt ? ' in ' + fmtDuration(Date.parse(t.finishedAt) - Date.parse(t.startedAt)) : '') + '.';
     if (t.status === 'failed') return 'Failed.';
