@@ -94,3 +94,29 @@ func TestProgressSaysWhereItIs(t *testing.T) {
 		t.Errorf("failed task: %s at %d%%, want failed at %d%%", got.Status, got.Progress, top)
 	}
 }
+
+// TestProgressKeptWhenOutputsFail: a run whose outputs cannot be fetched
+// fails with output_failed and keeps the progress clients saw.
+func TestProgressKeptWhenOutputsFail(t *testing.T) {
+	t.Parallel()
+	e := apptest.Start(t, apptest.Options{Instances: 1})
+	admin := e.Login(apptest.AdminUser, apptest.AdminPass)
+	waitAlive(e, admin)
+	ws := e.DialWS(admin)
+	e.Sims[0].FailHTTP("/view", 100)
+
+	v := submit(e, admin, map[string]any{"workflow": t2i(5, "progress/nofetch")})
+	top := 0
+	ws.WaitFor(20*time.Second, "task_failed", func(m apptest.Message) bool {
+		if taskEvent("task_progress", v.ID)(m) {
+			var d progressData
+			_ = json.Unmarshal(m.Data, &d)
+			top = max(top, d.Progress)
+		}
+		return taskEvent("task_failed", v.ID)(m)
+	})
+	got := getTask(e, admin, v.ID)
+	if got.Status != "failed" || got.Error == nil || got.Error.Type != "output_failed" || top < 90 || got.Progress != top {
+		t.Errorf("task: %s at %d%%, error %+v; want failed (output_failed) at %d%% (at least 90)", got.Status, got.Progress, got.Error, top)
+	}
+}

@@ -105,7 +105,8 @@ func (d *Dispatcher) fetch(ctx context.Context, c *comfy.Client, ref comfy.FileR
 func (d *Dispatcher) finishCollected(ctx context.Context, t *task.Task, to task.Status, res *task.Result, terr *task.Error) {
 	done, err := storeRetry(ctx, func() (*task.Task, error) {
 		return d.opts.Store.TaskFinish(ctx, &store.TaskFinishParams{
-			ID: t.ID, From: []task.Status{task.StatusRunning}, To: to, Result: res, Error: terr, Now: time.Now(),
+			ID: t.ID, From: []task.Status{task.StatusRunning}, To: to, Result: res, Error: terr,
+			Progress: t.Progress, Now: time.Now(),
 		})
 	})
 	if err != nil {
