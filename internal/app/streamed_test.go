@@ -55,7 +55,7 @@ func TestSaveImageWebsocketOutputs(t *testing.T) {
 				t.Fatalf("result = %+v, want two outputs of node 3", got.Result)
 			}
 			for i, o := range outs {
-				if o.Type != "images" || o.NodeID != "3" || o.Filename != "3_"+itoa(i)+".png" || got.Result.Files[i] != o.URL {
+				if o.Type != "output" || o.Kind != "images" || o.NodeID != "3" || o.Filename != "3_"+itoa(i)+".png" || got.Result.Files[i] != o.URL {
 					t.Errorf("output %d = %+v", i, o)
 				}
 				body := download(t, o.URL, "image/png")

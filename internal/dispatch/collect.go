@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -79,7 +80,9 @@ func (d *Dispatcher) collectOne(ctx context.Context, c *comfy.Client, t *task.Ta
 	if err != nil && !errors.Is(err, store.ErrConflict) {
 		return task.Output{}, err
 	}
-	return task.Output{URL: FileURL(base, id, name), Filename: name, Type: ref.Kind, NodeID: nodeID, FileID: id}, nil
+	return task.Output{
+		URL: FileURL(base, id, name), Filename: name, Type: cmp.Or(ref.Type, "output"), Kind: ref.Kind, NodeID: nodeID, FileID: id,
+	}, nil
 }
 
 // copyOutput copies one output file into the file store. A download that
@@ -194,7 +197,7 @@ func (d *Dispatcher) finishCollected(ctx context.Context, t *task.Task, to task.
 	done, err := storeRetry(ctx, func() (*task.Task, error) {
 		return d.opts.Store.TaskFinish(ctx, &store.TaskFinishParams{
 			ID: t.ID, From: []task.Status{task.StatusRunning}, To: to, Result: res, Error: terr,
-			LeaseOwner: d.opts.Replica, Now: time.Now(),
+			LeaseOwner: d.opts.Replica, Progress: t.Progress, Now: time.Now(),
 		})
 	})
 	if err != nil {

@@ -108,12 +108,12 @@ func (r *run) st() store.Store { return r.dr.d.opts.Store }
 // the instance as soon as the outcome is known there.
 func (r *run) drive(ctx context.Context, free func()) {
 	r.markBusy(ctx)
-	prompt, nodes, err := r.prepare(ctx)
+	prompt, _, err := r.prepare(ctx)
 	if err != nil {
 		r.prepareFailed(ctx, err)
 		return
 	}
-	r.progress = comfy.NewProgress(nodes)
+	r.progress = r.newProgress(prompt)
 	if r.reattach {
 		if !r.adopt(ctx) {
 			return

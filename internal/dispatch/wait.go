@@ -179,7 +179,7 @@ func (r *run) deadline() time.Time {
 // onEvent handles one ComfyUI event of this prompt; true means the run ended.
 func (r *run) onEvent(ctx context.Context, ev comfy.Event, free func()) bool {
 	if pct, changed := r.progress.Apply(ev); changed {
-		r.reportProgress(ctx, pct, ev)
+		r.reportProgress(ctx, pct)
 	}
 	if ev.Type != "executing" || !ev.NodeNull {
 		return false
@@ -371,7 +371,10 @@ func executionError(entry *comfy.HistoryEntry) *task.Error {
 	if !ok {
 		return &task.Error{Type: task.ErrorTypeExecution, Message: "the run failed on its instance"}
 	}
-	return &task.Error{Type: task.ErrorTypeExecution, Message: ee.ExceptionMessage, NodeID: ee.NodeID, NodeType: ee.NodeType}
+	return &task.Error{
+		Type: task.ErrorTypeExecution, Message: ee.ExceptionMessage, NodeID: ee.NodeID, NodeType: ee.NodeType,
+		ExceptionType: ee.ExceptionType, Traceback: traceback(ee.Traceback),
+	}
 }
 
 // finish moves the task to a final status and publishes it.
@@ -379,7 +382,7 @@ func (r *run) finish(ctx context.Context, to task.Status, res *task.Result, terr
 	t, err := storeRetry(ctx, func() (*task.Task, error) {
 		return r.st().TaskFinish(ctx, &store.TaskFinishParams{
 			ID: r.task.ID, From: []task.Status{task.StatusRunning}, To: to, Result: res, Error: terr,
-			LeaseOwner: r.dr.d.opts.Replica, Now: time.Now(),
+			LeaseOwner: r.dr.d.opts.Replica, Progress: r.task.Progress, Now: time.Now(),
 		})
 	})
 	if err != nil {
@@ -405,7 +408,7 @@ func (r *run) requeue(ctx context.Context, reason string, refund bool) {
 	}
 	t, err := storeRetry(ctx, func() (*task.Task, error) {
 		return r.st().TaskRequeue(ctx, &store.TaskRequeueParams{
-			ID: r.task.ID, RefundAttempt: refund, LeaseOwner: r.dr.d.opts.Replica, Now: time.Now(),
+			ID: r.task.ID, RefundAttempt: refund, LeaseOwner: r.dr.d.opts.Replica, Progress: r.task.Progress, Now: time.Now(),
 		})
 	})
 	if err != nil {
@@ -419,20 +422,23 @@ func (r *run) requeue(ctx context.Context, reason string, refund bool) {
 	r.publish(ctx, Publish(ctx, r.st(), EventTaskQueued, t, StatusData{TaskID: t.ID, Status: t.Status}))
 }
 
-// reportProgress publishes every change and writes it to the store at most
-// every progressWriteEvery.
-func (r *run) reportProgress(ctx context.Context, pct int, ev comfy.Event) {
-	if pct <= r.task.Progress {
-		return // a retry starts over; what clients saw never goes down
-	}
+// reportProgress publishes every change of the percentage or of where the
+// run is, and writes the percentage to the store at most every
+// progressWriteEvery.
+func (r *run) reportProgress(ctx context.Context, pct int) {
+	// A retry starts over; what clients saw never goes down.
+	raised := pct > r.task.Progress
+	pct = max(pct, r.task.Progress)
 	r.task.Progress = pct
+	at := r.progress.Position()
 	r.publish(ctx, Publish(ctx, r.st(), EventTaskProgress, r.task, ProgressData{
-		TaskID: r.task.ID, Progress: pct, Node: ev.Node, Value: ev.Value, Max: ev.Max,
+		TaskID: r.task.ID, Progress: pct, NodeID: at.NodeID, Node: at.NodeID,
+		ClassType: at.ClassType, Title: at.Title, Value: at.Value, Max: at.Max,
 	}))
 	if r.lastWrite.IsZero() {
 		r.lastWrite = r.started // the first write waits too: short runs write none
 	}
-	if time.Since(r.lastWrite) >= progressWriteEvery {
+	if raised && time.Since(r.lastWrite) >= progressWriteEvery {
 		r.progressTo(ctx, pct)
 	}
 }

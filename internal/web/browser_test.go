@@ -12,6 +12,8 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,10 +104,16 @@ func TestSubmitWatchProgressAndOutput(t *testing.T) {
 	p.do(chromedp.SetValue(chromedp.CSS("#priority"), "5"))
 	p.shot("form")
 
-	// Record every value the progress bar shows from now on.
+	// Record every value the progress bar and the step line show from now on.
 	eval[any](p, `(() => {
 	  window.__seen = [];
-	  const note = () => { const b = document.querySelector('#task-progress'); if (b) window.__seen.push(Number(b.getAttribute('aria-valuenow'))); };
+	  window.__steps = [];
+	  const note = () => {
+	    const b = document.querySelector('#task-progress');
+	    if (b) window.__seen.push(Number(b.getAttribute('aria-valuenow')));
+	    const s = document.querySelector('#task-step')?.textContent;
+	    if (s && s !== window.__steps[window.__steps.length - 1]) window.__steps.push(s);
+	  };
 	  new MutationObserver(note).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ['aria-valuenow'] });
 	})()`)
 	p.click("#submit-task")
@@ -131,6 +139,11 @@ func TestSubmitWatchProgressAndOutput(t *testing.T) {
 	}
 	if !partial {
 		t.Errorf("the progress bar never showed a value between 0 and 100 (saw %v): task_progress did not reach the page", seen)
+	}
+	// The step line names the sampler and its step (30: the param's value).
+	steps := eval[[]string](p, `window.__steps`)
+	if !slices.ContainsFunc(steps, regexp.MustCompile(`^KSampler #3: step \d+ of 30$`).MatchString) {
+		t.Errorf("the step line never showed the sampler's step; it showed %q", steps)
 	}
 	if got := p.text("#task-params"); !strings.Contains(got, "KSampler.steps") || !strings.Contains(got, "30") {
 		t.Errorf("params panel = %q, want KSampler.steps = 30", got)

@@ -116,6 +116,7 @@ export default function mount(main, { params, navigate }) {
 
   const stepFor = (t) => {
     if (t.status === 'pending') return t.queuePosition ? `Waiting in the queue (position ${t.queuePosition}).` : 'Waiting for a free instance.';
+    if (t.status === 'running' && t.cancelRequested) return 'Cancel requested; the instance is interrupting the run…';
     if (t.status === 'running') return stepText || 'Running…';
     if (t.status === 'completed') return 'Completed' + (t.finishedAt && t.startedAt ? ' in ' + fmtDuration(Date.parse(t.finishedAt) - Date.parse(t.startedAt)) : '') + '.';
     if (t.status === 'failed') return 'Failed.';
@@ -123,11 +124,19 @@ export default function mount(main, { params, navigate }) {
     return '';
   };
 
+  // runningLabel names the node a task_progress is about: its class, id and
+  // title as the event gives them (older gateways sent only `node`).
+  const runningLabel = (d) => {
+    const nodeId = d.nodeId || d.node;
+    if (!d.classType) return nodeLabel(nodeId);
+    return `${d.classType} #${nodeId}${d.title && d.title !== d.classType ? ` “${d.title}”` : ''}`;
+  };
+
   const onProgress = (d) => {
     if (d.taskId !== id || !task) return;
     if (task.status === 'pending') task.status = 'running';
     task.progress = Math.max(task.progress || 0, d.progress);
-    if (d.node) stepText = `${nodeLabel(d.node)}${d.max ? `: step ${d.value} of ${d.max}` : ''}`;
+    if (d.nodeId || d.node) stepText = `${runningLabel(d)}${d.max ? `: step ${d.value} of ${d.max}` : ''}`;
     setProgress(bar, task.progress, task.status);
     if (stepEl) stepEl.textContent = stepFor(task);
   };
@@ -184,7 +193,10 @@ function errorPanel(err, nodeLabel) {
     h('h2', null, titleFor(err.type)),
     h('div', { class: 'msg' }, err.message || err.type),
     err.nodeId ? h('div', { class: 'small', style: { marginTop: '6px' } }, 'At ', h('b', null, err.nodeType ? `${err.nodeType} #${err.nodeId}` : nodeLabel(err.nodeId))) : null,
-    h('div', { class: 'small muted', style: { marginTop: '4px' } }, 'Error type: ', h('code', null, err.type || 'unknown')));
+    h('div', { class: 'small muted', style: { marginTop: '4px' } }, 'Error type: ', h('code', null, err.type || 'unknown'),
+      err.exceptionType ? [' (', h('code', { id: 'task-exception-type' }, err.exceptionType), ')'] : null),
+    err.traceback ? h('details', { id: 'task-traceback', style: { marginTop: '6px' } },
+      h('summary', { class: 'small' }, 'Traceback'), h('pre', { class: 'json' }, err.traceback)) : null);
   let ne = err.nodeErrors;
   if (typeof ne === 'string') {
     try { ne = JSON.parse(ne); } catch { ne = null; }
@@ -248,7 +260,8 @@ function outputsPanel(result, nodeLabel, taskId) {
   for (const [nodeId, list] of Object.entries(result.outputs || {})) {
     for (const o of list || []) {
       seen.add(o.url);
-      cards.push(outputCard(o.url, o.filename, o.type, nodeLabel(o.nodeId || nodeId)));
+      // kind is ComfyUI's key (images, gifs...); older results had it in type.
+      cards.push(outputCard(o.url, o.filename, o.kind || o.type, nodeLabel(o.nodeId || nodeId) + (o.type === 'temp' ? ' (preview)' : '')));
     }
   }
   for (const url of result.files || []) {
