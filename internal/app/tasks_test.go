@@ -412,7 +412,10 @@ func sawInterrupt(sim *comfysim.Sim, id string) bool {
 // interrupted on its instance and ends cancelled; a finished one is 409.
 func TestCancel(t *testing.T) {
 	t.Parallel()
-	e := apptest.Start(t, apptest.Options{Instances: 1, Sim: comfysim.Options{StepDelay: 20 * time.Millisecond}})
+	// Without prefetch the second task waits in the gateway's queue
+	// (TestPrefetchCancelQueued cancels one waiting in ComfyUI's).
+	e := apptest.Start(t, apptest.Options{Instances: 1, Sim: comfysim.Options{StepDelay: 20 * time.Millisecond},
+		Configure: noPrefetch})
 	user := e.Login(apptest.User, apptest.UserPass)
 	waitAlive(e, user)
 	ws := e.DialWS(user)

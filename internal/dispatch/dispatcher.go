@@ -37,6 +37,10 @@ type Settings struct {
 	// WarmWindow is how far a task for the model an instance has loaded may
 	// jump ahead (store.TaskClaimParams.WarmWindow); zero is FIFO placement.
 	WarmWindow time.Duration
+	// Prefetch is how many prompts wait in an instance's own queue behind
+	// the one it runs, so it starts the next the moment the current one
+	// ends; 0 gives it one prompt at a time.
+	Prefetch int
 	// InterruptGrace is how long an interrupted prompt (timeout, cancel)
 	// may stay on its instance before the task ends anyway. Zero means 30s.
 	InterruptGrace time.Duration
@@ -272,10 +276,17 @@ func (d *Dispatcher) giveBack(ctx context.Context, t *task.Task) {
 func (d *Dispatcher) nextReady() *driver {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// An idle instance goes before one that would queue the task behind
+	// its current run (prefetch); among equals, the one idle the longest.
 	var best *driver
+	var bestRuns int
 	for _, dr := range d.drivers {
-		if dr.ready() && (best == nil || dr.idleSince().Before(best.idleSince())) {
-			best = dr
+		if !dr.ready(d.settings.Prefetch) {
+			continue
+		}
+		n := dr.load()
+		if best == nil || n < bestRuns || (n == bestRuns && dr.idleSince().Before(best.idleSince())) {
+			best, bestRuns = dr, n
 		}
 	}
 	if best != nil && !best.reserve() {
