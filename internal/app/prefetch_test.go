@@ -216,3 +216,31 @@ func TestPrefetchReattachQueued(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefetchDrainPullsBack: disabling an instance lets its running prompt
+// finish there and takes the prefetched one back out of its queue, to run
+// once on another instance.
+func TestPrefetchDrainPullsBack(t *testing.T) {
+	t.Parallel()
+	e, admin, a, b := prefetched(t, apptest.Options{Instances: 2}, body(basic("prefetch/dr-a")), body(basic("prefetch/dr-b")))
+	drained, other := e.Sims[0], e.Sims[1]
+	if r := e.Do("PUT", "/api/instances/"+other.Addr(), admin, map[string]bool{"enabled": true}); r.Status != 200 {
+		t.Fatalf("enable: %d %s", r.Status, r.Raw)
+	}
+	if r := e.Do("PUT", "/api/instances/"+drained.Addr(), admin, map[string]bool{"enabled": false}); r.Status != 200 {
+		t.Fatalf("disable: %d %s", r.Status, r.Raw)
+	}
+	if got := waitStatus(e, admin, b, "completed", 10*time.Second); got.InstanceID != other.Addr() || got.Attempts != 1 {
+		t.Errorf("pulled-back task completed on %s after %d attempts, want %s after 1 (the pull back is refunded)",
+			got.InstanceID, got.Attempts, other.Addr())
+	}
+	drained.Release()
+	if got := waitStatus(e, admin, a, "completed", 10*time.Second); got.InstanceID != drained.Addr() {
+		t.Errorf("running task completed on %s, want %s where it ran", got.InstanceID, drained.Addr())
+	}
+	for _, id := range []string{a, b} {
+		if n, ok := e.SimLog.Count(id), successes(e.SimLog, id); n != 1 || ok != 1 {
+			t.Errorf("task %s ran %d times (%d succeeded), want 1", id, n, ok)
+		}
+	}
+}
