@@ -213,6 +213,13 @@ func (r *run) prepare(ctx context.Context) (json.RawMessage, int, error) {
 // submit sends the prompt; false means the run already ended (failed or requeued).
 func (r *run) submit(ctx context.Context, prompt json.RawMessage) bool {
 	t := r.task
+	if !r.dr.leaseLeftFor(r.dr.d.opts.LeaseTTL / 3) {
+		// Renewals come every LeaseTTL/3: this lease is late, so the
+		// replica was frozen or cut off from the store since the claim.
+		r.log.WarnContext(ctx, "instance lease about to run out before the submit; requeueing")
+		r.requeue(ctx, RequeueLeaseLost, true)
+		return false
+	}
 	r.framesAtSubmit = r.dr.frames.Load()
 	_, err := r.dr.client.Submit(ctx, comfy.SubmitParams{
 		Prompt: prompt, PromptID: t.ID, ExtraData: map[string]any{"client_id": r.dr.d.opts.ClientID},
