@@ -36,7 +36,9 @@ type run struct {
 	log      *slog.Logger
 
 	started time.Time
-	events  chan comfy.Event
+	// events is the prompt's events. Pointers: a buffer of Event values
+	// would cost every run a quarter megabyte to allocate and clear.
+	events  chan *comfy.Event
 	resyncC chan struct{}
 	cancelC chan struct{}
 	lostC   chan struct{}
@@ -93,7 +95,7 @@ type run struct {
 func newRun(dr *driver, t *task.Task, reattach bool) *run {
 	r := &run{
 		dr: dr, task: t, reattach: reattach, log: dr.log.With("task_id", t.ID), started: time.Now(),
-		events:  make(chan comfy.Event, 1024),
+		events:  make(chan *comfy.Event, 1024),
 		resyncC: make(chan struct{}, 1), cancelC: make(chan struct{}, 1), lostC: make(chan struct{}, 1),
 		pullC: make(chan struct{}, 1), finished: make(chan struct{}), frames: newStreamed(t, reattach, dr.d.previews),
 		outputs: map[string]comfy.NodeOutput{},
@@ -113,7 +115,7 @@ func (r *run) signal(ch chan struct{}) {
 // behind it resyncs from /history instead of blocking the read loop.
 func (r *run) deliver(ev comfy.Event) {
 	select {
-	case r.events <- ev:
+	case r.events <- &ev:
 	default:
 		r.signal(r.resyncC)
 	}

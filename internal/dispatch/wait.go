@@ -67,7 +67,7 @@ func (r *run) wait(ctx context.Context, free func()) {
 			}
 		case ev := <-r.events:
 			started := r.executing
-			if r.onEvent(ctx, ev, free) {
+			if r.onEvent(ctx, *ev, free) {
 				return
 			}
 			if !started && r.executing && !r.released {
