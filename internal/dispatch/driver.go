@@ -529,6 +529,7 @@ func (dr *driver) onDisconnect(error) {
 	runs := slices.Clone(dr.runs)
 	dr.mu.Unlock()
 	for _, r := range runs {
+		r.gap.Store(true) // before the next connection delivers anything
 		r.frames.disconnected()
 	}
 }

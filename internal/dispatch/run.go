@@ -90,6 +90,11 @@ type run struct {
 	outputs    map[string]comfy.NodeOutput
 	succeeded  bool
 	continuous bool
+	// gap: an event of the prompt may have been missed (the socket
+	// dropped, or the run fell too far behind to take one). Set by the
+	// driver's read loop before it delivers any later event, so a run that
+	// sees the prompt end without it set has seen every event.
+	gap atomic.Bool
 }
 
 func newRun(dr *driver, t *task.Task, reattach bool) *run {
@@ -117,6 +122,7 @@ func (r *run) deliver(ev comfy.Event) {
 	select {
 	case r.events <- &ev:
 	default:
+		r.gap.Store(true)
 		r.signal(r.resyncC)
 	}
 }
