@@ -17,6 +17,15 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/instance"
 )
 
+// Limits that hold whatever the config says.
+const (
+	// MinBodyBytes is the floor of server.maxBodyBytes (64 KiB): no setting
+	// can make the API refuse every JSON body.
+	MinBodyBytes = 64 << 10
+	// MaxInstances bounds the instances (ports) of all servers together.
+	MaxInstances = 1024
+)
+
 // FieldError is a problem with one setting. Field is its path as in the
 // YAML file and the JSON of /api/config ("servers[1].ports",
 // "healthCheck.interval"); the API returns it as data.field. Validate,
@@ -73,9 +82,7 @@ func (h HTTP) validate(v *checker) {
 			v.add("server.publicBaseUrl", "must be an http:// or https:// URL without query, like https://fleet.example.com")
 		}
 	}
-	if h.MaxBodyBytes < 1 {
-		v.add("server.maxBodyBytes", "must be at least 1")
-	}
+	v.intRange("server.maxBodyBytes", h.MaxBodyBytes, MinBodyBytes, 1<<30, " bytes")
 	if h.ReplicaID != "" && !isName(h.ReplicaID) {
 		v.add("server.replicaId", "must be 1..64 characters without spaces or control characters")
 	}
@@ -93,15 +100,11 @@ func validateListen(v *checker, field, addr string) {
 }
 
 func (a Auth) validate(v *checker, demo bool) {
-	if a.TokenTTL < Duration(time.Minute) {
-		v.add("auth.tokenTtl", "must be at least 1m")
-	}
+	v.durationRange("auth.tokenTtl", a.TokenTTL, time.Minute, 365*24*time.Hour)
 	if a.Secret != "" && len(a.Secret) < 32 {
 		v.add("auth.secret", "must be at least 32 characters (HS256 needs a 256-bit key)")
 	}
-	if a.LoginRateLimit < 1 {
-		v.add("auth.loginRateLimit", "must be at least 1")
-	}
+	v.intRange("auth.loginRateLimit", int64(a.LoginRateLimit), 1, 10000, "")
 	if a.AdminPassword != "" {
 		switch {
 		case len(a.Users) > 0:
@@ -157,6 +160,14 @@ func (s Store) validate(v *checker) {
 }
 
 func validateServers(v *checker, servers []Server) {
+	total := 0
+	for _, s := range servers {
+		total += len(s.Ports)
+	}
+	if total > MaxInstances {
+		v.add("servers", "list %d instances (ports) in all; at most %d", total, MaxInstances)
+		return
+	}
 	ids := map[string]int{}
 	owners := map[string]int{} // instance id -> server index
 	for i, s := range servers {
@@ -236,43 +247,66 @@ func isName(s string) bool {
 }
 
 func (h HealthCheck) validate(v *checker) {
-	if h.Interval < Millis(100*time.Millisecond) {
-		v.add("healthCheck.interval", "must be at least 100 ms")
-	}
-	switch {
-	case h.Timeout < Millis(100*time.Millisecond):
-		v.add("healthCheck.timeout", "must be at least 100 ms")
-	case h.Timeout > h.Interval && h.Interval >= Millis(100*time.Millisecond):
+	intervalOK := v.millisRange("healthCheck.interval", h.Interval, 100*time.Millisecond, time.Hour)
+	if v.millisRange("healthCheck.timeout", h.Timeout, 100*time.Millisecond, time.Hour) && intervalOK && h.Timeout > h.Interval {
 		v.add("healthCheck.timeout", "must not exceed healthCheck.interval (%d ms)", h.Interval.Milliseconds())
 	}
-	if h.FailureThreshold < 1 {
-		v.add("healthCheck.failureThreshold", "must be at least 1")
-	}
+	v.intRange("healthCheck.failureThreshold", int64(h.FailureThreshold), 1, 100, "")
 }
 
 func (f Files) validate(v *checker) {
 	if f.Dir == "" {
 		v.add("files.dir", "must not be empty")
 	}
-	if f.MaxUploadBytes < 1 {
-		v.add("files.maxUploadBytes", "must be at least 1")
-	}
+	v.intRange("files.maxUploadBytes", f.MaxUploadBytes, 1, 1<<40, " bytes")
 }
 
 func (s Scheduler) validate(v *checker) {
-	if s.TaskTimeout < Millis(time.Second) {
-		v.add("scheduler.taskTimeout", "must be at least 1000 ms")
-	}
-	if s.MaxAttempts < 1 {
-		v.add("scheduler.maxAttempts", "must be at least 1")
-	}
-	if s.PriorityAging < Millis(time.Millisecond) {
-		v.add("scheduler.priorityAging", "must be at least 1 ms")
-	}
+	v.millisRange("scheduler.taskTimeout", s.TaskTimeout, time.Second, 30*24*time.Hour)
+	v.intRange("scheduler.maxAttempts", int64(s.MaxAttempts), 1, 100, "")
+	v.millisRange("scheduler.priorityAging", s.PriorityAging, time.Millisecond, 10*365*24*time.Hour)
 	if s.Placement != PlacementWarm && s.Placement != PlacementFIFO {
 		v.add("scheduler.placement", `must be "warm" or "fifo"`)
 	}
-	if s.WarmWindow < 0 || s.WarmWindow > Millis(24*time.Hour) {
-		v.add("scheduler.warmWindow", "must be between 0 and 86400000 ms")
+	v.millisRange("scheduler.warmWindow", s.WarmWindow, 0, 24*time.Hour)
+}
+
+// intRange checks lo <= n <= hi; unit follows the numbers in the message.
+// It reports whether n is in range.
+func (v *checker) intRange(field string, n, lo, hi int64, unit string) bool {
+	switch {
+	case n < lo:
+		v.add(field, "must be at least %d%s", lo, unit)
+	case n > hi:
+		v.add(field, "must be at most %d%s", hi, unit)
+	default:
+		return true
 	}
+	return false
+}
+
+// millisRange checks lo <= m <= hi, in milliseconds.
+func (v *checker) millisRange(field string, m Millis, lo, hi time.Duration) bool {
+	switch {
+	case time.Duration(m) < lo:
+		v.add(field, "must be at least %d ms", lo.Milliseconds())
+	case time.Duration(m) > hi:
+		v.add(field, "must be at most %d ms", hi.Milliseconds())
+	default:
+		return true
+	}
+	return false
+}
+
+// durationRange checks lo <= d <= hi, as duration strings.
+func (v *checker) durationRange(field string, d Duration, lo, hi time.Duration) bool {
+	switch {
+	case time.Duration(d) < lo:
+		v.add(field, "must be at least %s", Duration(lo))
+	case time.Duration(d) > hi:
+		v.add(field, "must be at most %s", Duration(hi))
+	default:
+		return true
+	}
+	return false
 }

@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/comfyfleet/comfyfleet/internal/config"
 )
@@ -41,18 +42,25 @@ func TestValidate(t *testing.T) {
 		{"bad host label", func(c *config.Config) { c.Servers[0].IP = "-gpu.local" }, "servers[0].ip", "IP address or a host name"},
 		{"interval too short", func(c *config.Config) { c.HealthCheck.Interval = config.Millis(50e6) }, "healthCheck.interval", "must be at least 100 ms"},
 		{"timeout over interval", func(c *config.Config) { c.HealthCheck.Timeout = config.Millis(60e9) }, "healthCheck.timeout", "must not exceed healthCheck.interval"},
+		{"interval too long", func(c *config.Config) { c.HealthCheck.Interval = config.Millis(2 * time.Hour) }, "healthCheck.interval", "at most 3600000 ms"},
 		{"failure threshold", func(c *config.Config) { c.HealthCheck.FailureThreshold = -1 }, "healthCheck.failureThreshold", "at least 1"},
+		{"failure threshold too high", func(c *config.Config) { c.HealthCheck.FailureThreshold = 1000 }, "healthCheck.failureThreshold", "at most 100"},
 		{"store driver", func(c *config.Config) { c.Store.Driver = "postgres" }, "store.driver", `must be "sqlite" or "redis"`},
 		{"redis url", func(c *config.Config) { c.Store.Driver, c.Store.URL = "redis", "http://redis:6379" }, "store.url", "redis://"},
 		{"listen", func(c *config.Config) { c.Server.Listen = "3000" }, "server.listen", "host:port"},
 		{"listen port", func(c *config.Config) { c.Server.Listen = ":99999" }, "server.listen", "out of range"},
 		{"metrics listen", func(c *config.Config) { c.Metrics.Listen = "nope" }, "metrics.listen", "host:port"},
 		{"public base url", func(c *config.Config) { c.Server.PublicBaseURL = "fleet.example.com" }, "server.publicBaseUrl", "http://"},
-		{"max body", func(c *config.Config) { c.Server.MaxBodyBytes = -1 }, "server.maxBodyBytes", "at least 1"},
+		{"max body", func(c *config.Config) { c.Server.MaxBodyBytes = -1 }, "server.maxBodyBytes", "at least 65536"},
+		// A body limit of 1 byte would refuse every JSON request (issue 12).
+		{"max body below the floor", func(c *config.Config) { c.Server.MaxBodyBytes = 1 }, "server.maxBodyBytes", "at least 65536 bytes"},
+		{"max body too large", func(c *config.Config) { c.Server.MaxBodyBytes = 1 << 40 }, "server.maxBodyBytes", "at most 1073741824 bytes"},
 		{"replica id", func(c *config.Config) { c.Server.ReplicaID = "a b" }, "server.replicaId", "without spaces"},
 		{"short secret", func(c *config.Config) { c.Auth.Secret = "short" }, "auth.secret", "at least 32"},
 		{"token ttl", func(c *config.Config) { c.Auth.TokenTTL = config.Duration(1e9) }, "auth.tokenTtl", "at least 1m"},
+		{"token ttl too long", func(c *config.Config) { c.Auth.TokenTTL = config.Duration(400 * 24 * time.Hour) }, "auth.tokenTtl", "at most 8760h"},
 		{"rate limit", func(c *config.Config) { c.Auth.LoginRateLimit = -2 }, "auth.loginRateLimit", "at least 1"},
+		{"rate limit too high", func(c *config.Config) { c.Auth.LoginRateLimit = 1e6 }, "auth.loginRateLimit", "at most 10000"},
 		{"role", func(c *config.Config) {
 			c.Auth.Users = []config.User{{Username: "bob", Role: "root", PasswordHash: hash}}
 		}, "auth.users[0].role", `must be "admin" or "user"`},
@@ -74,11 +82,17 @@ func TestValidate(t *testing.T) {
 		{"short admin password", func(c *config.Config) { c.Auth.AdminPassword = "short" }, "auth.adminPassword", "8..72"},
 		{"files dir", func(c *config.Config) { c.Files.Dir = "" }, "files.dir", "must not be empty"},
 		{"upload size", func(c *config.Config) { c.Files.MaxUploadBytes = -1 }, "files.maxUploadBytes", "at least 1"},
+		{"upload size too large", func(c *config.Config) { c.Files.MaxUploadBytes = 1 << 41 }, "files.maxUploadBytes", "at most"},
 		{"task timeout", func(c *config.Config) { c.Scheduler.TaskTimeout = config.Millis(5e6) }, "scheduler.taskTimeout", "at least 1000 ms"},
 		{"attempts", func(c *config.Config) { c.Scheduler.MaxAttempts = -1 }, "scheduler.maxAttempts", "at least 1"},
+		{"attempts too many", func(c *config.Config) { c.Scheduler.MaxAttempts = 1000 }, "scheduler.maxAttempts", "at most 100"},
 		{"aging", func(c *config.Config) { c.Scheduler.PriorityAging = -1 }, "scheduler.priorityAging", "at least 1 ms"},
 		{"placement", func(c *config.Config) { c.Scheduler.Placement = "random" }, "scheduler.placement", `"warm" or "fifo"`},
-		{"warm window", func(c *config.Config) { c.Scheduler.WarmWindow = -1 }, "scheduler.warmWindow", "between 0"},
+		{"warm window", func(c *config.Config) { c.Scheduler.WarmWindow = -1 }, "scheduler.warmWindow", "at least 0 ms"},
+		{"warm window too long", func(c *config.Config) { c.Scheduler.WarmWindow = config.Millis(48 * time.Hour) }, "scheduler.warmWindow", "at most 86400000 ms"},
+		{"too many instances", func(c *config.Config) {
+			c.Servers = append(c.Servers, config.Server{ID: "big", IP: "10.0.0.1", Ports: portRange(1, 1022)})
+		}, "servers", "1025 instances (ports) in all; at most 1024"},
 		{"data dir", func(c *config.Config) { c.DataDir = "" }, "dataDir", "must not be empty"},
 	}
 	for _, tt := range tests {
@@ -100,5 +114,26 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	err := config.Config{}.Validate()
 	for _, field := range []string{"dataDir", "server.listen", "store.driver", "healthCheck.interval", "scheduler.maxAttempts"} {
 		wantFieldError(t, err, field, "")
+	}
+}
+
+// portRange lists the ports lo..hi.
+func portRange(lo, hi int) config.Ports {
+	var p config.Ports
+	for n := lo; n <= hi; n++ {
+		p = append(p, n)
+	}
+	return p
+}
+
+// TestValidateAtTheLimits: the bounds themselves are accepted, so is 1024
+// instances in all.
+func TestValidateAtTheLimits(t *testing.T) {
+	t.Parallel()
+	c := validConfig()
+	c.Server.MaxBodyBytes = config.MinBodyBytes
+	c.Servers = append(c.Servers, config.Server{ID: "big", Name: "big", IP: "10.0.0.1", Ports: portRange(1, 1021)})
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate() = %v, want nil", err)
 	}
 }
