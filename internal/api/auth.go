@@ -23,7 +23,7 @@ type userView struct {
 // login is POST /api/auth/login.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	var req loginRequest
-	if err := s.decodeJSON(w, r, &req); err != nil {
+	if err := decodeJSONLimit(w, r, &req, loginBodyLimit); err != nil {
 		return err
 	}
 	if req.Username == "" || req.Password == "" {
