@@ -53,7 +53,11 @@ func (a *App) warnStore(ctx context.Context) {
 }
 
 // applyRuntime overlays the runtime config persisted by PUT /api/config on
-// the file's config (see docs/configuration.md for the precedence).
+// the file's config (see docs/configuration.md for the precedence). A
+// document that no longer validates with the start-up config is not fatal:
+// it is ignored, with a warning in the log and in GET /api/config
+// (Config.RuntimeIgnored), so a bad saved setting can never keep the
+// gateway down.
 func (a *App) applyRuntime(ctx context.Context, cfg config.Config) (config.Config, error) {
 	doc, err := a.store.ConfigGet(ctx)
 	if errors.Is(err, store.ErrNotFound) {
@@ -63,13 +67,14 @@ func (a *App) applyRuntime(ctx context.Context, cfg config.Config) (config.Confi
 		return cfg, fmt.Errorf("app: read runtime config: %w", err)
 	}
 	next, err := config.ApplyRuntime(cfg, doc)
-	if err != nil {
-		return cfg, fmt.Errorf("app: apply runtime config: %w", err)
+	if err == nil {
+		return next, nil
 	}
-	if err := next.Validate(); err != nil {
-		return cfg, fmt.Errorf("app: runtime config: %w", err)
-	}
-	return next, nil
+	a.log.WarnContext(ctx, "runtime config ignored: it no longer validates; PUT /api/config replaces it",
+		"err", err, "runtime_config", string(doc))
+	cfg.RuntimeIgnored = "The runtime config saved by PUT /api/config was not applied: " + err.Error() +
+		`. The next PUT /api/config replaces it; {"reset":true} deletes it.`
+	return cfg, nil
 }
 
 // configService is the live config behind GET/PUT /api/config.
@@ -111,6 +116,7 @@ func (c *configService) Update(ctx context.Context, patch []byte) (config.Config
 	if err := c.st.ConfigPut(ctx, next.Runtime()); err != nil {
 		return c.cur, fmt.Errorf("app: persist config: %w", err)
 	}
+	next.RuntimeIgnored = "" // the document saved above replaces the ignored one
 	a := c.app
 	if _, _, err := a.fleet.Set(ctx, next.Instances()); err != nil {
 		return c.cur, err

@@ -1,11 +1,17 @@
 package app_test
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/comfyfleet/comfyfleet/internal/app/apptest"
+	"github.com/comfyfleet/comfyfleet/internal/store/sqlitestore"
 )
 
 // TestNoSettingLocksTheOperatorOut: a body limit that would refuse every
@@ -44,4 +50,82 @@ func TestNoSettingLocksTheOperatorOut(t *testing.T) {
 	// The login limit is fixed too: a huge login body is refused early.
 	huge := []byte(`{"username":"admin","password":"` + strings.Repeat("x", 32<<10) + `"}`)
 	wantError(t, e.Do("POST", "/api/auth/login", "", huge), http.StatusRequestEntityTooLarge, "body_too_large")
+}
+
+// TestStaleRuntimeConfigIsSkipped: a saved runtime config that no longer
+// validates (here, the 1-byte body limit an older version accepted) does not
+// stop the gateway nor apply: it is skipped with a warning in the log and in
+// GET /api/config, and the next PUT replaces it.
+func TestStaleRuntimeConfigIsSkipped(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	saveRuntimeConfig(t, dir, `{"server":{"maxBodyBytes":1},"healthCheck":{"interval":200}}`)
+	var logs syncBuffer
+	e := apptest.Start(t, apptest.Options{Instances: 1, DataDir: dir, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+
+	admin := e.Login(apptest.AdminUser, apptest.AdminPass)
+	var got struct {
+		Server struct {
+			MaxBodyBytes int64 `json:"maxBodyBytes"`
+		} `json:"server"`
+		RuntimeOverrides []string `json:"runtimeOverrides"`
+		Ignored          string   `json:"runtimeOverridesIgnored"`
+	}
+	e.Do("GET", "/api/config", admin, nil).Into(t, &got)
+	if got.Server.MaxBodyBytes != 10<<20 || len(got.RuntimeOverrides) != 0 {
+		t.Errorf("the stale document applied: maxBodyBytes %d, overrides %v", got.Server.MaxBodyBytes, got.RuntimeOverrides)
+	}
+	if !strings.Contains(got.Ignored, "server.maxBodyBytes") {
+		t.Errorf("runtimeOverridesIgnored = %q, want it to name server.maxBodyBytes", got.Ignored)
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "runtime config ignored") {
+		t.Errorf("no warning in the log:\n%s", logs.String())
+	}
+
+	if r := e.Do("PUT", "/api/config", admin, map[string]any{"healthCheck": map[string]any{"interval": 300}}); r.Status != http.StatusOK {
+		t.Fatalf("PUT /api/config: %d %s", r.Status, r.Raw)
+	}
+	got.Ignored = ""
+	e.Do("GET", "/api/config", admin, nil).Into(t, &got)
+	if got.Ignored != "" {
+		t.Errorf("after a PUT, runtimeOverridesIgnored = %q, want none", got.Ignored)
+	}
+	e.Restart()
+	e.Login(apptest.AdminUser, apptest.AdminPass)
+	if !strings.Contains(logs.String(), "runtime config ignored") || strings.Count(logs.String(), "runtime config ignored") != 1 {
+		t.Errorf("the replaced document was ignored again after a restart:\n%s", logs.String())
+	}
+}
+
+// saveRuntimeConfig stores doc as the runtime config of the SQLite store in
+// dataDir, as PUT /api/config would have.
+func saveRuntimeConfig(t *testing.T, dataDir, doc string) {
+	t.Helper()
+	st, err := sqlitestore.Open(context.Background(), filepath.Join(dataDir, "comfyfleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.ConfigPut(context.Background(), []byte(doc)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	// mu guards b.
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -68,6 +68,12 @@ type Config struct {
 	// PUT /api/config, which override the file (see the package comment).
 	// Merge and ApplyRuntime maintain it; GET /api/config shows it.
 	RuntimeKeys []string `yaml:"-" json:"runtimeOverrides,omitempty"`
+	// RuntimeIgnored, when set, says why the persisted runtime document was
+	// not applied at start-up (it no longer validates with this config: a
+	// file edit, or limits tightened by an upgrade). The app logs it and
+	// GET /api/config shows it; the next PUT /api/config replaces the
+	// document and clears it.
+	RuntimeIgnored string `yaml:"-" json:"runtimeOverridesIgnored,omitempty"`
 }
 
 // HTTP is the API listener (the "server" section).

@@ -43,6 +43,9 @@ type Options struct {
 	Configure func(*config.Config)
 	// DataDir reuses a data dir (default a fresh temp dir).
 	DataDir string
+	// Logger receives the gateway's logs (default: discarded, or stderr
+	// with COMFYFLEET_TEST_LOG set).
+	Logger *slog.Logger
 }
 
 // Env is a running gateway with its simulated fleet.
@@ -52,6 +55,7 @@ type Env struct {
 	SimLog  *comfysim.Log
 	DataDir string
 	Config  config.Config
+	log     *slog.Logger
 
 	// mu guards app, cancel and done (Restart replaces them).
 	mu     sync.Mutex
@@ -78,7 +82,10 @@ func Start(t testing.TB, opts Options) *Env {
 			s.Close()
 		}
 	})
-	e := &Env{T: t, Sims: sims, SimLog: opts.Sim.Log, DataDir: opts.DataDir}
+	e := &Env{T: t, Sims: sims, SimLog: opts.Sim.Log, DataDir: opts.DataDir, log: opts.Logger}
+	if e.log == nil {
+		e.log = logger()
+	}
 	if e.DataDir == "" {
 		e.DataDir = t.TempDir()
 	}
@@ -134,7 +141,7 @@ func Port(addr string) int {
 func (e *Env) boot() {
 	e.T.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, e.Config, app.Options{Logger: logger(), Out: io.Discard})
+	a, err := app.New(ctx, e.Config, app.Options{Logger: e.log, Out: io.Discard})
 	if err != nil {
 		cancel()
 		e.T.Fatalf("app.New: %v", err)
