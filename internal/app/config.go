@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"os"
 	"sync"
 
 	"github.com/comfyfleet/comfyfleet/internal/config"
@@ -41,6 +43,40 @@ func openStore(ctx context.Context, cfg config.Config) (store.Store, error) {
 		return st, nil
 	}
 	return nil, fmt.Errorf("app: unknown store driver %q", cfg.Store.Driver)
+}
+
+// ResetRuntimeConfig deletes the runtime config saved by PUT /api/config
+// in the store cfg names (cfg defaulted and validated, as for New), for a
+// gateway that is stopped: the next start uses the start-up config alone.
+// It returns where the document was. A SQLite database that does not exist
+// is an error rather than a new empty one: the data dir is probably not the
+// gateway's.
+func ResetRuntimeConfig(ctx context.Context, cfg config.Config) (where string, err error) {
+	where = "the Redis key " + cfg.Store.Prefix + "config at " + redactedURL(cfg.Store.URL)
+	if cfg.Store.Driver != "redis" {
+		where = cfg.Store.Path
+		if _, err := os.Stat(where); err != nil {
+			return "", fmt.Errorf("app: no SQLite database at %s (pass the --data or --config of the gateway): %w", where, err)
+		}
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return "", err
+	}
+	defer st.Close()
+	if err := st.ConfigPut(ctx, []byte("{}")); err != nil {
+		return "", fmt.Errorf("app: reset runtime config: %w", err)
+	}
+	return where, nil
+}
+
+// redactedURL is a URL with its password masked.
+func redactedURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "<redacted>"
+	}
+	return u.Redacted()
 }
 
 // warnStore logs the store's production warnings (Redis persistence and eviction).
