@@ -18,7 +18,7 @@ func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) putConfig(w http.ResponseWriter, r *http.Request) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, configBodyLimit))
 	if err != nil {
-		return err
+		return bodyError(err)
 	}
 	var probe map[string]any
 	if err := decodeBytes(body, &probe); err != nil {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -43,7 +44,9 @@ func (s *Server) makeFileView(f *file.File) fileView {
 const multipartOverhead = 64 << 10
 
 // uploadFile is POST /api/files/upload with the multipart field "file".
+// Its body may take server.transferTimeout rather than server.readTimeout.
 func (s *Server) uploadFile(w http.ResponseWriter, r *http.Request) error {
+	s.extendDeadlines(w, true)
 	limit := s.deps.Config.Current().Files.MaxUploadBytes
 	r.Body = http.MaxBytesReader(w, r.Body, limit+multipartOverhead)
 	mr, err := r.MultipartReader()
@@ -188,6 +191,7 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer bf.Close()
+	s.extendDeadlines(w, false)
 	h := w.Header()
 	h.Set("Content-Type", f.ContentType)
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -195,4 +199,24 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) error {
 	h.Set("Cache-Control", "private, max-age=31536000, immutable")
 	http.ServeContent(w, r, "", bf.ModTime(), bf)
 	return nil
+}
+
+// extendDeadlines gives a file transfer server.transferTimeout from now to
+// write its response, and to read its body when read is set, instead of
+// the server's readTimeout and writeTimeout.
+func (s *Server) extendDeadlines(w http.ResponseWriter, read bool) {
+	d := time.Duration(s.deps.Config.Current().Server.TransferTimeout)
+	if d <= 0 {
+		return
+	}
+	deadline := time.Now().Add(d) // the network's clock, not the injected one
+	rc := http.NewResponseController(w)
+	if read {
+		if err := rc.SetReadDeadline(deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			s.log.Warn("extend the read deadline of a transfer", "err", err)
+		}
+	}
+	if err := rc.SetWriteDeadline(deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		s.log.Warn("extend the write deadline of a transfer", "err", err)
+	}
 }

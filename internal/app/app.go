@@ -161,17 +161,23 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 	})
 	a.api.SetHub(a.hub)
 	a.metrics.Watch(metrics.Sources{Tasks: st.TaskCounts, Instances: a.fleet.Views, WSClients: a.hub.Clients})
-	a.http = a.server(a.metrics.InstrumentHTTP(a.api.Handler()))
+	a.http = a.server(cfg.Server, a.metrics.InstrumentHTTP(a.api.Handler()))
 	if a.debugLn != nil {
-		a.debug = a.server(a.metrics.DebugHandler())
+		a.debug = a.server(cfg.Server, a.metrics.DebugHandler())
 	}
 	return nil
 }
 
-func (a *App) server(h http.Handler) *http.Server {
+// server is an HTTP server whose every connection is bounded in time: an
+// idle or slow client cannot hold a socket for good. Uploads and downloads
+// extend their own deadlines (api), and /ws sessions clear them (push).
+func (a *App) server(c config.HTTP, h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: time.Duration(c.ReadHeaderTimeout),
+		ReadTimeout:       time.Duration(c.ReadTimeout),
+		WriteTimeout:      time.Duration(c.WriteTimeout),
+		IdleTimeout:       time.Duration(c.IdleTimeout),
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
 }

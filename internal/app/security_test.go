@@ -1,16 +1,24 @@
 package app_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/comfyfleet/comfyfleet/internal/app/apptest"
+	"github.com/comfyfleet/comfyfleet/internal/config"
 	"github.com/comfyfleet/comfyfleet/internal/store/sqlitestore"
 )
 
@@ -128,4 +136,138 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestConnectionsAreBounded: idle keep-alive connections, slow headers and
+// slow bodies are closed within the configured times, while an upload may
+// take longer than the read timeout and a /ws session outlives every one of
+// them.
+func TestConnectionsAreBounded(t *testing.T) {
+	t.Parallel()
+	const timeout = time.Second
+	e := apptest.Start(t, apptest.Options{Instances: 1, Configure: func(c *config.Config) {
+		c.Server.ReadHeaderTimeout = config.Duration(timeout)
+		c.Server.ReadTimeout = config.Duration(timeout)
+		c.Server.IdleTimeout = config.Duration(timeout)
+		c.Server.WriteTimeout = config.Duration(timeout)
+	}})
+	admin := e.Login(apptest.AdminUser, apptest.AdminPass)
+	// limit is far above the timeouts: a connection still open then is held for good.
+	const limit = 10 * time.Second
+
+	t.Run("idle keep-alive", func(t *testing.T) {
+		t.Parallel()
+		c, br := dialRaw(t, e)
+		fmt.Fprintf(c, "GET /api/health HTTP/1.1\r\nHost: gateway\r\n\r\n")
+		if resp := readResponse(t, br); resp.StatusCode != http.StatusOK {
+			t.Fatalf("health: %d", resp.StatusCode)
+		}
+		if took := waitClosed(t, c, br, limit); took < timeout/2 {
+			t.Errorf("closed after %v, before the idle timeout of %v", took, timeout)
+		}
+	})
+	t.Run("slow headers", func(t *testing.T) {
+		t.Parallel()
+		c, br := dialRaw(t, e)
+		fmt.Fprintf(c, "GET /api/health HTTP/1.1\r\nHost: gateway\r\n")
+		waitClosed(t, c, br, limit)
+	})
+	t.Run("slow body", func(t *testing.T) {
+		t.Parallel()
+		c, br := dialRaw(t, e)
+		fmt.Fprintf(c, "POST /api/auth/login HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"+
+			"Content-Length: 100\r\n\r\n{\"username\"")
+		c.SetReadDeadline(time.Now().Add(limit))
+		resp := readResponse(t, br)
+		if resp.StatusCode != http.StatusRequestTimeout {
+			t.Errorf("slow body: %d, want 408", resp.StatusCode)
+		}
+		waitClosed(t, c, br, limit)
+	})
+	t.Run("upload longer than the read timeout", func(t *testing.T) {
+		t.Parallel()
+		c, br := dialRaw(t, e)
+		head, tail := multipartBody("slow.txt", "slow upload body")
+		fmt.Fprintf(c, "POST /api/files/upload HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer %s\r\n"+
+			"Content-Type: multipart/form-data; boundary=%s\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n",
+			admin, testBoundary, len(head)+len(tail))
+		c.SetReadDeadline(time.Now().Add(limit))
+		if resp := readResponse(t, br); resp.StatusCode != http.StatusContinue {
+			t.Fatalf("upload: %d, want 100 Continue once the handler reads the body", resp.StatusCode)
+		}
+		io.WriteString(c, head)
+		outlastReadTimeout(t, e, limit)
+		io.WriteString(c, tail)
+		resp := readResponse(t, br)
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("upload that outlasted the read timeout: %d %s", resp.StatusCode, body)
+		}
+	})
+	t.Run("ws session", func(t *testing.T) {
+		t.Parallel()
+		ws := e.DialWS(admin)
+		ws.WaitFor(limit, "global_status", func(m apptest.Message) bool { return m.Type == "global_status" })
+		outlastReadTimeout(t, e, limit)
+		ws.Send(map[string]any{"type": "ping", "requestId": "late"})
+		ws.WaitFor(limit, "the pong", func(m apptest.Message) bool { return m.Type == "pong" && m.RequestID == "late" })
+	})
+}
+
+// outlastReadTimeout returns once the read timeout has passed for every
+// connection opened before the call: a connection that sends a part of its
+// headers, opened now, has been closed by the gateway.
+func outlastReadTimeout(t *testing.T, e *apptest.Env, limit time.Duration) {
+	t.Helper()
+	c, br := dialRaw(t, e)
+	fmt.Fprintf(c, "GET /api/health HTTP/1.1\r\n")
+	waitClosed(t, c, br, limit)
+}
+
+const testBoundary = "comfyfleet-test-boundary"
+
+// multipartBody is a multipart/form-data body with one "file" part, split
+// in the middle of the file's bytes.
+func multipartBody(name, content string) (head, tail string) {
+	head = "--" + testBoundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"" + name + "\"\r\n" +
+		"Content-Type: text/plain\r\n\r\n" + content[:len(content)/2]
+	tail = content[len(content)/2:] + "\r\n--" + testBoundary + "--\r\n"
+	return head, tail
+}
+
+// dialRaw opens a TCP connection to the gateway for hand-written HTTP.
+func dialRaw(t *testing.T, e *apptest.Env) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", e.App().Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, bufio.NewReader(c)
+}
+
+func readResponse(t *testing.T, br *bufio.Reader) *http.Response {
+	t.Helper()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	if resp.StatusCode != http.StatusContinue {
+		t.Cleanup(func() { resp.Body.Close() })
+	}
+	return resp
+}
+
+// waitClosed reads until the gateway closes c and returns how long that
+// took; it fails when c is still open after limit.
+func waitClosed(t *testing.T, c net.Conn, br *bufio.Reader, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	c.SetReadDeadline(start.Add(limit))
+	_, err := io.Copy(io.Discard, br)
+	took := time.Since(start)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the connection is still open after %v", limit)
+	}
+	return took
 }

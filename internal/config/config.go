@@ -87,6 +87,21 @@ type HTTP struct {
 	// ReplicaID names this gateway process among replicas. Default: generated
 	// and kept in DataDir, so a restart resumes its own leases.
 	ReplicaID string `yaml:"replicaId" json:"replicaId"`
+	// ReadHeaderTimeout bounds reading a request's headers. Default 10s.
+	ReadHeaderTimeout Duration `yaml:"readHeaderTimeout" json:"readHeaderTimeout"`
+	// ReadTimeout bounds reading a whole request, body included; uploads
+	// get TransferTimeout instead. Default 60s.
+	ReadTimeout Duration `yaml:"readTimeout" json:"readTimeout"`
+	// WriteTimeout bounds writing a response; file downloads get
+	// TransferTimeout instead, and /ws sessions have no such bound.
+	// Default 60s.
+	WriteTimeout Duration `yaml:"writeTimeout" json:"writeTimeout"`
+	// IdleTimeout closes a keep-alive connection that waits this long for
+	// its next request. Default 60s.
+	IdleTimeout Duration `yaml:"idleTimeout" json:"idleTimeout"`
+	// TransferTimeout bounds one upload's body (POST /api/files/upload) and
+	// one file download (GET /files/...). Default 1h.
+	TransferTimeout Duration `yaml:"transferTimeout" json:"transferTimeout"`
 }
 
 // Auth configures logins and tokens.

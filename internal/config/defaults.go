@@ -43,6 +43,11 @@ func (c *Config) WithDefaults() {
 func (h *HTTP) withDefaults() {
 	orDefault(&h.Listen, ":3000")
 	orDefault(&h.MaxBodyBytes, 10<<20)
+	orDefault(&h.ReadHeaderTimeout, Duration(10*time.Second))
+	orDefault(&h.ReadTimeout, Duration(time.Minute))
+	orDefault(&h.WriteTimeout, Duration(time.Minute))
+	orDefault(&h.IdleTimeout, Duration(time.Minute))
+	orDefault(&h.TransferTimeout, Duration(time.Hour))
 	orDefault(&h.PublicBaseURL, BaseURLFor(h.Listen))
 	h.PublicBaseURL = strings.TrimRight(h.PublicBaseURL, "/")
 }

@@ -13,9 +13,12 @@ import (
 func TestDefault(t *testing.T) {
 	t.Parallel()
 	want := config.Config{
-		Server: config.HTTP{Listen: ":3000", PublicBaseURL: "http://localhost:3000", MaxBodyBytes: 10 << 20},
-		Auth:   config.Auth{TokenTTL: config.Duration(24 * time.Hour), LoginRateLimit: 5},
-		Store:  config.Store{Driver: "sqlite", Path: "data/comfyfleet.db", Sync: "normal", URL: "redis://127.0.0.1:6379/0", Prefix: "comfyfleet:"},
+		Server: config.HTTP{Listen: ":3000", PublicBaseURL: "http://localhost:3000", MaxBodyBytes: 10 << 20,
+			ReadHeaderTimeout: config.Duration(10 * time.Second), ReadTimeout: config.Duration(time.Minute),
+			WriteTimeout: config.Duration(time.Minute), IdleTimeout: config.Duration(time.Minute),
+			TransferTimeout: config.Duration(time.Hour)},
+		Auth:  config.Auth{TokenTTL: config.Duration(24 * time.Hour), LoginRateLimit: 5},
+		Store: config.Store{Driver: "sqlite", Path: "data/comfyfleet.db", Sync: "normal", URL: "redis://127.0.0.1:6379/0", Prefix: "comfyfleet:"},
 		HealthCheck: config.HealthCheck{
 			Interval: config.Millis(30 * time.Second), Timeout: config.Millis(5 * time.Second), FailureThreshold: 2,
 		},

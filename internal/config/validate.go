@@ -83,6 +83,11 @@ func (h HTTP) validate(v *checker) {
 		}
 	}
 	v.intRange("server.maxBodyBytes", h.MaxBodyBytes, MinBodyBytes, 1<<30, " bytes")
+	v.durationRange("server.readHeaderTimeout", h.ReadHeaderTimeout, time.Second, 5*time.Minute)
+	v.durationRange("server.readTimeout", h.ReadTimeout, time.Second, time.Hour)
+	v.durationRange("server.writeTimeout", h.WriteTimeout, time.Second, time.Hour)
+	v.durationRange("server.idleTimeout", h.IdleTimeout, time.Second, time.Hour)
+	v.durationRange("server.transferTimeout", h.TransferTimeout, time.Minute, 24*time.Hour)
 	if h.ReplicaID != "" && !isName(h.ReplicaID) {
 		v.add("server.replicaId", "must be 1..64 characters without spaces or control characters")
 	}

@@ -55,6 +55,11 @@ func TestValidate(t *testing.T) {
 		// A body limit of 1 byte would refuse every JSON request (issue 12).
 		{"max body below the floor", func(c *config.Config) { c.Server.MaxBodyBytes = 1 }, "server.maxBodyBytes", "at least 65536 bytes"},
 		{"max body too large", func(c *config.Config) { c.Server.MaxBodyBytes = 1 << 40 }, "server.maxBodyBytes", "at most 1073741824 bytes"},
+		{"read timeout", func(c *config.Config) { c.Server.ReadTimeout = config.Duration(time.Millisecond) }, "server.readTimeout", "at least 1s"},
+		{"idle timeout", func(c *config.Config) { c.Server.IdleTimeout = config.Duration(2 * time.Hour) }, "server.idleTimeout", "at most 1h"},
+		{"write timeout", func(c *config.Config) { c.Server.WriteTimeout = -1 }, "server.writeTimeout", "at least 1s"},
+		{"header timeout", func(c *config.Config) { c.Server.ReadHeaderTimeout = config.Duration(time.Hour) }, "server.readHeaderTimeout", "at most 5m"},
+		{"transfer timeout", func(c *config.Config) { c.Server.TransferTimeout = config.Duration(time.Second) }, "server.transferTimeout", "at least 1m"},
 		{"replica id", func(c *config.Config) { c.Server.ReplicaID = "a b" }, "server.replicaId", "without spaces"},
 		{"short secret", func(c *config.Config) { c.Auth.Secret = "short" }, "auth.secret", "at least 32"},
 		{"token ttl", func(c *config.Config) { c.Auth.TokenTTL = config.Duration(1e9) }, "auth.tokenTtl", "at least 1m"},

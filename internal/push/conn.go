@@ -66,6 +66,12 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, c Client) {
 		writeError(w, http.StatusForbidden, "origin_not_allowed", "cross-origin WebSocket not allowed")
 		return
 	}
+	// A session outlives the server's read and write timeouts: the pings
+	// and the write timeout bound it instead. net/http clears the deadlines
+	// when the connection is hijacked; clearing them here does not depend on it.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: h.opts.OriginPatterns})
 	if err != nil {
 		h.log.Debug("push: websocket accept", "err", err)
