@@ -158,6 +158,7 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 	// every replica, in bursts when a replica adopts a dead one's instances.
 	a.hub = push.NewHub(st, push.Options{
 		Logger: a.log, Snapshot: a.api.GlobalStatus, SendBuffer: 4096, OnDrop: a.metrics.WSDropped,
+		MaxConns: cfg.Server.WSMaxConns, MaxConnsPerUser: cfg.Server.WSMaxConnsPerUser,
 	})
 	a.api.SetHub(a.hub)
 	a.metrics.Watch(metrics.Sources{Tasks: st.TaskCounts, Instances: a.fleet.Views, WSClients: a.hub.Clients})

@@ -271,3 +271,20 @@ func waitClosed(t *testing.T, c net.Conn, br *bufio.Reader, limit time.Duration)
 	}
 	return took
 }
+
+// TestWSConnectionsCapped: the per-user cap of /ws connections is the
+// setting's, and a refusal is a 429 before the upgrade.
+func TestWSConnectionsCapped(t *testing.T) {
+	t.Parallel()
+	e := apptest.Start(t, apptest.Options{Instances: 1, Configure: func(c *config.Config) {
+		c.Server.WSMaxConnsPerUser = 1
+	}})
+	alice := e.Login(apptest.User, apptest.UserPass)
+	e.DialWS(alice)
+	if got := e.DialWSStatus(alice); got != http.StatusTooManyRequests {
+		t.Errorf("second /ws of a user with wsMaxConnsPerUser 1: status %d, want 429", got)
+	}
+	if got := e.DialWSStatus(e.Login(apptest.User2, apptest.User2Pass)); got != http.StatusSwitchingProtocols {
+		t.Errorf("another user's /ws: status %d, want 101", got)
+	}
+}

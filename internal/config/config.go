@@ -102,6 +102,12 @@ type HTTP struct {
 	// TransferTimeout bounds one upload's body (POST /api/files/upload) and
 	// one file download (GET /files/...). Default 1h.
 	TransferTimeout Duration `yaml:"transferTimeout" json:"transferTimeout"`
+	// WSMaxConns bounds the /ws connections of this gateway process; one
+	// more is refused with 429. Default 10000.
+	WSMaxConns int `yaml:"wsMaxConns" json:"wsMaxConns"`
+	// WSMaxConnsPerUser bounds the /ws connections of one user on this
+	// gateway process, in the same way. Default 32.
+	WSMaxConnsPerUser int `yaml:"wsMaxConnsPerUser" json:"wsMaxConnsPerUser"`
 }
 
 // Auth configures logins and tokens.

@@ -48,6 +48,8 @@ func (h *HTTP) withDefaults() {
 	orDefault(&h.WriteTimeout, Duration(time.Minute))
 	orDefault(&h.IdleTimeout, Duration(time.Minute))
 	orDefault(&h.TransferTimeout, Duration(time.Hour))
+	orDefault(&h.WSMaxConns, 10000)
+	orDefault(&h.WSMaxConnsPerUser, 32)
 	orDefault(&h.PublicBaseURL, BaseURLFor(h.Listen))
 	h.PublicBaseURL = strings.TrimRight(h.PublicBaseURL, "/")
 }

@@ -88,6 +88,9 @@ func (h HTTP) validate(v *checker) {
 	v.durationRange("server.writeTimeout", h.WriteTimeout, time.Second, time.Hour)
 	v.durationRange("server.idleTimeout", h.IdleTimeout, time.Second, time.Hour)
 	v.durationRange("server.transferTimeout", h.TransferTimeout, time.Minute, 24*time.Hour)
+	if v.intRange("server.wsMaxConns", int64(h.WSMaxConns), 1, 1000000, "") {
+		v.intRange("server.wsMaxConnsPerUser", int64(h.WSMaxConnsPerUser), 1, int64(h.WSMaxConns), " (server.wsMaxConns)")
+	}
 	if h.ReplicaID != "" && !isName(h.ReplicaID) {
 		v.add("server.replicaId", "must be 1..64 characters without spaces or control characters")
 	}
