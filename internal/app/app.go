@@ -57,8 +57,8 @@ type App struct {
 	http     *http.Server
 	replica  string
 	metrics  *metrics.Metrics
-	// debug serves /metrics and /debug/pprof/ on debugLn when
-	// metrics.listen is set; nil otherwise.
+	// debug serves /metrics (and /debug/pprof/ with metrics.pprof) on
+	// debugLn when metrics.listen is set; nil otherwise.
 	debug   *http.Server
 	debugLn net.Listener
 }
@@ -164,7 +164,7 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 	a.metrics.Watch(metrics.Sources{Tasks: st.TaskCounts, Instances: a.fleet.Views, WSClients: a.hub.Clients})
 	a.http = a.server(cfg.Server, a.metrics.InstrumentHTTP(a.api.Handler()))
 	if a.debugLn != nil {
-		a.debug = a.server(cfg.Server, a.metrics.DebugHandler())
+		a.debug = a.server(cfg.Server, a.metrics.DebugHandler(cfg.Metrics.Pprof))
 	}
 	return nil
 }

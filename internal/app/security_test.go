@@ -288,3 +288,34 @@ func TestWSConnectionsCapped(t *testing.T) {
 		t.Errorf("another user's /ws: status %d, want 101", got)
 	}
 }
+
+// TestProfilerOnlyWhenAsked: with metrics.listen alone, the unauthenticated
+// listener serves /metrics but no profiler, and the profiler's cmdline page
+// (which showed --set auth.secret=...) is never served.
+func TestProfilerOnlyWhenAsked(t *testing.T) {
+	t.Parallel()
+	for _, pprof := range []bool{false, true} {
+		e := apptest.Start(t, apptest.Options{Instances: 1, Configure: func(c *config.Config) {
+			c.Metrics.Listen = "127.0.0.1:0"
+			c.Metrics.Pprof = pprof
+		}})
+		want := map[string]int{"/metrics": 200, "/debug/pprof/cmdline": 404, "/debug/pprof/goroutine?debug=1": 404}
+		if pprof {
+			want["/debug/pprof/goroutine?debug=1"] = 200
+		}
+		for path, code := range want {
+			resp, err := http.Get("http://" + e.App().MetricsAddr() + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != code {
+				t.Errorf("metrics.pprof %v: GET %s: %d, want %d", pprof, path, resp.StatusCode, code)
+			}
+			if path == "/debug/pprof/cmdline" && bytes.Contains(body, []byte(os.Args[0])) {
+				t.Errorf("metrics.pprof %v: /debug/pprof/cmdline shows the command line: %s", pprof, body)
+			}
+		}
+	}
+}

@@ -218,11 +218,14 @@ const (
 
 // Metrics configures /metrics (Prometheus text format).
 type Metrics struct {
-	// Listen, when set, serves /metrics and the Go profiler (/debug/pprof/)
-	// on this address of its own, without authentication: bind it to an
-	// interface only operators reach. When empty, /metrics is served on the
-	// API's listener to admin tokens only, and the profiler is off. Default "".
+	// Listen, when set, serves /metrics on this address of its own, without
+	// authentication: bind it to an interface only operators reach. When
+	// empty, /metrics is served on the API's listener to admin tokens only.
+	// Default "".
 	Listen string `yaml:"listen" json:"listen"`
+	// Pprof serves the Go profiler (/debug/pprof/, never its cmdline page)
+	// on Listen too, without authentication. Default false.
+	Pprof bool `yaml:"pprof" json:"pprof"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("24h").

@@ -70,6 +70,8 @@ func (c Config) Validate() error {
 	c.Scheduler.validate(&v)
 	if c.Metrics.Listen != "" {
 		validateListen(&v, "metrics.listen", c.Metrics.Listen)
+	} else if c.Metrics.Pprof {
+		v.add("metrics.pprof", "needs metrics.listen: the profiler is served on the metrics listener only")
 	}
 	return errors.Join(v.errs...)
 }

@@ -49,6 +49,7 @@ func TestValidate(t *testing.T) {
 		{"redis url", func(c *config.Config) { c.Store.Driver, c.Store.URL = "redis", "http://redis:6379" }, "store.url", "redis://"},
 		{"listen", func(c *config.Config) { c.Server.Listen = "3000" }, "server.listen", "host:port"},
 		{"listen port", func(c *config.Config) { c.Server.Listen = ":99999" }, "server.listen", "out of range"},
+		{"pprof without its listener", func(c *config.Config) { c.Metrics.Pprof = true }, "metrics.pprof", "needs metrics.listen"},
 		{"metrics listen", func(c *config.Config) { c.Metrics.Listen = "nope" }, "metrics.listen", "host:port"},
 		{"public base url", func(c *config.Config) { c.Server.PublicBaseURL = "fleet.example.com" }, "server.publicBaseUrl", "http://"},
 		{"max body", func(c *config.Config) { c.Server.MaxBodyBytes = -1 }, "server.maxBodyBytes", "at least 65536"},
@@ -145,3 +146,4 @@ func TestValidateAtTheLimits(t *testing.T) {
 		t.Fatalf("Validate() = %v, want nil", err)
 	}
 }
+
