@@ -87,6 +87,11 @@ func applySets(cfg *config.Config, sets []string) error {
 		if !ok {
 			return fmt.Errorf("--set %q: want key=value", kv)
 		}
+		if env, secret := config.SecretSetting(k, v); secret {
+			return fmt.Errorf("--set %s: a secret on the command line is readable by every local user (ps, /proc); "+
+				"set %s in the gateway's environment, or %s in a config file only the gateway can read "+
+				"(see docs/security.md)", k, env, k)
+		}
 		if err := cfg.Set(k, v); err != nil {
 			return err
 		}

@@ -26,6 +26,27 @@ const (
 	MaxInstances = 1024
 )
 
+// SecretSetting reports whether setting key to value puts a secret in a
+// command line, where every local user can read it (ps, /proc/<pid>/cmdline):
+// auth.secret, auth.adminPassword, and a store.url with a password. env is
+// the environment variable to use instead.
+func SecretSetting(key, value string) (env string, secret bool) {
+	switch {
+	case strings.EqualFold(key, "auth.secret"):
+		return EnvVar("auth.secret"), true
+	case strings.EqualFold(key, "auth.adminPassword"):
+		return envAdminPassword, true
+	case strings.EqualFold(key, "store.url"):
+		u, err := url.Parse(value)
+		if err != nil {
+			return EnvVar("store.url"), true // unparsable: it may hold anything
+		}
+		_, hasPassword := u.User.Password()
+		return EnvVar("store.url"), hasPassword
+	}
+	return "", false
+}
+
 // FieldError is a problem with one setting. Field is its path as in the
 // YAML file and the JSON of /api/config ("servers[1].ports",
 // "healthCheck.interval"); the API returns it as data.field. Validate,

@@ -147,3 +147,23 @@ func TestValidateAtTheLimits(t *testing.T) {
 	}
 }
 
+func TestSecretSetting(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		key, value, env string
+		secret          bool
+	}{
+		{"auth.secret", "0123456789abcdef0123456789abcdef", "COMFYFLEET_AUTH_SECRET", true},
+		{"AUTH.SECRET", "x", "COMFYFLEET_AUTH_SECRET", true},
+		{"auth.adminPassword", "long-enough", "COMFYFLEET_ADMIN_PASSWORD", true},
+		{"store.url", "redis://:hunter2@redis:6379/0", "COMFYFLEET_STORE_URL", true},
+		{"store.url", "redis://redis:6379/0", "COMFYFLEET_STORE_URL", false},
+		{"server.listen", ":3000", "", false},
+	}
+	for _, tt := range tests {
+		env, secret := config.SecretSetting(tt.key, tt.value)
+		if secret != tt.secret || (secret && env != tt.env) {
+			t.Errorf("SecretSetting(%q, %q) = %q, %v; want %q, %v", tt.key, tt.value, env, secret, tt.env, tt.secret)
+		}
+	}
+}
