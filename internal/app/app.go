@@ -70,8 +70,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	if a.log == nil {
 		a.log = slog.Default()
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("app: create data dir: %w", err)
+	if err := a.makeDataDir(cfg.DataDir); err != nil {
+		return nil, err
 	}
 	ln, err := listen(opts.Listener, cfg.Server.Listen)
 	if err != nil {
@@ -98,6 +98,24 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		return nil, err
 	}
 	return a, nil
+}
+
+// makeDataDir creates the data dir for the gateway's user only (0700): it
+// holds the database, the signing secret and the admin password's hash.
+// An existing one open to others is left as it is, with a warning (its
+// files are private anyway).
+func (a *App) makeDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("app: create data dir: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("app: data dir: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		a.log.Warn("the data dir is open to other users; chmod 700 it", "data_dir", dir, "mode", perm.String())
+	}
+	return nil
 }
 
 func listen(ln net.Listener, addr string) (net.Listener, error) {

@@ -319,3 +319,24 @@ func TestProfilerOnlyWhenAsked(t *testing.T) {
 		}
 	}
 }
+
+// TestDataDirIsPrivate: a new data dir is the gateway user's only, and so
+// are the database and the secrets in it.
+func TestDataDirIsPrivate(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "data")
+	e := apptest.Start(t, apptest.Options{Instances: 1, DataDir: dir, Configure: func(c *config.Config) {
+		c.Auth.Users = nil // the generated admin password's hash goes to the data dir
+	}})
+	e.Stop()
+	for name, want := range map[string]os.FileMode{".": 0o700, "comfyfleet.db": 0o600, "jwt.secret": 0o600, "admin.hash": 0o600} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Errorf("stat %s: %v", name, err)
+			continue
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("%s has mode %v, want %v", name, got, want)
+		}
+	}
+}
