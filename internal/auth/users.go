@@ -22,9 +22,14 @@ const (
 )
 
 // HashPassword returns the bcrypt hash of password, as auth.users wants it
-// (the "comfyfleet hash-password" subcommand prints it). Passwords longer
-// than 72 bytes are refused, since bcrypt ignores the rest.
+// (the "comfyfleet hash-password" subcommand prints it). The password must
+// be as long as auth.adminPassword must: config.MinPasswordBytes to
+// config.MaxPasswordBytes (bcrypt ignores the bytes past 72).
 func HashPassword(password string) (string, error) {
+	if n := len(password); n < config.MinPasswordBytes || n > config.MaxPasswordBytes {
+		return "", fmt.Errorf("auth: a password must be %d..%d bytes long, not %d",
+			config.MinPasswordBytes, config.MaxPasswordBytes, n)
+	}
 	h, err := hashPassword(password, bcrypt.DefaultCost)
 	return string(h), err
 }

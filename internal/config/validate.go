@@ -24,6 +24,11 @@ const (
 	MinBodyBytes = 64 << 10
 	// MaxInstances bounds the instances (ports) of all servers together.
 	MaxInstances = 1024
+	// MinPasswordBytes and MaxPasswordBytes bound a password
+	// (auth.adminPassword, and those hashed by "comfyfleet hash-password"):
+	// bcrypt ignores bytes past 72.
+	MinPasswordBytes = 8
+	MaxPasswordBytes = 72
 )
 
 // SecretSetting reports whether setting key to value puts a secret in a
@@ -142,8 +147,8 @@ func (a Auth) validate(v *checker, demo bool) {
 			v.add("auth.adminPassword", "is only used when auth.users is empty")
 		case demo:
 			v.add("auth.adminPassword", "cannot be combined with demo mode, whose admin password is admin123")
-		case len(a.AdminPassword) < 8 || len(a.AdminPassword) > 72:
-			v.add("auth.adminPassword", "must be 8..72 bytes long")
+		case len(a.AdminPassword) < MinPasswordBytes || len(a.AdminPassword) > MaxPasswordBytes:
+			v.add("auth.adminPassword", "must be %d..%d bytes long", MinPasswordBytes, MaxPasswordBytes)
 		}
 	}
 	seen := map[string]int{}
