@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/comfyfleet/comfyfleet/internal/app/apptest"
 	"github.com/comfyfleet/comfyfleet/internal/config"
 	"github.com/comfyfleet/comfyfleet/internal/store/sqlitestore"
@@ -338,5 +340,36 @@ func TestDataDirIsPrivate(t *testing.T) {
 		if got := fi.Mode().Perm(); got != want {
 			t.Errorf("%s has mode %v, want %v", name, got, want)
 		}
+	}
+}
+
+// TestPasswordChangeRevokesTokens: after a user's passwordHash changes in
+// the config and the gateway restarts, their old token is refused; other
+// users' tokens still work.
+func TestPasswordChangeRevokesTokens(t *testing.T) {
+	t.Parallel()
+	e := apptest.Start(t, apptest.Options{Instances: 1})
+	alice := e.Login(apptest.User, apptest.UserPass)
+	bob := e.Login(apptest.User2, apptest.User2Pass)
+
+	h, err := bcrypt.GenerateFromPassword([]byte("alice-new-password"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, u := range e.Config.Auth.Users {
+		if u.Username == apptest.User {
+			e.Config.Auth.Users[i].PasswordHash = string(h)
+		}
+	}
+	e.Restart()
+	wantError(t, e.Do("GET", "/api/tasks", alice, nil), http.StatusUnauthorized, "invalid_token")
+	if got := e.DialWSStatus(alice); got != http.StatusUnauthorized {
+		t.Errorf("/ws with the old token: %d, want 401", got)
+	}
+	if r := e.Do("GET", "/api/tasks", bob, nil); r.Status != http.StatusOK {
+		t.Errorf("bob's token: %d %s", r.Status, r.Raw)
+	}
+	if r := e.Do("GET", "/api/tasks", e.Login(apptest.User, "alice-new-password"), nil); r.Status != http.StatusOK {
+		t.Errorf("alice's new token: %d %s", r.Status, r.Raw)
 	}
 }

@@ -272,8 +272,11 @@ func TestIssueVerify(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
-	want := &Claims{Username: "bob", Role: RoleUser, Issuer: "comfyfleet",
+	want := &Claims{Username: "bob", Role: RoleUser, PasswordVersion: a.versions["bob"], Issuer: "comfyfleet",
 		IssuedAt: jwt.NewNumericDate(t0), ExpiresAt: jwt.NewNumericDate(t0.Add(time.Hour))}
+	if len(want.PasswordVersion) != 16 {
+		t.Errorf("password version %q, want 16 characters", want.PasswordVersion)
+	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("claims mismatch (-want +got):\n%s", diff)
 	}
@@ -341,6 +344,76 @@ func flip(s string) string {
 		b[i] = 'A'
 	}
 	return string(b)
+}
+
+// TestPasswordChangeRevokesTokens: a token stops working once its user's
+// password hash changes in the config (after a restart, or on another
+// replica with the new config), and keeps working for everyone else, and
+// across starts and replicas whose config is the same.
+func TestPasswordChangeRevokesTokens(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.Auth.Secret = string(testSecret)
+	before := openAuth(t, cfg)
+	alice := login(t, before, "alice", "alice-password")
+	bob := login(t, before, "bob", "bob-password")
+
+	same := openAuth(t, cfg) // a restart, or another replica
+	for name, tok := range map[string]string{"alice": alice, "bob": bob} {
+		if _, err := same.Verify(tok); err != nil {
+			t.Errorf("%s's token with the same config: %v", name, err)
+		}
+	}
+	cfg.Auth.Users[0].PasswordHash = cheapHash(t, "alice-new-password")
+	after := openAuth(t, cfg)
+	if _, err := after.Verify(alice); !errors.Is(err, ErrBadToken) {
+		t.Errorf("alice's token after her password changed: %v, want ErrBadToken", err)
+	}
+	if _, err := after.Verify(bob); err != nil {
+		t.Errorf("bob's token after alice's password changed: %v", err)
+	}
+	if _, err := after.Verify(login(t, after, "alice", "alice-new-password")); err != nil {
+		t.Errorf("alice's new token: %v", err)
+	}
+
+	// A password given in the config is hashed anew at every start: the
+	// version follows the password, not the salt.
+	admin := config.Config{DataDir: t.TempDir(), Auth: config.Auth{Secret: string(testSecret), AdminPassword: "admin-password-1"}}
+	admin.WithDefaults()
+	tok := login(t, openAuth(t, admin), "admin", "admin-password-1")
+	if _, err := openAuth(t, admin).Verify(tok); err != nil {
+		t.Errorf("admin's token after a restart with the same adminPassword: %v", err)
+	}
+	admin.Auth.AdminPassword = "admin-password-2"
+	if _, err := openAuth(t, admin).Verify(tok); !errors.Is(err, ErrBadToken) {
+		t.Errorf("admin's token after adminPassword changed: %v, want ErrBadToken", err)
+	}
+}
+
+func openAuth(t *testing.T, cfg config.Config) *Authenticator {
+	t.Helper()
+	users, _, err := loadUsers(cfg, bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := LoadSecret(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Params{Users: users, Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func login(t *testing.T, a *Authenticator, user, password string) string {
+	t.Helper()
+	tok, _, _, err := a.Login(t.Context(), "127.0.0.1", user, password)
+	if err != nil {
+		t.Fatalf("login %s: %v", user, err)
+	}
+	return tok
 }
 
 func TestVerifyExpiredAfterTTL(t *testing.T) {
