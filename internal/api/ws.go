@@ -10,7 +10,7 @@ import (
 // an Authorization header; without one the upgrade is refused with 401.
 // The session ends when the token expires.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.deps.Auth.Authenticate(r)
+	c, err := s.deps.Auth.AuthenticateWebSocket(r)
 	if err != nil {
 		return authError(err)
 	}

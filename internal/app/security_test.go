@@ -373,3 +373,28 @@ func TestPasswordChangeRevokesTokens(t *testing.T) {
 		t.Errorf("alice's new token: %d %s", r.Status, r.Raw)
 	}
 }
+
+// TestQueryTokenOnlyOnWS: ?token= is accepted on /ws only; elsewhere a token
+// must come in the Authorization header, even with an Upgrade header.
+func TestQueryTokenOnlyOnWS(t *testing.T) {
+	t.Parallel()
+	e := apptest.Start(t, apptest.Options{Instances: 1})
+	admin := e.Login(apptest.AdminUser, apptest.AdminPass)
+	req, err := http.NewRequest("GET", e.URL()+"/api/tasks?token="+admin, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("GET /api/tasks?token=...: %d, want 401", resp.StatusCode)
+	}
+	if got := e.DialWSStatus(admin); got != http.StatusSwitchingProtocols {
+		t.Errorf("/ws?token=...: %d, want 101", got)
+	}
+}

@@ -456,13 +456,13 @@ func TestAuthenticate(t *testing.T) {
 	}{
 		{"bearer header", "/api/tasks", map[string]string{"Authorization": "Bearer " + token}, nil},
 		{"lower-case scheme", "/api/tasks", map[string]string{"Authorization": "bearer " + token}, nil},
-		{"websocket query", "/ws?token=" + token, map[string]string{"Upgrade": "websocket", "Connection": "Upgrade"}, nil},
-		{"query outside a websocket upgrade", "/api/tasks?token=" + token, nil, ErrNoToken},
+		// A token in the URL is for /ws only (AuthenticateWebSocket).
+		{"query of a websocket upgrade", "/api/tasks?token=" + token, map[string]string{"Upgrade": "websocket", "Connection": "Upgrade"}, ErrNoToken},
+		{"query", "/api/tasks?token=" + token, nil, ErrNoToken},
 		{"nothing", "/api/tasks", nil, ErrNoToken},
 		{"basic auth", "/api/tasks", map[string]string{"Authorization": "Basic YWxpY2U6eA=="}, ErrBadToken},
 		{"empty bearer", "/api/tasks", map[string]string{"Authorization": "Bearer "}, ErrBadToken},
 		{"bad token", "/api/tasks", map[string]string{"Authorization": "Bearer " + flip(token)}, ErrBadToken},
-		{"bad websocket token", "/ws?token=x.y.z", map[string]string{"Upgrade": "websocket"}, ErrBadToken},
 	}
 	for _, tt := range tests {
 		r := httptest.NewRequest("GET", tt.target, nil)
@@ -478,6 +478,38 @@ func TestAuthenticate(t *testing.T) {
 		}
 		if err != nil || c.Username != "alice" || !c.IsAdmin() {
 			t.Errorf("%s: Authenticate = %+v, %v; want alice, admin", tt.name, c, err)
+		}
+	}
+}
+
+func TestAuthenticateWebSocket(t *testing.T) {
+	t.Parallel()
+	a, _ := newTestAuth(t)
+	token, _, err := a.Issue(User{Username: "alice", Role: RoleAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, target, header string
+		wantErr              error
+	}{
+		{"query", "/ws?token=" + token, "", nil},
+		{"header", "/ws", "Bearer " + token, nil},
+		{"header wins over the query", "/ws?token=x.y.z", "Bearer " + token, nil},
+		{"bad query token", "/ws?token=x.y.z", "", ErrBadToken},
+		{"nothing", "/ws", "", ErrNoToken},
+	}
+	for _, tt := range tests {
+		r := httptest.NewRequest("GET", tt.target, nil)
+		if tt.header != "" {
+			r.Header.Set("Authorization", tt.header)
+		}
+		c, err := a.AuthenticateWebSocket(r)
+		switch {
+		case tt.wantErr != nil && !errors.Is(err, tt.wantErr):
+			t.Errorf("%s: AuthenticateWebSocket = %v, want %v", tt.name, err, tt.wantErr)
+		case tt.wantErr == nil && (err != nil || c.Username != "alice"):
+			t.Errorf("%s: AuthenticateWebSocket = %+v, %v; want alice", tt.name, c, err)
 		}
 	}
 }

@@ -159,33 +159,44 @@ func passwordVersion(secret []byte, username string, credential []byte) string {
 }
 
 // Authenticate verifies the token of a request: "Authorization: Bearer
-// <token>", or for a WebSocket upgrade (browsers cannot set its headers)
-// the query parameter "token". No token is ErrNoToken; a bad one, or an
-// Authorization header of another scheme, is ErrBadToken.
+// <token>". No token is ErrNoToken; a bad one, or an Authorization header
+// of another scheme, is ErrBadToken. A token in the query is not looked at:
+// URLs end up in logs and browser histories (see AuthenticateWebSocket).
 func (a *Authenticator) Authenticate(r *http.Request) (*Claims, error) {
-	token, err := requestToken(r)
+	token, err := headerToken(r)
 	if err != nil {
 		return nil, err
 	}
 	return a.Verify(token)
 }
 
-// requestToken finds the token of r.
-func requestToken(r *http.Request) (string, error) {
-	if h := r.Header.Get("Authorization"); h != "" {
-		scheme, token, _ := strings.Cut(h, " ")
-		token = strings.TrimSpace(token)
-		if !strings.EqualFold(scheme, "Bearer") || token == "" {
-			return "", fmt.Errorf(`%w: the Authorization header is not "Bearer <token>"`, ErrBadToken)
-		}
-		return token, nil
-	}
-	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-		if token := r.URL.Query().Get("token"); token != "" {
-			return token, nil
+// AuthenticateWebSocket is Authenticate for the /ws upgrade, which browsers
+// cannot give headers: the query parameter "token" is accepted too.
+func (a *Authenticator) AuthenticateWebSocket(r *http.Request) (*Claims, error) {
+	token, err := headerToken(r)
+	if errors.Is(err, ErrNoToken) {
+		if token = r.URL.Query().Get("token"); token != "" {
+			err = nil
 		}
 	}
-	return "", ErrNoToken
+	if err != nil {
+		return nil, err
+	}
+	return a.Verify(token)
+}
+
+// headerToken finds the bearer token of r's Authorization header.
+func headerToken(r *http.Request) (string, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return "", ErrNoToken
+	}
+	scheme, token, _ := strings.Cut(h, " ")
+	token = strings.TrimSpace(token)
+	if !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return "", fmt.Errorf(`%w: the Authorization header is not "Bearer <token>"`, ErrBadToken)
+	}
+	return token, nil
 }
 
 // Login checks a username and password and returns a token for the user.
