@@ -45,7 +45,10 @@
 // empty document.
 package config
 
-import "time"
+import (
+	"net/netip"
+	"time"
+)
 
 // Config is the whole gateway configuration. YAML keys are camelCase, like
 // the API. Every field documents its default.
@@ -102,6 +105,11 @@ type HTTP struct {
 	// TransferTimeout bounds one upload's body (POST /api/files/upload) and
 	// one file download (GET /files/...). Default 1h.
 	TransferTimeout Duration `yaml:"transferTimeout" json:"transferTimeout"`
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
+	// believed: behind one, the client address (the login limit's key) is
+	// the rightmost X-Forwarded-For address that is not a trusted proxy.
+	// Default none: the TCP peer is the client.
+	TrustedProxies Prefixes `yaml:"trustedProxies" json:"trustedProxies"`
 	// WSMaxConns bounds the /ws connections of this gateway process; one
 	// more is refused with 429. Default 10000.
 	WSMaxConns int `yaml:"wsMaxConns" json:"wsMaxConns"`
@@ -234,6 +242,11 @@ type Duration time.Duration
 // Millis is a time.Duration written as integer milliseconds (30000). A Go
 // duration string ("30s") is accepted too.
 type Millis time.Duration
+
+// Prefixes is a list of IP networks in CIDR notation ("10.0.0.0/8",
+// "fd00::/8"); a bare address is one host. It is written as a list, and
+// also accepts a comma-separated string (for the environment and --set).
+type Prefixes []netip.Prefix
 
 // Ports is a list of ports. It is written as a list, and also accepts one
 // port, a "8001-8008" range, or a comma-separated mix ("8001,8003-8004").

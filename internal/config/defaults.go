@@ -132,6 +132,7 @@ func (c Config) clone() Config {
 		c.Servers[i].Ports = slices.Clone(c.Servers[i].Ports)
 	}
 	c.Auth.Users = slices.Clone(c.Auth.Users)
+	c.Server.TrustedProxies = slices.Clone(c.Server.TrustedProxies)
 	c.RuntimeKeys = slices.Clone(c.RuntimeKeys)
 	return c
 }

@@ -116,6 +116,11 @@ func (h HTTP) validate(v *checker) {
 	v.durationRange("server.writeTimeout", h.WriteTimeout, time.Second, time.Hour)
 	v.durationRange("server.idleTimeout", h.IdleTimeout, time.Second, time.Hour)
 	v.durationRange("server.transferTimeout", h.TransferTimeout, time.Minute, 24*time.Hour)
+	for _, pfx := range h.TrustedProxies {
+		if pfx.Bits() == 0 {
+			v.add("server.trustedProxies", "%s trusts every address: any client could choose the address it is limited by; list your proxies", pfx)
+		}
+	}
 	if v.intRange("server.wsMaxConns", int64(h.WSMaxConns), 1, 1000000, "") {
 		v.intRange("server.wsMaxConnsPerUser", int64(h.WSMaxConnsPerUser), 1, int64(h.WSMaxConns), " (server.wsMaxConns)")
 	}

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
@@ -64,6 +65,9 @@ func TestValidate(t *testing.T) {
 		{"ws conns", func(c *config.Config) { c.Server.WSMaxConns = -1 }, "server.wsMaxConns", "at least 1"},
 		{"ws conns per user over the total", func(c *config.Config) { c.Server.WSMaxConns, c.Server.WSMaxConnsPerUser = 10, 11 },
 			"server.wsMaxConnsPerUser", "at most 10 (server.wsMaxConns)"},
+		{"every address trusted", func(c *config.Config) {
+			c.Server.TrustedProxies = config.Prefixes{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("0.0.0.0/0")}
+		}, "server.trustedProxies", "trusts every address"},
 		{"replica id", func(c *config.Config) { c.Server.ReplicaID = "a b" }, "server.replicaId", "without spaces"},
 		{"short secret", func(c *config.Config) { c.Auth.Secret = "short" }, "auth.secret", "at least 32"},
 		{"token ttl", func(c *config.Config) { c.Auth.TokenTTL = config.Duration(1e9) }, "auth.tokenTtl", "at least 1m"},
