@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -397,4 +398,54 @@ func TestQueryTokenOnlyOnWS(t *testing.T) {
 	if got := e.DialWSStatus(admin); got != http.StatusSwitchingProtocols {
 		t.Errorf("/ws?token=...: %d, want 101", got)
 	}
+}
+
+// TestLoginLimitBehindProxy: behind a trusted proxy the login limit counts
+// the client the proxy saw, so one client's failures do not lock the others
+// out, and a client cannot dodge the limit by writing X-Forwarded-For
+// itself. From an untrusted peer the header is ignored.
+func TestLoginLimitBehindProxy(t *testing.T) {
+	t.Parallel()
+	e := apptest.Start(t, apptest.Options{Instances: 1, Configure: func(c *config.Config) {
+		c.Server.TrustedProxies = config.Prefixes{netip.MustParsePrefix("127.0.0.1/32")}
+	}})
+	for range 5 {
+		loginVia(t, e, "203.0.113.5", apptest.User, "wrong")
+	}
+	if got := loginVia(t, e, "203.0.113.5", apptest.User, apptest.UserPass); got != http.StatusTooManyRequests {
+		t.Errorf("the client with 5 failures: %d, want 429", got)
+	}
+	if got := loginVia(t, e, "6.6.6.6, 203.0.113.5", apptest.User, apptest.UserPass); got != http.StatusTooManyRequests {
+		t.Errorf("the same client with an address of its own choosing in front: %d, want 429", got)
+	}
+	if got := loginVia(t, e, "203.0.113.6", apptest.User, apptest.UserPass); got != http.StatusOK {
+		t.Errorf("another client behind the same proxy: %d, want 200", got)
+	}
+
+	direct := apptest.Start(t, apptest.Options{Instances: 1})
+	for range 5 {
+		loginVia(t, direct, "203.0.113.5", apptest.User, "wrong")
+	}
+	if got := loginVia(t, direct, "203.0.113.6", apptest.User, apptest.UserPass); got != http.StatusTooManyRequests {
+		t.Errorf("without trusted proxies, X-Forwarded-For moved the limit: %d, want 429", got)
+	}
+}
+
+// loginVia logs in as if through a proxy that sent X-Forwarded-For: xff,
+// and returns the status.
+func loginVia(t *testing.T, e *apptest.Env, xff, user, pass string) int {
+	t.Helper()
+	body := strings.NewReader(fmt.Sprintf(`{"username":%q,"password":%q}`, user, pass))
+	req, err := http.NewRequest("POST", e.URL()+"/api/auth/login", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Forwarded-For", xff)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
