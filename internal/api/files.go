@@ -72,7 +72,11 @@ func (s *Server) storeUpload(w http.ResponseWriter, r *http.Request, part io.Rea
 	p := part.(interface{ FileName() string })
 	name := blob.SanitizeFilename(p.FileName())
 	id := uuid.NewString()
-	n, err := s.deps.Blob.Put(r.Context(), id, part, limit)
+	body := &bodyReader{r: part}
+	n, err := s.deps.Blob.Put(r.Context(), id, body, limit)
+	if err != nil && body.err != nil {
+		return multipartErr(body.err, limit) // the client's fault, not the disk's
+	}
 	if err != nil {
 		return uploadErr(err, limit)
 	}
@@ -100,12 +104,35 @@ func (s *Server) sniff(r *http.Request, id string) []byte {
 	return head[:n]
 }
 
-// multipartErr: a body over the limit is 413, any other parse error 400.
+// multipartErr maps an error reading the multipart body: over the limit is
+// 413, a timeout 408, a body that ends early (the client went away) or
+// that is malformed 400.
 func multipartErr(err error, limit int64) error {
 	if e := uploadErr(err, limit); e != err {
 		return e
 	}
+	switch {
+	case isTimeout(err):
+		return errTimeout
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		return errorf(http.StatusBadRequest, "upload_aborted", "The upload's body ended early; send the whole file again.")
+	}
 	return errorf(http.StatusBadRequest, "invalid_upload", "The multipart body is malformed: %v.", err)
+}
+
+// bodyReader remembers the error of reading an upload's bytes, to tell a
+// client that went away (400) from a store that failed (500).
+type bodyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
 }
 
 func uploadErr(err error, limit int64) error {
@@ -197,7 +224,9 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) error {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Disposition", mime.FormatMediaType("inline", map[string]string{"filename": f.Filename}))
 	h.Set("Cache-Control", "private, max-age=31536000, immutable")
-	http.ServeContent(w, r, "", bf.ModTime(), bf)
+	// A range outside the file (416) or a failed precondition (412) is
+	// answered in the envelope, not in ServeContent's plain text.
+	http.ServeContent(s.envelopeErrors(w, r), r, "", bf.ModTime(), bf)
 	return nil
 }
 

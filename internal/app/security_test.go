@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -448,4 +449,50 @@ func loginVia(t *testing.T, e *apptest.Env, xff, user, pass string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// TestUploadAbortedIs400: a client that goes away in the middle of an
+// upload's bytes gets a 400 (its fault), not a 500.
+func TestUploadAbortedIs400(t *testing.T) {
+	t.Parallel()
+	e := apptest.Start(t, apptest.Options{Instances: 1})
+	admin := e.Login(apptest.AdminUser, apptest.AdminPass)
+	c, br := dialRaw(t, e)
+	head, tail := multipartBody("cut.txt", "these bytes never all arrive")
+	fmt.Fprintf(c, "POST /api/files/upload HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer %s\r\n"+
+		"Content-Type: multipart/form-data; boundary=%s\r\nContent-Length: %d\r\n\r\n%s",
+		admin, testBoundary, len(head)+len(tail), head)
+	c.(*net.TCPConn).CloseWrite() // the body ends early
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp := readResponse(t, br)
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || !bytes.Contains(body, []byte(`"error":"upload_aborted"`)) {
+		t.Errorf("aborted upload: %d %s, want 400 upload_aborted in the envelope", resp.StatusCode, body)
+	}
+}
+
+// TestRangeNotSatisfiableInEnvelope: a download range outside the file is
+// a 416 in the error envelope, with the Content-Range the RFC asks for.
+func TestRangeNotSatisfiableInEnvelope(t *testing.T) {
+	t.Parallel()
+	e := apptest.Start(t, apptest.Options{Instances: 1})
+	admin := e.Login(apptest.AdminUser, apptest.AdminPass)
+	id := upload(e, admin, "range.txt", []byte("0123456789"))
+	req, _ := http.NewRequest("GET", e.URL()+"/files/"+id+"/range.txt", nil)
+	req.Header.Set("Range", "bytes=100-200")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	r := &apptest.Response{Status: resp.StatusCode, Raw: raw}
+	_ = json.Unmarshal(raw, &r.Body)
+	wantError(t, r, http.StatusRequestedRangeNotSatisfiable, "range_not_satisfiable")
+	if got := resp.Header.Get("Content-Range"); got != "bytes */10" {
+		t.Errorf("Content-Range = %q, want bytes */10", got)
+	}
+	if got := resp.Header.Get("Cache-Control"); strings.Contains(got, "immutable") {
+		t.Errorf("an error is cached for good: Cache-Control %q", got)
+	}
 }
