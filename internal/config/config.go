@@ -201,6 +201,10 @@ type Files struct {
 type Scheduler struct {
 	// TaskTimeout bounds one run. Default 600000 ms (10 minutes).
 	TaskTimeout Millis `yaml:"taskTimeout" json:"taskTimeout"`
+	// MaxTaskTimeout bounds the timeout a task may ask for (and
+	// TaskTimeout): a larger one is refused with 400. Default 86400000 ms
+	// (24 hours).
+	MaxTaskTimeout Millis `yaml:"maxTaskTimeout" json:"maxTaskTimeout"`
 	// MaxAttempts bounds runs of one task after lost instances. Default 3.
 	MaxAttempts int `yaml:"maxAttempts" json:"maxAttempts"`
 	// PriorityAging is the wait worth one priority point: a task is passed

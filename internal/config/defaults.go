@@ -80,6 +80,7 @@ func (f *Files) withDefaults(dataDir string) {
 
 func (s *Scheduler) withDefaults() {
 	orDefault(&s.TaskTimeout, Millis(10*time.Minute))
+	orDefault(&s.MaxTaskTimeout, Millis(24*time.Hour))
 	orDefault(&s.MaxAttempts, 3)
 	orDefault(&s.PriorityAging, Millis(time.Minute))
 	orDefault(&s.Placement, PlacementWarm)

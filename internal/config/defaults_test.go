@@ -23,7 +23,7 @@ func TestDefault(t *testing.T) {
 			Interval: config.Millis(30 * time.Second), Timeout: config.Millis(5 * time.Second), FailureThreshold: 2,
 		},
 		Files: config.Files{Dir: "data/files", MaxUploadBytes: 100 << 20},
-		Scheduler: config.Scheduler{TaskTimeout: config.Millis(10 * time.Minute), MaxAttempts: 3,
+		Scheduler: config.Scheduler{TaskTimeout: config.Millis(10 * time.Minute), MaxTaskTimeout: config.Millis(24 * time.Hour), MaxAttempts: 3,
 			PriorityAging: config.Millis(time.Minute), Placement: config.PlacementWarm, WarmWindow: config.Millis(30 * time.Second)},
 		DataDir: "./data",
 	}

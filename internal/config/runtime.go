@@ -56,7 +56,7 @@ func isLive(key string) bool {
 	switch key {
 	case "servers",
 		"healthCheck.interval", "healthCheck.timeout", "healthCheck.failureThreshold",
-		"scheduler.taskTimeout", "scheduler.maxAttempts",
+		"scheduler.taskTimeout", "scheduler.maxTaskTimeout", "scheduler.maxAttempts",
 		"files.maxUploadBytes",
 		"server.publicBaseUrl", "server.maxBodyBytes":
 		return true

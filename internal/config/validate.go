@@ -303,7 +303,11 @@ func (f Files) validate(v *checker) {
 }
 
 func (s Scheduler) validate(v *checker) {
-	v.millisRange("scheduler.taskTimeout", s.TaskTimeout, time.Second, 30*24*time.Hour)
+	maxOK := v.millisRange("scheduler.maxTaskTimeout", s.MaxTaskTimeout, time.Second, 30*24*time.Hour)
+	if v.millisRange("scheduler.taskTimeout", s.TaskTimeout, time.Second, 30*24*time.Hour) && maxOK &&
+		s.TaskTimeout > s.MaxTaskTimeout {
+		v.add("scheduler.taskTimeout", "must not exceed scheduler.maxTaskTimeout (%d ms)", s.MaxTaskTimeout.Milliseconds())
+	}
 	v.intRange("scheduler.maxAttempts", int64(s.MaxAttempts), 1, 100, "")
 	v.millisRange("scheduler.priorityAging", s.PriorityAging, time.Millisecond, 10*365*24*time.Hour)
 	if s.Placement != PlacementWarm && s.Placement != PlacementFIFO {
