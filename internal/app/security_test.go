@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -495,4 +496,25 @@ func TestRangeNotSatisfiableInEnvelope(t *testing.T) {
 	if got := resp.Header.Get("Cache-Control"); strings.Contains(got, "immutable") {
 		t.Errorf("an error is cached for good: Cache-Control %q", got)
 	}
+}
+
+// TestTaskTimeoutBounded: a task's own timeout is at most
+// scheduler.maxTaskTimeout; a larger one, even one whose milliseconds would
+// overflow a time.Duration, is a 400 naming the field.
+func TestTaskTimeoutBounded(t *testing.T) {
+	t.Parallel()
+	e := apptest.Start(t, apptest.Options{Instances: 1})
+	user := e.Login(apptest.User, apptest.UserPass)
+	for _, timeout := range []int64{24*3600*1000 + 1, 1 << 53, math.MaxInt64, -1} {
+		r := e.Do("POST", "/api/tasks", user, map[string]any{"workflow": t2i(1, "bound"), "timeout": timeout})
+		wantError(t, r, http.StatusBadRequest, "invalid_field")
+		var field struct {
+			Field string `json:"field"`
+		}
+		r.Into(t, &field)
+		if field.Field != "timeout" {
+			t.Errorf("timeout %d: the refusal names %q, want timeout", timeout, field.Field)
+		}
+	}
+	submit(e, user, map[string]any{"workflow": t2i(1, "bound"), "timeout": 24 * 3600 * 1000})
 }
