@@ -5,6 +5,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -43,7 +44,9 @@ func (s *Server) makeFileView(f *file.File) fileView {
 const multipartOverhead = 64 << 10
 
 // uploadFile is POST /api/files/upload with the multipart field "file".
+// Its body may take server.transferTimeout rather than server.readTimeout.
 func (s *Server) uploadFile(w http.ResponseWriter, r *http.Request) error {
+	s.extendDeadlines(w, true)
 	limit := s.deps.Config.Current().Files.MaxUploadBytes
 	r.Body = http.MaxBytesReader(w, r.Body, limit+multipartOverhead)
 	mr, err := r.MultipartReader()
@@ -69,7 +72,11 @@ func (s *Server) storeUpload(w http.ResponseWriter, r *http.Request, part io.Rea
 	p := part.(interface{ FileName() string })
 	name := blob.SanitizeFilename(p.FileName())
 	id := uuid.NewString()
-	n, err := s.deps.Blob.Put(r.Context(), id, part, limit)
+	body := &bodyReader{r: part}
+	n, err := s.deps.Blob.Put(r.Context(), id, body, limit)
+	if err != nil && body.err != nil {
+		return multipartErr(body.err, limit) // the client's fault, not the disk's
+	}
 	if err != nil {
 		return uploadErr(err, limit)
 	}
@@ -97,12 +104,35 @@ func (s *Server) sniff(r *http.Request, id string) []byte {
 	return head[:n]
 }
 
-// multipartErr: a body over the limit is 413, any other parse error 400.
+// multipartErr maps an error reading the multipart body: over the limit is
+// 413, a timeout 408, a body that ends early (the client went away) or
+// that is malformed 400.
 func multipartErr(err error, limit int64) error {
 	if e := uploadErr(err, limit); e != err {
 		return e
 	}
+	switch {
+	case isTimeout(err):
+		return errTimeout
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		return errorf(http.StatusBadRequest, "upload_aborted", "The upload's body ended early; send the whole file again.")
+	}
 	return errorf(http.StatusBadRequest, "invalid_upload", "The multipart body is malformed: %v.", err)
+}
+
+// bodyReader remembers the error of reading an upload's bytes, to tell a
+// client that went away (400) from a store that failed (500).
+type bodyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
 }
 
 func uploadErr(err error, limit int64) error {
@@ -188,11 +218,34 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer bf.Close()
+	s.extendDeadlines(w, false)
 	h := w.Header()
 	h.Set("Content-Type", f.ContentType)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Disposition", mime.FormatMediaType("inline", map[string]string{"filename": f.Filename}))
 	h.Set("Cache-Control", "private, max-age=31536000, immutable")
-	http.ServeContent(w, r, "", bf.ModTime(), bf)
+	// A range outside the file (416) or a failed precondition (412) is
+	// answered in the envelope, not in ServeContent's plain text.
+	http.ServeContent(s.envelopeErrors(w, r), r, "", bf.ModTime(), bf)
 	return nil
+}
+
+// extendDeadlines gives a file transfer server.transferTimeout from now to
+// write its response, and to read its body when read is set, instead of
+// the server's readTimeout and writeTimeout.
+func (s *Server) extendDeadlines(w http.ResponseWriter, read bool) {
+	d := time.Duration(s.deps.Config.Current().Server.TransferTimeout)
+	if d <= 0 {
+		return
+	}
+	deadline := time.Now().Add(d) // the network's clock, not the injected one
+	rc := http.NewResponseController(w)
+	if read {
+		if err := rc.SetReadDeadline(deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			s.log.Warn("extend the read deadline of a transfer", "err", err)
+		}
+	}
+	if err := rc.SetWriteDeadline(deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		s.log.Warn("extend the write deadline of a transfer", "err", err)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"time"
@@ -69,6 +70,11 @@ func renderError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err e
 	if apiErr.Status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "5")
 	}
+	if apiErr.Status == http.StatusRequestTimeout {
+		// The write deadline ends with the read deadline that expired: give
+		// the answer a moment of its own.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeoutAnswerWindow))
+	}
 	_ = writeEnvelope(w, apiErr.Status, envelope{
 		Code: apiErr.Status, Error: apiErr.Code, Message: apiErr.Message, Data: apiErr.Data,
 	})
@@ -125,7 +131,12 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 // decodeJSON reads a JSON body into v, limited to the configured size.
 // Malformed JSON is a 400 and an oversized body a 413, both in the envelope.
 func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	body := http.MaxBytesReader(w, r.Body, s.maxBody())
+	return decodeJSONLimit(w, r, v, s.maxBody())
+}
+
+// decodeJSONLimit is decodeJSON with a limit of its own.
+func decodeJSONLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
+	body := http.MaxBytesReader(w, r.Body, limit)
 	dec := json.NewDecoder(body)
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
@@ -147,6 +158,9 @@ func jsonError(err error) error {
 	if errors.Is(err, io.EOF) {
 		return errorf(http.StatusBadRequest, "malformed_json", "The request body is empty; a JSON object was expected.")
 	}
+	if isTimeout(err) {
+		return errTimeout
+	}
 	var typeErr *json.UnmarshalTypeError
 	if errors.As(err, &typeErr) {
 		return &Error{Status: http.StatusBadRequest, Code: "invalid_field",
@@ -154,6 +168,33 @@ func jsonError(err error) error {
 			Data:    map[string]string{"field": typeErr.Field}}
 	}
 	return errorf(http.StatusBadRequest, "malformed_json", "The request body is not valid JSON: %s.", err.Error())
+}
+
+// timeoutAnswerWindow is how long a 408 may take to be written.
+const timeoutAnswerWindow = 5 * time.Second
+
+// errTimeout answers a request whose body did not arrive within the
+// server's read timeout.
+var errTimeout = errorf(http.StatusRequestTimeout, "request_timeout", "The request body did not arrive in time.")
+
+// bodyError maps an error met reading a request body: over the limit
+// stays a 413 (see toAPIError), a timeout is a 408, and anything else (the
+// client went away mid-body) a 400.
+func bodyError(err error) error {
+	var maxErr *http.MaxBytesError
+	switch {
+	case errors.As(err, &maxErr):
+		return err
+	case isTimeout(err):
+		return errTimeout
+	}
+	return errorf(http.StatusBadRequest, "incomplete_body", "The request body ended early.")
+}
+
+// isTimeout reports whether err is a network timeout (a read deadline).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // formatTime renders the contract's time format: RFC 3339 UTC with milliseconds.

@@ -93,8 +93,8 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 // checkSubmission validates the workflow and params and returns the
 // checkpoints the run will load.
 func (s *Server) checkSubmission(ctx context.Context, req *createTaskRequest, owner string, admin bool) ([]string, error) {
-	if req.Timeout < 0 {
-		return nil, fieldError("timeout", "must be a positive number of milliseconds")
+	if err := s.checkTimeout(req.Timeout); err != nil {
+		return nil, err
 	}
 	if req.Priority < store.MinPriority || req.Priority > store.MaxPriority {
 		return nil, fieldError("priority", fmt.Sprintf("must be between %d and %d", store.MinPriority, store.MaxPriority))

@@ -346,13 +346,13 @@ func TestConfigLive(t *testing.T) {
 func TestErrorEnvelope(t *testing.T) {
 	t.Parallel()
 	e := apptest.Start(t, apptest.Options{Instances: 1, Configure: func(c *config.Config) {
-		c.Server.MaxBodyBytes = 1024
+		c.Server.MaxBodyBytes = config.MinBodyBytes
 	}})
 	admin := e.Login(apptest.AdminUser, apptest.AdminPass)
 	wantError(t, e.Do("POST", "/api/tasks", admin, []byte(`{"workflow": `)), http.StatusBadRequest, "malformed_json")
 	wantError(t, e.Do("POST", "/api/auth/login", "", []byte(`not json`)), http.StatusBadRequest, "malformed_json")
 	wantError(t, e.Do("POST", "/api/tasks", admin, []byte(`{"workflow": {}} {}`)), http.StatusBadRequest, "malformed_json")
-	big := []byte(`{"workflow": {"1": {"class_type": "` + strings.Repeat("x", 2048) + `"}}}`)
+	big := []byte(`{"workflow": {"1": {"class_type": "` + strings.Repeat("x", config.MinBodyBytes) + `"}}}`)
 	wantError(t, e.Do("POST", "/api/tasks", admin, big), http.StatusRequestEntityTooLarge, "body_too_large")
 	wantError(t, e.Do("GET", "/api/nope", admin, nil), http.StatusNotFound, "route_not_found")
 	wantError(t, e.Do("POST", "/nope", "", nil), http.StatusNotFound, "route_not_found")

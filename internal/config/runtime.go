@@ -56,7 +56,7 @@ func isLive(key string) bool {
 	switch key {
 	case "servers",
 		"healthCheck.interval", "healthCheck.timeout", "healthCheck.failureThreshold",
-		"scheduler.taskTimeout", "scheduler.maxAttempts",
+		"scheduler.taskTimeout", "scheduler.maxTaskTimeout", "scheduler.maxAttempts",
 		"files.maxUploadBytes",
 		"server.publicBaseUrl", "server.maxBodyBytes":
 		return true
@@ -179,7 +179,7 @@ func (m *merger) mergeLeaf(dst, pub reflect.Value, path string, x any) error {
 		if same(v, pub) {
 			return nil
 		}
-		if path == "runtimeOverrides" {
+		if path == "runtimeOverrides" || path == "runtimeOverridesIgnored" {
 			return &FieldError{Field: path, Message: `is read-only; send {"reset":true} to drop the runtime overrides`}
 		}
 		return &FieldError{Field: path, Message: "cannot change while running; set it in the config file or environment and restart"}

@@ -110,6 +110,7 @@ func TestMergeErrors(t *testing.T) {
 		{"demo is not a key", `{"demo":true}`, "demo", "unknown field"},
 		{"admin password is not a key", `{"auth":{"adminPassword":"long-enough"}}`, "auth.adminPassword", "unknown field"},
 		{"runtime overrides are read-only", `{"runtimeOverrides":["dataDir"]}`, "runtimeOverrides", "read-only"},
+		{"the ignored document's note is read-only", `{"runtimeOverridesIgnored":"x"}`, "runtimeOverridesIgnored", "read-only"},
 		{"reset with other keys", `{"reset":true,"servers":[]}`, "reset", "alone"},
 		{"section not an object", `{"healthCheck":5}`, "healthCheck", "must be an object"},
 		{"wrong type", `{"healthCheck":{"failureThreshold":"two"}}`, "healthCheck.failureThreshold", "whole number"},

@@ -60,6 +60,12 @@ type Options struct {
 	// OnDrop is called with a Drop* reason each time a client is
 	// disconnected for being too slow. Default: none.
 	OnDrop func(reason string)
+	// MaxConns bounds the connections of the hub; one more is refused with
+	// 429 before the upgrade. Default: 10000.
+	MaxConns int
+	// MaxConnsPerUser bounds the connections of one username, in the same
+	// way. Default: 32.
+	MaxConnsPerUser int
 }
 
 // Why a client was disconnected for being too slow (Options.OnDrop).
@@ -76,6 +82,8 @@ const (
 	DefaultGlobalStatusRate     = 500
 	DefaultWriteTimeout         = 10 * time.Second
 	DefaultPingInterval         = 30 * time.Second
+	DefaultMaxConns             = 10000
+	DefaultMaxConnsPerUser      = 32
 )
 
 // withDefaults fills the fields left at zero (or set negative).
@@ -107,6 +115,12 @@ func (o Options) withDefaults() Options {
 	if o.OnDrop == nil {
 		o.OnDrop = func(string) {}
 	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	if o.MaxConnsPerUser <= 0 {
+		o.MaxConnsPerUser = DefaultMaxConnsPerUser
+	}
 	return o
 }
 
@@ -115,6 +129,9 @@ func (o Options) withDefaults() Options {
 type Client struct {
 	Username string
 	Admin    bool
+	// Expires is when the client's token expires: the session is closed
+	// then (policy violation, "token expired"). Zero: never.
+	Expires time.Time
 }
 
 // Hub fans events out to WebSocket clients. Create it with NewHub, start Run
@@ -137,10 +154,14 @@ type Hub struct {
 	// live counts connections being served; Run waits for them at shutdown.
 	live sync.WaitGroup
 
-	// mu guards conns and closed.
-	mu     sync.RWMutex
-	conns  map[*conn]struct{}
-	closed bool
+	// mu guards conns, closed and the slots: slots counts the connections
+	// being served or upgraded (MaxConns), userSlots the same per username
+	// (MaxConnsPerUser).
+	mu        sync.RWMutex
+	conns     map[*conn]struct{}
+	closed    bool
+	slots     int
+	userSlots map[string]int
 
 	// hooks let tests wait for events instead of sleeping; set before use.
 	hooks testHooks
@@ -161,6 +182,8 @@ func NewHub(sub store.PubSub, opts Options) *Hub {
 		log:     opts.Logger,
 		changed: make(chan struct{}, 1),
 		conns:   make(map[*conn]struct{}),
+
+		userSlots: map[string]int{},
 
 		instPending: map[string][]byte{},
 		instKick:    make(chan struct{}, 1),
@@ -394,6 +417,37 @@ func (h *Hub) statusMessage(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	return h.encode(TypeGlobalStatus, now.UnixMilli(), data, "")
+}
+
+// errTooManyConns and errTooManyUserConns are the refusals of reserve.
+var (
+	errTooManyConns     = errors.New("too many WebSocket connections to this gateway; try again later")
+	errTooManyUserConns = errors.New("too many WebSocket connections for this user; close one first")
+)
+
+// reserve takes a connection slot for user, or says why there is none.
+func (h *Hub) reserve(user string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.slots >= h.opts.MaxConns:
+		return errTooManyConns
+	case h.userSlots[user] >= h.opts.MaxConnsPerUser:
+		return errTooManyUserConns
+	}
+	h.slots++
+	h.userSlots[user]++
+	return nil
+}
+
+// release gives back a slot of reserve.
+func (h *Hub) release(user string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.slots--
+	if h.userSlots[user]--; h.userSlots[user] <= 0 {
+		delete(h.userSlots, user)
+	}
 }
 
 // register adds c unless the hub has shut down.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -291,5 +293,48 @@ func TestInstanceDeviceRoundTrip(t *testing.T) {
 	mustOK(t, err)
 	if got.Device != dev {
 		t.Errorf("Device = %+v, want %+v", got.Device, dev)
+	}
+}
+
+// TestFilesArePrivate: the database and its -wal and -shm files are
+// readable by their owner only, whatever the umask, and an existing
+// database readable by others is made private at Open.
+func TestFilesArePrivate(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "comfyfleet.db")
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ConfigPut(t.Context(), []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	wantPrivate(t, path, path+"-wal", path+"-shm")
+	s.Close()
+
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o644); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	s, err = Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	wantPrivate(t, path)
+}
+
+func wantPrivate(t *testing.T, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Errorf("stat %s: %v", p, err)
+			continue
+		}
+		if perm := fi.Mode().Perm(); perm != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", filepath.Base(p), perm)
+		}
 	}
 }
