@@ -1,6 +1,9 @@
 // Package workflow checks ComfyUI API-format prompts and applies the
 // contract's params to them: "<nodeId>.<input>" or "<node title>.<input>"
-// keys, with {"fileId": ...} values standing for uploaded files.
+// keys, with {"fileId": ...} values standing for uploaded files. Since an
+// instance's folders are shared by every task run there, it also checks
+// that a prompt loads no file it did not bring (CheckFileReferences) and
+// moves its outputs under a folder of the task's own (ApplyOptions.OutputDir).
 package workflow
 
 import (
@@ -248,8 +251,24 @@ func asFileRef(v json.RawMessage) (FileRef, bool) {
 
 // Apply returns the prompt with params applied. fileName maps a file
 // reference to the value the instance needs (its uploaded name); it is
-// called once per file param.
+// called once per file param. It is ApplyWith without OutputDir.
 func (p Prompt) Apply(params []Param, fileName func(FileRef) (string, error)) (json.RawMessage, error) {
+	return p.ApplyWith(params, ApplyOptions{FileName: fileName})
+}
+
+// ApplyOptions shape the prompt ApplyWith builds.
+type ApplyOptions struct {
+	// FileName maps a file reference to the value the instance needs (its
+	// uploaded name); it is called once per file param. Nil puts "".
+	FileName func(FileRef) (string, error)
+	// OutputDir, when set, moves every output of the prompt under it: each
+	// filename_prefix input, params applied, becomes OutputPrefix(OutputDir,
+	// its value).
+	OutputDir string
+}
+
+// ApplyWith returns the prompt with params applied as o says.
+func (p Prompt) ApplyWith(params []Param, o ApplyOptions) (json.RawMessage, error) {
 	inputs := make(map[string]map[string]json.RawMessage, len(p))
 	for id, n := range p {
 		inputs[id] = maps.Clone(n.Inputs)
@@ -257,13 +276,23 @@ func (p Prompt) Apply(params []Param, fileName func(FileRef) (string, error)) (j
 	for _, prm := range params {
 		v := prm.Value
 		if prm.File != nil {
-			name, err := fileName(*prm.File)
-			if err != nil {
-				return nil, fmt.Errorf("workflow: file for %s: %w", prm.Key, err)
+			var name string
+			if o.FileName != nil {
+				var err error
+				if name, err = o.FileName(*prm.File); err != nil {
+					return nil, fmt.Errorf("workflow: file for %s: %w", prm.Key, err)
+				}
 			}
 			v, _ = json.Marshal(name)
 		}
 		inputs[prm.NodeID][prm.Input] = v
+	}
+	if o.OutputDir != "" {
+		for _, in := range inputs {
+			if v, ok := in[prefixInput]; ok {
+				in[prefixInput], _ = json.Marshal(OutputPrefix(o.OutputDir, v))
+			}
+		}
 	}
 	out := make(map[string]map[string]json.RawMessage, len(p))
 	for id, n := range p {
