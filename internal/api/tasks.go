@@ -99,9 +99,16 @@ func (s *Server) checkSubmission(ctx context.Context, req *createTaskRequest, ow
 	if err != nil {
 		return nil, workflowError(err)
 	}
-	params, err := p.ResolveParams(req.Params)
+	params, err := p.ResolveParamsContext(ctx, req.Params)
 	if err != nil {
 		return nil, workflowError(err)
+	}
+	// An instance's folders are shared: a user's task loads only its own
+	// files (docs/security.md). Admins are trusted with the instance.
+	if !admin {
+		if err := p.CheckFileReferences(ctx, params); err != nil {
+			return nil, workflowError(err)
+		}
 	}
 	for _, prm := range params {
 		if prm.File == nil {
@@ -132,10 +139,14 @@ func fieldError(field, msg string) *Error {
 
 func workflowError(err error) error {
 	var we *workflow.Error
-	if errors.As(err, &we) {
-		return &Error{Status: http.StatusBadRequest, Code: "invalid_workflow", Message: we.Error(), Data: map[string]string{"field": we.Field}}
+	if !errors.As(err, &we) {
+		return err
 	}
-	return err
+	code := "invalid_workflow"
+	if errors.Is(err, workflow.ErrFileReference) {
+		code = "invalid_file_reference"
+	}
+	return &Error{Status: http.StatusBadRequest, Code: code, Message: we.Error(), Data: map[string]string{"field": we.Field}}
 }
 
 func compactJSON(raw json.RawMessage) json.RawMessage {
