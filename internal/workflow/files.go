@@ -26,7 +26,8 @@ var ErrFileReference = errors.New("workflow: file reference not allowed")
 //   - in a file input (isFileInput), a string that names a subfolder or a
 //     path ("/" or "\"), a drive, an asset hash or a URL (":").
 //
-// A plain name in a file input ("example.png") stays allowed: it names a
+// filename_prefix is not checked: the gateway moves it under the task's
+// folder. A plain name in a file input ("example.png") stays allowed: it names a
 // file at the root of the instance's input folder, which holds what the
 // operator put there, never a task's upload. Model names keep their
 // subfolders ("sdxl/base.safetensors" in ckpt_name), since inputs named
@@ -104,8 +105,13 @@ func (p Prompt) CheckFileReferences(ctx context.Context, params []Param) error {
 	return nil
 }
 
-// checkValue checks every string of one input's value; links are skipped.
+// checkValue checks every string of one input's value; links are skipped,
+// and so is filename_prefix: it is only written to, under the task's folder
+// (ApplyOptions.OutputDir).
 func checkValue(field, class, input string, raw json.RawMessage) error {
+	if input == prefixInput {
+		return nil
+	}
 	var v any
 	if json.Unmarshal(raw, &v) != nil || isLink(v) {
 		return nil

@@ -48,6 +48,7 @@ func TestCheckFileReferences(t *testing.T) {
 		{"text with a slash", "CLIPTextEncode", "text", `"a cat/dog hybrid, 50/50"`, false},
 		{"text with dots", "CLIPTextEncode", "text", `"wait... what.."`, false},
 		{"prefix with subfolders", "SaveImage", "filename_prefix", `"renders/cats"`, false},
+		{"prefix climbing out (moved by the gateway)", "SaveImage", "filename_prefix", `"../../input/x [output]"`, false},
 		{"number", "LoadImage", "image", `5`, false},
 	}
 	for _, tt := range tests {
