@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/comfyfleet/comfyfleet/internal/app/apptest"
+	"github.com/comfyfleet/comfyfleet/internal/comfysim"
 )
 
 // loadAndSave loads image and saves it: what a user sends to read a file.
@@ -82,5 +83,89 @@ func TestUserCannotReadOthersFiles(t *testing.T) {
 	r := e.Do("POST", "/api/tasks", admin, map[string]any{"workflow": loadAndSave("ComfyUI_00001_.png [output]")})
 	if r.Status != http.StatusOK {
 		t.Errorf("admin's annotated LoadImage: %d %s", r.Status, r.Raw)
+	}
+}
+
+// instanceStatus is the data of an instance_status message.
+type instanceStatus struct {
+	InstanceID    string `json:"instanceId"`
+	Busy          bool   `json:"busy"`
+	CurrentTaskID string `json:"currentTaskId"`
+}
+
+// busyStatus waits for an instance_status of a busy instance and returns it.
+func busyStatus(t *testing.T, ws *apptest.WS) instanceStatus {
+	t.Helper()
+	var st instanceStatus
+	ws.WaitFor(10*time.Second, "instance_status busy", func(m apptest.Message) bool {
+		st = instanceStatus{}
+		return m.Type == "instance_status" && json.Unmarshal(m.Data, &st) == nil && st.Busy
+	})
+	return st
+}
+
+// busyGlobal waits for a global_status that shows a busy instance and
+// returns that instance.
+func busyGlobal(t *testing.T, ws *apptest.WS) instanceView {
+	t.Helper()
+	var busy instanceView
+	ws.WaitFor(10*time.Second, "global_status with a busy instance", func(m apptest.Message) bool {
+		var d struct {
+			Instances []instanceView `json:"instances"`
+		}
+		if m.Type != "global_status" || json.Unmarshal(m.Data, &d) != nil {
+			return false
+		}
+		for _, in := range d.Instances {
+			if in.Busy {
+				busy = in
+				return true
+			}
+		}
+		return false
+	})
+	return busy
+}
+
+// TestOthersTaskIDsHidden: a user sees which instances are busy but not the
+// ids of other users' tasks running there (they named the task's folder on
+// the instance, and are nobody else's business), in GET /api/instances and
+// in instance_status and global_status on /ws; the task's owner and admins
+// see the id.
+func TestOthersTaskIDsHidden(t *testing.T) {
+	t.Parallel()
+	e := apptest.Start(t, apptest.Options{Instances: 1, Sim: comfysim.Options{StepDelay: 20 * time.Millisecond}})
+	alice := e.Login(apptest.User, apptest.UserPass)
+	bob := e.Login(apptest.User2, apptest.User2Pass)
+	admin := e.Login(apptest.AdminUser, apptest.AdminPass)
+	waitAlive(e, admin)
+	aliceWS, bobWS, adminWS := e.DialWS(alice), e.DialWS(bob), e.DialWS(admin)
+
+	v := submit(e, bob, map[string]any{"workflow": t2i(1000, "long")})
+	t.Cleanup(func() { e.Do("DELETE", "/api/tasks/"+v.ID, bob, nil) })
+	waitStatus(e, bob, v.ID, "running", 10*time.Second)
+	id := instances(e, admin)[0].ID
+
+	for _, c := range []struct {
+		who, token, want string
+	}{{"alice", alice, ""}, {"bob", bob, v.ID}, {"admin", admin, v.ID}} {
+		if got := instances(e, c.token)[0]; !got.Busy || got.CurrentTaskID != c.want {
+			t.Errorf("GET /api/instances as %s: busy %v, currentTaskId %q, want busy and %q", c.who, got.Busy, got.CurrentTaskID, c.want)
+		}
+		if got := instanceByID(e, c.token, id); got.CurrentTaskID != c.want {
+			t.Errorf("GET /api/instances/%s as %s: currentTaskId %q, want %q", id, c.who, got.CurrentTaskID, c.want)
+		}
+	}
+	for _, c := range []struct {
+		who  string
+		ws   *apptest.WS
+		want string
+	}{{"alice", aliceWS, ""}, {"bob", bobWS, v.ID}, {"admin", adminWS, v.ID}} {
+		if got := busyStatus(t, c.ws); got.CurrentTaskID != c.want {
+			t.Errorf("instance_status to %s: currentTaskId %q, want %q", c.who, got.CurrentTaskID, c.want)
+		}
+		if got := busyGlobal(t, c.ws); got.CurrentTaskID != c.want {
+			t.Errorf("global_status to %s: currentTaskId %q, want %q", c.who, got.CurrentTaskID, c.want)
+		}
 	}
 }
