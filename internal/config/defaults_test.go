@@ -22,6 +22,7 @@ func TestDefault(t *testing.T) {
 		Files: config.Files{Dir: "data/files", MaxUploadBytes: 100 << 20},
 		Scheduler: config.Scheduler{TaskTimeout: config.Millis(10 * time.Minute), MaxAttempts: 3,
 			PriorityAging: config.Millis(time.Minute), Placement: config.PlacementWarm, WarmWindow: config.Millis(30 * time.Second)},
+		Limits:  config.Limits{MaxNodes: 5000, MaxTaskBytes: 8 << 20, MaxPendingPerUser: 1000, MaxStoredBytesPerUser: 10 << 30},
 		DataDir: "./data",
 	}
 	if diff := cmp.Diff(want, config.Default()); diff != "" {

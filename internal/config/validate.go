@@ -59,6 +59,7 @@ func (c Config) Validate() error {
 	c.HealthCheck.validate(&v)
 	c.Files.validate(&v)
 	c.Scheduler.validate(&v)
+	c.Limits.validate(&v)
 	if c.Metrics.Listen != "" {
 		validateListen(&v, "metrics.listen", c.Metrics.Listen)
 	}
