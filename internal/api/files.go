@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"mime"
+	"mime/multipart"
 	"net/http"
 
 	"github.com/google/uuid"
@@ -43,35 +44,71 @@ func (s *Server) makeFileView(f *file.File) fileView {
 const multipartOverhead = 64 << 10
 
 // uploadFile is POST /api/files/upload with the multipart field "file".
+// A user's upload counts towards limits.maxStoredBytesPerUser: one that
+// would pass it is a 429, and none is read from a user already at it.
 func (s *Server) uploadFile(w http.ResponseWriter, r *http.Request) error {
-	limit := s.deps.Config.Current().Files.MaxUploadBytes
+	cfg := s.deps.Config.Current()
+	c := claims(r)
+	room, used, err := s.storedRoom(r.Context(), c.Username, c.IsAdmin(), cfg.Limits)
+	if err != nil {
+		return err
+	}
+	limit := cfg.Files.MaxUploadBytes
 	r.Body = http.MaxBytesReader(w, r.Body, limit+multipartOverhead)
+	part, err := filePart(r)
+	if err != nil {
+		return multipartErr(err, limit)
+	}
+	up := upload{part: part, max: limit}
+	if room >= 0 && room < limit {
+		up.max, up.quota = room, func() error { return storedQuotaError(cfg.Limits.MaxStoredBytesPerUser, used) }
+	}
+	return s.storeUpload(w, r, up)
+}
+
+// errNoFilePart: the multipart body has no part named "file".
+var errNoFilePart = errors.New(`the multipart field "file" is missing`)
+
+// filePart returns the part of r's multipart body named "file", skipping
+// the others; errNoFilePart when there is none.
+func filePart(r *http.Request) (*multipart.Part, error) {
 	mr, err := r.MultipartReader()
 	if err != nil {
-		return errorf(http.StatusBadRequest, "invalid_upload", "Send multipart/form-data with the file in the field \"file\".")
+		return nil, err
 	}
 	for {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
-			return errorf(http.StatusBadRequest, "invalid_upload", "The multipart field \"file\" is missing.")
+			return nil, errNoFilePart
 		}
 		if err != nil {
-			return multipartErr(err, limit)
+			return nil, err
 		}
-		if part.FormName() != "file" {
-			continue
+		if part.FormName() == "file" {
+			return part, nil
 		}
-		return s.storeUpload(w, r, part, limit)
 	}
 }
 
-func (s *Server) storeUpload(w http.ResponseWriter, r *http.Request, part io.Reader, limit int64) error {
-	p := part.(interface{ FileName() string })
-	name := blob.SanitizeFilename(p.FileName())
+// upload is one file being received.
+type upload struct {
+	part *multipart.Part
+	// max bounds the bytes kept: the upload limit, or the room left under
+	// the caller's storage quota when that is smaller.
+	max int64
+	// quota, when set, is the error of a file over max: max is the quota's.
+	quota func() error
+}
+
+func (s *Server) storeUpload(w http.ResponseWriter, r *http.Request, up upload) error {
+	name := blob.SanitizeFilename(up.part.FileName())
 	id := uuid.NewString()
-	n, err := s.deps.Blob.Put(r.Context(), id, part, limit)
+	n, err := s.deps.Blob.Put(r.Context(), id, up.part, up.max)
+	if errors.Is(err, blob.ErrTooLarge) && up.quota != nil {
+		return up.quota()
+	}
 	if err != nil {
-		return uploadErr(err, limit)
+		return uploadErr(err, up.max)
 	}
 	head := s.sniff(r, id)
 	f := &file.File{
@@ -97,8 +134,15 @@ func (s *Server) sniff(r *http.Request, id string) []byte {
 	return head[:n]
 }
 
-// multipartErr: a body over the limit is 413, any other parse error 400.
+// multipartErr: a body over the limit is 413, a body that is not
+// multipart/form-data or has no "file" part 400, any other parse error 400.
 func multipartErr(err error, limit int64) error {
+	switch {
+	case errors.Is(err, http.ErrNotMultipart), errors.Is(err, http.ErrMissingBoundary):
+		return errorf(http.StatusBadRequest, "invalid_upload", "Send multipart/form-data with the file in the field \"file\".")
+	case errors.Is(err, errNoFilePart):
+		return errorf(http.StatusBadRequest, "invalid_upload", "The multipart field \"file\" is missing.")
+	}
 	if e := uploadErr(err, limit); e != err {
 		return e
 	}

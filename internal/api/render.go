@@ -125,7 +125,12 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 // decodeJSON reads a JSON body into v, limited to the configured size.
 // Malformed JSON is a 400 and an oversized body a 413, both in the envelope.
 func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	body := http.MaxBytesReader(w, r.Body, s.maxBody())
+	return decodeJSONLimit(w, r, v, s.maxBody())
+}
+
+// decodeJSONLimit is decodeJSON with a limit of its own.
+func decodeJSONLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
+	body := http.MaxBytesReader(w, r.Body, limit)
 	dec := json.NewDecoder(body)
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
