@@ -90,6 +90,22 @@ func filePart(r *http.Request) (*multipart.Part, error) {
 	}
 }
 
+// bodyReader keeps the error of reading a request body, to tell a body
+// that was cut or malformed (400, or 413 past the limit) from a failure to
+// store it (500).
+type bodyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}
+
 // upload is one file being received.
 type upload struct {
 	part *multipart.Part
@@ -103,11 +119,14 @@ type upload struct {
 func (s *Server) storeUpload(w http.ResponseWriter, r *http.Request, up upload) error {
 	name := blob.SanitizeFilename(up.part.FileName())
 	id := uuid.NewString()
-	n, err := s.deps.Blob.Put(r.Context(), id, up.part, up.max)
-	if errors.Is(err, blob.ErrTooLarge) && up.quota != nil {
+	body := &bodyReader{r: up.part}
+	n, err := s.deps.Blob.Put(r.Context(), id, body, up.max)
+	switch {
+	case errors.Is(err, blob.ErrTooLarge) && up.quota != nil:
 		return up.quota()
-	}
-	if err != nil {
+	case err != nil && body.err != nil:
+		return multipartErr(body.err, up.max) // the body was cut or malformed: not our failure
+	case err != nil:
 		return uploadErr(err, up.max)
 	}
 	head := s.sniff(r, id)
