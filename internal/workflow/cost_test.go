@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -103,5 +104,36 @@ func TestParseMaxNodes(t *testing.T) {
 	var we *Error
 	if !errors.Is(err, ErrTooManyNodes) || !errors.As(err, &we) || we.Field != "workflow" {
 		t.Fatalf("11 nodes with MaxNodes 10: error = %v, want an *Error on workflow matching ErrTooManyNodes", err)
+	}
+}
+
+// TestParseRefusesBeforeDecodingNodes: a workflow over MaxNodes costs
+// about its own size to refuse, not the tens of times its size decoding
+// every node took (a 100,000-node workflow peaked at about 360 MB).
+// Not parallel: it reads the process's allocation counter.
+func TestParseRefusesBeforeDecodingNodes(t *testing.T) {
+	wf, _ := manyTitles(100_000, 0)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := ParseContext(t.Context(), wf, Limits{MaxNodes: 5000})
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrTooManyNodes) {
+		t.Fatalf("error = %v, want ErrTooManyNodes", err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 3*uint64(len(wf)) {
+		t.Errorf("refusing %d bytes of workflow allocated %d bytes, want at most 3 times its size", len(wf), alloc)
+	}
+}
+
+// BenchmarkParse parses a workflow of 5000 titled nodes (limits.maxNodes'
+// default).
+func BenchmarkParse(b *testing.B) {
+	wf, _ := manyTitles(5000, 0)
+	b.SetBytes(int64(len(wf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseContext(b.Context(), wf, Limits{MaxNodes: 5000}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
