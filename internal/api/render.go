@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,6 +31,10 @@ func (e *Error) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Cod
 func errorf(status int, code, format string, args ...any) *Error {
 	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
 }
+
+// statusClientClosed answers a request whose client went away before the
+// answer (nginx's 499): it is never read, but access logs and metrics show it.
+const statusClientClosed = 499
 
 // Common errors.
 var (
@@ -96,6 +101,10 @@ func toAPIError(err error) *Error {
 		return errorf(http.StatusConflict, "conflict", "The resource is not in a state that allows this change.")
 	case errors.Is(err, store.ErrUnavailable):
 		return errorf(http.StatusServiceUnavailable, "store_unavailable", "The store is unreachable; try again shortly.")
+	case errors.Is(err, context.Canceled):
+		// The client went away and the handler stopped: nobody reads this,
+		// and it is no failure of ours to log.
+		return errorf(statusClientClosed, "client_closed_request", "The request was cancelled before it was answered.")
 	}
 	return errorf(http.StatusInternalServerError, "internal_error", "Something went wrong on our side; it has been logged.")
 }

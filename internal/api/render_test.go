@@ -2,7 +2,9 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -60,5 +62,24 @@ func TestUnknownPathsOutsideAPIInEnvelope(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/tasks", nil))
 	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "<html") {
 		t.Errorf("GET /tasks (a dashboard page): %d", rec.Code)
+	}
+}
+
+// TestClientGoneIsNotAFailure: a handler stopped because its client went
+// away answers 499 and logs no error.
+func TestClientGoneIsNotAFailure(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	s := New(Deps{Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	h := s.handle(func(http.ResponseWriter, *http.Request) error {
+		return fmt.Errorf("parse workflow: %w", context.Canceled)
+	})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/api/tasks", nil))
+	if rec.Code != 499 || !strings.Contains(rec.Body.String(), `"client_closed_request"`) {
+		t.Errorf("got %d %s, want 499 client_closed_request", rec.Code, rec.Body.String())
+	}
+	if logs.Len() > 0 {
+		t.Errorf("logged: %s", logs.String())
 	}
 }

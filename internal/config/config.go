@@ -60,6 +60,7 @@ type Config struct {
 	HealthCheck HealthCheck `yaml:"healthCheck" json:"healthCheck"`
 	Files       Files       `yaml:"files" json:"files"`
 	Scheduler   Scheduler   `yaml:"scheduler" json:"scheduler"`
+	Limits      Limits      `yaml:"limits" json:"limits"`
 	Metrics     Metrics     `yaml:"metrics" json:"metrics"`
 	// DataDir holds the SQLite database, the files and generated secrets. Default "./data".
 	DataDir string `yaml:"dataDir" json:"dataDir"`

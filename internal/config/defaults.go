@@ -32,6 +32,7 @@ func (c *Config) WithDefaults() {
 	c.HealthCheck.withDefaults()
 	c.Files.withDefaults(c.DataDir)
 	c.Scheduler.withDefaults()
+	c.Limits.withDefaults()
 	if slices.ContainsFunc(c.Servers, func(s Server) bool { return s.Name == "" }) {
 		c.Servers = slices.Clone(c.Servers)
 		for i := range c.Servers {

@@ -58,7 +58,8 @@ func isLive(key string) bool {
 		"healthCheck.interval", "healthCheck.timeout", "healthCheck.failureThreshold",
 		"scheduler.taskTimeout", "scheduler.maxTaskTimeout", "scheduler.maxAttempts",
 		"files.maxUploadBytes",
-		"server.publicBaseUrl", "server.maxBodyBytes":
+		"server.publicBaseUrl", "server.maxBodyBytes",
+		"limits.maxNodes", "limits.maxTaskBytes", "limits.maxPendingPerUser", "limits.maxStoredBytesPerUser":
 		return true
 	}
 	return false
@@ -80,8 +81,8 @@ func IsReset(patch []byte) bool {
 // result. Only the sections present change: "servers" replaces the list;
 // the keys of healthCheck, scheduler, files and server merge one by one;
 // null or 0 means the default. Live keys are servers, healthCheck.*,
-// scheduler.*, files.maxUploadBytes, server.publicBaseUrl and
-// server.maxBodyBytes. Another key (store, dataDir, server.listen,
+// scheduler.*, files.maxUploadBytes, server.publicBaseUrl,
+// server.maxBodyBytes and limits.*. Another key (store, dataDir, server.listen,
 // auth.*, ...) is accepted only with its current value (so the body of
 // GET /api/config may be sent back); a new value is a *FieldError saying it
 // needs a restart. An unknown key is a *FieldError too, and so is "reset"

@@ -52,6 +52,17 @@ func TestMerge(t *testing.T) {
 			wantKeys: []string{"files.maxUploadBytes", "scheduler.maxAttempts", "server.publicBaseUrl"},
 		},
 		{
+			name:  "limits are live",
+			patch: `{"limits":{"maxNodes":100,"maxPendingPerUser":-1}}`,
+			check: func(t *testing.T, got config.Config) {
+				want := config.Limits{MaxNodes: 100, MaxTaskBytes: 8 << 20, MaxPendingPerUser: config.NoQuota, MaxStoredBytesPerUser: 10 << 30}
+				if got.Limits != want {
+					t.Errorf("limits: got %+v, want %+v", got.Limits, want)
+				}
+			},
+			wantKeys: []string{"limits.maxNodes", "limits.maxPendingPerUser"},
+		},
+		{
 			name:  "null means the default",
 			patch: `{"scheduler":{"taskTimeout":null}}`,
 			check: func(t *testing.T, got config.Config) {

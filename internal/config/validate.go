@@ -94,6 +94,7 @@ func (c Config) Validate() error {
 	c.HealthCheck.validate(&v)
 	c.Files.validate(&v)
 	c.Scheduler.validate(&v)
+	c.Limits.validate(&v)
 	if c.Metrics.Listen != "" {
 		validateListen(&v, "metrics.listen", c.Metrics.Listen)
 	} else if c.Metrics.Pprof {

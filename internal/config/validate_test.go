@@ -18,6 +18,10 @@ func TestValidateAcceptsValid(t *testing.T) {
 	if err := config.Default().Validate(); err != nil {
 		t.Fatalf("Default().Validate() = %v, want nil", err)
 	}
+	c.Limits.MaxPendingPerUser, c.Limits.MaxStoredBytesPerUser = config.NoQuota, config.NoQuota
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate() without quotas = %v, want nil", err)
+	}
 }
 
 func TestValidate(t *testing.T) {
@@ -121,6 +125,11 @@ func TestValidate(t *testing.T) {
 			c.Servers = append(c.Servers, config.Server{ID: "big", IP: "10.0.0.1", Ports: portRange(1, 1022)})
 		}, "servers", "1025 instances (ports) in all; at most 1024"},
 		{"data dir", func(c *config.Config) { c.DataDir = "" }, "dataDir", "must not be empty"},
+		{"max nodes", func(c *config.Config) { c.Limits.MaxNodes = -1 }, "limits.maxNodes", "between 1 and 1000000"},
+		{"max nodes too many", func(c *config.Config) { c.Limits.MaxNodes = 1_000_001 }, "limits.maxNodes", "between 1 and 1000000"},
+		{"max task bytes", func(c *config.Config) { c.Limits.MaxTaskBytes = 1000 }, "limits.maxTaskBytes", "between 1024 and"},
+		{"max pending", func(c *config.Config) { c.Limits.MaxPendingPerUser = -2 }, "limits.maxPendingPerUser", "-1 for no quota"},
+		{"max stored bytes", func(c *config.Config) { c.Limits.MaxStoredBytesPerUser = 1<<50 + 1 }, "limits.maxStoredBytesPerUser", "-1 for no quota"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

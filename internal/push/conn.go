@@ -110,7 +110,7 @@ func (c *conn) run(ctx context.Context) {
 
 // sendSnapshot writes the first global_status, ahead of anything queued.
 func (c *conn) sendSnapshot(ctx context.Context) bool {
-	msg, err := c.hub.statusMessage(ctx)
+	msg, err := c.hub.statusMessage(ctx, c.client)
 	if err != nil {
 		c.hub.log.Warn("push: build global status for a new client", "err", err)
 		c.stop(reasonSnapshot)

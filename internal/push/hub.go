@@ -1,8 +1,10 @@
 // Package push is the client WebSocket hub behind /ws. The hub subscribes to
 // the store's event channel, which carries the events of every gateway
 // replica, and fans them out to the connected dashboards and API clients,
-// filtered by what each client may see. It also sends global_status: once on
-// connect and then at most once per interval while something changes.
+// filtered by what each client may see: a user gets their own tasks' events,
+// and the instances without the ids of other users' tasks (viewer.go). It
+// also sends global_status: once on connect and then at most once per
+// interval while something changes.
 //
 // A slow client never slows the gateway: every connection has a bounded send
 // queue, each event is encoded once per fan-out, and a connection whose queue
@@ -43,7 +45,8 @@ type Options struct {
 	GlobalStatusRate int
 	// Snapshot builds the data of global_status (overview and instances). It
 	// is called on every connect and when a change is pending at the
-	// interval. Default: an empty object.
+	// interval. Data that differs by viewer implements Personal. Default: an
+	// empty object.
 	Snapshot func(ctx context.Context) (any, error)
 	// Now is the clock for message timestamps. Default: time.Now.
 	Now func() time.Time
@@ -147,7 +150,7 @@ type Hub struct {
 	// the latest instance_status of each instance waits there for the next
 	// flush (instLoop), woken through instKick.
 	instMu      sync.Mutex
-	instPending map[string][]byte
+	instPending map[string]instanceMsg
 	instKick    chan struct{}
 	dropped     atomic.Uint64
 	running     atomic.Bool
@@ -185,7 +188,7 @@ func NewHub(sub store.PubSub, opts Options) *Hub {
 
 		userSlots: map[string]int{},
 
-		instPending: map[string][]byte{},
+		instPending: map[string]instanceMsg{},
 		instKick:    make(chan struct{}, 1),
 	}
 }
@@ -286,7 +289,8 @@ func (h *Hub) dispatch(ev store.Event) {
 		h.log.Error("push: encode event", "type", ev.Type, "task_id", ev.TaskID, "err", err)
 		return
 	}
-	if k == kindInstance && h.Clients() > h.opts.GlobalStatusRate && h.holdInstance(ev, msg) {
+	if k == kindInstance {
+		h.dispatchInstance(ev, msg)
 		return
 	}
 	h.mu.RLock()
@@ -302,12 +306,26 @@ func (h *Hub) dispatch(ev store.Event) {
 	}
 }
 
-// broadcast offers msg to every client.
-func (h *Hub) broadcast(msg []byte) {
+// dispatchInstance forwards an instance_status, each client getting the
+// form it may see (the task id to admins and the task's owner only).
+func (h *Hub) dispatchInstance(ev store.Event, full []byte) {
+	m, err := h.newInstanceMsg(ev, full)
+	if err != nil {
+		h.log.Error("push: encode event", "type", ev.Type, "err", err)
+		return
+	}
+	if h.Clients() > h.opts.GlobalStatusRate && h.holdInstance(ev, m) {
+		return
+	}
+	h.broadcastInstance(m)
+}
+
+// broadcastInstance offers every client the form of m it may see.
+func (h *Hub) broadcastInstance(m instanceMsg) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for c := range h.conns {
-		c.enqueue(msg)
+		c.enqueue(m.forClient(c.client))
 	}
 }
 
@@ -363,7 +381,7 @@ func (h *Hub) statusInterval(clients int) time.Duration {
 // clients those writes cost more than the runs, so past GlobalStatusRate
 // clients each client gets at most one instance_status per instance per
 // global_status interval, the latest. False if the event names no instance.
-func (h *Hub) holdInstance(ev store.Event, msg []byte) bool {
+func (h *Hub) holdInstance(ev store.Event, msg instanceMsg) bool {
 	var d struct {
 		InstanceID string `json:"instanceId"`
 	}
@@ -386,37 +404,44 @@ func (h *Hub) instLoop(ctx context.Context) {
 	h.throttle(ctx, h.instKick, func() {
 		h.instMu.Lock()
 		pending := h.instPending
-		h.instPending = make(map[string][]byte, len(pending))
+		h.instPending = make(map[string]instanceMsg, len(pending))
 		h.instMu.Unlock()
 		for _, msg := range pending {
-			h.broadcast(msg)
+			h.broadcastInstance(msg)
 		}
 	})
 }
 
-// broadcastStatus builds one global_status and offers it to every client.
+// broadcastStatus builds one global_status snapshot and offers each
+// client the variant it may see (Personal), each variant encoded once.
 func (h *Hub) broadcastStatus(ctx context.Context) {
 	if h.Clients() == 0 {
 		return
 	}
-	msg, err := h.statusMessage(ctx)
+	enc, err := h.newStatusEncoder(ctx)
 	if err != nil {
 		h.log.Warn("push: build global status", "err", err)
 		return
 	}
-	h.broadcast(msg)
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for c := range h.conns {
+		msg, err := enc.forClient(c.client)
+		if err != nil {
+			h.log.Warn("push: encode global status", "err", err)
+			return
+		}
+		c.enqueue(msg)
+	}
 }
 
-// statusMessage encodes a global_status message from a fresh snapshot.
-func (h *Hub) statusMessage(ctx context.Context) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, h.opts.WriteTimeout)
-	defer cancel()
-	now := h.opts.Now()
-	data, err := h.opts.Snapshot(ctx)
+// statusMessage encodes a global_status message for c from a fresh snapshot.
+func (h *Hub) statusMessage(ctx context.Context, c Client) ([]byte, error) {
+	enc, err := h.newStatusEncoder(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return h.encode(TypeGlobalStatus, now.UnixMilli(), data, "")
+	return enc.forClient(c)
 }
 
 // errTooManyConns and errTooManyUserConns are the refusals of reserve.

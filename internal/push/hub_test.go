@@ -556,7 +556,7 @@ func TestInstanceStatusHeldPastRate(t *testing.T) {
 	const flips = 40
 	for i := range flips {
 		data, _ := json.Marshal(map[string]any{"instanceId": "i1", "alive": true, "busy": i%2 == 0, "currentTaskId": fmt.Sprint(i)})
-		h.publish(store.Event{Type: TypeInstanceStatus, Data: data})
+		h.publish(store.Event{Type: TypeInstanceStatus, Data: data, Owner: "alice"})
 	}
 	h.publish(instanceEvent("i2"))
 	for _, c := range []*client{a, b} {

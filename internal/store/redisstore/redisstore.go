@@ -264,6 +264,7 @@ func (s *Store) Close() error {
 const (
 	codeNotFound = "NOTFOUND"
 	codeConflict = "CONFLICT"
+	codeLimit    = "LIMIT"
 )
 
 // unavailableCodes are Redis error codes that mean the server cannot serve
@@ -319,6 +320,8 @@ func translateReply(rerr redis.Error) error {
 		return fmt.Errorf("%w: %s", store.ErrNotFound, reason)
 	case codeConflict:
 		return fmt.Errorf("%w: %s", store.ErrConflict, reason)
+	case codeLimit:
+		return fmt.Errorf("%w: %s", store.ErrLimit, reason)
 	}
 	for _, c := range unavailableCodes {
 		if strings.HasPrefix(msg, c) {

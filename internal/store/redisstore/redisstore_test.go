@@ -132,13 +132,13 @@ func TestKeyBuildersAgree(t *testing.T) {
 		k.task(id), k.queue(), k.list("pending"), k.list(allTasks), k.ownerList("failed", owner),
 		k.ownerList(allTasks, owner), k.leases(), k.runningOn(inst), k.instance(inst), k.file(id),
 		k.files(), k.ownerFiles(owner), k.taskFiles(id), k.ownerQueue(owner), k.ckptQueue(owner, "a|b"), k.queueOwners(),
-		k.ownerRunning(), k.ownerServed(), k.servedSerial(),
+		k.ownerRunning(), k.ownerServed(), k.servedSerial(), k.fileBytes(),
 	}
 	sc := script(luaKeys, `local id, owner, inst = ARGV[2], ARGV[3], ARGV[4]
 return {key_task(id), key_queue(), key_list('pending'), key_list('all'), key_owner_list('failed', owner),
   key_owner_list('all', owner), key_leases(), key_running_on(inst), key_instance(inst), key_file(id),
   key_files(), key_owner_files(owner), key_task_files(id), key_owner_queue(owner), key_ckpt_queue(owner, 'a|b'),
-  key_queue_owners(), key_owner_running(), key_owner_served(), key_served_serial()}`)
+  key_queue_owners(), key_owner_running(), key_owner_served(), key_served_serial(), key_file_bytes()}`)
 	got, err := sc.Run(t.Context(), s.rdb, nil, k.prefix, id, owner, inst).StringSlice()
 	mustOK(t, err)
 	if d := cmp.Diff(want, got); d != "" {

@@ -99,19 +99,25 @@ local function check_running(key, owner)
 end
 `
 
-// insertTaskScript adds a pending task.
+// insertTaskScript adds a pending task, unless its owner already has
+// the most pending tasks allowed (the length of their queue).
 //
 //	KEYS[1] task hash, KEYS[2] seq counter
 //	ARGV[1] prefix, ARGV[2] id, ARGV[3] owner ('' none), ARGV[4] CreatedAt ms,
-//	ARGV[5] queue member prefix (queueMemberPrefix), ARGV[6..] hash field, value pairs
+//	ARGV[5] queue member prefix (queueMemberPrefix), ARGV[6] most pending
+//	tasks of the owner (0: no bound), ARGV[7..] hash field, value pairs
 //	(with owner and ck, the CheckpointKey)
-//	returns the task's Seq; CONFLICT if the id exists
+//	returns the task's Seq; CONFLICT if the id exists; LIMIT if the owner
+//	has ARGV[6] pending tasks
 var insertTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, `
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('CONFLICT task exists') end
-local id, owner, created = ARGV[2], ARGV[3], ARGV[4]
+local id, owner, created, max = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[6])
+if max > 0 and redis.call('ZCARD', key_owner_queue(owner)) >= max then
+  return redis.error_reply('LIMIT owner has ' .. max .. ' pending tasks')
+end
 local seq = redis.call('INCR', KEYS[2])
 local qm = queue_member(ARGV[5], seq, id)
-redis.call('HSET', KEYS[1], 'seq', string.format('%d', seq), 'qm', qm, unpack(ARGV, 6))
+redis.call('HSET', KEYS[1], 'seq', string.format('%d', seq), 'qm', qm, unpack(ARGV, 7))
 enqueue(KEYS[1], qm)
 local m = list_member(seq, id)
 for _, list in ipairs({'all', 'pending'}) do

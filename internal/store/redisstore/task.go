@@ -183,7 +183,7 @@ func (s *Store) insertArgs(p *store.TaskInsertParams) ([]string, []any, error) {
 		return nil, nil, err
 	}
 	args := append([]any{s.keys.prefix, p.ID, p.Owner, msArg(p.Now),
-		queueMemberPrefix(store.Rank(p.Priority, p.Now, p.Aging))}, fields...)
+		queueMemberPrefix(store.Rank(p.Priority, p.Now, p.Aging)), max(p.MaxPending, 0)}, fields...)
 	return []string{s.keys.task(p.ID), s.keys.seq()}, args, nil
 }
 

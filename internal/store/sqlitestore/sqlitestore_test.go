@@ -338,3 +338,34 @@ func wantPrivate(t *testing.T, paths ...string) {
 		}
 	}
 }
+
+// TestMigrationCountsExistingFiles: the owner_files counts of 0003 start
+// from the files stored before it.
+func TestMigrationCountsExistingFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "comfyfleet.db")
+	db, err := sql.Open("sqlite", path)
+	mustOK(t, err)
+	ms, err := loadMigrations()
+	mustOK(t, err)
+	for _, m := range ms[:2] {
+		_, err := db.ExecContext(t.Context(), m.sql)
+		mustOK(t, err)
+	}
+	_, err = db.ExecContext(t.Context(), `PRAGMA user_version = 2;
+		INSERT INTO files (id, owner, task_id, node_id, filename, content_type, size, created_at) VALUES
+			('a', 'alice', '', '', 'a.png', 'image/png', 100, 1), ('b', 'alice', 't', '9', 'b.png', 'image/png', 20, 2),
+			('c', 'bob', '', '', 'c.png', 'image/png', 3, 3)`)
+	mustOK(t, err)
+	mustOK(t, db.Close())
+
+	s, err := Open(t.Context(), path)
+	mustOK(t, err)
+	defer s.Close()
+	for owner, want := range map[string]int64{"alice": 120, "bob": 3, "carol": 0} {
+		u, err := s.UsageGet(t.Context(), &store.UsageGetParams{Owner: owner})
+		mustOK(t, err)
+		if u.StoredBytes != want {
+			t.Errorf("%s's StoredBytes after the migration = %d, want %d", owner, u.StoredBytes, want)
+		}
+	}
+}

@@ -31,6 +31,7 @@ type writeStmts struct {
 type readStmts struct {
 	taskGet, queuePosition, taskCounts            *sql.Stmt
 	fileGet, instanceGet, instanceList, configGet *sql.Stmt
+	usageGet                                      *sql.Stmt
 	// running holds TaskListRunning's four queries, indexed by the
 	// runningByInstance and runningLeaseExpired bits.
 	running [4]*sql.Stmt
@@ -57,7 +58,7 @@ func (r *readStmts) defs() []stmtDef {
 	defs := []stmtDef{
 		{&r.taskGet, taskGetSQL}, {&r.queuePosition, queuePositionSQL}, {&r.taskCounts, taskCountsSQL},
 		{&r.fileGet, fileGetSQL}, {&r.instanceGet, instanceGetSQL}, {&r.instanceList, instanceListSQL},
-		{&r.configGet, configGetSQL},
+		{&r.configGet, configGetSQL}, {&r.usageGet, usageGetSQL},
 	}
 	for v := range r.running {
 		defs = append(defs, stmtDef{&r.running[v], runningSQL(v)})

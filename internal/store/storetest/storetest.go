@@ -51,6 +51,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Run", runCases()},
 		{"Instance", instanceCases()},
 		{"File", fileCases()},
+		{"Usage", usageCases()},
 		{"Config", configCases()},
 		{"Lease", leaseCases()},
 		{"PubSub", pubsubCases()},
