@@ -22,6 +22,11 @@ func procCPU(pid int) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
+	return parseStatCPU(b)
+}
+
+// parseStatCPU reads utime + stime from the text of a /proc/<pid>/stat.
+func parseStatCPU(b []byte) (time.Duration, error) {
 	// The command name may hold spaces and parentheses: fields start after the last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
@@ -76,6 +81,11 @@ func machineBusy() (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
+	return parseStatBusy(b)
+}
+
+// parseStatBusy reads the busy time from the "cpu" line of /proc/stat.
+func parseStatBusy(b []byte) (time.Duration, error) {
 	line, _, _ := strings.Cut(string(b), "\n")
 	f := strings.Fields(line)
 	if len(f) < 6 || f[0] != "cpu" {
@@ -96,29 +106,112 @@ func machineBusy() (time.Duration, error) {
 	return time.Duration(busy) * clockTick, nil
 }
 
-// cpuShare is where the machine's CPU time went over a window.
-type cpuShare struct {
-	at                     time.Time
-	gateway, bench, busy   time.Duration
-	gatewayErr, machineErr error
+// cpuMeter reads the CPU time of the processes a scenario measures and of
+// the whole machine.
+type cpuMeter struct {
+	// gateway is the gateway child process; nil when there is none.
+	gateway *gateway
+	// comfy are the ComfyUI server processes on this machine; none when the
+	// instances are simulated in the bench process or run elsewhere.
+	comfy []int
 }
 
-// sampleCPU reads the gateway's, the bench's and the machine's CPU time.
-func (g *gateway) sampleCPU() cpuShare {
-	s := cpuShare{at: time.Now()}
-	s.gateway, s.gatewayErr = g.cpu()
+// cpuSample is the CPU time used so far, read at one moment.
+type cpuSample struct {
+	at                          time.Time
+	gateway, comfy, bench, busy time.Duration
+	comfyErr, machineErr        error
+}
+
+// sample reads the CPU times now.
+func (m cpuMeter) sample() cpuSample {
+	s := cpuSample{at: time.Now()}
+	if m.gateway != nil {
+		s.gateway, _ = m.gateway.cpu()
+	}
+	for _, pid := range m.comfy {
+		d, err := procCPU(pid)
+		s.comfy += d
+		s.comfyErr = errors.Join(s.comfyErr, err)
+	}
 	s.bench, _ = procCPU(os.Getpid())
 	s.busy, s.machineErr = machineBusy()
 	return s
 }
 
+// sampleCPU reads the gateway's, the bench's and the machine's CPU time.
+func (g *gateway) sampleCPU() cpuSample { return cpuMeter{gateway: g}.sample() }
+
+// cpuUse is the CPU time spent between two samples.
+type cpuUse struct {
+	wall                        time.Duration
+	gateway, comfy, bench, busy time.Duration
+	// comfyOK and machineOK say whether comfy and busy could be read at
+	// both ends.
+	comfyOK, machineOK bool
+}
+
+// sub is the CPU time spent from s0 to s.
+func (s cpuSample) sub(s0 cpuSample) cpuUse {
+	return cpuUse{
+		wall: s.at.Sub(s0.at), gateway: s.gateway - s0.gateway, comfy: s.comfy - s0.comfy,
+		bench: s.bench - s0.bench, busy: s.busy - s0.busy,
+		comfyOK:   s.comfyErr == nil && s0.comfyErr == nil,
+		machineOK: s.machineErr == nil && s0.machineErr == nil,
+	}
+}
+
 // since says, in cores, how the CPU time between s0 and s was spent.
-func (s cpuShare) since(s0 cpuShare) string {
-	secs := s.at.Sub(s0.at).Seconds()
-	if s.machineErr != nil || s0.machineErr != nil || secs <= 0 {
+func (s cpuSample) since(s0 cpuSample) string { return s.sub(s0).String() }
+
+// add sums two uses, as one longer window; the zero cpuUse adds nothing.
+func (u cpuUse) add(v cpuUse) cpuUse {
+	if u == (cpuUse{}) {
+		return v
+	}
+	return cpuUse{
+		wall: u.wall + v.wall, gateway: u.gateway + v.gateway, comfy: u.comfy + v.comfy,
+		bench: u.bench + v.bench, busy: u.busy + v.busy,
+		comfyOK: u.comfyOK && v.comfyOK, machineOK: u.machineOK && v.machineOK,
+	}
+}
+
+// other is the busy time of every other process on the machine: the
+// machine's busy time less the measured processes'.
+func (u cpuUse) other() time.Duration {
+	return max(u.busy-u.gateway-u.comfy-u.bench, 0)
+}
+
+// cores is d spread over the window, in cores.
+func (u cpuUse) cores(d time.Duration) float64 {
+	if u.wall <= 0 {
+		return 0
+	}
+	return d.Seconds() / u.wall.Seconds()
+}
+
+func (u cpuUse) String() string {
+	if !u.machineOK || u.wall <= 0 {
 		return "CPU shares not available"
 	}
-	gw, bench, busy := (s.gateway-s0.gateway).Seconds()/secs, (s.bench-s0.bench).Seconds()/secs, (s.busy-s0.busy).Seconds()/secs
-	return fmt.Sprintf("machine busy %.2f of %d cores: gateway %.2f, bench process (instances, clients) %.2f, other processes (Redis when used) %.2f",
-		busy, runtime.NumCPU(), gw, bench, max(busy-gw-bench, 0))
+	comfy := ""
+	if u.comfy > 0 {
+		comfy = fmt.Sprintf(", ComfyUI %.2f", u.cores(u.comfy))
+	}
+	return fmt.Sprintf("machine busy %.2f of %d cores: gateway %.2f%s, bench process (instances, clients) %.2f, other processes (Redis when used) %.2f",
+		u.cores(u.busy), runtime.NumCPU(), u.cores(u.gateway), comfy, u.cores(u.bench), u.cores(u.other()))
+}
+
+// split says in cores how a window's CPU time went, for the overhead
+// table; ComfyUI's share when comfy (its processes were measured).
+func (u cpuUse) split(comfy bool) string {
+	if !u.machineOK || u.wall <= 0 {
+		return "CPU shares not available"
+	}
+	share := ""
+	if comfy {
+		share = fmt.Sprintf(", ComfyUI %.2f", u.cores(u.comfy))
+	}
+	return fmt.Sprintf("machine busy %.2f of %d cores: gateway %.2f%s, bench process %.2f, other processes %.2f",
+		u.cores(u.busy), runtime.NumCPU(), u.cores(u.gateway), share, u.cores(u.bench), u.cores(u.other()))
 }
