@@ -136,15 +136,15 @@ func (t *tracker) counts() (completed, failed int, last time.Time) {
 // errStreamEnded is returned by wait when the stream closed early.
 var errStreamEnded = errors.New("event stream closed before every outcome arrived")
 
-// wait blocks until every outcome arrived, the stream ends, the limit
-// passes or ctx ends.
-func (t *tracker) wait(ctx context.Context, s *stream, limit time.Duration) error {
+// wait blocks until every outcome arrived, ended is closed (the stream
+// that feeds the tracker ended), the limit passes or ctx ends.
+func (t *tracker) wait(ctx context.Context, ended <-chan struct{}, limit time.Duration) error {
 	timer := time.NewTimer(limit)
 	defer timer.Stop()
 	select {
 	case <-t.reached:
 		return nil
-	case <-s.done:
+	case <-ended:
 		select {
 		case <-t.reached:
 			return nil

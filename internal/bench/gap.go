@@ -87,7 +87,7 @@ func queueDisabled(ctx context.Context, e *env, g *gateway, fleet *sims, n int, 
 // waitOutcomes waits for n task outcomes on /ws; when the stream was closed
 // early it polls the overview instead. It fails unless all n completed.
 func waitOutcomes(ctx context.Context, g *gateway, tr *tracker, st *stream, n int) error {
-	err := tr.wait(ctx, st, 10*time.Minute)
+	err := tr.wait(ctx, st.done, 10*time.Minute)
 	if err == errStreamEnded {
 		err = g.admin.waitOverview(ctx, 10*time.Minute, "every task finished", func(o overview) bool {
 			return o.CompletedTasks+o.FailedTasks >= n
