@@ -26,6 +26,8 @@ type gatewaySpec struct {
 	store string
 	// ports of the simulated instances (one server, 127.0.0.1).
 	ports []int
+	// addrs are instances elsewhere, as host:port (real ComfyUI servers).
+	addrs []string
 	// users is the number of plain users (user0001, ...) besides admin.
 	users int
 	// health is healthCheck.interval (default 5s); the probe timeout is
@@ -54,6 +56,10 @@ type gateway struct {
 	metricsAddr string
 	// profiling tracks a profile being taken; stop waits for it.
 	profiling sync.WaitGroup
+	// mu guards profiled.
+	mu sync.Mutex
+	// profiled holds the names of the profiles taken or being taken.
+	profiled map[string]bool
 }
 
 // startGateway writes a config, starts the gateway, waits until
@@ -131,16 +137,51 @@ func (g *gateway) config(addr string) (string, error) {
 			fmt.Fprintf(&b, "  %s: %s\n", k, v)
 		}
 	}
-	if len(s.ports) == 0 {
+	servers, err := s.servers()
+	if err != nil {
+		return "", err
+	}
+	if len(servers) == 0 {
 		b.WriteString("servers: []\n")
 		return b.String(), nil
 	}
-	ports := make([]string, len(s.ports))
-	for i, p := range s.ports {
-		ports[i] = fmt.Sprint(p)
+	b.WriteString("servers:\n")
+	for i, sv := range servers {
+		fmt.Fprintf(&b, "  - id: s%d\n    name: %q\n    ip: %q\n    ports: [%s]\n", i+1, "instances on "+sv.host, sv.host, strings.Join(sv.ports, ", "))
 	}
-	fmt.Fprintf(&b, "servers:\n  - id: sims\n    name: Simulated instances\n    ip: 127.0.0.1\n    ports: [%s]\n", strings.Join(ports, ", "))
 	return b.String(), nil
+}
+
+// server is one entry of the config's servers: a host and its ports.
+type server struct {
+	host  string
+	ports []string
+}
+
+// servers groups the instances by host, in order: the simulated ones on
+// 127.0.0.1 first, then addrs.
+func (s gatewaySpec) servers() ([]server, error) {
+	var out []server
+	add := func(host, port string) {
+		for i := range out {
+			if out[i].host == host {
+				out[i].ports = append(out[i].ports, port)
+				return
+			}
+		}
+		out = append(out, server{host: host, ports: []string{port}})
+	}
+	for _, p := range s.ports {
+		add("127.0.0.1", fmt.Sprint(p))
+	}
+	for _, a := range s.addrs {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			return nil, fmt.Errorf("bench: instance %q: %w", a, err)
+		}
+		add(host, port)
+	}
+	return out, nil
 }
 
 func userName(i int) string { return fmt.Sprintf("user%04d", i+1) }
@@ -284,9 +325,11 @@ func (g *gateway) stop() error {
 }
 
 // profile takes a CPU profile of Options.ProfileTime in the background,
-// into Options.ProfileDir/<label><suffix>.pprof, when profiles are asked for.
+// into Options.ProfileDir/<label><suffix>.pprof, when profiles are asked for
+// and none of that name was taken yet (a scenario that measures several
+// windows with one gateway gets the first).
 func (g *gateway) profile(ctx context.Context, suffix string) {
-	if g.metricsAddr == "" {
+	if g.metricsAddr == "" || !g.firstProfile(suffix) {
 		return
 	}
 	path := filepath.Join(g.e.opts.ProfileDir, g.spec.label+suffix+".pprof")
@@ -299,6 +342,21 @@ func (g *gateway) profile(ctx context.Context, suffix string) {
 		}
 		g.e.logf("CPU profile of %s%s: %s", g.spec.label, suffix, path)
 	})
+}
+
+// firstProfile reports whether no profile named suffix was asked for yet,
+// and records it.
+func (g *gateway) firstProfile(suffix string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.profiled[suffix] {
+		return false
+	}
+	if g.profiled == nil {
+		g.profiled = map[string]bool{}
+	}
+	g.profiled[suffix] = true
+	return true
 }
 
 // freeAddr returns a loopback address with a port free a moment ago.
