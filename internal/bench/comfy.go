@@ -53,12 +53,14 @@ func (e *env) postPrompt(ctx context.Context, base, prompt, clientID string) (st
 	return out.PromptID, nil
 }
 
-// roundRobin posts n prompts straight into the instances' own queues,
-// prompt i to instance i mod len, from clients concurrent clients, as a
-// round-robin proxy in front of the instances would.
-func (e *env) roundRobin(ctx context.Context, fleet *sims, clients, n int, prompt func(i int) string) error {
+// roundRobin posts n prompts straight into the instances' own queues
+// (their base URLs), prompt i to instance i mod len, from clients
+// concurrent clients, as a round-robin proxy in front of the instances
+// would. It returns the prompt ids, by i.
+func (e *env) roundRobin(ctx context.Context, bases []string, clientID string, clients, n int, prompt func(i int) string) ([]string, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	ids := make([]string, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range clients {
@@ -68,15 +70,17 @@ func (e *env) roundRobin(ctx context.Context, fleet *sims, clients, n int, promp
 				if i >= n {
 					return
 				}
-				if _, err := e.postPrompt(ctx, fleet.list[i%len(fleet.list)].URL(), prompt(i), ""); err != nil {
+				id, err := e.postPrompt(ctx, bases[i%len(bases)], prompt(i), clientID)
+				if err != nil {
 					cancel(fmt.Errorf("prompt %d: %w", i, err))
 					return
 				}
+				ids[i] = id
 			}
 		})
 	}
 	wg.Wait()
-	return context.Cause(ctx)
+	return ids, context.Cause(ctx)
 }
 
 // waitFinished waits until the log holds n finished runs. The log's end

@@ -170,7 +170,7 @@ func efficiencyRoundRobin(ctx context.Context, e *env, steps []int) (makespan, e
 	n := len(steps)
 	start := time.Now()
 	prompt := func(i int) string { return samplerPrompt(i, steps[i], comfysim.DefaultCheckpoints[0]) }
-	if err := e.roundRobin(ctx, fleet, s.Clients, n, prompt); err != nil {
+	if _, err := e.roundRobin(ctx, fleet.urls(), "", s.Clients, n, prompt); err != nil {
 		return makespan{}, err
 	}
 	submitted := time.Now()

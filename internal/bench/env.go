@@ -96,6 +96,15 @@ func (s *sims) ports() []int {
 	return out
 }
 
+// urls are the instances' base URLs, in order.
+func (s *sims) urls() []string {
+	out := make([]string, len(s.list))
+	for i, sim := range s.list {
+		out[i] = sim.URL()
+	}
+	return out
+}
+
 // ids are the gateway's instance ids ("127.0.0.1:port").
 func (s *sims) ids() []string {
 	out := make([]string, len(s.list))

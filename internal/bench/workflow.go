@@ -5,14 +5,22 @@ import "fmt"
 // trivialPrompt is a zero-duration API-format workflow: an 8x8 image saved
 // as a PNG. The colour differs per i so that ComfyUI's cache never turns a
 // run into a replay.
-func trivialPrompt(i int) string {
-	return fmt.Sprintf(`{"1":{"class_type":"EmptyImage","inputs":{"width":8,"height":8,"batch_size":1,"color":%d}},`+
-		`"2":{"class_type":"SaveImage","inputs":{"images":["1",0],"filename_prefix":"bench"}}}`, i%0x1000000)
+func trivialPrompt(i int) string { return imagePrompt(8, i, "bench") }
+
+// imagePrompt is an API-format workflow that saves a size×size image of
+// one colour (taken modulo 2^24) as a PNG with filename_prefix prefix (a
+// "folder/name" prefix saves into a subfolder of ComfyUI's output folder).
+func imagePrompt(size, colour int, prefix string) string {
+	return fmt.Sprintf(`{"1":{"class_type":"EmptyImage","inputs":{"width":%d,"height":%d,"batch_size":1,"color":%d}},`+
+		`"2":{"class_type":"SaveImage","inputs":{"images":["1",0],"filename_prefix":%q}}}`, size, size, colour%0x1000000, prefix)
 }
 
 // trivialTask is the POST /api/tasks body of trivialPrompt(i).
-func trivialTask(i int) []byte {
-	return []byte(`{"workflow":` + trivialPrompt(i) + `}`)
+func trivialTask(i int) []byte { return taskBody(trivialPrompt(i)) }
+
+// taskBody is the POST /api/tasks body that runs prompt.
+func taskBody(prompt string) []byte {
+	return []byte(`{"workflow":` + prompt + `}`)
 }
 
 // samplerPrompt is a text-to-image workflow whose sampler runs steps steps
