@@ -10,7 +10,9 @@
 // instance) and their model load counts.
 //
 // Scenarios: throughput, gap, efficiency, placement, scale, fanout and
-// overhead; docs/BENCHMARKS.md describes each and quotes a run. Every
+// overhead; docs/BENCHMARKS.md describes each and quotes a run. Overhead
+// can also run against real ComfyUI servers (Options.Comfy), whose CPU time
+// it reads from /proc when they run on this machine. Every
 // scenario also checks correctness (every task completed, each ran once) and
 // fails when it does not hold, so a quick run doubles as an end-to-end test.
 package bench
@@ -20,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -57,6 +60,15 @@ type Options struct {
 	ProfileDir string
 	// ProfileTime is the length of each profile. Default 10s.
 	ProfileTime time.Duration
+	// Comfy are base URLs (http://host:port) of real ComfyUI servers for
+	// the overhead scenario, the only one that takes them: it runs its jobs
+	// straight to them round-robin and through a gateway that has all of
+	// them. Default: none, one simulated instance.
+	Comfy []string
+	// ComfyPIDs are the ComfyUI server processes whose CPU time the
+	// overhead scenario reads. Default: the processes listening on the
+	// Comfy URLs' ports, for the URLs that are on this machine.
+	ComfyPIDs []int
 }
 
 // Default Redis URL of Options.RedisURL.
@@ -92,7 +104,33 @@ func (o Options) validate() error {
 	if o.Store != "sqlite" && o.Store != "redis" {
 		return fmt.Errorf("bench: store %q: want sqlite or redis", o.Store)
 	}
-	return nil
+	if len(o.ComfyPIDs) > 0 && len(o.Comfy) == 0 {
+		return errors.New("bench: ComfyUI pids given without ComfyUI URLs")
+	}
+	_, err := comfyBases(o.Comfy)
+	return err
+}
+
+// comfyBases checks ComfyUI URLs, which must be http://host:port (the
+// gateway reaches an instance by host and port over plain HTTP), and
+// returns them without a trailing slash.
+func comfyBases(urls []string) ([]string, error) {
+	var out []string
+	for _, s := range urls {
+		u, err := url.Parse(s)
+		if err != nil {
+			return nil, fmt.Errorf("bench: ComfyUI URL %q: %w", s, err)
+		}
+		if u.Scheme != "http" || u.Port() == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+			return nil, fmt.Errorf("bench: ComfyUI URL %q: want http://host:port", s)
+		}
+		base := "http://" + u.Host
+		if slices.Contains(out, base) {
+			return nil, fmt.Errorf("bench: ComfyUI URL %q given twice", s)
+		}
+		out = append(out, base)
+	}
+	return out, nil
 }
 
 // Scenario is one benchmark.
@@ -113,7 +151,7 @@ func Scenarios() []Scenario {
 		{"placement", "warm-model placement vs FIFO: makespan and model loads", runPlacement},
 		{"scale", "a large pending queue (submit rate, RSS, list latency) and 1,000 health-checked instances", runScale},
 		{"fanout", "event delivery latency to many /ws clients under load", runFanout},
-		{"overhead", "one instance, one task at a time: through the gateway vs straight to ComfyUI", runOverhead},
+		{"overhead", "the same jobs straight to ComfyUI and through the gateway, one at a time and at once; --comfy for real servers", runOverhead},
 	}
 }
 
@@ -134,6 +172,9 @@ func Run(ctx context.Context, opts Options, names []string) ([]Result, error) {
 	list, err := pick(names)
 	if err != nil {
 		return nil, err
+	}
+	if len(opts.Comfy) > 0 && slices.ContainsFunc(list, func(s Scenario) bool { return s.Name != "overhead" }) {
+		return nil, errors.New("bench: ComfyUI URLs apply to the overhead scenario only")
 	}
 	if opts.ProfileDir != "" {
 		if err := os.MkdirAll(opts.ProfileDir, 0o755); err != nil {
