@@ -2,134 +2,220 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/url"
-	"strings"
+	"math/rand/v2"
 	"time"
-
-	"github.com/coder/websocket"
-
-	"github.com/comfyfleet/comfyfleet/internal/comfysim"
 )
 
-// Target of the overhead scenario: gateway tasks/s as a share of direct.
+// Target of the overhead scenario: gateway jobs/s, one at a time, as a
+// share of direct.
 const overheadTarget = 0.9
 
-// overheadRounds alternates the paths this many times to spread noise.
-const overheadRounds = 2
+// overheadSize is the side of the overhead scenario's images, in pixels.
+const overheadSize = 64
 
-// runOverhead runs trivial prompts one after another on one instance, each
-// waiting for the previous to finish: straight to ComfyUI, straight to
-// ComfyUI fetching the outputs, and through the gateway.
+// runOverhead runs the same trivial jobs straight to ComfyUI and through a
+// gateway, in rounds: each round runs every path with one job at a time,
+// then every path with a burst of jobs submitted at once. The instances are
+// the Options.Comfy servers, or one simulated instance.
 func runOverhead(ctx context.Context, e *env) (*Table, error) {
-	s := e.sizes
-	direct, err := startSims(1, comfysim.Options{})
+	fl, err := e.overheadFleet(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer direct.close()
-	fleet, err := startSims(1, comfysim.Options{})
-	if err != nil {
-		return nil, err
-	}
-	defer fleet.close()
-	g, err := e.startGateway(ctx, gatewaySpec{label: "overhead", ports: fleet.ports()})
+	defer fl.close()
+	g, err := e.startGateway(ctx, fl.gatewaySpec())
 	if err != nil {
 		return nil, err
 	}
 	defer g.stop()
-	if err := g.admin.waitAlive(ctx, 1, time.Minute); err != nil {
+	if err := g.admin.waitAlive(ctx, len(fl.bases), time.Minute); err != nil {
 		return nil, err
 	}
-	paths := []*serialPath{
-		{name: "direct: POST /prompt, wait executing{node:null}", run: e.directRunner(direct.list[0].URL(), false)},
-		{name: "direct + GET /history + GET /view", run: e.directRunner(direct.list[0].URL(), true)},
-		{name: "gateway (" + g.spec.store + "): POST /api/tasks, wait task_completed", run: gatewayRunner(g)},
+	r := &overheadRun{
+		sizes: e.sizes, fleet: fl, meter: cpuMeter{gateway: g, comfy: fl.pids},
+		id: time.Now().Format("20060102-150405") + "-" + randomHex(3), colour: rand.IntN(1 << 24),
+		paths: []overheadPath{
+			{name: "direct", tag: "direct", serial: e.directSerial(fl.bases, false), burst: e.directBurst(fl.bases, false)},
+			{name: "direct + outputs", tag: "outputs", serial: e.directSerial(fl.bases, true), burst: e.directBurst(fl.bases, true)},
+			{name: "gateway", tag: "gateway", serial: gatewaySerial(g), burst: gatewayBurst(e, g)},
+		},
 	}
 	g.profile(ctx, "")
-	per := max(s.OverheadTasks/overheadRounds, 1)
-	seq := 0
-	for round := range overheadRounds {
-		for _, p := range paths {
-			if err := p.measure(ctx, per, &seq); err != nil {
-				return nil, fmt.Errorf("%s: %w", p.name, err)
-			}
-		}
-		e.logf("round %d of %d done", round+1, overheadRounds)
-	}
-	if err := checkRuns(fleet.log, per*overheadRounds); err != nil {
+	if err := r.run(ctx, e.logf); err != nil {
 		return nil, err
 	}
-	t := &Table{
-		Title:  "overhead: one instance, trivial prompts one at a time",
-		Header: []string{"path", "tasks", "tasks/s", "p50", "p99", "vs direct", "target", "result"},
-	}
-	base := paths[0].rate()
-	for i, p := range paths {
-		sum := summarize(p.latencies)
-		target, result := "baseline", "—"
-		if i == 2 {
-			target = fmt.Sprintf("≥ %.2f", overheadTarget)
-			result = verdict(p.rate()/base >= overheadTarget, fmtRatio(p.rate()/base))
+	if fl.sims != nil {
+		if err := checkRuns(fl.sims.log, r.jobs()); err != nil {
+			return nil, err
 		}
-		t.add(p.name, itoa(len(p.latencies)), fmt.Sprintf("%.0f", p.rate()), fmtMs(sum.p50), fmtMs(sum.p99),
-			fmtRatio(p.rate()/base), target, result)
 	}
-	t.note("each path runs %d rounds of %s tasks, alternating; a task is submitted when the previous one's completion arrived", overheadRounds, itoa(per))
-	t.note("the gateway also copies each output PNG into its file store before task_completed; the second row does the same fetch by hand")
-	return t, nil
+	return r.table(), nil
 }
 
-// serialPath is one way of running a task, measured one task at a time.
-type serialPath struct {
-	name      string
-	run       func(ctx context.Context) (runOne func(ctx context.Context, i int) error, stop func(), err error)
+// overheadPath is one way of running a job.
+type overheadPath struct {
+	// name heads the path's column; tag names its output subfolders.
+	name, tag string
+	// serial starts a client that runs one job at a time: runOne submits a
+	// prompt and returns when it is done.
+	serial func(ctx context.Context) (runOne func(ctx context.Context, prompt string) error, stop func(), err error)
+	// burst submits the prompts at once and returns the time from the
+	// first submit to the last job done.
+	burst func(ctx context.Context, prompts []string) (time.Duration, error)
+}
+
+// The modes of a phase.
+const (
+	serialMode = iota // one job at a time
+	burstMode         // every job submitted at once
+)
+
+// phase is one measured window: one path's jobs in one round, in one mode.
+type phase struct {
+	jobs int
+	// latencies are each job's, submit to done (serial mode only).
 	latencies []time.Duration
-	elapsed   time.Duration
+	// elapsed runs from the first submit to the last job done.
+	elapsed time.Duration
+	cpu     cpuUse
 }
 
-func (p *serialPath) rate() float64 {
-	return float64(len(p.latencies)) / p.elapsed.Seconds()
+// roundLoad is where the CPU went during one round's phases.
+type roundLoad struct {
+	start, end time.Time
+	cpu        cpuUse
+	// loadavg is /proc/loadavg's first three fields at the round's end.
+	loadavg string
 }
 
-// measure runs n tasks in a row.
-func (p *serialPath) measure(ctx context.Context, n int, seq *int) error {
-	runOne, stop, err := p.run(ctx)
-	if err != nil {
-		return err
+// overheadRun measures the paths round after round.
+type overheadRun struct {
+	sizes Sizes
+	fleet *comfyFleet
+	meter cpuMeter
+	paths []overheadPath
+	// id names the run's output folder on the instances.
+	id string
+	// colour is the next job's image colour: each job has its own, so
+	// ComfyUI's cache never replays one.
+	colour int
+	// phases[mode][path] holds one phase per round.
+	phases [2][][]phase
+	rounds []roundLoad
+}
+
+// run measures every round.
+func (r *overheadRun) run(ctx context.Context, logf func(string, ...any)) error {
+	per := max(r.sizes.OverheadTasks/r.sizes.OverheadRounds, 1)
+	for mode := range r.phases {
+		r.phases[mode] = make([][]phase, len(r.paths))
 	}
-	defer stop()
-	start := time.Now()
-	for range n {
-		t0 := time.Now()
-		if err := runOne(ctx, *seq); err != nil {
-			return err
+	for round := range r.sizes.OverheadRounds {
+		load := roundLoad{start: time.Now()}
+		for mode, n := range [2]int{per, r.sizes.OverheadBurst} {
+			for i, p := range r.paths {
+				ph, err := r.measure(ctx, p, mode, r.prompts(round, p.tag, mode, n))
+				if err != nil {
+					return fmt.Errorf("round %d, %s, %s: %w", round+1, p.name, modeName(mode), err)
+				}
+				r.phases[mode][i] = append(r.phases[mode][i], ph)
+				load.cpu = load.cpu.add(ph.cpu)
+			}
 		}
-		*seq++
-		p.latencies = append(p.latencies, time.Since(t0))
+		load.end, load.loadavg = time.Now(), loadAvg()
+		r.rounds = append(r.rounds, load)
+		logf("round %d of %d done: %s; load average %s", round+1, r.sizes.OverheadRounds, load.cpu, load.loadavg)
 	}
-	p.elapsed += time.Since(start)
 	return nil
 }
 
-// directRunner talks to one ComfyUI: a socket with a client id, then per
-// task POST /prompt and wait for executing{node:null} of that prompt; with
-// outputs, also GET /history/{id} and GET /view of every image.
-func (e *env) directRunner(base string, outputs bool) func(ctx context.Context) (func(context.Context, int) error, func(), error) {
-	return func(ctx context.Context) (func(context.Context, int) error, func(), error) {
+func modeName(mode int) string {
+	if mode == serialMode {
+		return "one at a time"
+	}
+	return "at once"
+}
+
+// prompts are a phase's jobs: each a colour of its own, saved into a
+// subfolder of the phase (ComfyUI lists the folder on every save, so
+// folders are kept small and alike).
+func (r *overheadRun) prompts(round int, tag string, mode, n int) []string {
+	folder := fmt.Sprintf("comfyfleet-bench/%s/r%d-%s-%s", r.id, round+1, tag, [2]string{"serial", "burst"}[mode])
+	out := make([]string, n)
+	for i := range out {
+		out[i] = imagePrompt(overheadSize, r.colour, folder+"/job")
+		r.colour++
+	}
+	return out
+}
+
+// measure runs one phase, reading the CPU times around it.
+func (r *overheadRun) measure(ctx context.Context, p overheadPath, mode int, prompts []string) (phase, error) {
+	ph := phase{jobs: len(prompts)}
+	if mode == burstMode {
+		s0 := r.meter.sample()
+		elapsed, err := p.burst(ctx, prompts)
+		if err != nil {
+			return phase{}, err
+		}
+		ph.elapsed, ph.cpu = elapsed, r.meter.sample().sub(s0)
+		return ph, nil
+	}
+	runOne, stop, err := p.serial(ctx)
+	if err != nil {
+		return phase{}, err
+	}
+	defer stop()
+	s0 := r.meter.sample()
+	for _, prompt := range prompts {
+		t0 := time.Now()
+		if err := runOne(ctx, prompt); err != nil {
+			return phase{}, err
+		}
+		ph.latencies = append(ph.latencies, time.Since(t0))
+	}
+	s1 := r.meter.sample()
+	ph.elapsed, ph.cpu = s1.at.Sub(s0.at), s1.sub(s0)
+	return ph, nil
+}
+
+// jobs counts the jobs run on every path.
+func (r *overheadRun) jobs() int {
+	n := 0
+	for _, byPath := range r.phases {
+		for _, phases := range byPath {
+			for _, ph := range phases {
+				n += ph.jobs
+			}
+		}
+	}
+	return n
+}
+
+// directSerial runs one job at a time straight to the instances,
+// round-robin: POST /prompt with a client id, wait for executing{node:null}
+// of that prompt on the client's socket; with outputs, also GET
+// /history/{id} and GET /view of every image.
+func (e *env) directSerial(bases []string, outputs bool) func(ctx context.Context) (func(context.Context, string) error, func(), error) {
+	return func(ctx context.Context) (func(context.Context, string) error, func(), error) {
 		clientID := "bench-" + randomHex(8)
-		ws, err := dialComfy(ctx, base, clientID)
+		done := make(chan string, 1024)
+		ws, err := dialComfy(ctx, bases, clientID, func(_, id string, failed bool, _ time.Time) {
+			done <- outcome(id, failed).Type + " " + id
+		})
 		if err != nil {
 			return nil, nil, err
 		}
-		runOne := func(ctx context.Context, i int) error {
-			id, err := e.postPrompt(ctx, base, trivialPrompt(i), clientID)
+		next := 0
+		runOne := func(ctx context.Context, prompt string) error {
+			base := bases[next%len(bases)]
+			next++
+			id, err := e.postPrompt(ctx, base, prompt, clientID)
 			if err != nil {
 				return err
 			}
-			if err := ws.waitDone(ctx, id); err != nil {
+			if err := waitID(ctx, done, "task_completed "+id, ws.ended); err != nil {
 				return err
 			}
 			if outputs {
@@ -141,9 +227,9 @@ func (e *env) directRunner(base string, outputs bool) func(ctx context.Context) 
 	}
 }
 
-// gatewayRunner submits a task and waits for its task_completed on /ws.
-func gatewayRunner(g *gateway) func(ctx context.Context) (func(context.Context, int) error, func(), error) {
-	return func(ctx context.Context) (func(context.Context, int) error, func(), error) {
+// gatewaySerial submits a task and waits for its task_completed on /ws.
+func gatewaySerial(g *gateway) func(ctx context.Context) (func(context.Context, string) error, func(), error) {
+	return func(ctx context.Context) (func(context.Context, string) error, func(), error) {
 		done := make(chan string, 1024)
 		st, err := g.admin.dialEvents(ctx, func(m *message, _ time.Time) {
 			if m.Type == "task_completed" || m.Type == "task_failed" {
@@ -153,8 +239,8 @@ func gatewayRunner(g *gateway) func(ctx context.Context) (func(context.Context, 
 		if err != nil {
 			return nil, nil, err
 		}
-		runOne := func(ctx context.Context, i int) error {
-			id, err := g.admin.submit(ctx, trivialTask(i))
+		runOne := func(ctx context.Context, prompt string) error {
+			id, err := g.admin.submit(ctx, taskBody(prompt))
 			if err != nil {
 				return err
 			}
@@ -164,118 +250,11 @@ func gatewayRunner(g *gateway) func(ctx context.Context) (func(context.Context, 
 	}
 }
 
-// waitID reads done until want arrives.
-func waitID(ctx context.Context, done <-chan string, want string, ended <-chan struct{}) error {
-	timeout := time.NewTimer(time.Minute)
-	defer timeout.Stop()
-	for {
-		select {
-		case got := <-done:
-			if got == want {
-				return nil
-			}
-			if strings.HasPrefix(got, "task_failed") {
-				return fmt.Errorf("%s", got)
-			}
-		case <-ended:
-			return errStreamEnded
-		case <-timeout.C:
-			return fmt.Errorf("no %q within a minute", want)
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+// gatewayBurst submits the tasks from Sizes.Clients concurrent clients and
+// waits for every task_completed on /ws.
+func gatewayBurst(e *env, g *gateway) func(ctx context.Context, prompts []string) (time.Duration, error) {
+	return func(ctx context.Context, prompts []string) (time.Duration, error) {
+		b, err := measureBatch(ctx, e, g, len(prompts), func(i int) []byte { return taskBody(prompts[i]) })
+		return b.elapsed, err
 	}
-}
-
-// comfySocket is a ComfyUI /ws connection that reports finished prompts.
-type comfySocket struct {
-	conn  *websocket.Conn
-	done  chan string
-	ended chan struct{}
-}
-
-func dialComfy(ctx context.Context, base, clientID string) (*comfySocket, error) {
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	conn, _, err := websocket.Dial(dctx, "ws"+strings.TrimPrefix(base, "http")+"/ws?clientId="+clientID, nil)
-	if err != nil {
-		return nil, err
-	}
-	conn.SetReadLimit(16 << 20)
-	s := &comfySocket{conn: conn, done: make(chan string, 1024), ended: make(chan struct{})}
-	go s.read()
-	return s, nil
-}
-
-func (s *comfySocket) read() {
-	defer close(s.ended)
-	for {
-		typ, b, err := s.conn.Read(context.Background())
-		if err != nil {
-			return
-		}
-		if typ != websocket.MessageText || !strings.Contains(string(b), `"executing"`) {
-			continue
-		}
-		var m struct {
-			Type string `json:"type"`
-			Data struct {
-				Node     *string `json:"node"`
-				PromptID string  `json:"prompt_id"`
-			} `json:"data"`
-		}
-		if json.Unmarshal(b, &m) == nil && m.Type == "executing" && m.Data.Node == nil {
-			s.done <- m.Data.PromptID
-		}
-	}
-}
-
-func (s *comfySocket) waitDone(ctx context.Context, id string) error {
-	return waitID(ctx, s.done, id, s.ended)
-}
-
-func (s *comfySocket) close() {
-	_ = s.conn.Close(websocket.StatusNormalClosure, "")
-	<-s.ended
-}
-
-// fetchOutputs reads a prompt's history and downloads its images.
-func (e *env) fetchOutputs(ctx context.Context, base, id string) error {
-	var hist map[string]struct {
-		Outputs map[string]struct {
-			Images []struct {
-				Filename  string `json:"filename"`
-				Subfolder string `json:"subfolder"`
-				Type      string `json:"type"`
-			} `json:"images"`
-		} `json:"outputs"`
-	}
-	if err := e.getJSON(ctx, base+"/history/"+id, &hist); err != nil {
-		return err
-	}
-	n := 0
-	for _, out := range hist[id].Outputs {
-		for _, img := range out.Images {
-			q := url.Values{"filename": {img.Filename}, "subfolder": {img.Subfolder}, "type": {img.Type}}
-			if err := e.getJSON(ctx, base+"/view?"+q.Encode(), nil); err != nil {
-				return err
-			}
-			n++
-		}
-	}
-	if n == 0 {
-		return fmt.Errorf("prompt %s: no output image in its history", id)
-	}
-	return nil
-}
-
-// getJSON GETs u and decodes it into out, or discards the body when out is nil.
-func (e *env) getJSON(ctx context.Context, u string, out any) error {
-	return e.get(ctx, u, func(body io.Reader) error {
-		if out == nil {
-			_, err := io.Copy(io.Discard, body)
-			return err
-		}
-		return json.NewDecoder(body).Decode(out)
-	})
 }

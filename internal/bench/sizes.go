@@ -56,8 +56,14 @@ type Sizes struct {
 	// FanoutDuration is how long tasks are submitted (30s, 4s).
 	FanoutDuration time.Duration
 
-	// OverheadTasks run one after another on each path (2000, 100).
+	// OverheadTasks run one after another on each path, spread over the
+	// rounds (2000, 100).
 	OverheadTasks int
+	// OverheadRounds alternate the paths this many times (3, 3).
+	OverheadRounds int
+	// OverheadBurst is the number of jobs submitted at once on each path in
+	// each round (300, 50).
+	OverheadBurst int
 }
 
 var (
@@ -69,7 +75,7 @@ var (
 		PlacementTasks: 400, PlacementInstances: 8, PlacementCheckpoints: 4, ModelLoad: time.Second,
 		ScaleTasks: 1000000, ScaleInstances: 1000, ScaleWindow: 20 * time.Second,
 		FanoutClients: 2000, FanoutRate: 200, FanoutDuration: 30 * time.Second,
-		OverheadTasks: 2000,
+		OverheadTasks: 2000, OverheadRounds: 3, OverheadBurst: 300,
 	}
 	quickSizes = Sizes{
 		Clients:         32,
@@ -79,7 +85,7 @@ var (
 		PlacementTasks: 60, PlacementInstances: 4, PlacementCheckpoints: 4, ModelLoad: 100 * time.Millisecond,
 		ScaleTasks: 20000, ScaleInstances: 100, ScaleWindow: 3 * time.Second,
 		FanoutClients: 200, FanoutRate: 50, FanoutDuration: 4 * time.Second,
-		OverheadTasks: 100,
+		OverheadTasks: 100, OverheadRounds: 3, OverheadBurst: 50,
 	}
 )
 
@@ -110,6 +116,8 @@ func (s Sizes) withDefaults(quick bool) Sizes {
 	fill(&s.FanoutRate, d.FanoutRate)
 	fill(&s.FanoutDuration, d.FanoutDuration)
 	fill(&s.OverheadTasks, d.OverheadTasks)
+	fill(&s.OverheadRounds, d.OverheadRounds)
+	fill(&s.OverheadBurst, d.OverheadBurst)
 	return s
 }
 

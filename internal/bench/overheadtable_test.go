@@ -1,0 +1,114 @@
+package bench
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+// overheadFixture is a run of two rounds with hand-made phases.
+func overheadFixture(pids []int) *overheadRun {
+	ms := time.Millisecond
+	use := func(gateway, comfy, bench, busy time.Duration) cpuUse {
+		return cpuUse{wall: time.Second, gateway: gateway, comfy: comfy, bench: bench, busy: busy, comfyOK: true, machineOK: true}
+	}
+	serial := func(elapsed time.Duration, cpu cpuUse, lat ...time.Duration) phase {
+		return phase{jobs: len(lat), latencies: lat, elapsed: elapsed, cpu: cpu}
+	}
+	burst := func(jobs int, elapsed time.Duration, cpu cpuUse) phase {
+		return phase{jobs: jobs, elapsed: elapsed, cpu: cpu}
+	}
+	quiet := use(0, 10*ms, 2*ms, 112*ms)
+	r := &overheadRun{
+		sizes: Sizes{OverheadTasks: 4, OverheadRounds: 2, OverheadBurst: 10, Clients: 8},
+		fleet: &comfyFleet{bases: []string{"http://127.0.0.1:8188"}, pids: pids, about: []string{"http://127.0.0.1:8188: ComfyUI 0.3.65"}},
+		paths: []overheadPath{{name: "direct"}, {name: "direct + outputs"}, {name: "gateway"}},
+		id:    "run",
+	}
+	r.phases[serialMode] = [][]phase{
+		{serial(4*ms, quiet, 1*ms, 3*ms), serial(5*ms, quiet, 1*ms, 1*ms)},
+		{serial(8*ms, quiet, 2*ms, 2*ms), serial(8*ms, quiet, 2*ms, 2*ms)},
+		{serial(10*ms, use(6*ms, 12*ms, 4*ms, 122*ms), 2*ms, 6*ms), serial(10*ms, use(8*ms, 12*ms, 4*ms, 124*ms), 4*ms, 4*ms)},
+	}
+	r.phases[burstMode] = [][]phase{
+		{burst(10, 20*ms, quiet), burst(10, 20*ms, quiet)},
+		{burst(10, 25*ms, quiet), burst(10, 25*ms, quiet)},
+		{burst(10, 40*ms, quiet), burst(10, 50*ms, quiet)},
+	}
+	r.rounds = []roundLoad{
+		{start: time.Date(2026, 1, 2, 10, 0, 0, 0, time.UTC), end: time.Date(2026, 1, 2, 10, 0, 30, 0, time.UTC), cpu: use(time.Second, 500*ms, 500*ms, 2500*ms), loadavg: "1.00 0.50 0.25"},
+		{start: time.Date(2026, 1, 2, 10, 0, 30, 0, time.UTC), end: time.Date(2026, 1, 2, 10, 1, 0, 0, time.UTC), cpu: use(time.Second, 500*ms, 500*ms, 2000*ms), loadavg: "1.10 0.60 0.30"},
+	}
+	return r
+}
+
+func TestOverheadTable(t *testing.T) {
+	t.Parallel()
+	tab := overheadFixture([]int{4242}).table()
+	tests := []struct{ row, col, want string }{
+		// Pooled p50 of 1, 3, 1, 1 ms; every round's is 1 ms: no range.
+		{"one at a time: latency p50, ms", "direct", "1.00"},
+		// Pooled p50 of 2, 6, 4, 4 ms; the rounds' are 2 and 4.
+		{"one at a time: latency p50, ms", "gateway", "4.00 (2.00–4.00)"},
+		{"one at a time: latency p50, ms", "gateway / direct", "4.00 (2.00–4.00)"},
+		{"one at a time: latency p95, ms", "gateway / direct + outputs", "3.00 (2.00–3.00)"},
+		// 4 jobs in 9 ms; 500/s and 400/s in the rounds.
+		{"one at a time: jobs/s", "direct", "444 (400–500)"},
+		{"one at a time: jobs/s", "gateway", "200"},
+		{"one at a time: jobs/s", "gateway / direct", "0.45 (0.40–0.50)"},
+		{"one at a time: jobs/s", "gateway / direct + outputs", "0.80"},
+		{"one at a time: jobs/s", "target", "gateway / direct ≥ 0.90"},
+		{"one at a time: jobs/s", "result", "gap: 0.45"},
+		{"10 at once: done/s", "gateway", "222 (200–250)"},
+		{"10 at once: done/s", "gateway / direct", "0.44 (0.40–0.50)"},
+		// 14 ms of gateway CPU over 4 jobs; 3 and 4 ms per job in the rounds.
+		{"one at a time: gateway CPU per job, ms", "gateway", "3.50 (3.00–4.00)"},
+		{"one at a time: gateway CPU per job, ms", "gateway / direct", "—"},
+		{"one at a time: ComfyUI CPU per job, ms", "direct", "5.00"},
+		{"one at a time: ComfyUI CPU per job, ms", "gateway / direct", "1.20"},
+		{"one at a time: client CPU per job, ms", "gateway", "2.00"},
+		{"10 at once: client CPU per job, ms", "direct", "0.20"},
+		// 122 ms busy less 22 ms measured, over 1 s; 124 less 24 in the second round.
+		{"one at a time: other processes, cores", "gateway", "0.10"},
+		{"one at a time: other processes, cores", "direct", "0.10"},
+		{"10 at once: other processes, cores", "gateway / direct", "—"},
+	}
+	for _, tc := range tests {
+		wantCell(t, tab, tc.row, tc.col, tc.want)
+	}
+	if got, want := len(tab.Rows), 12; got != want {
+		t.Errorf("%d rows, want %d", got, want)
+	}
+	var out bytes.Buffer
+	tab.Print(&out)
+	for _, want := range []string{
+		"### overhead: 64×64 jobs straight to a ComfyUI server and through the gateway, 2 rounds",
+		"- instance http://127.0.0.1:8188: ComfyUI 0.3.65\n",
+		"each path runs 2 jobs in a row",
+		"each path's 10 jobs are submitted by 8 concurrent clients",
+		"- round 1, 10:00:00 to 10:00:30: machine busy 2.50 of ",
+		"gateway 1.00, ComfyUI 0.50, bench process 0.50, other processes 0.50; load average at its end 1.00 0.50 0.25\n",
+		"- round 2, 10:00:30 to 10:01:00:",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("printed table lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestOverheadTableWithoutComfyProcess(t *testing.T) {
+	t.Parallel()
+	tab := overheadFixture(nil).table()
+	for _, col := range []string{"direct", "direct + outputs", "gateway", "gateway / direct"} {
+		wantCell(t, tab, "one at a time: ComfyUI CPU per job, ms", col, "n/a")
+		wantCell(t, tab, "10 at once: ComfyUI CPU per job, ms", col, "n/a")
+	}
+	wantCell(t, tab, "one at a time: client CPU per job, ms", "gateway", "2.00")
+	var out bytes.Buffer
+	tab.Print(&out)
+	if got := out.String(); !strings.Contains(got, "ComfyUI CPU: n/a, no instance runs on this machine") ||
+		strings.Contains(got, "ComfyUI 0.50") {
+		t.Errorf("notes do not say why ComfyUI's CPU is missing, or still give its share:\n%s", got)
+	}
+}
