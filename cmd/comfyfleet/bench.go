@@ -6,15 +6,32 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/comfyfleet/comfyfleet/internal/bench"
 )
 
 // runBench is "comfyfleet bench <scenario|all> [flags]": it starts the
-// gateway (this binary, as a child process) and simulated instances, runs
-// the scenarios and prints a table for each.
+// gateway (this binary, as a child process) and simulated instances (or,
+// for overhead, uses the --comfy servers), runs the scenarios and prints a
+// table for each.
 func runBench(ctx context.Context, args []string) error {
+	o, names, err := benchFlags(args)
+	if err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("bench: find own binary: %w", err)
+	}
+	o.Gateway = []string{exe}
+	_, err = bench.Run(ctx, o, names)
+	return err
+}
+
+// benchFlags parses the bench command line into options and scenario names.
+func benchFlags(args []string) (bench.Options, []string, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	var o bench.Options
 	fs.StringVar(&o.Store, "store", "sqlite", "gateway store for every scenario but throughput (which runs both): sqlite or redis")
@@ -43,7 +60,21 @@ func runBench(ctx context.Context, args []string) error {
 	fs.IntVar(&sz.FanoutUsers, "fanout-users", 0, "fanout: users the clients belong to, client c being user c mod N (default: one user per client)")
 	fs.IntVar(&sz.FanoutRate, "fanout-rate", 0, "fanout: tasks per second (default 200; quick 50)")
 	fs.DurationVar(&sz.FanoutDuration, "fanout-duration", 0, "fanout: submitting time (default 30s; quick 4s)")
-	fs.IntVar(&sz.OverheadTasks, "overhead-tasks", 0, "overhead: tasks per path (default 2000; quick 100)")
+	fs.IntVar(&sz.OverheadTasks, "overhead-tasks", 0, "overhead: jobs one at a time per path, spread over the rounds (default 2000; quick 100)")
+	fs.IntVar(&sz.OverheadRounds, "overhead-rounds", 0, "overhead: rounds, each running every path (default 3)")
+	fs.IntVar(&sz.OverheadBurst, "overhead-burst", 0, "overhead: jobs submitted at once per path and round (default 300; quick 50)")
+	fs.Func("comfy", "overhead: base URL http://host:port of a real ComfyUI server instead of the simulator; repeat for several", func(s string) error {
+		o.Comfy = append(o.Comfy, s)
+		return nil
+	})
+	fs.Func("comfy-pid", "overhead: pid of a ComfyUI server process whose CPU to read; repeat for several (default: found by the --comfy ports on this machine)", func(s string) error {
+		pid, err := strconv.Atoi(s)
+		if err != nil || pid <= 0 {
+			return fmt.Errorf("not a process id: %q", s)
+		}
+		o.ComfyPIDs = append(o.ComfyPIDs, pid)
+		return nil
+	})
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: comfyfleet bench <scenario|all> [flags]\n\nScenarios:\n")
 		for _, s := range bench.Scenarios() {
@@ -54,19 +85,13 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	names, err := parseInterleaved(fs, args)
 	if err != nil {
-		return err
+		return o, nil, err
 	}
 	if len(names) == 0 {
 		fs.Usage()
-		return errors.New("bench: name a scenario, or all")
+		return o, nil, errors.New("bench: name a scenario, or all")
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("bench: find own binary: %w", err)
-	}
-	o.Gateway = []string{exe}
-	_, err = bench.Run(ctx, o, names)
-	return err
+	return o, names, nil
 }
 
 // parseInterleaved parses flags that may come before, between or after the

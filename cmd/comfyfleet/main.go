@@ -5,6 +5,7 @@
 //	comfyfleet demo                             gateway + simulated instances, nothing else needed
 //	comfyfleet sim --ports 8001-8008            simulated ComfyUI instances only
 //	comfyfleet bench all                        benchmarks: gateway + simulated fleet, one table each
+//	comfyfleet bench overhead --comfy URL       the gateway's overhead against real ComfyUI servers
 //	comfyfleet hash-password                    print a bcrypt hash for the config
 //	comfyfleet config reset --data DIR          delete the runtime config saved by PUT /api/config
 package main
@@ -27,6 +28,7 @@ Usage:
   comfyfleet demo  [--listen ADDR] [--instances N] [--data DIR]
   comfyfleet sim   [--listen IP] [--ports 8001-8008]
   comfyfleet bench <scenario|all> [--quick] [--store sqlite|redis] [flags]
+  comfyfleet bench overhead [--comfy http://host:port ...] [--overhead-rounds N]
   comfyfleet hash-password   (reads the password from stdin)
   comfyfleet config reset [--config FILE] [--data DIR] [--set key=value ...]
                             delete the runtime config saved by PUT /api/config
