@@ -39,6 +39,13 @@ func benchFlags(args []string) (bench.Options, []string, error) {
 	fs.BoolVar(&o.Quick, "quick", false, "small sizes: the whole suite in a couple of minutes")
 	fs.StringVar(&o.ProfileDir, "cpuprofile", "", "directory for CPU profiles of the gateway, one per measured window (from its metrics listener)")
 	fs.DurationVar(&o.ProfileTime, "profile-time", 0, "length of each CPU profile (default 10s)")
+	fs.Func("gateway-set", "key=value setting for every gateway started, as serve's --set (scheduler.prefetch=0, say); repeat for several", func(s string) error {
+		if !strings.Contains(s, "=") {
+			return fmt.Errorf("want key=value, got %q", s)
+		}
+		o.GatewaySets = append(o.GatewaySets, s)
+		return nil
+	})
 	sz := &o.Sizes
 	fs.IntVar(&sz.Clients, "clients", 0, "concurrent submitting clients (default 32)")
 	fs.IntVar(&sz.ThroughputTasks, "throughput-tasks", 0, "throughput: tasks per store (default 20000; quick 600)")

@@ -65,6 +65,10 @@ type Options struct {
 	// straight to them round-robin and through a gateway that has all of
 	// them. Default: none, one simulated instance.
 	Comfy []string
+	// GatewaySets are "key=value" settings (as "comfyfleet serve --set")
+	// that every gateway the bench starts runs with, after its generated
+	// config: scheduler.prefetch=0, say.
+	GatewaySets []string
 	// ComfyPIDs are the ComfyUI server processes whose CPU time the
 	// overhead scenario reads. Default: the processes listening on the
 	// Comfy URLs' ports, for the URLs that are on this machine.

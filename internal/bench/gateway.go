@@ -194,6 +194,9 @@ func (g *gateway) start(cfgPath string) error {
 		return err
 	}
 	argv := append(append([]string{}, g.e.opts.Gateway...), "serve", "--config", cfgPath)
+	for _, kv := range g.e.opts.GatewaySets {
+		argv = append(argv, "--set", kv)
+	}
 	g.cmd = exec.Command(argv[0], argv[1:]...)
 	g.cmd.Env = childEnv()
 	g.cmd.Stdout, g.cmd.Stderr = logf, logf
