@@ -56,10 +56,12 @@ type gateway struct {
 	metricsAddr string
 	// profiling tracks a profile being taken; stop waits for it.
 	profiling sync.WaitGroup
-	// mu guards profiled.
+	// mu guards profiled and profilingNow.
 	mu sync.Mutex
 	// profiled holds the names of the profiles taken or being taken.
 	profiled map[string]bool
+	// profilingNow says a profile is being taken.
+	profilingNow bool
 }
 
 // startGateway writes a config, starts the gateway, waits until
@@ -330,14 +332,21 @@ func (g *gateway) stop() error {
 // profile takes a CPU profile of Options.ProfileTime in the background,
 // into Options.ProfileDir/<label><suffix>.pprof, when profiles are asked for
 // and none of that name was taken yet (a scenario that measures several
-// windows with one gateway gets the first).
+// windows with one gateway gets the first). While another profile is being
+// taken it does nothing (the process has one CPU profiler), so a later
+// window of the same name may take it.
 func (g *gateway) profile(ctx context.Context, suffix string) {
-	if g.metricsAddr == "" || !g.firstProfile(suffix) {
+	if g.metricsAddr == "" || !g.claimProfile(suffix) {
 		return
 	}
 	path := filepath.Join(g.e.opts.ProfileDir, g.spec.label+suffix+".pprof")
 	secs := int(g.e.opts.ProfileTime.Round(time.Second) / time.Second)
 	g.profiling.Go(func() {
+		defer func() {
+			g.mu.Lock()
+			g.profilingNow = false
+			g.mu.Unlock()
+		}()
 		u := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", g.metricsAddr, max(secs, 1))
 		if err := g.e.download(ctx, u, path); err != nil {
 			g.e.logf("CPU profile of %s: %v", g.spec.label, err)
@@ -347,18 +356,18 @@ func (g *gateway) profile(ctx context.Context, suffix string) {
 	})
 }
 
-// firstProfile reports whether no profile named suffix was asked for yet,
-// and records it.
-func (g *gateway) firstProfile(suffix string) bool {
+// claimProfile reports whether a profile named suffix may start now: none
+// of that name was asked for yet and none is being taken. It records it.
+func (g *gateway) claimProfile(suffix string) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.profiled[suffix] {
+	if g.profiled[suffix] || g.profilingNow {
 		return false
 	}
 	if g.profiled == nil {
 		g.profiled = map[string]bool{}
 	}
-	g.profiled[suffix] = true
+	g.profiled[suffix], g.profilingNow = true, true
 	return true
 }
 

@@ -254,7 +254,7 @@ func gatewaySerial(g *gateway) func(ctx context.Context) (func(context.Context, 
 // waits for every task_completed on /ws.
 func gatewayBurst(e *env, g *gateway) func(ctx context.Context, prompts []string) (time.Duration, error) {
 	return func(ctx context.Context, prompts []string) (time.Duration, error) {
-		b, err := measureBatch(ctx, e, g, len(prompts), func(i int) []byte { return taskBody(prompts[i]) })
+		b, err := measureBatch(ctx, e, g, len(prompts), func(i int) []byte { return taskBody(prompts[i]) }, false)
 		return b.elapsed, err
 	}
 }

@@ -53,7 +53,7 @@ func throughputRun(ctx context.Context, e *env, store string, t *Table) error {
 	if err := g.admin.waitAlive(ctx, s.ThroughputInstances, time.Minute); err != nil {
 		return err
 	}
-	m, err := measureBatch(ctx, e, g, s.ThroughputTasks, trivialTask)
+	m, err := measureBatch(ctx, e, g, s.ThroughputTasks, trivialTask, true)
 	if err != nil {
 		return err
 	}
@@ -90,8 +90,9 @@ type batch struct {
 
 // measureBatch submits n tasks from e.sizes.Clients concurrent clients and
 // waits for every task_completed on /ws. The gateway may have run tasks
-// before: the outcomes are counted from the overview at the start.
-func measureBatch(ctx context.Context, e *env, g *gateway, n int, body func(int) []byte) (batch, error) {
+// before: the outcomes are counted from the overview at the start. With
+// profiles, it takes the gateway's CPU profiles of the submit and the drain.
+func measureBatch(ctx context.Context, e *env, g *gateway, n int, body func(int) []byte, profiles bool) (batch, error) {
 	o0, err := g.admin.overview(ctx)
 	if err != nil {
 		return batch{}, err
@@ -107,7 +108,9 @@ func measureBatch(ctx context.Context, e *env, g *gateway, n int, body func(int)
 		return batch{}, err
 	}
 	share0 := g.sampleCPU()
-	g.profile(ctx, "")
+	if profiles {
+		g.profile(ctx, "")
+	}
 	start := time.Now()
 	sub := submitter{clients: e.sizes.Clients, body: body, as: func(int) *api { return g.admin },
 		progress: func(done int) { e.logf("submitted %s of %s", itoa(done), itoa(n)) }}
@@ -117,7 +120,9 @@ func measureBatch(ctx context.Context, e *env, g *gateway, n int, body func(int)
 	var b batch
 	b.submit = time.Since(start)
 	b.doneAtSubmit, _, _ = tr.counts()
-	g.profile(ctx, "-drain")
+	if profiles {
+		g.profile(ctx, "-drain")
+	}
 	err = tr.wait(ctx, st.done, 10*time.Minute)
 	end := time.Time{}
 	switch {
