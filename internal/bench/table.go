@@ -14,6 +14,9 @@ type Table struct {
 	Header []string
 	Rows   [][]string
 	Notes  []string
+	// Then are tables that detail this one (per round, say), printed after
+	// its notes.
+	Then []*Table
 }
 
 // Row returns the row whose first cell is name, or nil.
@@ -85,6 +88,10 @@ func (t *Table) Print(w io.Writer) {
 		for _, n := range t.Notes {
 			fmt.Fprintln(w, "- "+n)
 		}
+	}
+	for _, sub := range t.Then {
+		fmt.Fprintln(w)
+		sub.Print(w)
 	}
 }
 
