@@ -83,7 +83,8 @@ var tableChecks = map[string]func(t *testing.T, tab *Table, s Sizes, redis bool)
 		if got := len(tab.Rows); got != 12 {
 			t.Fatalf("%s: %d rows, want 12", tab.Title, got)
 		}
-		wantResult(t, tab, "one at a time: jobs/s")
+		wantResult(t, tab, "one at a time: latency p50, ms")
+		wantResult(t, tab, itoa(s.OverheadBurst)+" at once: done/s")
 		for _, row := range []string{"one at a time: latency p50, ms", "one at a time: jobs/s", itoa(s.OverheadBurst) + " at once: done/s"} {
 			for _, col := range []string{"direct", "direct + outputs", "gateway", "gateway / direct"} {
 				if got := tab.Cell(row, col); got == "" || got == "n/a" {
@@ -93,6 +94,9 @@ var tableChecks = map[string]func(t *testing.T, tab *Table, s Sizes, redis bool)
 		}
 		// The simulated instance runs in the bench process.
 		wantCell(t, tab, "one at a time: ComfyUI CPU per job, ms", "direct", "n/a")
+		if len(tab.Then) != 1 || len(tab.Then[0].Rows) != s.OverheadRounds*(3+2) {
+			t.Errorf("%s: want a rounds table of %d rows", tab.Title, s.OverheadRounds*(3+2))
+		}
 	},
 	"fanout": func(t *testing.T, tab *Table, s Sizes, _ bool) {
 		n := s.FanoutRate * int(s.FanoutDuration/time.Second)

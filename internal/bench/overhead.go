@@ -4,12 +4,23 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"time"
 )
 
-// Target of the overhead scenario: gateway jobs/s, one at a time, as a
-// share of direct.
-const overheadTarget = 0.9
+// Targets of the overhead scenario, as shares of direct: the gateway's
+// throughput with a burst submitted at once, and its latency one job at a
+// time (median). With several instances, the gateway's throughput is also
+// to beat one instance's, straight.
+const (
+	overheadRateTarget    = 0.9
+	overheadLatencyTarget = 1.3
+)
+
+// overheadWarmup is the number of jobs each path runs, unmeasured, before
+// the first round: connections, caches and ComfyUI's first-run costs.
+const overheadWarmup = 5
 
 // overheadSize is the side of the overhead scenario's images, in pixels.
 const overheadSize = 64
@@ -33,15 +44,22 @@ func runOverhead(ctx context.Context, e *env) (*Table, error) {
 		return nil, err
 	}
 	r := &overheadRun{
-		sizes: e.sizes, fleet: fl, meter: cpuMeter{gateway: g, comfy: fl.pids},
+		sizes: e.sizes, fleet: fl, meter: cpuMeter{gateway: g, comfy: fl.pids}, gatewayAbout: gatewayAbout(g),
 		id: time.Now().Format("20060102-150405") + "-" + randomHex(3), colour: rand.IntN(1 << 24),
 		paths: []overheadPath{
 			{name: "direct", tag: "direct", serial: e.directSerial(fl.bases, false), burst: e.directBurst(fl.bases, false)},
 			{name: "direct + outputs", tag: "outputs", serial: e.directSerial(fl.bases, true), burst: e.directBurst(fl.bases, true)},
-			{name: "gateway", tag: "gateway", serial: gatewaySerial(g), burst: gatewayBurst(e, g)},
 		},
 	}
-	g.profile(ctx, "")
+	if len(fl.bases) > 1 {
+		// What the gateway in front of several instances has to beat: one
+		// instance, straight, at once.
+		r.paths = append(r.paths, overheadPath{name: oneInstance, tag: "direct1", burst: e.directBurst(fl.bases[:1], false)})
+	}
+	r.paths = append(r.paths, overheadPath{name: "gateway", tag: "gateway", serial: gatewaySerial(g), burst: gatewayBurst(e, g),
+		// One CPU profile per mode, from the gateway's first phase of it that
+		// does not overlap the other's (see --profile-time).
+		profile: func(ctx context.Context, mode int) { g.profile(ctx, "-"+modeTag(mode)) }})
 	if err := r.run(ctx, e.logf); err != nil {
 		return nil, err
 	}
@@ -60,10 +78,16 @@ type overheadPath struct {
 	// serial starts a client that runs one job at a time: runOne submits a
 	// prompt and returns when it is done.
 	serial func(ctx context.Context) (runOne func(ctx context.Context, prompt string) error, stop func(), err error)
+	// serial is nil for a path that only runs at once.
 	// burst submits the prompts at once and returns the time from the
 	// first submit to the last job done.
 	burst func(ctx context.Context, prompts []string) (time.Duration, error)
+	// profile, when set, is called as each of the path's phases starts.
+	profile func(ctx context.Context, mode int)
 }
+
+// oneInstance names the path straight to the first instance alone.
+const oneInstance = "direct to one instance"
 
 // The modes of a phase.
 const (
@@ -100,22 +124,59 @@ type overheadRun struct {
 	// colour is the next job's image colour: each job has its own, so
 	// ComfyUI's cache never replays one.
 	colour int
-	// phases[mode][path] holds one phase per round.
+	// phases[mode][path] holds one phase per round (none for a path
+	// without that mode).
 	phases [2][][]phase
 	rounds []roundLoad
+	// warmed counts the unmeasured warm-up jobs.
+	warmed int
+	// gatewayAbout describes the gateway's settings.
+	gatewayAbout string
 }
 
-// run measures every round.
+// gatewayAbout describes a gateway's store and the settings it was given.
+func gatewayAbout(g *gateway) string {
+	s := g.spec.store + " store, health checks every " + fmtDur(g.spec.health)
+	if sets := g.e.opts.GatewaySets; len(sets) > 0 {
+		s += ", " + strings.Join(sets, ", ")
+	} else {
+		s += ", the default scheduler settings"
+	}
+	return s
+}
+
+// run warms every path up, then measures every round. Within a round the
+// paths take turns, in reverse order every other round, so that a drift of
+// the machine's load over a round does not always fall on the same path.
 func (r *overheadRun) run(ctx context.Context, logf func(string, ...any)) error {
 	per := max(r.sizes.OverheadTasks/r.sizes.OverheadRounds, 1)
 	for mode := range r.phases {
 		r.phases[mode] = make([][]phase, len(r.paths))
 	}
+	for _, p := range r.paths {
+		if err := r.warm(ctx, p); err != nil {
+			return fmt.Errorf("warm-up, %s: %w", p.name, err)
+		}
+	}
 	for round := range r.sizes.OverheadRounds {
 		load := roundLoad{start: time.Now()}
+		order := make([]int, len(r.paths))
+		for i := range order {
+			order[i] = i
+		}
+		if round%2 == 1 {
+			slices.Reverse(order)
+		}
 		for mode, n := range [2]int{per, r.sizes.OverheadBurst} {
-			for i, p := range r.paths {
-				ph, err := r.measure(ctx, p, mode, r.prompts(round, p.tag, mode, n))
+			for _, i := range order {
+				p := r.paths[i]
+				if mode == serialMode && p.serial == nil {
+					continue
+				}
+				if p.profile != nil {
+					p.profile(ctx, mode)
+				}
+				ph, err := r.measure(ctx, p, mode, r.prompts(fmt.Sprintf("r%d", round+1), p.tag, mode, n))
 				if err != nil {
 					return fmt.Errorf("round %d, %s, %s: %w", round+1, p.name, modeName(mode), err)
 				}
@@ -130,6 +191,21 @@ func (r *overheadRun) run(ctx context.Context, logf func(string, ...any)) error 
 	return nil
 }
 
+// warm runs overheadWarmup jobs on a path, one at a time (at once for a
+// path without that mode), and counts them in r.warmed.
+func (r *overheadRun) warm(ctx context.Context, p overheadPath) error {
+	mode := serialMode
+	if p.serial == nil {
+		mode = burstMode
+	}
+	prompts := r.prompts("warmup", p.tag, mode, overheadWarmup)
+	if _, err := r.measure(ctx, p, mode, prompts); err != nil {
+		return err
+	}
+	r.warmed += len(prompts)
+	return nil
+}
+
 func modeName(mode int) string {
 	if mode == serialMode {
 		return "one at a time"
@@ -137,11 +213,14 @@ func modeName(mode int) string {
 	return "at once"
 }
 
+// modeTag names a mode in output folders and profile names.
+func modeTag(mode int) string { return [2]string{"serial", "burst"}[mode] }
+
 // prompts are a phase's jobs: each a colour of its own, saved into a
 // subfolder of the phase (ComfyUI lists the folder on every save, so
 // folders are kept small and alike).
-func (r *overheadRun) prompts(round int, tag string, mode, n int) []string {
-	folder := fmt.Sprintf("comfyfleet-bench/%s/r%d-%s-%s", r.id, round+1, tag, [2]string{"serial", "burst"}[mode])
+func (r *overheadRun) prompts(round, tag string, mode, n int) []string {
+	folder := fmt.Sprintf("comfyfleet-bench/%s/%s-%s-%s", r.id, round, tag, modeTag(mode))
 	out := make([]string, n)
 	for i := range out {
 		out[i] = imagePrompt(overheadSize, r.colour, folder+"/job")
@@ -180,9 +259,9 @@ func (r *overheadRun) measure(ctx context.Context, p overheadPath, mode int, pro
 	return ph, nil
 }
 
-// jobs counts the jobs run on every path.
+// jobs counts the jobs run on every path, warm-up included.
 func (r *overheadRun) jobs() int {
-	n := 0
+	n := r.warmed
 	for _, byPath := range r.phases {
 		for _, phases := range byPath {
 			for _, ph := range phases {

@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -45,6 +46,8 @@ func figuresOf(phases ...phase) figures {
 	return f
 }
 
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
 // overheadRow is one line of the overhead table: one figure of one mode.
 type overheadRow struct {
 	mode int
@@ -55,16 +58,26 @@ type overheadRow struct {
 	ratio bool
 }
 
+// The names of the rows that carry the targets.
+const (
+	latencyRow = "one at a time: latency p50, ms"
+	jobsRow    = "one at a time: jobs/s"
+)
+
+// burstRow names the row of the at-once throughput.
+func (r *overheadRun) burstRow() string {
+	return itoa(r.sizes.OverheadBurst) + " " + modeName(burstMode) + ": done/s"
+}
+
 // rows are the overhead table's lines.
 func (r *overheadRun) rows() []overheadRow {
-	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	comfyMeasured := len(r.fleet.pids) > 0
 	serial, burst := modeName(serialMode), itoa(r.sizes.OverheadBurst)+" "+modeName(burstMode)
 	rows := []overheadRow{
-		{serialMode, serial + ": latency p50, ms", func(f figures) (float64, bool) { return ms(f.p50), true }, true},
+		{serialMode, latencyRow, func(f figures) (float64, bool) { return ms(f.p50), true }, true},
 		{serialMode, serial + ": latency p95, ms", func(f figures) (float64, bool) { return ms(f.p95), true }, true},
-		{serialMode, serial + ": jobs/s", func(f figures) (float64, bool) { return f.rate, true }, true},
-		{burstMode, burst + ": done/s", func(f figures) (float64, bool) { return f.rate, true }, true},
+		{serialMode, jobsRow, func(f figures) (float64, bool) { return f.rate, true }, true},
+		{burstMode, r.burstRow(), func(f figures) (float64, bool) { return f.rate, true }, true},
 	}
 	for mode, prefix := range [2]string{serial, burst} {
 		rows = append(rows,
@@ -94,6 +107,9 @@ func (s spread) String() string {
 	return fmt.Sprintf("%s (%s–%s)", sig3(s.all), sig3(s.lo), sig3(s.hi))
 }
 
+// has reports whether a path ran in a mode.
+func (r *overheadRun) has(mode, path int) bool { return len(r.phases[mode][path]) > 0 }
+
 // spreadOf reads a row's figure of a path over all rounds and per round.
 func (r *overheadRun) spreadOf(row overheadRow, path int) (all float64, perRound []float64, ok bool) {
 	phases := r.phases[row.mode][path]
@@ -118,7 +134,7 @@ func newSpread(all float64, perRound []float64, ok bool) spread {
 func (r *overheadRun) ratio(row overheadRow, a, b int) spread {
 	allA, roundsA, okA := r.spreadOf(row, a)
 	allB, roundsB, okB := r.spreadOf(row, b)
-	if !okA || !okB || allB == 0 || slices.Contains(roundsB, 0) {
+	if !okA || !okB || allB == 0 || len(roundsA) != len(roundsB) || slices.Contains(roundsB, 0) {
 		return spread{}
 	}
 	per := make([]float64, len(roundsA))
@@ -128,8 +144,62 @@ func (r *overheadRun) ratio(row overheadRow, a, b int) spread {
 	return newSpread(allA/allB, per, true)
 }
 
-// table renders the run. The paths are direct, direct + outputs and
-// gateway, in that order.
+// gatewayPath is the gateway's index in r.paths: the last.
+func (r *overheadRun) gatewayPath() int { return len(r.paths) - 1 }
+
+// pathIndex is the index of the path named name, or -1.
+func (r *overheadRun) pathIndex(name string) int {
+	return slices.IndexFunc(r.paths, func(p overheadPath) bool { return p.name == name })
+}
+
+// target is one of the scenario's targets: the gateway's figure of a row
+// over another path's, against a bound.
+type target struct {
+	row  string
+	path string // the path the gateway is compared with
+	// atMost: the ratio must be at most bound; otherwise at least (or,
+	// with strict, above) bound.
+	atMost, strict bool
+	bound          float64
+}
+
+func (t target) String() string {
+	op := "≥"
+	switch {
+	case t.atMost:
+		op = "≤"
+	case t.strict:
+		op = ">"
+	}
+	return fmt.Sprintf("gateway / %s %s %.2f", t.path, op, t.bound)
+}
+
+// met reports whether x meets the target.
+func (t target) met(x float64) bool {
+	switch {
+	case t.atMost:
+		return x <= t.bound
+	case t.strict:
+		return x > t.bound
+	}
+	return x >= t.bound
+}
+
+// targets are the run's targets: latency and throughput against direct,
+// and with several instances throughput against one instance straight.
+func (r *overheadRun) targets() []target {
+	out := []target{
+		{row: latencyRow, path: "direct", atMost: true, bound: overheadLatencyTarget},
+		{row: r.burstRow(), path: "direct", bound: overheadRateTarget},
+	}
+	if r.pathIndex(oneInstance) >= 0 {
+		out = append(out, target{row: r.burstRow(), path: oneInstance, strict: true, bound: 1})
+	}
+	return out
+}
+
+// table renders the run: a column per path, the gateway last, then the
+// gateway's ratio to each other path; a table per round follows.
 func (r *overheadRun) table() *Table {
 	fleet := fmt.Sprintf("%d ComfyUI servers", len(r.fleet.bases))
 	switch {
@@ -138,33 +208,48 @@ func (r *overheadRun) table() *Table {
 	case len(r.fleet.bases) == 1:
 		fleet = "a ComfyUI server"
 	}
+	gw := r.gatewayPath()
+	header := []string{"figure"}
+	for _, p := range r.paths {
+		header = append(header, p.name)
+	}
+	for _, p := range r.paths[:gw] {
+		header = append(header, "gateway / "+p.name)
+	}
 	t := &Table{
 		Title: fmt.Sprintf("overhead: %d×%d jobs straight to %s and through the gateway, %d rounds",
 			overheadSize, overheadSize, fleet, r.sizes.OverheadRounds),
-		Header: []string{"figure", "direct", "direct + outputs", "gateway", "gateway / direct", "gateway / direct + outputs", "target", "result"},
+		Header: append(header, "target", "result"),
 	}
-	gw := len(r.paths) - 1
 	for _, row := range r.rows() {
 		cells := []string{row.name}
 		for p := range r.paths {
-			cells = append(cells, newSpread(r.spreadOf(row, p)).String())
+			c := "—"
+			if r.has(row.mode, p) {
+				c = newSpread(r.spreadOf(row, p)).String()
+			}
+			cells = append(cells, c)
 		}
-		target, result := "", ""
 		for b := range gw {
 			c := "—"
-			if row.ratio {
+			if row.ratio && r.has(row.mode, b) {
 				c = r.ratio(row, gw, b).String()
 			}
 			cells = append(cells, c)
 		}
-		if row.mode == serialMode && row.name == modeName(serialMode)+": jobs/s" {
-			x := r.ratio(row, gw, 0)
-			target = fmt.Sprintf("gateway / direct ≥ %.2f", overheadTarget)
-			result = verdict(x.ok && x.all >= overheadTarget, fmtRatio(x.all))
+		var targets, results []string
+		for _, tg := range r.targets() {
+			if tg.row != row.name {
+				continue
+			}
+			x := r.ratio(row, gw, r.pathIndex(tg.path))
+			targets = append(targets, tg.String())
+			results = append(results, verdict(x.ok && tg.met(x.all), fmtRatio(x.all)))
 		}
-		t.add(append(cells, target, result)...)
+		t.add(append(cells, strings.Join(targets, "; "), strings.Join(results, "; "))...)
 	}
 	r.notes(t)
+	t.Then = append(t.Then, r.roundsTable())
 	return t
 }
 
@@ -173,13 +258,21 @@ func (r *overheadRun) notes(t *Table) {
 	for _, a := range r.fleet.about {
 		t.note("instance %s", a)
 	}
+	if r.gatewayAbout != "" {
+		t.note("gateway: %s", r.gatewayAbout)
+	}
 	per := max(r.sizes.OverheadTasks/r.sizes.OverheadRounds, 1)
 	t.note("a job: a %d×%d EmptyImage saved by SaveImage, each a colour of its own so that ComfyUI's cache never replays one, into an output subfolder per round, path and mode (comfyfleet-bench/%s/...)",
 		overheadSize, overheadSize, r.id)
 	t.note("one at a time: in each round each path runs %s jobs in a row, each submitted when the previous one is done; at once: each path's %s jobs are submitted by %d concurrent clients, and done/s = jobs / (first submit to last done)",
 		itoa(per), itoa(r.sizes.OverheadBurst), r.sizes.Clients)
+	t.note("each path first runs %d jobs unmeasured (warm-up); in a round the paths take turns one at a time, then at once, in reverse order every other round",
+		overheadWarmup)
 	t.note("direct: POST /prompt with a client_id, then executing{node:null} for it on that client's /ws, round-robin across the instances; direct + outputs: then GET /history/{id} and GET /view of its image, as the gateway does for every task; gateway: POST /api/tasks, then task_completed on /ws")
-	t.note("a cell: the figure over all rounds, then (lo–hi) its range over the rounds, left out when every round gave the same; a ratio likewise, from each round's figures; latency ratios above 1 and rate ratios below 1 are the gateway's cost")
+	if r.pathIndex(oneInstance) >= 0 {
+		t.note("%s: direct, at once, to the first instance alone: what the gateway in front of every instance has to beat", oneInstance)
+	}
+	t.note("a cell: the figure over all rounds, then (lo–hi) its range over the rounds, left out when every round gave the same; a ratio likewise, from each round's figures; latency ratios above 1 and rate ratios below 1 are the gateway's cost; a verdict is on the figure over all rounds")
 	t.note("CPU per job: user + system time from /proc/<pid>/stat over the phase, per job; client = the bench process; the gateway stays up during the direct paths, where its figure is what it spent meanwhile (ComfyUI's status broadcasts, health probes); other processes = the machine's busy time (/proc/stat) less the gateway's, ComfyUI's and the bench process's")
 	switch {
 	case r.fleet.simulated():
@@ -190,4 +283,78 @@ func (r *overheadRun) notes(t *Table) {
 	for i, rl := range r.rounds {
 		t.note("round %d, %s to %s: %s; load average at its end %s", i+1, rl.start.Format("15:04:05"), rl.end.Format("15:04:05"), rl.cpu.split(len(r.fleet.pids) > 0), rl.loadavg)
 	}
+}
+
+// roundsTable has each round's figures: a row per path, then the gateway's
+// ratios to each other path.
+func (r *overheadRun) roundsTable() *Table {
+	burst := itoa(r.sizes.OverheadBurst) + " " + modeName(burstMode)
+	t := &Table{
+		Title: "overhead, round by round",
+		Header: []string{"round", "path", "latency p50, ms", "latency p95, ms", "jobs/s", burst + ": done/s",
+			"gateway CPU per job, ms", "ComfyUI CPU per job, ms", "client CPU per job, ms", "other processes, cores"},
+	}
+	comfyMeasured := len(r.fleet.pids) > 0
+	gw := r.gatewayPath()
+	// both formats a figure of the two modes as "one at a time / at once".
+	both := func(round, path int, value func(figures) (float64, bool)) string {
+		var s [2]string
+		for mode := range s {
+			s[mode] = "—"
+			if ph := r.phases[mode][path]; round < len(ph) {
+				if v, ok := value(figuresOf(ph[round])); ok {
+					s[mode] = sig3(v)
+				} else {
+					s[mode] = "n/a"
+				}
+			}
+		}
+		return s[0] + " / " + s[1]
+	}
+	for round := range r.rounds {
+		name := fmt.Sprintf("%d", round+1)
+		for p, path := range r.paths {
+			cells := []string{name, path.name}
+			if ph := r.phases[serialMode][p]; round < len(ph) {
+				f := figuresOf(ph[round])
+				cells = append(cells, sig3(ms(f.p50)), sig3(ms(f.p95)), sig3(f.rate))
+			} else {
+				cells = append(cells, "—", "—", "—")
+			}
+			if ph := r.phases[burstMode][p]; round < len(ph) {
+				cells = append(cells, sig3(figuresOf(ph[round]).rate))
+			} else {
+				cells = append(cells, "—")
+			}
+			cells = append(cells,
+				both(round, p, func(f figures) (float64, bool) { return ms(f.gateway), true }),
+				both(round, p, func(f figures) (float64, bool) { return ms(f.comfy), comfyMeasured && f.comfyOK }),
+				both(round, p, func(f figures) (float64, bool) { return ms(f.bench), true }),
+				both(round, p, func(f figures) (float64, bool) { return f.other, f.machineOK }))
+			t.add(cells...)
+		}
+		for b := range gw {
+			cells := []string{name, "gateway / " + r.paths[b].name}
+			for _, row := range r.rows()[:4] {
+				cells = append(cells, r.roundRatio(row, round, gw, b))
+			}
+			t.add(append(cells, "—", "—", "—", "—")...)
+		}
+	}
+	t.note("CPU and other processes: one at a time / at once; — where the path does not run in that mode")
+	return t
+}
+
+// roundRatio is path a's figure of row over path b's in one round.
+func (r *overheadRun) roundRatio(row overheadRow, round, a, b int) string {
+	pa, pb := r.phases[row.mode][a], r.phases[row.mode][b]
+	if round >= len(pa) || round >= len(pb) {
+		return "—"
+	}
+	va, okA := row.value(figuresOf(pa[round]))
+	vb, okB := row.value(figuresOf(pb[round]))
+	if !okA || !okB || vb == 0 {
+		return "n/a"
+	}
+	return fmtRatio(va / vb)
 }

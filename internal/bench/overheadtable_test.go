@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -58,8 +59,11 @@ func TestOverheadTable(t *testing.T) {
 		{"one at a time: jobs/s", "gateway", "200"},
 		{"one at a time: jobs/s", "gateway / direct", "0.45 (0.40–0.50)"},
 		{"one at a time: jobs/s", "gateway / direct + outputs", "0.80"},
-		{"one at a time: jobs/s", "target", "gateway / direct ≥ 0.90"},
-		{"one at a time: jobs/s", "result", "gap: 0.45"},
+		{"one at a time: jobs/s", "target", ""},
+		{"one at a time: latency p50, ms", "target", "gateway / direct ≤ 1.30"},
+		{"one at a time: latency p50, ms", "result", "gap: 4.00"},
+		{"10 at once: done/s", "target", "gateway / direct ≥ 0.90"},
+		{"10 at once: done/s", "result", "gap: 0.44"},
 		{"10 at once: done/s", "gateway", "222 (200–250)"},
 		{"10 at once: done/s", "gateway / direct", "0.44 (0.40–0.50)"},
 		// 14 ms of gateway CPU over 4 jobs; 3 and 4 ms per job in the rounds.
@@ -110,5 +114,93 @@ func TestOverheadTableWithoutComfyProcess(t *testing.T) {
 	if got := out.String(); !strings.Contains(got, "ComfyUI CPU: n/a, no instance runs on this machine") ||
 		strings.Contains(got, "ComfyUI 0.50") {
 		t.Errorf("notes do not say why ComfyUI's CPU is missing, or still give its share:\n%s", got)
+	}
+}
+
+// twoInstanceFixture is overheadFixture with a second instance and the
+// path straight to the first alone, which runs only at once.
+func twoInstanceFixture() *overheadRun {
+	r := overheadFixture([]int{4242, 4343})
+	r.fleet.bases = append(r.fleet.bases, "http://127.0.0.1:8189")
+	r.paths = []overheadPath{r.paths[0], r.paths[1], {name: oneInstance}, r.paths[2]}
+	quiet := r.phases[burstMode][0][0].cpu
+	one := []phase{{jobs: 10, elapsed: 50 * time.Millisecond, cpu: quiet}, {jobs: 10, elapsed: 60 * time.Millisecond, cpu: quiet}}
+	r.phases[serialMode] = slices.Insert(r.phases[serialMode], 2, nil)
+	r.phases[burstMode] = slices.Insert(r.phases[burstMode], 2, one)
+	return r
+}
+
+func TestOverheadTableTwoInstances(t *testing.T) {
+	t.Parallel()
+	tab := twoInstanceFixture().table()
+	tests := []struct{ row, col, want string }{
+		{"one at a time: latency p50, ms", oneInstance, "—"},
+		{"one at a time: latency p50, ms", "gateway / " + oneInstance, "—"},
+		{"one at a time: ComfyUI CPU per job, ms", oneInstance, "—"},
+		// 20 jobs in 110 ms; 200/s and 167/s in the rounds.
+		{"10 at once: done/s", oneInstance, "182 (167–200)"},
+		{"10 at once: done/s", "gateway / " + oneInstance, "1.22 (1.20–1.25)"},
+		{"10 at once: done/s", "target", "gateway / direct ≥ 0.90; gateway / " + oneInstance + " > 1.00"},
+		{"10 at once: done/s", "result", "gap: 0.44; pass"},
+		{"one at a time: latency p50, ms", "result", "gap: 4.00"},
+	}
+	for _, tc := range tests {
+		wantCell(t, tab, tc.row, tc.col, tc.want)
+	}
+	var out bytes.Buffer
+	tab.Print(&out)
+	if !strings.Contains(out.String(), oneInstance+": direct, at once, to the first instance alone") {
+		t.Errorf("notes do not say what %q is:\n%s", oneInstance, out.String())
+	}
+}
+
+func TestOverheadRoundsTable(t *testing.T) {
+	t.Parallel()
+	tab := twoInstanceFixture().table()
+	if len(tab.Then) != 1 {
+		t.Fatalf("%d tables after the overhead table, want the rounds table", len(tab.Then))
+	}
+	rounds := tab.Then[0]
+	// Per round: four paths, then the gateway over each of the other three.
+	if got, want := len(rounds.Rows), 2*(4+3); got != want {
+		t.Fatalf("%d rows, want %d", got, want)
+	}
+	cell := func(round, path, col string) string {
+		t.Helper()
+		i := slices.Index(rounds.Header, col)
+		for _, row := range rounds.Rows {
+			if row[0] == round && row[1] == path {
+				return row[i]
+			}
+		}
+		t.Fatalf("no row for round %s, %s", round, path)
+		return ""
+	}
+	tests := []struct{ round, path, col, want string }{
+		// Round 1: the gateway's latencies 2 and 6 ms, direct's 1 and 3.
+		{"1", "gateway", "latency p50, ms", "2.00"},
+		{"1", "gateway", "latency p95, ms", "6.00"},
+		{"1", "gateway / direct", "latency p50, ms", "2.00"},
+		{"2", "gateway / direct", "latency p50, ms", "4.00"},
+		// 10 jobs in 40 ms, against 20 ms direct and 50 ms to one instance.
+		{"1", "gateway", "10 at once: done/s", "250"},
+		{"1", "gateway / direct", "10 at once: done/s", "0.50"},
+		{"1", "gateway / " + oneInstance, "10 at once: done/s", "1.25"},
+		{"1", "gateway / " + oneInstance, "latency p50, ms", "—"},
+		{"1", oneInstance, "jobs/s", "—"},
+		// 6 ms of gateway CPU over 2 jobs one at a time, none at once.
+		{"1", "gateway", "gateway CPU per job, ms", "3.00 / 0.00"},
+		{"1", oneInstance, "ComfyUI CPU per job, ms", "— / 1.00"},
+		{"2", "direct", "other processes, cores", "0.10 / 0.10"},
+	}
+	for _, tc := range tests {
+		if got := cell(tc.round, tc.path, tc.col); got != tc.want {
+			t.Errorf("round %s, %s, %s = %q, want %q", tc.round, tc.path, tc.col, got, tc.want)
+		}
+	}
+	var out bytes.Buffer
+	tab.Print(&out)
+	if !strings.Contains(out.String(), "\n### overhead, round by round\n") {
+		t.Errorf("the rounds table is not printed:\n%s", out.String())
 	}
 }
