@@ -18,7 +18,7 @@ func TestBenchFlags(t *testing.T) {
 	t.Parallel()
 	o, names, err := benchFlags([]string{"overhead", "--comfy", "http://127.0.0.1:8188", "--comfy=http://127.0.0.1:8189",
 		"--comfy-pid", "41", "--comfy-pid=42", "--overhead-rounds", "5", "--overhead-burst", "100", "--overhead-tasks", "900",
-		"--gateway-set", "scheduler.prefetch=0"})
+		"--gateway-set", "scheduler.prefetch=0", "--overhead-quiet", "0.3", "--overhead-quiet-wait", "30s"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,6 +27,9 @@ func TestBenchFlags(t *testing.T) {
 	}
 	if want := []string{"http://127.0.0.1:8188", "http://127.0.0.1:8189"}; !slices.Equal(o.Comfy, want) {
 		t.Errorf("Comfy = %q, want %q", o.Comfy, want)
+	}
+	if o.QuietBelow != 0.3 || o.QuietWait != 30*time.Second {
+		t.Errorf("QuietBelow, QuietWait = %v, %v; want 0.3, 30s", o.QuietBelow, o.QuietWait)
 	}
 	if want := []string{"scheduler.prefetch=0"}; !slices.Equal(o.GatewaySets, want) {
 		t.Errorf("GatewaySets = %q, want %q", o.GatewaySets, want)
@@ -61,12 +64,13 @@ func TestBenchOverhead(t *testing.T) {
 	small := []string{"--overhead-tasks", "15", "--overhead-burst", "8", "--overhead-rounds", "3"}
 
 	t.Run("simulator", func(t *testing.T) {
-		out := runBenchCmd(t, bin, append([]string{"bench", "overhead"}, small...)...)
+		// A quiet threshold no machine reaches: each round looks once.
+		out := runBenchCmd(t, bin, append([]string{"bench", "overhead", "--overhead-quiet", "100"}, small...)...)
 		for _, want := range []string{
 			"### overhead: 64×64 jobs straight to a simulated instance and through the gateway, 3 rounds",
 			"| one at a time: latency p50, ms ", "| 8 at once: done/s ", "gateway / direct ≤ 1.30", "gateway / direct ≥ 0.90",
 			"| one at a time: gateway CPU per job, ms ", "| one at a time: other processes, cores ",
-			"### overhead, round by round", "- round 3, ",
+			"### overhead, round by round", "- round 3, ", "(started quiet, after ",
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("output lacks %q:\n%s", want, out)

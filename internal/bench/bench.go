@@ -65,6 +65,12 @@ type Options struct {
 	// straight to them round-robin and through a gateway that has all of
 	// them. Default: none, one simulated instance.
 	Comfy []string
+	// QuietBelow, when above 0, holds each round of the overhead scenario
+	// until the other processes of the machine use fewer cores than this
+	// over a second, for at most QuietWait (default 2 minutes): on a
+	// shared machine, rounds then fall in its quiet spells.
+	QuietBelow float64
+	QuietWait  time.Duration
 	// GatewaySets are "key=value" settings (as "comfyfleet serve --set")
 	// that every gateway the bench starts runs with, after its generated
 	// config: scheduler.prefetch=0, say.
@@ -97,6 +103,9 @@ func (o Options) withDefaults() Options {
 	if o.ProfileTime <= 0 {
 		o.ProfileTime = 10 * time.Second
 	}
+	if o.QuietWait <= 0 {
+		o.QuietWait = 2 * time.Minute
+	}
 	o.Sizes = o.Sizes.withDefaults(o.Quick)
 	return o
 }
@@ -107,6 +116,9 @@ func (o Options) validate() error {
 	}
 	if o.Store != "sqlite" && o.Store != "redis" {
 		return fmt.Errorf("bench: store %q: want sqlite or redis", o.Store)
+	}
+	if o.QuietBelow < 0 {
+		return fmt.Errorf("bench: quiet threshold %v: want a number of cores above 0", o.QuietBelow)
 	}
 	if len(o.ComfyPIDs) > 0 && len(o.Comfy) == 0 {
 		return errors.New("bench: ComfyUI pids given without ComfyUI URLs")

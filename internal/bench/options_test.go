@@ -54,6 +54,7 @@ func TestRunRefusesComfyElsewhere(t *testing.T) {
 		{"all", Options{Comfy: []string{"http://127.0.0.1:8188"}}, []string{"all"}, "overhead scenario only"},
 		{"pids without URLs", Options{ComfyPIDs: []int{1}}, []string{"overhead"}, "without ComfyUI URLs"},
 		{"a bad URL", Options{Comfy: []string{"http://127.0.0.1"}}, []string{"overhead"}, "want http://host:port"},
+		{"a negative quiet threshold", Options{QuietBelow: -1}, []string{"overhead"}, "want a number of cores above 0"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -45,7 +45,8 @@ func runOverhead(ctx context.Context, e *env) (*Table, error) {
 	}
 	r := &overheadRun{
 		sizes: e.sizes, fleet: fl, meter: cpuMeter{gateway: g, comfy: fl.pids}, gatewayAbout: gatewayAbout(g),
-		id: time.Now().Format("20060102-150405") + "-" + randomHex(3), colour: rand.IntN(1 << 24),
+		quiet: quietGate{Below: e.opts.QuietBelow, Wait: e.opts.QuietWait},
+		id:    time.Now().Format("20060102-150405") + "-" + randomHex(3), colour: rand.IntN(1 << 24),
 		paths: []overheadPath{
 			{name: "direct", tag: "direct", serial: e.directSerial(fl.bases, false), burst: e.directBurst(fl.bases, false)},
 			{name: "direct + outputs", tag: "outputs", serial: e.directSerial(fl.bases, true), burst: e.directBurst(fl.bases, true)},
@@ -111,6 +112,10 @@ type roundLoad struct {
 	cpu        cpuUse
 	// loadavg is /proc/loadavg's first three fields at the round's end.
 	loadavg string
+	// waited is how long the round waited for the machine to be quiet,
+	// and quiet whether it was when the round started (see waitQuiet).
+	waited time.Duration
+	quiet  bool
 }
 
 // overheadRun measures the paths round after round.
@@ -132,6 +137,8 @@ type overheadRun struct {
 	warmed int
 	// gatewayAbout describes the gateway's settings.
 	gatewayAbout string
+	// quiet holds rounds back while the machine is busy.
+	quiet quietGate
 }
 
 // gatewayAbout describes a gateway's store and the settings it was given.
@@ -159,7 +166,14 @@ func (r *overheadRun) run(ctx context.Context, logf func(string, ...any)) error 
 		}
 	}
 	for round := range r.sizes.OverheadRounds {
-		load := roundLoad{start: time.Now()}
+		var load roundLoad
+		if r.quiet.Below > 0 {
+			var err error
+			if load.waited, load.quiet, err = r.waitQuiet(ctx, round, logf); err != nil {
+				return err
+			}
+		}
+		load.start = time.Now()
 		order := make([]int, len(r.paths))
 		for i := range order {
 			order[i] = i
@@ -189,6 +203,52 @@ func (r *overheadRun) run(ctx context.Context, logf func(string, ...any)) error 
 		logf("round %d of %d done: %s; load average %s", round+1, r.sizes.OverheadRounds, load.cpu, load.loadavg)
 	}
 	return nil
+}
+
+// quietGate holds each round back until the machine is quiet.
+type quietGate struct {
+	// Below is the most cores other processes may use for a round to
+	// start; 0 starts every round at once.
+	Below float64
+	// Wait bounds the wait of one round; the round then starts anyway.
+	Wait time.Duration
+}
+
+// quietWindow is how long the machine is watched at a time before a round.
+const quietWindow = time.Second
+
+// waitQuiet waits until other processes used less than r.quiet.Below cores
+// over a quietWindow, or r.quiet.Wait passed; it returns how long it
+// waited and whether the machine was quiet.
+func (r *overheadRun) waitQuiet(ctx context.Context, round int, logf func(string, ...any)) (time.Duration, bool, error) {
+	start := time.Now()
+	logged := false
+	for {
+		s0 := r.meter.sample()
+		select {
+		case <-ctx.Done():
+			return 0, false, ctx.Err()
+		case <-time.After(quietWindow):
+		}
+		use := r.meter.sample().sub(s0)
+		other := use.cores(use.other())
+		waited := time.Since(start)
+		switch {
+		case !use.machineOK:
+			return waited, false, nil // nothing to go by
+		case other < r.quiet.Below:
+			if logged {
+				logf("round %d: other processes down to %.2f cores after %s", round+1, other, fmtDur(waited))
+			}
+			return waited, true, nil
+		case waited >= r.quiet.Wait:
+			logf("round %d: other processes still use %.2f cores after %s; starting anyway", round+1, other, fmtDur(waited))
+			return waited, false, nil
+		case !logged:
+			logf("round %d: other processes use %.2f cores; waiting for less than %.2f (at most %s)", round+1, other, r.quiet.Below, fmtDur(r.quiet.Wait))
+			logged = true
+		}
+	}
 }
 
 // warm runs overheadWarmup jobs on a path, one at a time (at once for a

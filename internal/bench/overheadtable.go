@@ -280,8 +280,19 @@ func (r *overheadRun) notes(t *Table) {
 	case len(r.fleet.pids) == 0:
 		t.note("ComfyUI CPU: n/a, no instance runs on this machine")
 	}
+	if r.quiet.Below > 0 {
+		t.note("each round waited (at most %s) for the other processes to use less than %.2f cores over %s",
+			fmtDur(r.quiet.Wait), r.quiet.Below, fmtDur(quietWindow))
+	}
 	for i, rl := range r.rounds {
-		t.note("round %d, %s to %s: %s; load average at its end %s", i+1, rl.start.Format("15:04:05"), rl.end.Format("15:04:05"), rl.cpu.split(len(r.fleet.pids) > 0), rl.loadavg)
+		wait := ""
+		switch {
+		case r.quiet.Below > 0 && rl.quiet:
+			wait = fmt.Sprintf(" (started quiet, after %s)", fmtDur(rl.waited))
+		case r.quiet.Below > 0:
+			wait = fmt.Sprintf(" (started busy, after %s)", fmtDur(rl.waited))
+		}
+		t.note("round %d, %s to %s%s: %s; load average at its end %s", i+1, rl.start.Format("15:04:05"), rl.end.Format("15:04:05"), wait, rl.cpu.split(len(r.fleet.pids) > 0), rl.loadavg)
 	}
 }
 

@@ -204,3 +204,33 @@ func TestOverheadRoundsTable(t *testing.T) {
 		t.Errorf("the rounds table is not printed:\n%s", out.String())
 	}
 }
+
+func TestOverheadTableQuietGate(t *testing.T) {
+	t.Parallel()
+	r := overheadFixture([]int{4242})
+	r.quiet = quietGate{Below: 0.3, Wait: 2 * time.Minute}
+	r.rounds[0].waited, r.rounds[0].quiet = 5*time.Second, true
+	r.rounds[1].waited = 2 * time.Minute
+	var out bytes.Buffer
+	r.table().Print(&out)
+	for _, want := range []string{
+		"each round waited (at most 120 s) for the other processes to use less than 0.30 cores over 1.00 s",
+		"- round 1, 10:00:00 to 10:00:30 (started quiet, after 5.00 s): machine busy",
+		"- round 2, 10:00:30 to 10:01:00 (started busy, after 120 s): machine busy",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("printed table lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestWaitQuiet: a threshold no machine reaches lets a round start after
+// one look at the machine.
+func TestWaitQuiet(t *testing.T) {
+	t.Parallel()
+	r := &overheadRun{quiet: quietGate{Below: 1000, Wait: time.Minute}}
+	waited, quiet, err := r.waitQuiet(t.Context(), 0, t.Logf)
+	if err != nil || !quiet || waited < quietWindow {
+		t.Errorf("waitQuiet = %s, %v, %v; want a quiet machine after %s", waited, quiet, err, quietWindow)
+	}
+}
