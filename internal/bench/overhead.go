@@ -277,17 +277,21 @@ func modeName(mode int) string {
 func modeTag(mode int) string { return [2]string{"serial", "burst"}[mode] }
 
 // prompts are a phase's jobs: each a colour of its own, saved into a
-// subfolder of the phase (ComfyUI lists the folder on every save, so
-// folders are kept small and alike).
+// subfolder of the phase, overheadFolderJobs jobs to a folder (ComfyUI
+// lists the folder on every save, so folders are kept small and alike,
+// whatever the phase's size).
 func (r *overheadRun) prompts(round, tag string, mode, n int) []string {
 	folder := fmt.Sprintf("comfyfleet-bench/%s/%s-%s-%s", r.id, round, tag, modeTag(mode))
 	out := make([]string, n)
 	for i := range out {
-		out[i] = imagePrompt(overheadSize, r.colour, folder+"/job")
+		out[i] = imagePrompt(overheadSize, r.colour, fmt.Sprintf("%s/%03d/job", folder, i/overheadFolderJobs))
 		r.colour++
 	}
 	return out
 }
+
+// overheadFolderJobs is the most jobs saved into one output folder.
+const overheadFolderJobs = 100
 
 // measure runs one phase, reading the CPU times around it.
 func (r *overheadRun) measure(ctx context.Context, p overheadPath, mode int, prompts []string) (phase, error) {

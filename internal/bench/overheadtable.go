@@ -262,8 +262,8 @@ func (r *overheadRun) notes(t *Table) {
 		t.note("gateway: %s", r.gatewayAbout)
 	}
 	per := max(r.sizes.OverheadTasks/r.sizes.OverheadRounds, 1)
-	t.note("a job: a %d×%d EmptyImage saved by SaveImage, each a colour of its own so that ComfyUI's cache never replays one, into an output subfolder per round, path and mode (comfyfleet-bench/%s/...)",
-		overheadSize, overheadSize, r.id)
+	t.note("a job: a %d×%d EmptyImage saved by SaveImage, each a colour of its own so that ComfyUI's cache never replays one, into an output subfolder per round, path and mode, %d jobs to a folder (comfyfleet-bench/%s/...)",
+		overheadSize, overheadSize, overheadFolderJobs, r.id)
 	t.note("one at a time: in each round each path runs %s jobs in a row, each submitted when the previous one is done; at once: each path's %s jobs are submitted by %d concurrent clients, and done/s = jobs / (first submit to last done)",
 		itoa(per), itoa(r.sizes.OverheadBurst), r.sizes.Clients)
 	t.note("each path first runs %d jobs unmeasured (warm-up); in a round the paths take turns one at a time, then at once, in reverse order every other round",

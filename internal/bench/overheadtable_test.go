@@ -234,3 +234,25 @@ func TestWaitQuiet(t *testing.T) {
 		t.Errorf("waitQuiet = %s, %v, %v; want a quiet machine after %s", waited, quiet, err, quietWindow)
 	}
 }
+
+// TestOverheadPrompts: unique colours, a folder per round, path and mode,
+// and no more than overheadFolderJobs jobs in one.
+func TestOverheadPrompts(t *testing.T) {
+	t.Parallel()
+	r := &overheadRun{id: "run", colour: 1<<24 - 1}
+	got := r.prompts("r2", "gateway", burstMode, overheadFolderJobs+1)
+	for i, want := range []string{
+		imagePrompt(overheadSize, 1<<24-1, "comfyfleet-bench/run/r2-gateway-burst/000/job"),
+		imagePrompt(overheadSize, 1<<24, "comfyfleet-bench/run/r2-gateway-burst/000/job"),
+	} {
+		if got[i] != want {
+			t.Errorf("prompt %d = %s, want %s", i, got[i], want)
+		}
+	}
+	if want := imagePrompt(overheadSize, 1<<24-1+overheadFolderJobs, "comfyfleet-bench/run/r2-gateway-burst/001/job"); got[overheadFolderJobs] != want {
+		t.Errorf("prompt %d = %s, want %s", overheadFolderJobs, got[overheadFolderJobs], want)
+	}
+	if !strings.Contains(got[1], `"color":0`) {
+		t.Errorf("colours are not taken modulo 2^24: %s", got[1])
+	}
+}
