@@ -41,6 +41,9 @@ type State struct {
 	Device   Device `json:"device"`
 	// LoadedCheckpoint is the model the instance loaded last (warm-model placement).
 	LoadedCheckpoint string `json:"loadedCheckpoint,omitempty"`
+	// CatalogHash names the instance's node catalogue (catalog.Catalog.Hash)
+	// as last read from its /object_info; "" until read.
+	CatalogHash string `json:"catalogHash,omitempty"`
 }
 
 // Device holds the facts /system_stats gives about the instance's primary device.

@@ -1,8 +1,9 @@
 // Package store defines the persistence seam of the gateway: tasks and the
-// queue, instance runtime state, file records, the persisted runtime config,
-// leases and an event channel. Two implementations exist: sqlitestore (the
-// embedded default) and redisstore (shared by several replicas). Both pass
-// the same conformance suite in storetest.
+// queue, instance runtime state, the instances' node catalogues, file
+// records, the persisted runtime config, leases and an event channel. Two
+// implementations exist: sqlitestore (the embedded default) and redisstore
+// (shared by several replicas). Both pass the same conformance suite in
+// storetest.
 //
 // Times go in and out in UTC at millisecond precision: a store truncates
 // sub-millisecond parts and returns the zero time for "not yet".
@@ -14,6 +15,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/comfyfleet/comfyfleet/internal/catalog"
 	"github.com/comfyfleet/comfyfleet/internal/file"
 	"github.com/comfyfleet/comfyfleet/internal/instance"
 	"github.com/comfyfleet/comfyfleet/internal/task"
@@ -51,6 +53,7 @@ func PageLimit(limit int) int {
 type Store interface {
 	TaskStore
 	InstanceStore
+	CatalogStore
 	FileStore
 	ConfigStore
 	LeaseStore
@@ -136,7 +139,9 @@ type TaskInsertParams struct {
 	Workflow    json.RawMessage
 	Params      json.RawMessage
 	Checkpoints []string
-	Timeout     time.Duration
+	// Requires are the labels an instance needs to run the task; nil for any.
+	Requires map[string]string
+	Timeout  time.Duration
 	// Aging is the wait that counts as one priority point (see Rank); zero
 	// means strict priority.
 	Aging time.Duration
@@ -284,6 +289,27 @@ type InstanceUpdateParams struct {
 	Failures         *int
 	Device           *instance.Device
 	LoadedCheckpoint *string
+	// CatalogHash names the catalogue read from the instance (CatalogPut it first).
+	CatalogHash *string
+}
+
+// CatalogStore keeps node catalogues by content hash: identical catalogues
+// of several instances are one record, and a record never changes.
+type CatalogStore interface {
+	// CatalogPut stores a catalogue under its hash unless that hash is
+	// stored already (then nothing changes), and reports whether it stored it.
+	CatalogPut(ctx context.Context, p *CatalogPutParams) (created bool, err error)
+	// CatalogGet returns a stored catalogue; ErrNotFound if none has that hash.
+	CatalogGet(ctx context.Context, hash string) (*catalog.Record, error)
+}
+
+// CatalogPutParams is one encoded catalogue.
+type CatalogPutParams struct {
+	// Hash is catalog.HashOf(Data).
+	Hash string
+	// Data is catalog.Catalog.Encode().
+	Data []byte
+	Now  time.Time
 }
 
 // FileStore keeps file records (the bytes live in the blob store).

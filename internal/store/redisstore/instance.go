@@ -28,6 +28,7 @@ const (
 	fiFailures   = "failures"
 	fiDevice     = "device"
 	fiCheckpoint = "ckpt"
+	fiCatalog    = "catalog" // the catalogue hash, absent until read
 )
 
 // instanceArgs lists the field, value pairs of the fields p sets.
@@ -60,6 +61,9 @@ func instanceArgs(p *store.InstanceUpdateParams) ([]any, error) {
 	if p.LoadedCheckpoint != nil {
 		add(fiCheckpoint, *p.LoadedCheckpoint)
 	}
+	if p.CatalogHash != nil {
+		add(fiCatalog, *p.CatalogHash)
+	}
 	if p.Device != nil {
 		b, err := json.Marshal(p.Device)
 		if err != nil {
@@ -84,6 +88,7 @@ func decodeInstance(m map[string]string) (instance.State, error) {
 		ID: m[fiID], Enabled: m[fiEnabled] == "1", Alive: m[fiAlive] == "1", Busy: m[fiBusy] == "1",
 		CurrentTaskID: m[fiTask], LastHeartbeat: r.time(fiHeartbeat), LastError: m[fiLastError],
 		QueueRemaining: int(r.int(fiQueue)), Failures: int(r.int(fiFailures)), LoadedCheckpoint: m[fiCheckpoint],
+		CatalogHash: m[fiCatalog],
 	}
 	r.json(fiDevice, &st.Device)
 	if r.err != nil {

@@ -74,6 +74,9 @@ func (k keys) instance(id string) string { return k.prefix + "instance:" + id }
 // instances is the SET of every stored instance id.
 func (k keys) instances() string { return k.prefix + "instances" }
 
+// catalog is the hash of one node catalogue (data, created), by content hash.
+func (k keys) catalog(hash string) string { return k.prefix + "catalog:" + hash }
+
 // file is the hash of one file record.
 func (k keys) file(id string) string { return k.prefix + "file:" + id }
 

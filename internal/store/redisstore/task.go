@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -31,6 +32,7 @@ const (
 	fParams     = "params"
 	fCkpts      = "ckpts"
 	fCkptKey    = "ck"      // task.CheckpointKey(ckpts), for warm-model placement
+	fRequires   = "req"     // the labels the task requires, JSON; absent for none
 	fTimeout    = "timeout" // nanoseconds
 	fCancel     = "cancel"  // "1" when a cancel was requested
 	fLeaseOwner = "lowner"
@@ -46,7 +48,7 @@ const (
 // listFields are the fields TaskList reads: all but the bodies.
 var listFields = []any{
 	fID, fOwner, fStatus, fPriority, fProgress, fInstance, fAttempts, fSeq, fCkpts, fTimeout, fCancel,
-	fLeaseOwner, fLeaseExp, fResult, fError, fCreated, fUpdated, fStarted, fFinished,
+	fLeaseOwner, fLeaseExp, fResult, fError, fCreated, fUpdated, fStarted, fFinished, fRequires,
 }
 
 // insertFields are the hash fields of a new task; the script adds seq and qm.
@@ -69,6 +71,13 @@ func insertFields(p *store.TaskInsertParams) ([]any, error) {
 			return nil, err
 		}
 		f = append(f, fCkpts, b, fCkptKey, task.CheckpointKey(p.Checkpoints))
+	}
+	if len(p.Requires) > 0 {
+		b, err := json.Marshal(p.Requires)
+		if err != nil {
+			return nil, err
+		}
+		f = append(f, fRequires, b)
 	}
 	return f, nil
 }
@@ -126,6 +135,7 @@ func decodeTask(m map[string]string) (*task.Task, error) {
 		StartedAt: r.time(fStarted), FinishedAt: r.time(fFinished),
 	}
 	r.json(fCkpts, &t.Checkpoints)
+	r.json(fRequires, &t.Requires)
 	r.json(fResult, &t.Result)
 	r.json(fError, &t.Error)
 	if r.err != nil {
@@ -172,8 +182,16 @@ func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*tas
 	return &task.Task{
 		ID: p.ID, Owner: p.Owner, Status: task.StatusPending, Priority: p.Priority, Seq: seq,
 		Workflow: slices.Clone(p.Workflow), Params: slices.Clone(p.Params), Checkpoints: slices.Clone(p.Checkpoints),
-		Timeout: p.Timeout, CreatedAt: now, UpdatedAt: now,
+		Requires: cloneLabels(p.Requires), Timeout: p.Timeout, CreatedAt: now, UpdatedAt: now,
 	}, nil
+}
+
+// cloneLabels copies labels; nil for none, as a read returns them.
+func cloneLabels(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	return maps.Clone(m)
 }
 
 // insertArgs builds the KEYS and ARGV of insertTaskScript.

@@ -24,13 +24,14 @@ type writeStmts struct {
 	taskInsert, bodyInsert, claim, progress, renewLease, takeLease, taskStatus *sql.Stmt
 	finish, requeue, requestCancel                                             *sql.Stmt
 	fileInsert, fileDelete, instanceUpsert, instanceDelete                     *sql.Stmt
-	configPut, leaseAcquire, leaseRelease                                      *sql.Stmt
+	configPut, leaseAcquire, leaseRelease, catalogPut                          *sql.Stmt
 }
 
 // readStmts are the read pool's statements.
 type readStmts struct {
 	taskGet, queuePosition, taskCounts            *sql.Stmt
 	fileGet, instanceGet, instanceList, configGet *sql.Stmt
+	catalogGet                                    *sql.Stmt
 	// running holds TaskListRunning's four queries, indexed by the
 	// runningByInstance and runningLeaseExpired bits.
 	running [4]*sql.Stmt
@@ -50,6 +51,7 @@ func (w *writeStmts) defs() []stmtDef {
 		{&w.fileInsert, fileInsertSQL}, {&w.fileDelete, fileDeleteSQL},
 		{&w.instanceUpsert, instanceUpsertSQL}, {&w.instanceDelete, instanceDeleteSQL},
 		{&w.configPut, configPutSQL}, {&w.leaseAcquire, leaseAcquireSQL}, {&w.leaseRelease, leaseReleaseSQL},
+		{&w.catalogPut, catalogPutSQL},
 	}
 }
 
@@ -57,7 +59,7 @@ func (r *readStmts) defs() []stmtDef {
 	defs := []stmtDef{
 		{&r.taskGet, taskGetSQL}, {&r.queuePosition, queuePositionSQL}, {&r.taskCounts, taskCountsSQL},
 		{&r.fileGet, fileGetSQL}, {&r.instanceGet, instanceGetSQL}, {&r.instanceList, instanceListSQL},
-		{&r.configGet, configGetSQL},
+		{&r.configGet, configGetSQL}, {&r.catalogGet, catalogGetSQL},
 	}
 	for v := range r.running {
 		defs = append(defs, stmtDef{&r.running[v], runningSQL(v)})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -18,13 +19,13 @@ const taskCols = `seq, id, owner, status, priority, progress, instance_id, attem
 	(SELECT workflow FROM task_bodies b WHERE b.seq = tasks.seq) AS workflow,
 	(SELECT params FROM task_bodies b WHERE b.seq = tasks.seq) AS params,
 	checkpoints, timeout_ns, cancel_requested, lease_owner, lease_expires_at,
-	result, error, created_at, updated_at, started_at, finished_at`
+	result, error, created_at, updated_at, started_at, finished_at, requires`
 
 // taskListCols is taskCols without the body, for lists.
 const taskListCols = `seq, id, owner, status, priority, progress, instance_id, attempts,
 	NULL AS workflow, NULL AS params,
 	checkpoints, timeout_ns, cancel_requested, lease_owner, lease_expires_at,
-	result, error, created_at, updated_at, started_at, finished_at`
+	result, error, created_at, updated_at, started_at, finished_at, requires`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -34,12 +35,13 @@ func scanTask(sc scanner) (*task.Task, error) {
 		tk                                task.Task
 		workflow, params                  []byte
 		checkpoints, result, taskErr      sql.NullString
+		requires                          sql.NullString
 		timeoutNS, leaseExp               int64
 		created, updated, started, finish int64
 	)
 	err := sc.Scan(&tk.Seq, &tk.ID, &tk.Owner, &tk.Status, &tk.Priority, &tk.Progress, &tk.InstanceID, &tk.Attempts,
 		&workflow, &params, &checkpoints, &timeoutNS, &tk.CancelRequested, &tk.LeaseOwner, &leaseExp,
-		&result, &taskErr, &created, &updated, &started, &finish)
+		&result, &taskErr, &created, &updated, &started, &finish, &requires)
 	if err != nil {
 		return nil, err
 	}
@@ -48,6 +50,9 @@ func scanTask(sc scanner) (*task.Task, error) {
 	tk.LeaseExpiresAt, tk.CreatedAt, tk.UpdatedAt = fromMS(leaseExp), fromMS(created), fromMS(updated)
 	tk.StartedAt, tk.FinishedAt = fromMS(started), fromMS(finish)
 	if err := unmarshalNull(checkpoints, &tk.Checkpoints); err != nil {
+		return nil, err
+	}
+	if err := unmarshalNull(requires, &tk.Requires); err != nil {
 		return nil, err
 	}
 	if err := unmarshalNull(result, &tk.Result); err != nil {
@@ -68,6 +73,14 @@ func scanTasks(rows *sql.Rows) ([]*task.Task, error) {
 		out = append(out, tk)
 	}
 	return out, rows.Err()
+}
+
+// cloneLabels copies labels; nil for none, as a read returns them.
+func cloneLabels(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	return maps.Clone(m)
 }
 
 // marshalNull encodes v as JSON text, or NULL when v is nil.
@@ -98,17 +111,23 @@ func bytesOrNull(b []byte) any {
 // taskInsertSQL adds the task row; bodyInsertSQL then adds its body under
 // the new row's seq, in the same transaction.
 const (
-	taskInsertSQL = `INSERT INTO tasks (id, owner, status, priority, rank, checkpoints, ckpt_key, timeout_ns, created_at, updated_at)
-	VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)`
+	taskInsertSQL = `INSERT INTO tasks (id, owner, status, priority, rank, checkpoints, ckpt_key, timeout_ns, created_at, updated_at, requires)
+	VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)`
 	bodyInsertSQL = `INSERT INTO task_bodies (seq, workflow, params) VALUES (?, ?, ?)`
 )
 
 // TaskInsert adds a pending task.
 func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*task.Task, error) {
-	var checkpoints any
+	var checkpoints, requires any
 	if p.Checkpoints != nil {
 		var err error
 		if checkpoints, err = marshalNull(&p.Checkpoints); err != nil {
+			return nil, wrap(err, "insert task %s", p.ID)
+		}
+	}
+	if len(p.Requires) > 0 {
+		var err error
+		if requires, err = marshalNull(&p.Requires); err != nil {
 			return nil, wrap(err, "insert task %s", p.ID)
 		}
 	}
@@ -117,7 +136,7 @@ func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*tas
 	err := s.w.execTx(ctx, func(ctx context.Context, ex execer) error {
 		res, err := ex.stmt(ctx, s.ws.taskInsert).ExecContext(ctx,
 			p.ID, p.Owner, int64(p.Priority), store.Rank(p.Priority, p.Now, p.Aging), checkpoints,
-			task.CheckpointKey(p.Checkpoints), int64(p.Timeout), now, now)
+			task.CheckpointKey(p.Checkpoints), int64(p.Timeout), now, now, requires)
 		if err != nil {
 			return err
 		}
@@ -133,7 +152,7 @@ func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*tas
 	return &task.Task{
 		ID: p.ID, Owner: p.Owner, Status: task.StatusPending, Priority: p.Priority, Seq: seq,
 		Workflow: slices.Clone(p.Workflow), Params: slices.Clone(p.Params), Checkpoints: slices.Clone(p.Checkpoints),
-		Timeout: p.Timeout, CreatedAt: fromMS(now), UpdatedAt: fromMS(now),
+		Requires: cloneLabels(p.Requires), Timeout: p.Timeout, CreatedAt: fromMS(now), UpdatedAt: fromMS(now),
 	}, nil
 }
 

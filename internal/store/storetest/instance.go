@@ -54,11 +54,12 @@ func testInstanceUpdateAllFields(t *testing.T, s store.Store) {
 		ID: "10.0.0.2:8188", Enabled: ptr(false), Alive: ptr(true), Busy: ptr(true),
 		CurrentTaskID: ptr("task-1"), LastHeartbeat: ptr(at(3).Add(250e6)), LastError: ptr("timeout"),
 		QueueRemaining: ptr(4), Failures: ptr(2), Device: &dev, LoadedCheckpoint: ptr("sdxl.safetensors"),
+		CatalogHash: ptr("3f2a"),
 	})
 	want := instance.State{
 		ID: "10.0.0.2:8188", Enabled: false, Alive: true, Busy: true, CurrentTaskID: "task-1",
 		LastHeartbeat: at(3).Add(250e6), LastError: "timeout", QueueRemaining: 4, Failures: 2,
-		Device: dev, LoadedCheckpoint: "sdxl.safetensors",
+		Device: dev, LoadedCheckpoint: "sdxl.safetensors", CatalogHash: "3f2a",
 	}
 	diff(t, "updated instance", want, got)
 	read := getInstance(t, s, want.ID)
@@ -85,6 +86,8 @@ func testInstanceUpdatePartial(t *testing.T, s store.Store) {
 			func(st *instance.State) { st.Failures, st.LastError, st.QueueRemaining = 1, "refused", 3 }},
 		{"dispatcher done", store.InstanceUpdateParams{Busy: ptr(false), CurrentTaskID: ptr("")},
 			func(st *instance.State) { st.Busy, st.CurrentTaskID = false, "" }},
+		{"catalogue read", store.InstanceUpdateParams{CatalogHash: ptr("9c1e")},
+			func(st *instance.State) { st.CatalogHash = "9c1e" }},
 		{"nothing", store.InstanceUpdateParams{}, func(*instance.State) {}},
 	}
 	want := instance.State{ID: id, Enabled: true}

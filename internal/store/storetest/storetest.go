@@ -50,6 +50,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Queue", queueCases()},
 		{"Run", runCases()},
 		{"Instance", instanceCases()},
+		{"Catalog", catalogCases()},
 		{"File", fileCases()},
 		{"Config", configCases()},
 		{"Lease", leaseCases()},
