@@ -147,6 +147,9 @@ type Server struct {
 	IP string `yaml:"ip" json:"ip"`
 	// Ports is a list of ports, or a "8001-8008" range string.
 	Ports Ports `yaml:"ports" json:"ports"`
+	// Labels describe the server's instances ({gpu: a100, pool: video});
+	// a task's "requires" selects instances by them. Default none.
+	Labels Labels `yaml:"labels,omitempty" json:"labels,omitempty"`
 }
 
 // HealthCheck configures the probe loop. Durations are milliseconds in JSON

@@ -116,6 +116,7 @@ func (c Config) Instances() []instance.Instance {
 		for _, p := range s.Ports {
 			out = append(out, instance.Instance{
 				ID: instance.ID(s.IP, p), ServerID: s.ID, ServerName: s.Name, IP: s.IP, Port: p,
+				Labels: s.Labels.clone(),
 			})
 		}
 	}
@@ -127,6 +128,7 @@ func (c Config) clone() Config {
 	c.Servers = slices.Clone(c.Servers)
 	for i := range c.Servers {
 		c.Servers[i].Ports = slices.Clone(c.Servers[i].Ports)
+		c.Servers[i].Labels = c.Servers[i].Labels.clone()
 	}
 	c.Auth.Users = slices.Clone(c.Auth.Users)
 	c.RuntimeKeys = slices.Clone(c.RuntimeKeys)

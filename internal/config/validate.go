@@ -170,6 +170,7 @@ func validateServers(v *checker, servers []Server) {
 			v.add(field+".id", "duplicate id %q (also servers[%d])", s.ID, j)
 		}
 		ids[s.ID] = i
+		validateLabels(v, field+".labels", s.Labels)
 		if !validHost(s.IP) {
 			v.add(field+".ip", "must be an IP address or a host name, like 192.168.1.10")
 			continue

@@ -18,6 +18,8 @@ type Instance struct {
 	ServerName string `json:"serverName"`
 	IP         string `json:"ip"`
 	Port       int    `json:"port"`
+	// Labels are the server's labels from the config ({gpu: a100}); nil for none.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // BaseURL is the instance's HTTP root, e.g. http://127.0.0.1:8001.
