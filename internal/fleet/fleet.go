@@ -1,7 +1,8 @@
-// Package fleet keeps the set of configured ComfyUI instances and their run
-// time state, and publishes an instance_status event on every change of
-// alive, busy or enabled. The health checker, the dispatcher and the API all
-// read and change instances through it.
+// Package fleet keeps the set of configured ComfyUI instances, their run
+// time state and their node catalogues (what each can run), and publishes
+// an instance_status event on every change of alive, busy or enabled. The
+// health checker, the dispatcher and the API all read and change instances
+// through it.
 package fleet
 
 import (
@@ -10,10 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/comfyfleet/comfyfleet/internal/catalog"
 	"github.com/comfyfleet/comfyfleet/internal/instance"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 )
@@ -31,6 +34,9 @@ type Fleet struct {
 	instances map[string]instance.Instance
 	order     []string
 	watchers  map[chan struct{}]struct{}
+
+	// cat caches the instances' node catalogues (catalog.go).
+	cat catalogs
 }
 
 // New returns an empty fleet; call Set with the configured instances.
@@ -194,6 +200,10 @@ type View struct {
 	LastError      string      `json:"lastError"`
 	QueueRemaining int         `json:"queueRemaining"`
 	Device         *DeviceView `json:"device,omitempty"`
+	// Labels are the server's labels from the config; {} for none.
+	Labels map[string]string `json:"labels"`
+	// Catalog summarises the instance's node catalogue; null until read.
+	Catalog *catalog.Summary `json:"catalog"`
 }
 
 // DeviceView is the device facts from /system_stats.
@@ -226,7 +236,9 @@ func (f *Fleet) Views(ctx context.Context) ([]View, error) {
 		if !ok {
 			st = instance.State{ID: in.ID, Enabled: true}
 		}
-		out = append(out, MakeView(in, st))
+		v := MakeView(in, st)
+		v.Catalog = f.summary(ctx, st.CatalogHash)
+		out = append(out, v)
 	}
 	return out, nil
 }
@@ -249,7 +261,9 @@ func (f *Fleet) View(ctx context.Context, id string) (View, error) {
 	if err != nil {
 		return View{}, err
 	}
-	return MakeView(in, withRun(st, current[id])), nil
+	v := MakeView(in, withRun(st, current[id]))
+	v.Catalog = f.summary(ctx, st.CatalogHash)
+	return v, nil
 }
 
 // currentTasks maps instance id to the gateway task running there.
@@ -273,12 +287,17 @@ func withRun(st instance.State, taskID string) instance.State {
 	return st
 }
 
-// MakeView merges config facts and state.
+// MakeView merges config facts and state; the catalogue summary is the
+// fleet's to add (Views, View).
 func MakeView(in instance.Instance, st instance.State) View {
 	v := View{
 		ID: in.ID, ServerID: in.ServerID, ServerName: in.ServerName, IP: in.IP, Port: in.Port,
 		Enabled: st.Enabled, Alive: st.Alive, Busy: st.Busy,
 		CurrentTaskID: st.CurrentTaskID, LastError: st.LastError, QueueRemaining: st.QueueRemaining,
+		Labels: maps.Clone(in.Labels),
+	}
+	if v.Labels == nil {
+		v.Labels = map[string]string{}
 	}
 	if !st.LastHeartbeat.IsZero() {
 		s := st.LastHeartbeat.UTC().Format("2006-01-02T15:04:05.000Z")
