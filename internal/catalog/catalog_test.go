@@ -187,3 +187,13 @@ func withCkpt(c *catalog.Catalog, class, input string, options ...string) {
 		in.Options[i] = o
 	}
 }
+
+// BenchmarkParse parses the recorded /object_info (378 classes, 321 KB).
+func BenchmarkParse(b *testing.B) {
+	recorded(b)
+	for b.Loop() {
+		if _, err := catalog.Parse(recordedRaw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -65,7 +65,7 @@ type Problem struct {
 func (p *Problem) Sentence() string {
 	s := p.Message
 	if p.Details != "" {
-		s += ": " + firstLine(p.Details)
+		s = strings.TrimSuffix(s, ".") + ": " + firstLine(p.Details)
 	} else if e, id, ok := p.firstError(); ok {
 		s += ": node " + id + " (" + p.NodeErrors[id].ClassType + "): " + e.Message + ": " + e.Details
 	}
