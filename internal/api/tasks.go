@@ -37,6 +37,8 @@ type taskView struct {
 	Result        *task.Result    `json:"result"`
 	Error         *task.Error     `json:"error"`
 	QueuePosition *int            `json:"queuePosition,omitempty"`
+	// Requires are the labels the task's instance must have.
+	Requires map[string]string `json:"requires,omitempty"`
 }
 
 func makeTaskView(t *task.Task) taskView {
@@ -45,7 +47,7 @@ func makeTaskView(t *task.Task) taskView {
 		InstanceID: t.InstanceID, Attempts: t.Attempts,
 		CreatedAt: formatTime(t.CreatedAt), UpdatedAt: formatTime(t.UpdatedAt),
 		StartedAt: timePtr(t.StartedAt), FinishedAt: timePtr(t.FinishedAt),
-		Workflow: t.Workflow, Params: t.Params, Result: t.Result, Error: t.Error,
+		Workflow: t.Workflow, Params: t.Params, Result: t.Result, Error: t.Error, Requires: t.Requires,
 	}
 }
 
@@ -55,6 +57,8 @@ type createTaskRequest struct {
 	Priority int                        `json:"priority"`
 	// Timeout overrides the configured run timeout, in milliseconds.
 	Timeout int64 `json:"timeout"`
+	// Requires are labels the task's instance must have (capabilities.go).
+	Requires map[string]string `json:"requires"`
 }
 
 // createTask is POST /api/tasks.
@@ -74,7 +78,7 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	}
 	t, err := s.deps.Store.TaskInsert(r.Context(), &store.TaskInsertParams{
 		ID: uuid.NewString(), Owner: c.Username, Priority: req.Priority,
-		Workflow: compactJSON(req.Workflow), Params: params, Checkpoints: checkpoints,
+		Workflow: compactJSON(req.Workflow), Params: params, Checkpoints: checkpoints, Requires: req.Requires,
 		Timeout: time.Duration(req.Timeout) * time.Millisecond,
 		Aging:   time.Duration(s.deps.Config.Current().Scheduler.PriorityAging), Now: s.now(),
 	})
@@ -95,6 +99,9 @@ func (s *Server) checkSubmission(ctx context.Context, req *createTaskRequest, ow
 	if req.Priority < store.MinPriority || req.Priority > store.MaxPriority {
 		return nil, fieldError("priority", fmt.Sprintf("must be between %d and %d", store.MinPriority, store.MaxPriority))
 	}
+	if err := checkRequires(req.Requires); err != nil {
+		return nil, err
+	}
 	p, err := workflow.Parse(req.Workflow)
 	if err != nil {
 		return nil, workflowError(err)
@@ -114,6 +121,9 @@ func (s *Server) checkSubmission(ctx context.Context, req *createTaskRequest, ow
 		if err != nil {
 			return nil, err
 		}
+	}
+	if _, err := s.checkFleet(ctx, p, params, req.Requires); err != nil {
+		return nil, err
 	}
 	applied, err := p.Apply(params, func(workflow.FileRef) (string, error) { return "", nil })
 	if err != nil {

@@ -142,6 +142,7 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 		return err
 	}
 	a.checker = health.New(a.fleet, st, newProber(), a.replica, healthSettings(cfg), a.log)
+	a.checker.OnUp(a.refreshCatalog)
 	a.metrics = metrics.New(a.log)
 	a.dispatch = dispatch.New(dispatch.Options{
 		Store: st, Fleet: a.fleet, Blob: bl, Log: a.log, Replica: a.replica,
@@ -152,7 +153,7 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 	a.cfg = newConfigService(base, cfg, st, a)
 	deps := api.Deps{
 		Log: a.log, Store: st, Auth: authn, Fleet: a.fleet, Config: a.cfg, Blob: bl, UI: opts.UI,
-		FilesWritable: a.dispatch.FilesWritable,
+		FilesWritable: a.dispatch.FilesWritable, RefreshCatalog: a.refreshCatalogID,
 	}
 	if a.debugLn == nil {
 		deps.Metrics = a.metrics.Handler() // on the API's listener, admins only

@@ -1,0 +1,39 @@
+package app
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/comfyfleet/comfyfleet/internal/comfy"
+	"github.com/comfyfleet/comfyfleet/internal/instance"
+	"github.com/comfyfleet/comfyfleet/internal/store"
+)
+
+// catalogTimeout bounds reading one instance's /object_info (a few MB at
+// most; ComfyUI builds it on request, which takes seconds with many custom
+// nodes).
+const catalogTimeout = 30 * time.Second
+
+// catalogClient reads /object_info for the whole fleet.
+var catalogClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute}}
+
+// refreshCatalog reads an instance's node catalogue (fleet.RefreshCatalog).
+// The health checker calls it when an instance comes up; the API when an
+// admin asks.
+func (a *App) refreshCatalog(ctx context.Context, in instance.Instance) error {
+	_, err := a.refreshCatalogID(ctx, in.ID)
+	return err
+}
+
+// refreshCatalogID is refreshCatalog by instance id; store.ErrNotFound for
+// an instance that is not configured.
+func (a *App) refreshCatalogID(ctx context.Context, id string) (string, error) {
+	in, ok := a.fleet.Lookup(id)
+	if !ok {
+		return "", store.ErrNotFound
+	}
+	ctx, cancel := context.WithTimeout(ctx, catalogTimeout)
+	defer cancel()
+	return a.fleet.RefreshCatalog(ctx, comfy.New(in.BaseURL(), "comfyfleet-catalog", catalogClient), id)
+}
