@@ -26,10 +26,11 @@ func runDemo(ctx context.Context, args []string) error {
 	data := fs.String("data", "./data", "data directory (SQLite database and files)")
 	nodeDelay := fs.Duration("node-delay", 100*time.Millisecond, "simulated duration of each node")
 	stepDelay := fs.Duration("step-delay", 50*time.Millisecond, "simulated duration of each sampler step")
+	previews := fs.String("preview-method", "auto", `sampler previews shown live on a task's page: "auto", or "none"`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	sims, err := comfysim.StartFleet(*n, "127.0.0.1:0", comfysim.Options{NodeDelay: *nodeDelay, StepDelay: *stepDelay})
+	sims, err := comfysim.StartFleet(*n, "127.0.0.1:0", comfysim.Options{NodeDelay: *nodeDelay, StepDelay: *stepDelay, PreviewMethod: *previews})
 	if err != nil {
 		return fmt.Errorf("start simulated instances: %w", err)
 	}

@@ -23,6 +23,7 @@ func runSim(ctx context.Context, args []string) error {
 	fs.DurationVar(&opts.NodeDelay, "node-delay", 0, "duration of each executed node")
 	fs.IntVar(&opts.Steps, "steps", 0, "progress steps of sampler nodes (0: the workflow's steps input)")
 	fs.DurationVar(&opts.StepDelay, "step-delay", 0, "duration of each sampler progress step")
+	fs.StringVar(&opts.PreviewMethod, "preview-method", "none", `sampler previews, as ComfyUI's --preview-method: "none", or "auto" for a JPEG with each step`)
 	fs.DurationVar(&opts.ModelLoadDelay, "model-load-delay", 0, "time to load a checkpoint other than the one loaded last")
 	checkpoints := fs.String("checkpoints", strings.Join(comfysim.DefaultCheckpoints, ","), "checkpoint names the instances offer, comma-separated")
 	fs.BoolVar(&opts.RequireUUIDPromptID, "require-uuid-prompt-id", false, "reject a client prompt_id that is not a canonical UUID (ComfyUI >= 0.25)")

@@ -37,6 +37,9 @@ type taskView struct {
 	Result        *task.Result    `json:"result"`
 	Error         *task.Error     `json:"error"`
 	QueuePosition *int            `json:"queuePosition,omitempty"`
+	// CancelRequested: the running task was asked to stop (DELETE); it ends
+	// cancelled once its instance confirms the interrupt.
+	CancelRequested bool `json:"cancelRequested,omitempty"`
 	// Requires are the labels the task's instance must have.
 	Requires map[string]string `json:"requires,omitempty"`
 }
@@ -47,7 +50,8 @@ func makeTaskView(t *task.Task) taskView {
 		InstanceID: t.InstanceID, Attempts: t.Attempts,
 		CreatedAt: formatTime(t.CreatedAt), UpdatedAt: formatTime(t.UpdatedAt),
 		StartedAt: timePtr(t.StartedAt), FinishedAt: timePtr(t.FinishedAt),
-		Workflow: t.Workflow, Params: t.Params, Result: t.Result, Error: t.Error, Requires: t.Requires,
+		Workflow: t.Workflow, Params: t.Params, Result: t.Result, Error: t.Error,
+		CancelRequested: t.CancelRequested && t.Status == task.StatusRunning, Requires: t.Requires,
 	}
 }
 
@@ -260,7 +264,22 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, v)
 }
 
-// cancelTask is DELETE /api/tasks/{id}.
+// cancelView is DELETE's answer: the task as it is now (cancelled, or
+// still running with cancelRequested), with its id also as taskId.
+type cancelView struct {
+	taskView
+	TaskID string `json:"taskId"`
+}
+
+// Messages of DELETE's answer.
+const (
+	msgCancelled       = "The task was cancelled."
+	msgCancelRequested = "Cancel requested: the task is being interrupted on its instance and ends cancelled once the instance confirms."
+)
+
+// cancelTask is DELETE /api/tasks/{id}. A pending task is cancelled at
+// once; a running one stays running, with cancelRequested, until its
+// instance confirms the interrupt (task_cancelled then says so).
 func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.ownTask(r); err != nil {
 		return err
@@ -281,5 +300,11 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) error {
 		dispatch.CancelledData{TaskID: t.ID, InstanceID: t.InstanceID}); err != nil {
 		s.log.WarnContext(ctx, "publish cancel request failed", "task_id", t.ID, "err", err)
 	}
-	return writeJSON(w, makeTaskView(t))
+	msg := msgCancelRequested
+	if t.Status == task.StatusCancelled {
+		msg = msgCancelled
+	}
+	return writeEnvelope(w, http.StatusOK, envelope{
+		Code: http.StatusOK, Data: cancelView{taskView: makeTaskView(t), TaskID: t.ID}, Message: msg,
+	})
 }

@@ -279,6 +279,7 @@ func dispatchSettings(cfg config.Config) dispatch.Settings {
 		PublicBaseURL:  cfg.Server.PublicBaseURL,
 		WarmWindow:     warmWindow(cfg.Scheduler),
 		InterruptGrace: time.Duration(cfg.Scheduler.InterruptGrace),
+		Prefetch:       *cfg.Scheduler.Prefetch,
 		MaxOutputBytes: cfg.Files.MaxOutputBytes,
 		OutputTimeout:  time.Duration(cfg.Files.OutputTimeout),
 	}

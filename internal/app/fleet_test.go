@@ -175,8 +175,15 @@ func TestHistoryGarbageFailsTheRun(t *testing.T) {
 	e := apptest.Start(t, apptest.Options{Instances: 1})
 	admin := e.Login(apptest.AdminUser, apptest.AdminPass)
 	waitAlive(e, admin)
-	e.Sims[0].InjectHTTPFault(comfysim.HTTPFault{Route: "/history/", Times: 1 << 20})
+	// A run that saw every event of its prompt needs no /history; one whose
+	// socket dropped mid-run reads it to learn the outcome.
+	sim := e.Sims[0]
+	sim.Hang("")
 	v := submit(e, admin, map[string]any{"workflow": basic("history/garbage"), "timeout": 60000})
+	e.Eventually(10*time.Second, "the prompt to hang", func() bool { return len(sim.Hanging()) == 1 })
+	sim.InjectHTTPFault(comfysim.HTTPFault{Route: "/history/", Times: 1 << 20})
+	sim.DropWebSockets()
+	sim.Release()
 	got := waitStatus(e, admin, v.ID, "failed", 30*time.Second)
 	e.Sims[0].ClearFaults()
 	if got.Error == nil || got.Error.Type != "history_unreadable" || got.Attempts != 1 || e.SimLog.Count(v.ID) != 1 {

@@ -16,7 +16,9 @@ import (
 // kind of metric back from GET /metrics.
 func TestMetrics(t *testing.T) {
 	t.Parallel()
-	e := apptest.Start(t, apptest.Options{Instances: 2, Sim: comfysim.Options{StepDelay: 20 * time.Millisecond}})
+	// Without prefetch, so that a task behind a busy instance stays pending.
+	e := apptest.Start(t, apptest.Options{Instances: 2, Sim: comfysim.Options{StepDelay: 20 * time.Millisecond},
+		Configure: noPrefetch})
 	admin := e.Login(apptest.AdminUser, apptest.AdminPass)
 	waitAlive(e, admin)
 	e.DialWS(admin)

@@ -103,7 +103,15 @@ func TestPriorityAging(t *testing.T) {
 // instance keeps to the model it has loaded instead of reloading per task.
 func TestWarmPlacement(t *testing.T) {
 	t.Parallel()
-	e := apptest.Start(t, apptest.Options{Instances: 2, Sim: comfysim.Options{ModelLoadDelay: 20 * time.Millisecond}})
+	// A probe that times out on a loaded machine would mark an instance
+	// down, and one back from down is taken to have no model loaded: the
+	// gateway would then count a switch the instance did not make.
+	e := apptest.Start(t, apptest.Options{Instances: 2, Sim: comfysim.Options{ModelLoadDelay: 20 * time.Millisecond},
+		Configure: func(c *config.Config) {
+			c.HealthCheck.Interval = config.Millis(time.Second)
+			c.HealthCheck.Timeout = config.Millis(time.Second)
+			c.HealthCheck.FailureThreshold = 10
+		}})
 	admin := e.Login(apptest.AdminUser, apptest.AdminPass)
 	waitAlive(e, admin)
 	setEnabled(e, admin, false)

@@ -71,15 +71,17 @@ type taskView struct {
 	Result        *struct {
 		Files   []string `json:"files"`
 		Outputs map[string][]struct {
-			URL, Filename, Type, NodeID, FileID string
+			URL, Filename, Type, Kind, NodeID, FileID string
 		} `json:"outputs"`
 	} `json:"result"`
 	Error *struct {
-		Type       string                     `json:"type"`
-		Message    string                     `json:"message"`
-		NodeID     string                     `json:"nodeId"`
-		NodeType   string                     `json:"nodeType"`
-		NodeErrors map[string]json.RawMessage `json:"nodeErrors"`
+		Type          string                     `json:"type"`
+		Message       string                     `json:"message"`
+		NodeID        string                     `json:"nodeId"`
+		NodeType      string                     `json:"nodeType"`
+		NodeErrors    map[string]json.RawMessage `json:"nodeErrors"`
+		ExceptionType string                     `json:"exceptionType"`
+		Traceback     string                     `json:"traceback"`
 	} `json:"error"`
 }
 
@@ -182,7 +184,7 @@ func TestTaskHappyPath(t *testing.T) {
 		t.Errorf("completed task = %+v", got)
 	}
 	outs := got.Result.Outputs["9"]
-	if len(outs) != 1 || outs[0].Type != "images" || outs[0].URL != data.Result.Files[0] || !strings.HasSuffix(outs[0].Filename, ".png") {
+	if len(outs) != 1 || outs[0].Type != "output" || outs[0].Kind != "images" || outs[0].URL != data.Result.Files[0] || !strings.HasSuffix(outs[0].Filename, ".png") {
 		t.Errorf("outputs = %+v", got.Result.Outputs)
 	}
 	if n := e.SimLog.Count(v.ID); n != 1 {
@@ -336,7 +338,7 @@ func uploadRaw(e *apptest.Env, token, field, name string, content []byte) *appte
 // refused at submit with ComfyUI's node_errors (no task); when no catalogue
 // is known, the instance's own validation failure fails the task with
 // nodeErrors (no retry); an execution_error fails with node id, type and
-// message.
+// message, and the exception's type and traceback.
 func TestFailures(t *testing.T) {
 	t.Parallel()
 	sims, err := comfysim.StartFleet(1, "127.0.0.1:0", comfysim.Options{})
@@ -382,11 +384,18 @@ func TestFailures(t *testing.T) {
 	wf["3"] = node("ImageInvert", map[string]any{"image": link("1", 0)})
 	wf["2"] = node("SaveImage", map[string]any{"images": link("3", 0), "filename_prefix": "fail/exec"})
 	v2 := submit(e, admin, map[string]any{"workflow": wf})
-	ws.WaitFor(5*time.Second, "task_failed", taskEvent("task_failed", v2.ID))
 	got = waitStatus(e, admin, v2.ID, "failed", 10*time.Second)
 	if got.Error == nil || got.Error.Type != "execution_error" || got.Error.NodeID != "3" || got.Error.NodeType != "ImageInvert" ||
 		!strings.Contains(got.Error.Message, "boom from the test") {
 		t.Errorf("execution error = %+v", got.Error)
+	}
+	if got.Error == nil || got.Error.ExceptionType != "RuntimeError" ||
+		!strings.HasPrefix(got.Error.Traceback, `  File "/srv/ComfyUI/execution.py"`) || !strings.Contains(got.Error.Traceback, "in ImageInvert\n") {
+		t.Errorf("execution error lost what ComfyUI said: %+v", got.Error)
+	}
+	failed := ws.WaitFor(5*time.Second, "task_failed", taskEvent("task_failed", v2.ID))
+	if !strings.Contains(string(failed.Data), `"exceptionType":"RuntimeError"`) || !strings.Contains(string(failed.Data), `"traceback":"  File `) {
+		t.Errorf("task_failed = %s, want the exception type and traceback", failed.Data)
 	}
 	e.Sims[0].ClearFaults()
 }
@@ -424,7 +433,10 @@ func sawInterrupt(sim *comfysim.Sim, id string) bool {
 // interrupted on its instance and ends cancelled; a finished one is 409.
 func TestCancel(t *testing.T) {
 	t.Parallel()
-	e := apptest.Start(t, apptest.Options{Instances: 1, Sim: comfysim.Options{StepDelay: 20 * time.Millisecond}})
+	// Without prefetch the second task waits in the gateway's queue
+	// (TestPrefetchCancelQueued cancels one waiting in ComfyUI's).
+	e := apptest.Start(t, apptest.Options{Instances: 1, Sim: comfysim.Options{StepDelay: 20 * time.Millisecond},
+		Configure: noPrefetch})
 	user := e.Login(apptest.User, apptest.UserPass)
 	waitAlive(e, user)
 	ws := e.DialWS(user)
@@ -437,15 +449,32 @@ func TestCancel(t *testing.T) {
 	}
 
 	r := e.Do("DELETE", "/api/tasks/"+pending.ID, user, nil)
-	var c taskView
+	var c struct {
+		taskView
+		TaskID          string `json:"taskId"`
+		CancelRequested bool   `json:"cancelRequested"`
+	}
 	r.Into(t, &c)
-	if r.Status != 200 || c.Status != "cancelled" {
+	if r.Status != 200 || c.Status != "cancelled" || c.TaskID != pending.ID || c.CancelRequested || r.Body.Message == "" {
 		t.Errorf("cancel pending: %d %s", r.Status, r.Raw)
 	}
 	ws.WaitFor(5*time.Second, "task_cancelled (pending)", taskEvent("task_cancelled", pending.ID))
 
-	if r := e.Do("DELETE", "/api/tasks/"+running.ID, user, nil); r.Status != 200 {
-		t.Fatalf("cancel running: %d %s", r.Status, r.Raw)
+	// A running task's DELETE says a cancel was requested: the task runs
+	// until its instance confirms.
+	r = e.Do("DELETE", "/api/tasks/"+running.ID, user, nil)
+	var req struct {
+		taskView
+		TaskID          string `json:"taskId"`
+		CancelRequested bool   `json:"cancelRequested"`
+	}
+	r.Into(t, &req)
+	if r.Status != 200 || r.Body.Code != 200 || req.TaskID != running.ID || req.ID != running.ID ||
+		req.Status != "running" || !req.CancelRequested || !strings.Contains(r.Body.Message, "Cancel requested") {
+		t.Errorf("cancel running: %d %s, want 200 with the running task, cancelRequested and a message", r.Status, r.Raw)
+	}
+	if r := e.Do("DELETE", "/api/tasks/"+pending.ID, user, nil); r.Status != http.StatusConflict {
+		t.Errorf("cancel a cancelled task again: %d %s, want 409", r.Status, r.Raw)
 	}
 	ws.WaitFor(10*time.Second, "task_cancelled (running)", taskEvent("task_cancelled", running.ID))
 	if got := getTask(e, user, running.ID); got.Status != "cancelled" {

@@ -72,7 +72,7 @@ func TestSimulatorEndToEnd(t *testing.T) {
 		t.Fatalf("Submit returned prompt id %q, want %q", res.PromptID, pid)
 	}
 
-	pct, outputs := waitDone(t, ctx, conn, pid, 4)
+	pct, outputs := waitDone(t, ctx, conn, pid, basicPrompt("gwsim/basic"))
 	if pct != 99 {
 		t.Errorf("progress at the end = %d, want 99", pct)
 	}
@@ -96,9 +96,9 @@ func TestSimulatorEndToEnd(t *testing.T) {
 
 // waitDone reads events until pid's final executing{node: null} and returns
 // the progress and the outputs of executed events.
-func waitDone(t *testing.T, ctx context.Context, conn *comfy.Conn, pid string, nodes int) (int, map[string]comfy.NodeOutput) {
+func waitDone(t *testing.T, ctx context.Context, conn *comfy.Conn, pid string, prompt json.RawMessage) (int, map[string]comfy.NodeOutput) {
 	t.Helper()
-	p := comfy.NewProgress(nodes)
+	p := comfy.NewProgress(prompt)
 	outputs := map[string]comfy.NodeOutput{}
 	for {
 		ev, err := conn.Next(ctx)
@@ -186,7 +186,7 @@ func TestSimulatorUploadThenLoadImage(t *testing.T) {
 	if _, err := c.Submit(ctx, comfy.SubmitParams{Prompt: prompt, PromptID: pid}); err != nil {
 		t.Fatalf("Submit: %v", err)
 	}
-	_, outputs := waitDone(t, ctx, conn, pid, 3)
+	_, outputs := waitDone(t, ctx, conn, pid, prompt)
 	files := outputs["3"].Files()
 	if len(files) != 1 {
 		t.Fatalf("files = %+v", files)

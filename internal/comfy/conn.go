@@ -2,7 +2,6 @@ package comfy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,15 +10,33 @@ import (
 	"github.com/coder/websocket"
 )
 
-// maxFrame is the WebSocket read limit. Binary previews (a SaveImageWebsocket
-// PNG can be large) are discarded while read, so they cost no memory.
-const maxFrame = 64 << 20
+// maxFrame is the WebSocket read limit; a larger frame ends the connection.
+// It is well above MaxImage so that an oversized image costs only bandwidth.
+const maxFrame = 256 << 20
+
+// MaxImage is the largest preview image (Event.Image) a Conn keeps, in
+// bytes: a SaveImageWebsocket PNG is full size. A larger image is read and
+// discarded; its event says how big it was.
+const MaxImage = 64 << 20
+
+// maxBinaryHeader bounds the part of a binary frame before the image: the
+// type, and a type-4 frame's metadata length and JSON.
+const maxBinaryHeader = 8 + 64<<10
+
+// featureFlags is the first message on every connection: ComfyUI v0.3.45+
+// then sends previews as type-4 frames, whose metadata names the prompt and
+// node. Older servers ignore it and send type 1, attributed by Next.
+var featureFlags = []byte(`{"type": "feature_flags", "data": {"supports_preview_metadata": true}}`)
 
 // Conn is one WebSocket connection to ComfyUI's /ws. Next must not be called
 // concurrently; Close and Ping may be called from any goroutine.
 type Conn struct {
-	ws     *websocket.Conn
-	prefix []byte // reused by Next for the start of binary frames
+	ws *websocket.Conn
+	// imageLimit is MaxImage; tests lower it.
+	imageLimit int
+	// at is what the last executing message on this connection announced;
+	// only Next uses it.
+	at attribution
 }
 
 // Dial opens GET /ws?clientId=<ClientID>. No Origin header is sent (ComfyUI
@@ -29,6 +46,8 @@ type Conn struct {
 //
 // Close any earlier connection with the same id first: ComfyUI would
 // otherwise stop delivering to the new one when the old one closes (see Stream).
+//
+// The first message asks for previews with metadata (supports_preview_metadata).
 func (c *Client) Dial(ctx context.Context) (*Conn, error) {
 	u := c.base + "/ws?clientId=" + url.QueryEscape(c.clientID)
 	ws, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{
@@ -42,13 +61,19 @@ func (c *Client) Dial(ctx context.Context) (*Conn, error) {
 		return nil, fmt.Errorf("comfy: dial websocket: %w", err)
 	}
 	ws.SetReadLimit(maxFrame)
-	return &Conn{ws: ws}, nil
+	if err := ws.Write(ctx, websocket.MessageText, featureFlags); err != nil {
+		_ = ws.CloseNow()
+		return nil, fmt.Errorf("comfy: send feature flags: %w", err)
+	}
+	return &Conn{ws: ws, imageLimit: MaxImage}, nil
 }
 
 // Next reads and decodes the next message. Text frames become events of their
-// type; binary frames become an EventBinary with BinaryType set (and, for a
-// type-4 preview, PromptID and Node from its metadata); image bytes are
-// discarded.
+// type; binary frames become an EventBinary with BinaryType set and, for a
+// preview (type 1 or 4), its image. A type-4 preview names its prompt and
+// node in its metadata; a type-1 preview is attributed to the prompt and
+// node the last executing message on this connection announced (empty
+// when unknown, e.g. right after a reconnect).
 //
 // A frame that cannot be decoded gives an error wrapping ErrMalformedFrame and
 // the connection stays usable. Any other error means the connection is gone.
@@ -58,24 +83,44 @@ func (c *Conn) Next(ctx context.Context) (Event, error) {
 	if err != nil {
 		return Event{}, fmt.Errorf("comfy: read event: %w", err)
 	}
+	var ev Event
 	if typ == websocket.MessageText {
 		b, err := io.ReadAll(r)
 		if err != nil {
 			return Event{}, fmt.Errorf("comfy: read event: %w", err)
 		}
-		return DecodeEvent(b)
+		ev, err = DecodeEvent(b)
+		if err != nil {
+			return Event{}, err
+		}
+	} else {
+		ev, err = readBinary(r, c.imageLimit)
+		if err != nil {
+			return Event{}, err
+		}
 	}
-	if c.prefix == nil {
-		c.prefix = make([]byte, maxBinaryPrefix)
+	c.at.apply(&ev)
+	return ev, nil
+}
+
+// readBinary reads and decodes a binary frame, keeping an image of up to
+// limit bytes.
+func readBinary(r io.Reader, limit int) (Event, error) {
+	b, err := io.ReadAll(io.LimitReader(r, int64(maxBinaryHeader+limit)))
+	var dropped int64
+	if err == nil && len(b) == maxBinaryHeader+limit {
+		dropped, err = io.Copy(io.Discard, r)
 	}
-	n, err := io.ReadFull(r, c.prefix)
-	if err == nil {
-		_, err = io.Copy(io.Discard, r)
-	}
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+	if err != nil {
 		return Event{}, fmt.Errorf("comfy: read event: %w", err)
 	}
-	return decodeBinary(c.prefix[:n])
+	ev, err := decodeBinary(b)
+	if err != nil || (dropped == 0 && ev.ImageSize <= limit) {
+		return ev, err
+	}
+	ev.Image = nil
+	ev.ImageSize += int(dropped)
+	return ev, nil
 }
 
 // Ping sends a WebSocket ping and waits for the pong. ComfyUI sends no

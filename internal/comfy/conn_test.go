@@ -1,6 +1,7 @@
 package comfy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/coder/websocket"
+	"github.com/google/go-cmp/cmp"
 )
 
 // dialReplay starts a /ws server that replays frames and then reads until
@@ -71,12 +73,18 @@ func checkDecoded(t *testing.T, i int, raw json.RawMessage, ev Event) {
 	}
 }
 
+// TestNextBinaryFrames replays the recorded SaveImageWebsocket run of both
+// framings: every image arrives with its bytes, its format and the prompt
+// and node it belongs to (type 1 from the executing before it).
 func TestNextBinaryFrames(t *testing.T) {
 	t.Parallel()
-	for _, ws := range []string{"ws_legacy", "ws_preview_metadata"} {
-		t.Run(ws, func(t *testing.T) {
+	for _, tt := range []struct{ ws, prompt string }{
+		{"ws_legacy", "79271c0a-16fc-4e1b-94ad-ecbc4ee0121d"},
+		{"ws_preview_metadata", "924fc275-9e8d-46ef-9fca-43622fc38729"},
+	} {
+		t.Run(tt.ws, func(t *testing.T) {
 			t.Parallel()
-			frames := loadFrames(t, "s02b_ws_binary_frames", ws)
+			frames := loadFrames(t, "s02b_ws_binary_frames", tt.ws)
 			_, conn := dialReplay(t, "gw-test", frames)
 			binaries := 0
 			for i, fr := range frames {
@@ -89,7 +97,7 @@ func TestNextBinaryFrames(t *testing.T) {
 					continue
 				}
 				binaries++
-				checkBinary(t, fr, ev)
+				checkBinary(t, fr, ev, tt.prompt)
 			}
 			if binaries != 2 {
 				t.Errorf("got %d binary frames, want 2", binaries)
@@ -98,26 +106,38 @@ func TestNextBinaryFrames(t *testing.T) {
 	}
 }
 
-func checkBinary(t *testing.T, fr frame, ev Event) {
+func checkBinary(t *testing.T, fr frame, ev Event, prompt string) {
 	t.Helper()
-	if ev.Type != EventBinary || ev.BinaryType != fr.EventType {
-		t.Errorf("got %+v, want binary type %d", ev, fr.EventType)
+	_, b := fr.payload(t)
+	start := 8
+	if fr.EventType == BinaryPreviewImageWithMetadata {
+		start += len(fr.Metadata)
 	}
-	if fr.EventType == BinaryPreviewImageWithMetadata && (ev.PromptID != "924fc275-9e8d-46ef-9fca-43622fc38729" || ev.Node != "2") {
-		t.Errorf("type 4 metadata not decoded: %+v", ev)
+	want := Event{
+		Type: EventBinary, BinaryType: fr.EventType, PromptID: prompt, Node: "2",
+		Image: b[start:], ImageFormat: "png", ImageSize: len(b) - start,
+	}
+	if fr.EventType == BinaryPreviewImageWithMetadata {
+		want.DisplayNode, want.Data = "2", fr.Metadata
+	}
+	if diff := cmp.Diff(want, ev); diff != "" {
+		t.Errorf("binary frame (-want +got):\n%s", diff)
 	}
 }
 
 func TestNextLargeBinaryAndMalformedFrames(t *testing.T) {
 	t.Parallel()
-	big := make([]byte, 3<<20) // a full-size PNG from SaveImageWebsocket, far above the default 32 KiB limit
-	big[3] = 1
+	big := make([]byte, 8+(1<<20)) // a full-size PNG from SaveImageWebsocket, far above the library's default 32 KiB limit
+	big[3], big[7] = 1, 2
+	huge := make([]byte, 8+(2<<20)) // above the limit this test sets
+	huge[3], huge[7] = 1, 2
 	srv := newWSServer(t, func(ctx context.Context, _ int, c *websocket.Conn) {
 		for _, m := range []struct {
 			typ websocket.MessageType
 			b   []byte
 		}{
 			{websocket.MessageBinary, big},
+			{websocket.MessageBinary, huge},
 			{websocket.MessageText, []byte(`not json`)},
 			{websocket.MessageBinary, []byte{0, 1}},
 			{websocket.MessageText, []byte(`{"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 4}}}}`)},
@@ -134,9 +154,13 @@ func TestNextLargeBinaryAndMalformedFrames(t *testing.T) {
 		t.Fatalf("Dial: %v", err)
 	}
 	defer conn.Close()
+	conn.imageLimit = 3 << 19
 
-	if ev, err := conn.Next(t.Context()); err != nil || ev.BinaryType != BinaryPreviewImage {
-		t.Fatalf("big binary: got %+v, %v", ev, err)
+	if ev, err := conn.Next(t.Context()); err != nil || ev.BinaryType != BinaryPreviewImage || !bytes.Equal(ev.Image, big[8:]) {
+		t.Fatalf("big binary: got type %d, %d image bytes, %v; want type 1 and %d bytes", ev.BinaryType, len(ev.Image), err, len(big)-8)
+	}
+	if ev, err := conn.Next(t.Context()); err != nil || ev.Image != nil || ev.ImageSize != len(huge)-8 || ev.ImageFormat != "png" {
+		t.Fatalf("binary above the limit: got %d image bytes, size %d, format %q, %v; want none, size %d, png", len(ev.Image), ev.ImageSize, ev.ImageFormat, err, len(huge)-8)
 	}
 	for i := range 2 {
 		if _, err := conn.Next(t.Context()); !errors.Is(err, ErrMalformedFrame) {
@@ -145,6 +169,29 @@ func TestNextLargeBinaryAndMalformedFrames(t *testing.T) {
 	}
 	if ev, err := conn.Next(t.Context()); err != nil || ev.QueueRemaining != 4 {
 		t.Fatalf("after malformed frames: got %+v, %v", ev, err)
+	}
+}
+
+// TestDialAsksForPreviewMetadata: the first message on a new connection
+// negotiates type-4 previews, which name their prompt.
+func TestDialAsksForPreviewMetadata(t *testing.T) {
+	t.Parallel()
+	got := make(chan []byte, 1)
+	srv := newWSServer(t, func(ctx context.Context, _ int, c *websocket.Conn) {
+		_, b, err := c.Read(ctx)
+		if err == nil {
+			got <- b
+		}
+		drain(ctx, c)
+	})
+	conn, err := New(srv.srv.URL, "gw-test", srv.srv.Client()).Dial(t.Context())
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer conn.Close()
+	want := `{"type": "feature_flags", "data": {"supports_preview_metadata": true}}`
+	if b := recv(t, got, "the first client message"); !jsonEqual(t, b, []byte(want)) {
+		t.Errorf("first message = %s, want %s", b, want)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strings"
 )
 
 // WebSocket event types. The execution_* names are declared with the history
@@ -73,6 +74,15 @@ type Event struct {
 	Output NodeOutput
 	// BinaryType is the type of a binary frame (BinaryPreviewImage, ...).
 	BinaryType uint32
+	// Image is the image of a preview frame (type 1 or 4): a sampler's
+	// preview or a SaveImageWebsocket output, exactly as sent. It is nil
+	// when the image is larger than the connection keeps (see ImageSize).
+	Image []byte
+	// ImageFormat is the image's format: "png", "jpeg", "webp", or "" when
+	// the frame does not say.
+	ImageFormat string
+	// ImageSize is the image's length in the frame, also when Image is nil.
+	ImageSize int
 }
 
 // NodeState is one node of a progress_state message.
@@ -172,39 +182,55 @@ func jsonInt(raw json.RawMessage) int {
 	return int(f)
 }
 
-// maxBinaryPrefix is how much of a binary frame is decoded: the header and
-// type-4 metadata. Image bytes beyond it are discarded unread.
-const maxBinaryPrefix = 8 + 64<<10
-
-// decodeBinary decodes the start of a binary frame (at most maxBinaryPrefix
-// bytes of it). Image bytes are not kept.
-func decodeBinary(prefix []byte) (Event, error) {
-	if len(prefix) < 4 {
-		return Event{}, fmt.Errorf("%w: binary frame of %d bytes", ErrMalformedFrame, len(prefix))
+// decodeBinary decodes a binary frame. The image of a preview frame is
+// kept as a slice of frame.
+func decodeBinary(frame []byte) (Event, error) {
+	if len(frame) < 4 {
+		return Event{}, fmt.Errorf("%w: binary frame of %d bytes", ErrMalformedFrame, len(frame))
 	}
-	ev := Event{Type: EventBinary, BinaryType: binary.BigEndian.Uint32(prefix)}
-	if len(prefix) < 8 {
+	ev := Event{Type: EventBinary, BinaryType: binary.BigEndian.Uint32(frame)}
+	if len(frame) < 8 {
 		return ev, nil
 	}
-	n := uint64(binary.BigEndian.Uint32(prefix[4:8]))
-	body := prefix[8:]
-	if n > uint64(len(body)) {
-		return ev, nil // metadata longer than we read: keep just the type
-	}
+	n := uint64(binary.BigEndian.Uint32(frame[4:8]))
+	body := frame[8:]
 	switch ev.BinaryType {
+	case BinaryPreviewImage:
+		ev.ImageFormat = legacyFormats[n]
+		ev.Image, ev.ImageSize = body, len(body)
 	case BinaryPreviewImageWithMetadata:
-		meta := body[:n]
-		var m struct {
-			PromptID string `json:"prompt_id"`
-			NodeID   string `json:"node_id"`
+		if n > uint64(len(body)) {
+			return ev, nil // metadata longer than the frame: keep just the type
 		}
-		if json.Valid(meta) {
-			ev.Data = append(json.RawMessage(nil), meta...)
-			_ = json.Unmarshal(meta, &m) // an ill-typed field leaves the other one decoded
-			ev.PromptID, ev.Node = m.PromptID, m.NodeID
-		}
+		ev.decodeMetadata(body[:n])
+		ev.Image, ev.ImageSize = body[n:], len(body)-int(n)
 	case BinaryText:
-		ev.Node = string(body[:n])
+		if n <= uint64(len(body)) {
+			ev.Node = string(body[:n])
+		}
 	}
 	return ev, nil
+}
+
+// legacyFormats maps a type-1 frame's format code to ImageFormat.
+var legacyFormats = map[uint64]string{1: "jpeg", 2: "png"}
+
+// decodeMetadata reads a type-4 frame's JSON metadata; fields of the wrong
+// JSON type are left zero.
+func (ev *Event) decodeMetadata(meta []byte) {
+	if !json.Valid(meta) {
+		return
+	}
+	ev.Data = append(json.RawMessage(nil), meta...)
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(meta, &fields) != nil {
+		return
+	}
+	ev.PromptID = jsonString(fields["prompt_id"])
+	ev.Node = jsonString(fields["node_id"])
+	ev.DisplayNode = jsonString(fields["display_node_id"])
+	switch t := jsonString(fields["image_type"]); t {
+	case "image/png", "image/jpeg", "image/webp":
+		ev.ImageFormat = strings.TrimPrefix(t, "image/")
+	}
 }

@@ -110,9 +110,15 @@ func TestDecodeEvent(t *testing.T) {
 	}
 }
 
-// rawJSONEqual compares json.RawMessage values by meaning, not bytes.
+// rawJSONEqual compares json.RawMessage values by meaning, not bytes. A
+// []byte field is assignable, so cmp uses it there too: nil stays nil.
 func rawJSONEqual(t *testing.T) cmp.Option {
-	return cmp.Comparer(func(a, b json.RawMessage) bool { return jsonEqual(t, a, b) })
+	return cmp.Comparer(func(a, b json.RawMessage) bool {
+		if a == nil || b == nil {
+			return a == nil && b == nil
+		}
+		return jsonEqual(t, a, b)
+	})
 }
 
 func TestDecodeEventKeepsData(t *testing.T) {
@@ -141,19 +147,32 @@ func TestDecodeBinary(t *testing.T) {
 	meta := `{"node_id": "2", "prompt_id": "924f", "display_node_id": "2", "image_type": "image/png"}`
 	type4 := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, 4), uint32(len(meta)))
 	type4 = append(append(type4, meta...), "\x89PNG"...)
+	jpeg4 := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, 4), 27)
+	jpeg4 = append(append(jpeg4, `{"image_type":"image/jpeg"}`...), "\xff\xd8"...)
 	text := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, 3), 2)
 	text = append(text, "17hello"...)
+	png := []byte("\x89PNG")
 	tests := []struct {
 		name string
 		in   []byte
 		want Event
 	}{
-		{"legacy preview", []byte("\x00\x00\x00\x01\x00\x00\x00\x02\x89PNG"), Event{Type: EventBinary, BinaryType: 1}},
-		{"preview with metadata", type4, Event{Type: EventBinary, BinaryType: 4, PromptID: "924f", Node: "2", Data: json.RawMessage(meta)}},
+		{"legacy PNG", []byte("\x00\x00\x00\x01\x00\x00\x00\x02\x89PNG"), Event{Type: EventBinary, BinaryType: 1, Image: png, ImageFormat: "png", ImageSize: 4}},
+		{"legacy JPEG", []byte("\x00\x00\x00\x01\x00\x00\x00\x01\xff\xd8"), Event{Type: EventBinary, BinaryType: 1, Image: []byte("\xff\xd8"), ImageFormat: "jpeg", ImageSize: 2}},
+		{"legacy unknown format", []byte("\x00\x00\x00\x01\x00\x00\x00\x07xy"), Event{Type: EventBinary, BinaryType: 1, Image: []byte("xy"), ImageSize: 2}},
+		{"legacy without image", []byte("\x00\x00\x00\x01\x00\x00\x00\x02"), Event{Type: EventBinary, BinaryType: 1, Image: []byte{}, ImageFormat: "png"}},
+		{"preview with metadata", type4, Event{
+			Type: EventBinary, BinaryType: 4, PromptID: "924f", Node: "2", DisplayNode: "2", Data: json.RawMessage(meta),
+			Image: png, ImageFormat: "png", ImageSize: 4,
+		}},
+		{"JPEG with metadata", jpeg4, Event{
+			Type: EventBinary, BinaryType: 4, Data: json.RawMessage(`{"image_type":"image/jpeg"}`),
+			Image: []byte("\xff\xd8"), ImageFormat: "jpeg", ImageSize: 2,
+		}},
 		{"text", text, Event{Type: EventBinary, BinaryType: 3, Node: "17"}},
 		{"type only", []byte{0, 0, 0, 9}, Event{Type: EventBinary, BinaryType: 9}},
 		{"metadata longer than frame", []byte("\x00\x00\x00\x04\xff\xff\xff\xff{}"), Event{Type: EventBinary, BinaryType: 4}},
-		{"metadata not JSON", []byte("\x00\x00\x00\x04\x00\x00\x00\x02{x"), Event{Type: EventBinary, BinaryType: 4}},
+		{"metadata not JSON", []byte("\x00\x00\x00\x04\x00\x00\x00\x02{x"), Event{Type: EventBinary, BinaryType: 4, Image: []byte{}}},
 	}
 	for _, tt := range tests {
 		got, err := decodeBinary(tt.in)
@@ -161,7 +180,7 @@ func TestDecodeBinary(t *testing.T) {
 			t.Errorf("%s: %v", tt.name, err)
 			continue
 		}
-		if diff := cmp.Diff(tt.want, got); diff != "" {
+		if diff := cmp.Diff(tt.want, got, cmpopts.EquateEmpty()); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", tt.name, diff)
 		}
 	}

@@ -20,6 +20,10 @@ type corkConn struct {
 	buf    []byte
 }
 
+// writeTimeout bounds one system-call write to a socket: a client that
+// stops reading is dropped, as aiohttp's transport would eventually do.
+const writeTimeout = 30 * time.Second
+
 func (c *corkConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -27,7 +31,7 @@ func (c *corkConn) Write(p []byte) (int, error) {
 		c.buf = append(c.buf, p...)
 		return len(p), nil
 	}
-	return c.Conn.Write(p)
+	return c.write(p) // a pong or a close frame, written by the library
 }
 
 func (c *corkConn) cork() {
@@ -44,10 +48,19 @@ func (c *corkConn) uncork() error {
 	if len(c.buf) == 0 {
 		return nil
 	}
-	c.Conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
-	_, err := c.Conn.Write(c.buf)
+	_, err := c.write(c.buf)
 	c.buf = c.buf[:0]
 	return err
+}
+
+// write writes p within writeTimeout. The deadline is cleared afterwards:
+// left in place it would fail the first write after a quiet spell, such as
+// the pong to a ping, and drop an idle client. Caller holds mu.
+func (c *corkConn) write(p []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	n, err := c.Conn.Write(p)
+	c.Conn.SetWriteDeadline(time.Time{})
+	return n, err
 }
 
 // corkingWriter makes websocket.Accept hijack a corkConn.

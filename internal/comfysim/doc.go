@@ -99,13 +99,18 @@
 // references such as "x.png [output]" included) and takes the first pixel's
 // colour. KSampler reports "steps" progress updates (Options.Steps
 // overrides), each taking Options.StepDelay, and derives its colour from its
-// seed and inputs; VAEDecode gives latent size times 8.
+// seed and inputs; VAEDecode gives latent size times 8. With
+// Options.PreviewMethod set, each step also sends a JPEG preview of the
+// latent's size, fading from grey to the final colour. SaveImageWebsocket
+// sends each image as a PNG preview frame with a progress step, as ComfyUI
+// does, and Log.Streamed records their hashes.
 //
 // # Knobs
 //
-// Options: NodeDelay, Steps, StepDelay, ModelLoadDelay, Checkpoints,
-// RequireUUIDPromptID (v0.25+ canonical-UUID prompt_id rule, 400
-// invalid_prompt_id), KeepStateOnRestart, SafeReconnect, MaxImageSide,
+// Options: NodeDelay, Steps, StepDelay, PreviewMethod, ModelLoadDelay,
+// Checkpoints, RequireUUIDPromptID (v0.25+ canonical-UUID prompt_id rule,
+// 400 invalid_prompt_id), NoPreviewMetadata (no feature_flags, as before
+// v0.3.45), KeepStateOnRestart, SafeReconnect, MaxImageSide,
 // DisableMetadata, HistoryMax, MaxUploadSize, WSQueueSize, MaxRecorded.
 // Methods (safe to call while serving):
 //

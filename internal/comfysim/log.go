@@ -2,6 +2,7 @@ package comfysim
 
 import (
 	"context"
+	"crypto/sha256"
 	"slices"
 	"sync"
 	"time"
@@ -25,20 +26,48 @@ type Run struct {
 	Outcome  string
 }
 
+// StreamedImage is one image a SaveImageWebsocket node sent over the
+// WebSocket: such images are nowhere else, so a test compares what a
+// client kept with this.
+type StreamedImage struct {
+	Node   string
+	Format string // "png"
+	Size   int
+	SHA256 [32]byte
+}
+
 // Log records every execution of every prompt_id. One Log can be shared by
 // many instances, which is how a test proves a gateway never ran a task
 // twice, or on two instances at once.
 type Log struct {
-	// mu guards runs, order and changed.
+	// mu guards runs, images, order and changed.
 	mu      sync.Mutex
 	runs    map[string][]Run
+	images  map[string][]StreamedImage
 	order   []string      // prompt ids by first start
 	changed chan struct{} // closed and replaced on every change
 }
 
 // NewLog returns an empty execution log.
 func NewLog() *Log {
-	return &Log{runs: map[string][]Run{}, changed: make(chan struct{})}
+	return &Log{runs: map[string][]Run{}, images: map[string][]StreamedImage{}, changed: make(chan struct{})}
+}
+
+// streamed records an image sent by a SaveImageWebsocket node (its hash
+// only: the log lives as long as a benchmark).
+func (l *Log) streamed(id, node, format string, data []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.images[id] = append(l.images[id], StreamedImage{Node: node, Format: format, Size: len(data), SHA256: sha256.Sum256(data)})
+	l.notify()
+}
+
+// Streamed returns the images SaveImageWebsocket nodes sent for promptID,
+// in the order they were sent, over all its executions.
+func (l *Log) Streamed(promptID string) []StreamedImage {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.images[promptID])
 }
 
 func (l *Log) start(id, instance string, t time.Time) {

@@ -91,10 +91,17 @@ func (x *nodeRun) sleep(d time.Duration) error {
 	return x.r.e.p.sleep(d)
 }
 
+// preview is an image a node reports with a progress step: a sampler's
+// JPEG preview or SaveImageWebsocket's PNG.
+type preview struct {
+	jpeg bool
+	data []byte
+}
+
 // progress is the ProgressBar hook (main.py hijack_progress): interrupt
 // check, progress_state, a type-4 preview for a client that negotiated it,
-// progress, and a type-1 preview otherwise.
-func (x *nodeRun) progress(value, max int, png []byte) error {
+// progress, and a type-1 preview otherwise. img may be nil.
+func (x *nodeRun) progress(value, max int, img *preview) error {
 	p := x.r.e.p
 	if p.interrupted() {
 		return errInterrupted
@@ -102,22 +109,30 @@ func (x *nodeRun) progress(value, max int, png []byte) error {
 	client := x.r.client
 	x.r.progress.update(x.id, value, max)
 	x.r.sendProgressState()
-	withMeta := png != nil && p.supportsPreviewMetadata(client)
+	withMeta := img != nil && p.supportsPreviewMetadata(client)
 	if withMeta {
-		p.sendBinary(4, previewWithMetadata(x.r.item.id, x.id, png), client)
+		p.sendBinary(4, previewWithMetadata(x.r.item.id, x.id, img), client)
 	}
 	p.sendSync("progress", newObj("value", int64(value), "max", int64(max), "prompt_id", x.r.item.id, "node", x.id), client)
-	if png != nil && !withMeta {
-		p.sendBinary(1, append([]byte{0, 0, 0, 2}, png...), client)
+	if img != nil && !withMeta {
+		format := []byte{0, 0, 0, 2} // PNG
+		if img.jpeg {
+			format[3] = 1
+		}
+		p.sendBinary(1, append(format, img.data...), client)
 	}
 	return nil
 }
 
-func previewWithMetadata(promptID, nodeID string, png []byte) []byte {
+func previewWithMetadata(promptID, nodeID string, img *preview) []byte {
+	typ := "image/png"
+	if img.jpeg {
+		typ = "image/jpeg"
+	}
 	meta := encodePy(newObj("node_id", nodeID, "prompt_id", promptID, "display_node_id", nodeID,
-		"parent_node_id", nil, "real_node_id", nodeID, "image_type", "image/png"))
-	b := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(meta)+len(png)), uint32(len(meta)))
-	return append(append(b, meta...), png...)
+		"parent_node_id", nil, "real_node_id", nodeID, "image_type", typ))
+	b := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(meta)+len(img.data)), uint32(len(meta)))
+	return append(append(b, meta...), img.data...)
 }
 
 // loadModel is a checkpoint load: the model-load delay and a counted load

@@ -250,9 +250,11 @@ func runSaveImageWebsocket(x *nodeRun) ([]any, *obj, error) {
 	}
 	for i, c := range img.px {
 		w, h := x.capped(img.w, img.h)
-		if err := x.progress(i, len(img.px), solidPNG(w, h, img.ch, c)); err != nil {
+		png := solidPNG(w, h, img.ch, c)
+		if err := x.progress(i, len(img.px), &preview{data: png}); err != nil {
 			return nil, nil, err
 		}
+		x.r.e.p.sim.log.streamed(x.r.item.id, x.id, "png", png)
 	}
 	return []any{}, nil, nil
 }
@@ -295,14 +297,6 @@ func runKSampler(x *nodeRun) ([]any, *obj, error) {
 	if x.steps > 0 {
 		steps = x.steps
 	}
-	for i := 0; i < steps; i++ {
-		if err := x.sleep(x.stepDelay); err != nil {
-			return nil, nil, err
-		}
-		if err := x.progress(i+1, steps, nil); err != nil {
-			return nil, nil, err
-		}
-	}
 	h := fnv.New32a()
 	for _, k := range []string{"seed", "noise_seed", "cfg", "sampler_name", "scheduler", "positive", "negative", "model"} {
 		if v, ok := x.in[k]; ok {
@@ -310,8 +304,36 @@ func runKSampler(x *nodeRun) ([]any, *obj, error) {
 		}
 	}
 	sum := h.Sum32()
-	lat.rgb = [4]uint8{uint8(sum >> 16), uint8(sum >> 8), uint8(sum), 255}
+	final := [4]uint8{uint8(sum >> 16), uint8(sum >> 8), uint8(sum), 255}
+	for i := 0; i < steps; i++ {
+		if err := x.sleep(x.stepDelay); err != nil {
+			return nil, nil, err
+		}
+		if err := x.progress(i+1, steps, x.samplerPreview(lat, final, i+1, steps)); err != nil {
+			return nil, nil, err
+		}
+	}
+	lat.rgb = final
 	return []any{lat}, nil, nil
+}
+
+// samplerPreview is the JPEG preview of a sampling step, or nil when
+// previews are off: the latent's size (as latent2rgb gives), its colour
+// going from grey to the final one.
+func (x *nodeRun) samplerPreview(lat latentVal, final [4]uint8, step, steps int) *preview {
+	if m := x.r.e.p.sim.opts.PreviewMethod; m == "" || m == "none" {
+		return nil
+	}
+	var c [4]uint8
+	for i := range 3 {
+		c[i] = uint8(128 + (int(final[i])-128)*step/steps)
+	}
+	c[3] = 255
+	data, err := solidJPEG(min(max(lat.w, 1), 512), min(max(lat.h, 1), 512), c)
+	if err != nil {
+		return nil
+	}
+	return &preview{jpeg: true, data: data}
 }
 
 func runVAEDecode(x *nodeRun) ([]any, *obj, error) {

@@ -34,6 +34,15 @@ type Options struct {
 	Steps int
 	// StepDelay is the time each progress step takes. Default 0.
 	StepDelay time.Duration
+	// PreviewMethod is --preview-method. "" or "none" (ComfyUI's default)
+	// sends no sampler previews; any other value ("auto", "latent2rgb",
+	// "taesd") makes KSampler-style nodes send a JPEG preview of the latent
+	// with each step, as a binary frame after its progress message.
+	PreviewMethod string
+	// NoPreviewMetadata makes the instance behave like ComfyUI before
+	// v0.3.45: the feature_flags message is ignored, so previews are always
+	// type-1 frames, without metadata. Default false.
+	NoPreviewMetadata bool
 	// ModelLoadDelay is paid when a CheckpointLoaderSimple loads a checkpoint
 	// other than the one the instance loaded last. Default 0.
 	ModelLoadDelay time.Duration

@@ -236,6 +236,9 @@ func (p *proc) readLoop(conn *wsConn) {
 			continue // json.loads failed or .get raised: the flag stays set
 		}
 		first = false
+		if p.sim.opts.NoPreviewMetadata {
+			continue // before v0.3.45 client messages were ignored
+		}
 		if t, _ := msg.str("type"); t == "feature_flags" {
 			flags, _ := msg.at("data").(*obj)
 			conn.previewMeta.Store(flags != nil && flags.at("supports_preview_metadata") == true)

@@ -196,6 +196,11 @@ type Scheduler struct {
 	// before tasks submitted at most this long before it (at equal
 	// priority). Default 30000 ms; "fifo" placement turns it off.
 	WarmWindow Millis `yaml:"warmWindow" json:"warmWindow"`
+	// Prefetch is how many prompts the gateway places in an instance's own
+	// queue behind the one it runs, so ComfyUI starts the next the moment
+	// the current one ends. 0 gives each instance one prompt at a time.
+	// Default 1; 0 to 8.
+	Prefetch *int `yaml:"prefetch" json:"prefetch"`
 	// InterruptGrace is how long an interrupted prompt (timeout, cancel)
 	// may stay on its instance before its task ends anyway; the instance is
 	// then held from new work until it lets go of the prompt. Default 30000

@@ -126,6 +126,9 @@ func (c *Config) setting(key string) (reflect.Value, bool) {
 // scalarFromString turns a string of Set into the generic value a YAML
 // file would hold for a field of type t.
 func scalarFromString(t reflect.Type, s string) (any, error) {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
 	if reflect.PointerTo(t).Implements(reflect.TypeFor[anyDecoder]()) {
 		return s, nil
 	}
@@ -191,6 +194,9 @@ func EnvVar(key string) string {
 // isScalar reports whether a field of type t is one setting of Set: a
 // string, bool, integer or one of the custom types other than a list.
 func isScalar(t reflect.Type) bool {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
 	switch t.Kind() {
 	case reflect.String, reflect.Bool, reflect.Int, reflect.Int64:
 		return true
@@ -214,6 +220,14 @@ func decodeValue(dst reflect.Value, path, tag string, x any) error {
 		return nil
 	}
 	switch dst.Kind() {
+	case reflect.Pointer:
+		// A pointer is a setting whose zero value means something (prefetch
+		// 0 is off): nil is "unset", left for WithDefaults.
+		v := reflect.New(dst.Type().Elem())
+		if err := decodeValue(v.Elem(), path, tag, x); err != nil {
+			return err
+		}
+		dst.Set(v)
 	case reflect.Struct:
 		return decodeStruct(dst, path, tag, x)
 	case reflect.Slice:

@@ -81,6 +81,10 @@ func (s *Scheduler) withDefaults() {
 	orDefault(&s.Placement, PlacementWarm)
 	orDefault(&s.WarmWindow, Millis(30*time.Second))
 	orDefault(&s.InterruptGrace, Millis(30*time.Second))
+	if s.Prefetch == nil {
+		one := 1
+		s.Prefetch = &one
+	}
 }
 
 // orDefault sets *v to def when *v is the zero value.

@@ -23,7 +23,7 @@ func TestDefault(t *testing.T) {
 			OutputTimeout: config.Millis(10 * time.Minute)},
 		Scheduler: config.Scheduler{TaskTimeout: config.Millis(10 * time.Minute), MaxAttempts: 3,
 			PriorityAging: config.Millis(time.Minute), Placement: config.PlacementWarm, WarmWindow: config.Millis(30 * time.Second),
-			InterruptGrace: config.Millis(30 * time.Second)},
+			InterruptGrace: config.Millis(30 * time.Second), Prefetch: ptr(1)},
 		DataDir: "./data",
 	}
 	if diff := cmp.Diff(want, config.Default()); diff != "" {
@@ -84,5 +84,20 @@ func TestInstances(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, c.Instances()); diff != "" {
 		t.Errorf("Instances() mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestPrefetchZeroIsKept: prefetch 0 (off) is a value, not "unset".
+func TestPrefetchZeroIsKept(t *testing.T) {
+	t.Parallel()
+	var c config.Config
+	if err := c.Set("scheduler.prefetch", "0"); err != nil {
+		t.Fatal(err)
+	}
+	c.WithDefaults()
+	if got := *c.Scheduler.Prefetch; got != 0 {
+		t.Errorf("prefetch set to 0 became %d after WithDefaults", got)
 	}
 }

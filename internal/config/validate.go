@@ -282,6 +282,9 @@ func (s Scheduler) validate(v *checker) {
 	if s.Placement != PlacementWarm && s.Placement != PlacementFIFO {
 		v.add("scheduler.placement", `must be "warm" or "fifo"`)
 	}
+	if s.Prefetch != nil && (*s.Prefetch < 0 || *s.Prefetch > 8) {
+		v.add("scheduler.prefetch", "must be from 0 to 8")
+	}
 	if s.InterruptGrace < Millis(time.Second) || s.InterruptGrace > Millis(time.Hour) {
 		v.add("scheduler.interruptGrace", "must be from 1000 to 3600000 ms")
 	}

@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -26,9 +27,15 @@ import (
 const fetchAttempts = 3
 
 // collect copies every output file of every output node into the file
-// store and completes the task. File ids are derived from the task, node
-// and position, so collecting again after a restart rewrites the same files.
-func (d *Dispatcher) collect(ctx context.Context, c *comfy.Client, t *task.Task, entry *comfy.HistoryEntry) {
+// store, then the images the run received over the WebSocket, and
+// completes the task. File ids are derived from the task, node and
+// position, so collecting again after a restart rewrites the same files.
+func (d *Dispatcher) collect(ctx context.Context, c *comfy.Client, t *task.Task, entry *comfy.HistoryEntry, frames *streamed) {
+	wsNodes, wsImages, terr := frames.result()
+	if terr != nil {
+		d.finishCollected(ctx, t, task.StatusFailed, nil, terr)
+		return
+	}
 	res := &task.Result{Files: []string{}, Outputs: map[string][]task.Output{}}
 	nodes := make([]string, 0, len(entry.Outputs))
 	for id := range entry.Outputs {
@@ -52,6 +59,9 @@ func (d *Dispatcher) collect(ctx context.Context, c *comfy.Client, t *task.Task,
 			res.Outputs[nodeID] = append(res.Outputs[nodeID], out)
 		}
 	}
+	if !d.storeStreamed(ctx, t, entry, wsNodes, wsImages, res) {
+		return
+	}
 	d.finishCollected(ctx, t, task.StatusCompleted, res, nil)
 }
 
@@ -70,7 +80,9 @@ func (d *Dispatcher) collectOne(ctx context.Context, c *comfy.Client, t *task.Ta
 	if err != nil && !errors.Is(err, store.ErrConflict) {
 		return task.Output{}, err
 	}
-	return task.Output{URL: FileURL(base, id, name), Filename: name, Type: ref.Kind, NodeID: nodeID, FileID: id}, nil
+	return task.Output{
+		URL: FileURL(base, id, name), Filename: name, Type: cmp.Or(ref.Type, "output"), Kind: ref.Kind, NodeID: nodeID, FileID: id,
+	}, nil
 }
 
 // copyOutput copies one output file into the file store. A download that
@@ -185,7 +197,7 @@ func (d *Dispatcher) finishCollected(ctx context.Context, t *task.Task, to task.
 	done, err := storeRetry(ctx, func() (*task.Task, error) {
 		return d.opts.Store.TaskFinish(ctx, &store.TaskFinishParams{
 			ID: t.ID, From: []task.Status{task.StatusRunning}, To: to, Result: res, Error: terr,
-			LeaseOwner: d.opts.Replica, Now: time.Now(),
+			LeaseOwner: d.opts.Replica, Progress: t.Progress, Now: time.Now(),
 		})
 	})
 	if err != nil {

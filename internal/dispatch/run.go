@@ -35,14 +35,19 @@ type run struct {
 	reattach bool
 	log      *slog.Logger
 
-	started  time.Time
-	events   chan comfy.Event
-	resyncC  chan struct{}
-	cancelC  chan struct{}
-	lostC    chan struct{}
+	started time.Time
+	events  chan comfy.Event
+	resyncC chan struct{}
+	cancelC chan struct{}
+	lostC   chan struct{}
+	// pullC asks a prompt still waiting in ComfyUI's queue (prefetched) to
+	// come back to the gateway's queue: the instance was disabled, or the
+	// prompt ahead of it is stuck.
+	pullC    chan struct{}
 	finished chan struct{}
 
 	progress   *comfy.Progress
+	frames     *streamed // what binary frames bring: streamed outputs, previews
 	lastWrite  time.Time
 	stopReason string
 	verify     bool
@@ -60,15 +65,41 @@ type run struct {
 	// to the scheduler before the outcome was read, so the driver no longer
 	// signals this run; it retries its checks on a timer instead.
 	released bool
+	// out: the prompt no longer occupies ComfyUI's queue (read by the
+	// driver to tell its own prompts from others' in status frames).
+	out atomic.Bool
+	// placed: the submit returned (or the run was reattached): the prompt's
+	// place in ComfyUI's queue is settled. The driver takes no further task
+	// until it is, so prompts reach ComfyUI in the order they were claimed.
+	placed atomic.Bool
+	// holds: the prompt ignored its interrupt; the run holds the instance
+	// from new work until the prompt is gone.
+	holds atomic.Bool
+	// executing: ComfyUI started the prompt (execution_start or a node
+	// seen); until then it waits in ComfyUI's queue and can be pulled back.
+	executing bool
+	// runningThere: the last check found the prompt running (not pending).
+	runningThere bool
+	// interruptSent: POST /interrupt went out for the prompt.
+	interruptSent bool
+	// outputs are the UI outputs of executed events, by node, and
+	// succeeded says execution_success came: with every event of the prompt
+	// seen (continuous), the outcome needs no /history read.
+	outputs    map[string]comfy.NodeOutput
+	succeeded  bool
+	continuous bool
 }
 
 func newRun(dr *driver, t *task.Task, reattach bool) *run {
-	return &run{
+	r := &run{
 		dr: dr, task: t, reattach: reattach, log: dr.log.With("task_id", t.ID), started: time.Now(),
 		events:  make(chan comfy.Event, 1024),
 		resyncC: make(chan struct{}, 1), cancelC: make(chan struct{}, 1), lostC: make(chan struct{}, 1),
-		finished: make(chan struct{}),
+		pullC: make(chan struct{}, 1), finished: make(chan struct{}), frames: newStreamed(t, reattach, dr.d.previews),
+		outputs: map[string]comfy.NodeOutput{},
 	}
+	r.placed.Store(reattach)
+	return r
 }
 
 func (r *run) signal(ch chan struct{}) {
@@ -107,19 +138,25 @@ func (r *run) st() store.Store { return r.dr.d.opts.Store }
 // the instance as soon as the outcome is known there.
 func (r *run) drive(ctx context.Context, free func()) {
 	r.markBusy(ctx)
-	prompt, nodes, err := r.prepare(ctx)
+	prompt, _, err := r.prepare(ctx)
 	if err != nil {
 		r.prepareFailed(ctx, err)
 		return
 	}
-	r.progress = comfy.NewProgress(nodes)
+	r.progress = r.newProgress(prompt)
 	if r.reattach {
 		if !r.adopt(ctx) {
 			return
 		}
 		r.verify = true
-	} else if !r.submit(ctx, prompt) {
-		return
+	} else {
+		ok := r.submit(ctx, prompt)
+		r.placed.Store(true)
+		r.dr.d.Wake() // the instance may take its next prompt now
+		if !ok {
+			return
+		}
+		r.continuous = !r.verify // every event of the prompt comes to this socket from now on
 	}
 	r.wait(ctx, free)
 }

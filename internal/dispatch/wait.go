@@ -48,7 +48,9 @@ func (r *run) wait(ctx context.Context, free func()) {
 			}
 		}
 		var retryC <-chan time.Time
-		if r.verify && (r.released || r.stopReason != stopNone) {
+		if r.verify {
+			// Where the prompt is stays unknown (the instance did not
+			// answer, or answered badly): ask again, backing off.
 			retryC = time.After(retry)
 			retry = min(2*retry, releasedRetryMax)
 		}
@@ -64,17 +66,31 @@ func (r *run) wait(ctx context.Context, free func()) {
 				return
 			}
 		case ev := <-r.events:
+			started := r.executing
 			if r.onEvent(ctx, ev, free) {
 				return
 			}
+			if !started && r.executing && !r.released {
+				// The timeout counts from when ComfyUI starts the prompt: a
+				// prefetched one waited in its queue behind another.
+				timer.Reset(r.timeout())
+			}
 		case <-r.resyncC:
 			r.verify = true
+			r.continuous = false
+		case <-r.pullC:
+			if r.pullBack(ctx, free) {
+				return
+			}
 		case <-deafC:
 			r.checkDeaf(ctx)
 		case <-timer.C:
 			if r.released {
 				r.releasedPastDeadline(ctx)
 				return
+			}
+			if !r.executing && r.pullBack(ctx, free) {
+				return // it waited in the instance's queue all along: elsewhere, then
 			}
 			r.interrupt(ctx, stopTimeout)
 		case <-graceC:
@@ -130,6 +146,12 @@ func (r *run) forceEnd(ctx context.Context, free func()) {
 		r.finish(ctx, task.StatusFailed, nil, timeoutError())
 	}
 	r.dr.d.opts.Metrics.InstanceSuspect()
+	r.holds.Store(true)
+	for _, other := range r.dr.allRuns() {
+		if other != r {
+			other.signal(other.pullC) // prefetched behind a stuck prompt: elsewhere
+		}
+	}
 	wait := releasedRetryMin
 	for {
 		select {
@@ -165,30 +187,86 @@ const (
 )
 
 func (r *run) deadline() time.Time {
-	timeout := r.task.Timeout
-	if timeout <= 0 {
-		timeout = r.dr.d.current().TaskTimeout
-	}
 	start := r.task.StartedAt
 	if start.IsZero() {
 		start = time.Now()
 	}
-	return start.Add(timeout)
+	return start.Add(r.timeout())
+}
+
+// timeout is the task's own timeout, or the scheduler's.
+func (r *run) timeout() time.Duration {
+	if r.task.Timeout > 0 {
+		return r.task.Timeout
+	}
+	return r.dr.d.current().TaskTimeout
+}
+
+// pullBack takes a prompt that waits in ComfyUI's queue (prefetched, not
+// started) back to the gateway's queue, without spending an attempt; true
+// means the run ended. A prompt that started meanwhile stays.
+func (r *run) pullBack(ctx context.Context, free func()) bool {
+	if r.executing || r.released || r.stopReason != stopNone || !r.dr.holdsLease() {
+		return false
+	}
+	if err := r.dr.client.DeleteQueued(ctx, r.task.ID); err != nil {
+		r.log.WarnContext(ctx, "delete prefetched prompt failed", "err", err)
+		return false
+	}
+	v, entry := r.locate(ctx)
+	switch v {
+	case verdictAbsent:
+		r.log.InfoContext(ctx, "prefetched prompt taken back from the instance's queue")
+		r.out.Store(true)
+		r.requeue(ctx, RequeuePulledBack, true)
+		return true
+	case verdictDone:
+		r.complete(ctx, entry, free)
+		return true
+	}
+	if r.runningThere {
+		r.executing = true
+	}
+	return false
 }
 
 // onEvent handles one ComfyUI event of this prompt; true means the run ended.
 func (r *run) onEvent(ctx context.Context, ev comfy.Event, free func()) bool {
 	if pct, changed := r.progress.Apply(ev); changed {
-		r.reportProgress(ctx, pct, ev)
+		r.reportProgress(ctx, pct)
 	}
-	if ev.Type != "executing" || !ev.NodeNull {
+	switch ev.Type {
+	case comfy.EventExecutionStart:
+		r.executing = true
+	case comfy.EventExecuted:
+		if ev.Output != nil {
+			r.outputs[ev.Node] = ev.Output
+		}
+	case comfy.EventExecutionSuccess:
+		r.succeeded = true
+	}
+	if ev.Type != comfy.EventExecuting {
 		return false
 	}
-	// executing{node:null}: ComfyUI is done with the prompt and has written
-	// /history. The instance can take its next prompt while the outcome is
-	// read, so the read is not part of the instance's idle time.
+	r.executing = true
+	if !ev.NodeNull {
+		return false
+	}
+	// executing{node:null}: ComfyUI is done with the prompt (and a
+	// prefetched one already runs). The instance takes its next prompt
+	// while the outcome is read.
 	r.released = true
+	r.out.Store(true)
 	free()
+	if r.succeeded && r.continuous {
+		// Every event of the prompt came here: its executed events are
+		// its outputs, as /history would list them.
+		r.complete(ctx, &comfy.HistoryEntry{
+			PromptID: r.task.ID, Outputs: r.outputs,
+			Status: comfy.HistoryStatus{StatusStr: "success", Completed: true},
+		}, free)
+		return true
+	}
 	entry, err := r.dr.client.History(ctx, r.task.ID)
 	if err != nil {
 		r.noteHistoryErr(err)
@@ -217,6 +295,13 @@ func (r *run) checkInstance(ctx context.Context, free func()) bool {
 		return true
 	case verdictQueued:
 		r.verify = false
+		if r.runningThere {
+			r.executing = true
+		}
+		if r.stopReason != stopNone && r.runningThere && !r.interruptSent && r.dr.holdsLease() {
+			// Interrupted while it waited in the queue, and it started since.
+			r.sendInterrupt(ctx)
+		}
 	}
 	return false // unknown: retry on the next reconnect or lost signal
 }
@@ -259,9 +344,10 @@ func (r *run) locate(ctx context.Context) (verdict, *comfy.HistoryEntry) {
 	if err != nil {
 		return verdictUnknown, nil
 	}
-	if i := slices.IndexFunc(append(q.Running, q.Pending...), func(it comfy.QueueItem) bool { return it.PromptID == r.task.ID }); i >= 0 {
-		it := append(q.Running, q.Pending...)[i]
-		r.foreign.Store(it.ClientID != "" && it.ClientID != r.dr.d.opts.ClientID)
+	items := append(q.Running, q.Pending...)
+	if i := slices.IndexFunc(items, func(it comfy.QueueItem) bool { return it.PromptID == r.task.ID }); i >= 0 {
+		r.foreign.Store(items[i].ClientID != "" && items[i].ClientID != r.dr.d.opts.ClientID)
+		r.runningThere = i < len(q.Running)
 		return verdictQueued, nil
 	}
 	// It may have finished between the two reads.
@@ -335,14 +421,24 @@ func (r *run) interrupt(ctx context.Context, why string) {
 		return
 	}
 	r.log.InfoContext(ctx, "interrupting", "reason", why)
-	c := r.dr.client
-	if err := c.Interrupt(ctx, r.task.ID); err != nil {
-		r.log.WarnContext(ctx, "interrupt failed", "err", err)
-	}
-	if err := c.DeleteQueued(ctx, r.task.ID); err != nil {
+	// A prompt still waiting in the queue is only deleted: before v0.3.57
+	// ComfyUI ignores prompt_id and interrupts whatever runs, which would
+	// be the prompt ahead of it. The check that follows interrupts it if
+	// it started meanwhile.
+	if err := r.dr.client.DeleteQueued(ctx, r.task.ID); err != nil {
 		r.log.WarnContext(ctx, "delete from queue failed", "err", err)
 	}
+	if r.executing {
+		r.sendInterrupt(ctx)
+	}
 	r.verify = true
+}
+
+func (r *run) sendInterrupt(ctx context.Context) {
+	r.interruptSent = true
+	if err := r.dr.client.Interrupt(ctx, r.task.ID); err != nil {
+		r.log.WarnContext(ctx, "interrupt failed", "err", err)
+	}
 }
 
 func timeoutError() *task.Error {
@@ -354,7 +450,7 @@ func (r *run) complete(ctx context.Context, entry *comfy.HistoryEntry, free func
 	switch {
 	case entry.Status.Completed:
 		free()
-		r.dr.collect(r.task, entry)
+		r.dr.collect(r.task, entry, r.frames)
 	case entry.Interrupted() && r.stopReason == stopCancel:
 		r.finish(ctx, task.StatusCancelled, nil, nil)
 	case entry.Interrupted() && r.stopReason == stopTimeout:
@@ -371,7 +467,10 @@ func executionError(entry *comfy.HistoryEntry) *task.Error {
 	if !ok {
 		return &task.Error{Type: task.ErrorTypeExecution, Message: "the run failed on its instance"}
 	}
-	return &task.Error{Type: task.ErrorTypeExecution, Message: ee.ExceptionMessage, NodeID: ee.NodeID, NodeType: ee.NodeType}
+	return &task.Error{
+		Type: task.ErrorTypeExecution, Message: ee.ExceptionMessage, NodeID: ee.NodeID, NodeType: ee.NodeType,
+		ExceptionType: ee.ExceptionType, Traceback: traceback(ee.Traceback),
+	}
 }
 
 // finish moves the task to a final status and publishes it.
@@ -379,7 +478,7 @@ func (r *run) finish(ctx context.Context, to task.Status, res *task.Result, terr
 	t, err := storeRetry(ctx, func() (*task.Task, error) {
 		return r.st().TaskFinish(ctx, &store.TaskFinishParams{
 			ID: r.task.ID, From: []task.Status{task.StatusRunning}, To: to, Result: res, Error: terr,
-			LeaseOwner: r.dr.d.opts.Replica, Now: time.Now(),
+			LeaseOwner: r.dr.d.opts.Replica, Progress: r.task.Progress, Now: time.Now(),
 		})
 	})
 	if err != nil {
@@ -405,7 +504,7 @@ func (r *run) requeue(ctx context.Context, reason string, refund bool) {
 	}
 	t, err := storeRetry(ctx, func() (*task.Task, error) {
 		return r.st().TaskRequeue(ctx, &store.TaskRequeueParams{
-			ID: r.task.ID, RefundAttempt: refund, LeaseOwner: r.dr.d.opts.Replica, Now: time.Now(),
+			ID: r.task.ID, RefundAttempt: refund, LeaseOwner: r.dr.d.opts.Replica, Progress: r.task.Progress, Now: time.Now(),
 		})
 	})
 	if err != nil {
@@ -419,20 +518,23 @@ func (r *run) requeue(ctx context.Context, reason string, refund bool) {
 	r.publish(ctx, Publish(ctx, r.st(), EventTaskQueued, t, StatusData{TaskID: t.ID, Status: t.Status}))
 }
 
-// reportProgress publishes every change and writes it to the store at most
-// every progressWriteEvery.
-func (r *run) reportProgress(ctx context.Context, pct int, ev comfy.Event) {
-	if pct <= r.task.Progress {
-		return // a retry starts over; what clients saw never goes down
-	}
+// reportProgress publishes every change of the percentage or of where the
+// run is, and writes the percentage to the store at most every
+// progressWriteEvery.
+func (r *run) reportProgress(ctx context.Context, pct int) {
+	// A retry starts over; what clients saw never goes down.
+	raised := pct > r.task.Progress
+	pct = max(pct, r.task.Progress)
 	r.task.Progress = pct
+	at := r.progress.Position()
 	r.publish(ctx, Publish(ctx, r.st(), EventTaskProgress, r.task, ProgressData{
-		TaskID: r.task.ID, Progress: pct, Node: ev.Node, Value: ev.Value, Max: ev.Max,
+		TaskID: r.task.ID, Progress: pct, NodeID: at.NodeID, Node: at.NodeID,
+		ClassType: at.ClassType, Title: at.Title, Value: at.Value, Max: at.Max,
 	}))
 	if r.lastWrite.IsZero() {
 		r.lastWrite = r.started // the first write waits too: short runs write none
 	}
-	if time.Since(r.lastWrite) >= progressWriteEvery {
+	if raised && time.Since(r.lastWrite) >= progressWriteEvery {
 		r.progressTo(ctx, pct)
 	}
 }

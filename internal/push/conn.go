@@ -188,6 +188,15 @@ func (c *conn) enqueue(msg []byte) {
 	}
 }
 
+// offer queues msg only while the send queue is less than half full: a
+// preview is skipped, not a reason to drop a client that is behind (the
+// next one replaces it anyway).
+func (c *conn) offer(msg []byte) {
+	if len(c.send) < cap(c.send)/2 {
+		c.enqueue(msg)
+	}
+}
+
 // fail ends the connection after a failed write or ping. A timeout means the
 // client is too slow (or gone without a word): it is reported as a drop.
 func (c *conn) fail(err error, drop string) {

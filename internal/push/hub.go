@@ -269,7 +269,11 @@ func (h *Hub) dispatch(ev store.Event) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for c := range h.conns {
-		if c.wants(k, &ev) {
+		switch {
+		case !c.wants(k, &ev):
+		case ev.Type == TypeTaskPreview:
+			c.offer(msg)
+		default:
 			c.enqueue(msg)
 		}
 	}

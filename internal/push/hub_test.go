@@ -118,6 +118,7 @@ func TestEntitlement(t *testing.T) {
 		{TypeTaskCancelled, "t4", ""}, // no owner: admins only
 		{TypeGlobalStatus, "", ""},    // only the hub builds global_status
 		{"something_new", "t1", "alice"},
+		{TypeTaskPreview, "t5", "alice"},
 	} {
 		h.publish(taskEvent(ev.typ, ev.id, ev.owner))
 	}
@@ -130,8 +131,8 @@ func TestEntitlement(t *testing.T) {
 	inst := seen{TypeInstanceStatus, "127.0.0.1:8001"}
 	want := map[string][]seen{
 		"admin": {{TypeTaskStatus, "t1"}, {TypeTaskProgress, "t1"}, {TypeTaskCompleted, "t2"},
-			{TypeTaskFailed, "t3"}, {TypeTaskCancelled, "t4"}, inst},
-		"alice": {{TypeTaskStatus, "t1"}, {TypeTaskProgress, "t1"}, {TypeTaskFailed, "t3"}, inst},
+			{TypeTaskFailed, "t3"}, {TypeTaskCancelled, "t4"}, {TypeTaskPreview, "t5"}, inst},
+		"alice": {{TypeTaskStatus, "t1"}, {TypeTaskProgress, "t1"}, {TypeTaskFailed, "t3"}, {TypeTaskPreview, "t5"}, inst},
 		"bob":   {{TypeTaskCompleted, "t2"}, inst},
 		"anon":  {inst},
 	}
@@ -319,6 +320,67 @@ func TestSlowClientDropped(t *testing.T) {
 		t.Errorf("slow client closed with %d %q, want %d %q",
 			ce.Code, ce.Reason, websocket.StatusTryAgainLater, OverflowReason)
 	}
+}
+
+// TestPreviewsSkippedForSlowClient: a client that is behind misses
+// previews (the next one replaces them anyway) instead of being dropped for
+// overflow. 32 MiB of previews is far more than fills a socket that is not
+// read (TestSlowClientDropped overflows with less).
+func TestPreviewsSkippedForSlowClient(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Options{SendBuffer: 16, GlobalStatusInterval: time.Hour}, testHooks{})
+	fast := h.dial("fast", true)
+	slow := h.dial("slow", true)
+	fast.next()
+	slow.next() // then never reads again
+
+	image := strings.Repeat("x", 32<<10)
+	for seq := range 1024 { // in lock-step with the fast client
+		ev := taskEvent(TypeTaskPreview, "t1", "alice")
+		ev.Data, _ = json.Marshal(map[string]any{"taskId": "t1", "seq": seq, "image": image})
+		h.publish(ev)
+		m := fast.nextNot(TypeGlobalStatus)
+		var d struct{ Seq int }
+		_ = json.Unmarshal(m.Data, &d)
+		if m.Type != TypeTaskPreview || d.Seq != seq {
+			t.Fatalf("fast client got %s, want preview %d", m.Type, seq)
+		}
+		if n := queued(h.hub, "slow"); n < 0 || n > 8 {
+			t.Fatalf("after preview %d the slow client has %d messages queued, want at most 8 (and connected)", seq, n)
+		}
+	}
+	if got := h.hub.Dropped(); got != 0 {
+		t.Errorf("Dropped() = %d, want 0: previews must not overflow a client", got)
+	}
+	_ = slow.ws.CloseNow()
+}
+
+// TestOfferStopsAtHalf: offer queues only into a queue less than half full.
+func TestOfferStopsAtHalf(t *testing.T) {
+	t.Parallel()
+	c := &conn{send: make(chan []byte, 4), quit: make(chan struct{})}
+	for range 10 {
+		c.offer([]byte("p"))
+	}
+	if len(c.send) != 2 {
+		t.Errorf("queued %d previews into a queue of 4, want 2", len(c.send))
+	}
+	c.enqueue([]byte("status"))
+	if len(c.send) != 3 {
+		t.Errorf("queued %d after a task_status, want 3", len(c.send))
+	}
+}
+
+// queued is the send queue length of user's connection (-1 if none).
+func queued(h *Hub, user string) int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for c := range h.conns {
+		if c.client.Username == user {
+			return len(c.send)
+		}
+	}
+	return -1
 }
 
 func TestDeadPeerDetected(t *testing.T) {

@@ -22,6 +22,10 @@ const (
 	TypeError          = "error"
 )
 
+// TypeTaskPreview is a running task's latest live preview image. Unlike the
+// other task events it may be skipped for a client that is behind.
+const TypeTaskPreview = "task_preview"
+
 // Message types clients send.
 const (
 	TypePing      = "ping"
@@ -52,16 +56,17 @@ func kindOf(typ string) kind {
 	switch typ {
 	case TypeInstanceStatus:
 		return kindInstance
-	case TypeTaskStatus, TypeTaskProgress, TypeTaskCompleted, TypeTaskFailed, TypeTaskCancelled:
+	case TypeTaskStatus, TypeTaskProgress, TypeTaskCompleted, TypeTaskFailed, TypeTaskCancelled, TypeTaskPreview:
 		return kindTask
 	}
 	return kindInternal
 }
 
 // marksChange reports whether an event makes global_status stale: any
-// instance or task event, internal ones (task_queued) included.
+// instance or task event, internal ones (task_queued) included, except a
+// preview.
 func marksChange(typ string) bool {
-	return typ == TypeInstanceStatus || strings.HasPrefix(typ, "task_")
+	return typ == TypeInstanceStatus || (strings.HasPrefix(typ, "task_") && typ != TypeTaskPreview)
 }
 
 // envelope is the seed's message shape, both ways.

@@ -114,11 +114,14 @@ type TaskStore interface {
 	// TaskFinish moves a task to a final status if its current status is one
 	// of p.From (and, when p.LeaseOwner is set, the lease is held by it);
 	// otherwise ErrConflict. It clears the lease and sets FinishedAt; To
-	// completed sets Progress to 100. A final task never moves (task.CanMove).
+	// completed sets Progress to 100, any other status raises it to
+	// p.Progress (capped at 99, never lowered). A final task never moves
+	// (task.CanMove).
 	TaskFinish(ctx context.Context, p *TaskFinishParams) (*task.Task, error)
 	// TaskRequeue returns a running task to pending (instance and lease
-	// cleared, attempts kept) so another instance can take it. ErrConflict
-	// unless running (and held by p.LeaseOwner when set).
+	// cleared, attempts kept, progress raised to p.Progress as TaskFinish
+	// does) so another instance can take it. ErrConflict unless running (and
+	// held by p.LeaseOwner when set).
 	TaskRequeue(ctx context.Context, p *TaskRequeueParams) (*task.Task, error)
 	// TaskRequestCancel cancels a pending task at once (status cancelled) or
 	// marks a running one CancelRequested (status unchanged). ErrConflict
@@ -235,7 +238,11 @@ type TaskFinishParams struct {
 	LeaseOwner string
 	Result     *task.Result
 	Error      *task.Error
-	Now        time.Time
+	// Progress is the run's last progress, which throttled TaskProgress
+	// writes may not have stored yet: a failed or cancelled task keeps what
+	// clients saw.
+	Progress int
+	Now      time.Time
 }
 
 // TaskRequeueParams returns a running task to the queue.
@@ -245,7 +252,9 @@ type TaskRequeueParams struct {
 	// RefundAttempt takes back the attempt the claim counted: the run never
 	// reached the instance (it was unreachable at dispatch).
 	RefundAttempt bool
-	Now           time.Time
+	// Progress is the run's last progress (see TaskFinishParams.Progress).
+	Progress int
+	Now      time.Time
 }
 
 // TaskCancelParams asks a task to stop.

@@ -60,6 +60,9 @@ const (
 	ErrorTypeUpload       = "upload_failed"      // an input file could not be sent to the instance
 	ErrorTypeOutput       = "output_failed"      // an output file could not be collected
 	ErrorTypeHistory      = "history_unreadable" // the instance answers the prompt's history with an error or garbage
+	// ErrorTypeOutputLost: images streamed over the WebSocket (SaveImageWebsocket)
+	// may have been missed while the gateway was not connected; ComfyUI keeps no copy.
+	ErrorTypeOutputLost = "output_lost"
 )
 
 // Task is one workflow run. Times are UTC; a zero time means "not yet".
@@ -112,9 +115,13 @@ type Result struct {
 type Output struct {
 	URL      string `json:"url"`
 	Filename string `json:"filename"`
-	Type     string `json:"type"` // images, gifs, video, audio...: the key ComfyUI used
-	NodeID   string `json:"nodeId"`
-	FileID   string `json:"fileId"`
+	// Type is where ComfyUI kept the file: "output" (SaveImage and the
+	// like) or "temp" (previews, which ComfyUI deletes on restart).
+	Type string `json:"type"`
+	// Kind is the key ComfyUI listed the file under: images, gifs, video, audio...
+	Kind   string `json:"kind,omitempty"`
+	NodeID string `json:"nodeId"`
+	FileID string `json:"fileId"`
 }
 
 // Error says why a task failed or stopped.
@@ -125,7 +132,17 @@ type Error struct {
 	NodeType string `json:"nodeType,omitempty"`
 	// NodeErrors is ComfyUI's node_errors object, kept as ComfyUI sent it.
 	NodeErrors json.RawMessage `json:"nodeErrors,omitempty"`
+	// ExceptionType is the Python exception a node raised (execution_error's
+	// exception_type), e.g. "RuntimeError".
+	ExceptionType string `json:"exceptionType,omitempty"`
+	// Traceback is the exception's traceback as ComfyUI sent it, its frames
+	// joined, most recent call last; at most MaxTraceback bytes.
+	Traceback string `json:"traceback,omitempty"`
 }
+
+// MaxTraceback bounds Error.Traceback, in bytes. A longer traceback keeps
+// its end, where the frame that raised is.
+const MaxTraceback = 64 << 10
 
 func (e *Error) Error() string { return e.Type + ": " + e.Message }
 

@@ -12,6 +12,8 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,10 +104,16 @@ func TestSubmitWatchProgressAndOutput(t *testing.T) {
 	p.do(chromedp.SetValue(chromedp.CSS("#priority"), "5"))
 	p.shot("form")
 
-	// Record every value the progress bar shows from now on.
+	// Record every value the progress bar and the step line show from now on.
 	eval[any](p, `(() => {
 	  window.__seen = [];
-	  const note = () => { const b = document.querySelector('#task-progress'); if (b) window.__seen.push(Number(b.getAttribute('aria-valuenow'))); };
+	  window.__steps = [];
+	  const note = () => {
+	    const b = document.querySelector('#task-progress');
+	    if (b) window.__seen.push(Number(b.getAttribute('aria-valuenow')));
+	    const s = document.querySelector('#task-step')?.textContent;
+	    if (s && s !== window.__steps[window.__steps.length - 1]) window.__steps.push(s);
+	  };
 	  new MutationObserver(note).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ['aria-valuenow'] });
 	})()`)
 	p.click("#submit-task")
@@ -131,6 +139,11 @@ func TestSubmitWatchProgressAndOutput(t *testing.T) {
 	}
 	if !partial {
 		t.Errorf("the progress bar never showed a value between 0 and 100 (saw %v): task_progress did not reach the page", seen)
+	}
+	// The step line names the sampler and its step (30: the param's value).
+	steps := eval[[]string](p, `window.__steps`)
+	if !slices.ContainsFunc(steps, regexp.MustCompile(`^KSampler #3: step \d+ of 30$`).MatchString) {
+		t.Errorf("the step line never showed the sampler's step; it showed %q", steps)
 	}
 	if got := p.text("#task-params"); !strings.Contains(got, "KSampler.steps") || !strings.Contains(got, "30") {
 		t.Errorf("params panel = %q, want KSampler.steps = 30", got)
@@ -160,6 +173,27 @@ func TestSubmitWatchProgressAndOutput(t *testing.T) {
 	p.waitJS("the 5-minute chart", `document.querySelector('.chart')?.getAttribute('aria-label').includes('5 minutes') && !!document.querySelector('.chart .rate-line')`, short)
 	p.waitJS("the throughput", `document.querySelector('#rate-now').textContent === '1'`, short)
 	p.shot("overview")
+}
+
+// TestLivePreviewOnTaskPage: with previews on at the instances, a running
+// sampler's task page shows its latest preview, updated from task_preview,
+// and drops it once the task is done.
+func TestLivePreviewOnTaskPage(t *testing.T) {
+	d := startDemo(t, 1, comfysim.Options{PreviewMethod: "auto", StepDelay: 40 * time.Millisecond})
+	task := d.submit(t2i(100), nil, 0) // 4 s of sampling
+	t.Cleanup(func() { d.call("DELETE", "/api/tasks/"+task.ID, nil) })
+	p := newPage(t, d)
+	p.open("#/tasks/" + task.ID)
+	p.login("admin", "admin123")
+	p.waitJS("a live preview", `(() => { const i = document.querySelector('#task-preview'); return !!i && i.complete && i.naturalWidth > 0 && i.src.startsWith('data:image/jpeg;base64,'); })()`, long)
+	first := eval[string](p, `document.querySelector('#task-preview').src`)
+	p.waitJS("a newer preview", fmt.Sprintf(`document.querySelector('#task-preview')?.src !== %q`, first), long)
+	if got := p.text("#task-live"); !strings.Contains(got, "KSampler #3") {
+		t.Errorf("live preview panel = %q, want the sampler named", got)
+	}
+	p.shot("preview")
+	p.waitJS("the completed status", `document.querySelector('.page-head .badge')?.dataset.status === 'completed'`, long)
+	p.waitJS("no live preview", `!document.querySelector('#task-live')`, short)
 }
 
 func TestCancelPendingTask(t *testing.T) {

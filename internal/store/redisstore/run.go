@@ -64,7 +64,7 @@ func (s *Store) TaskFinish(ctx context.Context, p *store.TaskFinishParams) (*tas
 	if err != nil {
 		return nil, wrap(err, "finish task %s", p.ID)
 	}
-	args := []any{s.keys.prefix, p.ID, string(p.To), msArg(p.Now), p.LeaseOwner, result, taskErr}
+	args := []any{s.keys.prefix, p.ID, string(p.To), msArg(p.Now), p.LeaseOwner, result, taskErr, p.Progress}
 	for _, st := range movableFrom(p.From, p.To) {
 		args = append(args, string(st))
 	}
@@ -99,7 +99,7 @@ func (s *Store) TaskRequeue(ctx context.Context, p *store.TaskRequeueParams) (*t
 	if p.RefundAttempt {
 		refund = "1"
 	}
-	args := []any{s.keys.prefix, p.ID, p.LeaseOwner, msArg(p.Now), refund}
+	args := []any{s.keys.prefix, p.ID, p.LeaseOwner, msArg(p.Now), refund, p.Progress}
 	return s.runTaskScript(ctx, requeueTaskScript, p.ID, args, "requeue task %s", p.ID)
 }
 

@@ -29,6 +29,14 @@ local function relist(key, id, from, to)
   end
 end
 
+-- raise_progress raises the progress of the task at key to p (a string),
+-- capped at 99; it never lowers it.
+local function raise_progress(key, p)
+  local cur = tonumber(redis.call('HGET', key, 'progress')) or 0
+  local want = math.min(tonumber(p) or 0, 99)
+  if want > cur then redis.call('HSET', key, 'progress', want) end
+end
+
 -- owner_score is an owner's place in the queue owners: running count, then
 -- the serial of its last claim (under 2^33, exact while running < 2^20).
 local function owner_score(owner)
@@ -158,9 +166,7 @@ return redis.call('HGETALL', key)
 var progressTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, `
 local err = check_running(KEYS[1], '')
 if err then return err end
-local cur = tonumber(redis.call('HGET', KEYS[1], 'progress')) or 0
-local p = math.min(tonumber(ARGV[2]), 99)
-if p > cur then redis.call('HSET', KEYS[1], 'progress', p) end
+raise_progress(KEYS[1], ARGV[2])
 redis.call('HSET', KEYS[1], 'updated', ARGV[3])
 return 1
 `)
@@ -188,7 +194,9 @@ return 1
 //	KEYS[1] task hash
 //	ARGV[1] prefix, ARGV[2] id, ARGV[3] final status, ARGV[4] now ms,
 //	ARGV[5] lease owner ('' any), ARGV[6] result JSON ('' none),
-//	ARGV[7] error JSON ('' none), ARGV[8..] statuses the task may be in
+//	ARGV[7] error JSON ('' none), ARGV[8] the run's progress (raises the
+//	stored one, capped at 99, unless completed: 100), ARGV[9..] statuses
+//	the task may be in
 //	returns the task as HGETALL pairs; NOTFOUND, or CONFLICT if the task is
 //	in no allowed status or leased by another owner
 var finishTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, `
@@ -197,7 +205,7 @@ local f = redis.call('HMGET', key, 'status', 'lowner', 'qm')
 local from = f[1]
 if not from then return redis.error_reply('NOTFOUND task') end
 local allowed = false
-for i = 8, #ARGV do
+for i = 9, #ARGV do
   if ARGV[i] == from then allowed = true end
 end
 if not allowed then return redis.error_reply('CONFLICT task is ' .. from) end
@@ -206,7 +214,7 @@ if from == 'pending' then dequeue(key, f[3]) end
 if from == 'running' then leave_running(key, id) end
 redis.call('HSET', key, 'status', to, 'finished', now, 'updated', now, 'lowner', '', 'lexp', '0')
 redis.call('HDEL', key, 'qm')
-if to == 'completed' then redis.call('HSET', key, 'progress', 100) end
+if to == 'completed' then redis.call('HSET', key, 'progress', 100) else raise_progress(key, ARGV[8]) end
 for i, field in ipairs({'result', 'error'}) do
   local v = ARGV[5 + i]
   if v ~= '' then redis.call('HSET', key, field, v) else redis.call('HDEL', key, field) end
@@ -220,7 +228,8 @@ return redis.call('HGETALL', key)
 //
 //	KEYS[1] task hash
 //	ARGV[1] prefix, ARGV[2] id, ARGV[3] lease owner ('' any), ARGV[4] now ms,
-//	ARGV[5] '1' to take back the attempt the claim counted
+//	ARGV[5] '1' to take back the attempt the claim counted, ARGV[6] the
+//	run's progress (raises the stored one, capped at 99)
 //	returns the task as HGETALL pairs; NOTFOUND, or CONFLICT if not running
 //	or leased by another owner
 var requeueTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, `
@@ -233,6 +242,7 @@ redis.call('HSET', key, 'status', 'pending', 'inst', '', 'lowner', '', 'lexp', '
 if ARGV[5] == '1' and (tonumber(redis.call('HGET', key, 'attempts')) or 0) > 0 then
   redis.call('HINCRBY', key, 'attempts', -1)
 end
+raise_progress(key, ARGV[6])
 enqueue(key, redis.call('HGET', key, 'qm'))
 relist(key, id, 'running', 'pending')
 return redis.call('HGETALL', key)

@@ -123,7 +123,7 @@ func (s *Store) missingOrConflict(ctx context.Context, ex execer, id string) err
 // one twice for a single status), held by :owner unless :owner is empty.
 const finishSQL = `UPDATE tasks SET status = :to, result = :result, error = :error,
 		finished_at = :now, updated_at = :now, lease_owner = '', lease_expires_at = 0,
-		progress = CASE WHEN :to = 'completed' THEN 100 ELSE progress END
+		progress = CASE WHEN :to = 'completed' THEN 100 ELSE max(progress, min(:progress, 99)) END
 	WHERE id = :id AND status IN (:from1, :from2) AND (:owner = '' OR lease_owner = :owner)
 	RETURNING ` + taskCols
 
@@ -150,7 +150,8 @@ func (s *Store) TaskFinish(ctx context.Context, p *store.TaskFinishParams) (*tas
 		return scanTask(ex.stmt(ctx, s.ws.finish).QueryRowContext(ctx,
 			sql.Named("to", string(p.To)), sql.Named("result", result), sql.Named("error", taskErr),
 			sql.Named("now", now), sql.Named("id", p.ID), sql.Named("from1", string(from[0])),
-			sql.Named("from2", string(from[len(from)-1])), sql.Named("owner", p.LeaseOwner)))
+			sql.Named("from2", string(from[len(from)-1])), sql.Named("owner", p.LeaseOwner),
+			sql.Named("progress", int64(p.Progress))))
 	})
 }
 
@@ -194,7 +195,8 @@ func (s *Store) updateStmt(st *sql.Stmt, args ...any) func(ctx context.Context, 
 // requeueSQL returns a running task, held by :owner unless :owner is empty,
 // to pending.
 const requeueSQL = `UPDATE tasks SET status = 'pending', instance_id = '', lease_owner = '', lease_expires_at = 0,
-		started_at = 0, updated_at = :now, attempts = max(attempts - :refund, 0)
+		started_at = 0, updated_at = :now, attempts = max(attempts - :refund, 0),
+		progress = max(progress, min(:progress, 99))
 	WHERE id = :id AND status = 'running' AND (:owner = '' OR lease_owner = :owner)
 	RETURNING ` + taskCols
 
@@ -206,7 +208,8 @@ func (s *Store) TaskRequeue(ctx context.Context, p *store.TaskRequeueParams) (*t
 		refund = 1
 	}
 	return s.updateTask(ctx, p.ID, "requeue task %s", s.updateStmt(s.ws.requeue, sql.Named("now", ms(p.Now)),
-		sql.Named("refund", refund), sql.Named("id", p.ID), sql.Named("owner", p.LeaseOwner)))
+		sql.Named("refund", refund), sql.Named("id", p.ID), sql.Named("owner", p.LeaseOwner),
+		sql.Named("progress", int64(p.Progress))))
 }
 
 // requestCancelSQL cancels a pending task or flags a running one. SQLite

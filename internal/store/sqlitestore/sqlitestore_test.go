@@ -205,9 +205,9 @@ func TestQueryPlans(t *testing.T) {
 		{"get", taskGetSQL, []any{"x"}, []string{"sqlite_autoindex_tasks_1"}},
 		{"finish", finishSQL, []any{sql.Named("to", "failed"), sql.Named("result", nil), sql.Named("error", nil),
 			sql.Named("now", 0), sql.Named("id", "x"), sql.Named("from1", "running"), sql.Named("from2", "running"),
-			sql.Named("owner", "")}, []string{"sqlite_autoindex_tasks_1"}},
-		{"requeue", requeueSQL, []any{sql.Named("now", 0), sql.Named("refund", 0), sql.Named("id", "x"), sql.Named("owner", "")},
-			[]string{"sqlite_autoindex_tasks_1"}},
+			sql.Named("owner", ""), sql.Named("progress", 0)}, []string{"sqlite_autoindex_tasks_1"}},
+		{"requeue", requeueSQL, []any{sql.Named("now", 0), sql.Named("refund", 0), sql.Named("id", "x"), sql.Named("owner", ""),
+			sql.Named("progress", 0)}, []string{"sqlite_autoindex_tasks_1"}},
 		{"files by task", `SELECT id FROM files WHERE task_id = ? ORDER BY created_at DESC, id DESC LIMIT 20`, []any{"x"}, []string{"files_task_created"}},
 	}
 	for _, c := range cases {

@@ -29,6 +29,7 @@ func queueCases() []testCase {
 		{"Requeue", testRequeue},
 		{"RequeueKeepsPlace", testRequeueKeepsPlace},
 		{"RequeueRefund", testRequeueRefund},
+		{"RequeueRaisesProgress", testRequeueRaisesProgress},
 		{"RequeueConflicts", testRequeueConflicts},
 	}
 }
@@ -413,5 +414,19 @@ func testClaimWarmKeepsFairShare(t *testing.T, s store.Store) {
 	}
 	if got := claimWith(t, s, warmK); got != alice[1] {
 		t.Errorf("third claim took %s, want alice's next %s", got, alice[1])
+	}
+}
+
+// testRequeueRaisesProgress: TaskRequeue raises the stored progress to the
+// run's, capped at 99, and never lowers it: a retry shows what clients saw.
+func testRequeueRaisesProgress(t *testing.T, s store.Store) {
+	in := insert(t, s, store.TaskInsertParams{Now: at(0)})
+	for i, c := range []struct{ run, want int }{{55, 55}, {30, 55}, {120, 99}} {
+		claimID(t, s, in.ID, "127.0.0.1:8001", at(1+2*i))
+		got, err := s.TaskRequeue(t.Context(), &store.TaskRequeueParams{ID: in.ID, LeaseOwner: replicaA, Progress: c.run, Now: at(2 + 2*i)})
+		must(t, "TaskRequeue", err)
+		if got.Progress != c.want || get(t, s, in.ID).Progress != c.want {
+			t.Errorf("requeue with progress %d: progress %d (stored %d), want %d", c.run, got.Progress, get(t, s, in.ID).Progress, c.want)
+		}
 	}
 }

@@ -20,6 +20,7 @@ func runCases() []testCase {
 		{"TakeoverLease", testTakeoverLease},
 		{"FinishCompleted", testFinishCompleted},
 		{"FinishFailed", testFinishFailed},
+		{"FinishRaisesProgress", testFinishRaisesProgress},
 		{"FinishPending", testFinishPending},
 		{"FinishConflicts", testFinishConflicts},
 		{"FinishNotFinal", testFinishNotFinal},
@@ -142,8 +143,8 @@ func testFinishCompleted(t *testing.T, s store.Store) {
 	result := &task.Result{
 		Files: []string{"http://gw/files/f1/a.png", "http://gw/files/f2/b.mp4"},
 		Outputs: map[string][]task.Output{
-			"9":  {{URL: "http://gw/files/f1/a.png", Filename: "a.png", Type: "images", NodeID: "9", FileID: "f1"}},
-			"12": {{URL: "http://gw/files/f2/b.mp4", Filename: "b.mp4", Type: "gifs", NodeID: "12", FileID: "f2"}},
+			"9":  {{URL: "http://gw/files/f1/a.png", Filename: "a.png", Type: "output", Kind: "images", NodeID: "9", FileID: "f1"}},
+			"12": {{URL: "http://gw/files/f2/b.mp4", Filename: "b.mp4", Type: "temp", Kind: "gifs", NodeID: "12", FileID: "f2"}},
 		},
 	}
 	got, err := s.TaskFinish(t.Context(), &store.TaskFinishParams{
@@ -166,7 +167,9 @@ func testFinishFailed(t *testing.T, s store.Store) {
 	taskErr := &task.Error{
 		Type: "prompt_outputs_failed_validation", Message: "Prompt outputs failed validation",
 		NodeID: "4", NodeType: "CheckpointLoaderSimple",
-		NodeErrors: json.RawMessage(`{"4":{"errors":[{"type":"value_not_in_list","message":"ckpt_name"}]}}`),
+		NodeErrors:    json.RawMessage(`{"4":{"errors":[{"type":"value_not_in_list","message":"ckpt_name"}]}}`),
+		ExceptionType: "RuntimeError",
+		Traceback:     "  File \"/srv/ComfyUI/nodes.py\", line 1857, in batch\n    s = torch.cat((image1, image2), dim=0)\n",
 	}
 	got, err := s.TaskFinish(t.Context(), &store.TaskFinishParams{
 		ID: in.ID, From: []task.Status{task.StatusPending, task.StatusRunning}, To: task.StatusFailed,
@@ -178,6 +181,38 @@ func testFinishFailed(t *testing.T, s store.Store) {
 			got.Status, got.Progress, got.Result, got.FinishedAt, at(3))
 	}
 	diff(t, "task error", taskErr, get(t, s, in.ID).Error)
+}
+
+// testFinishRaisesProgress: TaskFinish raises the stored progress to the
+// run's (TaskProgress writes are throttled), never lowers it, caps it at 99
+// and sets 100 on completion.
+func testFinishRaisesProgress(t *testing.T, s store.Store) {
+	cases := []struct {
+		name         string
+		to           task.Status
+		stored, run  int
+		wantProgress int
+	}{
+		{"failed raised", task.StatusFailed, 20, 60, 60},
+		{"failed kept", task.StatusFailed, 60, 20, 60},
+		{"failed capped", task.StatusFailed, 0, 150, 99},
+		{"cancelled raised", task.StatusCancelled, 0, 45, 45},
+		{"completed", task.StatusCompleted, 30, 50, 100},
+	}
+	for i, c := range cases {
+		in := insert(t, s, store.TaskInsertParams{Now: at(0)})
+		claimID(t, s, in.ID, "127.0.0.1:8001", at(1))
+		if c.stored > 0 {
+			progress(t, s, in.ID, c.stored, 2)
+		}
+		got, err := s.TaskFinish(t.Context(), &store.TaskFinishParams{
+			ID: in.ID, From: []task.Status{task.StatusRunning}, To: c.to, Progress: c.run, Now: at(3 + i),
+		})
+		must(t, "TaskFinish "+c.name, err)
+		if got.Progress != c.wantProgress || get(t, s, in.ID).Progress != c.wantProgress {
+			t.Errorf("%s: progress %d (stored %d), want %d", c.name, got.Progress, get(t, s, in.ID).Progress, c.wantProgress)
+		}
+	}
 }
 
 func testFinishPending(t *testing.T, s store.Store) {

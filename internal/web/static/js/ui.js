@@ -173,8 +173,9 @@ export function setProgress(el, pct, status) {
   if (!el) return;
   pct = Math.max(0, Math.min(100, Math.round(Number(pct) || 0)));
   const cur = Number(el.getAttribute('aria-valuenow'));
-  // Progress never goes down, except when a task is requeued (status pending).
-  if (status !== 'pending' && el.dataset.status === status && cur > pct) pct = cur;
+  // Progress never goes down, not even when the task fails or is
+  // cancelled; only a requeued task (status pending) may show less.
+  if (status !== 'pending' && el.dataset.status !== 'pending' && cur > pct) pct = cur;
   el.setAttribute('aria-valuenow', pct);
   if (status) el.dataset.status = status;
   el.querySelector('.fill').style.width = pct + '%';

@@ -1,6 +1,7 @@
 // One task: status and live progress (with the node and step from
-// task_progress), timings, cancel, a readable error (ComfyUI's node_errors
-// per node and input), output previews, params and the workflow.
+// task_progress), the live preview of a running sampler (task_preview),
+// timings, cancel, a readable error (ComfyUI's node_errors per node and
+// input), output previews, params and the workflow.
 
 import { h, replace, statusBadge, progressBar, setProgress, timeEl, fmtTime, fmtDuration, copyButton, mediaKind, icon, shortId, sameOriginFallback } from '../ui.js';
 import { get } from '../api.js';
@@ -21,6 +22,8 @@ export default function mount(main, { params, navigate }) {
 
   let bar = null;
   let stepEl = null;
+  let preview = null; // the latest task_preview while the task runs: { src, nodeId }
+  let previewImg = null;
   let badgeEl = null;
   let cancelBtn = null;
 
@@ -93,8 +96,11 @@ export default function mount(main, { params, navigate }) {
       item('Ran', t.startedAt ? fmtDuration((t.finishedAt ? Date.parse(t.finishedAt) : Date.now()) - Date.parse(t.startedAt)) : '—'),
       item('Updated', timeEl(t.updatedAt)));
 
+    if (t.status !== 'running') preview = null;
+    previewImg = null;
     const parts = [
       h('section', { class: 'panel' }, h('div', { class: 'stack' }, bar, stepEl, meta)),
+      preview ? previewPanel() : null,
     ];
     if (t.error) parts.push(errorPanel(t.error, nodeLabel));
     const outs = outputsPanel(t.result, nodeLabel, t.id);
@@ -110,6 +116,7 @@ export default function mount(main, { params, navigate }) {
 
   const stepFor = (t) => {
     if (t.status === 'pending') return t.queuePosition ? `Waiting in the queue (position ${t.queuePosition}).` : 'Waiting for a free instance.';
+    if (t.status === 'running' && t.cancelRequested) return 'Cancel requested; the instance is interrupting the run…';
     if (t.status === 'running') return stepText || 'Running…';
     if (t.status === 'completed') return 'Completed' + (t.finishedAt && t.startedAt ? ' in ' + fmtDuration(Date.parse(t.finishedAt) - Date.parse(t.startedAt)) : '') + '.';
     if (t.status === 'failed') return 'Failed.';
@@ -117,13 +124,41 @@ export default function mount(main, { params, navigate }) {
     return '';
   };
 
+  // runningLabel names the node a task_progress is about: its class, id and
+  // title as the event gives them (older gateways sent only `node`).
+  const runningLabel = (d) => {
+    const nodeId = d.nodeId || d.node;
+    if (!d.classType) return nodeLabel(nodeId);
+    return `${d.classType} #${nodeId}${d.title && d.title !== d.classType ? ` “${d.title}”` : ''}`;
+  };
+
   const onProgress = (d) => {
     if (d.taskId !== id || !task) return;
     if (task.status === 'pending') task.status = 'running';
     task.progress = Math.max(task.progress || 0, d.progress);
-    if (d.node) stepText = `${nodeLabel(d.node)}${d.max ? `: step ${d.value} of ${d.max}` : ''}`;
+    if (d.nodeId || d.node) stepText = `${runningLabel(d)}${d.max ? `: step ${d.value} of ${d.max}` : ''}`;
     setProgress(bar, task.progress, task.status);
     if (stepEl) stepEl.textContent = stepFor(task);
+  };
+  // previewPanel shows the live preview; it appears with the first
+  // task_preview (instances send none unless ComfyUI has a preview method).
+  const previewPanel = () => {
+    previewImg = h('img', { id: 'task-preview', class: 'live-preview', alt: 'Live preview of the running sampler', src: preview.src });
+    return h('section', { class: 'panel', id: 'task-live' },
+      h('div', { class: 'panel-head' }, h('h2', null, 'Live preview'), h('span', { class: 'small muted', id: 'task-preview-node' }, nodeLabel(preview.nodeId))),
+      h('div', { class: 'live-preview-box' }, previewImg));
+  };
+  const onPreview = (d) => {
+    if (d?.taskId !== id || !task || isFinal(task.status) || !/^(jpeg|png)$/.test(d.format) || typeof d.image !== 'string') return;
+    preview = { src: `data:image/${d.format};base64,${d.image}`, nodeId: d.nodeId };
+    if (task.status !== 'running') return; // shown once the page knows it runs
+    if (previewImg) {
+      previewImg.src = preview.src;
+      const label = document.getElementById('task-preview-node');
+      if (label) label.textContent = nodeLabel(preview.nodeId);
+    } else {
+      body.firstElementChild?.after(previewPanel());
+    }
   };
   const onChange = (d) => {
     if (d?.taskId !== id) return;
@@ -132,6 +167,7 @@ export default function mount(main, { params, navigate }) {
   };
   const offs = [
     live.on('task_progress', onProgress),
+    live.on('task_preview', onPreview),
     live.on('task_status', onChange),
     live.on('task_completed', onChange),
     live.on('task_failed', onChange),
@@ -157,7 +193,10 @@ function errorPanel(err, nodeLabel) {
     h('h2', null, titleFor(err.type)),
     h('div', { class: 'msg' }, err.message || err.type),
     err.nodeId ? h('div', { class: 'small', style: { marginTop: '6px' } }, 'At ', h('b', null, err.nodeType ? `${err.nodeType} #${err.nodeId}` : nodeLabel(err.nodeId))) : null,
-    h('div', { class: 'small muted', style: { marginTop: '4px' } }, 'Error type: ', h('code', null, err.type || 'unknown')));
+    h('div', { class: 'small muted', style: { marginTop: '4px' } }, 'Error type: ', h('code', null, err.type || 'unknown'),
+      err.exceptionType ? [' (', h('code', { id: 'task-exception-type' }, err.exceptionType), ')'] : null),
+    err.traceback ? h('details', { id: 'task-traceback', style: { marginTop: '6px' } },
+      h('summary', { class: 'small' }, 'Traceback'), h('pre', { class: 'json' }, err.traceback)) : null);
   let ne = err.nodeErrors;
   if (typeof ne === 'string') {
     try { ne = JSON.parse(ne); } catch { ne = null; }
@@ -192,6 +231,7 @@ function titleFor(type) {
     case 'interrupted': return 'The run was interrupted on its instance';
     case 'upload_failed': return 'An input file could not be sent to the instance';
     case 'output_failed': return 'An output file could not be collected';
+    case 'output_lost': return 'Images streamed over the WebSocket were missed';
     default: return 'The task failed';
   }
 }
@@ -220,7 +260,8 @@ function outputsPanel(result, nodeLabel, taskId) {
   for (const [nodeId, list] of Object.entries(result.outputs || {})) {
     for (const o of list || []) {
       seen.add(o.url);
-      cards.push(outputCard(o.url, o.filename, o.type, nodeLabel(o.nodeId || nodeId)));
+      // kind is ComfyUI's key (images, gifs...); older results had it in type.
+      cards.push(outputCard(o.url, o.filename, o.kind || o.type, nodeLabel(o.nodeId || nodeId) + (o.type === 'temp' ? ' (preview)' : '')));
     }
   }
   for (const url of result.files || []) {
