@@ -33,6 +33,7 @@ const (
 	fCkpts      = "ckpts"
 	fCkptKey    = "ck"      // task.CheckpointKey(ckpts), for warm-model placement
 	fRequires   = "req"     // the labels the task requires, JSON; absent for none
+	fCap        = "cap"     // the placement requirement's key; absent for none
 	fTimeout    = "timeout" // nanoseconds
 	fCancel     = "cancel"  // "1" when a cancel was requested
 	fLeaseOwner = "lowner"
@@ -48,7 +49,7 @@ const (
 // listFields are the fields TaskList reads: all but the bodies.
 var listFields = []any{
 	fID, fOwner, fStatus, fPriority, fProgress, fInstance, fAttempts, fSeq, fCkpts, fTimeout, fCancel,
-	fLeaseOwner, fLeaseExp, fResult, fError, fCreated, fUpdated, fStarted, fFinished, fRequires,
+	fLeaseOwner, fLeaseExp, fResult, fError, fCreated, fUpdated, fStarted, fFinished, fRequires, fCap,
 }
 
 // insertFields are the hash fields of a new task; the script adds seq and qm.
@@ -78,6 +79,9 @@ func insertFields(p *store.TaskInsertParams) ([]any, error) {
 			return nil, err
 		}
 		f = append(f, fRequires, b)
+	}
+	if p.Cap != nil && p.Cap.Key != "" {
+		f = append(f, fCap, p.Cap.Key)
 	}
 	return f, nil
 }
@@ -130,7 +134,7 @@ func decodeTask(m map[string]string) (*task.Task, error) {
 		Progress: int(r.int(fProgress)), InstanceID: m[fInstance], Attempts: int(r.int(fAttempts)),
 		Seq: r.int(fSeq), Workflow: r.bytes(fWorkflow), Params: r.bytes(fParams),
 		Timeout: time.Duration(r.int(fTimeout)), CancelRequested: m[fCancel] == "1",
-		LeaseOwner: m[fLeaseOwner], LeaseExpiresAt: r.time(fLeaseExp),
+		LeaseOwner: m[fLeaseOwner], LeaseExpiresAt: r.time(fLeaseExp), CapKey: m[fCap],
 		CreatedAt: r.time(fCreated), UpdatedAt: r.time(fUpdated),
 		StartedAt: r.time(fStarted), FinishedAt: r.time(fFinished),
 	}
@@ -182,7 +186,7 @@ func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*tas
 	return &task.Task{
 		ID: p.ID, Owner: p.Owner, Status: task.StatusPending, Priority: p.Priority, Seq: seq,
 		Workflow: slices.Clone(p.Workflow), Params: slices.Clone(p.Params), Checkpoints: slices.Clone(p.Checkpoints),
-		Requires: cloneLabels(p.Requires), Timeout: p.Timeout, CreatedAt: now, UpdatedAt: now,
+		Requires: cloneLabels(p.Requires), CapKey: capKey(p), Timeout: p.Timeout, CreatedAt: now, UpdatedAt: now,
 	}, nil
 }
 
@@ -200,9 +204,24 @@ func (s *Store) insertArgs(p *store.TaskInsertParams) ([]string, []any, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	args := append([]any{s.keys.prefix, p.ID, p.Owner, msArg(p.Now),
-		queueMemberPrefix(store.Rank(p.Priority, p.Now, p.Aging))}, fields...)
-	return []string{s.keys.task(p.ID), s.keys.seq()}, args, nil
+	args := []any{s.keys.prefix, p.ID, p.Owner, msArg(p.Now), queueMemberPrefix(store.Rank(p.Priority, p.Now, p.Aging))}
+	if key := capKey(p); key != "" {
+		args = append(args, key, p.Cap.Data, len(p.Cap.Instances))
+		for _, id := range p.Cap.Instances {
+			args = append(args, id)
+		}
+	} else {
+		args = append(args, "", "", 0)
+	}
+	return []string{s.keys.task(p.ID), s.keys.seq()}, append(args, fields...), nil
+}
+
+// capKey is the key of a new task's requirement, "" for none.
+func capKey(p *store.TaskInsertParams) string {
+	if p.Cap == nil {
+		return ""
+	}
+	return p.Cap.Key
 }
 
 // TaskGet returns one task with its workflow and params.

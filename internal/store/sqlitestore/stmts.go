@@ -25,13 +25,14 @@ type writeStmts struct {
 	finish, requeue, requestCancel                                             *sql.Stmt
 	fileInsert, fileDelete, instanceUpsert, instanceDelete                     *sql.Stmt
 	configPut, leaseAcquire, leaseRelease, catalogPut                          *sql.Stmt
+	capPut, capInstancesPut, capCan, capCannot                                 *sql.Stmt
 }
 
 // readStmts are the read pool's statements.
 type readStmts struct {
 	taskGet, queuePosition, taskCounts            *sql.Stmt
 	fileGet, instanceGet, instanceList, configGet *sql.Stmt
-	catalogGet                                    *sql.Stmt
+	catalogGet, capList, capGet, capInstances     *sql.Stmt
 	// running holds TaskListRunning's four queries, indexed by the
 	// runningByInstance and runningLeaseExpired bits.
 	running [4]*sql.Stmt
@@ -52,6 +53,7 @@ func (w *writeStmts) defs() []stmtDef {
 		{&w.instanceUpsert, instanceUpsertSQL}, {&w.instanceDelete, instanceDeleteSQL},
 		{&w.configPut, configPutSQL}, {&w.leaseAcquire, leaseAcquireSQL}, {&w.leaseRelease, leaseReleaseSQL},
 		{&w.catalogPut, catalogPutSQL},
+		{&w.capPut, capPutSQL}, {&w.capInstancesPut, capInstancesPutSQL}, {&w.capCan, capCanSQL}, {&w.capCannot, capCannotSQL},
 	}
 }
 
@@ -60,6 +62,7 @@ func (r *readStmts) defs() []stmtDef {
 		{&r.taskGet, taskGetSQL}, {&r.queuePosition, queuePositionSQL}, {&r.taskCounts, taskCountsSQL},
 		{&r.fileGet, fileGetSQL}, {&r.instanceGet, instanceGetSQL}, {&r.instanceList, instanceListSQL},
 		{&r.configGet, configGetSQL}, {&r.catalogGet, catalogGetSQL},
+		{&r.capList, capListSQL}, {&r.capGet, capGetSQL}, {&r.capInstances, capInstancesSQL},
 	}
 	for v := range r.running {
 		defs = append(defs, stmtDef{&r.running[v], runningSQL(v)})

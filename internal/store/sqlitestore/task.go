@@ -19,13 +19,13 @@ const taskCols = `seq, id, owner, status, priority, progress, instance_id, attem
 	(SELECT workflow FROM task_bodies b WHERE b.seq = tasks.seq) AS workflow,
 	(SELECT params FROM task_bodies b WHERE b.seq = tasks.seq) AS params,
 	checkpoints, timeout_ns, cancel_requested, lease_owner, lease_expires_at,
-	result, error, created_at, updated_at, started_at, finished_at, requires`
+	result, error, created_at, updated_at, started_at, finished_at, requires, cap_key`
 
 // taskListCols is taskCols without the body, for lists.
 const taskListCols = `seq, id, owner, status, priority, progress, instance_id, attempts,
 	NULL AS workflow, NULL AS params,
 	checkpoints, timeout_ns, cancel_requested, lease_owner, lease_expires_at,
-	result, error, created_at, updated_at, started_at, finished_at, requires`
+	result, error, created_at, updated_at, started_at, finished_at, requires, cap_key`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -41,7 +41,7 @@ func scanTask(sc scanner) (*task.Task, error) {
 	)
 	err := sc.Scan(&tk.Seq, &tk.ID, &tk.Owner, &tk.Status, &tk.Priority, &tk.Progress, &tk.InstanceID, &tk.Attempts,
 		&workflow, &params, &checkpoints, &timeoutNS, &tk.CancelRequested, &tk.LeaseOwner, &leaseExp,
-		&result, &taskErr, &created, &updated, &started, &finish, &requires)
+		&result, &taskErr, &created, &updated, &started, &finish, &requires, &tk.CapKey)
 	if err != nil {
 		return nil, err
 	}
@@ -111,8 +111,8 @@ func bytesOrNull(b []byte) any {
 // taskInsertSQL adds the task row; bodyInsertSQL then adds its body under
 // the new row's seq, in the same transaction.
 const (
-	taskInsertSQL = `INSERT INTO tasks (id, owner, status, priority, rank, checkpoints, ckpt_key, timeout_ns, created_at, updated_at, requires)
-	VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)`
+	taskInsertSQL = `INSERT INTO tasks (id, owner, status, priority, rank, checkpoints, ckpt_key, timeout_ns, created_at, updated_at, requires, cap_key)
+	VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	bodyInsertSQL = `INSERT INTO task_bodies (seq, workflow, params) VALUES (?, ?, ?)`
 )
 
@@ -133,10 +133,19 @@ func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*tas
 	}
 	now := ms(p.Now)
 	var seq int64
+	capKey := ""
+	if p.Cap != nil {
+		capKey = p.Cap.Key
+	}
 	err := s.w.execTx(ctx, func(ctx context.Context, ex execer) error {
+		if p.Cap != nil {
+			if err := s.capPut(ctx, ex, p.Cap, now); err != nil {
+				return err
+			}
+		}
 		res, err := ex.stmt(ctx, s.ws.taskInsert).ExecContext(ctx,
 			p.ID, p.Owner, int64(p.Priority), store.Rank(p.Priority, p.Now, p.Aging), checkpoints,
-			task.CheckpointKey(p.Checkpoints), int64(p.Timeout), now, now, requires)
+			task.CheckpointKey(p.Checkpoints), int64(p.Timeout), now, now, requires, capKey)
 		if err != nil {
 			return err
 		}
@@ -152,7 +161,7 @@ func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*tas
 	return &task.Task{
 		ID: p.ID, Owner: p.Owner, Status: task.StatusPending, Priority: p.Priority, Seq: seq,
 		Workflow: slices.Clone(p.Workflow), Params: slices.Clone(p.Params), Checkpoints: slices.Clone(p.Checkpoints),
-		Requires: cloneLabels(p.Requires), Timeout: p.Timeout, CreatedAt: fromMS(now), UpdatedAt: fromMS(now),
+		Requires: cloneLabels(p.Requires), CapKey: capKey, Timeout: p.Timeout, CreatedAt: fromMS(now), UpdatedAt: fromMS(now),
 	}, nil
 }
 

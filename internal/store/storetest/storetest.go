@@ -51,6 +51,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Run", runCases()},
 		{"Instance", instanceCases()},
 		{"Catalog", catalogCases()},
+		{"Cap", capCases()},
 		{"File", fileCases()},
 		{"Config", configCases()},
 		{"Lease", leaseCases()},
