@@ -154,7 +154,7 @@ return seq
 
 // claimTaskScript takes the next task (store.TaskClaim) that the instance
 // can run and marks it running. Capability: of each owner, only the
-// requirements in its requirement set that are '' or in the instance's
+// requirements in its requirement set that are empty or in the instance's
 // capable set count. Fair share: the first of the queue owners (lowest
 // score, then name) with such a requirement gives the head, the lowest
 // member over the heads of those requirements' queues. Warm model: the

@@ -14,7 +14,7 @@ import (
 // claimSQL takes the next task (store.TaskClaim) in one statement on the
 // single writer. runnable are the (owner, requirement) pairs with pending
 // tasks that the instance can run: queue_caps (kept by triggers) joined with
-// the instance's cap_instances, plus the requirement ''. owner1 is the
+// the instance's cap_instances, plus the empty requirement. owner1 is the
 // fair-share owner: the first entry of the partial index
 // queue_owners_waiting (fewest running, least recently served, then name)
 // that has a runnable pair. head is that owner's first task over its
