@@ -7,6 +7,7 @@ import (
 
 	"github.com/comfyfleet/comfyfleet/internal/catalog"
 	"github.com/comfyfleet/comfyfleet/internal/config"
+	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/workflow"
 )
 
@@ -29,10 +30,12 @@ func checkRequires(requires map[string]string) error {
 }
 
 // checkFleet validates a submission against the node catalogues of the
-// instances whose labels match requires (catalog.Index.Check): a prompt no
+// instances whose labels match requires (fleet.Admit): a prompt no
 // instance can run is refused now rather than failed at dispatch. When no
-// matching instance's catalogue is known yet, only the labels are checked.
-func (s *Server) checkFleet(ctx context.Context, p workflow.Prompt, params []workflow.Param, requires map[string]string) (*catalog.Verdict, error) {
+// matching instance's catalogue is known yet, only the labels are checked
+// and the instance validates the prompt at dispatch. It returns the
+// task's placement requirement.
+func (s *Server) checkFleet(ctx context.Context, p workflow.Prompt, params []workflow.Param, requires map[string]string) (*store.CapParams, error) {
 	req := &catalog.Request{Prompt: make(map[string]catalog.Node, len(p)), Params: make([]catalog.Param, len(params)), Requires: requires}
 	for id, n := range p {
 		req.Prompt[id] = catalog.Node{ClassType: n.ClassType, Title: n.Title(), Inputs: n.Inputs}
@@ -40,14 +43,14 @@ func (s *Server) checkFleet(ctx context.Context, p workflow.Prompt, params []wor
 	for i, prm := range params {
 		req.Params[i] = catalog.Param{Key: prm.Key, NodeID: prm.NodeID, Input: prm.Input, Value: prm.Value, File: prm.File != nil}
 	}
-	v, err := s.deps.Fleet.Check(ctx, req)
+	a, err := s.deps.Fleet.Admit(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	if v.Problem != nil {
-		return v, problemError(v.Problem)
+	if a.Verdict.Problem != nil {
+		return nil, problemError(a.Verdict.Problem)
 	}
-	return v, nil
+	return a.Cap, nil
 }
 
 // problemData is the data of a refused submission: the fields of a task's

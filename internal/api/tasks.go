@@ -72,7 +72,7 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	c := claims(r)
-	checkpoints, err := s.checkSubmission(r.Context(), &req, c.Username, c.IsAdmin())
+	checkpoints, cap, err := s.checkSubmission(r.Context(), &req, c.Username, c.IsAdmin())
 	if err != nil {
 		return err
 	}
@@ -83,7 +83,7 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	t, err := s.deps.Store.TaskInsert(r.Context(), &store.TaskInsertParams{
 		ID: uuid.NewString(), Owner: c.Username, Priority: req.Priority,
 		Workflow: compactJSON(req.Workflow), Params: params, Checkpoints: checkpoints, Requires: req.Requires,
-		Timeout: time.Duration(req.Timeout) * time.Millisecond,
+		Cap: cap, Timeout: time.Duration(req.Timeout) * time.Millisecond,
 		Aging:   time.Duration(s.deps.Config.Current().Scheduler.PriorityAging), Now: s.now(),
 	})
 	if err != nil {
@@ -94,25 +94,25 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, makeTaskView(t))
 }
 
-// checkSubmission validates the workflow and params and returns the
-// checkpoints the run will load.
-func (s *Server) checkSubmission(ctx context.Context, req *createTaskRequest, owner string, admin bool) ([]string, error) {
+// checkSubmission validates the workflow and params against the fleet and
+// returns the checkpoints the run will load and its placement requirement.
+func (s *Server) checkSubmission(ctx context.Context, req *createTaskRequest, owner string, admin bool) ([]string, *store.CapParams, error) {
 	if req.Timeout < 0 {
-		return nil, fieldError("timeout", "must be a positive number of milliseconds")
+		return nil, nil, fieldError("timeout", "must be a positive number of milliseconds")
 	}
 	if req.Priority < store.MinPriority || req.Priority > store.MaxPriority {
-		return nil, fieldError("priority", fmt.Sprintf("must be between %d and %d", store.MinPriority, store.MaxPriority))
+		return nil, nil, fieldError("priority", fmt.Sprintf("must be between %d and %d", store.MinPriority, store.MaxPriority))
 	}
 	if err := checkRequires(req.Requires); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	p, err := workflow.Parse(req.Workflow)
 	if err != nil {
-		return nil, workflowError(err)
+		return nil, nil, workflowError(err)
 	}
 	params, err := p.ResolveParams(req.Params)
 	if err != nil {
-		return nil, workflowError(err)
+		return nil, nil, workflowError(err)
 	}
 	for _, prm := range params {
 		if prm.File == nil {
@@ -120,24 +120,25 @@ func (s *Server) checkSubmission(ctx context.Context, req *createTaskRequest, ow
 		}
 		f, err := s.deps.Store.FileGet(ctx, prm.File.FileID)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && !admin && f.Owner != owner) {
-			return nil, fieldError("params."+prm.Key, "names file "+prm.File.FileID+", which does not exist; upload it with POST /api/files/upload")
+			return nil, nil, fieldError("params."+prm.Key, "names file "+prm.File.FileID+", which does not exist; upload it with POST /api/files/upload")
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	if _, err := s.checkFleet(ctx, p, params, req.Requires); err != nil {
-		return nil, err
+	cap, err := s.checkFleet(ctx, p, params, req.Requires)
+	if err != nil {
+		return nil, nil, err
 	}
 	applied, err := p.Apply(params, func(workflow.FileRef) (string, error) { return "", nil })
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	final, err := workflow.Parse(applied)
 	if err != nil {
-		return nil, workflowError(err)
+		return nil, nil, workflowError(err)
 	}
-	return final.Checkpoints(), nil
+	return final.Checkpoints(), cap, nil
 }
 
 func fieldError(field, msg string) *Error {

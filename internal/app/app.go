@@ -149,6 +149,7 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 		ClientID: dispatch.ClientIDPrefix + a.replica, FileIDKey: secret, Settings: dispatchSettings(cfg),
 		LeaseTTL: time.Duration(cfg.Store.LeaseTTL),
 		Metrics:  a.metrics,
+		Reroute:  a.reroute,
 	})
 	a.cfg = newConfigService(base, cfg, st, a)
 	deps := api.Deps{

@@ -8,6 +8,7 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/comfy"
 	"github.com/comfyfleet/comfyfleet/internal/instance"
 	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/task"
 )
 
 // catalogTimeout bounds reading one instance's /object_info (a few MB at
@@ -36,4 +37,15 @@ func (a *App) refreshCatalogID(ctx context.Context, id string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, catalogTimeout)
 	defer cancel()
 	return a.fleet.RefreshCatalog(ctx, comfy.New(in.BaseURL(), "comfyfleet-catalog", catalogClient), id)
+}
+
+// reroute is the dispatcher's Reroute: an instance refused a task's prompt
+// at validation; if another instance can run it, the task goes back to the
+// queue (fleet.Reroute).
+func (a *App) reroute(ctx context.Context, t *task.Task, instanceID string) bool {
+	ok, err := a.fleet.Reroute(ctx, t.CapKey, instanceID)
+	if err != nil {
+		a.log.WarnContext(ctx, "reroute failed; the task fails", "task_id", t.ID, "instance_id", instanceID, "err", err)
+	}
+	return ok
 }

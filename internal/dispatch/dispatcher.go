@@ -93,6 +93,10 @@ type Options struct {
 	Settings  Settings
 	// Metrics receives claims, run ends and requeues; nil means none.
 	Metrics Metrics
+	// Reroute is asked when an instance refuses a task's prompt at
+	// validation: true sends the task back to the queue for another
+	// instance (capability.go); nil, or false, fails it as ComfyUI said.
+	Reroute func(ctx context.Context, t *task.Task, instanceID string) bool
 }
 
 // Dispatcher is the scheduler of one replica.

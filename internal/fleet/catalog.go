@@ -98,6 +98,10 @@ func (f *Fleet) RefreshCatalog(ctx context.Context, src ObjectInfoReader, id str
 	}
 	data := cat.Encode()
 	hash := catalog.HashOf(data)
+	old, err := f.store.InstanceGet(ctx, id)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return "", fmt.Errorf("fleet: refresh catalog of %s: %w", id, err)
+	}
 	if !f.cat.isStored(hash) {
 		created, err := f.store.CatalogPut(ctx, &store.CatalogPutParams{Hash: hash, Data: data, Now: time.Now()})
 		if err != nil {
@@ -111,6 +115,11 @@ func (f *Fleet) RefreshCatalog(ctx context.Context, src ObjectInfoReader, id str
 	f.cat.put(hash, cat)
 	if _, err := f.Update(ctx, &store.InstanceUpdateParams{ID: id, CatalogHash: &hash}); err != nil {
 		return "", fmt.Errorf("fleet: refresh catalog of %s: %w", id, err)
+	}
+	if old.CatalogHash != hash {
+		if err := f.SyncCaps(ctx, []string{id}); err != nil {
+			return "", fmt.Errorf("fleet: refresh catalog of %s: %w", id, err)
+		}
 	}
 	return hash, nil
 }
@@ -217,6 +226,111 @@ func (f *Fleet) Check(ctx context.Context, req *catalog.Request) (*catalog.Verdi
 		return nil, err
 	}
 	return ix.Check(req), nil
+}
+
+// Admission is the fleet's answer to a submitted prompt: the verdict of
+// Check and, when it can run, its placement requirement with the
+// instances able to run it, for TaskInsert.
+type Admission struct {
+	Verdict *catalog.Verdict
+	// Cap is nil when the verdict has a problem.
+	Cap *store.CapParams
+}
+
+// Admit checks a prompt (Check) and, when it can run, computes its
+// placement requirement and the configured instances able to run it
+// (catalog.Index.Capable), both with one view of the fleet.
+func (f *Fleet) Admit(ctx context.Context, req *catalog.Request) (*Admission, error) {
+	ix, err := f.Index(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a := &Admission{Verdict: ix.Check(req)}
+	if a.Verdict.Problem != nil {
+		return a, nil
+	}
+	r := ix.Requirement(req)
+	a.Cap = &store.CapParams{Key: r.Key, Data: r.Data, Instances: ix.Capable(r)}
+	return a, nil
+}
+
+// SyncCaps recomputes which stored placement requirements each of the
+// given instances can run, from their current catalogues and labels, and
+// records it (store.CapStore). The fleet calls it when an instance's
+// catalogue or labels change and for instances added to the config; a
+// claim by the instance sees the new answer at once. Calls are serialised,
+// so the last one wins with the newest view.
+func (f *Fleet) SyncCaps(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	f.syncMu.Lock()
+	defer f.syncMu.Unlock()
+	ix, err := f.Index(ctx)
+	if err != nil {
+		return err
+	}
+	caps, err := f.store.CapList(ctx)
+	if err != nil {
+		return fmt.Errorf("fleet: sync caps: %w", err)
+	}
+	can := make(map[string][]string, len(ids))
+	cannot := make(map[string][]string, len(ids))
+	for _, c := range caps {
+		r, err := catalog.DecodeRequirement(c.Data)
+		if err != nil {
+			f.log.WarnContext(ctx, "stored placement requirement unreadable", "cap_key", c.Key, "err", err)
+			continue
+		}
+		capable := ix.Capable(r)
+		for _, id := range ids {
+			if slices.Contains(capable, id) {
+				can[id] = append(can[id], c.Key)
+			} else {
+				cannot[id] = append(cannot[id], c.Key)
+			}
+		}
+	}
+	for _, id := range ids {
+		if err := f.store.CapSetInstance(ctx, &store.CapSetInstanceParams{Instance: id, Can: can[id], Cannot: cannot[id]}); err != nil {
+			return fmt.Errorf("fleet: sync caps of %s: %w", id, err)
+		}
+	}
+	f.log.DebugContext(ctx, "placement requirements synced", "instances", ids, "requirements", len(caps))
+	return nil
+}
+
+// Reroute is asked when instanceID refused a task's prompt at validation:
+// if another configured instance is recorded as able to run the task's
+// requirement, instanceID is recorded as unable (its catalogue was stale,
+// or the check could not tell) and Reroute reports true, so the task goes
+// back to the queue for the others; false means the failure stands.
+func (f *Fleet) Reroute(ctx context.Context, capKey, instanceID string) (bool, error) {
+	if capKey == "" {
+		return false, nil
+	}
+	c, err := f.store.CapGet(ctx, capKey)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("fleet: reroute: %w", err)
+	}
+	other := false
+	for _, id := range c.Instances {
+		if _, ok := f.Lookup(id); ok && id != instanceID {
+			other = true
+		}
+	}
+	if !other {
+		return false, nil
+	}
+	if err := f.store.CapSetInstance(ctx, &store.CapSetInstanceParams{Instance: instanceID, Cannot: []string{capKey}}); err != nil {
+		return false, fmt.Errorf("fleet: reroute: %w", err)
+	}
+	f.log.InfoContext(ctx, "instance refused a prompt others can run; it no longer takes that requirement",
+		"instance_id", instanceID, "cap_key", capKey)
+	return true, nil
 }
 
 // summary is the catalogue summary of a view; nil when not read yet (or

@@ -49,6 +49,14 @@ func (s *countingStore) counts() (int, int) {
 // default checkpoints, b1 (gpu=t4) SD 1.5 only.
 func setup(t *testing.T) (*fleet.Fleet, *countingStore, map[string]*comfy.Client) {
 	t.Helper()
+	f, cs, clients, _ := setupSims(t)
+	return f, cs, clients
+}
+
+// setupSims is setup with the simulators.
+func setupSims(t *testing.T) (*fleet.Fleet, *countingStore, map[string]*comfy.Client, map[string]*comfysim.Sim) {
+	t.Helper()
+	sims := map[string]*comfysim.Sim{}
 	st, err := sqlitestore.Open(t.Context(), ":memory:")
 	if err != nil {
 		t.Fatal(err)
@@ -72,6 +80,7 @@ func setup(t *testing.T) (*fleet.Fleet, *countingStore, map[string]*comfy.Client
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { sim.Close() })
+		sims[s.id] = sim
 		tr := &http.Transport{}
 		t.Cleanup(tr.CloseIdleConnections)
 		clients[s.id] = comfy.New(sim.URL(), "", &http.Client{Transport: tr})
@@ -80,7 +89,7 @@ func setup(t *testing.T) (*fleet.Fleet, *countingStore, map[string]*comfy.Client
 	if _, _, err := f.Set(t.Context(), list); err != nil {
 		t.Fatal(err)
 	}
-	return f, cs, clients
+	return f, cs, clients, sims
 }
 
 func refresh(t *testing.T, f *fleet.Fleet, clients map[string]*comfy.Client, ids ...string) map[string]string {
@@ -112,14 +121,15 @@ func TestRefreshCatalogStoresOncePerHash(t *testing.T) {
 			t.Errorf("state of %s: hash %q, %v; want %q", id, st.CatalogHash, err, want)
 		}
 	}
-	// A second fleet (another replica, or a restart) finds the hash stored.
+	// A second fleet (another replica, or a restart) finds the hash stored:
+	// it read the catalogues when it registered the instances.
 	again := fleet.New(cs, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if _, _, err := again.Set(t.Context(), f.Instances()); err != nil {
 		t.Fatal(err)
 	}
 	refresh(t, again, clients, "a1")
-	if puts, stored := cs.counts(); puts != 3 || stored != 2 {
-		t.Errorf("after another replica's refresh: puts, stores = %d, %d; want 3, 2", puts, stored)
+	if puts, stored := cs.counts(); puts > 3 || stored != 2 {
+		t.Errorf("after another replica's refresh: puts, stores = %d, %d; want at most 3, 2", puts, stored)
 	}
 }
 

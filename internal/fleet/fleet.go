@@ -37,6 +37,8 @@ type Fleet struct {
 
 	// cat caches the instances' node catalogues (catalog.go).
 	cat catalogs
+	// syncMu serialises SyncCaps.
+	syncMu sync.Mutex
 }
 
 // New returns an empty fleet; call Set with the configured instances.
@@ -60,9 +62,14 @@ func (f *Fleet) Set(ctx context.Context, list []instance.Instance) (added, remov
 		order = append(order, in.ID)
 	}
 	f.mu.Lock()
-	for id := range next {
-		if _, ok := f.instances[id]; !ok {
+	var resync []string // added, or with other labels: what they can run changed
+	for id, in := range next {
+		old, ok := f.instances[id]
+		if !ok {
 			added = append(added, id)
+		}
+		if !ok || !maps.Equal(old.Labels, in.Labels) {
+			resync = append(resync, id)
 		}
 	}
 	for id := range f.instances {
@@ -85,6 +92,10 @@ func (f *Fleet) Set(ctx context.Context, list []instance.Instance) (added, remov
 	}
 	if len(added)+len(removed) > 0 {
 		f.notify()
+	}
+	slices.Sort(resync)
+	if err := f.SyncCaps(ctx, resync); err != nil {
+		return added, removed, err
 	}
 	return added, removed, nil
 }
