@@ -231,14 +231,17 @@ func (d *Dispatcher) scheduleLoop(ctx context.Context) error {
 }
 
 // schedule hands pending tasks to ready drivers until either runs out. The
-// store picks each driver's task: fair share between owners, then the model
-// the instance has loaded (warm placement).
+// store picks each driver's task: what the instance can run, then fair
+// share between owners, then the model the instance has loaded (warm
+// placement). A driver for which nothing is runnable is passed over for
+// the rest of the round: another instance may run what it cannot.
 func (d *Dispatcher) schedule(ctx context.Context) {
 	if ok, _ := d.files.Writable(); !ok {
 		return // woken again when the file store takes writes
 	}
+	var nothing map[*driver]bool // drivers the store found nothing for this round
 	for ctx.Err() == nil {
-		dr := d.nextReady()
+		dr := d.nextReady(nothing)
 		if dr == nil {
 			return
 		}
@@ -248,7 +251,11 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 		})
 		if errors.Is(err, store.ErrNotFound) {
 			dr.release()
-			return
+			if nothing == nil {
+				nothing = map[*driver]bool{}
+			}
+			nothing[dr] = true
+			continue
 		}
 		if err != nil {
 			dr.release()
@@ -276,8 +283,8 @@ func (d *Dispatcher) giveBack(ctx context.Context, t *task.Task) {
 	_ = Publish(ctx, d.opts.Store, EventTaskQueued, back, StatusData{TaskID: back.ID, Status: back.Status})
 }
 
-// nextReady reserves a ready driver, the one idle the longest.
-func (d *Dispatcher) nextReady() *driver {
+// nextReady reserves a ready driver not in skip, the one idle the longest.
+func (d *Dispatcher) nextReady(skip map[*driver]bool) *driver {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	// An idle instance goes before one that would queue the task behind
@@ -285,7 +292,7 @@ func (d *Dispatcher) nextReady() *driver {
 	var best *driver
 	var bestRuns int
 	for _, dr := range d.drivers {
-		if !dr.ready(d.settings.Prefetch) {
+		if skip[dr] || !dr.ready(d.settings.Prefetch) {
 			continue
 		}
 		n := dr.load()
