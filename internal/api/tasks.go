@@ -84,7 +84,7 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 		ID: uuid.NewString(), Owner: c.Username, Priority: req.Priority,
 		Workflow: compactJSON(req.Workflow), Params: params, Checkpoints: checkpoints, Requires: req.Requires,
 		Cap: cap, Timeout: time.Duration(req.Timeout) * time.Millisecond,
-		Aging:   time.Duration(s.deps.Config.Current().Scheduler.PriorityAging), Now: s.now(),
+		Aging: time.Duration(s.deps.Config.Current().Scheduler.PriorityAging), Now: s.now(),
 	})
 	if err != nil {
 		return err
