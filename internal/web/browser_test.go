@@ -47,6 +47,9 @@ func TestLoginSeesInstancesAlive(t *testing.T) {
 	}
 	// Heartbeats are shown once the health checker has probed.
 	p.waitJS("a heartbeat", `[...document.querySelectorAll('#instances tbody time')].every(e => e.getAttribute('datetime'))`, long)
+	// What each instance can run: its catalogue, read when it came up.
+	p.waitJS("the catalogues", `[...document.querySelectorAll('#instances tbody tr')].every(tr =>
+		/378 node classes · 3 checkpoints/.test(tr.querySelector('[data-field="catalog"]')?.textContent || ''))`, long)
 	p.shot("instances")
 
 	// The overview counts come live from /ws.
