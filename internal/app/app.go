@@ -61,6 +61,8 @@ type App struct {
 	// metrics.listen is set; nil otherwise.
 	debug   *http.Server
 	debugLn net.Listener
+	// catalogs reads catalogues when an instance's socket connects again.
+	catalogs *catalogReader
 }
 
 // New builds the gateway: opens the store, applies the persisted runtime
@@ -143,13 +145,15 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 	}
 	a.checker = health.New(a.fleet, st, newProber(), a.replica, healthSettings(cfg), a.log)
 	a.checker.OnUp(a.refreshCatalog)
+	a.catalogs = newCatalogReader()
 	a.metrics = metrics.New(a.log)
 	a.dispatch = dispatch.New(dispatch.Options{
 		Store: st, Fleet: a.fleet, Blob: bl, Log: a.log, Replica: a.replica,
 		ClientID: dispatch.ClientIDPrefix + a.replica, FileIDKey: secret, Settings: dispatchSettings(cfg),
-		LeaseTTL: time.Duration(cfg.Store.LeaseTTL),
-		Metrics:  a.metrics,
-		Reroute:  a.reroute,
+		LeaseTTL:  time.Duration(cfg.Store.LeaseTTL),
+		Metrics:   a.metrics,
+		Reroute:   a.reroute,
+		OnConnect: func(id string) { a.catalogs.request(id) },
 	})
 	a.cfg = newConfigService(base, cfg, st, a)
 	deps := api.Deps{
@@ -234,6 +238,12 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error { return a.hub.Run(gctx) })
 	g.Go(func() error { return a.checker.Run(gctx) })
 	g.Go(func() error { return a.dispatch.Run(gctx) })
+	g.Go(func() error {
+		a.catalogs.run(gctx, a.refreshCatalogID, func(ctx context.Context, id string, err error) {
+			a.log.WarnContext(ctx, "read catalog after reconnect failed", "instance_id", id, "err", err)
+		})
+		return nil
+	})
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- a.http.Serve(a.ln) }()
 	if a.debug != nil {

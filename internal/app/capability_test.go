@@ -315,3 +315,27 @@ func TestRerouteWhenOneInstanceRefuses(t *testing.T) {
 			"invalid_workflow", "prompt_outputs_failed_validation")
 	})
 }
+
+// TestCatalogueReadAfterRestart: an instance that restarts with another
+// model set is read again (its socket reconnects, health sees it back),
+// and tasks for the new model go to it.
+func TestCatalogueReadAfterRestart(t *testing.T) {
+	t.Parallel()
+	m := startMixed(t, "sqlite", comfysim.Options{})
+	if err := m.a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	m.a.SetModels([]string{sd15, "flux1-dev.safetensors"}, nil)
+	if err := m.a.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	m.Eventually(10*time.Second, "A's new catalogue", func() bool {
+		c := instanceByID(m.Env, m.admin, m.ida).Catalog
+		return c != nil && len(c.Checkpoints) == 2
+	})
+	v := waitStatus(m.Env, m.admin, submit(m.Env, m.admin, map[string]any{"workflow": t2iWith("flux1-dev.safetensors", "flux")}).ID,
+		"completed", 20*time.Second)
+	if v.InstanceID != m.ida {
+		t.Errorf("the flux task ran on %s, want A", v.InstanceID)
+	}
+}

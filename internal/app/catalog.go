@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/comfyfleet/comfyfleet/internal/comfy"
@@ -48,4 +49,58 @@ func (a *App) reroute(ctx context.Context, t *task.Task, instanceID string) bool
 		a.log.WarnContext(ctx, "reroute failed; the task fails", "task_id", t.ID, "instance_id", instanceID, "err", err)
 	}
 	return ok
+}
+
+// catalogReader reads the catalogues of the instances whose WebSocket
+// connected again (the dispatcher's OnConnect: the instance may have
+// restarted with other models or nodes), one at a time, on a goroutine
+// App.Run owns. Requests for an instance already waiting are merged.
+type catalogReader struct {
+	wake chan struct{}
+	// mu guards pending.
+	mu      sync.Mutex
+	pending map[string]bool
+}
+
+func newCatalogReader() *catalogReader {
+	return &catalogReader{wake: make(chan struct{}, 1), pending: map[string]bool{}}
+}
+
+// request asks for id's catalogue to be read; it never blocks.
+func (r *catalogReader) request(id string) {
+	r.mu.Lock()
+	r.pending[id] = true
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take returns and forgets the pending ids.
+func (r *catalogReader) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.pending))
+	for id := range r.pending {
+		out = append(out, id)
+	}
+	clear(r.pending)
+	return out
+}
+
+// run reads what is requested until ctx ends.
+func (r *catalogReader) run(ctx context.Context, read func(ctx context.Context, id string) (string, error), log func(ctx context.Context, id string, err error)) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wake:
+		}
+		for _, id := range r.take() {
+			if _, err := read(ctx, id); err != nil && ctx.Err() == nil {
+				log(ctx, id, err)
+			}
+		}
+	}
 }

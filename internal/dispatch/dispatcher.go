@@ -97,6 +97,10 @@ type Options struct {
 	// validation: true sends the task back to the queue for another
 	// instance (capability.go); nil, or false, fails it as ComfyUI said.
 	Reroute func(ctx context.Context, t *task.Task, instanceID string) bool
+	// OnConnect is told, on the socket's read loop, each time an
+	// instance's WebSocket connects (again): the instance may have
+	// restarted with other models or nodes. It must not block; nil: nothing.
+	OnConnect func(instanceID string)
 }
 
 // Dispatcher is the scheduler of one replica.
