@@ -162,7 +162,8 @@ func TestReplicasLeaseMovesBetweenLiveReplicas(t *testing.T) {
 	}
 	for _, id := range ids {
 		if n := log.Count(id); n != 1 {
-			t.Errorf("task %s ran %d times", id, n)
+			t.Errorf("task %s ran %d times: %+v", id, n, log.Runs(id))
+			logLines(t, gws, id)
 		}
 	}
 	if o := log.Overlaps(); len(o) != 0 {

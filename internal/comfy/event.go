@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 )
 
@@ -110,38 +111,54 @@ func DecodeEvent(frame []byte) (Event, error) {
 		return Event{}, fmt.Errorf("%w: no type", ErrMalformedFrame)
 	}
 	ev := Event{Type: w.Type, Data: w.Data}
-	var fields map[string]json.RawMessage
-	if json.Unmarshal(w.Data, &fields) == nil {
-		ev.fill(fields)
+	// Every field as raw JSON, so that an ill-typed one cannot fail the
+	// others; one pass over data, no map.
+	var f eventData
+	if json.Unmarshal(w.Data, &f) == nil {
+		ev.fill(&f)
 	}
 	return ev, nil
 }
 
+// eventData holds the keys of data the convenience fields come from.
+type eventData struct {
+	PromptID    json.RawMessage `json:"prompt_id"`
+	DisplayNode json.RawMessage `json:"display_node"`
+	SID         json.RawMessage `json:"sid"`
+	Node        json.RawMessage `json:"node"`
+	NodeID      json.RawMessage `json:"node_id"`
+	Value       json.RawMessage `json:"value"`
+	Max         json.RawMessage `json:"max"`
+	Status      json.RawMessage `json:"status"`
+	Nodes       json.RawMessage `json:"nodes"`
+	Output      json.RawMessage `json:"output"`
+}
+
 // fill sets the convenience fields from data's keys, ignoring ill-typed ones.
-func (ev *Event) fill(f map[string]json.RawMessage) {
-	ev.PromptID = jsonString(f["prompt_id"])
-	ev.DisplayNode = jsonString(f["display_node"])
-	ev.SID = jsonString(f["sid"])
-	if node, ok := f["node"]; ok {
-		ev.NodeNull = bytes.Equal(bytes.TrimSpace(node), []byte("null"))
-		ev.Node = jsonString(node)
+func (ev *Event) fill(f *eventData) {
+	ev.PromptID = jsonString(f.PromptID)
+	ev.DisplayNode = jsonString(f.DisplayNode)
+	ev.SID = jsonString(f.SID)
+	if f.Node != nil { // the key is there, null included
+		ev.NodeNull = bytes.Equal(bytes.TrimSpace(f.Node), []byte("null"))
+		ev.Node = jsonString(f.Node)
 	} else {
-		ev.Node = jsonString(f["node_id"])
+		ev.Node = jsonString(f.NodeID)
 	}
-	ev.Value = jsonInt(f["value"])
-	ev.Max = jsonInt(f["max"])
-	if st, ok := f["status"]; ok {
+	ev.Value = jsonInt(f.Value)
+	ev.Max = jsonInt(f.Max)
+	if len(f.Status) > 0 {
 		var s struct {
 			ExecInfo struct {
 				QueueRemaining flexInt `json:"queue_remaining"`
 			} `json:"exec_info"`
 		}
-		_ = json.Unmarshal(st, &s)
+		_ = json.Unmarshal(f.Status, &s)
 		ev.QueueRemaining = int(s.ExecInfo.QueueRemaining)
 	}
-	ev.fillNodes(f["nodes"])
-	if out, ok := f["output"]; ok {
-		_ = json.Unmarshal(out, &ev.Output)
+	ev.fillNodes(f.Nodes)
+	if len(f.Output) > 0 {
+		_ = json.Unmarshal(f.Output, &ev.Output)
 	}
 }
 
@@ -168,6 +185,11 @@ func (ev *Event) fillNodes(raw json.RawMessage) {
 }
 
 func jsonString(raw json.RawMessage) string {
+	// Most strings of a frame (ids, node ids, types) need no unescaping:
+	// take them as they are. raw is valid JSON, checked by the decoder.
+	if n := len(raw); n >= 2 && raw[0] == '"' && raw[n-1] == '"' && bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : n-1])
+	}
 	var s string
 	_ = json.Unmarshal(raw, &s)
 	return s
@@ -175,8 +197,11 @@ func jsonString(raw json.RawMessage) string {
 
 // jsonInt reads a JSON number, truncating a fraction; anything else is 0.
 func jsonInt(raw json.RawMessage) int {
-	var f float64
-	if json.Unmarshal(raw, &f) != nil || math.IsNaN(f) || math.Abs(f) > math.MaxInt32 {
+	if len(raw) == 0 {
+		return 0
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil || math.IsNaN(f) || math.Abs(f) > math.MaxInt32 {
 		return 0
 	}
 	return int(f)

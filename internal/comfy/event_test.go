@@ -217,3 +217,21 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDecodeEvent decodes the text frames of a real run, as the
+// driver's read loop does for every frame of every prompt.
+func BenchmarkDecodeEvent(b *testing.B) {
+	var texts [][]byte
+	for _, f := range loadFrames(b, "s02_basic_workflow", "") {
+		if f.Frame == "text" {
+			texts = append(texts, f.JSON)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if _, err := DecodeEvent(texts[i%len(texts)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -127,6 +127,16 @@ func (dr *driver) holdsLease() bool {
 	return time.Now().Before(dr.leaseUntil)
 }
 
+// leaseLeftFor reports whether the instance lease still has d to run. A
+// submit asks for a margin: a replica frozen (or starved) between its
+// claim and its submit must not put a prompt into an instance that
+// another replica drives by now, and has maybe already requeued the task.
+func (dr *driver) leaseLeftFor(d time.Duration) bool {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	return time.Now().Add(d).Before(dr.leaseUntil)
+}
+
 // extendLease records a renewal that was asked for at until-TTL; a driver
 // whose last reconcile could not finish tries again.
 func (dr *driver) extendLease(until time.Time) {
@@ -522,6 +532,7 @@ func (dr *driver) onDisconnect(error) {
 	runs := slices.Clone(dr.runs)
 	dr.mu.Unlock()
 	for _, r := range runs {
+		r.gap.Store(true) // before the next connection delivers anything
 		r.frames.disconnected()
 	}
 }

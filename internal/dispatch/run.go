@@ -36,7 +36,9 @@ type run struct {
 	log      *slog.Logger
 
 	started time.Time
-	events  chan comfy.Event
+	// events is the prompt's events. Pointers: a buffer of Event values
+	// would cost every run a quarter megabyte to allocate and clear.
+	events  chan *comfy.Event
 	resyncC chan struct{}
 	cancelC chan struct{}
 	lostC   chan struct{}
@@ -88,12 +90,17 @@ type run struct {
 	outputs    map[string]comfy.NodeOutput
 	succeeded  bool
 	continuous bool
+	// gap: an event of the prompt may have been missed (the socket
+	// dropped, or the run fell too far behind to take one). Set by the
+	// driver's read loop before it delivers any later event, so a run that
+	// sees the prompt end without it set has seen every event.
+	gap atomic.Bool
 }
 
 func newRun(dr *driver, t *task.Task, reattach bool) *run {
 	r := &run{
 		dr: dr, task: t, reattach: reattach, log: dr.log.With("task_id", t.ID), started: time.Now(),
-		events:  make(chan comfy.Event, 1024),
+		events:  make(chan *comfy.Event, 1024),
 		resyncC: make(chan struct{}, 1), cancelC: make(chan struct{}, 1), lostC: make(chan struct{}, 1),
 		pullC: make(chan struct{}, 1), finished: make(chan struct{}), frames: newStreamed(t, reattach, dr.d.previews),
 		outputs: map[string]comfy.NodeOutput{},
@@ -113,8 +120,9 @@ func (r *run) signal(ch chan struct{}) {
 // behind it resyncs from /history instead of blocking the read loop.
 func (r *run) deliver(ev comfy.Event) {
 	select {
-	case r.events <- ev:
+	case r.events <- &ev:
 	default:
+		r.gap.Store(true)
 		r.signal(r.resyncC)
 	}
 }
@@ -213,6 +221,13 @@ func (r *run) prepare(ctx context.Context) (json.RawMessage, int, error) {
 // submit sends the prompt; false means the run already ended (failed or requeued).
 func (r *run) submit(ctx context.Context, prompt json.RawMessage) bool {
 	t := r.task
+	if !r.dr.leaseLeftFor(r.dr.d.opts.LeaseTTL / 3) {
+		// Renewals come every LeaseTTL/3: this lease is late, so the
+		// replica was frozen or cut off from the store since the claim.
+		r.log.WarnContext(ctx, "instance lease about to run out before the submit; requeueing")
+		r.requeue(ctx, RequeueLeaseLost, true)
+		return false
+	}
 	r.framesAtSubmit = r.dr.frames.Load()
 	_, err := r.dr.client.Submit(ctx, comfy.SubmitParams{
 		Prompt: prompt, PromptID: t.ID, ExtraData: map[string]any{"client_id": r.dr.d.opts.ClientID},

@@ -67,7 +67,7 @@ func (r *run) wait(ctx context.Context, free func()) {
 			}
 		case ev := <-r.events:
 			started := r.executing
-			if r.onEvent(ctx, ev, free) {
+			if r.onEvent(ctx, *ev, free) {
 				return
 			}
 			if !started && r.executing && !r.released {
@@ -258,7 +258,7 @@ func (r *run) onEvent(ctx context.Context, ev comfy.Event, free func()) bool {
 	r.released = true
 	r.out.Store(true)
 	free()
-	if r.succeeded && r.continuous {
+	if r.succeeded && r.continuous && !r.gap.Load() {
 		// Every event of the prompt came here: its executed events are
 		// its outputs, as /history would list them.
 		r.complete(ctx, &comfy.HistoryEntry{

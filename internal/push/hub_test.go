@@ -328,7 +328,10 @@ func TestSlowClientDropped(t *testing.T) {
 // read (TestSlowClientDropped overflows with less).
 func TestPreviewsSkippedForSlowClient(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, Options{SendBuffer: 16, GlobalStatusInterval: time.Hour}, testHooks{})
+	// The slow client's writer blocks on its full socket for the whole
+	// test: a write timeout longer than any run of it, loaded machine
+	// included (TestSlowClientDropped covers that timeout).
+	h := newHarness(t, Options{SendBuffer: 16, GlobalStatusInterval: time.Hour, WriteTimeout: 5 * time.Minute}, testHooks{})
 	fast := h.dial("fast", true)
 	slow := h.dial("slow", true)
 	fast.next()
