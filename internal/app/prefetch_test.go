@@ -180,14 +180,14 @@ func TestPrefetchInstanceKilled(t *testing.T) {
 // instance, reattaches them, and neither runs again.
 func TestPrefetchSurvivesRestart(t *testing.T) {
 	t.Parallel()
-	e, admin, a, b := prefetched(t, apptest.Options{Instances: 1}, body(basic("prefetch/rs-a")), body(basic("prefetch/rs-b")))
+	e, _, a, b := prefetched(t, apptest.Options{Instances: 1}, body(basic("prefetch/rs-a")), body(basic("prefetch/rs-b")))
 	e.Stop()
 	e.Sims[0].Release() // a ends and b runs while no gateway watches
 	e.Eventually(10*time.Second, "both prompts to run", func() bool {
 		return successes(e.SimLog, a) == 1 && successes(e.SimLog, b) == 1
 	})
 	e.Restart()
-	admin = e.Login(apptest.AdminUser, apptest.AdminPass)
+	admin := e.Login(apptest.AdminUser, apptest.AdminPass)
 	for _, id := range []string{a, b} {
 		waitStatus(e, admin, id, "completed", 20*time.Second)
 		if n := e.SimLog.Count(id); n != 1 {
@@ -201,9 +201,9 @@ func TestPrefetchSurvivesRestart(t *testing.T) {
 // once, when the prompt ahead ends.
 func TestPrefetchReattachQueued(t *testing.T) {
 	t.Parallel()
-	e, admin, a, b := prefetched(t, apptest.Options{Instances: 1}, body(basic("prefetch/rq-a")), body(basic("prefetch/rq-b")))
+	e, _, a, b := prefetched(t, apptest.Options{Instances: 1}, body(basic("prefetch/rq-a")), body(basic("prefetch/rq-b")))
 	e.Restart()
-	admin = e.Login(apptest.AdminUser, apptest.AdminPass)
+	admin := e.Login(apptest.AdminUser, apptest.AdminPass)
 	waitAlive(e, admin)
 	if got := getTask(e, admin, b); got.Status != "running" {
 		t.Fatalf("after restart the queued task is %s, want running (reattached)", got.Status)
