@@ -153,7 +153,7 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 		LeaseTTL:  time.Duration(cfg.Store.LeaseTTL),
 		Metrics:   a.metrics,
 		Reroute:   a.reroute,
-		OnConnect: func(id string) { a.catalogs.request(id) },
+		OnConnect: func(id string) { a.catalogs.connect(id) },
 	})
 	a.cfg = newConfigService(base, cfg, st, a)
 	deps := api.Deps{

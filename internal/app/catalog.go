@@ -54,16 +54,31 @@ func (a *App) reroute(ctx context.Context, t *task.Task, instanceID string) bool
 // catalogReader reads the catalogues of the instances whose WebSocket
 // connected again (the dispatcher's OnConnect: the instance may have
 // restarted with other models or nodes), one at a time, on a goroutine
-// App.Run owns. Requests for an instance already waiting are merged.
+// App.Run owns. Requests for an instance already waiting are merged. The
+// first connect of each instance is left to the health checker, which
+// reads the catalogue when it first sees the instance up.
 type catalogReader struct {
 	wake chan struct{}
-	// mu guards pending.
-	mu      sync.Mutex
-	pending map[string]bool
+	// mu guards pending and connected.
+	mu        sync.Mutex
+	pending   map[string]bool
+	connected map[string]bool
 }
 
 func newCatalogReader() *catalogReader {
-	return &catalogReader{wake: make(chan struct{}, 1), pending: map[string]bool{}}
+	return &catalogReader{wake: make(chan struct{}, 1), pending: map[string]bool{}, connected: map[string]bool{}}
+}
+
+// connect is told that id's socket connected: from the second time on,
+// its catalogue is read again. It never blocks.
+func (r *catalogReader) connect(id string) {
+	r.mu.Lock()
+	again := r.connected[id]
+	r.connected[id] = true
+	r.mu.Unlock()
+	if again {
+		r.request(id)
+	}
 }
 
 // request asks for id's catalogue to be read; it never blocks.

@@ -253,13 +253,17 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 			InstanceID: dr.inst.ID, LeaseOwner: d.opts.Replica, LeaseTTL: d.opts.LeaseTTL,
 			Checkpoint: dr.checkpoint(), WarmWindow: d.current().WarmWindow, Now: time.Now(),
 		})
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, store.ErrNoneRunnable) {
 			dr.release()
 			if nothing == nil {
 				nothing = map[*driver]bool{}
 			}
 			nothing[dr] = true
 			continue
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			dr.release()
+			return // nothing pending at all
 		}
 		if err != nil {
 			dr.release()

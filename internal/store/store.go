@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/comfyfleet/comfyfleet/internal/catalog"
@@ -31,6 +32,10 @@ var (
 	ErrConflict = errors.New("store: conflict")
 	// ErrUnavailable: the backing store cannot be reached.
 	ErrUnavailable = errors.New("store: unavailable")
+	// ErrNoneRunnable is the ErrNotFound of a claim while tasks are pending
+	// but none of them can run on the claiming instance: another instance
+	// may claim them (errors.Is(ErrNoneRunnable, ErrNotFound) holds).
+	ErrNoneRunnable = fmt.Errorf("%w: nothing pending the instance can run", ErrNotFound)
 )
 
 // Page sizes of TaskList and FileList: a Limit of zero or less means
@@ -85,7 +90,8 @@ type TaskStore interface {
 	TaskQueuePosition(ctx context.Context, id string) (int, error)
 	// TaskClaim atomically takes the next pending task that p.InstanceID
 	// can run and marks it running there under a lease, with Attempts+1 and
-	// StartedAt = p.Now. ErrNotFound when no pending task can run there.
+	// StartedAt = p.Now. ErrNotFound when nothing is pending; ErrNoneRunnable
+	// (an ErrNotFound) when tasks are pending but none can run there.
 	//
 	// Capability comes first: the instance considers only the pending tasks
 	// without a placement requirement (CapKey "") and those whose

@@ -277,6 +277,8 @@ func (s *Store) Close() error {
 const (
 	codeNotFound = "NOTFOUND"
 	codeConflict = "CONFLICT"
+	// reasonNoneRunnable after NOTFOUND is store.ErrNoneRunnable.
+	reasonNoneRunnable = "NONE_RUNNABLE"
 )
 
 // unavailableCodes are Redis error codes that mean the server cannot serve
@@ -329,6 +331,9 @@ func translateReply(rerr redis.Error) error {
 	code, reason, _ := strings.Cut(msg, " ")
 	switch code {
 	case codeNotFound:
+		if strings.HasPrefix(reason, reasonNoneRunnable) {
+			return store.ErrNoneRunnable
+		}
 		return fmt.Errorf("%w: %s", store.ErrNotFound, reason)
 	case codeConflict:
 		return fmt.Errorf("%w: %s", store.ErrConflict, reason)

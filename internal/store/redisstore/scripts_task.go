@@ -166,9 +166,10 @@ return seq
 //	ARGV[1] prefix, ARGV[2] instance id, ARGV[3] lease owner, ARGV[4] now ms,
 //	ARGV[5] lease expiry ms, ARGV[6] the instance's CheckpointKey ('' none),
 //	ARGV[7] warm window ms (0 off)
-//	returns the claimed task as HGETALL pairs; NOTFOUND if nothing pending
-//	can run there
+//	returns the claimed task as HGETALL pairs; NOTFOUND if nothing is
+//	pending, NOTFOUND NONE_RUNNABLE if nothing pending can run there
 var claimTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, `
+local none_runnable = '`+reasonNoneRunnable+`'
 migrate_caps()
 local inst = ARGV[2]
 local first, head, runnable
@@ -188,7 +189,10 @@ for _, owner in ipairs(redis.call('ZRANGE', key_queue_owners(), 0, -1)) do
     break
   end
 end
-if not head then return redis.error_reply('NOTFOUND no pending task this instance can run') end
+if not head then
+  if redis.call('ZCARD', key_queue()) > 0 then return redis.error_reply('NOTFOUND ' .. none_runnable) end
+  return redis.error_reply('NOTFOUND no pending task')
+end
 local pick, ck, window = head, ARGV[6], tonumber(ARGV[7])
 if ck ~= '' and window > 0 and redis.call('HGET', key_task(queue_id(head)), 'ck') ~= ck then
   local warm

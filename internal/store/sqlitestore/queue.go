@@ -51,6 +51,9 @@ const claimSQL = `WITH runnable AS MATERIALIZED (
 	WHERE seq = coalesce((SELECT seq FROM warm), (SELECT seq FROM head))
 	RETURNING ` + taskCols
 
+// pendingCountSQL tells an empty queue from one with nothing runnable.
+const pendingCountSQL = `SELECT n FROM task_counts WHERE status = 'pending'`
+
 // TaskClaim marks the next pending task (fair share, then warm model) running on p.InstanceID.
 func (s *Store) TaskClaim(ctx context.Context, p *store.TaskClaimParams) (*task.Task, error) {
 	ckpt := p.Checkpoint
@@ -63,6 +66,15 @@ func (s *Store) TaskClaim(ctx context.Context, p *store.TaskClaimParams) (*task.
 			sql.Named("ckpt", ckpt), sql.Named("window", p.WarmWindow.Milliseconds()),
 			sql.Named("instance", p.InstanceID), sql.Named("owner", p.LeaseOwner),
 			sql.Named("now", ms(p.Now)), sql.Named("expires", ms(p.Now.Add(p.LeaseTTL)))))
+		if errors.Is(err, sql.ErrNoRows) {
+			var pending int64
+			if cerr := ex.stmt(ctx, s.ws.pendingCount).QueryRowContext(ctx).Scan(&pending); cerr != nil {
+				return cerr
+			}
+			if pending > 0 {
+				return store.ErrNoneRunnable
+			}
+		}
 		return err
 	})
 	if err != nil {

@@ -25,7 +25,7 @@ type writeStmts struct {
 	finish, requeue, requestCancel                                             *sql.Stmt
 	fileInsert, fileDelete, instanceUpsert, instanceDelete                     *sql.Stmt
 	configPut, leaseAcquire, leaseRelease, catalogPut                          *sql.Stmt
-	capPut, capInstancesPut, capCan, capCannot                                 *sql.Stmt
+	capPut, capInstancesPut, capCan, capCannot, pendingCount                   *sql.Stmt
 }
 
 // readStmts are the read pool's statements.
@@ -54,6 +54,7 @@ func (w *writeStmts) defs() []stmtDef {
 		{&w.configPut, configPutSQL}, {&w.leaseAcquire, leaseAcquireSQL}, {&w.leaseRelease, leaseReleaseSQL},
 		{&w.catalogPut, catalogPutSQL},
 		{&w.capPut, capPutSQL}, {&w.capInstancesPut, capInstancesPutSQL}, {&w.capCan, capCanSQL}, {&w.capCannot, capCannotSQL},
+		{&w.pendingCount, pendingCountSQL},
 	}
 }
 

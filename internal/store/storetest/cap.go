@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -113,9 +114,8 @@ func testCapClaimOnlyCapable(t *testing.T, s store.Store) {
 	if got := claimOn(t, s, "a", at(21)); got != anyone {
 		t.Errorf("a claimed %s, want the task without requirement %s", got, anyone)
 	}
-	if got := claimOn(t, s, "a", at(22)); got != "" {
-		t.Errorf("a claimed %s, want nothing: the rest need b or nobody", got)
-	}
+	_, err := s.TaskClaim(t.Context(), &store.TaskClaimParams{InstanceID: "a", LeaseOwner: replicaA, LeaseTTL: leaseTTL, Now: at(22)})
+	wantErr(t, "TaskClaim with nothing a can run", err, store.ErrNoneRunnable)
 	for i, id := range bOnly {
 		if got := claimOn(t, s, "b", at(30+i)); got != id {
 			t.Errorf("b claim %d = %s, want %s", i, got, id)
@@ -126,6 +126,11 @@ func testCapClaimOnlyCapable(t *testing.T, s store.Store) {
 	}
 	if p := position(t, s, none); p != 1 {
 		t.Errorf("the task nobody can run is at position %d, want 1: it waits", p)
+	}
+	finish(t, s, none, task.StatusPending, task.StatusCancelled, at(41))
+	_, err = s.TaskClaim(t.Context(), &store.TaskClaimParams{InstanceID: "b", LeaseOwner: replicaA, LeaseTTL: leaseTTL, Now: at(42)})
+	if !errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrNoneRunnable) {
+		t.Errorf("TaskClaim on an empty queue = %v, want ErrNotFound and not ErrNoneRunnable", err)
 	}
 }
 
