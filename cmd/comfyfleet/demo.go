@@ -17,21 +17,40 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/web"
 )
 
+// demoListen is the demo's default address: its login admin/admin123 is
+// public, so it serves this machine only unless told otherwise.
+const demoListen = "127.0.0.1:3000"
+
+// demoFlags are the flags of "comfyfleet demo".
+type demoFlags struct {
+	listen, data         string
+	instances            int
+	nodeDelay, stepDelay time.Duration
+	previews             string
+}
+
+func parseDemoFlags(args []string) (demoFlags, error) {
+	var f demoFlags
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.StringVar(&f.listen, "listen", demoListen, "gateway listen address; the demo's login is public, so expose it with care")
+	fs.IntVar(&f.instances, "instances", 4, "number of simulated ComfyUI instances")
+	fs.StringVar(&f.data, "data", "./data", "data directory (SQLite database and files)")
+	fs.DurationVar(&f.nodeDelay, "node-delay", 100*time.Millisecond, "simulated duration of each node")
+	fs.DurationVar(&f.stepDelay, "step-delay", 50*time.Millisecond, "simulated duration of each sampler step")
+	fs.StringVar(&f.previews, "preview-method", "auto", `sampler previews shown live on a task's page: "auto", or "none"`)
+	err := fs.Parse(args)
+	return f, err
+}
+
 // runDemo is "comfyfleet demo": the gateway on the embedded store with
 // simulated ComfyUI instances in the same process. Nothing else is needed.
 func runDemo(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	listen := fs.String("listen", ":3000", "gateway listen address")
-	n := fs.Int("instances", 4, "number of simulated ComfyUI instances")
-	data := fs.String("data", "./data", "data directory (SQLite database and files)")
-	nodeDelay := fs.Duration("node-delay", 100*time.Millisecond, "simulated duration of each node")
-	stepDelay := fs.Duration("step-delay", 50*time.Millisecond, "simulated duration of each sampler step")
-	previews := fs.String("preview-method", "auto", `sampler previews shown live on a task's page: "auto", or "none"`)
-	if err := fs.Parse(args); err != nil {
+	f, err := parseDemoFlags(args)
+	if err != nil {
 		return err
 	}
-	opts := comfysim.Options{NodeDelay: *nodeDelay, StepDelay: *stepDelay, PreviewMethod: *previews}
-	sims, err := startDemoSims(*n, opts)
+	opts := comfysim.Options{NodeDelay: f.nodeDelay, StepDelay: f.stepDelay, PreviewMethod: f.previews}
+	sims, err := startDemoSims(f.instances, opts)
 	defer func() {
 		for _, s := range sims {
 			s.Close()
@@ -40,8 +59,12 @@ func runDemo(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("start simulated instances: %w", err)
 	}
-	cfg := demoConfig(*listen, *data, sims)
-	a, err := app.New(ctx, cfg, app.Options{Logger: newLogger(), Out: os.Stdout, UI: web.Handler()})
+	cfg := demoConfig(f.listen, f.data, sims)
+	log := newLogger()
+	if !isLoopback(f.listen) {
+		log.Warn("DEMO MODE on a non-loopback address: anyone who reaches it can log in as admin / admin123", "listen", f.listen)
+	}
+	a, err := app.New(ctx, cfg, app.Options{Logger: log, Out: os.Stdout, UI: web.Handler()})
 	if err != nil {
 		return err
 	}
@@ -79,6 +102,20 @@ func startDemoSims(n int, opts comfysim.Options) ([]*comfysim.Sim, error) {
 		sims = append(sims, s)
 	}
 	return sims, nil
+}
+
+// isLoopback reports whether a listen address serves this machine only:
+// a loopback IP or "localhost". ":3000" (every interface) is not.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func demoConfig(listen, data string, sims []*comfysim.Sim) config.Config {

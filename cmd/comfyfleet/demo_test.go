@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -63,6 +64,31 @@ func TestDemo(t *testing.T) {
 		return len(kinds) == 2 && kinds["a100 dreamshaper_8.safetensors,sd_xl_base_1.0.safetensors,v1-5-pruned-emaonly.safetensors"] == 2 &&
 			kinds["t4 dreamshaper_8.safetensors,v1-5-pruned-emaonly.safetensors"] == 1
 	})
+}
+
+// TestDemoListensOnLoopbackByDefault: the demo's login is public, so
+// without --listen it serves this machine only.
+func TestDemoListensOnLoopbackByDefault(t *testing.T) {
+	f, err := parseDemoFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !isLoopback(f.listen) {
+		t.Errorf("the demo listens on %q by default, want a loopback address", f.listen)
+	}
+	addr, err := net.ResolveTCPAddr("tcp", f.listen)
+	if err != nil || !addr.IP.IsLoopback() || addr.Port != 3000 {
+		t.Errorf("the demo's default %q resolves to %v (%v), want a loopback IP on port 3000", f.listen, addr, err)
+	}
+	for addr, want := range map[string]bool{":3000": false, "0.0.0.0:3000": false, "[::]:3000": false,
+		"10.0.0.5:3000": false, "127.0.0.1:3000": true, "[::1]:3000": true, "localhost:3000": true} {
+		if got := isLoopback(addr); got != want {
+			t.Errorf("isLoopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+	if f, _ := parseDemoFlags([]string{"--listen", ":4000"}); f.listen != ":4000" {
+		t.Errorf("--listen :4000 gives %q", f.listen)
+	}
 }
 
 // syncBuffer is a bytes.Buffer safe for the process's writer goroutine.

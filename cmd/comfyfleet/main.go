@@ -6,6 +6,7 @@
 //	comfyfleet sim --ports 8001-8008            simulated ComfyUI instances only
 //	comfyfleet bench all                        benchmarks: gateway + simulated fleet, one table each
 //	comfyfleet hash-password                    print a bcrypt hash for the config
+//	comfyfleet config reset --data DIR          delete the runtime config saved by PUT /api/config
 package main
 
 import (
@@ -27,6 +28,9 @@ Usage:
   comfyfleet sim   [--listen IP] [--ports 8001-8008]
   comfyfleet bench <scenario|all> [--quick] [--store sqlite|redis] [flags]
   comfyfleet hash-password   (reads the password from stdin)
+  comfyfleet config reset [--config FILE] [--data DIR] [--set key=value ...]
+                            delete the runtime config saved by PUT /api/config
+                            (run it with the gateway stopped)
 
 Run "comfyfleet <command> -h" for a command's flags.
 `
@@ -58,6 +62,8 @@ func run(ctx context.Context, args []string) error {
 		return runBench(ctx, args[1:])
 	case "hash-password":
 		return runHashPassword(args[1:])
+	case "config":
+		return runConfig(ctx, args[1:])
 	case "-h", "--help", "help":
 		fmt.Fprint(os.Stdout, usage)
 		return nil

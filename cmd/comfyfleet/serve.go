@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -23,18 +24,31 @@ func (s *setFlags) Set(v string) error { *s = append(*s, v); return nil }
 // runServe is "comfyfleet serve": defaults < config file < COMFYFLEET_*
 // environment < flags.
 func runServe(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfg, err := loadConfig("serve", args)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg)
+}
+
+// loadConfig parses the flags of serve (and of the commands that must
+// find the same store) and returns the validated start-up config.
+func loadConfig(name string, args []string) (config.Config, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	path := fs.String("config", os.Getenv("COMFYFLEET_CONFIG"), "YAML config file, see config.example.yaml (default $COMFYFLEET_CONFIG)")
 	listen := fs.String("listen", "", "listen address, e.g. :3000 (overrides server.listen)")
 	data := fs.String("data", "", "data directory (overrides dataDir)")
 	var sets setFlags
 	fs.Var(&sets, "set", "override any config key, e.g. --set healthCheck.interval=5000 (repeatable)")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return config.Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config.Config{}, fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))
 	}
 	cfg, err := config.Load(*path, os.Environ())
 	if err != nil {
-		return err
+		return config.Config{}, err
 	}
 	if *listen != "" {
 		sets = append(sets, "server.listen="+*listen)
@@ -43,9 +57,28 @@ func runServe(ctx context.Context, args []string) error {
 		sets = append(sets, "dataDir="+*data)
 	}
 	if err := applySets(&cfg, sets); err != nil {
+		return config.Config{}, err
+	}
+	return cfg, nil
+}
+
+// runConfig is "comfyfleet config reset": delete the runtime config saved
+// by PUT /api/config, offline, in the store the gateway uses.
+func runConfig(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "reset" {
+		return errors.New(`config: want "comfyfleet config reset [--config FILE] [--data DIR] [--set key=value ...]"`)
+	}
+	cfg, err := loadConfig("config reset", args[1:])
+	if err != nil {
 		return err
 	}
-	return serve(ctx, cfg)
+	where, err := app.ResetRuntimeConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("Deleted the runtime config saved by PUT /api/config in %s.\n"+
+		"The gateway starts from the config file, environment and flags again.\n", where)
+	return nil
 }
 
 func applySets(cfg *config.Config, sets []string) error {
@@ -53,6 +86,11 @@ func applySets(cfg *config.Config, sets []string) error {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
 			return fmt.Errorf("--set %q: want key=value", kv)
+		}
+		if env, secret := config.SecretSetting(k, v); secret {
+			return fmt.Errorf("--set %s: a secret on the command line is readable by every local user (ps, /proc); "+
+				"set %s in the gateway's environment, or %s in a config file only the gateway can read "+
+				"(see docs/security.md)", k, env, k)
 		}
 		if err := cfg.Set(k, v); err != nil {
 			return err

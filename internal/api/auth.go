@@ -3,7 +3,6 @@ package api
 import (
 	"errors"
 	"math"
-	"net"
 	"net/http"
 	"strconv"
 
@@ -23,14 +22,14 @@ type userView struct {
 // login is POST /api/auth/login.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	var req loginRequest
-	if err := s.decodeJSON(w, r, &req); err != nil {
+	if err := decodeJSONLimit(w, r, &req, loginBodyLimit); err != nil {
 		return err
 	}
 	if req.Username == "" || req.Password == "" {
 		return &Error{Status: http.StatusBadRequest, Code: "invalid_request",
 			Message: "username and password are required.", Data: map[string]string{"field": "username"}}
 	}
-	token, user, exp, err := s.deps.Auth.Login(r.Context(), clientAddr(r), req.Username, req.Password)
+	token, user, exp, err := s.deps.Auth.Login(r.Context(), s.clientAddr(r), req.Username, req.Password)
 	var limited *auth.RateLimitError
 	switch {
 	case errors.As(err, &limited):
@@ -53,13 +52,4 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
 	c := claims(r)
 	return writeJSON(w, userView{Username: c.Username, Role: c.Role})
-}
-
-// clientAddr is the caller's IP (the rate limit key); the port is dropped.
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }

@@ -13,11 +13,12 @@ func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, s.deps.Config.Current().Public())
 }
 
-// putConfig is PUT /api/config: merge, validate, apply live, persist.
+// putConfig is PUT /api/config: merge, validate, apply live, persist. Its
+// body limit is fixed, so {"reset":true} always gets through.
 func (s *Server) putConfig(w http.ResponseWriter, r *http.Request) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody()))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, configBodyLimit))
 	if err != nil {
-		return err
+		return bodyError(err)
 	}
 	var probe map[string]any
 	if err := decodeBytes(body, &probe); err != nil {

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"io"
 	"mime"
+	"mime/multipart"
 	"net/http"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -43,35 +45,92 @@ func (s *Server) makeFileView(f *file.File) fileView {
 const multipartOverhead = 64 << 10
 
 // uploadFile is POST /api/files/upload with the multipart field "file".
+// Its body may take server.transferTimeout rather than server.readTimeout.
+// A user's upload counts towards limits.maxStoredBytesPerUser: one that
+// would pass it is a 429, and none is read from a user already at it.
 func (s *Server) uploadFile(w http.ResponseWriter, r *http.Request) error {
-	limit := s.deps.Config.Current().Files.MaxUploadBytes
+	s.extendDeadlines(w, true)
+	cfg := s.deps.Config.Current()
+	c := claims(r)
+	room, used, err := s.storedRoom(r.Context(), c.Username, c.IsAdmin(), cfg.Limits)
+	if err != nil {
+		return err
+	}
+	limit := cfg.Files.MaxUploadBytes
 	r.Body = http.MaxBytesReader(w, r.Body, limit+multipartOverhead)
+	part, err := filePart(r)
+	if err != nil {
+		return multipartErr(err, limit)
+	}
+	up := upload{part: part, max: limit}
+	if room >= 0 && room < limit {
+		up.max, up.quota = room, func() error { return storedQuotaError(cfg.Limits.MaxStoredBytesPerUser, used) }
+	}
+	return s.storeUpload(w, r, up)
+}
+
+// errNoFilePart: the multipart body has no part named "file".
+var errNoFilePart = errors.New(`the multipart field "file" is missing`)
+
+// filePart returns the part of r's multipart body named "file", skipping
+// the others; errNoFilePart when there is none.
+func filePart(r *http.Request) (*multipart.Part, error) {
 	mr, err := r.MultipartReader()
 	if err != nil {
-		return errorf(http.StatusBadRequest, "invalid_upload", "Send multipart/form-data with the file in the field \"file\".")
+		return nil, err
 	}
 	for {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
-			return errorf(http.StatusBadRequest, "invalid_upload", "The multipart field \"file\" is missing.")
+			return nil, errNoFilePart
 		}
 		if err != nil {
-			return multipartErr(err, limit)
+			return nil, err
 		}
-		if part.FormName() != "file" {
-			continue
+		if part.FormName() == "file" {
+			return part, nil
 		}
-		return s.storeUpload(w, r, part, limit)
 	}
 }
 
-func (s *Server) storeUpload(w http.ResponseWriter, r *http.Request, part io.Reader, limit int64) error {
-	p := part.(interface{ FileName() string })
-	name := blob.SanitizeFilename(p.FileName())
+// bodyReader keeps the error of reading a request body, to tell a body
+// that was cut or malformed (400, or 413 past the limit) from a failure to
+// store it (500).
+type bodyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}
+
+// upload is one file being received.
+type upload struct {
+	part *multipart.Part
+	// max bounds the bytes kept: the upload limit, or the room left under
+	// the caller's storage quota when that is smaller.
+	max int64
+	// quota, when set, is the error of a file over max: max is the quota's.
+	quota func() error
+}
+
+func (s *Server) storeUpload(w http.ResponseWriter, r *http.Request, up upload) error {
+	name := blob.SanitizeFilename(up.part.FileName())
 	id := uuid.NewString()
-	n, err := s.deps.Blob.Put(r.Context(), id, part, limit)
-	if err != nil {
-		return uploadErr(err, limit)
+	body := &bodyReader{r: up.part}
+	n, err := s.deps.Blob.Put(r.Context(), id, body, up.max)
+	switch {
+	case errors.Is(err, blob.ErrTooLarge) && up.quota != nil:
+		return up.quota()
+	case err != nil && body.err != nil:
+		return multipartErr(body.err, up.max) // the body was cut or malformed: not our failure
+	case err != nil:
+		return uploadErr(err, up.max)
 	}
 	head := s.sniff(r, id)
 	f := &file.File{
@@ -97,10 +156,24 @@ func (s *Server) sniff(r *http.Request, id string) []byte {
 	return head[:n]
 }
 
-// multipartErr: a body over the limit is 413, any other parse error 400.
+// multipartErr maps an error reading the multipart body: over the limit is
+// 413, a timeout 408, a body that is not multipart/form-data, has no "file"
+// part, ends early (the client went away) or is malformed 400.
 func multipartErr(err error, limit int64) error {
+	switch {
+	case errors.Is(err, http.ErrNotMultipart), errors.Is(err, http.ErrMissingBoundary):
+		return errorf(http.StatusBadRequest, "invalid_upload", "Send multipart/form-data with the file in the field \"file\".")
+	case errors.Is(err, errNoFilePart):
+		return errorf(http.StatusBadRequest, "invalid_upload", "The multipart field \"file\" is missing.")
+	}
 	if e := uploadErr(err, limit); e != err {
 		return e
+	}
+	switch {
+	case isTimeout(err):
+		return errTimeout
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		return errorf(http.StatusBadRequest, "upload_aborted", "The upload's body ended early; send the whole file again.")
 	}
 	return errorf(http.StatusBadRequest, "invalid_upload", "The multipart body is malformed: %v.", err)
 }
@@ -188,11 +261,34 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer bf.Close()
+	s.extendDeadlines(w, false)
 	h := w.Header()
 	h.Set("Content-Type", f.ContentType)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Disposition", mime.FormatMediaType("inline", map[string]string{"filename": f.Filename}))
 	h.Set("Cache-Control", "private, max-age=31536000, immutable")
-	http.ServeContent(w, r, "", bf.ModTime(), bf)
+	// A range outside the file (416) or a failed precondition (412) is
+	// answered in the envelope, not in ServeContent's plain text.
+	http.ServeContent(s.envelopeErrors(w, r), r, "", bf.ModTime(), bf)
 	return nil
+}
+
+// extendDeadlines gives a file transfer server.transferTimeout from now to
+// write its response, and to read its body when read is set, instead of
+// the server's readTimeout and writeTimeout.
+func (s *Server) extendDeadlines(w http.ResponseWriter, read bool) {
+	d := time.Duration(s.deps.Config.Current().Server.TransferTimeout)
+	if d <= 0 {
+		return
+	}
+	deadline := time.Now().Add(d) // the network's clock, not the injected one
+	rc := http.NewResponseController(w)
+	if read {
+		if err := rc.SetReadDeadline(deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			s.log.Warn("extend the read deadline of a transfer", "err", err)
+		}
+	}
+	if err := rc.SetWriteDeadline(deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		s.log.Warn("extend the write deadline of a transfer", "err", err)
+	}
 }

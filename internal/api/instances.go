@@ -3,14 +3,19 @@ package api
 import (
 	"net/http"
 
+	"github.com/comfyfleet/comfyfleet/internal/fleet"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 )
 
-// listInstances is GET /api/instances.
+// listInstances is GET /api/instances. A user sees the current task's id
+// of an instance only when the task is theirs (fleet.View.ForViewer).
 func (s *Server) listInstances(w http.ResponseWriter, r *http.Request) error {
 	views, err := s.deps.Fleet.Views(r.Context())
 	if err != nil {
 		return err
+	}
+	for i := range views {
+		views[i] = viewFor(r, views[i])
 	}
 	return writeJSON(w, views)
 }
@@ -21,7 +26,13 @@ func (s *Server) getInstance(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return instanceErr(err, r.PathValue("id"))
 	}
-	return writeJSON(w, v)
+	return writeJSON(w, viewFor(r, v))
+}
+
+// viewFor is v as the caller may see it.
+func viewFor(r *http.Request, v fleet.View) fleet.View {
+	c := claims(r)
+	return v.ForViewer(c.Username, c.IsAdmin())
 }
 
 type putInstanceRequest struct {
@@ -49,7 +60,7 @@ func (s *Server) putInstance(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, v)
+	return writeJSON(w, viewFor(r, v))
 }
 
 func instanceErr(err error, id string) error {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/comfyfleet/comfyfleet/internal/fleet"
+	"github.com/comfyfleet/comfyfleet/internal/push"
 	"github.com/comfyfleet/comfyfleet/internal/task"
 )
 
@@ -60,7 +62,8 @@ func (s *Server) Overview(ctx context.Context) (Overview, error) {
 }
 
 // GlobalStatus is the data of the /ws global_status message: the overview
-// and every instance.
+// and every instance. It is a push.Personal: a user sees the current task's
+// id of the instances that run one of their tasks only.
 func (s *Server) GlobalStatus(ctx context.Context) (any, error) {
 	o, err := s.Overview(ctx)
 	if err != nil {
@@ -70,7 +73,45 @@ func (s *Server) GlobalStatus(ctx context.Context) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"overview": o, "instances": views}, nil
+	g := &globalStatus{overview: o, views: views, owners: map[string]bool{}}
+	for _, v := range views {
+		if v.CurrentTaskOwner != "" {
+			g.owners[v.CurrentTaskOwner] = true
+		}
+	}
+	return g, nil
+}
+
+// globalStatus is the data of global_status for every viewer.
+type globalStatus struct {
+	overview Overview
+	views    []fleet.View
+	// owners are the users with a task running.
+	owners map[string]bool
+}
+
+var _ push.Personal = (*globalStatus)(nil)
+
+// Variant: admins see every instance as it is, a user who owns a running
+// task sees a variant of their own, every other user one without task ids:
+// at most one variant per running task's owner, plus two.
+func (g *globalStatus) Variant(c push.Client) string {
+	switch {
+	case c.Admin:
+		return "admin"
+	case g.owners[c.Username]:
+		return "owner:" + c.Username
+	}
+	return "user"
+}
+
+// Data is the overview and the instances as c may see them.
+func (g *globalStatus) Data(_ string, c push.Client) any {
+	views := make([]fleet.View, len(g.views))
+	for i, v := range g.views {
+		views[i] = v.ForViewer(c.Username, c.Admin)
+	}
+	return map[string]any{"overview": g.overview, "instances": views}
 }
 
 func b2i(b bool) int {

@@ -1,11 +1,13 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"time"
@@ -29,6 +31,10 @@ func (e *Error) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Cod
 func errorf(status int, code, format string, args ...any) *Error {
 	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
 }
+
+// statusClientClosed answers a request whose client went away before the
+// answer (nginx's 499): it is never read, but access logs and metrics show it.
+const statusClientClosed = 499
 
 // Common errors.
 var (
@@ -69,6 +75,11 @@ func renderError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err e
 	if apiErr.Status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "5")
 	}
+	if apiErr.Status == http.StatusRequestTimeout {
+		// The write deadline ends with the read deadline that expired: give
+		// the answer a moment of its own.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeoutAnswerWindow))
+	}
 	_ = writeEnvelope(w, apiErr.Status, envelope{
 		Code: apiErr.Status, Error: apiErr.Code, Message: apiErr.Message, Data: apiErr.Data,
 	})
@@ -90,6 +101,10 @@ func toAPIError(err error) *Error {
 		return errorf(http.StatusConflict, "conflict", "The resource is not in a state that allows this change.")
 	case errors.Is(err, store.ErrUnavailable):
 		return errorf(http.StatusServiceUnavailable, "store_unavailable", "The store is unreachable; try again shortly.")
+	case errors.Is(err, context.Canceled):
+		// The client went away and the handler stopped: nobody reads this,
+		// and it is no failure of ours to log.
+		return errorf(statusClientClosed, "client_closed_request", "The request was cancelled before it was answered.")
 	}
 	return errorf(http.StatusInternalServerError, "internal_error", "Something went wrong on our side; it has been logged.")
 }
@@ -125,7 +140,12 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 // decodeJSON reads a JSON body into v, limited to the configured size.
 // Malformed JSON is a 400 and an oversized body a 413, both in the envelope.
 func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	body := http.MaxBytesReader(w, r.Body, s.maxBody())
+	return decodeJSONLimit(w, r, v, s.maxBody())
+}
+
+// decodeJSONLimit is decodeJSON with a limit of its own.
+func decodeJSONLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
+	body := http.MaxBytesReader(w, r.Body, limit)
 	dec := json.NewDecoder(body)
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
@@ -147,6 +167,9 @@ func jsonError(err error) error {
 	if errors.Is(err, io.EOF) {
 		return errorf(http.StatusBadRequest, "malformed_json", "The request body is empty; a JSON object was expected.")
 	}
+	if isTimeout(err) {
+		return errTimeout
+	}
 	var typeErr *json.UnmarshalTypeError
 	if errors.As(err, &typeErr) {
 		return &Error{Status: http.StatusBadRequest, Code: "invalid_field",
@@ -154,6 +177,33 @@ func jsonError(err error) error {
 			Data:    map[string]string{"field": typeErr.Field}}
 	}
 	return errorf(http.StatusBadRequest, "malformed_json", "The request body is not valid JSON: %s.", err.Error())
+}
+
+// timeoutAnswerWindow is how long a 408 may take to be written.
+const timeoutAnswerWindow = 5 * time.Second
+
+// errTimeout answers a request whose body did not arrive within the
+// server's read timeout.
+var errTimeout = errorf(http.StatusRequestTimeout, "request_timeout", "The request body did not arrive in time.")
+
+// bodyError maps an error met reading a request body: over the limit
+// stays a 413 (see toAPIError), a timeout is a 408, and anything else (the
+// client went away mid-body) a 400.
+func bodyError(err error) error {
+	var maxErr *http.MaxBytesError
+	switch {
+	case errors.As(err, &maxErr):
+		return err
+	case isTimeout(err):
+		return errTimeout
+	}
+	return errorf(http.StatusBadRequest, "incomplete_body", "The request body ended early.")
+}
+
+// isTimeout reports whether err is a network timeout (a read deadline).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // formatTime renders the contract's time format: RFC 3339 UTC with milliseconds.

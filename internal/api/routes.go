@@ -94,7 +94,7 @@ func (s *Server) fallback(mux *http.ServeMux) http.Handler {
 			return
 		}
 		if s.deps.UI != nil && isUIPath(r) {
-			s.deps.UI.ServeHTTP(w, r)
+			s.deps.UI.ServeHTTP(s.envelopeErrors(w, r), r) // a missing asset is a 404 in the envelope
 			return
 		}
 		var allow []string

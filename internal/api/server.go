@@ -74,11 +74,20 @@ func New(d Deps) *Server {
 	return &Server{deps: d, log: d.Log, now: d.Now}
 }
 
+// Fixed body limits of the routes an operator needs to get back in: no
+// setting changes them, so no setting can lock anyone out.
+const (
+	// loginBodyLimit bounds POST /api/auth/login (a username of at most 64
+	// characters and a password of at most 72 bytes).
+	loginBodyLimit = 16 << 10
+	// configBodyLimit bounds PUT /api/config: 1024 instances fit many times over.
+	configBodyLimit = 1 << 20
+)
+
+// maxBody is the configured limit of JSON bodies, never under
+// config.MinBodyBytes.
 func (s *Server) maxBody() int64 {
-	if n := s.deps.Config.Current().Server.MaxBodyBytes; n > 0 {
-		return n
-	}
-	return 10 << 20
+	return max(s.deps.Config.Current().Server.MaxBodyBytes, config.MinBodyBytes)
 }
 
 // guard checks the token and role a route needs and puts the claims in the

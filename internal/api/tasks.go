@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/comfyfleet/comfyfleet/internal/config"
 	"github.com/comfyfleet/comfyfleet/internal/dispatch"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
@@ -67,12 +68,18 @@ type createTaskRequest struct {
 
 // createTask is POST /api/tasks.
 func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
+	lim := s.deps.Config.Current().Limits
+	limit, key := s.taskBodyLimit(lim)
 	var req createTaskRequest
-	if err := s.decodeJSON(w, r, &req); err != nil {
+	if err := decodeJSONLimit(w, r, &req, limit); err != nil {
+		return bodyLimitError(err, key)
+	}
+	ctx, c := r.Context(), claims(r)
+	// A user at the storage quota submits nothing: the outputs would pass it.
+	if _, _, err := s.storedRoom(ctx, c.Username, c.IsAdmin(), lim); err != nil {
 		return err
 	}
-	c := claims(r)
-	checkpoints, cap, err := s.checkSubmission(r.Context(), &req, c.Username, c.IsAdmin())
+	checkpoints, cap, err := s.checkSubmission(ctx, &req, c.Username, c.IsAdmin(), lim)
 	if err != nil {
 		return err
 	}
@@ -80,25 +87,34 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	if len(req.Params) > 0 {
 		params, _ = json.Marshal(req.Params)
 	}
-	t, err := s.deps.Store.TaskInsert(r.Context(), &store.TaskInsertParams{
+	p := &store.TaskInsertParams{
 		ID: uuid.NewString(), Owner: c.Username, Priority: req.Priority,
 		Workflow: compactJSON(req.Workflow), Params: params, Checkpoints: checkpoints, Requires: req.Requires,
 		Cap: cap, Timeout: time.Duration(req.Timeout) * time.Millisecond,
 		Aging: time.Duration(s.deps.Config.Current().Scheduler.PriorityAging), Now: s.now(),
-	})
+	}
+	if !c.IsAdmin() && lim.MaxPendingPerUser != config.NoQuota {
+		p.MaxPending = lim.MaxPendingPerUser
+	}
+	t, err := s.deps.Store.TaskInsert(ctx, p)
+	if errors.Is(err, store.ErrLimit) {
+		return pendingQuotaError(lim.MaxPendingPerUser)
+	}
 	if err != nil {
 		return err
 	}
-	s.publishQueued(r.Context(), t)
+	s.publishQueued(ctx, t)
 	// No queuePosition here: it costs a count over the queue, and GET has it.
 	return writeJSON(w, makeTaskView(t))
 }
 
-// checkSubmission validates the workflow and params against the fleet and
-// returns the checkpoints the run will load and its placement requirement.
-func (s *Server) checkSubmission(ctx context.Context, req *createTaskRequest, owner string, admin bool) ([]string, *store.CapParams, error) {
-	if req.Timeout < 0 {
-		return nil, nil, fieldError("timeout", "must be a positive number of milliseconds")
+// checkSubmission validates the workflow and params within lim and against
+// the fleet, and returns the checkpoints the run will load and its
+// placement requirement. Its work is linear in the size of the request, and
+// it stops when ctx ends (the client went away).
+func (s *Server) checkSubmission(ctx context.Context, req *createTaskRequest, owner string, admin bool, lim config.Limits) ([]string, *store.CapParams, error) {
+	if err := s.checkTimeout(req.Timeout); err != nil {
+		return nil, nil, err
 	}
 	if req.Priority < store.MinPriority || req.Priority > store.MaxPriority {
 		return nil, nil, fieldError("priority", fmt.Sprintf("must be between %d and %d", store.MinPriority, store.MaxPriority))
@@ -106,51 +122,84 @@ func (s *Server) checkSubmission(ctx context.Context, req *createTaskRequest, ow
 	if err := checkRequires(req.Requires); err != nil {
 		return nil, nil, err
 	}
-	p, err := workflow.Parse(req.Workflow)
+	bound := workflow.Limits{MaxNodes: lim.MaxNodes}
+	p, err := workflow.ParseContext(ctx, req.Workflow, bound)
 	if err != nil {
-		return nil, nil, workflowError(err)
+		return nil, nil, workflowError(err, lim)
 	}
-	params, err := p.ResolveParams(req.Params)
+	params, err := p.ResolveParamsContext(ctx, req.Params)
 	if err != nil {
-		return nil, nil, workflowError(err)
+		return nil, nil, workflowError(err, lim)
 	}
-	for _, prm := range params {
-		if prm.File == nil {
-			continue
+	// An instance's folders are shared: a user's task loads only its own
+	// files (docs/security.md). Admins are trusted with the instance.
+	if !admin {
+		if err := p.CheckFileReferences(ctx, params); err != nil {
+			return nil, nil, workflowError(err, lim)
 		}
-		f, err := s.deps.Store.FileGet(ctx, prm.File.FileID)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && !admin && f.Owner != owner) {
-			return nil, nil, fieldError("params."+prm.Key, "names file "+prm.File.FileID+", which does not exist; upload it with POST /api/files/upload")
-		}
-		if err != nil {
-			return nil, nil, err
-		}
+	}
+	if err := s.checkFiles(ctx, params, owner, admin, lim.MaxNodes); err != nil {
+		return nil, nil, err
 	}
 	cap, err := s.checkFleet(ctx, p, params, req.Requires)
 	if err != nil {
 		return nil, nil, err
 	}
-	applied, err := p.Apply(params, func(workflow.FileRef) (string, error) { return "", nil })
+	applied, err := p.Apply(params, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	final, err := workflow.Parse(applied)
+	final, err := workflow.ParseContext(ctx, applied, bound)
 	if err != nil {
-		return nil, nil, workflowError(err)
+		return nil, nil, workflowError(err, lim)
 	}
 	return final.Checkpoints(), cap, nil
+}
+
+// checkFiles checks that every file the params name exists and is the
+// caller's (or the caller is an admin). Each file is read once, and at most
+// maxFiles distinct files may be named.
+func (s *Server) checkFiles(ctx context.Context, params []workflow.Param, owner string, admin bool, maxFiles int) error {
+	seen := map[string]bool{}
+	for _, prm := range params {
+		if prm.File == nil || seen[prm.File.FileID] {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		seen[prm.File.FileID] = true
+		if len(seen) > maxFiles {
+			return fieldError("params", fmt.Sprintf("names more than %d files (limits.maxNodes)", maxFiles))
+		}
+		f, err := s.deps.Store.FileGet(ctx, prm.File.FileID)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && !admin && f.Owner != owner) {
+			return fieldError("params."+prm.Key, "names file "+prm.File.FileID+", which does not exist; upload it with POST /api/files/upload")
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func fieldError(field, msg string) *Error {
 	return &Error{Status: http.StatusBadRequest, Code: "invalid_field", Message: field + ": " + msg, Data: map[string]string{"field": field}}
 }
 
-func workflowError(err error) error {
+func workflowError(err error, lim config.Limits) error {
 	var we *workflow.Error
-	if errors.As(err, &we) {
-		return &Error{Status: http.StatusBadRequest, Code: "invalid_workflow", Message: we.Error(), Data: map[string]string{"field": we.Field}}
+	if !errors.As(err, &we) {
+		return err
 	}
-	return err
+	if errors.Is(err, workflow.ErrTooManyNodes) {
+		return tooManyNodes(lim.MaxNodes, we.Error())
+	}
+	code := "invalid_workflow"
+	if errors.Is(err, workflow.ErrFileReference) {
+		code = "invalid_file_reference"
+	}
+	return &Error{Status: http.StatusBadRequest, Code: code, Message: we.Error(), Data: map[string]string{"field": we.Field}}
 }
 
 func compactJSON(raw json.RawMessage) json.RawMessage {

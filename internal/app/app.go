@@ -57,8 +57,8 @@ type App struct {
 	http     *http.Server
 	replica  string
 	metrics  *metrics.Metrics
-	// debug serves /metrics and /debug/pprof/ on debugLn when
-	// metrics.listen is set; nil otherwise.
+	// debug serves /metrics (and /debug/pprof/ with metrics.pprof) on
+	// debugLn when metrics.listen is set; nil otherwise.
 	debug   *http.Server
 	debugLn net.Listener
 	// catalogs reads catalogues when an instance's socket connects again.
@@ -72,8 +72,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	if a.log == nil {
 		a.log = slog.Default()
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("app: create data dir: %w", err)
+	if err := a.makeDataDir(cfg.DataDir); err != nil {
+		return nil, err
 	}
 	ln, err := listen(opts.Listener, cfg.Server.Listen)
 	if err != nil {
@@ -100,6 +100,24 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		return nil, err
 	}
 	return a, nil
+}
+
+// makeDataDir creates the data dir for the gateway's user only (0700): it
+// holds the database, the signing secret and the admin password's hash.
+// An existing one open to others is left as it is, with a warning (its
+// files are private anyway).
+func (a *App) makeDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("app: create data dir: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("app: data dir: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		a.log.Warn("the data dir is open to other users; chmod 700 it", "data_dir", dir, "mode", perm.String())
+	}
+	return nil
 }
 
 func listen(ln net.Listener, addr string) (net.Listener, error) {
@@ -168,20 +186,27 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 	// every replica, in bursts when a replica adopts a dead one's instances.
 	a.hub = push.NewHub(st, push.Options{
 		Logger: a.log, Snapshot: a.api.GlobalStatus, SendBuffer: 4096, OnDrop: a.metrics.WSDropped,
+		MaxConns: cfg.Server.WSMaxConns, MaxConnsPerUser: cfg.Server.WSMaxConnsPerUser,
 	})
 	a.api.SetHub(a.hub)
 	a.metrics.Watch(metrics.Sources{Tasks: st.TaskCounts, Instances: a.fleet.Views, WSClients: a.hub.Clients})
-	a.http = a.server(a.metrics.InstrumentHTTP(a.api.Handler()))
+	a.http = a.server(cfg.Server, a.metrics.InstrumentHTTP(a.api.Handler()))
 	if a.debugLn != nil {
-		a.debug = a.server(a.metrics.DebugHandler())
+		a.debug = a.server(cfg.Server, a.metrics.DebugHandler(cfg.Metrics.Pprof))
 	}
 	return nil
 }
 
-func (a *App) server(h http.Handler) *http.Server {
+// server is an HTTP server whose every connection is bounded in time: an
+// idle or slow client cannot hold a socket for good. Uploads and downloads
+// extend their own deadlines (api), and /ws sessions clear them (push).
+func (a *App) server(c config.HTTP, h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: time.Duration(c.ReadHeaderTimeout),
+		ReadTimeout:       time.Duration(c.ReadTimeout),
+		WriteTimeout:      time.Duration(c.WriteTimeout),
+		IdleTimeout:       time.Duration(c.IdleTimeout),
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
 }

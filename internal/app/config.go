@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"os"
 	"sync"
 
 	"github.com/comfyfleet/comfyfleet/internal/config"
@@ -43,6 +45,40 @@ func openStore(ctx context.Context, cfg config.Config) (store.Store, error) {
 	return nil, fmt.Errorf("app: unknown store driver %q", cfg.Store.Driver)
 }
 
+// ResetRuntimeConfig deletes the runtime config saved by PUT /api/config
+// in the store cfg names (cfg defaulted and validated, as for New), for a
+// gateway that is stopped: the next start uses the start-up config alone.
+// It returns where the document was. A SQLite database that does not exist
+// is an error rather than a new empty one: the data dir is probably not the
+// gateway's.
+func ResetRuntimeConfig(ctx context.Context, cfg config.Config) (where string, err error) {
+	where = "the Redis key " + cfg.Store.Prefix + "config at " + redactedURL(cfg.Store.URL)
+	if cfg.Store.Driver != "redis" {
+		where = cfg.Store.Path
+		if _, err := os.Stat(where); err != nil {
+			return "", fmt.Errorf("app: no SQLite database at %s (pass the --data or --config of the gateway): %w", where, err)
+		}
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return "", err
+	}
+	defer st.Close()
+	if err := st.ConfigPut(ctx, []byte("{}")); err != nil {
+		return "", fmt.Errorf("app: reset runtime config: %w", err)
+	}
+	return where, nil
+}
+
+// redactedURL is a URL with its password masked.
+func redactedURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "<redacted>"
+	}
+	return u.Redacted()
+}
+
 // warnStore logs the store's production warnings (Redis persistence and eviction).
 func (a *App) warnStore(ctx context.Context) {
 	if rs, ok := a.store.(*redisstore.Store); ok {
@@ -53,7 +89,11 @@ func (a *App) warnStore(ctx context.Context) {
 }
 
 // applyRuntime overlays the runtime config persisted by PUT /api/config on
-// the file's config (see docs/configuration.md for the precedence).
+// the file's config (see docs/configuration.md for the precedence). A
+// document that no longer validates with the start-up config is not fatal:
+// it is ignored, with a warning in the log and in GET /api/config
+// (Config.RuntimeIgnored), so a bad saved setting can never keep the
+// gateway down.
 func (a *App) applyRuntime(ctx context.Context, cfg config.Config) (config.Config, error) {
 	doc, err := a.store.ConfigGet(ctx)
 	if errors.Is(err, store.ErrNotFound) {
@@ -63,13 +103,14 @@ func (a *App) applyRuntime(ctx context.Context, cfg config.Config) (config.Confi
 		return cfg, fmt.Errorf("app: read runtime config: %w", err)
 	}
 	next, err := config.ApplyRuntime(cfg, doc)
-	if err != nil {
-		return cfg, fmt.Errorf("app: apply runtime config: %w", err)
+	if err == nil {
+		return next, nil
 	}
-	if err := next.Validate(); err != nil {
-		return cfg, fmt.Errorf("app: runtime config: %w", err)
-	}
-	return next, nil
+	a.log.WarnContext(ctx, "runtime config ignored: it no longer validates; PUT /api/config replaces it",
+		"err", err, "runtime_config", string(doc))
+	cfg.RuntimeIgnored = "The runtime config saved by PUT /api/config was not applied: " + err.Error() +
+		`. The next PUT /api/config replaces it; {"reset":true} deletes it.`
+	return cfg, nil
 }
 
 // configService is the live config behind GET/PUT /api/config.
@@ -111,6 +152,7 @@ func (c *configService) Update(ctx context.Context, patch []byte) (config.Config
 	if err := c.st.ConfigPut(ctx, next.Runtime()); err != nil {
 		return c.cur, fmt.Errorf("app: persist config: %w", err)
 	}
+	next.RuntimeIgnored = "" // the document saved above replaces the ignored one
 	a := c.app
 	if _, _, err := a.fleet.Set(ctx, next.Instances()); err != nil {
 		return c.cur, err

@@ -138,12 +138,14 @@ func TestMetricsNeedAdmin(t *testing.T) {
 	}
 }
 
-// TestMetricsListen: with metrics.listen, /metrics and the profiler are
-// served there without a token, and no longer on the API's listener.
+// TestMetricsListen: with metrics.listen (and metrics.pprof), /metrics and
+// the profiler are served there without a token, and no longer on the
+// API's listener.
 func TestMetricsListen(t *testing.T) {
 	t.Parallel()
 	e := apptest.Start(t, apptest.Options{Instances: 1, Configure: func(c *config.Config) {
 		c.Metrics.Listen = "127.0.0.1:0"
+		c.Metrics.Pprof = true
 	}})
 	admin := e.Login(apptest.AdminUser, apptest.AdminPass)
 	addr := e.App().MetricsAddr()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -360,6 +361,34 @@ func TestConfigLive(t *testing.T) {
 	if list := instances(e, admin); len(list) != 2 {
 		t.Errorf("a refused config changed the instances: %d", len(list))
 	}
+
+	// Every scheduler key and the output bounds change live too.
+	r = e.Do("PUT", "/api/config", admin, map[string]any{
+		"scheduler": map[string]any{"placement": "fifo", "warmWindow": 10000, "priorityAging": 5000, "interruptGrace": 5000, "prefetch": 0},
+		"files":     map[string]any{"maxOutputBytes": 1 << 20, "outputTimeout": 60000},
+	})
+	if r.Status != http.StatusOK {
+		t.Fatalf("PUT of scheduler and output settings: %d %s", r.Status, r.Raw)
+	}
+	var live struct {
+		Scheduler struct {
+			Placement      string `json:"placement"`
+			InterruptGrace int    `json:"interruptGrace"`
+			Prefetch       *int   `json:"prefetch"`
+		} `json:"scheduler"`
+		Files struct {
+			OutputTimeout int `json:"outputTimeout"`
+		} `json:"files"`
+		RuntimeOverrides []string `json:"runtimeOverrides"`
+	}
+	e.Do("GET", "/api/config", admin, nil).Into(t, &live)
+	if live.Scheduler.Placement != "fifo" || live.Scheduler.InterruptGrace != 5000 || live.Files.OutputTimeout != 60000 ||
+		live.Scheduler.Prefetch == nil || *live.Scheduler.Prefetch != 0 ||
+		!slices.Contains(live.RuntimeOverrides, "scheduler.placement") {
+		t.Errorf("after the PUT: %+v", live)
+	}
+	wantError(t, e.Do("PUT", "/api/config", admin, map[string]any{"store": map[string]any{"leaseTtl": 5000}}),
+		http.StatusBadRequest, "invalid_config")
 }
 
 // TestErrorEnvelope: malformed JSON, an oversized body, an unknown route and
@@ -367,13 +396,13 @@ func TestConfigLive(t *testing.T) {
 func TestErrorEnvelope(t *testing.T) {
 	t.Parallel()
 	e := apptest.Start(t, apptest.Options{Instances: 1, Configure: func(c *config.Config) {
-		c.Server.MaxBodyBytes = 1024
+		c.Server.MaxBodyBytes = config.MinBodyBytes
 	}})
 	admin := e.Login(apptest.AdminUser, apptest.AdminPass)
 	wantError(t, e.Do("POST", "/api/tasks", admin, []byte(`{"workflow": `)), http.StatusBadRequest, "malformed_json")
 	wantError(t, e.Do("POST", "/api/auth/login", "", []byte(`not json`)), http.StatusBadRequest, "malformed_json")
 	wantError(t, e.Do("POST", "/api/tasks", admin, []byte(`{"workflow": {}} {}`)), http.StatusBadRequest, "malformed_json")
-	big := []byte(`{"workflow": {"1": {"class_type": "` + strings.Repeat("x", 2048) + `"}}}`)
+	big := []byte(`{"workflow": {"1": {"class_type": "` + strings.Repeat("x", config.MinBodyBytes) + `"}}}`)
 	wantError(t, e.Do("POST", "/api/tasks", admin, big), http.StatusRequestEntityTooLarge, "body_too_large")
 	wantError(t, e.Do("GET", "/api/nope", admin, nil), http.StatusNotFound, "route_not_found")
 	wantError(t, e.Do("POST", "/nope", "", nil), http.StatusNotFound, "route_not_found")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -252,8 +253,8 @@ func TestParamsReachInstance(t *testing.T) {
 	v2 := submit(e, user, map[string]any{"workflow": wf, "params": map[string]any{"1.image": map[string]string{"fileId": fileID}}})
 	done := waitStatus(e, user, v2.ID, "completed", 10*time.Second)
 	image, _ := receivedPrompt(t, e.Sims[0], v2.ID)["1"].Inputs["image"].(string)
-	if want := "comfyfleet/" + v2.ID + "/in put.png"; image != want {
-		t.Errorf("LoadImage.image = %q, want %q (the instance's uploaded name)", image, want)
+	if !regexp.MustCompile(`^comfyfleet/[0-9a-f]{32}/in put\.png$`).MatchString(image) {
+		t.Errorf("LoadImage.image = %q, want comfyfleet/<task folder>/in put.png (the instance's uploaded name)", image)
 	}
 	assertPNG(t, done.Result.Files[0])
 

@@ -60,13 +60,16 @@ type User struct {
 }
 
 // Claims are what a verified token says: who (Username, the JWT "sub") and
-// with which role, until when.
+// with which role, until when. PasswordVersion ("pwv") is derived from the
+// user's password hash and the signing secret: a token is valid only while
+// the user's password is the one it was issued for.
 type Claims struct {
-	Username  string           `json:"sub"`
-	Role      string           `json:"role"`
-	Issuer    string           `json:"iss"`
-	IssuedAt  *jwt.NumericDate `json:"iat"`
-	ExpiresAt *jwt.NumericDate `json:"exp"`
+	Username        string           `json:"sub"`
+	Role            string           `json:"role"`
+	PasswordVersion string           `json:"pwv"`
+	Issuer          string           `json:"iss"`
+	IssuedAt        *jwt.NumericDate `json:"iat"`
+	ExpiresAt       *jwt.NumericDate `json:"exp"`
 }
 
 var _ jwt.Claims = (*Claims)(nil)

@@ -91,9 +91,10 @@ func TestHashAndCheckPassword(t *testing.T) {
 	if err := CheckPassword("not a hash", "x"); !errors.Is(err, ErrInvalidCredentials) {
 		t.Errorf("CheckPassword(bad hash) = %v, want ErrInvalidCredentials", err)
 	}
-	for _, pw := range []string{"", strings.Repeat("x", 73)} {
-		if _, err := HashPassword(pw); err == nil {
-			t.Errorf("HashPassword(%d bytes): got no error", len(pw))
+	// The same bounds as auth.adminPassword (8..72 bytes).
+	for _, pw := range []string{"", "short", "seven77", strings.Repeat("x", 73)} {
+		if _, err := HashPassword(pw); err == nil || !strings.Contains(err.Error(), "8..72 bytes") {
+			t.Errorf("HashPassword(%d bytes): %v, want an error giving the bounds", len(pw), err)
 		}
 	}
 }
@@ -271,8 +272,11 @@ func TestIssueVerify(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
-	want := &Claims{Username: "bob", Role: RoleUser, Issuer: "comfyfleet",
+	want := &Claims{Username: "bob", Role: RoleUser, PasswordVersion: a.versions["bob"], Issuer: "comfyfleet",
 		IssuedAt: jwt.NewNumericDate(t0), ExpiresAt: jwt.NewNumericDate(t0.Add(time.Hour))}
+	if len(want.PasswordVersion) != 16 {
+		t.Errorf("password version %q, want 16 characters", want.PasswordVersion)
+	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("claims mismatch (-want +got):\n%s", diff)
 	}
@@ -342,6 +346,76 @@ func flip(s string) string {
 	return string(b)
 }
 
+// TestPasswordChangeRevokesTokens: a token stops working once its user's
+// password hash changes in the config (after a restart, or on another
+// replica with the new config), and keeps working for everyone else, and
+// across starts and replicas whose config is the same.
+func TestPasswordChangeRevokesTokens(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.Auth.Secret = string(testSecret)
+	before := openAuth(t, cfg)
+	alice := login(t, before, "alice", "alice-password")
+	bob := login(t, before, "bob", "bob-password")
+
+	same := openAuth(t, cfg) // a restart, or another replica
+	for name, tok := range map[string]string{"alice": alice, "bob": bob} {
+		if _, err := same.Verify(tok); err != nil {
+			t.Errorf("%s's token with the same config: %v", name, err)
+		}
+	}
+	cfg.Auth.Users[0].PasswordHash = cheapHash(t, "alice-new-password")
+	after := openAuth(t, cfg)
+	if _, err := after.Verify(alice); !errors.Is(err, ErrBadToken) {
+		t.Errorf("alice's token after her password changed: %v, want ErrBadToken", err)
+	}
+	if _, err := after.Verify(bob); err != nil {
+		t.Errorf("bob's token after alice's password changed: %v", err)
+	}
+	if _, err := after.Verify(login(t, after, "alice", "alice-new-password")); err != nil {
+		t.Errorf("alice's new token: %v", err)
+	}
+
+	// A password given in the config is hashed anew at every start: the
+	// version follows the password, not the salt.
+	admin := config.Config{DataDir: t.TempDir(), Auth: config.Auth{Secret: string(testSecret), AdminPassword: "admin-password-1"}}
+	admin.WithDefaults()
+	tok := login(t, openAuth(t, admin), "admin", "admin-password-1")
+	if _, err := openAuth(t, admin).Verify(tok); err != nil {
+		t.Errorf("admin's token after a restart with the same adminPassword: %v", err)
+	}
+	admin.Auth.AdminPassword = "admin-password-2"
+	if _, err := openAuth(t, admin).Verify(tok); !errors.Is(err, ErrBadToken) {
+		t.Errorf("admin's token after adminPassword changed: %v, want ErrBadToken", err)
+	}
+}
+
+func openAuth(t *testing.T, cfg config.Config) *Authenticator {
+	t.Helper()
+	users, _, err := loadUsers(cfg, bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := LoadSecret(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Params{Users: users, Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func login(t *testing.T, a *Authenticator, user, password string) string {
+	t.Helper()
+	tok, _, _, err := a.Login(t.Context(), "127.0.0.1", user, password)
+	if err != nil {
+		t.Fatalf("login %s: %v", user, err)
+	}
+	return tok
+}
+
 func TestVerifyExpiredAfterTTL(t *testing.T) {
 	t.Parallel()
 	a, clk := newTestAuth(t)
@@ -382,13 +456,13 @@ func TestAuthenticate(t *testing.T) {
 	}{
 		{"bearer header", "/api/tasks", map[string]string{"Authorization": "Bearer " + token}, nil},
 		{"lower-case scheme", "/api/tasks", map[string]string{"Authorization": "bearer " + token}, nil},
-		{"websocket query", "/ws?token=" + token, map[string]string{"Upgrade": "websocket", "Connection": "Upgrade"}, nil},
-		{"query outside a websocket upgrade", "/api/tasks?token=" + token, nil, ErrNoToken},
+		// A token in the URL is for /ws only (AuthenticateWebSocket).
+		{"query of a websocket upgrade", "/api/tasks?token=" + token, map[string]string{"Upgrade": "websocket", "Connection": "Upgrade"}, ErrNoToken},
+		{"query", "/api/tasks?token=" + token, nil, ErrNoToken},
 		{"nothing", "/api/tasks", nil, ErrNoToken},
 		{"basic auth", "/api/tasks", map[string]string{"Authorization": "Basic YWxpY2U6eA=="}, ErrBadToken},
 		{"empty bearer", "/api/tasks", map[string]string{"Authorization": "Bearer "}, ErrBadToken},
 		{"bad token", "/api/tasks", map[string]string{"Authorization": "Bearer " + flip(token)}, ErrBadToken},
-		{"bad websocket token", "/ws?token=x.y.z", map[string]string{"Upgrade": "websocket"}, ErrBadToken},
 	}
 	for _, tt := range tests {
 		r := httptest.NewRequest("GET", tt.target, nil)
@@ -404,6 +478,38 @@ func TestAuthenticate(t *testing.T) {
 		}
 		if err != nil || c.Username != "alice" || !c.IsAdmin() {
 			t.Errorf("%s: Authenticate = %+v, %v; want alice, admin", tt.name, c, err)
+		}
+	}
+}
+
+func TestAuthenticateWebSocket(t *testing.T) {
+	t.Parallel()
+	a, _ := newTestAuth(t)
+	token, _, err := a.Issue(User{Username: "alice", Role: RoleAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, target, header string
+		wantErr              error
+	}{
+		{"query", "/ws?token=" + token, "", nil},
+		{"header", "/ws", "Bearer " + token, nil},
+		{"header wins over the query", "/ws?token=x.y.z", "Bearer " + token, nil},
+		{"bad query token", "/ws?token=x.y.z", "", ErrBadToken},
+		{"nothing", "/ws", "", ErrNoToken},
+	}
+	for _, tt := range tests {
+		r := httptest.NewRequest("GET", tt.target, nil)
+		if tt.header != "" {
+			r.Header.Set("Authorization", tt.header)
+		}
+		c, err := a.AuthenticateWebSocket(r)
+		switch {
+		case tt.wantErr != nil && !errors.Is(err, tt.wantErr):
+			t.Errorf("%s: AuthenticateWebSocket = %v, want %v", tt.name, err, tt.wantErr)
+		case tt.wantErr == nil && (err != nil || c.Username != "alice"):
+			t.Errorf("%s: AuthenticateWebSocket = %+v, %v; want alice", tt.name, c, err)
 		}
 	}
 }

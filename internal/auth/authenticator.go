@@ -2,6 +2,9 @@ package auth
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,12 +22,14 @@ const issuer = "comfyfleet"
 // Authenticator logs users in, issues their tokens and checks the tokens
 // of requests. It is safe for concurrent use.
 type Authenticator struct {
-	users   *Users
-	secret  []byte
-	ttl     time.Duration
-	now     func() time.Time
-	parser  *jwt.Parser
-	limiter *limiter
+	users  *Users
+	secret []byte
+	// versions holds each user's password version (see passwordVersion).
+	versions map[string]string
+	ttl      time.Duration
+	now      func() time.Time
+	parser   *jwt.Parser
+	limiter  *limiter
 }
 
 // Params configure New.
@@ -59,11 +64,16 @@ func New(p Params) (*Authenticator, error) {
 	if p.Now == nil {
 		p.Now = time.Now
 	}
+	versions := make(map[string]string, len(p.Users.byName))
+	for name, acct := range p.Users.byName {
+		versions[name] = passwordVersion(p.Secret, name, acct.credential())
+	}
 	return &Authenticator{
-		users:  p.Users,
-		secret: p.Secret,
-		ttl:    p.TokenTTL,
-		now:    p.Now,
+		users:    p.Users,
+		secret:   p.Secret,
+		versions: versions,
+		ttl:      p.TokenTTL,
+		now:      p.Now,
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 			jwt.WithIssuer(issuer),
@@ -101,11 +111,12 @@ func (a *Authenticator) Issue(u User) (token string, expiresAt time.Time, err er
 	now := a.now()
 	expiresAt = now.Add(a.ttl).Truncate(time.Second).UTC()
 	claims := &Claims{
-		Username:  u.Username,
-		Role:      u.Role,
-		Issuer:    issuer,
-		IssuedAt:  jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(expiresAt),
+		Username:        u.Username,
+		Role:            u.Role,
+		PasswordVersion: a.versions[u.Username],
+		Issuer:          issuer,
+		IssuedAt:        jwt.NewNumericDate(now),
+		ExpiresAt:       jwt.NewNumericDate(expiresAt),
 	}
 	token, err = jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(a.secret)
 	if err != nil {
@@ -116,8 +127,9 @@ func (a *Authenticator) Issue(u User) (token string, expiresAt time.Time, err er
 
 // Verify checks a token: signed with the secret by HS256 (any other
 // algorithm, "none" included, is refused), issued by comfyfleet, not
-// expired, for a user who still exists. The claims carry the user's
-// current role. Every failure is ErrBadToken.
+// expired, for a user who still exists and whose password has not changed
+// since (a new passwordHash in the config, on every replica that has it).
+// The claims carry the user's current role. Every failure is ErrBadToken.
 func (a *Authenticator) Verify(token string) (*Claims, error) {
 	var c Claims
 	_, err := a.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return a.secret, nil })
@@ -128,38 +140,63 @@ func (a *Authenticator) Verify(token string) (*Claims, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: no user %q", ErrBadToken, c.Username)
 	}
+	if !hmac.Equal([]byte(c.PasswordVersion), []byte(a.versions[c.Username])) {
+		return nil, fmt.Errorf("%w: the password of %q changed since the token was issued", ErrBadToken, c.Username)
+	}
 	c.Role = u.Role
 	return &c, nil
 }
 
+// passwordVersion names the password of a user without revealing it: an
+// HMAC of the user's credential (see account.credential) keyed with the
+// signing secret, so the same config gives the same version on every
+// replica and every start, and a new password another one.
+func passwordVersion(secret []byte, username string, credential []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("comfyfleet password version\x00" + username + "\x00"))
+	m.Write(credential)
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:12])
+}
+
 // Authenticate verifies the token of a request: "Authorization: Bearer
-// <token>", or for a WebSocket upgrade (browsers cannot set its headers)
-// the query parameter "token". No token is ErrNoToken; a bad one, or an
-// Authorization header of another scheme, is ErrBadToken.
+// <token>". No token is ErrNoToken; a bad one, or an Authorization header
+// of another scheme, is ErrBadToken. A token in the query is not looked at:
+// URLs end up in logs and browser histories (see AuthenticateWebSocket).
 func (a *Authenticator) Authenticate(r *http.Request) (*Claims, error) {
-	token, err := requestToken(r)
+	token, err := headerToken(r)
 	if err != nil {
 		return nil, err
 	}
 	return a.Verify(token)
 }
 
-// requestToken finds the token of r.
-func requestToken(r *http.Request) (string, error) {
-	if h := r.Header.Get("Authorization"); h != "" {
-		scheme, token, _ := strings.Cut(h, " ")
-		token = strings.TrimSpace(token)
-		if !strings.EqualFold(scheme, "Bearer") || token == "" {
-			return "", fmt.Errorf(`%w: the Authorization header is not "Bearer <token>"`, ErrBadToken)
-		}
-		return token, nil
-	}
-	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-		if token := r.URL.Query().Get("token"); token != "" {
-			return token, nil
+// AuthenticateWebSocket is Authenticate for the /ws upgrade, which browsers
+// cannot give headers: the query parameter "token" is accepted too.
+func (a *Authenticator) AuthenticateWebSocket(r *http.Request) (*Claims, error) {
+	token, err := headerToken(r)
+	if errors.Is(err, ErrNoToken) {
+		if token = r.URL.Query().Get("token"); token != "" {
+			err = nil
 		}
 	}
-	return "", ErrNoToken
+	if err != nil {
+		return nil, err
+	}
+	return a.Verify(token)
+}
+
+// headerToken finds the bearer token of r's Authorization header.
+func headerToken(r *http.Request) (string, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return "", ErrNoToken
+	}
+	scheme, token, _ := strings.Cut(h, " ")
+	token = strings.TrimSpace(token)
+	if !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return "", fmt.Errorf(`%w: the Authorization header is not "Bearer <token>"`, ErrBadToken)
+	}
+	return token, nil
 }
 
 // Login checks a username and password and returns a token for the user.

@@ -22,9 +22,14 @@ const (
 )
 
 // HashPassword returns the bcrypt hash of password, as auth.users wants it
-// (the "comfyfleet hash-password" subcommand prints it). Passwords longer
-// than 72 bytes are refused, since bcrypt ignores the rest.
+// (the "comfyfleet hash-password" subcommand prints it). The password must
+// be as long as auth.adminPassword must: config.MinPasswordBytes to
+// config.MaxPasswordBytes (bcrypt ignores the bytes past 72).
 func HashPassword(password string) (string, error) {
+	if n := len(password); n < config.MinPasswordBytes || n > config.MaxPasswordBytes {
+		return "", fmt.Errorf("auth: a password must be %d..%d bytes long, not %d",
+			config.MinPasswordBytes, config.MaxPasswordBytes, n)
+	}
 	h, err := hashPassword(password, bcrypt.DefaultCost)
 	return string(h), err
 }
@@ -61,6 +66,19 @@ type Users struct {
 type account struct {
 	user User
 	hash []byte
+	// password is set when the hash was made at this start from a password
+	// the config gives (demo mode, auth.adminPassword): its salt changes at
+	// every start, the password does not.
+	password string
+}
+
+// credential is what a password version is derived from: the hash, or the
+// password when the hash is remade at every start.
+func (a account) credential() []byte {
+	if a.password != "" {
+		return []byte("password\x00" + a.password)
+	}
+	return append([]byte("hash\x00"), a.hash...)
 }
 
 // LoadUsers builds the users from cfg (defaulted), in this order:
@@ -84,23 +102,25 @@ func loadUsers(cfg config.Config, cost int) (*Users, string, error) {
 	if len(cfg.Auth.Users) > 0 {
 		return configuredUsers(cfg.Auth.Users)
 	}
-	var hash []byte
+	admin := account{user: User{Username: defaultAdmin, Role: RoleAdmin}}
 	var generated string
 	var err error
 	switch {
 	case cfg.Demo:
 		// The demo password is public: a costly hash would protect nothing
 		// and slow down every demo start and login.
-		hash, err = hashPassword(demoPassword, bcrypt.MinCost)
+		admin.password = demoPassword
+		admin.hash, err = hashPassword(demoPassword, bcrypt.MinCost)
 	case cfg.Auth.AdminPassword != "":
-		hash, err = hashPassword(cfg.Auth.AdminPassword, cost)
+		admin.password = cfg.Auth.AdminPassword
+		admin.hash, err = hashPassword(cfg.Auth.AdminPassword, cost)
 	default:
-		hash, generated, err = loadAdminHash(cfg.DataDir, cost)
+		admin.hash, generated, err = loadAdminHash(cfg.DataDir, cost)
 	}
 	if err != nil {
 		return nil, "", err
 	}
-	u, err := newUsers([]account{{User{Username: defaultAdmin, Role: RoleAdmin}, hash}})
+	u, err := newUsers([]account{admin})
 	return u, generated, err
 }
 
@@ -110,7 +130,7 @@ func configuredUsers(list []config.User) (*Users, string, error) {
 		if u.Role != RoleAdmin && u.Role != RoleUser {
 			return nil, "", fmt.Errorf("auth: user %q: role %q is not admin or user", u.Username, u.Role)
 		}
-		accounts[i] = account{User{Username: u.Username, Role: u.Role}, []byte(u.PasswordHash)}
+		accounts[i] = account{user: User{Username: u.Username, Role: u.Role}, hash: []byte(u.PasswordHash)}
 	}
 	u, err := newUsers(accounts)
 	return u, "", err

@@ -117,7 +117,7 @@ func (g *gateway) config(addr string) (string, error) {
 		fmt.Fprintf(&b, "    - {username: %s, role: user, passwordHash: %q}\n", userName(i), hash)
 	}
 	if g.metricsAddr != "" {
-		fmt.Fprintf(&b, "metrics:\n  listen: %q\n", g.metricsAddr)
+		fmt.Fprintf(&b, "metrics:\n  listen: %q\n  pprof: true\n", g.metricsAddr)
 	}
 	fmt.Fprintf(&b, "store:\n  driver: %s\n", s.store)
 	if s.store == "redis" {

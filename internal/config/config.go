@@ -45,7 +45,10 @@
 // empty document.
 package config
 
-import "time"
+import (
+	"net/netip"
+	"time"
+)
 
 // Config is the whole gateway configuration. YAML keys are camelCase, like
 // the API. Every field documents its default.
@@ -57,6 +60,7 @@ type Config struct {
 	HealthCheck HealthCheck `yaml:"healthCheck" json:"healthCheck"`
 	Files       Files       `yaml:"files" json:"files"`
 	Scheduler   Scheduler   `yaml:"scheduler" json:"scheduler"`
+	Limits      Limits      `yaml:"limits" json:"limits"`
 	Metrics     Metrics     `yaml:"metrics" json:"metrics"`
 	// DataDir holds the SQLite database, the files and generated secrets. Default "./data".
 	DataDir string `yaml:"dataDir" json:"dataDir"`
@@ -68,6 +72,12 @@ type Config struct {
 	// PUT /api/config, which override the file (see the package comment).
 	// Merge and ApplyRuntime maintain it; GET /api/config shows it.
 	RuntimeKeys []string `yaml:"-" json:"runtimeOverrides,omitempty"`
+	// RuntimeIgnored, when set, says why the persisted runtime document was
+	// not applied at start-up (it no longer validates with this config: a
+	// file edit, or limits tightened by an upgrade). The app logs it and
+	// GET /api/config shows it; the next PUT /api/config replaces the
+	// document and clears it.
+	RuntimeIgnored string `yaml:"-" json:"runtimeOverridesIgnored,omitempty"`
 }
 
 // HTTP is the API listener (the "server" section).
@@ -81,6 +91,32 @@ type HTTP struct {
 	// ReplicaID names this gateway process among replicas. Default: generated
 	// and kept in DataDir, so a restart resumes its own leases.
 	ReplicaID string `yaml:"replicaId" json:"replicaId"`
+	// ReadHeaderTimeout bounds reading a request's headers. Default 10s.
+	ReadHeaderTimeout Duration `yaml:"readHeaderTimeout" json:"readHeaderTimeout"`
+	// ReadTimeout bounds reading a whole request, body included; uploads
+	// get TransferTimeout instead. Default 60s.
+	ReadTimeout Duration `yaml:"readTimeout" json:"readTimeout"`
+	// WriteTimeout bounds writing a response; file downloads get
+	// TransferTimeout instead, and /ws sessions have no such bound.
+	// Default 60s.
+	WriteTimeout Duration `yaml:"writeTimeout" json:"writeTimeout"`
+	// IdleTimeout closes a keep-alive connection that waits this long for
+	// its next request. Default 60s.
+	IdleTimeout Duration `yaml:"idleTimeout" json:"idleTimeout"`
+	// TransferTimeout bounds one upload's body (POST /api/files/upload) and
+	// one file download (GET /files/...). Default 1h.
+	TransferTimeout Duration `yaml:"transferTimeout" json:"transferTimeout"`
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
+	// believed: behind one, the client address (the login limit's key) is
+	// the rightmost X-Forwarded-For address that is not a trusted proxy.
+	// Default none: the TCP peer is the client.
+	TrustedProxies Prefixes `yaml:"trustedProxies" json:"trustedProxies"`
+	// WSMaxConns bounds the /ws connections of this gateway process; one
+	// more is refused with 429. Default 10000.
+	WSMaxConns int `yaml:"wsMaxConns" json:"wsMaxConns"`
+	// WSMaxConnsPerUser bounds the /ws connections of one user on this
+	// gateway process, in the same way. Default 32.
+	WSMaxConnsPerUser int `yaml:"wsMaxConnsPerUser" json:"wsMaxConnsPerUser"`
 }
 
 // Auth configures logins and tokens.
@@ -181,6 +217,10 @@ type Files struct {
 type Scheduler struct {
 	// TaskTimeout bounds one run. Default 600000 ms (10 minutes).
 	TaskTimeout Millis `yaml:"taskTimeout" json:"taskTimeout"`
+	// MaxTaskTimeout bounds the timeout a task may ask for (and
+	// TaskTimeout): a larger one is refused with 400. Default 86400000 ms
+	// (24 hours).
+	MaxTaskTimeout Millis `yaml:"maxTaskTimeout" json:"maxTaskTimeout"`
 	// MaxAttempts bounds runs of one task after lost instances. Default 3.
 	MaxAttempts int `yaml:"maxAttempts" json:"maxAttempts"`
 	// PriorityAging is the wait worth one priority point: a task is passed
@@ -216,11 +256,14 @@ const (
 
 // Metrics configures /metrics (Prometheus text format).
 type Metrics struct {
-	// Listen, when set, serves /metrics and the Go profiler (/debug/pprof/)
-	// on this address of its own, without authentication: bind it to an
-	// interface only operators reach. When empty, /metrics is served on the
-	// API's listener to admin tokens only, and the profiler is off. Default "".
+	// Listen, when set, serves /metrics on this address of its own, without
+	// authentication: bind it to an interface only operators reach. When
+	// empty, /metrics is served on the API's listener to admin tokens only.
+	// Default "".
 	Listen string `yaml:"listen" json:"listen"`
+	// Pprof serves the Go profiler (/debug/pprof/, never its cmdline page)
+	// on Listen too, without authentication. Default false.
+	Pprof bool `yaml:"pprof" json:"pprof"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("24h").
@@ -229,6 +272,11 @@ type Duration time.Duration
 // Millis is a time.Duration written as integer milliseconds (30000). A Go
 // duration string ("30s") is accepted too.
 type Millis time.Duration
+
+// Prefixes is a list of IP networks in CIDR notation ("10.0.0.0/8",
+// "fd00::/8"); a bare address is one host. It is written as a list, and
+// also accepts a comma-separated string (for the environment and --set).
+type Prefixes []netip.Prefix
 
 // Ports is a list of ports. It is written as a list, and also accepts one
 // port, a "8001-8008" range, or a comma-separated mix ("8001,8003-8004").

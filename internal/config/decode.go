@@ -192,7 +192,8 @@ func EnvVar(key string) string {
 }
 
 // isScalar reports whether a field of type t is one setting of Set: a
-// string, bool, integer or one of the custom types other than a list.
+// string, bool, integer, or one of the custom types, which read themselves
+// from a string (Prefixes from "10.0.0.0/8,127.0.0.1").
 func isScalar(t reflect.Type) bool {
 	if t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -201,7 +202,7 @@ func isScalar(t reflect.Type) bool {
 	case reflect.String, reflect.Bool, reflect.Int, reflect.Int64:
 		return true
 	}
-	return false
+	return reflect.PointerTo(t).Implements(reflect.TypeFor[anyDecoder]())
 }
 
 // decodeValue sets dst from x, a value decoded generically from YAML or

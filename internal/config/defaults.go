@@ -32,6 +32,7 @@ func (c *Config) WithDefaults() {
 	c.HealthCheck.withDefaults()
 	c.Files.withDefaults(c.DataDir)
 	c.Scheduler.withDefaults()
+	c.Limits.withDefaults()
 	if slices.ContainsFunc(c.Servers, func(s Server) bool { return s.Name == "" }) {
 		c.Servers = slices.Clone(c.Servers)
 		for i := range c.Servers {
@@ -43,6 +44,13 @@ func (c *Config) WithDefaults() {
 func (h *HTTP) withDefaults() {
 	orDefault(&h.Listen, ":3000")
 	orDefault(&h.MaxBodyBytes, 10<<20)
+	orDefault(&h.ReadHeaderTimeout, Duration(10*time.Second))
+	orDefault(&h.ReadTimeout, Duration(time.Minute))
+	orDefault(&h.WriteTimeout, Duration(time.Minute))
+	orDefault(&h.IdleTimeout, Duration(time.Minute))
+	orDefault(&h.TransferTimeout, Duration(time.Hour))
+	orDefault(&h.WSMaxConns, 10000)
+	orDefault(&h.WSMaxConnsPerUser, 32)
 	orDefault(&h.PublicBaseURL, BaseURLFor(h.Listen))
 	h.PublicBaseURL = strings.TrimRight(h.PublicBaseURL, "/")
 }
@@ -76,6 +84,7 @@ func (f *Files) withDefaults(dataDir string) {
 
 func (s *Scheduler) withDefaults() {
 	orDefault(&s.TaskTimeout, Millis(10*time.Minute))
+	orDefault(&s.MaxTaskTimeout, Millis(24*time.Hour))
 	orDefault(&s.MaxAttempts, 3)
 	orDefault(&s.PriorityAging, Millis(time.Minute))
 	orDefault(&s.Placement, PlacementWarm)
@@ -135,6 +144,7 @@ func (c Config) clone() Config {
 		c.Servers[i].Labels = c.Servers[i].Labels.clone()
 	}
 	c.Auth.Users = slices.Clone(c.Auth.Users)
+	c.Server.TrustedProxies = slices.Clone(c.Server.TrustedProxies)
 	c.RuntimeKeys = slices.Clone(c.RuntimeKeys)
 	return c
 }

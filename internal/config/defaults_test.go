@@ -13,17 +13,21 @@ import (
 func TestDefault(t *testing.T) {
 	t.Parallel()
 	want := config.Config{
-		Server: config.HTTP{Listen: ":3000", PublicBaseURL: "http://localhost:3000", MaxBodyBytes: 10 << 20},
-		Auth:   config.Auth{TokenTTL: config.Duration(24 * time.Hour), LoginRateLimit: 5},
-		Store:  config.Store{Driver: "sqlite", Path: "data/comfyfleet.db", Sync: "normal", URL: "redis://127.0.0.1:6379/0", Prefix: "comfyfleet:", LeaseTTL: config.Millis(15 * time.Second)},
+		Server: config.HTTP{Listen: ":3000", PublicBaseURL: "http://localhost:3000", MaxBodyBytes: 10 << 20,
+			ReadHeaderTimeout: config.Duration(10 * time.Second), ReadTimeout: config.Duration(time.Minute),
+			WriteTimeout: config.Duration(time.Minute), IdleTimeout: config.Duration(time.Minute),
+			TransferTimeout: config.Duration(time.Hour), WSMaxConns: 10000, WSMaxConnsPerUser: 32},
+		Auth:  config.Auth{TokenTTL: config.Duration(24 * time.Hour), LoginRateLimit: 5},
+		Store: config.Store{Driver: "sqlite", Path: "data/comfyfleet.db", Sync: "normal", URL: "redis://127.0.0.1:6379/0", Prefix: "comfyfleet:", LeaseTTL: config.Millis(15 * time.Second)},
 		HealthCheck: config.HealthCheck{
 			Interval: config.Millis(30 * time.Second), Timeout: config.Millis(5 * time.Second), FailureThreshold: 2,
 		},
 		Files: config.Files{Dir: "data/files", MaxUploadBytes: 100 << 20, MaxOutputBytes: 4 << 30,
 			OutputTimeout: config.Millis(10 * time.Minute)},
-		Scheduler: config.Scheduler{TaskTimeout: config.Millis(10 * time.Minute), MaxAttempts: 3,
+		Scheduler: config.Scheduler{TaskTimeout: config.Millis(10 * time.Minute), MaxTaskTimeout: config.Millis(24 * time.Hour), MaxAttempts: 3,
 			PriorityAging: config.Millis(time.Minute), Placement: config.PlacementWarm, WarmWindow: config.Millis(30 * time.Second),
 			InterruptGrace: config.Millis(30 * time.Second), Prefetch: ptr(1)},
+		Limits:  config.Limits{MaxNodes: 5000, MaxTaskBytes: 8 << 20, MaxPendingPerUser: 1000, MaxStoredBytesPerUser: 10 << 30},
 		DataDir: "./data",
 	}
 	if diff := cmp.Diff(want, config.Default()); diff != "" {

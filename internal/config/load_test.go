@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -203,6 +204,9 @@ func TestSet(t *testing.T) {
 		{"auth.tokenTtl", "90m", func(c config.Config) any { return c.Auth.TokenTTL }, config.Duration(90 * time.Minute)},
 		{"demo", "true", func(c config.Config) any { return c.Demo }, true},
 		{"HEALTHCHECK.FAILURETHRESHOLD", "3", func(c config.Config) any { return c.HealthCheck.FailureThreshold }, 3},
+		{"server.trustedProxies", "10.0.0.0/8, 127.0.0.1", func(c config.Config) any {
+			return c.Server.TrustedProxies.Contains(netip.MustParseAddr("10.2.3.4")) && c.Server.TrustedProxies.Contains(netip.MustParseAddr("127.0.0.1"))
+		}, true},
 	}
 	for _, tt := range tests {
 		var c config.Config

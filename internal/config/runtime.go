@@ -56,9 +56,11 @@ func isLive(key string) bool {
 	switch key {
 	case "servers",
 		"healthCheck.interval", "healthCheck.timeout", "healthCheck.failureThreshold",
-		"scheduler.taskTimeout", "scheduler.maxAttempts",
-		"files.maxUploadBytes",
-		"server.publicBaseUrl", "server.maxBodyBytes":
+		"scheduler.taskTimeout", "scheduler.maxTaskTimeout", "scheduler.maxAttempts", "scheduler.priorityAging",
+		"scheduler.placement", "scheduler.warmWindow", "scheduler.interruptGrace", "scheduler.prefetch",
+		"files.maxUploadBytes", "files.maxOutputBytes", "files.outputTimeout",
+		"server.publicBaseUrl", "server.maxBodyBytes",
+		"limits.maxNodes", "limits.maxTaskBytes", "limits.maxPendingPerUser", "limits.maxStoredBytesPerUser":
 		return true
 	}
 	return false
@@ -80,9 +82,11 @@ func IsReset(patch []byte) bool {
 // result. Only the sections present change: "servers" replaces the list;
 // the keys of healthCheck, scheduler, files and server merge one by one;
 // null or 0 means the default. Live keys are servers, healthCheck.*,
-// scheduler.*, files.maxUploadBytes, server.publicBaseUrl and
-// server.maxBodyBytes. Another key (store, dataDir, server.listen,
-// auth.*, ...) is accepted only with its current value (so the body of
+// scheduler.*, files.maxUploadBytes, files.maxOutputBytes,
+// files.outputTimeout, server.publicBaseUrl, server.maxBodyBytes and
+// limits.* (docs/configuration.md lists them, and a test holds the two
+// together). Another key (store, dataDir, server.listen, the other server
+// settings, auth.*, ...) is accepted only with its current value (so the body of
 // GET /api/config may be sent back); a new value is a *FieldError saying it
 // needs a restart. An unknown key is a *FieldError too, and so is "reset"
 // next to other keys (see IsReset). The keys whose values changed join
@@ -179,7 +183,7 @@ func (m *merger) mergeLeaf(dst, pub reflect.Value, path string, x any) error {
 		if same(v, pub) {
 			return nil
 		}
-		if path == "runtimeOverrides" {
+		if path == "runtimeOverrides" || path == "runtimeOverridesIgnored" {
 			return &FieldError{Field: path, Message: `is read-only; send {"reset":true} to drop the runtime overrides`}
 		}
 		return &FieldError{Field: path, Message: "cannot change while running; set it in the config file or environment and restart"}

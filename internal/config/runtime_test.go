@@ -52,6 +52,32 @@ func TestMerge(t *testing.T) {
 			wantKeys: []string{"files.maxUploadBytes", "scheduler.maxAttempts", "server.publicBaseUrl"},
 		},
 		{
+			name: "every scheduler key and the output bounds are live",
+			patch: `{"scheduler":{"placement":"fifo","warmWindow":10000,"priorityAging":5000,"interruptGrace":2000,"prefetch":0},` +
+				`"files":{"maxOutputBytes":1048576,"outputTimeout":60000}}`,
+			check: func(t *testing.T, got config.Config) {
+				s, f := got.Scheduler, got.Files
+				if s.Placement != config.PlacementFIFO || s.WarmWindow != config.Millis(10*time.Second) || s.PriorityAging != config.Millis(5*time.Second) ||
+					s.Prefetch == nil || *s.Prefetch != 0 ||
+					s.InterruptGrace != config.Millis(2*time.Second) || f.MaxOutputBytes != 1<<20 || f.OutputTimeout != config.Millis(time.Minute) {
+					t.Errorf("got scheduler %+v, files %+v", s, f)
+				}
+			},
+			wantKeys: []string{"files.maxOutputBytes", "files.outputTimeout", "scheduler.interruptGrace",
+				"scheduler.placement", "scheduler.prefetch", "scheduler.priorityAging", "scheduler.warmWindow"},
+		},
+		{
+			name:  "limits are live",
+			patch: `{"limits":{"maxNodes":100,"maxPendingPerUser":-1}}`,
+			check: func(t *testing.T, got config.Config) {
+				want := config.Limits{MaxNodes: 100, MaxTaskBytes: 8 << 20, MaxPendingPerUser: config.NoQuota, MaxStoredBytesPerUser: 10 << 30}
+				if got.Limits != want {
+					t.Errorf("limits: got %+v, want %+v", got.Limits, want)
+				}
+			},
+			wantKeys: []string{"limits.maxNodes", "limits.maxPendingPerUser"},
+		},
+		{
 			name:  "null means the default",
 			patch: `{"scheduler":{"taskTimeout":null}}`,
 			check: func(t *testing.T, got config.Config) {
@@ -107,9 +133,11 @@ func TestMergeErrors(t *testing.T) {
 		{"dataDir needs restart", `{"dataDir":"/elsewhere"}`, "dataDir", "restart"},
 		{"listen needs restart", `{"server":{"listen":":4000"}}`, "server.listen", "restart"},
 		{"secret needs restart", `{"auth":{"secret":"0123456789abcdef0123456789abcdef"}}`, "auth.secret", "restart"},
+		{"lease ttl needs restart", `{"store":{"leaseTtl":5000}}`, "store.leaseTtl", "restart"},
 		{"demo is not a key", `{"demo":true}`, "demo", "unknown field"},
 		{"admin password is not a key", `{"auth":{"adminPassword":"long-enough"}}`, "auth.adminPassword", "unknown field"},
 		{"runtime overrides are read-only", `{"runtimeOverrides":["dataDir"]}`, "runtimeOverrides", "read-only"},
+		{"the ignored document's note is read-only", `{"runtimeOverridesIgnored":"x"}`, "runtimeOverridesIgnored", "read-only"},
 		{"reset with other keys", `{"reset":true,"servers":[]}`, "reset", "alone"},
 		{"section not an object", `{"healthCheck":5}`, "healthCheck", "must be an object"},
 		{"wrong type", `{"healthCheck":{"failureThreshold":"two"}}`, "healthCheck.failureThreshold", "whole number"},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +25,7 @@ var (
 	_ anyDecoder = (*Duration)(nil)
 	_ anyDecoder = (*Millis)(nil)
 	_ anyDecoder = (*Ports)(nil)
+	_ anyDecoder = (*Prefixes)(nil)
 )
 
 func (d *Duration) decodeAny(x any) error {
@@ -187,6 +189,87 @@ func (p Ports) MarshalYAML() (any, error) { return []int(p), nil }
 
 // UnmarshalYAML reads a list, a port, or a range string.
 func (p *Ports) UnmarshalYAML(n *yaml.Node) error { return unmarshalYAMLAny(n, p) }
+
+func (p *Prefixes) decodeAny(x any) error {
+	var list []string
+	switch v := x.(type) {
+	case string:
+		for part := range strings.SplitSeq(v, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				list = append(list, part)
+			}
+		}
+	case []any:
+		for i, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				return fmt.Errorf("[%d]: must be a CIDR string like \"10.0.0.0/8\"", i)
+			}
+			list = append(list, s)
+		}
+	default:
+		return errors.New(`must be a list of CIDRs like ["10.0.0.0/8", "127.0.0.1"]`)
+	}
+	var out Prefixes
+	for _, s := range list {
+		pfx, err := ParsePrefix(s)
+		if err != nil {
+			return err
+		}
+		out = append(out, pfx)
+	}
+	*p = out
+	return nil
+}
+
+// ParsePrefix parses a CIDR ("10.0.0.0/8") or a bare address (one host).
+// IPv4-mapped IPv6 addresses are taken as IPv4, and host bits are dropped.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if a, err := netip.ParseAddr(s); err == nil {
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	pfx, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an address or a CIDR like 10.0.0.0/8", s)
+	}
+	if pfx.Addr().Is4In6() && pfx.Bits() >= 96 {
+		pfx = netip.PrefixFrom(pfx.Addr().Unmap(), pfx.Bits()-96)
+	}
+	return pfx.Masked(), nil
+}
+
+// Contains reports whether one of the prefixes holds addr.
+func (p Prefixes) Contains(addr netip.Addr) bool {
+	addr = addr.Unmap()
+	for _, pfx := range p {
+		if pfx.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p Prefixes) strings() []string {
+	out := make([]string, len(p))
+	for i, pfx := range p {
+		out[i] = pfx.String()
+	}
+	return out
+}
+
+// MarshalJSON writes p as a list of CIDRs (an empty list rather than null).
+func (p Prefixes) MarshalJSON() ([]byte, error) { return json.Marshal(p.strings()) }
+
+// UnmarshalJSON reads a list of CIDRs or a comma-separated string.
+func (p *Prefixes) UnmarshalJSON(b []byte) error { return unmarshalJSONAny(b, p) }
+
+// MarshalYAML writes p as a list of CIDRs.
+func (p Prefixes) MarshalYAML() (any, error) { return p.strings(), nil }
+
+// UnmarshalYAML reads a list of CIDRs or a comma-separated string.
+func (p *Prefixes) UnmarshalYAML(n *yaml.Node) error { return unmarshalYAMLAny(n, p) }
 
 // unmarshalJSONAny decodes b generically and hands it to d; null leaves d
 // as it is.

@@ -150,3 +150,39 @@ func TestMillisDecode(t *testing.T) {
 		}
 	}
 }
+
+func TestPrefixesDecode(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, yaml, json string
+		want             []string
+	}{
+		{"list", `["10.0.0.0/8", "127.0.0.1", "::1"]`, `["10.0.0.0/8","127.0.0.1","::1"]`, []string{"10.0.0.0/8", "127.0.0.1/32", "::1/128"}},
+		{"comma-separated", `"10.0.0.0/8, 192.168.1.7"`, `"10.0.0.0/8, 192.168.1.7"`, []string{"10.0.0.0/8", "192.168.1.7/32"}},
+		{"host bits dropped, mapped IPv4 unmapped", `["10.1.2.3/8", "::ffff:10.0.0.1"]`, `["10.1.2.3/8","::ffff:10.0.0.1"]`, []string{"10.0.0.0/8", "10.0.0.1/32"}},
+		{"empty", `[]`, `[]`, []string{}},
+	}
+	for _, tt := range tests {
+		var fromYAML, fromJSON config.Prefixes
+		if err := yaml.Unmarshal([]byte(tt.yaml), &fromYAML); err != nil {
+			t.Errorf("%s: yaml: %v", tt.name, err)
+		}
+		if err := json.Unmarshal([]byte(tt.json), &fromJSON); err != nil {
+			t.Errorf("%s: json: %v", tt.name, err)
+		}
+		for _, got := range []config.Prefixes{fromYAML, fromJSON} {
+			b, _ := json.Marshal(got)
+			var strs []string
+			_ = json.Unmarshal(b, &strs)
+			if diff := cmp.Diff(tt.want, strs); diff != "" {
+				t.Errorf("%s: mismatch (-want +got):\n%s", tt.name, diff)
+			}
+		}
+	}
+	var p config.Prefixes
+	for _, bad := range []string{`["10.0.0.0/33"]`, `["proxy.lan"]`, `[1]`, `5`} {
+		if err := json.Unmarshal([]byte(bad), &p); err == nil {
+			t.Errorf("json.Unmarshal(%s) into Prefixes: got no error", bad)
+		}
+	}
+}

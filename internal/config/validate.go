@@ -17,6 +17,41 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/instance"
 )
 
+// Limits that hold whatever the config says.
+const (
+	// MinBodyBytes is the floor of server.maxBodyBytes (64 KiB): no setting
+	// can make the API refuse every JSON body.
+	MinBodyBytes = 64 << 10
+	// MaxInstances bounds the instances (ports) of all servers together.
+	MaxInstances = 1024
+	// MinPasswordBytes and MaxPasswordBytes bound a password
+	// (auth.adminPassword, and those hashed by "comfyfleet hash-password"):
+	// bcrypt ignores bytes past 72.
+	MinPasswordBytes = 8
+	MaxPasswordBytes = 72
+)
+
+// SecretSetting reports whether setting key to value puts a secret in a
+// command line, where every local user can read it (ps, /proc/<pid>/cmdline):
+// auth.secret, auth.adminPassword, and a store.url with a password. env is
+// the environment variable to use instead.
+func SecretSetting(key, value string) (env string, secret bool) {
+	switch {
+	case strings.EqualFold(key, "auth.secret"):
+		return EnvVar("auth.secret"), true
+	case strings.EqualFold(key, "auth.adminPassword"):
+		return envAdminPassword, true
+	case strings.EqualFold(key, "store.url"):
+		u, err := url.Parse(value)
+		if err != nil {
+			return EnvVar("store.url"), true // unparsable: it may hold anything
+		}
+		_, hasPassword := u.User.Password()
+		return EnvVar("store.url"), hasPassword
+	}
+	return "", false
+}
+
 // FieldError is a problem with one setting. Field is its path as in the
 // YAML file and the JSON of /api/config ("servers[1].ports",
 // "healthCheck.interval"); the API returns it as data.field. Validate,
@@ -59,8 +94,11 @@ func (c Config) Validate() error {
 	c.HealthCheck.validate(&v)
 	c.Files.validate(&v)
 	c.Scheduler.validate(&v)
+	c.Limits.validate(&v)
 	if c.Metrics.Listen != "" {
 		validateListen(&v, "metrics.listen", c.Metrics.Listen)
+	} else if c.Metrics.Pprof {
+		v.add("metrics.pprof", "needs metrics.listen: the profiler is served on the metrics listener only")
 	}
 	return errors.Join(v.errs...)
 }
@@ -73,8 +111,19 @@ func (h HTTP) validate(v *checker) {
 			v.add("server.publicBaseUrl", "must be an http:// or https:// URL without query, like https://fleet.example.com")
 		}
 	}
-	if h.MaxBodyBytes < 1 {
-		v.add("server.maxBodyBytes", "must be at least 1")
+	v.intRange("server.maxBodyBytes", h.MaxBodyBytes, MinBodyBytes, 1<<30, " bytes")
+	v.durationRange("server.readHeaderTimeout", h.ReadHeaderTimeout, time.Second, 5*time.Minute)
+	v.durationRange("server.readTimeout", h.ReadTimeout, time.Second, time.Hour)
+	v.durationRange("server.writeTimeout", h.WriteTimeout, time.Second, time.Hour)
+	v.durationRange("server.idleTimeout", h.IdleTimeout, time.Second, time.Hour)
+	v.durationRange("server.transferTimeout", h.TransferTimeout, time.Minute, 24*time.Hour)
+	for _, pfx := range h.TrustedProxies {
+		if pfx.Bits() == 0 {
+			v.add("server.trustedProxies", "%s trusts every address: any client could choose the address it is limited by; list your proxies", pfx)
+		}
+	}
+	if v.intRange("server.wsMaxConns", int64(h.WSMaxConns), 1, 1000000, "") {
+		v.intRange("server.wsMaxConnsPerUser", int64(h.WSMaxConnsPerUser), 1, int64(h.WSMaxConns), " (server.wsMaxConns)")
 	}
 	if h.ReplicaID != "" && !isName(h.ReplicaID) {
 		v.add("server.replicaId", "must be 1..64 characters without spaces or control characters")
@@ -93,23 +142,19 @@ func validateListen(v *checker, field, addr string) {
 }
 
 func (a Auth) validate(v *checker, demo bool) {
-	if a.TokenTTL < Duration(time.Minute) {
-		v.add("auth.tokenTtl", "must be at least 1m")
-	}
+	v.durationRange("auth.tokenTtl", a.TokenTTL, time.Minute, 365*24*time.Hour)
 	if a.Secret != "" && len(a.Secret) < 32 {
 		v.add("auth.secret", "must be at least 32 characters (HS256 needs a 256-bit key)")
 	}
-	if a.LoginRateLimit < 1 {
-		v.add("auth.loginRateLimit", "must be at least 1")
-	}
+	v.intRange("auth.loginRateLimit", int64(a.LoginRateLimit), 1, 10000, "")
 	if a.AdminPassword != "" {
 		switch {
 		case len(a.Users) > 0:
 			v.add("auth.adminPassword", "is only used when auth.users is empty")
 		case demo:
 			v.add("auth.adminPassword", "cannot be combined with demo mode, whose admin password is admin123")
-		case len(a.AdminPassword) < 8 || len(a.AdminPassword) > 72:
-			v.add("auth.adminPassword", "must be 8..72 bytes long")
+		case len(a.AdminPassword) < MinPasswordBytes || len(a.AdminPassword) > MaxPasswordBytes:
+			v.add("auth.adminPassword", "must be %d..%d bytes long", MinPasswordBytes, MaxPasswordBytes)
 		}
 	}
 	seen := map[string]int{}
@@ -154,12 +199,18 @@ func (s Store) validate(v *checker) {
 	default:
 		v.add("store.driver", `must be "sqlite" or "redis"`)
 	}
-	if s.LeaseTTL < Millis(3*time.Second) || s.LeaseTTL > Millis(5*time.Minute) {
-		v.add("store.leaseTtl", "must be from 3000 to 300000 ms")
-	}
+	v.millisRange("store.leaseTtl", s.LeaseTTL, 3*time.Second, 5*time.Minute)
 }
 
 func validateServers(v *checker, servers []Server) {
+	total := 0
+	for _, s := range servers {
+		total += len(s.Ports)
+	}
+	if total > MaxInstances {
+		v.add("servers", "list %d instances (ports) in all; at most %d", total, MaxInstances)
+		return
+	}
 	ids := map[string]int{}
 	owners := map[string]int{} // instance id -> server index
 	for i, s := range servers {
@@ -240,55 +291,76 @@ func isName(s string) bool {
 }
 
 func (h HealthCheck) validate(v *checker) {
-	if h.Interval < Millis(100*time.Millisecond) {
-		v.add("healthCheck.interval", "must be at least 100 ms")
-	}
-	switch {
-	case h.Timeout < Millis(100*time.Millisecond):
-		v.add("healthCheck.timeout", "must be at least 100 ms")
-	case h.Timeout > h.Interval && h.Interval >= Millis(100*time.Millisecond):
+	intervalOK := v.millisRange("healthCheck.interval", h.Interval, 100*time.Millisecond, time.Hour)
+	if v.millisRange("healthCheck.timeout", h.Timeout, 100*time.Millisecond, time.Hour) && intervalOK && h.Timeout > h.Interval {
 		v.add("healthCheck.timeout", "must not exceed healthCheck.interval (%d ms)", h.Interval.Milliseconds())
 	}
-	if h.FailureThreshold < 1 {
-		v.add("healthCheck.failureThreshold", "must be at least 1")
-	}
+	v.intRange("healthCheck.failureThreshold", int64(h.FailureThreshold), 1, 100, "")
 }
 
 func (f Files) validate(v *checker) {
 	if f.Dir == "" {
 		v.add("files.dir", "must not be empty")
 	}
-	if f.MaxUploadBytes < 1 {
-		v.add("files.maxUploadBytes", "must be at least 1")
-	}
-	if f.MaxOutputBytes < 1 {
-		v.add("files.maxOutputBytes", "must be at least 1")
-	}
-	if f.OutputTimeout < Millis(time.Second) || f.OutputTimeout > Millis(24*time.Hour) {
-		v.add("files.outputTimeout", "must be from 1000 to 86400000 ms")
-	}
+	v.intRange("files.maxUploadBytes", f.MaxUploadBytes, 1, 1<<40, " bytes")
+	v.intRange("files.maxOutputBytes", f.MaxOutputBytes, 1, 1<<40, " bytes")
+	v.millisRange("files.outputTimeout", f.OutputTimeout, time.Second, 24*time.Hour)
 }
 
 func (s Scheduler) validate(v *checker) {
-	if s.TaskTimeout < Millis(time.Second) {
-		v.add("scheduler.taskTimeout", "must be at least 1000 ms")
+	maxOK := v.millisRange("scheduler.maxTaskTimeout", s.MaxTaskTimeout, time.Second, 30*24*time.Hour)
+	if v.millisRange("scheduler.taskTimeout", s.TaskTimeout, time.Second, 30*24*time.Hour) && maxOK &&
+		s.TaskTimeout > s.MaxTaskTimeout {
+		v.add("scheduler.taskTimeout", "must not exceed scheduler.maxTaskTimeout (%d ms)", s.MaxTaskTimeout.Milliseconds())
 	}
-	if s.MaxAttempts < 1 {
-		v.add("scheduler.maxAttempts", "must be at least 1")
-	}
-	if s.PriorityAging < Millis(time.Millisecond) {
-		v.add("scheduler.priorityAging", "must be at least 1 ms")
-	}
+	v.intRange("scheduler.maxAttempts", int64(s.MaxAttempts), 1, 100, "")
+	v.millisRange("scheduler.priorityAging", s.PriorityAging, time.Millisecond, 10*365*24*time.Hour)
 	if s.Placement != PlacementWarm && s.Placement != PlacementFIFO {
 		v.add("scheduler.placement", `must be "warm" or "fifo"`)
 	}
-	if s.Prefetch != nil && (*s.Prefetch < 0 || *s.Prefetch > 8) {
-		v.add("scheduler.prefetch", "must be from 0 to 8")
+	if s.Prefetch != nil {
+		v.intRange("scheduler.prefetch", int64(*s.Prefetch), 0, 8, "")
 	}
-	if s.InterruptGrace < Millis(time.Second) || s.InterruptGrace > Millis(time.Hour) {
-		v.add("scheduler.interruptGrace", "must be from 1000 to 3600000 ms")
+	v.millisRange("scheduler.interruptGrace", s.InterruptGrace, time.Second, time.Hour)
+	v.millisRange("scheduler.warmWindow", s.WarmWindow, 0, 24*time.Hour)
+}
+
+// intRange checks lo <= n <= hi; unit follows the numbers in the message.
+// It reports whether n is in range.
+func (v *checker) intRange(field string, n, lo, hi int64, unit string) bool {
+	switch {
+	case n < lo:
+		v.add(field, "must be at least %d%s", lo, unit)
+	case n > hi:
+		v.add(field, "must be at most %d%s", hi, unit)
+	default:
+		return true
 	}
-	if s.WarmWindow < 0 || s.WarmWindow > Millis(24*time.Hour) {
-		v.add("scheduler.warmWindow", "must be between 0 and 86400000 ms")
+	return false
+}
+
+// millisRange checks lo <= m <= hi, in milliseconds.
+func (v *checker) millisRange(field string, m Millis, lo, hi time.Duration) bool {
+	switch {
+	case time.Duration(m) < lo:
+		v.add(field, "must be at least %d ms", lo.Milliseconds())
+	case time.Duration(m) > hi:
+		v.add(field, "must be at most %d ms", hi.Milliseconds())
+	default:
+		return true
 	}
+	return false
+}
+
+// durationRange checks lo <= d <= hi, as duration strings.
+func (v *checker) durationRange(field string, d Duration, lo, hi time.Duration) bool {
+	switch {
+	case time.Duration(d) < lo:
+		v.add(field, "must be at least %s", Duration(lo))
+	case time.Duration(d) > hi:
+		v.add(field, "must be at most %s", Duration(hi))
+	default:
+		return true
+	}
+	return false
 }

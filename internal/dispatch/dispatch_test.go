@@ -370,6 +370,44 @@ func TestLeaseLoss(t *testing.T) {
 	}
 }
 
+// slowInstanceGet is a store whose InstanceGet waits for release: a driver
+// is then listed by its dispatcher but has not finished starting.
+type slowInstanceGet struct {
+	store.Store
+	release chan struct{}
+}
+
+func (s *slowInstanceGet) InstanceGet(ctx context.Context, id string) (instance.State, error) {
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+		return instance.State{}, ctx.Err()
+	}
+	return s.Store.InstanceGet(ctx, id)
+}
+
+// TestInstanceStatusWhileDriverStarts: an instance coming back alive
+// while its driver is listed but not yet started (its first store read
+// still under way) neither crashes the dispatcher nor stops the driver
+// from running tasks afterwards.
+func TestInstanceStatusWhileDriverStarts(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 1, comfysim.Options{})
+	r.setAlive(r.sims[0], false)
+	slow := &slowInstanceGet{Store: r.st, release: make(chan struct{})}
+	fl := fleet.New(slow, discard())
+	if _, _, err := fl.Set(t.Context(), r.instances(r.sims...)); err != nil {
+		t.Fatal(err)
+	}
+	a := r.run("a", r.st, func(o *dispatch.Options) { o.Fleet = fl })
+	until(t, 5*time.Second, "replica a to list a driver", func() bool { return a.d.Drivers() == 1 })
+	r.setAlive(r.sims[0], true) // instance_status reaches the driver before its start is done
+	time.Sleep(100 * time.Millisecond)
+	close(slow.release)
+	tk := r.submit("starting")
+	r.waitStatus(tk.ID, task.StatusCompleted, 10*time.Second)
+}
+
 // TestDeafSocket: a socket detached by ComfyUI (another client took its
 // client id) is noticed after a submit with no frame, and reconnected.
 func TestDeafSocket(t *testing.T) {

@@ -211,7 +211,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer sub.Close()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.leaseLoop(gctx) })
-	g.Go(func() error { return d.eventLoop(gctx, sub) })
+	g.Go(func() error { return d.eventLoop(gctx, ctx, sub) })
 	g.Go(func() error { return d.scheduleLoop(gctx) })
 	g.Go(func() error { return d.files.run(gctx) })
 	g.Go(func() error { d.previews.run(gctx); return nil })
@@ -314,16 +314,18 @@ func (d *Dispatcher) nextReady(skip map[*driver]bool) *driver {
 	return best
 }
 
-// eventLoop reacts to events from every replica.
-func (d *Dispatcher) eventLoop(ctx context.Context, sub store.Subscription) error {
+// eventLoop reacts to events from every replica. subCtx is the context
+// sub was opened with: when it ends, sub closes, possibly before ctx (its
+// child) is seen to end.
+func (d *Dispatcher) eventLoop(ctx, subCtx context.Context, sub store.Subscription) error {
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case ev, ok := <-sub.C():
 			if !ok {
-				if ctx.Err() != nil {
-					return nil // the subscription ends with ctx
+				if subCtx.Err() != nil {
+					return nil // the subscription ends with subCtx
 				}
 				return errors.New("dispatch: event subscription closed")
 			}

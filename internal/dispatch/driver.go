@@ -28,7 +28,7 @@ type driver struct {
 	stream *comfy.Stream
 	log    *slog.Logger
 
-	// life is the driver's lifetime, from startLoop to stop: every run,
+	// life is the driver's lifetime, from newDriver to stop: every run,
 	// collection and reconcile of this instance runs under it. It is kept
 	// here, not passed down, because runs are started by the scheduler,
 	// whose context outlives the driver.
@@ -65,16 +65,21 @@ type driver struct {
 	ckpt string
 }
 
-func newDriver(d *Dispatcher, in instance.Instance, leaseUntil time.Time) *driver {
+// newDriver builds a driver whose lifetime ends with parent or stop. Its
+// lifetime and stream are set here, before the dispatcher lists it: store
+// events reach a listed driver at once, so an instance_status may redial
+// the stream or start a reconcile (under the driver's life) before
+// startLoop has run. The stream runs, and calls OnEvent, only once
+// startLoop runs it.
+func newDriver(parent context.Context, d *Dispatcher, in instance.Instance, leaseUntil time.Time) *driver {
 	dr := &driver{
 		d: d, inst: in, client: d.opts.NewClient(in, d.opts.ClientID),
 		log: d.log.With("instance_id", in.ID), idleAt: time.Now(), leaseUntil: leaseUntil,
 	}
-	// The stream exists from the start, so store events that reach the
-	// driver before startLoop can already ask it to redial; it runs (and
-	// calls OnEvent, with the driver's life set) only once startLoop runs it.
+	ctx, cancel := context.WithCancel(parent)
+	dr.life, dr.cancelLoop = ctx, cancel
 	dr.stream = comfy.NewStream(dr.client, comfy.StreamOptions{
-		OnEvent:      func(ev comfy.Event) { dr.onComfyEvent(dr.life, ev) },
+		OnEvent:      func(ev comfy.Event) { dr.onComfyEvent(ctx, ev) },
 		OnConnect:    dr.onConnect,
 		OnDisconnect: dr.onDisconnect,
 		Logger:       dr.log,
@@ -83,9 +88,8 @@ func newDriver(d *Dispatcher, in instance.Instance, leaseUntil time.Time) *drive
 }
 
 // startLoop connects the instance's WebSocket and reconciles its tasks.
-func (dr *driver) startLoop(parent context.Context) {
-	ctx, cancel := context.WithCancel(parent)
-	dr.life, dr.cancelLoop = ctx, cancel
+func (dr *driver) startLoop() {
+	ctx := dr.life
 	if st, err := dr.d.opts.Fleet.Get(ctx, dr.inst.ID); err == nil {
 		dr.mu.Lock()
 		dr.enabled, dr.alive, dr.ckpt = st.Enabled, st.Alive, st.LoadedCheckpoint

@@ -102,11 +102,11 @@ func (d *Dispatcher) ensureDriver(ctx context.Context, id string, until time.Tim
 		dr.extendLease(until)
 		return
 	}
-	dr := newDriver(d, in, until)
+	dr := newDriver(ctx, d, in, until)
 	d.drivers[id] = dr
 	d.mu.Unlock()
 	d.log.InfoContext(ctx, "driving instance", "instance_id", id, "replica", d.opts.Replica)
-	dr.startLoop(ctx)
+	dr.startLoop()
 }
 
 // stopDriver stops driving an instance. drain waits for its run to end

@@ -193,8 +193,9 @@ func (r *run) markBusy(ctx context.Context) {
 	}
 }
 
-// prepare applies params, uploading referenced files to the instance.
-// It returns the prompt to submit and its node count.
+// prepare applies params, uploading referenced files to the instance, and
+// moves the outputs to the task's folder there (taskFolder). It returns the
+// prompt to submit and its node count.
 func (r *run) prepare(ctx context.Context) (json.RawMessage, int, error) {
 	t := r.task
 	p, err := workflow.Parse(t.Workflow)
@@ -214,7 +215,10 @@ func (r *run) prepare(ctx context.Context) (json.RawMessage, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	out, err := p.Apply(resolved, func(f workflow.FileRef) (string, error) { return r.upload(ctx, f) })
+	out, err := p.ApplyWith(resolved, workflow.ApplyOptions{
+		FileName:  func(f workflow.FileRef) (string, error) { return r.upload(ctx, f) },
+		OutputDir: r.dr.d.taskFolder(t.ID),
+	})
 	return out, len(p), err
 }
 
@@ -312,7 +316,7 @@ func (r *run) upload(ctx context.Context, ref workflow.FileRef) (string, error) 
 	}
 	defer body.Close()
 	res, err := r.dr.client.Upload(ctx, comfy.UploadParams{
-		Filename: f.Filename, Body: body, Subfolder: "comfyfleet/" + r.task.ID, Type: "input",
+		Filename: f.Filename, Body: body, Subfolder: r.dr.d.taskFolder(r.task.ID), Type: "input",
 	})
 	if err != nil {
 		return "", fmt.Errorf("upload %s: %w", f.ID, err)

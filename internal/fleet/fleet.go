@@ -174,12 +174,21 @@ func (f *Fleet) PublishRun(ctx context.Context, st instance.State, taskID string
 	f.publish(ctx, st)
 }
 
+// publish sends st as instance_status. The event's Owner is the owner of
+// the current task, so the push hub shows its id to that user (and admins)
+// only.
 func (f *Fleet) publish(ctx context.Context, st instance.State) {
 	data, _ := json.Marshal(StatusEvent{
 		InstanceID: st.ID, Alive: st.Alive, Busy: st.Busy, Enabled: st.Enabled,
 		CurrentTaskID: st.CurrentTaskID, LastError: st.LastError,
 	})
 	ev := store.Event{Type: EventInstanceStatus, Data: data, Time: time.Now().UnixMilli()}
+	if st.CurrentTaskID != "" {
+		// One read per run start; unknown, the id goes to admins only.
+		if t, err := f.store.TaskGet(ctx, st.CurrentTaskID); err == nil {
+			ev.Owner = t.Owner
+		}
+	}
 	if err := f.store.Publish(ctx, ev); err != nil {
 		f.log.WarnContext(ctx, "publish instance status failed", "instance_id", st.ID, "err", err)
 	}
@@ -215,6 +224,19 @@ type View struct {
 	Labels map[string]string `json:"labels"`
 	// Catalog summarises the instance's node catalogue; null until read.
 	Catalog *catalog.Summary `json:"catalog"`
+	// CurrentTaskOwner owns the current task; not shown, it decides who may
+	// see CurrentTaskID (ForViewer).
+	CurrentTaskOwner string `json:"-"`
+}
+
+// ForViewer is v as username sees it: CurrentTaskID is blank unless the
+// viewer is an admin or owns the task. Users see which instances are busy,
+// not whose tasks run there.
+func (v View) ForViewer(username string, admin bool) View {
+	if !admin && (username == "" || v.CurrentTaskOwner != username) {
+		v.CurrentTaskID = ""
+	}
+	return v
 }
 
 // DeviceView is the device facts from /system_stats.
@@ -238,7 +260,7 @@ func (f *Fleet) Views(ctx context.Context) ([]View, error) {
 	}
 	byID := make(map[string]instance.State, len(states))
 	for _, st := range states {
-		byID[st.ID] = withRun(st, current[st.ID])
+		byID[st.ID] = withRun(st, current[st.ID].ID)
 	}
 	list := f.Instances()
 	out := make([]View, 0, len(list))
@@ -249,6 +271,7 @@ func (f *Fleet) Views(ctx context.Context) ([]View, error) {
 		}
 		v := MakeView(in, st)
 		v.Catalog = f.summary(ctx, st.CatalogHash)
+		v.CurrentTaskOwner = current[in.ID].Owner
 		out = append(out, v)
 	}
 	return out, nil
@@ -272,20 +295,24 @@ func (f *Fleet) View(ctx context.Context, id string) (View, error) {
 	if err != nil {
 		return View{}, err
 	}
-	v := MakeView(in, withRun(st, current[id]))
+	v := MakeView(in, withRun(st, current[id].ID))
+	v.CurrentTaskOwner = current[id].Owner
 	v.Catalog = f.summary(ctx, st.CatalogHash)
 	return v, nil
 }
 
+// runningTask is the gateway task running on an instance.
+type runningTask struct{ ID, Owner string }
+
 // currentTasks maps instance id to the gateway task running there.
-func (f *Fleet) currentTasks(ctx context.Context, instanceID string) (map[string]string, error) {
+func (f *Fleet) currentTasks(ctx context.Context, instanceID string) (map[string]runningTask, error) {
 	running, err := f.store.TaskListRunning(ctx, &store.TaskListRunningParams{InstanceID: instanceID})
 	if err != nil {
 		return nil, fmt.Errorf("fleet: list running tasks: %w", err)
 	}
-	out := make(map[string]string, len(running))
+	out := make(map[string]runningTask, len(running))
 	for _, t := range running {
-		out[t.InstanceID] = t.ID
+		out[t.InstanceID] = runningTask{ID: t.ID, Owner: t.Owner}
 	}
 	return out, nil
 }

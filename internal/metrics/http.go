@@ -160,14 +160,18 @@ func (r *recorder) status() int {
 	return r.code
 }
 
-// DebugHandler serves /metrics and the Go profiler under /debug/pprof/,
-// without authentication: it is meant for a listener of its own, bound to an
-// address only operators reach.
-func (m *Metrics) DebugHandler() http.Handler {
+// DebugHandler serves /metrics and, with profiler set, the Go profiler
+// under /debug/pprof/, without authentication: it is meant for a listener of
+// its own, bound to an address only operators reach. The profiler's cmdline
+// page is never served: a command line may hold what its operator typed.
+func (m *Metrics) DebugHandler(profiler bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
+	if !profiler {
+		return mux
+	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.Handle("/debug/pprof/cmdline", http.NotFoundHandler())
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)

@@ -256,20 +256,30 @@ func TestInstrumentHTTP(t *testing.T) {
 	}
 }
 
+// TestDebugHandler: /metrics always; the profiler only when asked for, and
+// never its cmdline page, which shows the process's arguments.
 func TestDebugHandler(t *testing.T) {
 	t.Parallel()
 	m := metrics.New(nil)
-	srv := httptest.NewServer(m.DebugHandler())
-	defer srv.Close()
-	if f := metricstest.Scrape(t, srv.URL+"/metrics", ""); f["go_goroutines"] == nil {
-		t.Error("/metrics has no go_goroutines")
-	}
-	resp, err := http.Get(srv.URL + "/debug/pprof/goroutine?debug=1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("/debug/pprof/goroutine: %d, want 200", resp.StatusCode)
+	for _, profiler := range []bool{false, true} {
+		srv := httptest.NewServer(m.DebugHandler(profiler))
+		defer srv.Close()
+		if f := metricstest.Scrape(t, srv.URL+"/metrics", ""); f["go_goroutines"] == nil {
+			t.Error("/metrics has no go_goroutines")
+		}
+		want := map[string]int{"/debug/pprof/goroutine?debug=1": http.StatusNotFound, "/debug/pprof/cmdline": http.StatusNotFound}
+		if profiler {
+			want["/debug/pprof/goroutine?debug=1"] = http.StatusOK
+		}
+		for path, code := range want {
+			resp, err := http.Get(srv.URL + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != code {
+				t.Errorf("profiler %v: %s: %d, want %d", profiler, path, resp.StatusCode, code)
+			}
+		}
 	}
 }

@@ -35,6 +35,7 @@ var (
 	reasonShutdown = closeReason{code: websocket.StatusGoingAway, text: "server shutting down"}
 	reasonSnapshot = closeReason{code: websocket.StatusTryAgainLater, text: "global status unavailable"}
 	reasonGone     = closeReason{abrupt: true}
+	reasonExpired  = closeReason{code: websocket.StatusPolicyViolation, text: "token expired: log in again"}
 )
 
 // conn is one client connection. The hub's fan-out only ever calls enqueue,
@@ -54,9 +55,11 @@ type conn struct {
 }
 
 // Serve upgrades an authenticated /ws request and serves the client until it
-// leaves, its queue overflows, or the hub shuts down. A request that is not a
-// WebSocket upgrade gets 400 and a cross-origin one not allowed by
-// Options.OriginPatterns gets 403, both in the contract's error envelope.
+// leaves, its queue overflows, its token expires (Client.Expires) or the hub
+// shuts down. A request that is not a WebSocket upgrade gets 400, a
+// cross-origin one not allowed by Options.OriginPatterns 403, and one past
+// Options.MaxConns or MaxConnsPerUser 429, all in the contract's error
+// envelope and before the upgrade.
 func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, c Client) {
 	if !isUpgrade(r) {
 		writeError(w, http.StatusBadRequest, "not_websocket", "this endpoint speaks WebSocket only")
@@ -66,6 +69,17 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, c Client) {
 		writeError(w, http.StatusForbidden, "origin_not_allowed", "cross-origin WebSocket not allowed")
 		return
 	}
+	if err := h.reserve(c.Username); err != nil {
+		writeError(w, http.StatusTooManyRequests, "too_many_connections", err.Error())
+		return
+	}
+	defer h.release(c.Username)
+	// A session outlives the server's read and write timeouts: the pings
+	// and the write timeout bound it instead. net/http clears the deadlines
+	// when the connection is hijacked; clearing them here does not depend on it.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: h.opts.OriginPatterns})
 	if err != nil {
 		h.log.Debug("push: websocket accept", "err", err)
@@ -96,7 +110,7 @@ func (c *conn) run(ctx context.Context) {
 
 // sendSnapshot writes the first global_status, ahead of anything queued.
 func (c *conn) sendSnapshot(ctx context.Context) bool {
-	msg, err := c.hub.statusMessage(ctx)
+	msg, err := c.hub.statusMessage(ctx, c.client)
 	if err != nil {
 		c.hub.log.Warn("push: build global status for a new client", "err", err)
 		c.stop(reasonSnapshot)
@@ -155,13 +169,22 @@ func (c *conn) readLoop() {
 }
 
 // pingLoop pings the client every PingInterval and stops the connection when
-// no pong comes back within WriteTimeout.
+// no pong comes back within WriteTimeout, or when the client's token expires.
 func (c *conn) pingLoop() {
 	t := time.NewTicker(c.hub.opts.PingInterval)
 	defer t.Stop()
+	var expired <-chan time.Time
+	if exp := c.client.Expires; !exp.IsZero() {
+		timer := time.NewTimer(time.Until(exp))
+		defer timer.Stop()
+		expired = timer.C
+	}
 	for {
 		select {
 		case <-c.quit:
+			return
+		case <-expired:
+			c.stop(reasonExpired)
 			return
 		case <-t.C:
 		}

@@ -101,7 +101,8 @@ func (s *fakeSub) Close() error {
 }
 
 // harness is a running hub behind an httptest server. The handler takes the
-// client from the query: ?user=alice&admin=1.
+// client from the query: ?user=alice&admin=1, and ttl=200ms for a token
+// that expires.
 type harness struct {
 	t   testing.TB
 	hub *Hub
@@ -118,7 +119,11 @@ func newHarness(t testing.TB, opts Options, hooks testHooks) *harness {
 	hub.hooks = hooks
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		hub.Serve(w, r, Client{Username: q.Get("user"), Admin: q.Get("admin") == "1"})
+		c := Client{Username: q.Get("user"), Admin: q.Get("admin") == "1"}
+		if ttl, err := time.ParseDuration(q.Get("ttl")); err == nil {
+			c.Expires = time.Now().Add(ttl)
+		}
+		hub.Serve(w, r, c)
 	}))
 	t.Cleanup(srv.Close)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -1,8 +1,10 @@
 // Package push is the client WebSocket hub behind /ws. The hub subscribes to
 // the store's event channel, which carries the events of every gateway
 // replica, and fans them out to the connected dashboards and API clients,
-// filtered by what each client may see. It also sends global_status: once on
-// connect and then at most once per interval while something changes.
+// filtered by what each client may see: a user gets their own tasks' events,
+// and the instances without the ids of other users' tasks (viewer.go). It
+// also sends global_status: once on connect and then at most once per
+// interval while something changes.
 //
 // A slow client never slows the gateway: every connection has a bounded send
 // queue, each event is encoded once per fan-out, and a connection whose queue
@@ -43,7 +45,8 @@ type Options struct {
 	GlobalStatusRate int
 	// Snapshot builds the data of global_status (overview and instances). It
 	// is called on every connect and when a change is pending at the
-	// interval. Default: an empty object.
+	// interval. Data that differs by viewer implements Personal. Default: an
+	// empty object.
 	Snapshot func(ctx context.Context) (any, error)
 	// Now is the clock for message timestamps. Default: time.Now.
 	Now func() time.Time
@@ -60,6 +63,12 @@ type Options struct {
 	// OnDrop is called with a Drop* reason each time a client is
 	// disconnected for being too slow. Default: none.
 	OnDrop func(reason string)
+	// MaxConns bounds the connections of the hub; one more is refused with
+	// 429 before the upgrade. Default: 10000.
+	MaxConns int
+	// MaxConnsPerUser bounds the connections of one username, in the same
+	// way. Default: 32.
+	MaxConnsPerUser int
 }
 
 // Why a client was disconnected for being too slow (Options.OnDrop).
@@ -76,6 +85,8 @@ const (
 	DefaultGlobalStatusRate     = 500
 	DefaultWriteTimeout         = 10 * time.Second
 	DefaultPingInterval         = 30 * time.Second
+	DefaultMaxConns             = 10000
+	DefaultMaxConnsPerUser      = 32
 )
 
 // withDefaults fills the fields left at zero (or set negative).
@@ -107,6 +118,12 @@ func (o Options) withDefaults() Options {
 	if o.OnDrop == nil {
 		o.OnDrop = func(string) {}
 	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	if o.MaxConnsPerUser <= 0 {
+		o.MaxConnsPerUser = DefaultMaxConnsPerUser
+	}
 	return o
 }
 
@@ -115,6 +132,9 @@ func (o Options) withDefaults() Options {
 type Client struct {
 	Username string
 	Admin    bool
+	// Expires is when the client's token expires: the session is closed
+	// then (policy violation, "token expired"). Zero: never.
+	Expires time.Time
 }
 
 // Hub fans events out to WebSocket clients. Create it with NewHub, start Run
@@ -130,17 +150,21 @@ type Hub struct {
 	// the latest instance_status of each instance waits there for the next
 	// flush (instLoop), woken through instKick.
 	instMu      sync.Mutex
-	instPending map[string][]byte
+	instPending map[string]instanceMsg
 	instKick    chan struct{}
 	dropped     atomic.Uint64
 	running     atomic.Bool
 	// live counts connections being served; Run waits for them at shutdown.
 	live sync.WaitGroup
 
-	// mu guards conns and closed.
-	mu     sync.RWMutex
-	conns  map[*conn]struct{}
-	closed bool
+	// mu guards conns, closed and the slots: slots counts the connections
+	// being served or upgraded (MaxConns), userSlots the same per username
+	// (MaxConnsPerUser).
+	mu        sync.RWMutex
+	conns     map[*conn]struct{}
+	closed    bool
+	slots     int
+	userSlots map[string]int
 
 	// hooks let tests wait for events instead of sleeping; set before use.
 	hooks testHooks
@@ -162,7 +186,9 @@ func NewHub(sub store.PubSub, opts Options) *Hub {
 		changed: make(chan struct{}, 1),
 		conns:   make(map[*conn]struct{}),
 
-		instPending: map[string][]byte{},
+		userSlots: map[string]int{},
+
+		instPending: map[string]instanceMsg{},
 		instKick:    make(chan struct{}, 1),
 	}
 }
@@ -263,7 +289,8 @@ func (h *Hub) dispatch(ev store.Event) {
 		h.log.Error("push: encode event", "type", ev.Type, "task_id", ev.TaskID, "err", err)
 		return
 	}
-	if k == kindInstance && h.Clients() > h.opts.GlobalStatusRate && h.holdInstance(ev, msg) {
+	if k == kindInstance {
+		h.dispatchInstance(ev, msg)
 		return
 	}
 	h.mu.RLock()
@@ -279,12 +306,26 @@ func (h *Hub) dispatch(ev store.Event) {
 	}
 }
 
-// broadcast offers msg to every client.
-func (h *Hub) broadcast(msg []byte) {
+// dispatchInstance forwards an instance_status, each client getting the
+// form it may see (the task id to admins and the task's owner only).
+func (h *Hub) dispatchInstance(ev store.Event, full []byte) {
+	m, err := h.newInstanceMsg(ev, full)
+	if err != nil {
+		h.log.Error("push: encode event", "type", ev.Type, "err", err)
+		return
+	}
+	if h.Clients() > h.opts.GlobalStatusRate && h.holdInstance(ev, m) {
+		return
+	}
+	h.broadcastInstance(m)
+}
+
+// broadcastInstance offers every client the form of m it may see.
+func (h *Hub) broadcastInstance(m instanceMsg) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for c := range h.conns {
-		c.enqueue(msg)
+		c.enqueue(m.forClient(c.client))
 	}
 }
 
@@ -340,7 +381,7 @@ func (h *Hub) statusInterval(clients int) time.Duration {
 // clients those writes cost more than the runs, so past GlobalStatusRate
 // clients each client gets at most one instance_status per instance per
 // global_status interval, the latest. False if the event names no instance.
-func (h *Hub) holdInstance(ev store.Event, msg []byte) bool {
+func (h *Hub) holdInstance(ev store.Event, msg instanceMsg) bool {
 	var d struct {
 		InstanceID string `json:"instanceId"`
 	}
@@ -363,37 +404,75 @@ func (h *Hub) instLoop(ctx context.Context) {
 	h.throttle(ctx, h.instKick, func() {
 		h.instMu.Lock()
 		pending := h.instPending
-		h.instPending = make(map[string][]byte, len(pending))
+		h.instPending = make(map[string]instanceMsg, len(pending))
 		h.instMu.Unlock()
 		for _, msg := range pending {
-			h.broadcast(msg)
+			h.broadcastInstance(msg)
 		}
 	})
 }
 
-// broadcastStatus builds one global_status and offers it to every client.
+// broadcastStatus builds one global_status snapshot and offers each
+// client the variant it may see (Personal), each variant encoded once.
 func (h *Hub) broadcastStatus(ctx context.Context) {
 	if h.Clients() == 0 {
 		return
 	}
-	msg, err := h.statusMessage(ctx)
+	enc, err := h.newStatusEncoder(ctx)
 	if err != nil {
 		h.log.Warn("push: build global status", "err", err)
 		return
 	}
-	h.broadcast(msg)
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for c := range h.conns {
+		msg, err := enc.forClient(c.client)
+		if err != nil {
+			h.log.Warn("push: encode global status", "err", err)
+			return
+		}
+		c.enqueue(msg)
+	}
 }
 
-// statusMessage encodes a global_status message from a fresh snapshot.
-func (h *Hub) statusMessage(ctx context.Context) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, h.opts.WriteTimeout)
-	defer cancel()
-	now := h.opts.Now()
-	data, err := h.opts.Snapshot(ctx)
+// statusMessage encodes a global_status message for c from a fresh snapshot.
+func (h *Hub) statusMessage(ctx context.Context, c Client) ([]byte, error) {
+	enc, err := h.newStatusEncoder(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return h.encode(TypeGlobalStatus, now.UnixMilli(), data, "")
+	return enc.forClient(c)
+}
+
+// errTooManyConns and errTooManyUserConns are the refusals of reserve.
+var (
+	errTooManyConns     = errors.New("too many WebSocket connections to this gateway; try again later")
+	errTooManyUserConns = errors.New("too many WebSocket connections for this user; close one first")
+)
+
+// reserve takes a connection slot for user, or says why there is none.
+func (h *Hub) reserve(user string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.slots >= h.opts.MaxConns:
+		return errTooManyConns
+	case h.userSlots[user] >= h.opts.MaxConnsPerUser:
+		return errTooManyUserConns
+	}
+	h.slots++
+	h.userSlots[user]++
+	return nil
+}
+
+// release gives back a slot of reserve.
+func (h *Hub) release(user string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.slots--
+	if h.userSlots[user]--; h.userSlots[user] <= 0 {
+		delete(h.userSlots, user)
+	}
 }
 
 // register adds c unless the hub has shut down.

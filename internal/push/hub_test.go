@@ -556,7 +556,7 @@ func TestInstanceStatusHeldPastRate(t *testing.T) {
 	const flips = 40
 	for i := range flips {
 		data, _ := json.Marshal(map[string]any{"instanceId": "i1", "alive": true, "busy": i%2 == 0, "currentTaskId": fmt.Sprint(i)})
-		h.publish(store.Event{Type: TypeInstanceStatus, Data: data})
+		h.publish(store.Event{Type: TypeInstanceStatus, Data: data, Owner: "alice"})
 	}
 	h.publish(instanceEvent("i2"))
 	for _, c := range []*client{a, b} {
@@ -580,5 +580,72 @@ func TestInstanceStatusHeldPastRate(t *testing.T) {
 		if seen > 3 {
 			t.Errorf("%d instance_status of i1 for %d flips; want them folded into at most 3", seen, flips)
 		}
+	}
+}
+
+// TestConnectionCaps: past MaxConnsPerUser for one user, or MaxConns in all,
+// the upgrade is refused with 429 in the envelope; a slot comes back when a
+// connection ends.
+func TestConnectionCaps(t *testing.T) {
+	t.Parallel()
+	left := make(chan struct{}, 10)
+	h := newHarness(t, Options{MaxConns: 3, MaxConnsPerUser: 2}, testHooks{onLeave: func() { left <- struct{}{} }})
+	a1, a2 := h.dial("alice", false), h.dial("alice", false)
+	a1.next()
+	a2.next()
+	wantRefused(t, h, "alice", http.StatusTooManyRequests, "too_many_connections")
+	h.dial("bob", false).next()
+	wantRefused(t, h, "carol", http.StatusTooManyRequests, "too_many_connections")
+
+	_ = a1.ws.Close(websocket.StatusNormalClosure, "")
+	waitFor(t, left, "alice's first connection to leave")
+	h.dial("alice", false).next()
+}
+
+// wantRefused checks that an upgrade for user is refused before it happens,
+// with status and the error code in the envelope.
+func wantRefused(t *testing.T, h *harness, user string, status int, code string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, h.srv.URL+"/ws?user="+user, nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var env struct {
+		Code  int
+		Error string
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(body, &env); err != nil || resp.StatusCode != status || env.Code != status || env.Error != code {
+		t.Errorf("upgrade for %s: %d %s, want %d with %q in the envelope", user, resp.StatusCode, body, status, code)
+	}
+}
+
+// TestTokenExpiryClosesSession: a session ends when its token expires, with
+// a policy-violation close and a reason.
+func TestTokenExpiryClosesSession(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Options{}, testHooks{})
+	ws, _, err := websocket.Dial(t.Context(), "ws"+strings.TrimPrefix(h.srv.URL, "http")+"/ws?user=alice&ttl=300ms", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ws.CloseNow() })
+	c := &client{t: t, ws: ws}
+	if m := c.next(); m.Type != TypeGlobalStatus {
+		t.Fatalf("first message %q", m.Type)
+	}
+	start := time.Now()
+	ce := c.closeError()
+	if ce.Code != websocket.StatusPolicyViolation || !strings.Contains(ce.Reason, "token expired") {
+		t.Errorf("closed with %d %q, want %d and a reason saying the token expired", ce.Code, ce.Reason, websocket.StatusPolicyViolation)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("closed %v after connecting, want at the token's expiry", took)
 	}
 }

@@ -47,7 +47,7 @@ type kind int
 
 const (
 	kindInternal kind = iota // not for clients
-	kindInstance             // everyone
+	kindInstance             // everyone; the current task's id to admins and its owner only
 	kindTask                 // admins and the task's owner
 )
 

@@ -36,6 +36,9 @@ var (
 	// but none of them can run on the claiming instance: another instance
 	// may claim them (errors.Is(ErrNoneRunnable, ErrNotFound) holds).
 	ErrNoneRunnable = fmt.Errorf("%w: nothing pending the instance can run", ErrNotFound)
+	// ErrLimit: the write would pass a limit the caller set in its params
+	// (TaskInsertParams.MaxPending); nothing was written.
+	ErrLimit = errors.New("store: limit reached")
 )
 
 // Page sizes of TaskList and FileList: a Limit of zero or less means
@@ -61,6 +64,7 @@ type Store interface {
 	CatalogStore
 	CapStore
 	FileStore
+	UsageStore
 	ConfigStore
 	LeaseStore
 	PubSub
@@ -75,7 +79,9 @@ type Store interface {
 
 // TaskStore keeps tasks and is the queue.
 type TaskStore interface {
-	// TaskInsert adds a pending task. A duplicate id is ErrConflict.
+	// TaskInsert adds a pending task. A duplicate id is ErrConflict; an
+	// owner already at p.MaxPending pending tasks is ErrLimit, checked in
+	// the same atomic step as the insert.
 	TaskInsert(ctx context.Context, p *TaskInsertParams) (*task.Task, error)
 	// TaskGet returns one task with its workflow and params.
 	TaskGet(ctx context.Context, id string) (*task.Task, error)
@@ -162,7 +168,10 @@ type TaskInsertParams struct {
 	// Aging is the wait that counts as one priority point (see Rank); zero
 	// means strict priority.
 	Aging time.Duration
-	Now   time.Time
+	// MaxPending, when above zero, bounds the owner's pending tasks: with
+	// that many pending already, the insert is ErrLimit.
+	MaxPending int
+	Now        time.Time
 }
 
 // Priority bounds: a task's priority is clamped to them for ranking, so a
@@ -402,6 +411,28 @@ type FileListParams struct {
 type FileListResult struct {
 	Total int
 	Items []*file.File
+}
+
+// UsageStore tells what one owner holds, for quotas. The counts are kept by
+// the writes that change them, so reading them costs the same whatever the
+// owner holds.
+type UsageStore interface {
+	// UsageGet returns p.Owner's usage; an owner with nothing has zero usage.
+	UsageGet(ctx context.Context, p *UsageGetParams) (Usage, error)
+}
+
+// UsageGetParams names the owner whose usage UsageGet reads.
+type UsageGetParams struct {
+	Owner string
+}
+
+// Usage is what one owner holds.
+type Usage struct {
+	// Pending counts the owner's pending tasks.
+	Pending int
+	// StoredBytes sums the Size of the owner's file records (uploads and
+	// task outputs).
+	StoredBytes int64
 }
 
 // ConfigStore keeps the runtime config changed through PUT /api/config.

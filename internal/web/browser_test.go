@@ -200,8 +200,12 @@ func TestLivePreviewOnTaskPage(t *testing.T) {
 }
 
 func TestCancelPendingTask(t *testing.T) {
-	// One instance, busy with a long run, so the next task waits.
-	d := startDemo(t, 1, comfysim.Options{StepDelay: 100 * time.Millisecond})
+	// One instance, busy with a long run, and no prefetch, so the next task
+	// waits in the gateway's queue.
+	d := startDemoWith(t, 1, comfysim.Options{StepDelay: 100 * time.Millisecond}, func(c *config.Config) {
+		zero := 0
+		c.Scheduler.Prefetch = &zero
+	})
 	blocker := d.submit(t2i(400), nil, 0)
 	t.Cleanup(func() { d.call("DELETE", "/api/tasks/"+blocker.ID, nil) })
 	waiting := d.submit(t2i(5), nil, 0)

@@ -3,8 +3,10 @@ package workflow
 import (
 	"encoding/json"
 	"errors"
+	"path"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 const t2i = `{
@@ -123,31 +125,126 @@ func TestResolveParamsErrors(t *testing.T) {
 	}
 }
 
-// FuzzParseAndApply checks that no workflow or params input panics and that
-// an accepted pair always applies to valid JSON that parses again.
+// FuzzParseAndApply checks that no workflow or params input panics, that
+// errors are *Error, and that an accepted pair always applies to valid JSON
+// that parses again, with every filename_prefix under the output folder.
 func FuzzParseAndApply(f *testing.F) {
 	f.Add([]byte(t2i), []byte(`{"3.seed": 5, "Positive.text": "x"}`))
 	f.Add([]byte(`{"nodes":[]}`), []byte(`{}`))
 	f.Add([]byte(`{"a.b": {"class_type": "X", "inputs": {}}}`), []byte(`{"a.b.c": {"fileId": "z"}}`))
+	f.Add([]byte(`{"9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "a/../../b"}}}`),
+		[]byte(`{"9.filename_prefix": "..\\..\\input\\x"}`))
 	f.Fuzz(func(t *testing.T, wf, params []byte) {
-		p, err := Parse(wf)
+		ctx := t.Context()
+		p, err := ParseContext(ctx, wf, Limits{MaxNodes: 1000})
 		if err != nil {
+			wantWorkflowError(t, err)
 			return
 		}
 		var m map[string]json.RawMessage
 		if json.Unmarshal(params, &m) != nil {
 			return
 		}
-		resolved, err := p.ResolveParams(m)
+		resolved, err := p.ResolveParamsContext(ctx, m)
 		if err != nil {
+			wantWorkflowError(t, err)
 			return
 		}
-		out, err := p.Apply(resolved, func(FileRef) (string, error) { return "f.png", nil })
+		if err := p.CheckFileReferences(ctx, resolved); err != nil && !errors.Is(err, ErrFileReference) {
+			t.Fatalf("CheckFileReferences: %v, want an ErrFileReference", err)
+		}
+		const dir = "comfyfleet/0123abcd"
+		out, err := p.ApplyWith(resolved, ApplyOptions{
+			FileName:  func(FileRef) (string, error) { return "f.png", nil },
+			OutputDir: dir,
+		})
 		if err != nil {
 			t.Fatalf("Apply: %v", err)
 		}
-		if _, err := Parse(out); err != nil {
+		applied, err := Parse(out)
+		if err != nil {
 			t.Fatalf("applied prompt does not parse: %v\n%s", err, out)
+		}
+		if len(applied) != len(p) {
+			t.Fatalf("applied prompt has %d nodes, want %d", len(applied), len(p))
+		}
+		for id, n := range applied {
+			if raw, ok := n.Inputs[prefixInput]; ok {
+				var prefix string
+				if json.Unmarshal(raw, &prefix) != nil || !underDir(dir, prefix) {
+					t.Fatalf("node %s writes to %s, outside %s", id, raw, dir)
+				}
+			}
+		}
+	})
+}
+
+// wantWorkflowError fails unless err is an *Error.
+func wantWorkflowError(t *testing.T, err error) {
+	t.Helper()
+	var we *Error
+	if !errors.As(err, &we) || we.Field == "" {
+		t.Fatalf("error %v is not an *Error naming a field", err)
+	}
+}
+
+// underDir reports whether ComfyUI would write outputs with prefix p under
+// dir: p is dir, "/", then plain path segments.
+func underDir(dir, p string) bool {
+	rest, ok := strings.CutPrefix(p, dir+"/")
+	if !ok || rest == "" || strings.ContainsRune(rest, '\\') {
+		return false
+	}
+	for _, seg := range strings.Split(rest, "/") {
+		if seg == "" || seg == "." || seg == ".." || strings.ContainsAny(seg, ":*?\"<>|") ||
+			strings.IndexFunc(seg, unicode.IsControl) >= 0 {
+			return false
+		}
+	}
+	return path.Clean(p) == p
+}
+
+// FuzzOutputPrefix: whatever prefix a task gives, its outputs stay under
+// the task's folder.
+func FuzzOutputPrefix(f *testing.F) {
+	for _, s := range []string{"ComfyUI", "a/b", "../../x", "/abs", `C:\x`, "a\x00b", " .. / . /x ", "%year%/%date:yyyy%"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, given string) {
+		raw, _ := json.Marshal(given)
+		const dir = "comfyfleet/0123abcd"
+		if got := OutputPrefix(dir, raw); !underDir(dir, got) {
+			t.Fatalf("OutputPrefix(%q) = %q, outside %s", given, got, dir)
+		}
+	})
+}
+
+// FuzzFileReference: a value CheckFileReferences lets a user give
+// LoadImage names a file at the root of ComfyUI's input folder, by
+// ComfyUI's own rules (folder_paths.annotated_filepath, then a join).
+func FuzzFileReference(f *testing.F) {
+	for _, s := range []string{"in.png", "x.png [output]", "x.png[temp]", "a/b.png", `a\b.png`, "../x", "C:x", " [input] ", "..", "."} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, value string) {
+		wf, _ := json.Marshal(map[string]any{"1": map[string]any{"class_type": "LoadImage", "inputs": map[string]any{"image": value}}})
+		p, err := Parse(wf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.CheckFileReferences(t.Context(), nil) != nil {
+			return
+		}
+		for _, a := range []string{"[output]", "[input]", "[temp]"} {
+			if strings.HasSuffix(value, a) {
+				t.Fatalf("%q was accepted: ComfyUI reads it from the %s folder", value, a)
+			}
+		}
+		if strings.ContainsAny(value, `/\:`) {
+			t.Fatalf("%q was accepted: ComfyUI reads it from a subfolder, a path or a drive", value)
+		}
+		if joined := path.Join("/input", value); path.Dir(joined) != "/input" && joined != "/input" {
+			t.Fatalf("%q was accepted: it resolves to %s, outside the input folder's root", value, joined)
 		}
 	})
 }

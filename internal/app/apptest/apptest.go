@@ -48,6 +48,9 @@ type Options struct {
 	// starting its own; the Env does not close them. SimLog is then the
 	// first one's log.
 	Sims []*comfysim.Sim
+	// Logger receives the gateway's logs (default: discarded, or stderr
+	// with COMFYFLEET_TEST_LOG set).
+	Logger *slog.Logger
 }
 
 // Env is a running gateway with its simulated fleet.
@@ -57,6 +60,7 @@ type Env struct {
 	SimLog  *comfysim.Log
 	DataDir string
 	Config  config.Config
+	log     *slog.Logger
 
 	// mu guards app, cancel and done (Restart replaces them).
 	mu     sync.Mutex
@@ -89,7 +93,10 @@ func Start(t testing.TB, opts Options) *Env {
 			}
 		})
 	}
-	e := &Env{T: t, Sims: sims, SimLog: opts.Sim.Log, DataDir: opts.DataDir}
+	e := &Env{T: t, Sims: sims, SimLog: opts.Sim.Log, DataDir: opts.DataDir, log: opts.Logger}
+	if e.log == nil {
+		e.log = logger()
+	}
 	if e.DataDir == "" {
 		e.DataDir = t.TempDir()
 	}
@@ -145,7 +152,7 @@ func Port(addr string) int {
 func (e *Env) boot() {
 	e.T.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, e.Config, app.Options{Logger: logger(), Out: io.Discard})
+	a, err := app.New(ctx, e.Config, app.Options{Logger: e.log, Out: io.Discard})
 	if err != nil {
 		cancel()
 		e.T.Fatalf("app.New: %v", err)

@@ -40,8 +40,8 @@ func decodeFile(m map[string]string) (*file.File, error) {
 // owner and by task; a duplicate id is store.ErrConflict.
 func (s *Store) FileInsert(ctx context.Context, f *file.File) error {
 	created := msArg(f.CreatedAt)
-	keys := []string{s.keys.file(f.ID), s.keys.files(), s.keys.ownerFiles(f.Owner), s.keys.taskFiles(f.TaskID)}
-	err := insertFileScript.Run(ctx, s.rdb, keys, f.ID, created, f.Owner, f.TaskID,
+	keys := []string{s.keys.file(f.ID), s.keys.files(), s.keys.ownerFiles(f.Owner), s.keys.taskFiles(f.TaskID), s.keys.fileBytes()}
+	err := insertFileScript.Run(ctx, s.rdb, keys, f.ID, created, f.Owner, f.TaskID, f.Size,
 		ffID, f.ID, ffOwner, f.Owner, ffTask, f.TaskID, ffNode, f.NodeID, ffFilename, f.Filename,
 		ffContentType, f.ContentType, ffSize, strconv.FormatInt(f.Size, 10), ffCreated, created).Err()
 	return wrap(err, "insert file %s", f.ID)
@@ -105,4 +105,18 @@ func decodeFilePage(reply []any) (*store.FileListResult, error) {
 func (s *Store) FileDelete(ctx context.Context, id string) error {
 	err := deleteFileScript.Run(ctx, s.rdb, []string{s.keys.file(id)}, s.keys.prefix, id).Err()
 	return wrap(err, "delete file %s", id)
+}
+
+// UsageGet returns an owner's pending tasks (the length of their queue) and
+// stored bytes.
+func (s *Store) UsageGet(ctx context.Context, p *store.UsageGetParams) (store.Usage, error) {
+	keys := []string{s.keys.ownerQueue(p.Owner), s.keys.fileBytes(), s.keys.ownerFiles(p.Owner)}
+	reply, err := usageScript.Run(ctx, s.rdb, keys, s.keys.prefix, p.Owner).Int64Slice()
+	if err == nil && len(reply) != 2 {
+		err = fmt.Errorf("usage reply has %d values, want 2", len(reply))
+	}
+	if err != nil {
+		return store.Usage{}, wrap(err, "get usage of %s", p.Owner)
+	}
+	return store.Usage{Pending: int(reply[0]), StoredBytes: reply[1]}, nil
 }

@@ -119,6 +119,11 @@ func (k keys) files() string { return k.prefix + "files:all" }
 // ownerFiles is files restricted to one owner.
 func (k keys) ownerFiles(owner string) string { return k.prefix + "files:owner:" + owner }
 
+// fileBytes is the hash of each owner's stored bytes, the sum of the sizes
+// of their files. An owner's field is created by their first UsageGet
+// (usageScript) and kept from then on by the file scripts.
+func (k keys) fileBytes() string { return k.prefix + "files:bytes" }
+
 // taskFiles is files restricted to the outputs of one task.
 func (k keys) taskFiles(taskID string) string { return k.prefix + "files:task:" + taskID }
 
@@ -163,6 +168,7 @@ local function key_file(id) return P .. 'file:' .. id end
 local function key_files() return P .. 'files:all' end
 local function key_owner_files(owner) return P .. 'files:owner:' .. owner end
 local function key_task_files(task) return P .. 'files:task:' .. task end
+local function key_file_bytes() return P .. 'files:bytes' end
 `
 
 // queueMemberPrefix starts the member of a pending task in the queue ZSETs.

@@ -277,6 +277,7 @@ func (s *Store) Close() error {
 const (
 	codeNotFound = "NOTFOUND"
 	codeConflict = "CONFLICT"
+	codeLimit    = "LIMIT"
 	// reasonNoneRunnable after NOTFOUND is store.ErrNoneRunnable.
 	reasonNoneRunnable = "NONE_RUNNABLE"
 )
@@ -337,6 +338,8 @@ func translateReply(rerr redis.Error) error {
 		return fmt.Errorf("%w: %s", store.ErrNotFound, reason)
 	case codeConflict:
 		return fmt.Errorf("%w: %s", store.ErrConflict, reason)
+	case codeLimit:
+		return fmt.Errorf("%w: %s", store.ErrLimit, reason)
 	}
 	for _, c := range unavailableCodes {
 		if strings.HasPrefix(msg, c) {

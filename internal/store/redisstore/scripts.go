@@ -57,35 +57,66 @@ end
 return out
 `)
 
-// insertFileScript adds a file record to its hash and its indexes.
+// insertFileScript adds a file record to its hash and its indexes, and its
+// size to its owner's stored bytes once those are counted.
 //
 //	KEYS[1] file hash, KEYS[2] files ZSET, KEYS[3] owner's files ZSET,
-//	KEYS[4] task's files ZSET
+//	KEYS[4] task's files ZSET, KEYS[5] stored bytes hash
 //	ARGV[1] id, ARGV[2] CreatedAt ms, ARGV[3] owner ('' none), ARGV[4] task id
-//	('' none), ARGV[5..] hash field, value pairs
+//	('' none), ARGV[5] size, ARGV[6..] hash field, value pairs
 //	returns 1; CONFLICT if the id exists
 var insertFileScript = script(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('CONFLICT file exists') end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-if ARGV[3] ~= '' then redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1]) end
+if ARGV[3] ~= '' then
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+  if redis.call('HEXISTS', KEYS[5], ARGV[3]) == 1 then redis.call('HINCRBY', KEYS[5], ARGV[3], ARGV[5]) end
+end
 if ARGV[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1]) end
 return 1
 `)
 
-// deleteFileScript removes a file record and its index entries.
+// deleteFileScript removes a file record and its index entries, and its
+// size from its owner's stored bytes once those are counted.
 //
 //	KEYS[1] file hash
 //	ARGV[1] prefix, ARGV[2] id
 //	returns 1; NOTFOUND if there is no such record
 var deleteFileScript = script(luaKeys, `
-local f = redis.call('HMGET', KEYS[1], 'owner', 'task')
+local f = redis.call('HMGET', KEYS[1], 'owner', 'task', 'size')
 if redis.call('DEL', KEYS[1]) == 0 then return redis.error_reply('NOTFOUND file') end
 local id = ARGV[2]
 redis.call('ZREM', key_files(), id)
-if f[1] and f[1] ~= '' then redis.call('ZREM', key_owner_files(f[1]), id) end
+if f[1] and f[1] ~= '' then
+  redis.call('ZREM', key_owner_files(f[1]), id)
+  if redis.call('HEXISTS', key_file_bytes(), f[1]) == 1 then
+    redis.call('HINCRBY', key_file_bytes(), f[1], -(tonumber(f[3]) or 0))
+  end
+end
 if f[2] and f[2] ~= '' then redis.call('ZREM', key_task_files(f[2]), id) end
 return 1
+`)
+
+// usageScript reads an owner's pending tasks and stored bytes. The first
+// read of an owner's bytes sums the sizes of their files (once per owner:
+// files stored before the count existed are counted too); the file scripts
+// keep the sum from then on.
+//
+//	KEYS[1] owner's queue ZSET, KEYS[2] stored bytes hash, KEYS[3] owner's
+//	files ZSET
+//	ARGV[1] prefix, ARGV[2] owner
+//	returns {pending, stored bytes}
+var usageScript = script(luaKeys, `
+local bytes = redis.call('HGET', KEYS[2], ARGV[2])
+if not bytes then
+  bytes = 0
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+    bytes = bytes + (tonumber(redis.call('HGET', key_file(id), 'size')) or 0)
+  end
+  if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], ARGV[2], string.format('%d', bytes)) end
+end
+return {redis.call('ZCARD', KEYS[1]), tonumber(bytes)}
 `)
 
 // listFilesScript reads one newest-first page of files. With a task the

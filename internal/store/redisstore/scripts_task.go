@@ -119,30 +119,38 @@ local function check_running(key, owner)
 end
 `
 
-// insertTaskScript adds a pending task and, the first time its placement
-// requirement is seen, the requirement and the instances able to run it.
+// insertTaskScript adds a pending task, unless its owner already has the
+// most pending tasks allowed (the length of their queue), and, the first
+// time its placement requirement is seen, the requirement and the
+// instances able to run it.
 //
 //	KEYS[1] task hash, KEYS[2] seq counter
 //	ARGV[1] prefix, ARGV[2] id, ARGV[3] owner ('' none), ARGV[4] CreatedAt ms,
-//	ARGV[5] queue member prefix (queueMemberPrefix), ARGV[6] requirement key
-//	('' none), ARGV[7] its data, ARGV[8] n, ARGV[9..8+n] the instances able
-//	to run it, ARGV[9+n..] hash field, value pairs (with owner, ck, the
+//	ARGV[5] queue member prefix (queueMemberPrefix), ARGV[6] most pending
+//	tasks of the owner (0: no bound), ARGV[7] requirement key ('' none),
+//	ARGV[8] its data, ARGV[9] n, ARGV[10..9+n] the instances able to run it,
+//	ARGV[10+n..] hash field, value pairs (with owner, ck, the
 //	CheckpointKey, and cap, the requirement key)
-//	returns the task's Seq; CONFLICT if the id exists
+//	returns the task's Seq; CONFLICT if the id exists; LIMIT if the owner
+//	has ARGV[6] pending tasks
 var insertTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, `
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('CONFLICT task exists') end
-local id, owner, created, capkey, n = ARGV[2], ARGV[3], ARGV[4], ARGV[6], tonumber(ARGV[8])
+local id, owner, created, max = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[6])
+local capkey, n = ARGV[7], tonumber(ARGV[9])
+if max > 0 and redis.call('ZCARD', key_owner_queue(owner)) >= max then
+  return redis.error_reply('LIMIT owner has ' .. max .. ' pending tasks')
+end
 if capkey ~= '' and redis.call('EXISTS', key_cap(capkey)) == 0 then
-  redis.call('HSET', key_cap(capkey), 'data', ARGV[7], 'created', created)
+  redis.call('HSET', key_cap(capkey), 'data', ARGV[8], 'created', created)
   redis.call('SADD', key_caps(), capkey)
-  for i = 9, 8 + n do
+  for i = 10, 9 + n do
     redis.call('SADD', key_cap_on(capkey), ARGV[i])
     redis.call('SADD', key_capable(ARGV[i]), capkey)
   end
 end
 local seq = redis.call('INCR', KEYS[2])
 local qm = queue_member(ARGV[5], seq, id)
-redis.call('HSET', KEYS[1], 'seq', string.format('%d', seq), 'qm', qm, unpack(ARGV, 9 + n))
+redis.call('HSET', KEYS[1], 'seq', string.format('%d', seq), 'qm', qm, unpack(ARGV, 10 + n))
 enqueue(KEYS[1], qm)
 local m = list_member(seq, id)
 for _, list in ipairs({'all', 'pending'}) do

@@ -204,7 +204,8 @@ func (s *Store) insertArgs(p *store.TaskInsertParams) ([]string, []any, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	args := []any{s.keys.prefix, p.ID, p.Owner, msArg(p.Now), queueMemberPrefix(store.Rank(p.Priority, p.Now, p.Aging))}
+	args := []any{s.keys.prefix, p.ID, p.Owner, msArg(p.Now), queueMemberPrefix(store.Rank(p.Priority, p.Now, p.Aging)),
+		max(p.MaxPending, 0)}
 	if key := capKey(p); key != "" {
 		args = append(args, key, p.Cap.Data, len(p.Cap.Instances))
 		for _, id := range p.Cap.Instances {

@@ -39,6 +39,13 @@
 // applied at Open, each in its own transaction together with PRAGMA
 // user_version, which records the schema version.
 //
+// # Permissions
+//
+// The database holds every task, file record and the runtime config: Open
+// creates the file readable by its owner only (0600), and takes group and
+// other permissions away from an existing one and its -wal and -shm files.
+// SQLite gives the -wal and -shm files the permissions of the database file.
+//
 // # Events
 //
 // Pub/sub is in-process fan-out: one process owns the file, so every
@@ -55,6 +62,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -164,6 +173,11 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 
 func open(ctx context.Context, path string, o *options) (*Store, error) {
 	memory := path == memoryPath
+	if !memory {
+		if err := makePrivate(path); err != nil {
+			return nil, err
+		}
+	}
 	write, err := sql.Open("sqlite", path+"?"+writeDSN(o, memory))
 	if err != nil {
 		return nil, err
@@ -191,6 +205,34 @@ func open(ctx context.Context, path string, o *options) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// makePrivate creates the database file with mode 0600 when it does not
+// exist, and takes group and other permissions away from the file and its
+// -wal and -shm files when it does.
+func makePrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			if err := os.Chmod(p, perm&0o700); err != nil {
+				return fmt.Errorf("make %s private: %w", p, err)
+			}
+		}
+	}
+	return nil
 }
 
 // openReader opens the read pool.

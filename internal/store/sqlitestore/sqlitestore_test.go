@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -293,5 +295,79 @@ func TestInstanceDeviceRoundTrip(t *testing.T) {
 	mustOK(t, err)
 	if got.Device != dev {
 		t.Errorf("Device = %+v, want %+v", got.Device, dev)
+	}
+}
+
+// TestFilesArePrivate: the database and its -wal and -shm files are
+// readable by their owner only, whatever the umask, and an existing
+// database readable by others is made private at Open.
+func TestFilesArePrivate(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "comfyfleet.db")
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ConfigPut(t.Context(), []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	wantPrivate(t, path, path+"-wal", path+"-shm")
+	s.Close()
+
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o644); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	s, err = Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	wantPrivate(t, path)
+}
+
+func wantPrivate(t *testing.T, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Errorf("stat %s: %v", p, err)
+			continue
+		}
+		if perm := fi.Mode().Perm(); perm != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", filepath.Base(p), perm)
+		}
+	}
+}
+
+// TestMigrationCountsExistingFiles: the owner_files counts of 0003 start
+// from the files stored before it.
+func TestMigrationCountsExistingFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "comfyfleet.db")
+	db, err := sql.Open("sqlite", path)
+	mustOK(t, err)
+	ms, err := loadMigrations()
+	mustOK(t, err)
+	for _, m := range ms[:2] {
+		_, err := db.ExecContext(t.Context(), m.sql)
+		mustOK(t, err)
+	}
+	_, err = db.ExecContext(t.Context(), `PRAGMA user_version = 2;
+		INSERT INTO files (id, owner, task_id, node_id, filename, content_type, size, created_at) VALUES
+			('a', 'alice', '', '', 'a.png', 'image/png', 100, 1), ('b', 'alice', 't', '9', 'b.png', 'image/png', 20, 2),
+			('c', 'bob', '', '', 'c.png', 'image/png', 3, 3)`)
+	mustOK(t, err)
+	mustOK(t, db.Close())
+
+	s, err := Open(t.Context(), path)
+	mustOK(t, err)
+	defer s.Close()
+	for owner, want := range map[string]int64{"alice": 120, "bob": 3, "carol": 0} {
+		u, err := s.UsageGet(t.Context(), &store.UsageGetParams{Owner: owner})
+		mustOK(t, err)
+		if u.StoredBytes != want {
+			t.Errorf("%s's StoredBytes after the migration = %d, want %d", owner, u.StoredBytes, want)
+		}
 	}
 }

@@ -33,6 +33,7 @@ type readStmts struct {
 	taskGet, queuePosition, taskCounts            *sql.Stmt
 	fileGet, instanceGet, instanceList, configGet *sql.Stmt
 	catalogGet, capList, capGet, capInstances     *sql.Stmt
+	usageGet                                      *sql.Stmt
 	// running holds TaskListRunning's four queries, indexed by the
 	// runningByInstance and runningLeaseExpired bits.
 	running [4]*sql.Stmt
@@ -62,7 +63,7 @@ func (r *readStmts) defs() []stmtDef {
 	defs := []stmtDef{
 		{&r.taskGet, taskGetSQL}, {&r.queuePosition, queuePositionSQL}, {&r.taskCounts, taskCountsSQL},
 		{&r.fileGet, fileGetSQL}, {&r.instanceGet, instanceGetSQL}, {&r.instanceList, instanceListSQL},
-		{&r.configGet, configGetSQL}, {&r.catalogGet, catalogGetSQL},
+		{&r.configGet, configGetSQL}, {&r.catalogGet, catalogGetSQL}, {&r.usageGet, usageGetSQL},
 		{&r.capList, capListSQL}, {&r.capGet, capGetSQL}, {&r.capInstances, capInstancesSQL},
 	}
 	for v := range r.running {

@@ -1,6 +1,7 @@
 package sqlitestore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -108,11 +109,13 @@ func bytesOrNull(b []byte) any {
 	return []byte(b)
 }
 
-// taskInsertSQL adds the task row; bodyInsertSQL then adds its body under
-// the new row's seq, in the same transaction.
+// taskInsertSQL adds the task row unless :max is above zero and the owner
+// has that many pending tasks (queue_owners); bodyInsertSQL then adds its
+// body under the new row's seq, in the same transaction.
 const (
 	taskInsertSQL = `INSERT INTO tasks (id, owner, status, priority, rank, checkpoints, ckpt_key, timeout_ns, created_at, updated_at, requires, cap_key)
-	VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	SELECT :id, :owner, 'pending', :priority, :rank, :checkpoints, :ckpt, :timeout, :now, :now, :requires, :cap
+	WHERE :max <= 0 OR coalesce((SELECT pending FROM queue_owners WHERE owner = :owner), 0) < :max`
 	bodyInsertSQL = `INSERT INTO task_bodies (seq, workflow, params) VALUES (?, ?, ?)`
 )
 
@@ -144,10 +147,16 @@ func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*tas
 			}
 		}
 		res, err := ex.stmt(ctx, s.ws.taskInsert).ExecContext(ctx,
-			p.ID, p.Owner, int64(p.Priority), store.Rank(p.Priority, p.Now, p.Aging), checkpoints,
-			task.CheckpointKey(p.Checkpoints), int64(p.Timeout), now, now, requires, capKey)
+			sql.Named("id", p.ID), sql.Named("owner", p.Owner), sql.Named("priority", int64(p.Priority)),
+			sql.Named("rank", store.Rank(p.Priority, p.Now, p.Aging)), sql.Named("checkpoints", checkpoints),
+			sql.Named("ckpt", task.CheckpointKey(p.Checkpoints)), sql.Named("timeout", int64(p.Timeout)),
+			sql.Named("now", now), sql.Named("max", int64(p.MaxPending)),
+			sql.Named("requires", requires), sql.Named("cap", capKey))
 		if err != nil {
 			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return cmp.Or(err, store.ErrLimit)
 		}
 		if seq, err = res.LastInsertId(); err != nil {
 			return err

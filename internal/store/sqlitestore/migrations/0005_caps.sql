@@ -1,4 +1,4 @@
--- 0004: placement by capability. A task's placement requirement (what
+-- 0005: placement by capability. A task's placement requirement (what
 -- decides which instances can run it: catalog.Requirement) is stored once
 -- per key in caps; cap_instances records which instances can run each; a
 -- claim considers only the pending tasks whose requirement the claiming

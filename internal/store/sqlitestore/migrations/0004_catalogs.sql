@@ -1,4 +1,4 @@
--- 0003: heterogeneous fleets. The node catalogue of each instance (what it
+-- 0004: heterogeneous fleets. The node catalogue of each instance (what it
 -- can run, read from its /object_info), stored once per content hash; the
 -- catalogue an instance has; the labels a task requires of its instance.
 
