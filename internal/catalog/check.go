@@ -58,6 +58,10 @@ type Verdict struct {
 // dependent_outputs computed (each costs a walk of the graph).
 const maxDependentWalks = 64
 
+// maxReportedParams bounds the unknown params inputs a problem reports
+// (node_errors and details): a request may name many, the answer stays small.
+const maxReportedParams = 32
+
 // maxCatalogProblems bounds the catalogues a ProblemNoCapableInstance lists.
 const maxCatalogProblems = 16
 
@@ -237,12 +241,14 @@ func (c *checker) checkParams() set {
 		if ie := ce.inputs[p.Input]; ie != nil {
 			decl = ie.declared.and(has)
 		}
-		err := unknownInput(p, n.ClassType, ce)
 		if decl.empty() {
 			c.badParams = append(c.badParams, p.Key)
-			c.union[p.NodeID] = append(c.union[p.NodeID], err)
+			if len(c.badParams) <= maxReportedParams {
+				c.union[p.NodeID] = append(c.union[p.NodeID], unknownInput(p, n.ClassType, ce))
+			}
 			continue
 		}
+		err := unknownInput(p, n.ClassType, ce)
 		if lacking := has.minus(decl); !lacking.empty() {
 			c.fail(p.NodeID, lacking, err)
 			all = all.minus(lacking)

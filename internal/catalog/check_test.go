@@ -350,3 +350,24 @@ func BenchmarkCheck(b *testing.B) {
 		})
 	}
 }
+
+// TestManyUnknownParamsStaySmall: a request naming thousands of inputs
+// that do not exist is answered with a bounded report.
+func TestManyUnknownParamsStaySmall(t *testing.T) {
+	t.Parallel()
+	ix, _, _ := fleet(t)
+	var params []catalog.Param
+	for i := range 5000 {
+		params = append(params, param(fmt.Sprintf("6.input_%d", i), "6", fmt.Sprintf("input_%d", i), `"x"`))
+	}
+	v := ix.Check(&catalog.Request{Prompt: txt2img(sdxl, ""), Params: params})
+	if v.Problem == nil || v.Problem.Type != catalog.ProblemInvalidParams {
+		t.Fatalf("Check = %+v, want invalid_params", v.Problem)
+	}
+	if n := len(v.Problem.NodeErrors["6"].Errors); n > 32 {
+		t.Errorf("%d node errors reported, want at most 32", n)
+	}
+	if !strings.Contains(v.Problem.Details, "and 4968 more") || len(v.Problem.Details) > 8<<10 {
+		t.Errorf("details of %d bytes, ending %q", len(v.Problem.Details), v.Problem.Details[max(0, len(v.Problem.Details)-40):])
+	}
+}

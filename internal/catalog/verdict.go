@@ -1,6 +1,9 @@
 package catalog
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // problem says why the prompt cannot run; nil when full, the catalogues
 // that can run it, is not empty.
@@ -49,6 +52,9 @@ func (c *checker) paramDetails() string {
 				lines = append(lines, e.Details)
 			}
 		}
+	}
+	if more := len(c.badParams) - len(lines); more > 0 {
+		lines = append(lines, "and "+strconv.Itoa(more)+" more")
 	}
 	return strings.Join(lines, "\n")
 }
