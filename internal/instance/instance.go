@@ -46,6 +46,18 @@ type State struct {
 	// CatalogHash names the instance's node catalogue (catalog.Catalog.Hash)
 	// as last read from its /object_info; "" until read.
 	CatalogHash string `json:"catalogHash,omitempty"`
+	// RunFailures counts the runs that failed in a row for the instance's
+	// reasons, not the workflow's (a crash, out of memory, CUDA errors,
+	// timeouts); a completed run resets it.
+	RunFailures int `json:"runFailures"`
+	// DrainReason says why the instance is disabled, when the gateway or an
+	// operator said; "" otherwise.
+	DrainReason string `json:"drainReason,omitempty"`
+	// DrainedAt is when it was disabled with DrainReason.
+	DrainedAt time.Time `json:"drainedAt"`
+	// AutoDrained: the gateway disabled it after RunFailures reached the
+	// limit; a probe re-enables it after the cooldown.
+	AutoDrained bool `json:"autoDrained"`
 }
 
 // Device holds the facts /system_stats gives about the instance's primary device.

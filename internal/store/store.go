@@ -323,6 +323,12 @@ type InstanceUpdateParams struct {
 	LoadedCheckpoint *string
 	// CatalogHash names the catalogue read from the instance (CatalogPut it first).
 	CatalogHash *string
+	// RunFailures, DrainReason, DrainedAt and AutoDrained are the automatic
+	// drain's state (instance.State).
+	RunFailures *int
+	DrainReason *string
+	DrainedAt   *time.Time
+	AutoDrained *bool
 }
 
 // CatalogStore keeps node catalogues by content hash: identical catalogues
