@@ -73,6 +73,8 @@ func (h *HealthCheck) withDefaults() {
 	orDefault(&h.Interval, Millis(30*time.Second))
 	orDefault(&h.Timeout, Millis(5*time.Second))
 	orDefault(&h.FailureThreshold, 2)
+	orDefault(&h.DrainAfterFailures, 3)
+	orDefault(&h.DrainCooldown, Millis(5*time.Minute))
 }
 
 func (f *Files) withDefaults(dataDir string) {
