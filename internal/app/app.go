@@ -172,6 +172,7 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 		Metrics:   a.metrics,
 		Reroute:   a.reroute,
 		OnConnect: func(id string) { a.catalogs.connect(id) },
+		OnRunEnd:  a.runEnded,
 	})
 	a.cfg = newConfigService(base, cfg, st, a)
 	deps := api.Deps{
@@ -305,6 +306,7 @@ func healthSettings(cfg config.Config) health.Settings {
 		Interval:         time.Duration(cfg.HealthCheck.Interval),
 		Timeout:          time.Duration(cfg.HealthCheck.Timeout),
 		FailureThreshold: cfg.HealthCheck.FailureThreshold,
+		DrainCooldown:    time.Duration(cfg.HealthCheck.DrainCooldown),
 	}
 }
 

@@ -39,6 +39,10 @@ type Fleet struct {
 	cat catalogs
 	// syncMu serialises SyncCaps.
 	syncMu sync.Mutex
+	// cleanMu guards cleanRuns: the instances whose run failures this
+	// replica knows to be zero (drain.go).
+	cleanMu   sync.Mutex
+	cleanRuns map[string]bool
 }
 
 // New returns an empty fleet; call Set with the configured instances.
@@ -181,6 +185,7 @@ func (f *Fleet) publish(ctx context.Context, st instance.State) {
 	data, _ := json.Marshal(StatusEvent{
 		InstanceID: st.ID, Alive: st.Alive, Busy: st.Busy, Enabled: st.Enabled,
 		CurrentTaskID: st.CurrentTaskID, LastError: st.LastError,
+		DrainReason: st.DrainReason, AutoDrained: st.AutoDrained,
 	})
 	ev := store.Event{Type: EventInstanceStatus, Data: data, Time: time.Now().UnixMilli()}
 	if st.CurrentTaskID != "" {
@@ -203,6 +208,10 @@ type StatusEvent struct {
 	Enabled       bool   `json:"enabled"`
 	CurrentTaskID string `json:"currentTaskId"`
 	LastError     string `json:"lastError"`
+	// DrainReason says why the instance is disabled, when the gateway said
+	// (AutoDrained); "" otherwise.
+	DrainReason string `json:"drainReason,omitempty"`
+	AutoDrained bool   `json:"autoDrained,omitempty"`
 }
 
 // View is an instance as the API shows it: config facts and run time state.
@@ -224,6 +233,15 @@ type View struct {
 	Labels map[string]string `json:"labels"`
 	// Catalog summarises the instance's node catalogue; null until read.
 	Catalog *catalog.Summary `json:"catalog"`
+	// RunFailures counts the runs failed in a row for the instance's own
+	// reasons; healthCheck.drainAfterFailures of them disable it.
+	RunFailures int `json:"runFailures"`
+	// DrainReason, DrainedAt and AutoDrained say why and since when the
+	// gateway disabled it; a passing probe after healthCheck.drainCooldown
+	// enables it again, and so does an operator.
+	DrainReason string  `json:"drainReason,omitempty"`
+	DrainedAt   *string `json:"drainedAt,omitempty"`
+	AutoDrained bool    `json:"autoDrained"`
 	// CurrentTaskOwner owns the current task; not shown, it decides who may
 	// see CurrentTaskID (ForViewer).
 	CurrentTaskOwner string `json:"-"`
@@ -332,7 +350,12 @@ func MakeView(in instance.Instance, st instance.State) View {
 		ID: in.ID, ServerID: in.ServerID, ServerName: in.ServerName, IP: in.IP, Port: in.Port,
 		Enabled: st.Enabled, Alive: st.Alive, Busy: st.Busy,
 		CurrentTaskID: st.CurrentTaskID, LastError: st.LastError, QueueRemaining: st.QueueRemaining,
-		Labels: maps.Clone(in.Labels),
+		Labels: maps.Clone(in.Labels), RunFailures: st.RunFailures, DrainReason: st.DrainReason,
+		AutoDrained: st.AutoDrained,
+	}
+	if !st.DrainedAt.IsZero() {
+		s := st.DrainedAt.UTC().Format("2006-01-02T15:04:05.000Z")
+		v.DrainedAt = &s
 	}
 	if v.Labels == nil {
 		v.Labels = map[string]string{}

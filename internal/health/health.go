@@ -35,6 +35,9 @@ type Settings struct {
 	Interval         time.Duration
 	Timeout          time.Duration
 	FailureThreshold int
+	// DrainCooldown is how long an automatically drained instance rests
+	// before a passing probe enables it again (fleet.Reenable).
+	DrainCooldown time.Duration
 }
 
 // Checker is the probe loop.
@@ -183,12 +186,14 @@ func (c *Checker) probeOne(ctx context.Context, in instance.Instance, s Settings
 	}
 	now := c.now().UTC()
 	alive, zero, empty := true, 0, ""
-	_, uerr := c.fleet.Update(ctx, &store.InstanceUpdateParams{
+	st, uerr := c.fleet.Update(ctx, &store.InstanceUpdateParams{
 		ID: in.ID, Alive: &alive, LastHeartbeat: &now, Failures: &zero, LastError: &empty,
 		QueueRemaining: &res.QueueRemaining, Device: &res.Device,
 	})
 	if uerr != nil {
 		c.log.WarnContext(ctx, "record probe failed", "instance_id", in.ID, "err", uerr)
+	} else if _, err := c.fleet.Reenable(ctx, st, s.DrainCooldown, now); err != nil {
+		c.log.WarnContext(ctx, "enable a drained instance failed", "instance_id", in.ID, "err", err)
 	}
 	c.up(ctx, in)
 }
