@@ -49,7 +49,11 @@ func (f *Fleet) RunEnded(ctx context.Context, id string, outcome RunOutcome, rea
 	p := &store.InstanceUpdateParams{ID: id, RunFailures: &n}
 	if after > 0 && n >= after && st.Enabled {
 		off, auto, now := false, true, time.Now()
-		why := fmt.Sprintf("drained automatically: %d runs failed in a row for the instance's own reasons; last: %s", n, reason)
+		runs := "runs"
+		if n == 1 {
+			runs = "run"
+		}
+		why := fmt.Sprintf("drained automatically: %d %s failed in a row for the instance's own reasons; last: %s", n, runs, reason)
 		p.Enabled, p.AutoDrained, p.DrainReason, p.DrainedAt = &off, &auto, &why, &now
 		f.log.WarnContext(ctx, "instance drained automatically", "instance_id", id, "run_failures", n, "reason", reason)
 	}

@@ -210,8 +210,8 @@ type StatusEvent struct {
 	LastError     string `json:"lastError"`
 	// DrainReason says why the instance is disabled, when the gateway said
 	// (AutoDrained); "" otherwise.
-	DrainReason string `json:"drainReason,omitempty"`
-	AutoDrained bool   `json:"autoDrained,omitempty"`
+	DrainReason string `json:"drainReason"`
+	AutoDrained bool   `json:"autoDrained"`
 }
 
 // View is an instance as the API shows it: config facts and run time state.

@@ -10,7 +10,7 @@ import { api, get, isAdmin } from '../api.js';
 import { live } from '../live.js';
 
 function stateOf(i) {
-  if (!i.enabled) return 'disabled';
+  if (!i.enabled) return i.autoDrained ? 'drained' : 'disabled';
   if (!i.alive) return 'down';
   return i.busy ? 'busy' : 'idle';
 }
@@ -18,7 +18,11 @@ function stateOf(i) {
 function stateBadges(i) {
   const out = [h('span', { class: 'badge ' + (i.alive ? 'alive' : 'down'), 'data-field': 'alive' }, i.alive ? 'alive' : 'down')];
   if (i.alive) out.push(h('span', { class: 'badge ' + (i.busy ? 'busy' : 'idle'), 'data-field': 'busy' }, i.busy ? 'busy' : 'idle'));
-  if (!i.enabled) out.push(h('span', { class: 'badge disabled', 'data-field': 'enabled' }, 'disabled'));
+  if (!i.enabled) {
+    out.push(i.autoDrained
+      ? h('span', { class: 'badge drained', 'data-field': 'enabled', title: i.drainReason || '' }, 'drained')
+      : h('span', { class: 'badge disabled', 'data-field': 'enabled' }, 'disabled'));
+  }
   return h('div', { class: 'badges' }, out);
 }
 
@@ -118,7 +122,12 @@ export default function mount(main) {
     replace(tr,
       h('td', { 'data-label': 'Server' }, h('div', { class: 'cell-main' }, i.serverName || i.serverId), h('div', { class: 'cell-sub' }, i.serverId)),
       h('td', { 'data-label': 'Address', class: 'mono' }, `${i.ip}:${i.port}`),
-      h('td', { 'data-label': 'State' }, stateBadges(i), i.lastError ? h('div', { class: 'cell-sub', style: { color: 'var(--bad)' }, title: i.lastError }, i.lastError.length > 80 ? i.lastError.slice(0, 80) + '…' : i.lastError) : null),
+      h('td', { 'data-label': 'State' }, stateBadges(i),
+        i.autoDrained && i.drainReason ? h('div', { class: 'cell-sub drain-reason', 'data-field': 'drainReason', title: i.drainReason },
+          i.drainReason.length > 120 ? i.drainReason.slice(0, 120) + '…' : i.drainReason) : null,
+        i.enabled && i.runFailures > 0 ? h('div', { class: 'cell-sub', 'data-field': 'runFailures' },
+          `${i.runFailures} run${i.runFailures === 1 ? '' : 's'} failed in a row`) : null,
+        i.lastError ? h('div', { class: 'cell-sub', style: { color: 'var(--bad)' }, title: i.lastError }, i.lastError.length > 80 ? i.lastError.slice(0, 80) + '…' : i.lastError) : null),
       h('td', { 'data-label': 'Current task' }, task),
       h('td', { 'data-label': 'Queue', class: 'num' }, String(i.queueRemaining ?? 0)),
       h('td', { 'data-label': 'Last heartbeat', class: 'small nowrap' }, timeEl(i.lastHeartbeat)),
