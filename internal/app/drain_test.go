@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -85,10 +86,12 @@ func TestAutoDrain(t *testing.T) {
 			if got.InstanceID != a {
 				t.Fatalf("run %d went to %s, want A", i, got.InstanceID)
 			}
-			if i < 2 {
-				if v := drainOf(e, admin, a); v.RunFailures != i+1 || !v.Enabled {
-					t.Errorf("after %d CUDA failures: %+v", i+1, v)
-				}
+			// The run's end is recorded just after the task's.
+			e.Eventually(5*time.Second, fmt.Sprintf("%d run failures counted", i+1), func() bool {
+				return drainOf(e, admin, a).RunFailures == i+1
+			})
+			if v := drainOf(e, admin, a); i < 2 && !v.Enabled {
+				t.Errorf("after %d CUDA failures: %+v, want still enabled", i+1, v)
 			}
 		}
 		v := drainOf(e, admin, a)
@@ -124,6 +127,7 @@ func TestAutoDrain(t *testing.T) {
 		for i := range 3 {
 			waitStatus(e, admin, submit(e, admin, map[string]any{"workflow": t2i(2, "drain/again"), "params": map[string]any{"3.seed": 200 + i}}).ID,
 				"failed", 10*time.Second)
+			e.Eventually(5*time.Second, "the failure counted", func() bool { return drainOf(e, admin, a).RunFailures == i+1 })
 		}
 		if v := drainOf(e, admin, a); v.Enabled || !v.AutoDrained {
 			t.Fatalf("drained again: %+v", v)
