@@ -49,15 +49,16 @@ func runDemo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	sims, err := comfysim.StartFleet(f.instances, "127.0.0.1:0", comfysim.Options{NodeDelay: f.nodeDelay, StepDelay: f.stepDelay, PreviewMethod: f.previews})
-	if err != nil {
-		return fmt.Errorf("start simulated instances: %w", err)
-	}
+	opts := comfysim.Options{NodeDelay: f.nodeDelay, StepDelay: f.stepDelay, PreviewMethod: f.previews}
+	sims, err := startDemoSims(f.instances, opts)
 	defer func() {
 		for _, s := range sims {
 			s.Close()
 		}
 	}()
+	if err != nil {
+		return fmt.Errorf("start simulated instances: %w", err)
+	}
 	cfg := demoConfig(f.listen, f.data, sims)
 	log := newLogger()
 	if !isLoopback(f.listen) {
@@ -69,6 +70,38 @@ func runDemo(ctx context.Context, args []string) error {
 	}
 	printDemoBanner(a.URL(), sims)
 	return a.Run(ctx)
+}
+
+// The demo's two kinds of instance: the first half of them a large box
+// with SDXL and SD 1.5 checkpoints, the rest a small box with SD 1.5 only
+// and without the ImageBlur node. A task is placed only where it can run.
+var (
+	demoLarge = comfysim.Options{Checkpoints: comfysim.DefaultCheckpoints}
+	demoSmall = comfysim.Options{Checkpoints: []string{"v1-5-pruned-emaonly.safetensors", "dreamshaper_8.safetensors"},
+		MissingClasses: []string{"ImageBlur"}}
+)
+
+// demoLarges is how many of n demo instances are large.
+func demoLarges(n int) int { return (n + 1) / 2 }
+
+// startDemoSims starts n simulated instances of the two kinds; on error
+// the ones started are returned for the caller to close.
+func startDemoSims(n int, opts comfysim.Options) ([]*comfysim.Sim, error) {
+	var sims []*comfysim.Sim
+	for i := range n {
+		kind := demoSmall
+		if i < demoLarges(n) {
+			kind = demoLarge
+		}
+		o := opts
+		o.Checkpoints, o.MissingClasses = kind.Checkpoints, kind.MissingClasses
+		s := comfysim.New(o)
+		if err := s.Start("127.0.0.1:0"); err != nil {
+			return sims, err
+		}
+		sims = append(sims, s)
+	}
+	return sims, nil
 }
 
 // isLoopback reports whether a listen address serves this machine only:
@@ -92,11 +125,20 @@ func demoConfig(listen, data string, sims []*comfysim.Sim) config.Config {
 	cfg.DataDir, _ = filepath.Abs(data)
 	cfg.HealthCheck.Interval = config.Millis(2 * time.Second)
 	cfg.HealthCheck.Timeout = config.Millis(time.Second)
-	var ports config.Ports
-	for _, s := range sims {
-		ports = append(ports, portOf(s.Addr()))
+	var large, small config.Ports
+	for i, s := range sims {
+		if i < demoLarges(len(sims)) {
+			large = append(large, portOf(s.Addr()))
+		} else {
+			small = append(small, portOf(s.Addr()))
+		}
 	}
-	cfg.Servers = []config.Server{{ID: "sim-1", Name: "Simulated GPU box", IP: "127.0.0.1", Ports: ports}}
+	cfg.Servers = []config.Server{{ID: "sim-1", Name: "Simulated GPU box", IP: "127.0.0.1", Ports: large,
+		Labels: config.Labels{"gpu": "a100", "pool": "xl"}}}
+	if len(small) > 0 {
+		cfg.Servers = append(cfg.Servers, config.Server{ID: "sim-2", Name: "Simulated small GPU box", IP: "127.0.0.1",
+			Ports: small, Labels: config.Labels{"gpu": "t4"}})
+	}
 	cfg.WithDefaults()
 	return cfg
 }
@@ -113,7 +155,8 @@ func printDemoBanner(url string, sims []*comfysim.Sim) {
 
     Dashboard and API:  %s
     Login:              admin / admin123   (DEMO ONLY: a well-known password; never use demo mode in production)
-    Simulated ComfyUI:  %d instances (%s ... )
+    Simulated ComfyUI:  %d instances (%s ... ): half with SDXL and SD 1.5
+                        (gpu=a100), half with SD 1.5 only (gpu=t4)
 
   Try:
     TOKEN=$(curl -s %s/api/auth/login -H 'Content-Type: application/json' \

@@ -47,6 +47,23 @@ func TestDemo(t *testing.T) {
 		}
 		return len(list) == 3 && alive == 3
 	})
+	// Two kinds of instance: two large (SDXL, gpu=a100), one small.
+	apptest.Eventually(t, 15*time.Second, "two kinds of catalogue", func() bool {
+		var list []struct {
+			Labels  map[string]string
+			Catalog *struct{ Checkpoints []string }
+		}
+		g.do("GET", "/api/instances", token, nil, &list)
+		kinds := map[string]int{}
+		for _, in := range list {
+			if in.Catalog == nil {
+				return false
+			}
+			kinds[in.Labels["gpu"]+" "+strings.Join(in.Catalog.Checkpoints, ",")]++
+		}
+		return len(kinds) == 2 && kinds["a100 dreamshaper_8.safetensors,sd_xl_base_1.0.safetensors,v1-5-pruned-emaonly.safetensors"] == 2 &&
+			kinds["t4 dreamshaper_8.safetensors,v1-5-pruned-emaonly.safetensors"] == 1
+	})
 }
 
 // TestDemoListensOnLoopbackByDefault: the demo's login is public, so

@@ -53,7 +53,8 @@ func (s *Server) putInstance(w http.ResponseWriter, r *http.Request) error {
 		return &Error{Status: http.StatusBadRequest, Code: "invalid_field",
 			Message: "Field \"enabled\" (true or false) is required.", Data: map[string]string{"field": "enabled"}}
 	}
-	if _, err := s.deps.Fleet.Update(r.Context(), &store.InstanceUpdateParams{ID: id, Enabled: req.Enabled}); err != nil {
+	// An operator's choice clears an automatic drain: a probe does not undo it.
+	if _, err := s.deps.Fleet.Update(r.Context(), fleet.Enable(id, *req.Enabled)); err != nil {
 		return err
 	}
 	v, err := s.deps.Fleet.View(r.Context(), id)

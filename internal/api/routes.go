@@ -53,6 +53,10 @@ func (s *Server) Routes() []Route {
 		{"GET", "/api/monitor/overview", Authed, s.overview},
 		{"GET", "/api/auth/me", Authed, s.me},
 	}
+	routes = append(routes, Route{"GET", "/api/instances/{id}/catalog", Authed, s.getCatalog})
+	if s.deps.RefreshCatalog != nil {
+		routes = append(routes, Route{"POST", "/api/instances/{id}/refresh-catalog", Admin, s.refreshCatalog})
+	}
 	if s.deps.Metrics != nil {
 		routes = append(routes, Route{"GET", "/metrics", Admin, s.metrics})
 	}

@@ -48,6 +48,10 @@ type Deps struct {
 	// FilesWritable reports whether the file store takes writes, and if not
 	// why; optional (nil: always writable). Shown on /api/health.
 	FilesWritable func() (bool, string)
+	// RefreshCatalog reads an instance's node catalogue again and returns its
+	// hash (store.ErrNotFound for an unknown id); optional (nil: no
+	// POST /api/instances/{id}/refresh-catalog).
+	RefreshCatalog func(ctx context.Context, id string) (string, error)
 	// Now is injected for tests; default time.Now.
 	Now func() time.Time
 }

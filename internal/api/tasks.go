@@ -41,6 +41,8 @@ type taskView struct {
 	// CancelRequested: the running task was asked to stop (DELETE); it ends
 	// cancelled once its instance confirms the interrupt.
 	CancelRequested bool `json:"cancelRequested,omitempty"`
+	// Requires are the labels the task's instance must have.
+	Requires map[string]string `json:"requires,omitempty"`
 }
 
 func makeTaskView(t *task.Task) taskView {
@@ -50,7 +52,7 @@ func makeTaskView(t *task.Task) taskView {
 		CreatedAt: formatTime(t.CreatedAt), UpdatedAt: formatTime(t.UpdatedAt),
 		StartedAt: timePtr(t.StartedAt), FinishedAt: timePtr(t.FinishedAt),
 		Workflow: t.Workflow, Params: t.Params, Result: t.Result, Error: t.Error,
-		CancelRequested: t.CancelRequested && t.Status == task.StatusRunning,
+		CancelRequested: t.CancelRequested && t.Status == task.StatusRunning, Requires: t.Requires,
 	}
 }
 
@@ -60,6 +62,8 @@ type createTaskRequest struct {
 	Priority int                        `json:"priority"`
 	// Timeout overrides the configured run timeout, in milliseconds.
 	Timeout int64 `json:"timeout"`
+	// Requires are labels the task's instance must have (capabilities.go).
+	Requires map[string]string `json:"requires"`
 }
 
 // createTask is POST /api/tasks.
@@ -75,7 +79,7 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	if _, _, err := s.storedRoom(ctx, c.Username, c.IsAdmin(), lim); err != nil {
 		return err
 	}
-	checkpoints, err := s.checkSubmission(ctx, &req, c.Username, c.IsAdmin(), lim)
+	checkpoints, cap, err := s.checkSubmission(ctx, &req, c.Username, c.IsAdmin(), lim)
 	if err != nil {
 		return err
 	}
@@ -85,9 +89,9 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	}
 	p := &store.TaskInsertParams{
 		ID: uuid.NewString(), Owner: c.Username, Priority: req.Priority,
-		Workflow: compactJSON(req.Workflow), Params: params, Checkpoints: checkpoints,
-		Timeout: time.Duration(req.Timeout) * time.Millisecond,
-		Aging:   time.Duration(s.deps.Config.Current().Scheduler.PriorityAging), Now: s.now(),
+		Workflow: compactJSON(req.Workflow), Params: params, Checkpoints: checkpoints, Requires: req.Requires,
+		Cap: cap, Timeout: time.Duration(req.Timeout) * time.Millisecond,
+		Aging: time.Duration(s.deps.Config.Current().Scheduler.PriorityAging), Now: s.now(),
 	}
 	if !c.IsAdmin() && lim.MaxPendingPerUser != config.NoQuota {
 		p.MaxPending = lim.MaxPendingPerUser
@@ -104,44 +108,52 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, makeTaskView(t))
 }
 
-// checkSubmission validates the workflow and params within lim and returns
-// the checkpoints the run will load. Its work is linear in the size of the
-// request, and it stops when ctx ends (the client went away).
-func (s *Server) checkSubmission(ctx context.Context, req *createTaskRequest, owner string, admin bool, lim config.Limits) ([]string, error) {
+// checkSubmission validates the workflow and params within lim and against
+// the fleet, and returns the checkpoints the run will load and its
+// placement requirement. Its work is linear in the size of the request, and
+// it stops when ctx ends (the client went away).
+func (s *Server) checkSubmission(ctx context.Context, req *createTaskRequest, owner string, admin bool, lim config.Limits) ([]string, *store.CapParams, error) {
 	if err := s.checkTimeout(req.Timeout); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if req.Priority < store.MinPriority || req.Priority > store.MaxPriority {
-		return nil, fieldError("priority", fmt.Sprintf("must be between %d and %d", store.MinPriority, store.MaxPriority))
+		return nil, nil, fieldError("priority", fmt.Sprintf("must be between %d and %d", store.MinPriority, store.MaxPriority))
+	}
+	if err := checkRequires(req.Requires); err != nil {
+		return nil, nil, err
 	}
 	bound := workflow.Limits{MaxNodes: lim.MaxNodes}
 	p, err := workflow.ParseContext(ctx, req.Workflow, bound)
 	if err != nil {
-		return nil, workflowError(err, lim)
+		return nil, nil, workflowError(err, lim)
 	}
 	params, err := p.ResolveParamsContext(ctx, req.Params)
 	if err != nil {
-		return nil, workflowError(err, lim)
+		return nil, nil, workflowError(err, lim)
 	}
 	// An instance's folders are shared: a user's task loads only its own
 	// files (docs/security.md). Admins are trusted with the instance.
 	if !admin {
 		if err := p.CheckFileReferences(ctx, params); err != nil {
-			return nil, workflowError(err, lim)
+			return nil, nil, workflowError(err, lim)
 		}
 	}
 	if err := s.checkFiles(ctx, params, owner, admin, lim.MaxNodes); err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	cap, err := s.checkFleet(ctx, p, params, req.Requires)
+	if err != nil {
+		return nil, nil, err
 	}
 	applied, err := p.Apply(params, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	final, err := workflow.ParseContext(ctx, applied, bound)
 	if err != nil {
-		return nil, workflowError(err, lim)
+		return nil, nil, workflowError(err, lim)
 	}
-	return final.Checkpoints(), nil
+	return final.Checkpoints(), cap, nil
 }
 
 // checkFiles checks that every file the params name exists and is the

@@ -61,6 +61,8 @@ type App struct {
 	// debugLn when metrics.listen is set; nil otherwise.
 	debug   *http.Server
 	debugLn net.Listener
+	// catalogs reads catalogues when an instance's socket connects again.
+	catalogs *catalogReader
 }
 
 // New builds the gateway: opens the store, applies the persisted runtime
@@ -160,17 +162,22 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 		return err
 	}
 	a.checker = health.New(a.fleet, st, newProber(), a.replica, healthSettings(cfg), a.log)
+	a.checker.OnUp(a.refreshCatalog)
+	a.catalogs = newCatalogReader()
 	a.metrics = metrics.New(a.log)
 	a.dispatch = dispatch.New(dispatch.Options{
 		Store: st, Fleet: a.fleet, Blob: bl, Log: a.log, Replica: a.replica,
 		ClientID: dispatch.ClientIDPrefix + a.replica, FileIDKey: secret, Settings: dispatchSettings(cfg),
-		LeaseTTL: time.Duration(cfg.Store.LeaseTTL),
-		Metrics:  a.metrics,
+		LeaseTTL:  time.Duration(cfg.Store.LeaseTTL),
+		Metrics:   a.metrics,
+		Reroute:   a.reroute,
+		OnConnect: func(id string) { a.catalogs.connect(id) },
+		OnRunEnd:  a.runEnded,
 	})
 	a.cfg = newConfigService(base, cfg, st, a)
 	deps := api.Deps{
 		Log: a.log, Store: st, Auth: authn, Fleet: a.fleet, Config: a.cfg, Blob: bl, UI: opts.UI,
-		FilesWritable: a.dispatch.FilesWritable,
+		FilesWritable: a.dispatch.FilesWritable, RefreshCatalog: a.refreshCatalogID,
 	}
 	if a.debugLn == nil {
 		deps.Metrics = a.metrics.Handler() // on the API's listener, admins only
@@ -257,6 +264,12 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error { return a.hub.Run(gctx) })
 	g.Go(func() error { return a.checker.Run(gctx) })
 	g.Go(func() error { return a.dispatch.Run(gctx) })
+	g.Go(func() error {
+		a.catalogs.run(gctx, a.refreshCatalogID, func(ctx context.Context, id string, err error) {
+			a.log.WarnContext(ctx, "read catalog after reconnect failed", "instance_id", id, "err", err)
+		})
+		return nil
+	})
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- a.http.Serve(a.ln) }()
 	if a.debug != nil {
@@ -293,6 +306,7 @@ func healthSettings(cfg config.Config) health.Settings {
 		Interval:         time.Duration(cfg.HealthCheck.Interval),
 		Timeout:          time.Duration(cfg.HealthCheck.Timeout),
 		FailureThreshold: cfg.HealthCheck.FailureThreshold,
+		DrainCooldown:    time.Duration(cfg.HealthCheck.DrainCooldown),
 	}
 }
 

@@ -31,6 +31,12 @@ type instanceView struct {
 		Name      string `json:"name"`
 		VRAMTotal int64  `json:"vramTotal"`
 	} `json:"device"`
+	Labels  map[string]string `json:"labels"`
+	Catalog *struct {
+		Hash        string   `json:"hash"`
+		NodeClasses int      `json:"nodeClasses"`
+		Checkpoints []string `json:"checkpoints"`
+	} `json:"catalog"`
 }
 
 func instances(e *apptest.Env, token string) []instanceView {
@@ -53,6 +59,21 @@ func instanceByID(e *apptest.Env, token, id string) instanceView {
 	var v instanceView
 	r.Into(e.T, &v)
 	return v
+}
+
+// waitCatalogs waits until every instance is alive with its node
+// catalogue read: submissions are then checked against the fleet.
+func waitCatalogs(e *apptest.Env, token string) {
+	e.T.Helper()
+	e.Eventually(10*time.Second, "every instance alive with a catalogue", func() bool {
+		list := instances(e, token)
+		for _, in := range list {
+			if !in.Alive || in.Catalog == nil {
+				return false
+			}
+		}
+		return len(list) == len(e.Sims)
+	})
 }
 
 func allAlive(e *apptest.Env, token string, n int) bool {

@@ -335,29 +335,50 @@ func uploadRaw(e *apptest.Env, token, field, name string, content []byte) *appte
 	return out
 }
 
-// TestFailures: a ComfyUI validation error fails with nodeErrors (no
-// retry); an execution_error fails with node id, type and message, and
-// the exception's type and traceback.
+// TestFailures: a workflow that fails validation on every instance is
+// refused at submit with ComfyUI's node_errors (no task); when no catalogue
+// is known, the instance's own validation failure fails the task with
+// nodeErrors (no retry); an execution_error fails with node id, type and
+// message, and the exception's type and traceback.
 func TestFailures(t *testing.T) {
 	t.Parallel()
+	sims, err := comfysim.StartFleet(1, "127.0.0.1:0", comfysim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sims[0].Close() })
+	sims[0].FailHTTP("/object_info", 1<<30) // the gateway never learns the catalogue
+	blind := apptest.Start(t, apptest.Options{Sims: sims})
 	e := apptest.Start(t, apptest.Options{Instances: 1})
 	admin := e.Login(apptest.AdminUser, apptest.AdminPass)
-	waitAlive(e, admin)
+	waitCatalogs(e, admin)
 	ws := e.DialWS(admin)
 
 	bad := basic("fail/bad")
 	bad["3"] = node("ImageScale", map[string]any{"image": link("1", 0), "upscale_method": "foo", "width": 8, "height": 8, "crop": "disabled"})
 	bad["4"] = node("SaveImage", map[string]any{"images": link("3", 0), "filename_prefix": "fail/bad2"})
 	bad["1"].(map[string]any)["inputs"].(map[string]any)["width"] = 0
-	v := submit(e, admin, map[string]any{"workflow": bad})
-	got := waitStatus(e, admin, v.ID, "failed", 10*time.Second)
+	r := e.Do("POST", "/api/tasks", admin, map[string]any{"workflow": bad})
+	wantError(t, r, http.StatusBadRequest, "invalid_workflow")
+	var refused struct {
+		Type       string                     `json:"type"`
+		NodeErrors map[string]json.RawMessage `json:"nodeErrors"`
+	}
+	r.Into(t, &refused)
+	if refused.Type != "prompt_outputs_failed_validation" || refused.NodeErrors["1"] == nil || refused.NodeErrors["3"] == nil {
+		t.Errorf("refusal = %s, want prompt_outputs_failed_validation with node_errors of 1 and 3", r.Raw)
+	}
+
+	badmin := blind.Login(apptest.AdminUser, apptest.AdminPass)
+	waitAlive(blind, badmin)
+	v := submit(blind, badmin, map[string]any{"workflow": bad})
+	got := waitStatus(blind, badmin, v.ID, "failed", 10*time.Second)
 	if got.Error == nil || got.Error.Type != "prompt_outputs_failed_validation" || got.Error.NodeErrors["1"] == nil || got.Error.NodeErrors["3"] == nil {
 		t.Errorf("validation failure error = %+v", got.Error)
 	}
-	if got.Attempts != 1 || e.SimLog.Count(v.ID) != 0 {
-		t.Errorf("validation failure attempts=%d runs=%d, want 1 and 0", got.Attempts, e.SimLog.Count(v.ID))
+	if got.Attempts != 1 || blind.SimLog.Count(v.ID) != 0 {
+		t.Errorf("validation failure attempts=%d runs=%d, want 1 and 0", got.Attempts, blind.SimLog.Count(v.ID))
 	}
-	ws.WaitFor(5*time.Second, "task_failed", taskEvent("task_failed", v.ID))
 
 	e.Sims[0].FailNode("ImageInvert", "boom from the test")
 	wf := basic("fail/exec")

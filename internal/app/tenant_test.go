@@ -3,6 +3,7 @@ package app_test
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -39,7 +40,8 @@ func wantField(t *testing.T, r *apptest.Response, code, field string) {
 // admin's workflow may load what it wants.
 func TestUserCannotReadOthersFiles(t *testing.T) {
 	t.Parallel()
-	e := apptest.Start(t, apptest.Options{Instances: 1})
+	ckpts := append(slices.Clone(comfysim.DefaultCheckpoints), "sdxl/sd_xl_base_1.0.safetensors")
+	e := apptest.Start(t, apptest.Options{Instances: 1, Sim: comfysim.Options{Checkpoints: ckpts}})
 	alice := e.Login(apptest.User, apptest.UserPass)
 	bob := e.Login(apptest.User2, apptest.User2Pass)
 	admin := e.Login(apptest.AdminUser, apptest.AdminPass)

@@ -165,6 +165,7 @@ func Scenarios() []Scenario {
 		{"gap", "dispatch gap: instance idle time between two prompts with a deep queue", runGap},
 		{"efficiency", "fleet makespan of heavy-tailed tasks vs the lower bound, and vs round-robin", runEfficiency},
 		{"placement", "warm-model placement vs FIFO: makespan and model loads", runPlacement},
+		{"mixed", "a fleet of two catalogues: placement by capability vs capability-blind, failed runs and makespan", runMixed},
 		{"scale", "a large pending queue (submit rate, RSS, list latency) and 1,000 health-checked instances", runScale},
 		{"fanout", "event delivery latency to many /ws clients under load", runFanout},
 		{"overhead", "the same jobs straight to ComfyUI and through the gateway, one at a time and at once; --comfy for real servers", runOverhead},

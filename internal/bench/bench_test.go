@@ -121,6 +121,11 @@ var tableChecks = map[string]func(t *testing.T, tab *Table, s Sizes, redis bool)
 			t.Errorf("%s: tasks submitted = %q", tab.Title, got)
 		}
 	},
+	"mixed": func(t *testing.T, tab *Table, s Sizes, _ bool) {
+		wantCell(t, tab, "by capability", "failed runs", "0")
+		wantCell(t, tab, "by capability", "runs", itoa(s.MixedTasks))
+		wantCell(t, tab, "capability-blind, failed tasks submitted again", "tasks", itoa(s.MixedTasks))
+	},
 	"placement": func(t *testing.T, tab *Table, _ Sizes, _ bool) {
 		for _, row := range []string{"warm", "fifo"} {
 			if tab.Row(row) == nil {

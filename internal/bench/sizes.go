@@ -37,6 +37,13 @@ type Sizes struct {
 	// ModelLoad is the simulated checkpoint load time (1s, 100ms).
 	ModelLoad time.Duration
 
+	// MixedTasks run on the mixed fleet (400, 60).
+	MixedTasks int
+	// MixedInstances of the mixed fleet, half with SDXL (8, 4).
+	MixedInstances int
+	// MixedStep is the duration of one sampler step (20ms, 4ms).
+	MixedStep time.Duration
+
 	// ScaleTasks left pending (1000000, 20000).
 	ScaleTasks int
 	// ScaleInstances health-checked every second (1000, 100).
@@ -73,6 +80,7 @@ var (
 		GapTasks: 2000, GapInstances: 8, GapTaskTime: 50 * time.Millisecond,
 		EfficiencyTasks: 5000, EfficiencyInstances: 32, EfficiencyStep: 20 * time.Millisecond,
 		PlacementTasks: 400, PlacementInstances: 8, PlacementCheckpoints: 4, ModelLoad: time.Second,
+		MixedTasks: 400, MixedInstances: 8, MixedStep: 20 * time.Millisecond,
 		ScaleTasks: 1000000, ScaleInstances: 1000, ScaleWindow: 20 * time.Second,
 		FanoutClients: 2000, FanoutRate: 200, FanoutDuration: 30 * time.Second,
 		OverheadTasks: 2000, OverheadRounds: 3, OverheadBurst: 300,
@@ -83,6 +91,7 @@ var (
 		GapTasks: 200, GapInstances: 8, GapTaskTime: 20 * time.Millisecond,
 		EfficiencyTasks: 300, EfficiencyInstances: 16, EfficiencyStep: 4 * time.Millisecond,
 		PlacementTasks: 60, PlacementInstances: 4, PlacementCheckpoints: 4, ModelLoad: 100 * time.Millisecond,
+		MixedTasks: 60, MixedInstances: 4, MixedStep: 4 * time.Millisecond,
 		ScaleTasks: 20000, ScaleInstances: 100, ScaleWindow: 3 * time.Second,
 		FanoutClients: 200, FanoutRate: 50, FanoutDuration: 4 * time.Second,
 		OverheadTasks: 100, OverheadRounds: 3, OverheadBurst: 50,
@@ -108,6 +117,9 @@ func (s Sizes) withDefaults(quick bool) Sizes {
 	fill(&s.PlacementInstances, d.PlacementInstances)
 	fill(&s.PlacementCheckpoints, d.PlacementCheckpoints)
 	fill(&s.ModelLoad, d.ModelLoad)
+	fill(&s.MixedTasks, d.MixedTasks)
+	fill(&s.MixedInstances, d.MixedInstances)
+	fill(&s.MixedStep, d.MixedStep)
 	fill(&s.ScaleTasks, d.ScaleTasks)
 	fill(&s.ScaleInstances, d.ScaleInstances)
 	fill(&s.ScaleWindow, d.ScaleWindow)

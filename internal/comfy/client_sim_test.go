@@ -247,3 +247,19 @@ func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
 		panic("unreachable")
 	}
 }
+
+func TestSimulatorObjectInfo(t *testing.T) {
+	t.Parallel()
+	_, c := startSim(t)
+	b, err := c.ObjectInfo(t.Context())
+	if err != nil {
+		t.Fatalf("ObjectInfo: %v", err)
+	}
+	var info map[string]json.RawMessage
+	if err := json.Unmarshal(b, &info); err != nil {
+		t.Fatalf("decode object_info: %v", err)
+	}
+	if _, ok := info["KSampler"]; !ok || len(info) < 300 {
+		t.Errorf("object_info has %d classes (KSampler: %v), want the recorded catalog", len(info), ok)
+	}
+}

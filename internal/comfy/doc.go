@@ -1,6 +1,6 @@
 // Package comfy is the gateway's client for one ComfyUI instance: its HTTP
-// routes (submit, queue, history, interrupt, upload, view, system stats) and
-// its WebSocket event feed.
+// routes (submit, queue, history, interrupt, upload, view, system stats,
+// object info) and its WebSocket event feed.
 //
 // The client speaks both the shapes recorded from ComfyUI v0.3.65 and the
 // shapes of current upstream (see docs/comfyui-protocol.md), and

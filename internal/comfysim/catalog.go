@@ -153,26 +153,70 @@ func parseInput(name, cat string, raw any) inputSpec {
 // config is the [type, options] pair ComfyUI reports as input_config.
 func (s inputSpec) config() []any { return []any{s.typ, s.extra} }
 
-// simCatalog is one instance's view of the catalog: the shared classes plus
-// the combo lists that depend on the instance (checkpoints, uploaded inputs).
+// simCatalog is one instance's view of the catalog: the shared classes but
+// those the instance lacks, plus the combo lists that depend on the
+// instance (checkpoints, LoRAs, uploaded inputs).
 type simCatalog struct {
-	base   *catalog
-	ckpts  []any
-	files  *fileStore
+	base    *catalog
+	missing map[string]bool // classes the instance does not offer
+	files   *fileStore
+
+	// mu guards ckpts, loras, body, bodyAt and models.
 	mu     sync.Mutex
+	ckpts  []any
+	loras  []any
 	body   []byte // cached GET /object_info body
 	bodyAt uint64 // files.inputVersion the body was built at
+	models uint64 // bumped by setModels; the body is rebuilt after it
+	built  uint64 // models the body was built at
 }
 
-func newSimCatalog(ckpts []string, files *fileStore) *simCatalog {
-	list := make([]any, len(ckpts))
-	for i, c := range ckpts {
-		list[i] = c
+func newSimCatalog(ckpts, loras, missing []string, files *fileStore) *simCatalog {
+	c := &simCatalog{base: loadCatalog(), files: files, missing: map[string]bool{}}
+	for _, m := range missing {
+		c.missing[m] = true
 	}
-	return &simCatalog{base: loadCatalog(), ckpts: list, files: files}
+	c.setModels(ckpts, loras)
+	return c
+}
+
+// setModels replaces the checkpoint and LoRA lists (nil keeps one).
+func (c *simCatalog) setModels(ckpts, loras []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ckpts != nil {
+		c.ckpts = stringsToAny(ckpts)
+	}
+	if loras != nil {
+		c.loras = stringsToAny(loras)
+	}
+	if c.ckpts == nil {
+		c.ckpts = []any{}
+	}
+	if c.loras == nil {
+		c.loras = []any{}
+	}
+	c.models++
+}
+
+// checkpoints lists the checkpoint names the instance offers.
+func (c *simCatalog) checkpoints() []any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ckpts
+}
+
+// loraNames lists the LoRA names the instance offers.
+func (c *simCatalog) loraNames() []any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.loras
 }
 
 func (c *simCatalog) spec(class string) (*nodeSpec, bool) {
+	if c.missing[class] {
+		return nil, false
+	}
 	s, ok := c.base.specs[class]
 	return s, ok
 }
@@ -182,7 +226,9 @@ func (c *simCatalog) spec(class string) (*nodeSpec, bool) {
 func (c *simCatalog) dynamicCombo(class, input string) []any {
 	switch {
 	case input == "ckpt_name":
-		return c.ckpts
+		return c.checkpoints()
+	case input == "lora_name":
+		return c.loraNames()
 	case (class == "LoadImage" || class == "LoadImageMask") && input == "image":
 		return c.files.inputImages()
 	}
@@ -205,23 +251,32 @@ func (c *simCatalog) combo(class string, in inputSpec) []any {
 func (c *simCatalog) objectInfo() []byte {
 	version := c.files.inputVersion()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.body != nil && c.bodyAt == version {
+	if c.body != nil && c.bodyAt == version && c.built == c.models {
+		defer c.mu.Unlock()
 		return c.body
 	}
+	models := c.models
+	c.mu.Unlock()
 	b := make([]byte, 0, len(objectInfoJSON)+1024)
 	b = append(b, '{')
-	for i, class := range c.base.order {
-		if i > 0 {
+	first := true
+	for _, class := range c.base.order {
+		if c.missing[class] {
+			continue
+		}
+		if !first {
 			b = append(b, ", "...)
 		}
+		first = false
 		b = appendPyString(b, class)
 		b = append(b, ": "...)
 		b = appendPy(b, c.classInfo(class))
 	}
-	c.body = append(b, '}')
-	c.bodyAt = version
-	return c.body
+	b = append(b, '}')
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.body, c.bodyAt, c.built = b, version, models
+	return b
 }
 
 // classInfo returns the object_info entry of a class with its dynamic combos filled.

@@ -83,8 +83,12 @@
 // recorded object_info. Every other catalog class validates against its
 // recorded spec and executes as a no-op that passes an input of the same
 // type through. Combo lists that depend on the server are filled per
-// instance: ckpt_name offers Options.Checkpoints, LoadImage offers the
-// uploaded files at the root of input.
+// instance: ckpt_name offers Options.Checkpoints, lora_name Options.Loras,
+// LoadImage offers the uploaded files at the root of input. An instance
+// may lack some classes (Options.MissingClasses, as a ComfyUI without a
+// custom node pack): they are absent from its /object_info and a prompt
+// using one fails validation there, so a fleet of simulators can be
+// heterogeneous.
 //
 // Images are solid colour per batch item, with real sizes, batch counts and
 // channel counts, so ComfyUI's shape errors happen for the same inputs
@@ -108,13 +112,14 @@
 // # Knobs
 //
 // Options: NodeDelay, Steps, StepDelay, PreviewMethod, ModelLoadDelay,
-// Checkpoints, RequireUUIDPromptID (v0.25+ canonical-UUID prompt_id rule,
+// Checkpoints, Loras, MissingClasses, RequireUUIDPromptID (v0.25+ canonical-UUID prompt_id rule,
 // 400 invalid_prompt_id), NoPreviewMetadata (no feature_flags, as before
 // v0.3.45), KeepStateOnRestart, SafeReconnect, MaxImageSide,
 // DisableMetadata, HistoryMax, MaxUploadSize, WSQueueSize, MaxRecorded.
 // Methods (safe to call while serving):
 //
 //	SetNodeDelay(classType, d)      per-class node duration ("" = every class)
+//	SetModels(ckpts, loras)         change the checkpoints and LoRAs offered (nil keeps a list)
 //	FailNode(target, msg)           execution_error (RuntimeError msg) on a node id or class, every time
 //	FailNodeOnce(target, msg)       the same, next matching node only
 //	FailHTTP(route, n)              next n matching requests answer aiohttp's 500, unhandled

@@ -83,8 +83,11 @@ func (p *proc) getModelFolder(w http.ResponseWriter, r *http.Request) error {
 			continue
 		}
 		files := []any{}
-		if folder == "checkpoints" {
-			files = p.sim.cat.ckpts
+		switch folder {
+		case "checkpoints":
+			files = p.sim.cat.checkpoints()
+		case "loras":
+			files = p.sim.cat.loraNames()
 		}
 		writePy(w, http.StatusOK, encodePy(files))
 		return nil

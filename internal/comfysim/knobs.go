@@ -465,3 +465,10 @@ func appendBounded[T any](list []T, v T, max int) []T {
 	}
 	return append(list, v)
 }
+
+// SetModels changes the checkpoints and LoRAs the instance offers from now
+// on, as when files are added to or removed from its model folders; nil
+// keeps a list. Like ComfyUI, the instance's /object_info and its
+// validation follow at once; a gateway sees it when it reads /object_info
+// again.
+func (s *Sim) SetModels(checkpoints, loras []string) { s.cat.setModels(checkpoints, loras) }

@@ -49,6 +49,13 @@ type Options struct {
 	// Checkpoints are the names the ckpt_name combos accept. nil means
 	// DefaultCheckpoints; an empty non-nil slice means none.
 	Checkpoints []string
+	// Loras are the names the lora_name combos accept. Default none.
+	Loras []string
+	// MissingClasses are node classes of the recorded catalogue this
+	// instance does not offer, as a ComfyUI without some custom node pack:
+	// absent from /object_info, and a prompt using one fails validation
+	// ("Cannot execute because node X does not exist."). Default none.
+	MissingClasses []string
 	// MaxImageSide caps the width and height of the PNGs written (requested
 	// sizes above it are clamped). Default 2048.
 	MaxImageSide int
@@ -127,7 +134,7 @@ func New(opts Options) *Sim {
 	if s.log == nil {
 		s.log = NewLog()
 	}
-	s.cat = newSimCatalog(opts.Checkpoints, s.files)
+	s.cat = newSimCatalog(opts.Checkpoints, opts.Loras, opts.MissingClasses, s.files)
 	s.k.init(opts.NodeDelay)
 	return s
 }

@@ -183,6 +183,9 @@ type Server struct {
 	IP string `yaml:"ip" json:"ip"`
 	// Ports is a list of ports, or a "8001-8008" range string.
 	Ports Ports `yaml:"ports" json:"ports"`
+	// Labels describe the server's instances ({gpu: a100, pool: video});
+	// a task's "requires" selects instances by them. Default none.
+	Labels Labels `yaml:"labels,omitempty" json:"labels,omitempty"`
 }
 
 // HealthCheck configures the probe loop. Durations are milliseconds in JSON
@@ -194,7 +197,18 @@ type HealthCheck struct {
 	Timeout Millis `yaml:"timeout" json:"timeout"`
 	// FailureThreshold consecutive failures turn an instance alive:false. Default 2.
 	FailureThreshold int `yaml:"failureThreshold" json:"failureThreshold"`
+	// DrainAfterFailures consecutive runs failed for the instance's own
+	// reasons (a crash, out of memory, CUDA errors, timeouts) disable it
+	// automatically; DrainOff turns that off. Default 3.
+	DrainAfterFailures int `yaml:"drainAfterFailures" json:"drainAfterFailures"`
+	// DrainCooldown is how long an automatically drained instance rests
+	// before a passing probe enables it again. Default 300000 ms.
+	DrainCooldown Millis `yaml:"drainCooldown" json:"drainCooldown"`
 }
+
+// DrainOff is the healthCheck.drainAfterFailures that turns the automatic
+// drain off.
+const DrainOff = -1
 
 // Files configures the file store.
 type Files struct {

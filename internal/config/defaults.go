@@ -73,6 +73,8 @@ func (h *HealthCheck) withDefaults() {
 	orDefault(&h.Interval, Millis(30*time.Second))
 	orDefault(&h.Timeout, Millis(5*time.Second))
 	orDefault(&h.FailureThreshold, 2)
+	orDefault(&h.DrainAfterFailures, 3)
+	orDefault(&h.DrainCooldown, Millis(5*time.Minute))
 }
 
 func (f *Files) withDefaults(dataDir string) {
@@ -129,6 +131,7 @@ func (c Config) Instances() []instance.Instance {
 		for _, p := range s.Ports {
 			out = append(out, instance.Instance{
 				ID: instance.ID(s.IP, p), ServerID: s.ID, ServerName: s.Name, IP: s.IP, Port: p,
+				Labels: s.Labels.clone(),
 			})
 		}
 	}
@@ -140,6 +143,7 @@ func (c Config) clone() Config {
 	c.Servers = slices.Clone(c.Servers)
 	for i := range c.Servers {
 		c.Servers[i].Ports = slices.Clone(c.Servers[i].Ports)
+		c.Servers[i].Labels = c.Servers[i].Labels.clone()
 	}
 	c.Auth.Users = slices.Clone(c.Auth.Users)
 	c.Server.TrustedProxies = slices.Clone(c.Server.TrustedProxies)

@@ -26,7 +26,8 @@ func TestExampleLoadsAndValidates(t *testing.T) {
 	want := config.Default()
 	want.Servers = []config.Server{
 		{ID: "server-1", Name: "主服务器", IP: "127.0.0.1", Ports: config.Ports{8001, 8002}},
-		{ID: "gpu-box", Name: "GPU box", IP: "192.168.1.20", Ports: config.Ports{8001, 8002, 8003, 8004}},
+		{ID: "gpu-box", Name: "GPU box", IP: "192.168.1.20", Ports: config.Ports{8001, 8002, 8003, 8004},
+			Labels: config.Labels{"gpu": "a100", "pool": "video"}},
 	}
 	if diff := cmp.Diff(want, c, cmp.Transformer("empty", func(u []config.User) []config.User {
 		if len(u) == 0 {
@@ -44,7 +45,7 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	names := []string{"servers", "id", "name", "ip", "ports", "users", "username", "role", "passwordHash"}
+	names := []string{"servers", "id", "name", "ip", "ports", "labels", "users", "username", "role", "passwordHash"}
 	for _, k := range config.Keys() {
 		names = append(names, regexp.MustCompile(`[^.]*$`).FindString(k))
 	}

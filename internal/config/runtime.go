@@ -56,6 +56,7 @@ func isLive(key string) bool {
 	switch key {
 	case "servers",
 		"healthCheck.interval", "healthCheck.timeout", "healthCheck.failureThreshold",
+		"healthCheck.drainAfterFailures", "healthCheck.drainCooldown",
 		"scheduler.taskTimeout", "scheduler.maxTaskTimeout", "scheduler.maxAttempts", "scheduler.priorityAging",
 		"scheduler.placement", "scheduler.warmWindow", "scheduler.interruptGrace", "scheduler.prefetch",
 		"files.maxUploadBytes", "files.maxOutputBytes", "files.outputTimeout",

@@ -34,7 +34,8 @@ func TestMerge(t *testing.T) {
 			name:  "healthCheck merges key by key",
 			patch: `{"healthCheck":{"interval":10000}}`,
 			check: func(t *testing.T, got config.Config) {
-				want := config.HealthCheck{Interval: config.Millis(10 * time.Second), Timeout: config.Millis(5 * time.Second), FailureThreshold: 2}
+				want := config.HealthCheck{Interval: config.Millis(10 * time.Second), Timeout: config.Millis(5 * time.Second), FailureThreshold: 2,
+					DrainAfterFailures: 3, DrainCooldown: config.Millis(5 * time.Minute)}
 				if got.HealthCheck != want {
 					t.Errorf("healthCheck: got %+v, want %+v", got.HealthCheck, want)
 				}

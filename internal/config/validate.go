@@ -221,6 +221,7 @@ func validateServers(v *checker, servers []Server) {
 			v.add(field+".id", "duplicate id %q (also servers[%d])", s.ID, j)
 		}
 		ids[s.ID] = i
+		validateLabels(v, field+".labels", s.Labels)
 		if !validHost(s.IP) {
 			v.add(field+".ip", "must be an IP address or a host name, like 192.168.1.10")
 			continue
@@ -295,6 +296,10 @@ func (h HealthCheck) validate(v *checker) {
 		v.add("healthCheck.timeout", "must not exceed healthCheck.interval (%d ms)", h.Interval.Milliseconds())
 	}
 	v.intRange("healthCheck.failureThreshold", int64(h.FailureThreshold), 1, 100, "")
+	if h.DrainAfterFailures != DrainOff {
+		v.intRange("healthCheck.drainAfterFailures", int64(h.DrainAfterFailures), 1, 1000, " (or -1: off)")
+	}
+	v.millisRange("healthCheck.drainCooldown", h.DrainCooldown, time.Second, 24*time.Hour)
 }
 
 func (f Files) validate(v *checker) {

@@ -50,6 +50,8 @@ func TestValidate(t *testing.T) {
 		{"interval too long", func(c *config.Config) { c.HealthCheck.Interval = config.Millis(2 * time.Hour) }, "healthCheck.interval", "at most 3600000 ms"},
 		{"failure threshold", func(c *config.Config) { c.HealthCheck.FailureThreshold = -1 }, "healthCheck.failureThreshold", "at least 1"},
 		{"failure threshold too high", func(c *config.Config) { c.HealthCheck.FailureThreshold = 1000 }, "healthCheck.failureThreshold", "at most 100"},
+		{"drain after -2", func(c *config.Config) { c.HealthCheck.DrainAfterFailures = -2 }, "healthCheck.drainAfterFailures", "at least 1"},
+		{"drain cooldown short", func(c *config.Config) { c.HealthCheck.DrainCooldown = config.Millis(time.Millisecond) }, "healthCheck.drainCooldown", "at least"},
 		{"store driver", func(c *config.Config) { c.Store.Driver = "postgres" }, "store.driver", `must be "sqlite" or "redis"`},
 		{"redis url", func(c *config.Config) { c.Store.Driver, c.Store.URL = "redis", "http://redis:6379" }, "store.url", "redis://"},
 		{"listen", func(c *config.Config) { c.Server.Listen = "3000" }, "server.listen", "host:port"},

@@ -93,6 +93,17 @@ type Options struct {
 	Settings  Settings
 	// Metrics receives claims, run ends and requeues; nil means none.
 	Metrics Metrics
+	// Reroute is asked when an instance refuses a task's prompt at
+	// validation: true sends the task back to the queue for another
+	// instance (capability.go); nil, or false, fails it as ComfyUI said.
+	Reroute func(ctx context.Context, t *task.Task, instanceID string) bool
+	// OnConnect is told, on the socket's read loop, each time an
+	// instance's WebSocket connects (again): the instance may have
+	// restarted with other models or nodes. It must not block; nil: nothing.
+	OnConnect func(instanceID string)
+	// OnRunEnd is told, on the run's goroutine, how each run ended on its
+	// instance (outcome.go); nil: nothing.
+	OnRunEnd func(ctx context.Context, instanceID string, end RunEnd)
 }
 
 // Dispatcher is the scheduler of one replica.
@@ -227,14 +238,17 @@ func (d *Dispatcher) scheduleLoop(ctx context.Context) error {
 }
 
 // schedule hands pending tasks to ready drivers until either runs out. The
-// store picks each driver's task: fair share between owners, then the model
-// the instance has loaded (warm placement).
+// store picks each driver's task: what the instance can run, then fair
+// share between owners, then the model the instance has loaded (warm
+// placement). A driver for which nothing is runnable is passed over for
+// the rest of the round: another instance may run what it cannot.
 func (d *Dispatcher) schedule(ctx context.Context) {
 	if ok, _ := d.files.Writable(); !ok {
 		return // woken again when the file store takes writes
 	}
+	var nothing map[*driver]bool // drivers the store found nothing for this round
 	for ctx.Err() == nil {
-		dr := d.nextReady()
+		dr := d.nextReady(nothing)
 		if dr == nil {
 			return
 		}
@@ -242,9 +256,17 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 			InstanceID: dr.inst.ID, LeaseOwner: d.opts.Replica, LeaseTTL: d.opts.LeaseTTL,
 			Checkpoint: dr.checkpoint(), WarmWindow: d.current().WarmWindow, Now: time.Now(),
 		})
+		if errors.Is(err, store.ErrNoneRunnable) {
+			dr.release()
+			if nothing == nil {
+				nothing = map[*driver]bool{}
+			}
+			nothing[dr] = true
+			continue
+		}
 		if errors.Is(err, store.ErrNotFound) {
 			dr.release()
-			return
+			return // nothing pending at all
 		}
 		if err != nil {
 			dr.release()
@@ -272,8 +294,8 @@ func (d *Dispatcher) giveBack(ctx context.Context, t *task.Task) {
 	_ = Publish(ctx, d.opts.Store, EventTaskQueued, back, StatusData{TaskID: back.ID, Status: back.Status})
 }
 
-// nextReady reserves a ready driver, the one idle the longest.
-func (d *Dispatcher) nextReady() *driver {
+// nextReady reserves a ready driver not in skip, the one idle the longest.
+func (d *Dispatcher) nextReady(skip map[*driver]bool) *driver {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	// An idle instance goes before one that would queue the task behind
@@ -281,7 +303,7 @@ func (d *Dispatcher) nextReady() *driver {
 	var best *driver
 	var bestRuns int
 	for _, dr := range d.drivers {
-		if !dr.ready(d.settings.Prefetch) {
+		if skip[dr] || !dr.ready(d.settings.Prefetch) {
 			continue
 		}
 		n := dr.load()

@@ -524,6 +524,9 @@ func (dr *driver) onConnect(ctx context.Context) {
 	for _, r := range runs {
 		r.signal(r.resyncC)
 	}
+	if f := dr.d.opts.OnConnect; f != nil {
+		f(dr.inst.ID)
+	}
 	dr.d.Wake()
 }
 

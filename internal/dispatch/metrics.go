@@ -31,6 +31,7 @@ const (
 	RequeueInstanceLost = "instance_lost"        // health declared the instance dead mid-run
 	RequeuePulledBack   = "prefetch_pulled_back" // a prefetched prompt was taken back from the instance's queue
 	RequeueLeaseLost    = "lease_lost"           // the instance lease ran low between claim and submit
+	RequeueIncapable    = "instance_incapable"   // the instance refused a prompt another instance can run
 )
 
 type noMetrics struct{}

@@ -241,6 +241,9 @@ func (r *run) submit(ctx context.Context, prompt json.RawMessage) bool {
 	case err == nil:
 		return true
 	case errors.As(err, &pe):
+		if r.rerouted(ctx, pe) {
+			return false
+		}
 		r.finish(ctx, task.StatusFailed, nil, &task.Error{
 			Type: pe.Type, Message: promptErrorMessage(pe), NodeErrors: pe.NodeErrors,
 		})

@@ -490,6 +490,7 @@ func (r *run) finish(ctx context.Context, to task.Status, res *task.Result, terr
 	r.log.InfoContext(ctx, "task finished", "status", to)
 	r.dr.d.opts.Metrics.TaskFinished(t)
 	r.publish(ctx, PublishFinal(ctx, r.st(), t))
+	r.ended(ctx, RunEnd{Task: t})
 }
 
 // requeue returns the task to the queue for reason, or fails it once its
@@ -516,6 +517,7 @@ func (r *run) requeue(ctx context.Context, reason string, refund bool) {
 	r.dr.d.opts.Metrics.TaskRequeued(t, reason)
 	r.publish(ctx, PublishStatus(ctx, r.st(), t))
 	r.publish(ctx, Publish(ctx, r.st(), EventTaskQueued, t, StatusData{TaskID: t.ID, Status: t.Status}))
+	r.ended(ctx, RunEnd{Task: t, Requeued: reason})
 }
 
 // reportProgress publishes every change of the percentage or of where the

@@ -1,7 +1,8 @@
-// Package fleet keeps the set of configured ComfyUI instances and their run
-// time state, and publishes an instance_status event on every change of
-// alive, busy or enabled. The health checker, the dispatcher and the API all
-// read and change instances through it.
+// Package fleet keeps the set of configured ComfyUI instances, their run
+// time state and their node catalogues (what each can run), and publishes
+// an instance_status event on every change of alive, busy or enabled. The
+// health checker, the dispatcher and the API all read and change instances
+// through it.
 package fleet
 
 import (
@@ -10,10 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/comfyfleet/comfyfleet/internal/catalog"
 	"github.com/comfyfleet/comfyfleet/internal/instance"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 )
@@ -31,6 +34,15 @@ type Fleet struct {
 	instances map[string]instance.Instance
 	order     []string
 	watchers  map[chan struct{}]struct{}
+
+	// cat caches the instances' node catalogues (catalog.go).
+	cat catalogs
+	// syncMu serialises SyncCaps.
+	syncMu sync.Mutex
+	// cleanMu guards cleanRuns: the instances whose run failures this
+	// replica knows to be zero (drain.go).
+	cleanMu   sync.Mutex
+	cleanRuns map[string]bool
 }
 
 // New returns an empty fleet; call Set with the configured instances.
@@ -54,9 +66,14 @@ func (f *Fleet) Set(ctx context.Context, list []instance.Instance) (added, remov
 		order = append(order, in.ID)
 	}
 	f.mu.Lock()
-	for id := range next {
-		if _, ok := f.instances[id]; !ok {
+	var resync []string // added, or with other labels: what they can run changed
+	for id, in := range next {
+		old, ok := f.instances[id]
+		if !ok {
 			added = append(added, id)
+		}
+		if !ok || !maps.Equal(old.Labels, in.Labels) {
+			resync = append(resync, id)
 		}
 	}
 	for id := range f.instances {
@@ -79,6 +96,10 @@ func (f *Fleet) Set(ctx context.Context, list []instance.Instance) (added, remov
 	}
 	if len(added)+len(removed) > 0 {
 		f.notify()
+	}
+	slices.Sort(resync)
+	if err := f.SyncCaps(ctx, resync); err != nil {
+		return added, removed, err
 	}
 	return added, removed, nil
 }
@@ -164,6 +185,7 @@ func (f *Fleet) publish(ctx context.Context, st instance.State) {
 	data, _ := json.Marshal(StatusEvent{
 		InstanceID: st.ID, Alive: st.Alive, Busy: st.Busy, Enabled: st.Enabled,
 		CurrentTaskID: st.CurrentTaskID, LastError: st.LastError,
+		DrainReason: st.DrainReason, AutoDrained: st.AutoDrained,
 	})
 	ev := store.Event{Type: EventInstanceStatus, Data: data, Time: time.Now().UnixMilli()}
 	if st.CurrentTaskID != "" {
@@ -186,6 +208,10 @@ type StatusEvent struct {
 	Enabled       bool   `json:"enabled"`
 	CurrentTaskID string `json:"currentTaskId"`
 	LastError     string `json:"lastError"`
+	// DrainReason says why the instance is disabled, when the gateway said
+	// (AutoDrained); "" otherwise.
+	DrainReason string `json:"drainReason"`
+	AutoDrained bool   `json:"autoDrained"`
 }
 
 // View is an instance as the API shows it: config facts and run time state.
@@ -203,6 +229,19 @@ type View struct {
 	LastError      string      `json:"lastError"`
 	QueueRemaining int         `json:"queueRemaining"`
 	Device         *DeviceView `json:"device,omitempty"`
+	// Labels are the server's labels from the config; {} for none.
+	Labels map[string]string `json:"labels"`
+	// Catalog summarises the instance's node catalogue; null until read.
+	Catalog *catalog.Summary `json:"catalog"`
+	// RunFailures counts the runs failed in a row for the instance's own
+	// reasons; healthCheck.drainAfterFailures of them disable it.
+	RunFailures int `json:"runFailures"`
+	// DrainReason, DrainedAt and AutoDrained say why and since when the
+	// gateway disabled it; a passing probe after healthCheck.drainCooldown
+	// enables it again, and so does an operator.
+	DrainReason string  `json:"drainReason,omitempty"`
+	DrainedAt   *string `json:"drainedAt,omitempty"`
+	AutoDrained bool    `json:"autoDrained"`
 	// CurrentTaskOwner owns the current task; not shown, it decides who may
 	// see CurrentTaskID (ForViewer).
 	CurrentTaskOwner string `json:"-"`
@@ -249,6 +288,7 @@ func (f *Fleet) Views(ctx context.Context) ([]View, error) {
 			st = instance.State{ID: in.ID, Enabled: true}
 		}
 		v := MakeView(in, st)
+		v.Catalog = f.summary(ctx, st.CatalogHash)
 		v.CurrentTaskOwner = current[in.ID].Owner
 		out = append(out, v)
 	}
@@ -275,6 +315,7 @@ func (f *Fleet) View(ctx context.Context, id string) (View, error) {
 	}
 	v := MakeView(in, withRun(st, current[id].ID))
 	v.CurrentTaskOwner = current[id].Owner
+	v.Catalog = f.summary(ctx, st.CatalogHash)
 	return v, nil
 }
 
@@ -302,12 +343,22 @@ func withRun(st instance.State, taskID string) instance.State {
 	return st
 }
 
-// MakeView merges config facts and state.
+// MakeView merges config facts and state; the catalogue summary is the
+// fleet's to add (Views, View).
 func MakeView(in instance.Instance, st instance.State) View {
 	v := View{
 		ID: in.ID, ServerID: in.ServerID, ServerName: in.ServerName, IP: in.IP, Port: in.Port,
 		Enabled: st.Enabled, Alive: st.Alive, Busy: st.Busy,
 		CurrentTaskID: st.CurrentTaskID, LastError: st.LastError, QueueRemaining: st.QueueRemaining,
+		Labels: maps.Clone(in.Labels), RunFailures: st.RunFailures, DrainReason: st.DrainReason,
+		AutoDrained: st.AutoDrained,
+	}
+	if !st.DrainedAt.IsZero() {
+		s := st.DrainedAt.UTC().Format("2006-01-02T15:04:05.000Z")
+		v.DrainedAt = &s
+	}
+	if v.Labels == nil {
+		v.Labels = map[string]string{}
 	}
 	if !st.LastHeartbeat.IsZero() {
 		s := st.LastHeartbeat.UTC().Format("2006-01-02T15:04:05.000Z")

@@ -35,6 +35,9 @@ type Settings struct {
 	Interval         time.Duration
 	Timeout          time.Duration
 	FailureThreshold int
+	// DrainCooldown is how long an automatically drained instance rests
+	// before a passing probe enables it again (fleet.Reenable).
+	DrainCooldown time.Duration
 }
 
 // Checker is the probe loop.
@@ -50,6 +53,49 @@ type Checker struct {
 	mu       sync.Mutex
 	settings Settings
 	reset    chan struct{}
+
+	// upMu guards onUp and known.
+	upMu sync.Mutex
+	onUp func(ctx context.Context, in instance.Instance) error
+	// known holds the instances onUp succeeded for since their last failed probe.
+	known map[string]bool
+}
+
+// OnUp sets a function called, in the probe's goroutine, after a
+// successful probe of an instance this checker has not seen up since its
+// last failed probe: the first probe, and the first after a failure (a
+// restart, most likely). An error makes the next successful probe call it
+// again. The app reads the instance's node catalogue there.
+func (c *Checker) OnUp(fn func(ctx context.Context, in instance.Instance) error) {
+	c.upMu.Lock()
+	defer c.upMu.Unlock()
+	c.onUp, c.known = fn, map[string]bool{}
+}
+
+// up calls onUp for in unless it succeeded since in's last failed probe.
+func (c *Checker) up(ctx context.Context, in instance.Instance) {
+	c.upMu.Lock()
+	fn, known := c.onUp, c.known[in.ID]
+	c.upMu.Unlock()
+	if fn == nil || known {
+		return
+	}
+	if err := fn(ctx, in); err != nil {
+		if ctx.Err() == nil {
+			c.log.WarnContext(ctx, "instance up hook failed", "instance_id", in.ID, "err", err)
+		}
+		return
+	}
+	c.upMu.Lock()
+	c.known[in.ID] = true
+	c.upMu.Unlock()
+}
+
+// down forgets that in was seen up.
+func (c *Checker) down(id string) {
+	c.upMu.Lock()
+	defer c.upMu.Unlock()
+	delete(c.known, id)
 }
 
 // New returns a checker; call Run to start it.
@@ -134,18 +180,22 @@ func (c *Checker) probeOne(ctx context.Context, in instance.Instance, s Settings
 		return
 	}
 	if err != nil {
+		c.down(in.ID)
 		c.recordFailure(ctx, in, s, err)
 		return
 	}
 	now := c.now().UTC()
 	alive, zero, empty := true, 0, ""
-	_, uerr := c.fleet.Update(ctx, &store.InstanceUpdateParams{
+	st, uerr := c.fleet.Update(ctx, &store.InstanceUpdateParams{
 		ID: in.ID, Alive: &alive, LastHeartbeat: &now, Failures: &zero, LastError: &empty,
 		QueueRemaining: &res.QueueRemaining, Device: &res.Device,
 	})
 	if uerr != nil {
 		c.log.WarnContext(ctx, "record probe failed", "instance_id", in.ID, "err", uerr)
+	} else if _, err := c.fleet.Reenable(ctx, st, s.DrainCooldown, now); err != nil {
+		c.log.WarnContext(ctx, "enable a drained instance failed", "instance_id", in.ID, "err", err)
 	}
+	c.up(ctx, in)
 }
 
 func (c *Checker) recordFailure(ctx context.Context, in instance.Instance, s Settings, perr error) {

@@ -18,6 +18,8 @@ type Instance struct {
 	ServerName string `json:"serverName"`
 	IP         string `json:"ip"`
 	Port       int    `json:"port"`
+	// Labels are the server's labels from the config ({gpu: a100}); nil for none.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // BaseURL is the instance's HTTP root, e.g. http://127.0.0.1:8001.
@@ -41,6 +43,21 @@ type State struct {
 	Device   Device `json:"device"`
 	// LoadedCheckpoint is the model the instance loaded last (warm-model placement).
 	LoadedCheckpoint string `json:"loadedCheckpoint,omitempty"`
+	// CatalogHash names the instance's node catalogue (catalog.Catalog.Hash)
+	// as last read from its /object_info; "" until read.
+	CatalogHash string `json:"catalogHash,omitempty"`
+	// RunFailures counts the runs that failed in a row for the instance's
+	// reasons, not the workflow's (a crash, out of memory, CUDA errors,
+	// timeouts); a completed run resets it.
+	RunFailures int `json:"runFailures"`
+	// DrainReason says why the instance is disabled, when the gateway or an
+	// operator said; "" otherwise.
+	DrainReason string `json:"drainReason,omitempty"`
+	// DrainedAt is when it was disabled with DrainReason.
+	DrainedAt time.Time `json:"drainedAt"`
+	// AutoDrained: the gateway disabled it after RunFailures reached the
+	// limit; a probe re-enables it after the cooldown.
+	AutoDrained bool `json:"autoDrained"`
 }
 
 // Device holds the facts /system_stats gives about the instance's primary device.

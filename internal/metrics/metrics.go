@@ -31,7 +31,7 @@ const namespace = "comfyfleet"
 
 // Requeue reasons the dispatcher reports, created at zero so rate() works
 // before the first event.
-var requeueReasons = []string{"instance_unreachable", "inputs_failed", "prompt_gone", "instance_lost", "prefetch_pulled_back", "lease_lost"}
+var requeueReasons = []string{"instance_unreachable", "inputs_failed", "prompt_gone", "instance_lost", "prefetch_pulled_back", "lease_lost", "instance_incapable"}
 
 // WebSocket drop reasons the push hub reports.
 var dropReasons = []string{"send_buffer_overflow", "write_timeout", "ping_timeout"}

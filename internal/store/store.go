@@ -1,8 +1,9 @@
 // Package store defines the persistence seam of the gateway: tasks and the
-// queue, instance runtime state, file records, the persisted runtime config,
-// leases and an event channel. Two implementations exist: sqlitestore (the
-// embedded default) and redisstore (shared by several replicas). Both pass
-// the same conformance suite in storetest.
+// queue, instance runtime state, the instances' node catalogues, file
+// records, the persisted runtime config, leases and an event channel. Two
+// implementations exist: sqlitestore (the embedded default) and redisstore
+// (shared by several replicas). Both pass the same conformance suite in
+// storetest.
 //
 // Times go in and out in UTC at millisecond precision: a store truncates
 // sub-millisecond parts and returns the zero time for "not yet".
@@ -12,8 +13,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
+	"github.com/comfyfleet/comfyfleet/internal/catalog"
 	"github.com/comfyfleet/comfyfleet/internal/file"
 	"github.com/comfyfleet/comfyfleet/internal/instance"
 	"github.com/comfyfleet/comfyfleet/internal/task"
@@ -29,6 +32,10 @@ var (
 	ErrConflict = errors.New("store: conflict")
 	// ErrUnavailable: the backing store cannot be reached.
 	ErrUnavailable = errors.New("store: unavailable")
+	// ErrNoneRunnable is the ErrNotFound of a claim while tasks are pending
+	// but none of them can run on the claiming instance: another instance
+	// may claim them (errors.Is(ErrNoneRunnable, ErrNotFound) holds).
+	ErrNoneRunnable = fmt.Errorf("%w: nothing pending the instance can run", ErrNotFound)
 	// ErrLimit: the write would pass a limit the caller set in its params
 	// (TaskInsertParams.MaxPending); nothing was written.
 	ErrLimit = errors.New("store: limit reached")
@@ -54,6 +61,8 @@ func PageLimit(limit int) int {
 type Store interface {
 	TaskStore
 	InstanceStore
+	CatalogStore
+	CapStore
 	FileStore
 	UsageStore
 	ConfigStore
@@ -85,20 +94,25 @@ type TaskStore interface {
 	// estimate of how many tasks go first. ErrConflict if the task is not
 	// pending.
 	TaskQueuePosition(ctx context.Context, id string) (int, error)
-	// TaskClaim atomically takes the next pending task and marks it running
-	// on p.InstanceID under a lease, with Attempts+1 and StartedAt = p.Now.
-	// ErrNotFound when nothing is pending.
+	// TaskClaim atomically takes the next pending task that p.InstanceID
+	// can run and marks it running there under a lease, with Attempts+1 and
+	// StartedAt = p.Now. ErrNotFound when nothing is pending; ErrNoneRunnable
+	// (an ErrNotFound) when tasks are pending but none can run there.
 	//
-	// The next task is chosen in two steps. Fair share: among the owners
-	// with pending tasks, the one with the fewest running tasks goes first,
-	// then the one whose last claim is the oldest (round robin; never
-	// served counts as oldest; ties by owner name), and its pending task of
+	// Capability comes first: the instance considers only the pending tasks
+	// without a placement requirement (CapKey "") and those whose
+	// requirement is recorded as runnable there (CapStore). Among those, the
+	// next task is chosen in two steps. Fair share: among the owners with
+	// such tasks, the one with the fewest running tasks goes first, then the
+	// one whose last claim is the oldest (round robin; never served counts
+	// as oldest; ties by owner name), and its runnable pending task of
 	// lowest (Rank, Seq) is the head. Warm model: when p.Checkpoint is set
-	// and the head needs another one, the same owner's pending task of
-	// lowest rank whose CheckpointKey is p.Checkpoint is taken instead, if
-	// its rank is at most the head's plus p.WarmWindow. Warm placement thus
-	// never crosses owners, and a task is passed only by its owner's tasks
-	// of bounded rank, so none waits forever.
+	// and the head needs another one, the same owner's runnable pending task
+	// of lowest rank whose CheckpointKey is p.Checkpoint is taken instead,
+	// if its rank is at most the head's plus p.WarmWindow. Warm placement
+	// thus never crosses owners, and a task is passed only by its owner's
+	// tasks of bounded rank, so none waits forever while an instance that
+	// can run it claims.
 	TaskClaim(ctx context.Context, p *TaskClaimParams) (*task.Task, error)
 	// TaskProgress raises a running task's progress (never lowers it),
 	// capped at 99: only completion makes it 100. ErrConflict if the task is
@@ -145,7 +159,12 @@ type TaskInsertParams struct {
 	Workflow    json.RawMessage
 	Params      json.RawMessage
 	Checkpoints []string
-	Timeout     time.Duration
+	// Requires are the labels an instance needs to run the task; nil for any.
+	Requires map[string]string
+	// Cap is the task's placement requirement: only the instances the store
+	// records as able to run it (CapStore) claim the task. Nil: any instance.
+	Cap     *CapParams
+	Timeout time.Duration
 	// Aging is the wait that counts as one priority point (see Rank); zero
 	// means strict priority.
 	Aging time.Duration
@@ -302,6 +321,77 @@ type InstanceUpdateParams struct {
 	Failures         *int
 	Device           *instance.Device
 	LoadedCheckpoint *string
+	// CatalogHash names the catalogue read from the instance (CatalogPut it first).
+	CatalogHash *string
+	// RunFailures, DrainReason, DrainedAt and AutoDrained are the automatic
+	// drain's state (instance.State).
+	RunFailures *int
+	DrainReason *string
+	DrainedAt   *time.Time
+	AutoDrained *bool
+}
+
+// CatalogStore keeps node catalogues by content hash: identical catalogues
+// of several instances are one record, and a record never changes.
+type CatalogStore interface {
+	// CatalogPut stores a catalogue under its hash unless that hash is
+	// stored already (then nothing changes), and reports whether it stored it.
+	CatalogPut(ctx context.Context, p *CatalogPutParams) (created bool, err error)
+	// CatalogGet returns a stored catalogue; ErrNotFound if none has that hash.
+	CatalogGet(ctx context.Context, hash string) (*catalog.Record, error)
+}
+
+// CapStore keeps the placement requirements of tasks (catalog.Requirement:
+// what decides which instances can run a task) by key, and for each
+// instance the requirements it can run. Many tasks share one requirement;
+// the gateway records which instances can run it when it first stores it
+// (TaskInsert) and again when an instance's catalogue or labels change
+// (CapSetInstance). A claim by an instance considers only the pending tasks
+// without a requirement and those whose requirement it can run.
+type CapStore interface {
+	// CapList returns every stored requirement (without Instances).
+	CapList(ctx context.Context) ([]*Cap, error)
+	// CapGet returns a requirement with the instances recorded as able to
+	// run it; ErrNotFound for an unknown key.
+	CapGet(ctx context.Context, key string) (*Cap, error)
+	// CapSetInstance records which of the given requirements an instance
+	// can run (Can) and cannot (Cannot); other requirements are left as
+	// they are. Keys that are not stored are ignored.
+	CapSetInstance(ctx context.Context, p *CapSetInstanceParams) error
+}
+
+// CapParams is the placement requirement of a new task. When the store
+// does not have Key yet it stores Data under it and records Instances as
+// the ones able to run it; when it has, it keeps what it has.
+type CapParams struct {
+	Key       string
+	Data      []byte
+	Instances []string
+}
+
+// Cap is a stored placement requirement.
+type Cap struct {
+	Key  string
+	Data []byte
+	// Instances are the instance ids recorded as able to run it, sorted
+	// (CapGet only).
+	Instances []string
+	CreatedAt time.Time
+}
+
+// CapSetInstanceParams says which requirements one instance can run.
+type CapSetInstanceParams struct {
+	Instance    string
+	Can, Cannot []string
+}
+
+// CatalogPutParams is one encoded catalogue.
+type CatalogPutParams struct {
+	// Hash is catalog.HashOf(Data).
+	Hash string
+	// Data is catalog.Catalog.Encode().
+	Data []byte
+	Now  time.Time
 }
 
 // FileStore keeps file records (the bytes live in the blob store).

@@ -85,6 +85,12 @@ type Task struct {
 	Params json.RawMessage `json:"params,omitempty"`
 	// Checkpoints names the model files the workflow loads, for warm-model placement.
 	Checkpoints []string `json:"-"`
+	// Requires are the labels an instance must have to run the task (all
+	// of them, with these values); nil for any instance.
+	Requires map[string]string `json:"requires,omitempty"`
+	// CapKey names the task's placement requirement (store.CapStore); ""
+	// for a task any instance may run.
+	CapKey string `json:"-"`
 	// Timeout overrides the configured run timeout when non-zero.
 	Timeout time.Duration `json:"-"`
 	// CancelRequested is set when a running task was asked to stop.

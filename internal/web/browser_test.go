@@ -47,6 +47,9 @@ func TestLoginSeesInstancesAlive(t *testing.T) {
 	}
 	// Heartbeats are shown once the health checker has probed.
 	p.waitJS("a heartbeat", `[...document.querySelectorAll('#instances tbody time')].every(e => e.getAttribute('datetime'))`, long)
+	// What each instance can run: its catalogue, read when it came up.
+	p.waitJS("the catalogues", `[...document.querySelectorAll('#instances tbody tr')].every(tr =>
+		/378 node classes · 3 checkpoints/.test(tr.querySelector('[data-field="catalog"]')?.textContent || ''))`, long)
 	p.shot("instances")
 
 	// The overview counts come live from /ws.
@@ -694,4 +697,29 @@ func writePNG(t *testing.T, path string) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestAutoDrainShown: an instance drained automatically shows the badge
+// and the reason live, and an admin enables it again with its switch.
+func TestAutoDrainShown(t *testing.T) {
+	d := startDemoWith(t, 1, comfysim.Options{}, func(c *config.Config) {
+		c.HealthCheck.DrainAfterFailures = 1
+		c.HealthCheck.DrainCooldown = config.Millis(time.Hour)
+	})
+	id := d.Sims[0].Addr()
+	p := newPage(t, d)
+	p.open("#/instances")
+	p.login("admin", "admin123")
+	row := fmt.Sprintf(`#instances tr[data-instance-id=%q]`, id)
+	p.waitJS("the alive row", fmt.Sprintf(`document.querySelector(%q)?.dataset.alive === 'true'`, row), long)
+
+	d.Sims[0].FailNode("KSampler", "CUDA out of memory. Tried to allocate 4.00 GiB")
+	d.submit(t2i(3), nil, 0)
+	p.waitJS("the drained row", fmt.Sprintf(`document.querySelector(%q)?.dataset.state === 'drained' &&
+		document.querySelector(%q).querySelector('[data-field="drainReason"]')?.textContent.includes('CUDA out of memory')`, row, row), long)
+	p.shot("drained")
+
+	d.Sims[0].ClearFaults()
+	p.click(row + ` input.enable-toggle`)
+	p.waitJS("the enabled row", fmt.Sprintf(`document.querySelector(%q)?.dataset.state === 'idle' && !document.querySelector(%q).querySelector('[data-field="drainReason"]')`, row, row), short)
 }

@@ -46,6 +46,8 @@ func workload(t *testing.T, s *Store, name string, r *rand.Rand, n int) {
 			var tk *task.Task
 			tk, err = s.TaskInsert(ctx, &store.TaskInsertParams{ID: fmt.Sprintf("%s-%d", name, i), Owner: owners[r.IntN(3)],
 				Priority: r.IntN(3), Workflow: []byte(`{}`), Checkpoints: [][]string{nil, {"a"}, {"b", "a"}}[r.IntN(3)],
+				Cap: []*store.CapParams{nil, {Key: "c1", Data: []byte(`{}`), Instances: []string{"i:0", "i:1"}},
+					{Key: "c2", Data: []byte(`{}`), Instances: []string{"i:2"}}}[r.IntN(3)],
 				Now: now.Add(time.Duration(r.IntN(3)) * time.Second)})
 			if err == nil {
 				mine = append(mine, tk.ID)
@@ -117,8 +119,10 @@ func checkIndexes(t *testing.T, s *Store) {
 			qm := queueMemberPrefix(store.Rank(tk.Priority, tk.CreatedAt, 0)) + fmt.Sprintf("%016x", tk.Seq) + tk.ID
 			add(s.keys.queue(), qm, 0)
 			add(s.keys.ownerQueue(tk.Owner), qm, 0)
+			add(s.keys.capQueue(tk.Owner, tk.CapKey), qm, 0)
+			add(s.keys.ownerCaps(tk.Owner), tk.CapKey, 0)
 			if ck := task.CheckpointKey(tk.Checkpoints); ck != "" {
-				add(s.keys.ckptQueue(tk.Owner, ck), qm, 0)
+				add(s.keys.capCkptQueue(tk.Owner, tk.CapKey, ck), qm, 0)
 			}
 			pendingOwners[tk.Owner] = true
 		case task.StatusRunning:
@@ -178,11 +182,12 @@ func checkIndex(t *testing.T, s *Store, key string, want map[string]float64) {
 func checkNoStrayIndexes(t *testing.T, s *Store, want map[string]map[string]float64) {
 	t.Helper()
 	for _, pattern := range []string{s.keys.list(""), s.keys.prefix + "owner:", s.keys.runningOn(""), s.keys.queue(),
-		s.keys.ownerQueue(""), s.keys.prefix + "queue:ckpt:", s.keys.queueOwners(), s.keys.leases()} {
+		s.keys.ownerQueue(""), s.keys.prefix + "queue:ckpt:", s.keys.prefix + "queue:cap:", s.keys.prefix + "queue:capckpt:",
+		s.keys.ownerCaps(""), s.keys.queueOwners(), s.keys.leases()} {
 		keys, err := redistest.Keys(t.Context(), admin(t), pattern)
 		mustOK(t, err)
 		for _, k := range keys {
-			if k == s.keys.ownerServed() || k == s.keys.servedSerial() {
+			if k == s.keys.ownerServed() || k == s.keys.servedSerial() || k == s.keys.capsVersion() {
 				continue // bookkeeping, checked through the queue owners' scores
 			}
 			if _, ok := want[k]; !ok {

@@ -28,6 +28,11 @@ const (
 	fiFailures   = "failures"
 	fiDevice     = "device"
 	fiCheckpoint = "ckpt"
+	fiCatalog    = "catalog" // the catalogue hash, absent until read
+	fiRunFail    = "runfail" // runs failed in a row for the instance's reasons
+	fiDrain      = "drain"   // why it is disabled; absent for no reason given
+	fiDrainedAt  = "drainedat"
+	fiAuto       = "auto" // "1" when drained automatically
 )
 
 // instanceArgs lists the field, value pairs of the fields p sets.
@@ -60,6 +65,19 @@ func instanceArgs(p *store.InstanceUpdateParams) ([]any, error) {
 	if p.LoadedCheckpoint != nil {
 		add(fiCheckpoint, *p.LoadedCheckpoint)
 	}
+	if p.CatalogHash != nil {
+		add(fiCatalog, *p.CatalogHash)
+	}
+	if p.RunFailures != nil {
+		add(fiRunFail, strconv.Itoa(*p.RunFailures))
+	}
+	if p.DrainReason != nil {
+		add(fiDrain, *p.DrainReason)
+	}
+	if p.DrainedAt != nil {
+		add(fiDrainedAt, msArg(*p.DrainedAt))
+	}
+	addBool(fiAuto, p.AutoDrained)
 	if p.Device != nil {
 		b, err := json.Marshal(p.Device)
 		if err != nil {
@@ -84,6 +102,8 @@ func decodeInstance(m map[string]string) (instance.State, error) {
 		ID: m[fiID], Enabled: m[fiEnabled] == "1", Alive: m[fiAlive] == "1", Busy: m[fiBusy] == "1",
 		CurrentTaskID: m[fiTask], LastHeartbeat: r.time(fiHeartbeat), LastError: m[fiLastError],
 		QueueRemaining: int(r.int(fiQueue)), Failures: int(r.int(fiFailures)), LoadedCheckpoint: m[fiCheckpoint],
+		CatalogHash: m[fiCatalog], RunFailures: int(r.int(fiRunFail)), DrainReason: m[fiDrain],
+		DrainedAt: r.time(fiDrainedAt), AutoDrained: m[fiAuto] == "1",
 	}
 	r.json(fiDevice, &st.Device)
 	if r.err != nil {

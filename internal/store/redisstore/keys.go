@@ -30,12 +30,33 @@ func (k keys) queue() string { return k.prefix + "queue" }
 // ownerQueue is queue restricted to one owner's tasks (the owner "" too).
 func (k keys) ownerQueue(owner string) string { return k.prefix + "queue:owner:" + owner }
 
-// ckptQueue is ownerQueue restricted to the tasks of one CheckpointKey
-// (never ""). The owner's length comes first, so no owner and checkpoint
-// pair names the key of another.
+// ckptQueue is the per-owner checkpoint queue of stores before placement
+// by capability; only the upgrade (luaMigrateCaps) still names it.
 func (k keys) ckptQueue(owner, ckpt string) string {
 	return k.prefix + "queue:ckpt:" + strconv.Itoa(len(owner)) + ":" + owner + ckpt
 }
+
+// capQueue is ownerQueue restricted to the tasks of one placement
+// requirement (CapKey, "" included). The owner's length comes first, so no
+// owner and requirement pair names the key of another.
+func (k keys) capQueue(owner, cap string) string {
+	return k.prefix + "queue:cap:" + strconv.Itoa(len(owner)) + ":" + owner + cap
+}
+
+// capCkptQueue is capQueue restricted to the tasks of one CheckpointKey
+// (never ""), for warm placement; lengths again keep the names apart.
+func (k keys) capCkptQueue(owner, cap, ckpt string) string {
+	return k.prefix + "queue:capckpt:" + strconv.Itoa(len(owner)) + ":" + owner +
+		strconv.Itoa(len(cap)) + ":" + cap + ckpt
+}
+
+// ownerCaps is the SET of the requirements (CapKey) of an owner's pending
+// tasks: those whose capQueue is not empty.
+func (k keys) ownerCaps(owner string) string { return k.prefix + "queue:caps:" + owner }
+
+// capsVersion is the string set once the queue indexes have the
+// per-requirement form (luaMigrateCaps).
+func (k keys) capsVersion() string { return k.prefix + "queue:capsv" }
 
 // queueOwners is the ZSET of the owners with pending tasks in fair-share
 // order: scored by running count × 2^33 plus the serial of their last claim
@@ -74,6 +95,21 @@ func (k keys) instance(id string) string { return k.prefix + "instance:" + id }
 // instances is the SET of every stored instance id.
 func (k keys) instances() string { return k.prefix + "instances" }
 
+// catalog is the hash of one node catalogue (data, created), by content hash.
+func (k keys) catalog(hash string) string { return k.prefix + "catalog:" + hash }
+
+// cap is the hash of one placement requirement (data, created), by key.
+func (k keys) cap(key string) string { return k.prefix + "cap:" + key }
+
+// caps is the SET of every stored requirement key.
+func (k keys) caps() string { return k.prefix + "caps" }
+
+// capOn is the SET of the instance ids able to run one requirement.
+func (k keys) capOn(key string) string { return k.prefix + "capon:" + key }
+
+// capable is the SET of the requirement keys one instance can run.
+func (k keys) capable(instanceID string) string { return k.prefix + "capable:" + instanceID }
+
 // file is the hash of one file record.
 func (k keys) file(id string) string { return k.prefix + "file:" + id }
 
@@ -109,6 +145,16 @@ local function key_task(id) return P .. 'task:' .. id end
 local function key_queue() return P .. 'queue' end
 local function key_owner_queue(owner) return P .. 'queue:owner:' .. owner end
 local function key_ckpt_queue(owner, ckpt) return P .. 'queue:ckpt:' .. #owner .. ':' .. owner .. ckpt end
+local function key_cap_queue(owner, cap) return P .. 'queue:cap:' .. #owner .. ':' .. owner .. cap end
+local function key_cap_ckpt_queue(owner, cap, ckpt)
+  return P .. 'queue:capckpt:' .. #owner .. ':' .. owner .. #cap .. ':' .. cap .. ckpt
+end
+local function key_owner_caps(owner) return P .. 'queue:caps:' .. owner end
+local function key_caps_version() return P .. 'queue:capsv' end
+local function key_cap(key) return P .. 'cap:' .. key end
+local function key_caps() return P .. 'caps' end
+local function key_cap_on(key) return P .. 'capon:' .. key end
+local function key_capable(instance) return P .. 'capable:' .. instance end
 local function key_queue_owners() return P .. 'queue:owners' end
 local function key_owner_running() return P .. 'running:owners' end
 local function key_owner_served() return P .. 'queue:served' end

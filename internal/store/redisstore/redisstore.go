@@ -26,13 +26,26 @@
 //	                        position is ZRANK + 1, O(log n), exact for every
 //	                        int64 rank and Seq
 //	P queue:owner:<owner>   the same members, one owner's pending tasks
-//	P queue:ckpt:<len(owner)>:<owner><key>
-//	                        the same, one owner's tasks needing one
+//	P queue:cap:<len(owner)>:<owner><cap>
+//	                        the same, one owner's tasks of one placement
+//	                        requirement (CapKey, "" for none)
+//	P queue:capckpt:<len(owner)>:<owner><len(cap)>:<cap><key>
+//	                        the same, those of them needing one
 //	                        CheckpointKey (warm placement)
+//	P queue:caps:<owner>    SET of the requirements of an owner's pending tasks
+//	P queue:capsv           set once the queues have the per-requirement
+//	                        form (the first claim moves older stores' tasks)
 //	P queue:owners          ZSET of owners with pending tasks, score running
 //	                        count × 2^33 + serial of their last claim: the
-//	                        claim serves the first (fair share), then the
-//	                        head of its queue, or of its checkpoint queue
+//	                        claim serves the first with a requirement the
+//	                        instance can run (fair share), then the lowest
+//	                        head over those requirements' queues, or over
+//	                        their checkpoint queues
+//	P cap:<key>             hash: one placement requirement (data, created)
+//	P caps                  SET of every requirement key
+//	P capon:<key>           SET of the instance ids able to run a requirement
+//	P capable:<instance>    SET of the requirement keys an instance can run
+//	P catalog:<hash>        hash: one node catalogue (data, created)
 //	P running:owners        hash: running count per owner
 //	P queue:served          hash: last claim serial per owner
 //	P queue:serial          counter handing out claim serials
@@ -265,6 +278,8 @@ const (
 	codeNotFound = "NOTFOUND"
 	codeConflict = "CONFLICT"
 	codeLimit    = "LIMIT"
+	// reasonNoneRunnable after NOTFOUND is store.ErrNoneRunnable.
+	reasonNoneRunnable = "NONE_RUNNABLE"
 )
 
 // unavailableCodes are Redis error codes that mean the server cannot serve
@@ -317,6 +332,9 @@ func translateReply(rerr redis.Error) error {
 	code, reason, _ := strings.Cut(msg, " ")
 	switch code {
 	case codeNotFound:
+		if strings.HasPrefix(reason, reasonNoneRunnable) {
+			return store.ErrNoneRunnable
+		}
 		return fmt.Errorf("%w: %s", store.ErrNotFound, reason)
 	case codeConflict:
 		return fmt.Errorf("%w: %s", store.ErrConflict, reason)

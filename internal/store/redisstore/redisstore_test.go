@@ -133,12 +133,16 @@ func TestKeyBuildersAgree(t *testing.T) {
 		k.ownerList(allTasks, owner), k.leases(), k.runningOn(inst), k.instance(inst), k.file(id),
 		k.files(), k.ownerFiles(owner), k.taskFiles(id), k.ownerQueue(owner), k.ckptQueue(owner, "a|b"), k.queueOwners(),
 		k.ownerRunning(), k.ownerServed(), k.servedSerial(), k.fileBytes(),
+		k.capQueue(owner, "c1"), k.capCkptQueue(owner, "c1", "a|b"), k.ownerCaps(owner), k.capsVersion(),
+		k.cap("c1"), k.caps(), k.capOn("c1"), k.capable(inst),
 	}
 	sc := script(luaKeys, `local id, owner, inst = ARGV[2], ARGV[3], ARGV[4]
 return {key_task(id), key_queue(), key_list('pending'), key_list('all'), key_owner_list('failed', owner),
   key_owner_list('all', owner), key_leases(), key_running_on(inst), key_instance(inst), key_file(id),
   key_files(), key_owner_files(owner), key_task_files(id), key_owner_queue(owner), key_ckpt_queue(owner, 'a|b'),
-  key_queue_owners(), key_owner_running(), key_owner_served(), key_served_serial(), key_file_bytes()}`)
+  key_queue_owners(), key_owner_running(), key_owner_served(), key_served_serial(), key_file_bytes(),
+  key_cap_queue(owner, 'c1'), key_cap_ckpt_queue(owner, 'c1', 'a|b'), key_owner_caps(owner), key_caps_version(),
+  key_cap('c1'), key_caps(), key_cap_on('c1'), key_capable(inst)}`)
 	got, err := sc.Run(t.Context(), s.rdb, nil, k.prefix, id, owner, inst).StringSlice()
 	mustOK(t, err)
 	if d := cmp.Diff(want, got); d != "" {

@@ -20,6 +20,17 @@ redis.call('SADD', KEYS[2], ARGV[1])
 return redis.call('HGETALL', KEYS[1])
 `)
 
+// putCatalogScript stores a catalogue unless its hash is stored already.
+//
+//	KEYS[1] catalogue hash
+//	ARGV[1] data, ARGV[2] CreatedAt ms
+//	returns 1 when stored, 0 when the hash was there (nothing changes)
+var putCatalogScript = script(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'data', ARGV[1], 'created', ARGV[2]) -- fcData, fcCreated
+return 1
+`)
+
 // deleteInstanceScript forgets an instance.
 //
 //	KEYS[1] instance hash, KEYS[2] instances set

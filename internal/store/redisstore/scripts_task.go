@@ -57,27 +57,47 @@ local function count_running(owner, n)
 end
 
 -- enqueue adds queue member qm of the task at key to the queue, its
--- owner's queue and its model's queue, and the owner to the queue owners.
+-- owner's queue, the owner's queue of its requirement (and of its model
+-- within it), and the owner to the queue owners.
 local function enqueue(key, qm)
-  local f = redis.call('HMGET', key, 'owner', 'ck')
-  local owner, ck = f[1] or '', f[2] or ''
+  local f = redis.call('HMGET', key, 'owner', 'ck', 'cap')
+  local owner, ck, cap = f[1] or '', f[2] or '', f[3] or ''
   redis.call('ZADD', key_queue(), 0, qm)
   redis.call('ZADD', key_owner_queue(owner), 0, qm)
-  if ck ~= '' then redis.call('ZADD', key_ckpt_queue(owner, ck), 0, qm) end
+  redis.call('ZADD', key_cap_queue(owner, cap), 0, qm)
+  redis.call('SADD', key_owner_caps(owner), cap)
+  if ck ~= '' then redis.call('ZADD', key_cap_ckpt_queue(owner, cap, ck), 0, qm) end
   if not redis.call('ZSCORE', key_queue_owners(), owner) then
     redis.call('ZADD', key_queue_owners(), owner_score(owner), owner)
   end
 end
 
 -- dequeue undoes enqueue; an owner with nothing left waiting leaves the
--- queue owners.
+-- queue owners, a requirement with nothing left the owner's requirements.
 local function dequeue(key, qm)
-  local f = redis.call('HMGET', key, 'owner', 'ck')
-  local owner, ck = f[1] or '', f[2] or ''
+  local f = redis.call('HMGET', key, 'owner', 'ck', 'cap')
+  local owner, ck, cap = f[1] or '', f[2] or '', f[3] or ''
   redis.call('ZREM', key_queue(), qm)
   redis.call('ZREM', key_owner_queue(owner), qm)
-  if ck ~= '' then redis.call('ZREM', key_ckpt_queue(owner, ck), qm) end
+  redis.call('ZREM', key_cap_queue(owner, cap), qm)
+  if redis.call('ZCARD', key_cap_queue(owner, cap)) == 0 then redis.call('SREM', key_owner_caps(owner), cap) end
+  if ck ~= '' then redis.call('ZREM', key_cap_ckpt_queue(owner, cap, ck), qm) end
   if redis.call('ZCARD', key_owner_queue(owner)) == 0 then redis.call('ZREM', key_queue_owners(), owner) end
+end
+
+-- migrate_caps moves a store's pending tasks from the per-owner
+-- checkpoint queues of stores before placement by capability to the
+-- per-requirement queues, once: every task then has the requirement ''
+-- (any instance). O(pending tasks), on the first claim after the upgrade.
+local function migrate_caps()
+  if redis.call('EXISTS', key_caps_version()) == 1 then return end
+  for _, qm in ipairs(redis.call('ZRANGE', key_queue(), 0, -1)) do
+    local key = key_task(queue_id(qm))
+    local f = redis.call('HMGET', key, 'owner', 'ck')
+    if f[2] and f[2] ~= '' then redis.call('DEL', key_ckpt_queue(f[1] or '', f[2])) end
+    enqueue(key, qm)
+  end
+  redis.call('SET', key_caps_version(), '1')
 end
 
 -- leave_running drops a running task from the lease, instance and
@@ -99,25 +119,38 @@ local function check_running(key, owner)
 end
 `
 
-// insertTaskScript adds a pending task, unless its owner already has
-// the most pending tasks allowed (the length of their queue).
+// insertTaskScript adds a pending task, unless its owner already has the
+// most pending tasks allowed (the length of their queue), and, the first
+// time its placement requirement is seen, the requirement and the
+// instances able to run it.
 //
 //	KEYS[1] task hash, KEYS[2] seq counter
 //	ARGV[1] prefix, ARGV[2] id, ARGV[3] owner ('' none), ARGV[4] CreatedAt ms,
 //	ARGV[5] queue member prefix (queueMemberPrefix), ARGV[6] most pending
-//	tasks of the owner (0: no bound), ARGV[7..] hash field, value pairs
-//	(with owner and ck, the CheckpointKey)
+//	tasks of the owner (0: no bound), ARGV[7] requirement key ('' none),
+//	ARGV[8] its data, ARGV[9] n, ARGV[10..9+n] the instances able to run it,
+//	ARGV[10+n..] hash field, value pairs (with owner, ck, the
+//	CheckpointKey, and cap, the requirement key)
 //	returns the task's Seq; CONFLICT if the id exists; LIMIT if the owner
 //	has ARGV[6] pending tasks
 var insertTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, `
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('CONFLICT task exists') end
 local id, owner, created, max = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[6])
+local capkey, n = ARGV[7], tonumber(ARGV[9])
 if max > 0 and redis.call('ZCARD', key_owner_queue(owner)) >= max then
   return redis.error_reply('LIMIT owner has ' .. max .. ' pending tasks')
 end
+if capkey ~= '' and redis.call('EXISTS', key_cap(capkey)) == 0 then
+  redis.call('HSET', key_cap(capkey), 'data', ARGV[8], 'created', created)
+  redis.call('SADD', key_caps(), capkey)
+  for i = 10, 9 + n do
+    redis.call('SADD', key_cap_on(capkey), ARGV[i])
+    redis.call('SADD', key_capable(ARGV[i]), capkey)
+  end
+end
 local seq = redis.call('INCR', KEYS[2])
 local qm = queue_member(ARGV[5], seq, id)
-redis.call('HSET', KEYS[1], 'seq', string.format('%d', seq), 'qm', qm, unpack(ARGV, 7))
+redis.call('HSET', KEYS[1], 'seq', string.format('%d', seq), 'qm', qm, unpack(ARGV, 10 + n))
 enqueue(KEYS[1], qm)
 local m = list_member(seq, id)
 for _, list in ipairs({'all', 'pending'}) do
@@ -127,26 +160,54 @@ end
 return seq
 `)
 
-// claimTaskScript takes the next task (store.TaskClaim) and marks it
-// running. Fair share: the first of the queue owners (lowest score, then
-// name) gives the head, the first of its queue. Warm model: the head of that
-// owner's queue for the instance's model replaces it when its rank is within
-// the window.
-// O(log n).
+// claimTaskScript takes the next task (store.TaskClaim) that the instance
+// can run and marks it running. Capability: of each owner, only the
+// requirements in its requirement set that are empty or in the instance's
+// capable set count. Fair share: the first of the queue owners (lowest
+// score, then name) with such a requirement gives the head, the lowest
+// member over the heads of those requirements' queues. Warm model: the
+// lowest member over the same requirements' queues for the instance's model
+// replaces it when its rank is within the window. O(log n) per runnable
+// requirement of the owner served, plus the owners passed over.
 //
 //	KEYS[1] queue (the scripts reach the other queue keys through the prefix)
 //	ARGV[1] prefix, ARGV[2] instance id, ARGV[3] lease owner, ARGV[4] now ms,
 //	ARGV[5] lease expiry ms, ARGV[6] the instance's CheckpointKey ('' none),
 //	ARGV[7] warm window ms (0 off)
-//	returns the claimed task as HGETALL pairs; NOTFOUND if nothing is pending
+//	returns the claimed task as HGETALL pairs; NOTFOUND if nothing is
+//	pending, NOTFOUND NONE_RUNNABLE if nothing pending can run there
 var claimTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, `
-local first = redis.call('ZRANGE', key_queue_owners(), 0, 0)[1]
-if not first then return redis.error_reply('NOTFOUND no pending task') end
-local head = redis.call('ZRANGE', key_owner_queue(first), 0, 0)[1]
-if not head then return redis.error_reply('NOTFOUND no pending task') end
+local none_runnable = '`+reasonNoneRunnable+`'
+migrate_caps()
+local inst = ARGV[2]
+local first, head, runnable
+for _, owner in ipairs(redis.call('ZRANGE', key_queue_owners(), 0, -1)) do
+  local caps = {}
+  for _, cap in ipairs(redis.call('SMEMBERS', key_owner_caps(owner))) do
+    if cap == '' or redis.call('SISMEMBER', key_capable(inst), cap) == 1 then
+      local h = redis.call('ZRANGE', key_cap_queue(owner, cap), 0, 0)[1]
+      if h then
+        caps[#caps + 1] = cap
+        if not head or h < head then head = h end
+      end
+    end
+  end
+  if head then
+    first, runnable = owner, caps
+    break
+  end
+end
+if not head then
+  if redis.call('ZCARD', key_queue()) > 0 then return redis.error_reply('NOTFOUND ' .. none_runnable) end
+  return redis.error_reply('NOTFOUND no pending task')
+end
 local pick, ck, window = head, ARGV[6], tonumber(ARGV[7])
 if ck ~= '' and window > 0 and redis.call('HGET', key_task(queue_id(head)), 'ck') ~= ck then
-  local warm = redis.call('ZRANGE', key_ckpt_queue(first, ck), 0, 0)[1]
+  local warm
+  for _, cap in ipairs(runnable) do
+    local w = redis.call('ZRANGE', key_cap_ckpt_queue(first, cap, ck), 0, 0)[1]
+    if w and (not warm or w < warm) then warm = w end
+  end
   if warm and string.sub(warm, 1, 16) <= rank_plus(head, window) then pick = warm end
 end
 local id = queue_id(pick)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -31,6 +32,8 @@ const (
 	fParams     = "params"
 	fCkpts      = "ckpts"
 	fCkptKey    = "ck"      // task.CheckpointKey(ckpts), for warm-model placement
+	fRequires   = "req"     // the labels the task requires, JSON; absent for none
+	fCap        = "cap"     // the placement requirement's key; absent for none
 	fTimeout    = "timeout" // nanoseconds
 	fCancel     = "cancel"  // "1" when a cancel was requested
 	fLeaseOwner = "lowner"
@@ -46,7 +49,7 @@ const (
 // listFields are the fields TaskList reads: all but the bodies.
 var listFields = []any{
 	fID, fOwner, fStatus, fPriority, fProgress, fInstance, fAttempts, fSeq, fCkpts, fTimeout, fCancel,
-	fLeaseOwner, fLeaseExp, fResult, fError, fCreated, fUpdated, fStarted, fFinished,
+	fLeaseOwner, fLeaseExp, fResult, fError, fCreated, fUpdated, fStarted, fFinished, fRequires, fCap,
 }
 
 // insertFields are the hash fields of a new task; the script adds seq and qm.
@@ -69,6 +72,16 @@ func insertFields(p *store.TaskInsertParams) ([]any, error) {
 			return nil, err
 		}
 		f = append(f, fCkpts, b, fCkptKey, task.CheckpointKey(p.Checkpoints))
+	}
+	if len(p.Requires) > 0 {
+		b, err := json.Marshal(p.Requires)
+		if err != nil {
+			return nil, err
+		}
+		f = append(f, fRequires, b)
+	}
+	if p.Cap != nil && p.Cap.Key != "" {
+		f = append(f, fCap, p.Cap.Key)
 	}
 	return f, nil
 }
@@ -121,11 +134,12 @@ func decodeTask(m map[string]string) (*task.Task, error) {
 		Progress: int(r.int(fProgress)), InstanceID: m[fInstance], Attempts: int(r.int(fAttempts)),
 		Seq: r.int(fSeq), Workflow: r.bytes(fWorkflow), Params: r.bytes(fParams),
 		Timeout: time.Duration(r.int(fTimeout)), CancelRequested: m[fCancel] == "1",
-		LeaseOwner: m[fLeaseOwner], LeaseExpiresAt: r.time(fLeaseExp),
+		LeaseOwner: m[fLeaseOwner], LeaseExpiresAt: r.time(fLeaseExp), CapKey: m[fCap],
 		CreatedAt: r.time(fCreated), UpdatedAt: r.time(fUpdated),
 		StartedAt: r.time(fStarted), FinishedAt: r.time(fFinished),
 	}
 	r.json(fCkpts, &t.Checkpoints)
+	r.json(fRequires, &t.Requires)
 	r.json(fResult, &t.Result)
 	r.json(fError, &t.Error)
 	if r.err != nil {
@@ -172,8 +186,16 @@ func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*tas
 	return &task.Task{
 		ID: p.ID, Owner: p.Owner, Status: task.StatusPending, Priority: p.Priority, Seq: seq,
 		Workflow: slices.Clone(p.Workflow), Params: slices.Clone(p.Params), Checkpoints: slices.Clone(p.Checkpoints),
-		Timeout: p.Timeout, CreatedAt: now, UpdatedAt: now,
+		Requires: cloneLabels(p.Requires), CapKey: capKey(p), Timeout: p.Timeout, CreatedAt: now, UpdatedAt: now,
 	}, nil
+}
+
+// cloneLabels copies labels; nil for none, as a read returns them.
+func cloneLabels(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	return maps.Clone(m)
 }
 
 // insertArgs builds the KEYS and ARGV of insertTaskScript.
@@ -182,9 +204,25 @@ func (s *Store) insertArgs(p *store.TaskInsertParams) ([]string, []any, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	args := append([]any{s.keys.prefix, p.ID, p.Owner, msArg(p.Now),
-		queueMemberPrefix(store.Rank(p.Priority, p.Now, p.Aging)), max(p.MaxPending, 0)}, fields...)
-	return []string{s.keys.task(p.ID), s.keys.seq()}, args, nil
+	args := []any{s.keys.prefix, p.ID, p.Owner, msArg(p.Now), queueMemberPrefix(store.Rank(p.Priority, p.Now, p.Aging)),
+		max(p.MaxPending, 0)}
+	if key := capKey(p); key != "" {
+		args = append(args, key, p.Cap.Data, len(p.Cap.Instances))
+		for _, id := range p.Cap.Instances {
+			args = append(args, id)
+		}
+	} else {
+		args = append(args, "", "", 0)
+	}
+	return []string{s.keys.task(p.ID), s.keys.seq()}, append(args, fields...), nil
+}
+
+// capKey is the key of a new task's requirement, "" for none.
+func capKey(p *store.TaskInsertParams) string {
+	if p.Cap == nil {
+		return ""
+	}
+	return p.Cap.Key
 }
 
 // TaskGet returns one task with its workflow and params.

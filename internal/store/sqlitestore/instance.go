@@ -12,7 +12,8 @@ import (
 
 const (
 	instanceCols = `id, enabled, alive, busy, current_task_id, last_heartbeat, last_error,
-	queue_remaining, failures, device, loaded_checkpoint`
+	queue_remaining, failures, device, loaded_checkpoint, catalog_hash,
+	run_failures, drain_reason, drained_at, auto_drained`
 	instanceGetSQL    = `SELECT ` + instanceCols + ` FROM instances WHERE id = ?`
 	instanceListSQL   = `SELECT ` + instanceCols + ` FROM instances ORDER BY id`
 	instanceDeleteSQL = `DELETE FROM instances WHERE id = ?`
@@ -25,13 +26,16 @@ const (
 const instanceUpsertSQL = `INSERT INTO instances (` + instanceCols + `) VALUES (:id,
 		coalesce(:enabled, 1), coalesce(:alive, 0), coalesce(:busy, 0), coalesce(:task, ''),
 		coalesce(:heartbeat, 0), coalesce(:error, ''), coalesce(:queue, 0), coalesce(:failures, 0),
-		coalesce(:device, '{}'), coalesce(:checkpoint, ''))
+		coalesce(:device, '{}'), coalesce(:checkpoint, ''), coalesce(:catalog, ''),
+		coalesce(:runfail, 0), coalesce(:reason, ''), coalesce(:drainedat, 0), coalesce(:auto, 0))
 	ON CONFLICT (id) DO UPDATE SET
 		enabled = coalesce(:enabled, enabled), alive = coalesce(:alive, alive), busy = coalesce(:busy, busy),
 		current_task_id = coalesce(:task, current_task_id), last_heartbeat = coalesce(:heartbeat, last_heartbeat),
 		last_error = coalesce(:error, last_error), queue_remaining = coalesce(:queue, queue_remaining),
 		failures = coalesce(:failures, failures), device = coalesce(:device, device),
-		loaded_checkpoint = coalesce(:checkpoint, loaded_checkpoint)
+		loaded_checkpoint = coalesce(:checkpoint, loaded_checkpoint), catalog_hash = coalesce(:catalog, catalog_hash),
+		run_failures = coalesce(:runfail, run_failures), drain_reason = coalesce(:reason, drain_reason),
+		drained_at = coalesce(:drainedat, drained_at), auto_drained = coalesce(:auto, auto_drained)
 	RETURNING ` + instanceCols
 
 // InstanceUpdate applies the fields set in p, creating the record when missing.
@@ -44,9 +48,12 @@ func (s *Store) InstanceUpdate(ctx context.Context, p *store.InstanceUpdateParam
 		}
 		device = string(b)
 	}
-	var heartbeat any
+	var heartbeat, drainedAt any
 	if p.LastHeartbeat != nil {
 		heartbeat = ms(*p.LastHeartbeat)
+	}
+	if p.DrainedAt != nil {
+		drainedAt = ms(*p.DrainedAt)
 	}
 	var st instance.State
 	err := s.w.exec(ctx, func(ctx context.Context, ex execer) (err error) {
@@ -55,7 +62,10 @@ func (s *Store) InstanceUpdate(ctx context.Context, p *store.InstanceUpdateParam
 			sql.Named("busy", orNull(p.Busy)), sql.Named("task", orNull(p.CurrentTaskID)),
 			sql.Named("heartbeat", heartbeat), sql.Named("error", orNull(p.LastError)),
 			sql.Named("queue", orNull(p.QueueRemaining)), sql.Named("failures", orNull(p.Failures)),
-			sql.Named("device", device), sql.Named("checkpoint", orNull(p.LoadedCheckpoint))))
+			sql.Named("device", device), sql.Named("checkpoint", orNull(p.LoadedCheckpoint)),
+			sql.Named("catalog", orNull(p.CatalogHash)), sql.Named("runfail", orNull(p.RunFailures)),
+			sql.Named("reason", orNull(p.DrainReason)), sql.Named("drainedat", drainedAt),
+			sql.Named("auto", orNull(p.AutoDrained))))
 		return err
 	})
 	return st, wrap(err, "update instance %s", p.ID)
@@ -74,14 +84,17 @@ func (s *Store) scanInstance(sc scanner) (instance.State, error) {
 	var (
 		st        instance.State
 		heartbeat int64
+		drainedAt int64
 		device    string
 	)
 	err := sc.Scan(&st.ID, &st.Enabled, &st.Alive, &st.Busy, &st.CurrentTaskID, &heartbeat, &st.LastError,
-		&st.QueueRemaining, &st.Failures, &device, &st.LoadedCheckpoint)
+		&st.QueueRemaining, &st.Failures, &device, &st.LoadedCheckpoint, &st.CatalogHash,
+		&st.RunFailures, &st.DrainReason, &drainedAt, &st.AutoDrained)
 	if err != nil {
 		return instance.State{}, err
 	}
 	st.LastHeartbeat = fromMS(heartbeat)
+	st.DrainedAt = fromMS(drainedAt)
 	st.Device, err = s.devices.decode(device)
 	return st, err
 }

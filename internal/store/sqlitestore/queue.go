@@ -12,29 +12,47 @@ import (
 )
 
 // claimSQL takes the next task (store.TaskClaim) in one statement on the
-// single writer. head is the fair-share head: the first entry of the partial
-// index queue_owners_waiting (fewest running, least recently served, then
-// name; the trigger tasks_owner_update keeps the counts), then that owner's
-// first entry of tasks_owner_claim; warm is that owner's first entry of
-// tasks_ckpt_claim for the instance's model, if it is within the window of
-// the head. Each is one index seek, however long the queue and however many
-// owners wait. INDEXED BY pins the indexes: without statistics the planner
-// may prefer a scan.
-const claimSQL = `WITH head AS (
-		SELECT seq, owner, rank, ckpt_key FROM tasks INDEXED BY tasks_owner_claim
-		WHERE owner = (SELECT owner FROM queue_owners INDEXED BY queue_owners_waiting
-			WHERE pending > 0 ORDER BY running, served, owner LIMIT 1)
-			AND status = 'pending'
-		ORDER BY rank, seq LIMIT 1),
+// single writer. runnable are the (owner, requirement) pairs with pending
+// tasks that the instance can run: queue_caps (kept by triggers) joined with
+// the instance's cap_instances, plus the empty requirement. owner1 is the
+// fair-share owner: the first entry of the partial index
+// queue_owners_waiting (fewest running, least recently served, then name)
+// that has a runnable pair. head is that owner's first task over its
+// runnable requirements, each one seek of tasks_cap_claim; warm is its first
+// task for the instance's model over the same requirements (seeks of
+// tasks_cap_ckpt_claim), if it is within the window of the head. The cost is
+// one seek per runnable requirement of the owner served, however long the
+// queue, plus the owners passed over for having nothing the instance can
+// run. INDEXED BY pins the indexes: without statistics the planner may
+// prefer a scan.
+const claimSQL = `WITH runnable AS MATERIALIZED (
+		SELECT owner, cap_key FROM queue_caps
+		WHERE cap_key = '' OR cap_key IN (SELECT cap_key FROM cap_instances WHERE instance_id = :instance)),
+	owner1 AS (
+		SELECT owner FROM queue_owners INDEXED BY queue_owners_waiting
+		WHERE pending > 0 AND owner IN (SELECT owner FROM runnable)
+		ORDER BY running, served, owner LIMIT 1),
+	head AS (
+		SELECT t.seq, t.rank, t.ckpt_key FROM runnable r, tasks t
+		WHERE r.owner = (SELECT owner FROM owner1)
+			AND t.seq = (SELECT seq FROM tasks INDEXED BY tasks_cap_claim
+				WHERE owner = r.owner AND cap_key = r.cap_key AND status = 'pending' ORDER BY rank, seq LIMIT 1)
+		ORDER BY t.rank, t.seq LIMIT 1),
 	warm AS (
-		SELECT seq FROM tasks INDEXED BY tasks_ckpt_claim
-		WHERE owner = (SELECT owner FROM head) AND ckpt_key = :ckpt AND ckpt_key <> '' AND status = 'pending'
-			AND rank <= (SELECT rank FROM head) + :window AND (SELECT ckpt_key FROM head) <> :ckpt
-		ORDER BY rank, seq LIMIT 1)
+		SELECT t.seq FROM runnable r, tasks t
+		WHERE :ckpt <> '' AND r.owner = (SELECT owner FROM owner1) AND (SELECT ckpt_key FROM head) <> :ckpt
+			AND t.seq = (SELECT seq FROM tasks INDEXED BY tasks_cap_ckpt_claim
+				WHERE owner = r.owner AND cap_key = r.cap_key AND ckpt_key = :ckpt AND ckpt_key <> ''
+					AND status = 'pending' ORDER BY rank, seq LIMIT 1)
+			AND t.rank <= (SELECT rank FROM head) + :window
+		ORDER BY t.rank, t.seq LIMIT 1)
 	UPDATE tasks SET status = 'running', instance_id = :instance, attempts = attempts + 1,
 		started_at = :now, updated_at = :now, lease_owner = :owner, lease_expires_at = :expires
 	WHERE seq = coalesce((SELECT seq FROM warm), (SELECT seq FROM head))
 	RETURNING ` + taskCols
+
+// pendingCountSQL tells an empty queue from one with nothing runnable.
+const pendingCountSQL = `SELECT n FROM task_counts WHERE status = 'pending'`
 
 // TaskClaim marks the next pending task (fair share, then warm model) running on p.InstanceID.
 func (s *Store) TaskClaim(ctx context.Context, p *store.TaskClaimParams) (*task.Task, error) {
@@ -48,6 +66,15 @@ func (s *Store) TaskClaim(ctx context.Context, p *store.TaskClaimParams) (*task.
 			sql.Named("ckpt", ckpt), sql.Named("window", p.WarmWindow.Milliseconds()),
 			sql.Named("instance", p.InstanceID), sql.Named("owner", p.LeaseOwner),
 			sql.Named("now", ms(p.Now)), sql.Named("expires", ms(p.Now.Add(p.LeaseTTL)))))
+		if errors.Is(err, sql.ErrNoRows) {
+			var pending int64
+			if cerr := ex.stmt(ctx, s.ws.pendingCount).QueryRowContext(ctx).Scan(&pending); cerr != nil {
+				return cerr
+			}
+			if pending > 0 {
+				return store.ErrNoneRunnable
+			}
+		}
 		return err
 	})
 	if err != nil {

@@ -174,7 +174,9 @@ func TestMigrations(t *testing.T) {
 
 // TestQueryPlans checks that the hot queries use their indexes and never
 // scan the tasks table or sort it. (The merge of several statuses sorts
-// each arm's output, at most Limit+Offset rows read in index order.)
+// each arm's output, at most Limit+Offset rows read in index order; the
+// claim sorts the heads of the served owner's runnable requirements, one
+// row per requirement.)
 func TestQueryPlans(t *testing.T) {
 	s := openFile(t)
 	pending := []task.Status{task.StatusPending}
@@ -192,7 +194,7 @@ func TestQueryPlans(t *testing.T) {
 	cases := []tc{
 		{"claim", claimSQL, []any{sql.Named("ckpt", "m.ckpt"), sql.Named("window", 1000), sql.Named("instance", ""),
 			sql.Named("owner", ""), sql.Named("now", 0), sql.Named("expires", 0)},
-			[]string{"queue_owners_waiting", "tasks_owner_claim", "tasks_ckpt_claim"}},
+			[]string{"queue_owners_waiting", "tasks_cap_claim", "tasks_cap_ckpt_claim", "SEARCH cap_instances"}},
 		{"position", queuePositionSQL, []any{"x"}, []string{"tasks_claim"}},
 		page("list all", "", nil, "tasks_created"),
 		page("list one status", "", pending, "tasks_status_created"),
@@ -219,7 +221,7 @@ func TestQueryPlans(t *testing.T) {
 				t.Errorf("%s: plan lacks %s:\n%s", c.name, want, plan)
 			}
 		}
-		sortsAll := strings.Contains(plan, "TEMP B-TREE") && !strings.Contains(plan, "MERGE")
+		sortsAll := strings.Contains(plan, "TEMP B-TREE") && !strings.Contains(plan, "MERGE") && c.name != "claim"
 		if strings.Contains(plan, "SCAN tasks\n") || sortsAll {
 			t.Errorf("%s: plan scans or sorts:\n%s", c.name, plan)
 		}

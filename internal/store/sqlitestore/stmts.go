@@ -24,13 +24,15 @@ type writeStmts struct {
 	taskInsert, bodyInsert, claim, progress, renewLease, takeLease, taskStatus *sql.Stmt
 	finish, requeue, requestCancel                                             *sql.Stmt
 	fileInsert, fileDelete, instanceUpsert, instanceDelete                     *sql.Stmt
-	configPut, leaseAcquire, leaseRelease                                      *sql.Stmt
+	configPut, leaseAcquire, leaseRelease, catalogPut                          *sql.Stmt
+	capPut, capInstancesPut, capCan, capCannot, pendingCount                   *sql.Stmt
 }
 
 // readStmts are the read pool's statements.
 type readStmts struct {
 	taskGet, queuePosition, taskCounts            *sql.Stmt
 	fileGet, instanceGet, instanceList, configGet *sql.Stmt
+	catalogGet, capList, capGet, capInstances     *sql.Stmt
 	usageGet                                      *sql.Stmt
 	// running holds TaskListRunning's four queries, indexed by the
 	// runningByInstance and runningLeaseExpired bits.
@@ -51,6 +53,9 @@ func (w *writeStmts) defs() []stmtDef {
 		{&w.fileInsert, fileInsertSQL}, {&w.fileDelete, fileDeleteSQL},
 		{&w.instanceUpsert, instanceUpsertSQL}, {&w.instanceDelete, instanceDeleteSQL},
 		{&w.configPut, configPutSQL}, {&w.leaseAcquire, leaseAcquireSQL}, {&w.leaseRelease, leaseReleaseSQL},
+		{&w.catalogPut, catalogPutSQL},
+		{&w.capPut, capPutSQL}, {&w.capInstancesPut, capInstancesPutSQL}, {&w.capCan, capCanSQL}, {&w.capCannot, capCannotSQL},
+		{&w.pendingCount, pendingCountSQL},
 	}
 }
 
@@ -58,7 +63,8 @@ func (r *readStmts) defs() []stmtDef {
 	defs := []stmtDef{
 		{&r.taskGet, taskGetSQL}, {&r.queuePosition, queuePositionSQL}, {&r.taskCounts, taskCountsSQL},
 		{&r.fileGet, fileGetSQL}, {&r.instanceGet, instanceGetSQL}, {&r.instanceList, instanceListSQL},
-		{&r.configGet, configGetSQL}, {&r.usageGet, usageGetSQL},
+		{&r.configGet, configGetSQL}, {&r.catalogGet, catalogGetSQL}, {&r.usageGet, usageGetSQL},
+		{&r.capList, capListSQL}, {&r.capGet, capGetSQL}, {&r.capInstances, capInstancesSQL},
 	}
 	for v := range r.running {
 		defs = append(defs, stmtDef{&r.running[v], runningSQL(v)})

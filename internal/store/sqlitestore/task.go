@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -19,13 +20,13 @@ const taskCols = `seq, id, owner, status, priority, progress, instance_id, attem
 	(SELECT workflow FROM task_bodies b WHERE b.seq = tasks.seq) AS workflow,
 	(SELECT params FROM task_bodies b WHERE b.seq = tasks.seq) AS params,
 	checkpoints, timeout_ns, cancel_requested, lease_owner, lease_expires_at,
-	result, error, created_at, updated_at, started_at, finished_at`
+	result, error, created_at, updated_at, started_at, finished_at, requires, cap_key`
 
 // taskListCols is taskCols without the body, for lists.
 const taskListCols = `seq, id, owner, status, priority, progress, instance_id, attempts,
 	NULL AS workflow, NULL AS params,
 	checkpoints, timeout_ns, cancel_requested, lease_owner, lease_expires_at,
-	result, error, created_at, updated_at, started_at, finished_at`
+	result, error, created_at, updated_at, started_at, finished_at, requires, cap_key`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -35,12 +36,13 @@ func scanTask(sc scanner) (*task.Task, error) {
 		tk                                task.Task
 		workflow, params                  []byte
 		checkpoints, result, taskErr      sql.NullString
+		requires                          sql.NullString
 		timeoutNS, leaseExp               int64
 		created, updated, started, finish int64
 	)
 	err := sc.Scan(&tk.Seq, &tk.ID, &tk.Owner, &tk.Status, &tk.Priority, &tk.Progress, &tk.InstanceID, &tk.Attempts,
 		&workflow, &params, &checkpoints, &timeoutNS, &tk.CancelRequested, &tk.LeaseOwner, &leaseExp,
-		&result, &taskErr, &created, &updated, &started, &finish)
+		&result, &taskErr, &created, &updated, &started, &finish, &requires, &tk.CapKey)
 	if err != nil {
 		return nil, err
 	}
@@ -49,6 +51,9 @@ func scanTask(sc scanner) (*task.Task, error) {
 	tk.LeaseExpiresAt, tk.CreatedAt, tk.UpdatedAt = fromMS(leaseExp), fromMS(created), fromMS(updated)
 	tk.StartedAt, tk.FinishedAt = fromMS(started), fromMS(finish)
 	if err := unmarshalNull(checkpoints, &tk.Checkpoints); err != nil {
+		return nil, err
+	}
+	if err := unmarshalNull(requires, &tk.Requires); err != nil {
 		return nil, err
 	}
 	if err := unmarshalNull(result, &tk.Result); err != nil {
@@ -69,6 +74,14 @@ func scanTasks(rows *sql.Rows) ([]*task.Task, error) {
 		out = append(out, tk)
 	}
 	return out, rows.Err()
+}
+
+// cloneLabels copies labels; nil for none, as a read returns them.
+func cloneLabels(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	return maps.Clone(m)
 }
 
 // marshalNull encodes v as JSON text, or NULL when v is nil.
@@ -100,29 +113,45 @@ func bytesOrNull(b []byte) any {
 // has that many pending tasks (queue_owners); bodyInsertSQL then adds its
 // body under the new row's seq, in the same transaction.
 const (
-	taskInsertSQL = `INSERT INTO tasks (id, owner, status, priority, rank, checkpoints, ckpt_key, timeout_ns, created_at, updated_at)
-	SELECT :id, :owner, 'pending', :priority, :rank, :checkpoints, :ckpt, :timeout, :now, :now
+	taskInsertSQL = `INSERT INTO tasks (id, owner, status, priority, rank, checkpoints, ckpt_key, timeout_ns, created_at, updated_at, requires, cap_key)
+	SELECT :id, :owner, 'pending', :priority, :rank, :checkpoints, :ckpt, :timeout, :now, :now, :requires, :cap
 	WHERE :max <= 0 OR coalesce((SELECT pending FROM queue_owners WHERE owner = :owner), 0) < :max`
 	bodyInsertSQL = `INSERT INTO task_bodies (seq, workflow, params) VALUES (?, ?, ?)`
 )
 
 // TaskInsert adds a pending task.
 func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*task.Task, error) {
-	var checkpoints any
+	var checkpoints, requires any
 	if p.Checkpoints != nil {
 		var err error
 		if checkpoints, err = marshalNull(&p.Checkpoints); err != nil {
 			return nil, wrap(err, "insert task %s", p.ID)
 		}
 	}
+	if len(p.Requires) > 0 {
+		var err error
+		if requires, err = marshalNull(&p.Requires); err != nil {
+			return nil, wrap(err, "insert task %s", p.ID)
+		}
+	}
 	now := ms(p.Now)
 	var seq int64
+	capKey := ""
+	if p.Cap != nil {
+		capKey = p.Cap.Key
+	}
 	err := s.w.execTx(ctx, func(ctx context.Context, ex execer) error {
+		if p.Cap != nil {
+			if err := s.capPut(ctx, ex, p.Cap, now); err != nil {
+				return err
+			}
+		}
 		res, err := ex.stmt(ctx, s.ws.taskInsert).ExecContext(ctx,
 			sql.Named("id", p.ID), sql.Named("owner", p.Owner), sql.Named("priority", int64(p.Priority)),
 			sql.Named("rank", store.Rank(p.Priority, p.Now, p.Aging)), sql.Named("checkpoints", checkpoints),
 			sql.Named("ckpt", task.CheckpointKey(p.Checkpoints)), sql.Named("timeout", int64(p.Timeout)),
-			sql.Named("now", now), sql.Named("max", int64(p.MaxPending)))
+			sql.Named("now", now), sql.Named("max", int64(p.MaxPending)),
+			sql.Named("requires", requires), sql.Named("cap", capKey))
 		if err != nil {
 			return err
 		}
@@ -141,7 +170,7 @@ func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*tas
 	return &task.Task{
 		ID: p.ID, Owner: p.Owner, Status: task.StatusPending, Priority: p.Priority, Seq: seq,
 		Workflow: slices.Clone(p.Workflow), Params: slices.Clone(p.Params), Checkpoints: slices.Clone(p.Checkpoints),
-		Timeout: p.Timeout, CreatedAt: fromMS(now), UpdatedAt: fromMS(now),
+		Requires: cloneLabels(p.Requires), CapKey: capKey, Timeout: p.Timeout, CreatedAt: fromMS(now), UpdatedAt: fromMS(now),
 	}, nil
 }
 

@@ -3,6 +3,7 @@ package storetest
 import (
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/comfyfleet/comfyfleet/internal/instance"
 	"github.com/comfyfleet/comfyfleet/internal/store"
@@ -54,16 +55,24 @@ func testInstanceUpdateAllFields(t *testing.T, s store.Store) {
 		ID: "10.0.0.2:8188", Enabled: ptr(false), Alive: ptr(true), Busy: ptr(true),
 		CurrentTaskID: ptr("task-1"), LastHeartbeat: ptr(at(3).Add(250e6)), LastError: ptr("timeout"),
 		QueueRemaining: ptr(4), Failures: ptr(2), Device: &dev, LoadedCheckpoint: ptr("sdxl.safetensors"),
+		CatalogHash: ptr("3f2a"), RunFailures: ptr(3), DrainReason: ptr("3 runs failed in a row"),
+		DrainedAt: ptr(at(4).Add(5e5)), AutoDrained: ptr(true),
 	})
 	want := instance.State{
 		ID: "10.0.0.2:8188", Enabled: false, Alive: true, Busy: true, CurrentTaskID: "task-1",
 		LastHeartbeat: at(3).Add(250e6), LastError: "timeout", QueueRemaining: 4, Failures: 2,
-		Device: dev, LoadedCheckpoint: "sdxl.safetensors",
+		Device: dev, LoadedCheckpoint: "sdxl.safetensors", CatalogHash: "3f2a",
+		RunFailures: 3, DrainReason: "3 runs failed in a row", DrainedAt: at(4), AutoDrained: true,
 	}
 	diff(t, "updated instance", want, got)
 	read := getInstance(t, s, want.ID)
 	diff(t, "InstanceGet", want, read)
-	checkUTC(t, "LastHeartbeat", read.LastHeartbeat)
+	checkUTC(t, "LastHeartbeat", read.LastHeartbeat, read.DrainedAt)
+	// Back in service: the drain's fields are cleared.
+	back := update(t, s, store.InstanceUpdateParams{ID: want.ID, Enabled: ptr(true), RunFailures: ptr(0),
+		DrainReason: ptr(""), DrainedAt: ptr(time.Time{}), AutoDrained: ptr(false)})
+	want.Enabled, want.RunFailures, want.DrainReason, want.DrainedAt, want.AutoDrained = true, 0, "", time.Time{}, false
+	diff(t, "re-enabled instance", want, back)
 }
 
 // testInstanceUpdatePartial checks that each writer changes only its fields.
@@ -85,6 +94,8 @@ func testInstanceUpdatePartial(t *testing.T, s store.Store) {
 			func(st *instance.State) { st.Failures, st.LastError, st.QueueRemaining = 1, "refused", 3 }},
 		{"dispatcher done", store.InstanceUpdateParams{Busy: ptr(false), CurrentTaskID: ptr("")},
 			func(st *instance.State) { st.Busy, st.CurrentTaskID = false, "" }},
+		{"catalogue read", store.InstanceUpdateParams{CatalogHash: ptr("9c1e")},
+			func(st *instance.State) { st.CatalogHash = "9c1e" }},
 		{"nothing", store.InstanceUpdateParams{}, func(*instance.State) {}},
 	}
 	want := instance.State{ID: id, Enabled: true}

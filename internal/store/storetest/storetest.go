@@ -50,6 +50,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Queue", queueCases()},
 		{"Run", runCases()},
 		{"Instance", instanceCases()},
+		{"Catalog", catalogCases()},
+		{"Cap", capCases()},
 		{"File", fileCases()},
 		{"Usage", usageCases()},
 		{"Config", configCases()},

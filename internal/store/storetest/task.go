@@ -18,6 +18,7 @@ func taskCases() []testCase {
 		{"SeqGrows", testTaskSeqGrows},
 		{"Counts", testTaskCounts},
 		{"CountsEmpty", testTaskCountsEmpty},
+		{"Requires", testTaskRequires},
 	}
 }
 
@@ -29,6 +30,7 @@ func testTaskInsertGet(t *testing.T, s store.Store) {
 		Workflow:    []byte(`{"3": {"class_type": "KSampler", "inputs": {"seed": 42}}}`),
 		Params:      []byte(`{"3.seed": 7}`),
 		Checkpoints: []string{"sdxl.safetensors", "vae.safetensors"},
+		Requires:    map[string]string{"gpu": "a100", "pool": "video"},
 		Timeout:     90 * time.Second,
 		Now:         at(1),
 	}
@@ -36,7 +38,7 @@ func testTaskInsertGet(t *testing.T, s store.Store) {
 	must(t, "TaskInsert", err)
 	want := &task.Task{
 		ID: p.ID, Owner: "alice", Status: task.StatusPending, Priority: 7,
-		Workflow: p.Workflow, Params: p.Params, Checkpoints: p.Checkpoints, Timeout: p.Timeout,
+		Workflow: p.Workflow, Params: p.Params, Checkpoints: p.Checkpoints, Requires: p.Requires, Timeout: p.Timeout,
 		CreatedAt: at(1), UpdatedAt: at(1),
 	}
 	diff(t, "inserted task", want, got, ignoreSeq)
@@ -151,4 +153,33 @@ func testTaskCountsEmpty(t *testing.T, s store.Store) {
 	if len(got) != len(task.AllStatuses) {
 		t.Errorf("TaskCounts has %d keys, want %d: %v", len(got), len(task.AllStatuses), got)
 	}
+}
+
+// testTaskRequires checks that the labels a task requires come back from
+// every read: get, list, claim, running list, finish.
+func testTaskRequires(t *testing.T, s store.Store) {
+	requires := map[string]string{"gpu": "a100"}
+	tk := insert(t, s, store.TaskInsertParams{Owner: "alice", Requires: requires, Now: at(1)})
+	plain := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(2)})
+	diff(t, "TaskGet Requires", requires, get(t, s, tk.ID).Requires)
+	if got := get(t, s, plain.ID).Requires; got != nil {
+		t.Errorf("TaskGet Requires of a task without = %v, want nil", got)
+	}
+	list, err := s.TaskList(t.Context(), &store.TaskListParams{})
+	must(t, "TaskList", err)
+	for _, item := range list.Items {
+		if item.ID == tk.ID {
+			diff(t, "TaskList item Requires", requires, item.Requires)
+		}
+	}
+	claimed := claimID(t, s, tk.ID, "127.0.0.1:8001", at(3))
+	diff(t, "TaskClaim Requires", requires, claimed.Requires)
+	running, err := s.TaskListRunning(t.Context(), &store.TaskListRunningParams{})
+	must(t, "TaskListRunning", err)
+	if len(running) != 1 {
+		t.Fatalf("TaskListRunning = %d tasks, want 1", len(running))
+	}
+	diff(t, "TaskListRunning Requires", requires, running[0].Requires)
+	done := finish(t, s, tk.ID, task.StatusRunning, task.StatusCompleted, at(4))
+	diff(t, "TaskFinish Requires", requires, done.Requires)
 }

@@ -163,7 +163,7 @@ class Live extends Emitter {
     if (!d?.instanceId) return;
     const i = this.instances.find((x) => x.id === d.instanceId);
     if (!i) return;
-    for (const k of ['alive', 'busy', 'enabled', 'currentTaskId', 'lastError']) {
+    for (const k of ['alive', 'busy', 'enabled', 'currentTaskId', 'lastError', 'drainReason', 'autoDrained']) {
       if (k in d) i[k] = d[k];
     }
     this.emit('instance', i);
