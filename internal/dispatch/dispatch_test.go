@@ -3,6 +3,7 @@ package dispatch_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -487,4 +488,35 @@ func (r *recorder) TaskRequeue(ctx context.Context, p *store.TaskRequeueParams) 
 func (r *recorder) TaskProgress(ctx context.Context, p *store.TaskProgressParams) error {
 	r.note()
 	return r.Store.TaskProgress(ctx, p)
+}
+
+// lostClaimAnswer applies the first claim but answers it as a store that
+// died mid-call: the claim happened, the replica does not know it.
+type lostClaimAnswer struct {
+	store.Store
+	lost atomic.Bool
+}
+
+func (l *lostClaimAnswer) TaskClaim(ctx context.Context, p *store.TaskClaimParams) (*task.Task, error) {
+	t, err := l.Store.TaskClaim(ctx, p)
+	if err == nil && l.lost.CompareAndSwap(false, true) {
+		return nil, fmt.Errorf("claim: %w: EOF", store.ErrUnavailable)
+	}
+	return t, err
+}
+
+// TestClaimAnswerLost: a task claimed by a call whose answer was lost is
+// found by the driver's reconcile and runs, instead of staying running on
+// the instance with no run for good.
+func TestClaimAnswerLost(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 1, comfysim.Options{})
+	st := &lostClaimAnswer{Store: r.st}
+	r.run("a", st, nil)
+	tk := r.submit("lost-claim")
+	done := r.waitStatus(tk.ID, task.StatusCompleted, 10*time.Second)
+	if !st.lost.Load() || r.log.Count(tk.ID) != 1 {
+		t.Errorf("claim answer lost=%v, runs=%d; want true and 1", st.lost.Load(), r.log.Count(tk.ID))
+	}
+	t.Logf("completed after %d attempts", done.Attempts)
 }

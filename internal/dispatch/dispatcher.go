@@ -271,6 +271,11 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 		if err != nil {
 			dr.release()
 			d.log.WarnContext(ctx, "claim failed", "instance_id", dr.inst.ID, "err", err)
+			// The claim may have been applied with its answer lost (the
+			// store died mid-call): the task would then be running on this
+			// instance with no run. Reconcile, as after a restart: it finds
+			// such a task once the store answers and requeues it.
+			dr.startReconcile()
 			return
 		}
 		if dr.start(ctx, t, false) == nil {
