@@ -431,16 +431,23 @@ func TestConfigShowsValidationNextToField(t *testing.T) {
 	p.click("#config-discard")
 	p.waitJS("the reloaded ports", fmt.Sprintf(`document.querySelector(%q)?.value !== '70000' && document.querySelector(%q).getAttribute('aria-invalid') !== 'true'`, ports, ports), short)
 	p.do(chromedp.SetValue(chromedp.CSS(`#cfg-healthCheck-interval`), "5000"))
+	p.do(chromedp.SetValue(chromedp.CSS(`#cfg-scheduler-prefetch`), "0")) // 0 is a value (off), not the default
 	p.click("#config-save")
 	p.waitJS("the override list", `document.querySelector('#runtime-overrides').textContent.includes('healthCheck.interval')`, short)
 	var cfg struct {
 		HealthCheck struct {
 			Interval int `json:"interval"`
 		} `json:"healthCheck"`
+		Scheduler struct {
+			Prefetch *int `json:"prefetch"`
+		} `json:"scheduler"`
 	}
 	d.mustCall("GET", "/api/config", nil, &cfg)
 	if cfg.HealthCheck.Interval != 5000 {
 		t.Errorf("interval via REST = %d, want 5000", cfg.HealthCheck.Interval)
+	}
+	if cfg.Scheduler.Prefetch == nil || *cfg.Scheduler.Prefetch != 0 {
+		t.Errorf("prefetch via REST = %v, want 0", cfg.Scheduler.Prefetch)
 	}
 	p.shot("saved")
 }

@@ -25,8 +25,18 @@ const SETTINGS = [
   ['healthCheck', 'timeout', 'Probe timeout (ms)', 'One probe gives up after this.', 'int'],
   ['healthCheck', 'failureThreshold', 'Failure threshold', 'Failed probes in a row before an instance is down.', 'int'],
   ['scheduler', 'taskTimeout', 'Task timeout (ms)', 'A run is interrupted after this.', 'int'],
+  ['healthCheck', 'drainAfterFailures', 'Drain after failures', 'Runs failed in a row for the instance\'s own reasons before it is drained (-1: never).', 'int'],
+  ['healthCheck', 'drainCooldown', 'Drain cooldown (ms)', 'A drained instance is probed and enabled again after this.', 'int'],
   ['scheduler', 'maxAttempts', 'Max attempts', 'Runs of one task after lost instances.', 'int'],
+  ['scheduler', 'maxTaskTimeout', 'Max task timeout (ms)', 'The longest timeout a task may ask for.', 'int'],
+  ['scheduler', 'prefetch', 'Prefetch', 'Prompts placed in a busy instance\'s own queue (0: one at a time).', 'int'],
+  ['scheduler', 'placement', 'Placement', 'warm (prefer the loaded model) or fifo.', 'str'],
+  ['scheduler', 'warmWindow', 'Warm window (ms)', 'How far a task for the loaded model may jump ahead.', 'int'],
+  ['scheduler', 'priorityAging', 'Priority aging (ms)', 'Waiting this long is worth one priority point.', 'int'],
+  ['scheduler', 'interruptGrace', 'Interrupt grace (ms)', 'An interrupted prompt still there after this ends its task anyway.', 'int'],
   ['files', 'maxUploadBytes', 'Max upload (bytes)', 'Largest accepted upload.', 'int'],
+  ['files', 'maxOutputBytes', 'Max output (bytes)', 'Largest output file copied from an instance.', 'int'],
+  ['files', 'outputTimeout', 'Output copy timeout (ms)', 'One output file\'s copy gives up after this.', 'int'],
   ['server', 'publicBaseUrl', 'Public base URL', 'Prefix of file URLs, e.g. https://fleet.example.com', 'str'],
   ['server', 'maxBodyBytes', 'Max JSON body (bytes)', 'Largest accepted request body.', 'int'],
 ];
@@ -106,7 +116,7 @@ export default function mount(main) {
       const path = `${sec}.${key}`;
       const v = cfg[sec]?.[key];
       const input = h('input', {
-        id: 'cfg-' + path.replace('.', '-'), type: type === 'int' ? 'number' : 'text', step: type === 'int' ? 1 : null, min: type === 'int' ? 0 : null,
+        id: 'cfg-' + path.replace('.', '-'), type: type === 'int' ? 'number' : 'text', step: type === 'int' ? 1 : null, min: type === 'int' && path !== 'healthCheck.drainAfterFailures' ? 0 : null,
         value: v ?? '', 'data-field': path, spellcheck: 'false',
         oninput: () => { setFieldError(input, err, ''); markDirty(); },
       });
