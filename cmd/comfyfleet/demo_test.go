@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,7 +19,7 @@ func TestDemo(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	addr := freeAddr(t)
-	var out syncBuffer
+	var out apptest.SyncBuffer
 	cmd := exec.Command(bin, "demo", "--listen", addr, "--data", filepath.Join(t.TempDir(), "data"), "--instances", "3")
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -91,21 +89,3 @@ func TestDemoListensOnLoopbackByDefault(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the process's writer goroutine.
-type syncBuffer struct {
-	// mu guards b.
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}

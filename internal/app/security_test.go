@@ -16,7 +16,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -73,7 +72,7 @@ func TestStaleRuntimeConfigIsSkipped(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	saveRuntimeConfig(t, dir, `{"server":{"maxBodyBytes":1},"healthCheck":{"interval":200}}`)
-	var logs syncBuffer
+	var logs apptest.SyncBuffer
 	e := apptest.Start(t, apptest.Options{Instances: 1, DataDir: dir, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 
 	admin := e.Login(apptest.AdminUser, apptest.AdminPass)
@@ -124,24 +123,6 @@ func saveRuntimeConfig(t *testing.T, dataDir, doc string) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	// mu guards b.
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestConnectionsAreBounded: idle keep-alive connections, slow headers and
 // slow bodies are closed within the configured times, while an upload may
