@@ -88,4 +88,3 @@ func TestDemoListensOnLoopbackByDefault(t *testing.T) {
 		t.Errorf("--listen :4000 gives %q", f.listen)
 	}
 }
-

@@ -29,33 +29,8 @@ func TestReplicasOnRedis(t *testing.T) {
 		t.Skip("builds and runs the binary; skipped with -short")
 	}
 	const tasks, instances, replicas = 1000, 8, 3
-	url := redistest.URL(t)
-	prefix := redistest.Prefix(t, url)
-	bin := buildBinary(t)
-	log := comfysim.NewLog()
-	sims, err := comfysim.StartFleet(instances, "127.0.0.1:0", comfysim.Options{Log: log, StepDelay: 2 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		for _, s := range sims {
-			s.Close()
-		}
-	}()
 	// A short lease: the dead replica's instances are adopted 3 s after the kill.
-	extra := fmt.Sprintf("store:\n  driver: redis\n  url: %q\n  prefix: %q\n  leaseTtl: 3000\nauth:\n  secret: %q\n",
-		url, prefix, strings.Repeat("s", 40))
-	gws := make([]*gateway, replicas)
-	for i := range gws {
-		dir := t.TempDir()
-		addr := freeAddr(t)
-		gws[i] = &gateway{t: t, bin: bin, cfg: writeConfig(t, dir, addr, sims, extra), dir: dir, url: "http://" + addr}
-		gws[i].start()
-	}
-	tokens := make([]string, replicas)
-	for i, g := range gws {
-		tokens[i] = g.login()
-	}
+	log, gws, tokens := startReplicas(t, instances, replicas, 2*time.Millisecond, "")
 	seen := []*completions{watch(t, gws[1], tokens[1]), watch(t, gws[2], tokens[2])}
 
 	ids, via := submitRoundRobin(t, gws, tokens, tasks)
@@ -118,33 +93,9 @@ func TestReplicasLeaseMovesBetweenLiveReplicas(t *testing.T) {
 		t.Skip("builds and runs the binary; skipped with -short")
 	}
 	const tasks, instances, replicas = 300, 4, 3
-	url := redistest.URL(t)
-	prefix := redistest.Prefix(t, url)
-	bin := buildBinary(t)
-	log := comfysim.NewLog()
-	sims, err := comfysim.StartFleet(instances, "127.0.0.1:0", comfysim.Options{Log: log, StepDelay: 5 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		for _, s := range sims {
-			s.Close()
-		}
-	}()
 	const timeout, freeze = 120 * time.Second, 6 * time.Second
-	extra := fmt.Sprintf("store:\n  driver: redis\n  url: %q\n  prefix: %q\n  leaseTtl: 3000\nauth:\n  secret: %q\nscheduler:\n  taskTimeout: %d\n",
-		url, prefix, strings.Repeat("s", 40), timeout.Milliseconds())
-	gws := make([]*gateway, replicas)
-	for i := range gws {
-		dir := t.TempDir()
-		addr := freeAddr(t)
-		gws[i] = &gateway{t: t, bin: bin, cfg: writeConfig(t, dir, addr, sims, extra), dir: dir, url: "http://" + addr}
-		gws[i].start()
-	}
-	tokens := make([]string, replicas)
-	for i, g := range gws {
-		tokens[i] = g.login()
-	}
+	log, gws, tokens := startReplicas(t, instances, replicas, 5*time.Millisecond,
+		fmt.Sprintf("scheduler:\n  taskTimeout: %d\n", timeout.Milliseconds()))
 	ids, _ := submitRoundRobin(t, gws, tokens, tasks/2)
 	apptest.Eventually(t, 60*time.Second, "50 completions", func() bool { return gws[1].completed(tokens[1]) >= 50 })
 	gws[0].signal(syscall.SIGSTOP)
@@ -172,6 +123,41 @@ func TestReplicasLeaseMovesBetweenLiveReplicas(t *testing.T) {
 	for _, g := range gws {
 		g.stop()
 	}
+}
+
+// startReplicas starts instances simulated instances and replicas gateway
+// processes sharing one Redis (key prefix of the test's own, a 3 s
+// lease), logged in; extra is more YAML for their config. Everything
+// stops at the end of the test.
+func startReplicas(t *testing.T, instances, replicas int, step time.Duration, extra string) (*comfysim.Log, []*gateway, []string) {
+	t.Helper()
+	url := redistest.URL(t)
+	prefix := redistest.Prefix(t, url)
+	bin := buildBinary(t)
+	log := comfysim.NewLog()
+	sims, err := comfysim.StartFleet(instances, "127.0.0.1:0", comfysim.Options{Log: log, StepDelay: step})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, s := range sims {
+			s.Close()
+		}
+	})
+	extra = fmt.Sprintf("store:\n  driver: redis\n  url: %q\n  prefix: %q\n  leaseTtl: 3000\nauth:\n  secret: %q\n",
+		url, prefix, strings.Repeat("s", 40)) + extra
+	gws := make([]*gateway, replicas)
+	for i := range gws {
+		dir := t.TempDir()
+		addr := freeAddr(t)
+		gws[i] = &gateway{t: t, bin: bin, cfg: writeConfig(t, dir, addr, sims, extra), dir: dir, url: "http://" + addr}
+		gws[i].start()
+	}
+	tokens := make([]string, replicas)
+	for i, g := range gws {
+		tokens[i] = g.login()
+	}
+	return log, gws, tokens
 }
 
 // completedIDs lists every completed task through the REST API.
