@@ -125,11 +125,7 @@ func (dr *driver) stop() {
 // holdsLease reports whether the instance lease is still ours by our clock.
 // A run checks it before it acts on the instance; the scheduler claims
 // nothing for a driver without it.
-func (dr *driver) holdsLease() bool {
-	dr.mu.Lock()
-	defer dr.mu.Unlock()
-	return time.Now().Before(dr.leaseUntil)
-}
+func (dr *driver) holdsLease() bool { return dr.leaseLeftFor(0) }
 
 // leaseLeftFor reports whether the instance lease still has d to run. A
 // submit asks for a margin: a replica frozen (or starved) between its
