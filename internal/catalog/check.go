@@ -2,7 +2,9 @@ package catalog
 
 import (
 	"encoding/json"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -153,7 +155,7 @@ type failure struct {
 
 func newChecker(ix *Index, req *Request, allowed set) *checker {
 	c := &checker{ix: ix, req: req, allowed: allowed, params: map[string]map[string]*Param{},
-		results: map[string]*nodeResult{}, union: map[string][]InputError{}, ids: sortedKeys(req.Prompt)}
+		results: map[string]*nodeResult{}, union: map[string][]InputError{}, ids: slices.Sorted(maps.Keys(req.Prompt))}
 	for i := range req.Params {
 		p := &req.Params[i]
 		if c.params[p.NodeID] == nil {

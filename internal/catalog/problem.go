@@ -3,7 +3,9 @@ package catalog
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -73,7 +75,7 @@ func (p *Problem) Sentence() string {
 }
 
 func (p *Problem) firstError() (InputError, string, bool) {
-	for _, id := range sortedKeys(p.NodeErrors) {
+	for _, id := range slices.Sorted(maps.Keys(p.NodeErrors)) {
 		if errs := p.NodeErrors[id].Errors; len(errs) > 0 {
 			return errs[0], id, true
 		}
@@ -257,7 +259,7 @@ func pyRepr(v any) string {
 		return "[" + strings.Join(parts, ", ") + "]"
 	case map[string]any:
 		parts := make([]string, 0, len(t))
-		for _, k := range sortedKeys(t) {
+		for _, k := range slices.Sorted(maps.Keys(t)) {
 			parts = append(parts, pyQuote(k)+": "+pyRepr(t[k]))
 		}
 		return "{" + strings.Join(parts, ", ") + "}"

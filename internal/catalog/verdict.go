@@ -1,6 +1,8 @@
 package catalog
 
 import (
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -137,7 +139,7 @@ func (c *checker) catalogProblems(matched []Member) []CatalogProblem {
 func catalogDetails(cps []CatalogProblem) string {
 	var parts []string
 	for _, cp := range cps {
-		for _, id := range sortedKeys(cp.NodeErrors) {
+		for _, id := range slices.Sorted(maps.Keys(cp.NodeErrors)) {
 			ne := cp.NodeErrors[id]
 			e := ne.Errors[0]
 			parts = append(parts, strings.Join(cp.Instances, ", ")+": node "+id+" ("+ne.ClassType+"): "+e.Message+": "+e.Details)

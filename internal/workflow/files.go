@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode"
 )
@@ -88,12 +90,12 @@ func (p Prompt) CheckFileReferences(ctx context.Context, params []Param) error {
 			return err
 		}
 	}
-	for i, id := range sortedKeys(p) {
+	for i, id := range slices.Sorted(maps.Keys(p)) {
 		if err := stopped(ctx, i); err != nil {
 			return err
 		}
 		n := p[id]
-		for _, input := range sortedKeys(n.Inputs) {
+		for _, input := range slices.Sorted(maps.Keys(n.Inputs)) {
 			if set[[2]string{id, input}] {
 				continue
 			}
@@ -153,7 +155,7 @@ func walkStrings(v any, fn func(string) bool) bool {
 			}
 		}
 	case map[string]any:
-		for _, k := range sortedKeys(x) {
+		for _, k := range slices.Sorted(maps.Keys(x)) {
 			if !walkStrings(x[k], fn) {
 				return false
 			}

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -98,7 +99,7 @@ func ParseContext(ctx context.Context, raw json.RawMessage, lim Limits) (Prompt,
 		return nil, &Error{Field: "workflow", Message: fmt.Sprintf("has %d nodes; at most %d are allowed", len(top), lim.MaxNodes), kind: ErrTooManyNodes}
 	}
 	p := make(Prompt, len(top))
-	for i, id := range sortedKeys(top) {
+	for i, id := range slices.Sorted(maps.Keys(top)) {
 		if err := stopped(ctx, i); err != nil {
 			return nil, err
 		}
@@ -165,7 +166,7 @@ func (p Prompt) ResolveParams(params map[string]json.RawMessage) ([]Param, error
 func (p Prompt) ResolveParamsContext(ctx context.Context, params map[string]json.RawMessage) ([]Param, error) {
 	out := make([]Param, 0, len(params))
 	r := resolver{p: p}
-	for i, key := range sortedKeys(params) {
+	for i, key := range slices.Sorted(maps.Keys(params)) {
 		if err := stopped(ctx, i); err != nil {
 			return nil, err
 		}
@@ -317,14 +318,5 @@ func (p Prompt) Checkpoints() []string {
 			}
 		}
 	}
-	return sortedKeys(seen)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+	return slices.Sorted(maps.Keys(seen))
 }
