@@ -123,7 +123,6 @@ func saveRuntimeConfig(t *testing.T, dataDir, doc string) {
 	}
 }
 
-
 // TestConnectionsAreBounded: idle keep-alive connections, slow headers and
 // slow bodies are closed within the configured times, while an upload may
 // take longer than the read timeout and a /ws session outlives every one of
