@@ -11,7 +11,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/comfyfleet/comfyfleet/internal/blob"
-	"github.com/comfyfleet/comfyfleet/internal/dispatch"
 	"github.com/comfyfleet/comfyfleet/internal/file"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 )
@@ -33,7 +32,7 @@ func (s *Server) makeFileView(f *file.File) fileView {
 	v := fileView{
 		FileID: f.ID, Filename: f.Filename, Size: f.Size, ContentType: f.ContentType,
 		CreatedAt: formatTime(f.CreatedAt), Owner: f.Owner, NodeID: f.NodeID,
-		URL: dispatch.FileURL(s.deps.Config.Current().Server.PublicBaseURL, f.ID, f.Filename),
+		URL: file.URL(s.deps.Config.Current().Server.PublicBaseURL, f.ID, f.Filename),
 	}
 	if f.TaskID != "" {
 		v.TaskID = &f.TaskID

@@ -14,7 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/comfyfleet/comfyfleet/internal/config"
-	"github.com/comfyfleet/comfyfleet/internal/dispatch"
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
 	"github.com/comfyfleet/comfyfleet/internal/workflow"
@@ -211,10 +211,10 @@ func compactJSON(raw json.RawMessage) json.RawMessage {
 }
 
 func (s *Server) publishQueued(ctx context.Context, t *task.Task) {
-	if err := dispatch.PublishStatus(ctx, s.deps.Store, t); err != nil {
+	if err := event.PublishStatus(ctx, s.deps.Store, t); err != nil {
 		s.log.WarnContext(ctx, "publish task status failed", "task_id", t.ID, "err", err)
 	}
-	if err := dispatch.Publish(ctx, s.deps.Store, dispatch.EventTaskQueued, t, dispatch.StatusData{TaskID: t.ID, Status: t.Status}); err != nil {
+	if err := event.PublishQueued(ctx, s.deps.Store, t); err != nil {
 		s.log.WarnContext(ctx, "publish task queued failed", "task_id", t.ID, "err", err)
 	}
 }
@@ -343,11 +343,10 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx := r.Context()
 	if t.Status == task.StatusCancelled {
-		if err := dispatch.PublishFinal(ctx, s.deps.Store, t); err != nil {
+		if err := event.PublishFinal(ctx, s.deps.Store, t); err != nil {
 			s.log.WarnContext(ctx, "publish cancel failed", "task_id", t.ID, "err", err)
 		}
-	} else if err := dispatch.Publish(ctx, s.deps.Store, dispatch.EventCancelRequested, t,
-		dispatch.CancelledData{TaskID: t.ID, InstanceID: t.InstanceID}); err != nil {
+	} else if err := event.PublishCancelRequested(ctx, s.deps.Store, t); err != nil {
 		s.log.WarnContext(ctx, "publish cancel request failed", "task_id", t.ID, "err", err)
 	}
 	msg := msgCancelRequested

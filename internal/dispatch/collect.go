@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/url"
 	"sort"
 	"syscall"
 	"time"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/comfyfleet/comfyfleet/internal/blob"
 	"github.com/comfyfleet/comfyfleet/internal/comfy"
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/file"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
@@ -81,7 +81,7 @@ func (d *Dispatcher) collectOne(ctx context.Context, c *comfy.Client, t *task.Ta
 		return task.Output{}, err
 	}
 	return task.Output{
-		URL: FileURL(base, id, name), Filename: name, Type: cmp.Or(ref.Type, "output"), Kind: ref.Kind, NodeID: nodeID, FileID: id,
+		URL: file.URL(base, id, name), Filename: name, Type: cmp.Or(ref.Type, "output"), Kind: ref.Kind, NodeID: nodeID, FileID: id,
 	}, nil
 }
 
@@ -208,7 +208,7 @@ func (d *Dispatcher) finishCollected(ctx context.Context, t *task.Task, to task.
 	}
 	d.log.InfoContext(ctx, "task finished", "task_id", t.ID, "status", to, "instance_id", done.InstanceID)
 	d.opts.Metrics.TaskFinished(done)
-	if err := PublishFinal(ctx, d.opts.Store, done); err != nil && ctx.Err() == nil {
+	if err := event.PublishFinal(ctx, d.opts.Store, done); err != nil && ctx.Err() == nil {
 		d.log.WarnContext(ctx, "publish failed", "task_id", t.ID, "err", err)
 	}
 }
@@ -222,9 +222,4 @@ func (d *Dispatcher) fileID(taskID, nodeID string, i int) string {
 	u[6] = (u[6] & 0x0f) | 0x80 // version 8: custom
 	u[8] = (u[8] & 0x3f) | 0x80 // RFC 4122 variant
 	return u.String()
-}
-
-// FileURL is the public URL of a stored file.
-func FileURL(base, id, name string) string {
-	return base + "/files/" + id + "/" + url.PathEscape(name)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/comfy"
 	"github.com/comfyfleet/comfyfleet/internal/comfysim"
 	"github.com/comfyfleet/comfyfleet/internal/dispatch"
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/fleet"
 	"github.com/comfyfleet/comfyfleet/internal/instance"
 	"github.com/comfyfleet/comfyfleet/internal/store"
@@ -167,7 +168,7 @@ func (r *rig) submit(prefix string) *task.Task {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	if err := dispatch.Publish(r.t.Context(), r.st, dispatch.EventTaskQueued, tk, dispatch.StatusData{TaskID: tk.ID, Status: tk.Status}); err != nil {
+	if err := event.PublishQueued(r.t.Context(), r.st, tk); err != nil {
 		r.t.Fatal(err)
 	}
 	return tk
@@ -263,7 +264,7 @@ func TestCancelBeforeRunStarts(t *testing.T) {
 	// The cancel event comes first, as when DELETE lands between the
 	// claim and the run's start.
 	cancelEv := &task.Task{ID: id, Owner: "alice"}
-	if err := dispatch.Publish(t.Context(), r.st, dispatch.EventCancelRequested, cancelEv, dispatch.CancelledData{TaskID: id}); err != nil {
+	if err := event.Publish(t.Context(), r.st, event.TypeTaskCancelRequested, cancelEv, event.TaskCancelledData{TaskID: id}); err != nil {
 		t.Fatal(err)
 	}
 	tk, err := r.st.TaskInsert(t.Context(), &store.TaskInsertParams{ID: id, Owner: "alice", Workflow: workflow("early"), Now: time.Now()})
@@ -271,7 +272,7 @@ func TestCancelBeforeRunStarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Events are handled in order: the cancel is noted before the wake-up.
-	_ = dispatch.Publish(t.Context(), r.st, dispatch.EventTaskQueued, tk, dispatch.StatusData{TaskID: id, Status: tk.Status})
+	_ = event.PublishQueued(t.Context(), r.st, tk)
 	r.waitStatus(id, task.StatusCancelled, 10*time.Second)
 	r.sims[0].Release()
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/comfyfleet/comfyfleet/internal/blob"
 	"github.com/comfyfleet/comfyfleet/internal/comfy"
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/fleet"
 	"github.com/comfyfleet/comfyfleet/internal/instance"
 	"github.com/comfyfleet/comfyfleet/internal/store"
@@ -296,7 +297,7 @@ func (d *Dispatcher) giveBack(ctx context.Context, t *task.Task) {
 		d.log.WarnContext(ctx, "give back a claimed task failed; the instance's next driver reconciles it", "task_id", t.ID, "err", err)
 		return
 	}
-	_ = Publish(ctx, d.opts.Store, EventTaskQueued, back, StatusData{TaskID: back.ID, Status: back.Status})
+	_ = event.PublishQueued(ctx, d.opts.Store, back)
 }
 
 // nextReady reserves a ready driver not in skip, the one idle the longest.
@@ -342,16 +343,16 @@ func (d *Dispatcher) eventLoop(ctx, subCtx context.Context, sub store.Subscripti
 	}
 }
 
-func (d *Dispatcher) onEvent(ctx context.Context, ev store.Event) {
+func (d *Dispatcher) onEvent(ctx context.Context, ev event.Event) {
 	switch ev.Type {
-	case EventTaskQueued:
+	case event.TypeTaskQueued:
 		d.Wake()
-	case fleet.EventInstanceStatus:
+	case event.TypeInstanceStatus:
 		if dr := d.driver(instanceIDOf(ev)); dr != nil {
 			dr.onInstanceStatus(ctx, ev)
 		}
 		d.Wake()
-	case EventCancelRequested:
+	case event.TypeTaskCancelRequested:
 		if dr := d.driver(instanceIDOf(ev)); dr != nil && dr.cancel(ev.TaskID) {
 			return
 		}

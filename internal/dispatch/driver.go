@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/comfyfleet/comfyfleet/internal/comfy"
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/instance"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
@@ -538,7 +539,7 @@ func (dr *driver) onDisconnect(error) {
 }
 
 // onInstanceStatus follows health and admin changes of this instance.
-func (dr *driver) onInstanceStatus(ctx context.Context, ev store.Event) {
+func (dr *driver) onInstanceStatus(ctx context.Context, ev event.Event) {
 	var v struct {
 		Alive   bool `json:"alive"`
 		Enabled bool `json:"enabled"`

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 )
 
@@ -147,7 +148,7 @@ func (d *Dispatcher) stopAll() {
 }
 
 // instanceIDOf reads instanceId from an instance_status event.
-func instanceIDOf(ev store.Event) string {
+func instanceIDOf(ev event.Event) string {
 	var v struct {
 		InstanceID string `json:"instanceId"`
 	}

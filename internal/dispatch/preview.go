@@ -8,22 +8,9 @@ import (
 	"time"
 
 	"github.com/comfyfleet/comfyfleet/internal/comfy"
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 )
-
-// EventTaskPreview carries the latest live preview of a running task (a
-// sampler's step image) to /ws clients. Previews are never stored.
-const EventTaskPreview = "task_preview"
-
-// PreviewData is the data of task_preview.
-type PreviewData struct {
-	TaskID string `json:"taskId"`
-	NodeID string `json:"nodeId"`
-	// Format is "jpeg" or "png".
-	Format string `json:"format"`
-	// Image is the image, base64-encoded (standard alphabet, padded).
-	Image []byte `json:"image"`
-}
 
 const (
 	// previewInterval is the shortest time between two task_preview events
@@ -55,7 +42,7 @@ type previewRelay struct {
 // when published, so the ones replaced cost nothing.
 type pendingPreview struct {
 	owner string
-	data  PreviewData
+	data  event.TaskPreviewData
 }
 
 func newPreviewRelay(ps store.PubSub, log *slog.Logger) *previewRelay {
@@ -72,7 +59,7 @@ func (p *previewRelay) offer(taskID, owner string, ev comfy.Event) {
 		return
 	}
 	p.mu.Lock()
-	p.pending[taskID] = pendingPreview{owner: owner, data: PreviewData{TaskID: taskID, NodeID: ev.Node, Format: ev.ImageFormat, Image: ev.Image}}
+	p.pending[taskID] = pendingPreview{owner: owner, data: event.TaskPreviewData{TaskID: taskID, NodeID: ev.Node, Format: ev.ImageFormat, Image: ev.Image}}
 	p.mu.Unlock()
 	select {
 	case p.kick <- struct{}{}:
@@ -114,8 +101,8 @@ func (p *previewRelay) run(ctx context.Context) {
 func (p *previewRelay) publish(ctx context.Context, pp pendingPreview, now time.Time) {
 	raw, err := json.Marshal(pp.data)
 	if err == nil {
-		err = p.ps.Publish(ctx, store.Event{
-			Type: EventTaskPreview, Data: raw, TaskID: pp.data.TaskID, Owner: pp.owner, Time: now.UnixMilli(),
+		err = p.ps.Publish(ctx, event.Event{
+			Type: event.TypeTaskPreview, Data: raw, TaskID: pp.data.TaskID, Owner: pp.owner, Time: now.UnixMilli(),
 		})
 	}
 	if err != nil && ctx.Err() == nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/comfyfleet/comfyfleet/internal/comfy"
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
 	"github.com/comfyfleet/comfyfleet/internal/workflow"
@@ -189,7 +190,7 @@ func (r *run) markBusy(ctx context.Context) {
 	r.dr.d.opts.Fleet.PublishRun(ctx, r.dr.state(), t.ID)
 	if !r.reattach {
 		r.dr.d.opts.Metrics.TaskClaimed(t)
-		r.publish(ctx, PublishStatus(ctx, r.st(), t))
+		r.publish(ctx, event.PublishStatus(ctx, r.st(), t))
 	}
 }
 

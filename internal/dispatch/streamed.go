@@ -225,7 +225,7 @@ func (d *Dispatcher) storeImage(ctx context.Context, t *task.Task, nodeID string
 	if err != nil && !errors.Is(err, store.ErrConflict) {
 		return task.Output{}, err
 	}
-	return task.Output{URL: FileURL(base, id, name), Filename: name, Type: "output", Kind: "images", NodeID: nodeID, FileID: id}, nil
+	return task.Output{URL: file.URL(base, id, name), Filename: name, Type: "output", Kind: "images", NodeID: nodeID, FileID: id}, nil
 }
 
 // extension is the file extension of an image format ("" is PNG, the only

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/comfyfleet/comfyfleet/internal/comfy"
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
 )
@@ -139,10 +140,10 @@ func TestStreamedLimit(t *testing.T) {
 type recorder struct {
 	// mu guards events.
 	mu     sync.Mutex
-	events []store.Event
+	events []event.Event
 }
 
-func (r *recorder) Publish(_ context.Context, ev store.Event) error {
+func (r *recorder) Publish(_ context.Context, ev event.Event) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, ev)
@@ -153,7 +154,7 @@ func (r *recorder) Subscribe(context.Context) (store.Subscription, error) {
 	return nil, errors.New("recorder: no subscriptions")
 }
 
-func (r *recorder) published() []store.Event {
+func (r *recorder) published() []event.Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.events)
@@ -189,7 +190,7 @@ func TestPreviewRelay(t *testing.T) {
 			t.Errorf("published %d previews for 3.5 s, want one per 500 ms", len(got))
 		}
 		for i, ev := range got {
-			if ev.Type != EventTaskPreview || ev.TaskID != "t1" || ev.Owner != "alice" {
+			if ev.Type != event.TypeTaskPreview || ev.TaskID != "t1" || ev.Owner != "alice" {
 				t.Errorf("event %d: %+v", i, ev)
 			}
 			if i > 0 && ev.Time-got[i-1].Time < previewInterval.Milliseconds() {

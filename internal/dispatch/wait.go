@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/comfyfleet/comfyfleet/internal/comfy"
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
 )
@@ -489,7 +490,7 @@ func (r *run) finish(ctx context.Context, to task.Status, res *task.Result, terr
 	}
 	r.log.InfoContext(ctx, "task finished", "status", to)
 	r.dr.d.opts.Metrics.TaskFinished(t)
-	r.publish(ctx, PublishFinal(ctx, r.st(), t))
+	r.publish(ctx, event.PublishFinal(ctx, r.st(), t))
 	r.ended(ctx, RunEnd{Task: t})
 }
 
@@ -515,8 +516,8 @@ func (r *run) requeue(ctx context.Context, reason string, refund bool) {
 		return
 	}
 	r.dr.d.opts.Metrics.TaskRequeued(t, reason)
-	r.publish(ctx, PublishStatus(ctx, r.st(), t))
-	r.publish(ctx, Publish(ctx, r.st(), EventTaskQueued, t, StatusData{TaskID: t.ID, Status: t.Status}))
+	r.publish(ctx, event.PublishStatus(ctx, r.st(), t))
+	r.publish(ctx, event.PublishQueued(ctx, r.st(), t))
 	r.ended(ctx, RunEnd{Task: t, Requeued: reason})
 }
 
@@ -529,7 +530,7 @@ func (r *run) reportProgress(ctx context.Context, pct int) {
 	pct = max(pct, r.task.Progress)
 	r.task.Progress = pct
 	at := r.progress.Position()
-	r.publish(ctx, Publish(ctx, r.st(), EventTaskProgress, r.task, ProgressData{
+	r.publish(ctx, event.Publish(ctx, r.st(), event.TypeTaskProgress, r.task, event.TaskProgressData{
 		TaskID: r.task.ID, Progress: pct, NodeID: at.NodeID, Node: at.NodeID,
 		ClassType: at.ClassType, Title: at.Title, Value: at.Value, Max: at.Max,
 	}))

@@ -2,7 +2,10 @@
 // gateway's file store, uploaded by a user or collected from a task's outputs.
 package file
 
-import "time"
+import (
+	"net/url"
+	"time"
+)
 
 // File is one stored file. Its bytes live in the blob store under ID.
 type File struct {
@@ -14,4 +17,10 @@ type File struct {
 	ContentType string    `json:"contentType"`
 	Size        int64     `json:"size"`
 	CreatedAt   time.Time `json:"createdAt"`
+}
+
+// URL is the public URL of a stored file: base (the gateway's public base
+// URL, "" for a path relative to it), then /files/{id}/{name}.
+func URL(base, id, name string) string {
+	return base + "/files/" + id + "/" + url.PathEscape(name)
 }

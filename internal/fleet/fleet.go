@@ -7,22 +7,18 @@ package fleet
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/comfyfleet/comfyfleet/internal/catalog"
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/instance"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 )
-
-// EventInstanceStatus is the event type published on every change.
-const EventInstanceStatus = "instance_status"
 
 // Fleet is the registry of configured instances over the store's state.
 type Fleet struct {
@@ -182,36 +178,16 @@ func (f *Fleet) PublishRun(ctx context.Context, st instance.State, taskID string
 // the current task, so the push hub shows its id to that user (and admins)
 // only.
 func (f *Fleet) publish(ctx context.Context, st instance.State) {
-	data, _ := json.Marshal(StatusEvent{
-		InstanceID: st.ID, Alive: st.Alive, Busy: st.Busy, Enabled: st.Enabled,
-		CurrentTaskID: st.CurrentTaskID, LastError: st.LastError,
-		DrainReason: st.DrainReason, AutoDrained: st.AutoDrained,
-	})
-	ev := store.Event{Type: EventInstanceStatus, Data: data, Time: time.Now().UnixMilli()}
+	owner := ""
 	if st.CurrentTaskID != "" {
 		// One read per run start; unknown, the id goes to admins only.
 		if t, err := f.store.TaskGet(ctx, st.CurrentTaskID); err == nil {
-			ev.Owner = t.Owner
+			owner = t.Owner
 		}
 	}
-	if err := f.store.Publish(ctx, ev); err != nil {
+	if err := f.store.Publish(ctx, event.Instance(st, owner)); err != nil {
 		f.log.WarnContext(ctx, "publish instance status failed", "instance_id", st.ID, "err", err)
 	}
-}
-
-// StatusEvent is the data of an instance_status event: the seed's fields
-// plus enabled and the current task.
-type StatusEvent struct {
-	InstanceID    string `json:"instanceId"`
-	Alive         bool   `json:"alive"`
-	Busy          bool   `json:"busy"`
-	Enabled       bool   `json:"enabled"`
-	CurrentTaskID string `json:"currentTaskId"`
-	LastError     string `json:"lastError"`
-	// DrainReason says why the instance is disabled, when the gateway said
-	// (AutoDrained); "" otherwise.
-	DrainReason string `json:"drainReason"`
-	AutoDrained bool   `json:"autoDrained"`
 }
 
 // View is an instance as the API shows it: config facts and run time state.

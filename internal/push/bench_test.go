@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/comfyfleet/comfyfleet/internal/event"
 )
 
 // BenchmarkFanout measures events per second through the hub to N clients
@@ -30,7 +32,7 @@ func benchFanout(b *testing.B, n int) {
 		c.next() // global_status: registered
 		wg.Go(func() { readCounting(c, batch, b.N, progress[i]) })
 	}
-	ev := taskEvent(TypeTaskProgress, "3f1d2c9e-5b7a-4c1e-9d2f-0a6b8c4e7f10", "user0")
+	ev := taskEvent(event.TypeTaskProgress, "3f1d2c9e-5b7a-4c1e-9d2f-0a6b8c4e7f10", "user0")
 	ctx := context.Background()
 
 	b.ReportAllocs()
@@ -62,7 +64,7 @@ func benchFanout(b *testing.B, n int) {
 // readCounting reads until the connection ends and signals progress after
 // every batch of task events and after the last of total.
 func readCounting(c *client, batch, total int, progress chan<- struct{}) {
-	prefix := []byte(`{"type":"` + TypeTaskProgress + `"`)
+	prefix := []byte(`{"type":"` + event.TypeTaskProgress + `"`)
 	got := 0
 	for {
 		_, msg, err := c.ws.Read(context.Background())
@@ -98,7 +100,7 @@ func benchDispatch(b *testing.B, n int) {
 		conns[i] = c
 		h.conns[c] = struct{}{}
 	}
-	ev := taskEvent(TypeTaskProgress, "3f1d2c9e-5b7a-4c1e-9d2f-0a6b8c4e7f10", "user1")
+	ev := taskEvent(event.TypeTaskProgress, "3f1d2c9e-5b7a-4c1e-9d2f-0a6b8c4e7f10", "user1")
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()

@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 	"go.uber.org/goleak"
 
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 )
 
@@ -39,7 +40,7 @@ type fakePubSub struct {
 
 type fakeSub struct {
 	ps   *fakePubSub
-	c    chan store.Event
+	c    chan event.Event
 	done chan struct{}
 	once sync.Once
 }
@@ -51,7 +52,7 @@ func newFakePubSub() *fakePubSub {
 }
 
 func (p *fakePubSub) Subscribe(ctx context.Context) (store.Subscription, error) {
-	s := &fakeSub{ps: p, c: make(chan store.Event), done: make(chan struct{})}
+	s := &fakeSub{ps: p, c: make(chan event.Event), done: make(chan struct{})}
 	p.mu.Lock()
 	p.subs[s] = struct{}{}
 	p.mu.Unlock()
@@ -59,7 +60,7 @@ func (p *fakePubSub) Subscribe(ctx context.Context) (store.Subscription, error) 
 	return s, nil
 }
 
-func (p *fakePubSub) Publish(ctx context.Context, ev store.Event) error {
+func (p *fakePubSub) Publish(ctx context.Context, ev event.Event) error {
 	p.mu.Lock()
 	subs := make([]*fakeSub, 0, len(p.subs))
 	for s := range p.subs {
@@ -88,7 +89,7 @@ func (p *fakePubSub) endSubscriptions() {
 	}
 }
 
-func (s *fakeSub) C() <-chan store.Event { return s.c }
+func (s *fakeSub) C() <-chan event.Event { return s.c }
 
 func (s *fakeSub) Close() error {
 	s.once.Do(func() {
@@ -141,7 +142,7 @@ func newHarness(t testing.TB, opts Options, hooks testHooks) *harness {
 }
 
 // publish sends an event and fails the test if the hub does not take it in time.
-func (h *harness) publish(ev store.Event) {
+func (h *harness) publish(ev event.Event) {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
@@ -271,15 +272,15 @@ func (c *client) closeError() websocket.CloseError {
 }
 
 // taskEvent builds a task event for owner's task id.
-func taskEvent(typ, id, owner string) store.Event {
+func taskEvent(typ, id, owner string) event.Event {
 	data, _ := json.Marshal(map[string]any{"taskId": id, "progress": 50})
-	return store.Event{Type: typ, TaskID: id, Owner: owner, Data: data, Time: 1704067200000}
+	return event.Event{Type: typ, TaskID: id, Owner: owner, Data: data, Time: 1704067200000}
 }
 
 // instanceEvent builds an instance_status event.
-func instanceEvent(id string) store.Event {
+func instanceEvent(id string) event.Event {
 	data, _ := json.Marshal(map[string]any{"instanceId": id, "alive": true, "busy": false})
-	return store.Event{Type: TypeInstanceStatus, Data: data}
+	return event.Event{Type: event.TypeInstanceStatus, Data: data}
 }
 
 // signal returns a hook that closes the returned channel on its first call.

@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 )
 
@@ -276,12 +277,12 @@ func (h *Hub) consume(ctx context.Context, resync bool) (subscribed bool, err er
 
 // dispatch forwards one event to the clients entitled to it. It never blocks
 // on a client: the message is encoded once and offered to each queue.
-func (h *Hub) dispatch(ev store.Event) {
+func (h *Hub) dispatch(ev event.Event) {
 	if marksChange(ev.Type) {
 		h.markChanged()
 	}
-	k := kindOf(ev.Type)
-	if k == kindInternal {
+	a := event.AudienceOf(ev.Type)
+	if a == event.Internal {
 		return
 	}
 	msg, err := h.encode(ev.Type, ev.Time, ev.Data, "")
@@ -289,7 +290,7 @@ func (h *Hub) dispatch(ev store.Event) {
 		h.log.Error("push: encode event", "type", ev.Type, "task_id", ev.TaskID, "err", err)
 		return
 	}
-	if k == kindInstance {
+	if a == event.Everyone {
 		h.dispatchInstance(ev, msg)
 		return
 	}
@@ -297,8 +298,8 @@ func (h *Hub) dispatch(ev store.Event) {
 	defer h.mu.RUnlock()
 	for c := range h.conns {
 		switch {
-		case !c.wants(k, &ev):
-		case ev.Type == TypeTaskPreview:
+		case !c.wants(a, &ev):
+		case ev.Type == event.TypeTaskPreview:
 			c.offer(msg)
 		default:
 			c.enqueue(msg)
@@ -308,7 +309,7 @@ func (h *Hub) dispatch(ev store.Event) {
 
 // dispatchInstance forwards an instance_status, each client getting the
 // form it may see (the task id to admins and the task's owner only).
-func (h *Hub) dispatchInstance(ev store.Event, full []byte) {
+func (h *Hub) dispatchInstance(ev event.Event, full []byte) {
 	m, err := h.newInstanceMsg(ev, full)
 	if err != nil {
 		h.log.Error("push: encode event", "type", ev.Type, "err", err)
@@ -381,7 +382,7 @@ func (h *Hub) statusInterval(clients int) time.Duration {
 // clients those writes cost more than the runs, so past GlobalStatusRate
 // clients each client gets at most one instance_status per instance per
 // global_status interval, the latest. False if the event names no instance.
-func (h *Hub) holdInstance(ev store.Event, msg instanceMsg) bool {
+func (h *Hub) holdInstance(ev event.Event, msg instanceMsg) bool {
 	var d struct {
 		InstanceID string `json:"instanceId"`
 	}

@@ -12,9 +12,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/comfyfleet/comfyfleet/internal/store"
 )
 
 func TestConnectSendsGlobalStatusFirst(t *testing.T) {
@@ -90,7 +89,7 @@ func collect(c *client, sentinel string) []seen {
 		if err := json.Unmarshal(m.Data, &d); err != nil {
 			c.t.Fatalf("decode %s data %s: %v", m.Type, m.Data, err)
 		}
-		if m.Type == TypeInstanceStatus && d.InstanceID == sentinel {
+		if m.Type == event.TypeInstanceStatus && d.InstanceID == sentinel {
 			return got
 		}
 		got = append(got, seen{m.Type, d.TaskID + d.InstanceID})
@@ -110,15 +109,15 @@ func TestEntitlement(t *testing.T) {
 		c.next() // global_status: registered
 	}
 	for _, ev := range []struct{ typ, id, owner string }{
-		{TypeTaskStatus, "t1", "alice"},
-		{TypeTaskProgress, "t1", "alice"},
+		{event.TypeTaskStatus, "t1", "alice"},
+		{event.TypeTaskProgress, "t1", "alice"},
 		{"task_queued", "t1", "alice"}, // internal: never forwarded
-		{TypeTaskCompleted, "t2", "bob"},
-		{TypeTaskFailed, "t3", "alice"},
-		{TypeTaskCancelled, "t4", ""}, // no owner: admins only
-		{TypeGlobalStatus, "", ""},    // only the hub builds global_status
+		{event.TypeTaskCompleted, "t2", "bob"},
+		{event.TypeTaskFailed, "t3", "alice"},
+		{event.TypeTaskCancelled, "t4", ""}, // no owner: admins only
+		{TypeGlobalStatus, "", ""},          // only the hub builds global_status
 		{"something_new", "t1", "alice"},
-		{TypeTaskPreview, "t5", "alice"},
+		{event.TypeTaskPreview, "t5", "alice"},
 	} {
 		h.publish(taskEvent(ev.typ, ev.id, ev.owner))
 	}
@@ -128,12 +127,12 @@ func TestEntitlement(t *testing.T) {
 	h.publish(instanceEvent("127.0.0.1:8001"))
 	h.publish(instanceEvent("done"))
 
-	inst := seen{TypeInstanceStatus, "127.0.0.1:8001"}
+	inst := seen{event.TypeInstanceStatus, "127.0.0.1:8001"}
 	want := map[string][]seen{
-		"admin": {{TypeTaskStatus, "t1"}, {TypeTaskProgress, "t1"}, {TypeTaskCompleted, "t2"},
-			{TypeTaskFailed, "t3"}, {TypeTaskCancelled, "t4"}, {TypeTaskPreview, "t5"}, inst},
-		"alice": {{TypeTaskStatus, "t1"}, {TypeTaskProgress, "t1"}, {TypeTaskFailed, "t3"}, {TypeTaskPreview, "t5"}, inst},
-		"bob":   {{TypeTaskCompleted, "t2"}, inst},
+		"admin": {{event.TypeTaskStatus, "t1"}, {event.TypeTaskProgress, "t1"}, {event.TypeTaskCompleted, "t2"},
+			{event.TypeTaskFailed, "t3"}, {event.TypeTaskCancelled, "t4"}, {event.TypeTaskPreview, "t5"}, inst},
+		"alice": {{event.TypeTaskStatus, "t1"}, {event.TypeTaskProgress, "t1"}, {event.TypeTaskFailed, "t3"}, {event.TypeTaskPreview, "t5"}, inst},
+		"bob":   {{event.TypeTaskCompleted, "t2"}, inst},
 		"anon":  {inst},
 	}
 	for name, c := range clients {
@@ -163,14 +162,14 @@ func TestSubscribeNarrows(t *testing.T) {
 	}
 	round := func(sentinel string) {
 		for _, ev := range []struct{ id, owner string }{{"t1", "alice"}, {"t2", "alice"}, {"t3", "bob"}} {
-			h.publish(taskEvent(TypeTaskProgress, ev.id, ev.owner))
+			h.publish(taskEvent(event.TypeTaskProgress, ev.id, ev.owner))
 		}
 		h.publish(instanceEvent(sentinel))
 	}
 	progress := func(ids ...string) []seen {
 		var s []seen
 		for _, id := range ids {
-			s = append(s, seen{TypeTaskProgress, id})
+			s = append(s, seen{event.TypeTaskProgress, id})
 		}
 		return s
 	}
@@ -339,13 +338,13 @@ func TestPreviewsSkippedForSlowClient(t *testing.T) {
 
 	image := strings.Repeat("x", 32<<10)
 	for seq := range 1024 { // in lock-step with the fast client
-		ev := taskEvent(TypeTaskPreview, "t1", "alice")
+		ev := taskEvent(event.TypeTaskPreview, "t1", "alice")
 		ev.Data, _ = json.Marshal(map[string]any{"taskId": "t1", "seq": seq, "image": image})
 		h.publish(ev)
 		m := fast.nextNot(TypeGlobalStatus)
 		var d struct{ Seq int }
 		_ = json.Unmarshal(m.Data, &d)
-		if m.Type != TypeTaskPreview || d.Seq != seq {
+		if m.Type != event.TypeTaskPreview || d.Seq != seq {
 			t.Fatalf("fast client got %s, want preview %d", m.Type, seq)
 		}
 		if n := queued(h.hub, "slow"); n < 0 || n > 8 {
@@ -521,8 +520,8 @@ func TestResubscribeAfterLostSubscription(t *testing.T) {
 		t.Errorf("after resubscribing got %s, want a resync global_status", m.Type)
 	}
 	h.publish(instanceEvent("127.0.0.1:8001"))
-	if m := c.nextNot(TypeGlobalStatus); m.Type != TypeInstanceStatus {
-		t.Errorf("after resubscribing got %s, want %s", m.Type, TypeInstanceStatus)
+	if m := c.nextNot(TypeGlobalStatus); m.Type != event.TypeInstanceStatus {
+		t.Errorf("after resubscribing got %s, want %s", m.Type, event.TypeInstanceStatus)
 	}
 }
 
@@ -556,7 +555,7 @@ func TestInstanceStatusHeldPastRate(t *testing.T) {
 	const flips = 40
 	for i := range flips {
 		data, _ := json.Marshal(map[string]any{"instanceId": "i1", "alive": true, "busy": i%2 == 0, "currentTaskId": fmt.Sprint(i)})
-		h.publish(store.Event{Type: TypeInstanceStatus, Data: data, Owner: "alice"})
+		h.publish(event.Event{Type: event.TypeInstanceStatus, Data: data, Owner: "alice"})
 	}
 	h.publish(instanceEvent("i2"))
 	for _, c := range []*client{a, b} {
@@ -567,7 +566,7 @@ func TestInstanceStatusHeldPastRate(t *testing.T) {
 				InstanceID    string `json:"instanceId"`
 				CurrentTaskID string `json:"currentTaskId"`
 			}
-			if err := json.Unmarshal(m.Data, &d); err != nil || m.Type != TypeInstanceStatus {
+			if err := json.Unmarshal(m.Data, &d); err != nil || m.Type != event.TypeInstanceStatus {
 				t.Fatalf("got %s %s, want instance_status", m.Type, m.Data)
 			}
 			if d.InstanceID == "i1" {

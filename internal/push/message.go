@@ -5,26 +5,17 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/event"
 )
 
-// Message types sent to clients.
+// Message types the hub itself sends to clients. The events it forwards
+// are named in package event.
 const (
-	TypeGlobalStatus   = "global_status"
-	TypeInstanceStatus = "instance_status"
-	TypeTaskStatus     = "task_status"
-	TypeTaskProgress   = "task_progress"
-	TypeTaskCompleted  = "task_completed"
-	TypeTaskFailed     = "task_failed"
-	TypeTaskCancelled  = "task_cancelled"
-	TypePong           = "pong"
-	TypeSubscribed     = "subscribed"
-	TypeError          = "error"
+	TypeGlobalStatus = "global_status"
+	TypePong         = "pong"
+	TypeSubscribed   = "subscribed"
+	TypeError        = "error"
 )
-
-// TypeTaskPreview is a running task's latest live preview image. Unlike the
-// other task events it may be skipped for a client that is behind.
-const TypeTaskPreview = "task_preview"
 
 // Message types clients send.
 const (
@@ -42,31 +33,11 @@ const (
 // MaxSubscribeTaskIDs bounds the task ids of one subscribe message.
 const MaxSubscribeTaskIDs = 1000
 
-// kind says who may receive an event.
-type kind int
-
-const (
-	kindInternal kind = iota // not for clients
-	kindInstance             // everyone; the current task's id to admins and its owner only
-	kindTask                 // admins and the task's owner
-)
-
-// kindOf classifies an event type. Only the whitelisted types reach clients.
-func kindOf(typ string) kind {
-	switch typ {
-	case TypeInstanceStatus:
-		return kindInstance
-	case TypeTaskStatus, TypeTaskProgress, TypeTaskCompleted, TypeTaskFailed, TypeTaskCancelled, TypeTaskPreview:
-		return kindTask
-	}
-	return kindInternal
-}
-
 // marksChange reports whether an event makes global_status stale: any
 // instance or task event, internal ones (task_queued) included, except a
 // preview.
 func marksChange(typ string) bool {
-	return typ == TypeInstanceStatus || (strings.HasPrefix(typ, "task_") && typ != TypeTaskPreview)
+	return typ == event.TypeInstanceStatus || (strings.HasPrefix(typ, "task_") && typ != event.TypeTaskPreview)
 }
 
 // envelope is the seed's message shape, both ways.
@@ -161,9 +132,9 @@ func (h *Hub) subscribe(c *conn, in inbound) []byte {
 	return h.reply(TypeSubscribed, d, in.RequestID)
 }
 
-// wants reports whether c should receive an event of kind k.
-func (c *conn) wants(k kind, ev *store.Event) bool {
-	if k == kindInstance {
+// wants reports whether c should receive an event for audience a.
+func (c *conn) wants(a event.Audience, ev *event.Event) bool {
+	if a == event.Everyone {
 		return true
 	}
 	if !c.client.Admin && (c.client.Username == "" || ev.Owner != c.client.Username) {

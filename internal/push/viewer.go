@@ -5,7 +5,7 @@ import (
 	"context"
 	"encoding/json"
 
-	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/event"
 )
 
 // What a client sees of the instances depends on who it is: every client
@@ -37,7 +37,7 @@ type instanceMsg struct {
 }
 
 // newInstanceMsg adds to full, ev encoded, the form without the task id.
-func (h *Hub) newInstanceMsg(ev store.Event, full []byte) (instanceMsg, error) {
+func (h *Hub) newInstanceMsg(ev event.Event, full []byte) (instanceMsg, error) {
 	m := instanceMsg{full: full, owner: ev.Owner}
 	data, ok := withoutTaskID(ev.Data)
 	if !ok {

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/event"
 )
 
 // TestInstanceStatusTaskIDForOwnerOnly: every client gets an instance's
@@ -27,7 +27,7 @@ func TestInstanceStatusTaskIDForOwnerOnly(t *testing.T) {
 				clients[user].next() // global_status: registered
 			}
 			data, _ := json.Marshal(map[string]any{"instanceId": "i1", "alive": true, "busy": true, "currentTaskId": "t1"})
-			h.publish(store.Event{Type: TypeInstanceStatus, Data: data, Owner: "alice", Time: 1704067200000})
+			h.publish(event.Event{Type: event.TypeInstanceStatus, Data: data, Owner: "alice", Time: 1704067200000})
 			for user, c := range clients {
 				m := c.nextNot(TypeGlobalStatus)
 				var d struct {
@@ -35,7 +35,7 @@ func TestInstanceStatusTaskIDForOwnerOnly(t *testing.T) {
 					Busy          bool   `json:"busy"`
 					CurrentTaskID string `json:"currentTaskId"`
 				}
-				if err := json.Unmarshal(m.Data, &d); err != nil || m.Type != TypeInstanceStatus || m.Timestamp != 1704067200000 {
+				if err := json.Unmarshal(m.Data, &d); err != nil || m.Type != event.TypeInstanceStatus || m.Timestamp != 1704067200000 {
 					t.Fatalf("%q got %s at %d: %s", user, m.Type, m.Timestamp, m.Data)
 				}
 				if d.InstanceID != "i1" || !d.Busy || d.CurrentTaskID != want[user] {
@@ -82,7 +82,7 @@ func TestGlobalStatusPersonal(t *testing.T) {
 	before := p.built.Load()
 	h.publish(instanceEvent("i1")) // marks a change: one broadcast
 	for user, c := range clients {
-		m := c.nextNot(TypeInstanceStatus)
+		m := c.nextNot(event.TypeInstanceStatus)
 		var d struct{ Variant string }
 		if err := json.Unmarshal(m.Data, &d); err != nil || m.Type != TypeGlobalStatus || d.Variant != want[user] {
 			t.Errorf("%s got %s %s, want global_status of variant %q", user, m.Type, m.Data, want[user])

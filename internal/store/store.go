@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/comfyfleet/comfyfleet/internal/event"
+
 	"github.com/comfyfleet/comfyfleet/internal/catalog"
 	"github.com/comfyfleet/comfyfleet/internal/file"
 	"github.com/comfyfleet/comfyfleet/internal/instance"
@@ -470,7 +472,7 @@ type LeaseParams struct {
 // PubSub carries events between the components of every replica.
 type PubSub interface {
 	// Publish sends an event to every subscriber of every replica.
-	Publish(ctx context.Context, ev Event) error
+	Publish(ctx context.Context, ev event.Event) error
 	// Subscribe receives every event published from now on until the
 	// subscription is closed or ctx ends. Delivery is best effort: a
 	// subscriber that falls more than its buffer behind loses events. The
@@ -481,19 +483,6 @@ type PubSub interface {
 
 // Subscription is a stream of events.
 type Subscription interface {
-	C() <-chan Event
+	C() <-chan event.Event
 	Close() error
-}
-
-// Event is one message on the event channel. Type uses the client WebSocket
-// names (task_status, task_progress, instance_status...) plus internal ones
-// (task_queued). Data is the message's data object.
-type Event struct {
-	Type string          `json:"type"`
-	Data json.RawMessage `json:"data"`
-	// TaskID and Owner let the push hub route task events without decoding Data.
-	TaskID string `json:"taskId,omitempty"`
-	Owner  string `json:"owner,omitempty"`
-	// Time is the Unix ms timestamp of the event.
-	Time int64 `json:"time"`
 }

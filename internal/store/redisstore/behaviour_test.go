@@ -13,6 +13,7 @@ import (
 	gocmp "github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/store/redisstore/redistest"
 	"github.com/comfyfleet/comfyfleet/internal/task"
@@ -175,7 +176,7 @@ func TestPubSubOverflow(t *testing.T) {
 	mustOK(t, err)
 	defer sub.Close()
 	for i := range 10 {
-		mustOK(t, s.Publish(t.Context(), store.Event{Type: "task_progress", Time: int64(i)}))
+		mustOK(t, s.Publish(t.Context(), event.Event{Type: "task_progress", Time: int64(i)}))
 	}
 	waitFor(t, "6 dropped events", func() bool { return sub.(*subscription).Dropped() == 6 })
 	for i := range 4 {
@@ -189,7 +190,7 @@ func TestPubSubOverflow(t *testing.T) {
 }
 
 // recvEvent waits for the next event, failing if none comes in time.
-func recvEvent(t *testing.T, sub store.Subscription) store.Event {
+func recvEvent(t *testing.T, sub store.Subscription) event.Event {
 	t.Helper()
 	select {
 	case ev, ok := <-sub.C():
@@ -200,7 +201,7 @@ func recvEvent(t *testing.T, sub store.Subscription) store.Event {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no event within the deadline")
 	}
-	return store.Event{}
+	return event.Event{}
 }
 
 // waitFor polls cond until it holds or a generous deadline passes.
@@ -224,7 +225,7 @@ func TestEventRoundTrip(t *testing.T) {
 	sub, err := s.Subscribe(t.Context())
 	mustOK(t, err)
 	defer sub.Close()
-	events := []store.Event{
+	events := []event.Event{
 		{Type: "a", Data: []byte("{ \"x\" :\n 1 }"), TaskID: "t\n1", Owner: "ü", Time: -5},
 		{Type: "b"},
 		{Type: "c", Data: []byte{}},
@@ -257,7 +258,7 @@ func TestReplicasShare(t *testing.T) {
 	defer subOther.Close()
 
 	tk := insertTask(t, a, store.TaskInsertParams{Owner: "alice", Now: at(0)})
-	mustOK(t, a.Publish(t.Context(), store.Event{Type: "task_queued", TaskID: tk.ID}))
+	mustOK(t, a.Publish(t.Context(), event.Event{Type: "task_queued", TaskID: tk.ID}))
 	if ev := recvEvent(t, subB); ev.TaskID != tk.ID {
 		t.Errorf("replica b got event for %q, want %q", ev.TaskID, tk.ID)
 	}
@@ -269,7 +270,7 @@ func TestReplicasShare(t *testing.T) {
 	if _, err := other.TaskGet(t.Context(), tk.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("another prefix sees the task: %v", err)
 	}
-	mustOK(t, other.Publish(t.Context(), store.Event{Type: "marker"}))
+	mustOK(t, other.Publish(t.Context(), event.Event{Type: "marker"}))
 	if ev := recvEvent(t, subOther); ev.Type != "marker" {
 		t.Errorf("another prefix got event %q before its own marker", ev.Type)
 	}
@@ -300,7 +301,7 @@ func TestSubscriptionSurvivesReconnect(t *testing.T) {
 	defer tick.Stop()
 	deadline := time.After(10 * time.Second)
 	for i := 0; ; i++ {
-		mustOK(t, s.Publish(t.Context(), store.Event{Type: "ping", Time: int64(i)}))
+		mustOK(t, s.Publish(t.Context(), event.Event{Type: "ping", Time: int64(i)}))
 		select {
 		case ev, ok := <-sub.C():
 			if !ok {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 )
 
@@ -26,7 +27,7 @@ type eventHeader struct {
 	NoData bool `json:"n,omitempty"`
 }
 
-func encodeEvent(ev store.Event) ([]byte, error) {
+func encodeEvent(ev event.Event) ([]byte, error) {
 	h, err := json.Marshal(eventHeader{Type: ev.Type, TaskID: ev.TaskID, Owner: ev.Owner, Time: ev.Time, NoData: ev.Data == nil})
 	if err != nil {
 		return nil, err
@@ -34,16 +35,16 @@ func encodeEvent(ev store.Event) ([]byte, error) {
 	return append(append(h, '\n'), ev.Data...), nil
 }
 
-func decodeEvent(msg string) (store.Event, error) {
+func decodeEvent(msg string) (event.Event, error) {
 	head, data, ok := bytes.Cut([]byte(msg), []byte{'\n'})
 	if !ok {
-		return store.Event{}, errors.New("event without header")
+		return event.Event{}, errors.New("event without header")
 	}
 	var h eventHeader
 	if err := json.Unmarshal(head, &h); err != nil {
-		return store.Event{}, fmt.Errorf("event header: %w", err)
+		return event.Event{}, fmt.Errorf("event header: %w", err)
 	}
-	ev := store.Event{Type: h.Type, TaskID: h.TaskID, Owner: h.Owner, Time: h.Time}
+	ev := event.Event{Type: h.Type, TaskID: h.TaskID, Owner: h.Owner, Time: h.Time}
 	if !h.NoData {
 		ev.Data = data
 	}
@@ -51,7 +52,7 @@ func decodeEvent(msg string) (store.Event, error) {
 }
 
 // Publish sends ev to every subscriber of every replica (Redis PUBLISH).
-func (s *Store) Publish(ctx context.Context, ev store.Event) error {
+func (s *Store) Publish(ctx context.Context, ev event.Event) error {
 	if err := s.checkOpen("publish " + ev.Type); err != nil {
 		return err
 	}
@@ -71,7 +72,7 @@ const forwardBuffer = 64
 type subscription struct {
 	store   *Store
 	ps      *redis.PubSub
-	ch      chan store.Event
+	ch      chan event.Event
 	done    chan struct{} // closed when forward has closed ch
 	closing atomic.Bool   // set by Close; forward drops what is left
 	dropped atomic.Uint64
@@ -95,7 +96,7 @@ func (s *Store) Subscribe(ctx context.Context) (store.Subscription, error) {
 		ps.Close()
 		return nil, wrap(err, "subscribe")
 	}
-	sub := &subscription{store: s, ps: ps, ch: make(chan store.Event, s.buffer), done: make(chan struct{})}
+	sub := &subscription{store: s, ps: ps, ch: make(chan event.Event, s.buffer), done: make(chan struct{})}
 	go sub.forward(ps.Channel(redis.WithChannelSize(forwardBuffer)))
 	if !s.register(sub) {
 		sub.Close()
@@ -168,7 +169,7 @@ func (sub *subscription) drop() {
 }
 
 // C delivers the events; it is closed when the subscription ends.
-func (sub *subscription) C() <-chan store.Event { return sub.ch }
+func (sub *subscription) C() <-chan event.Event { return sub.ch }
 
 // Dropped counts the events this subscription lost.
 func (sub *subscription) Dropped() uint64 { return sub.dropped.Load() }

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/store/redisstore/redistest"
 	"github.com/comfyfleet/comfyfleet/internal/store/storetest"
@@ -219,7 +220,7 @@ func storeCalls(ctx context.Context, s *Store) map[string]error {
 	_, errs["FileList"] = s.FileList(ctx, &store.FileListParams{})
 	_, errs["ConfigGet"] = s.ConfigGet(ctx)
 	_, errs["LeaseAcquire"] = s.LeaseAcquire(ctx, &store.LeaseParams{Name: "l", Holder: "h", TTL: time.Second})
-	errs["Publish"] = s.Publish(ctx, store.Event{Type: "x"})
+	errs["Publish"] = s.Publish(ctx, event.Event{Type: "x"})
 	_, errs["Subscribe"] = s.Subscribe(ctx)
 	return errs
 }

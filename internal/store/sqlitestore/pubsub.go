@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 )
 
@@ -32,7 +33,7 @@ func newHub(buffer int) *hub {
 // subscription is one subscriber's bounded queue.
 type subscription struct {
 	hub     *hub
-	ch      chan store.Event
+	ch      chan event.Event
 	dropped atomic.Uint64
 	// stop unregisters the context callback; set under hub.mu before any
 	// close can read it.
@@ -41,7 +42,7 @@ type subscription struct {
 
 // Publish offers ev to every subscription of this process. It never blocks:
 // a subscription whose buffer is full loses the event, which is counted.
-func (s *Store) Publish(ctx context.Context, ev store.Event) error {
+func (s *Store) Publish(ctx context.Context, ev event.Event) error {
 	ev.Data = bytes.Clone(ev.Data) // subscribers must not see the caller's later writes
 	h := s.hub
 	h.mu.RLock()
@@ -68,7 +69,7 @@ func (s *Store) Subscribe(ctx context.Context) (store.Subscription, error) {
 		return nil, fmt.Errorf("sqlitestore: subscribe: %w", err)
 	}
 	h := s.hub
-	sub := &subscription{hub: h, ch: make(chan store.Event, h.buffer)}
+	sub := &subscription{hub: h, ch: make(chan event.Event, h.buffer)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -84,7 +85,7 @@ func (s *Store) Subscribe(ctx context.Context) (store.Subscription, error) {
 func (s *Store) DroppedEvents() uint64 { return s.hub.dropped.Load() }
 
 // C delivers the events; it is closed when the subscription ends.
-func (sub *subscription) C() <-chan store.Event { return sub.ch }
+func (sub *subscription) C() <-chan event.Event { return sub.ch }
 
 // Dropped counts the events this subscription lost to a full buffer.
 func (sub *subscription) Dropped() uint64 { return sub.dropped.Load() }

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/file"
 	"github.com/comfyfleet/comfyfleet/internal/instance"
 	"github.com/comfyfleet/comfyfleet/internal/store"
@@ -252,7 +253,7 @@ func TestPubSubOverflow(t *testing.T) {
 	mustOK(t, err)
 	defer slow.Close()
 	for i := range 10 {
-		mustOK(t, s.Publish(t.Context(), store.Event{Type: "task_progress", Time: int64(i)}))
+		mustOK(t, s.Publish(t.Context(), event.Event{Type: "task_progress", Time: int64(i)}))
 	}
 	for i := range 4 {
 		if ev := <-slow.C(); ev.Time != int64(i) {
@@ -266,7 +267,7 @@ func TestPubSubOverflow(t *testing.T) {
 		t.Errorf("DroppedEvents = %d, want 6", got)
 	}
 	mustOK(t, s.Close())
-	if err := s.Publish(t.Context(), store.Event{}); !errors.Is(err, store.ErrUnavailable) {
+	if err := s.Publish(t.Context(), event.Event{}); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Publish after Close: %v, want ErrUnavailable", err)
 	}
 }
@@ -279,7 +280,7 @@ func TestPublishCopiesData(t *testing.T) {
 	mustOK(t, err)
 	defer sub.Close()
 	data := []byte(`{"a":1}`)
-	mustOK(t, s.Publish(t.Context(), store.Event{Type: "x", Data: data}))
+	mustOK(t, s.Publish(t.Context(), event.Event{Type: "x", Data: data}))
 	copy(data, `{"b":2}`)
 	if got := string((<-sub.C()).Data); got != `{"a":1}` {
 		t.Errorf("Data = %s, want {\"a\":1}", got)

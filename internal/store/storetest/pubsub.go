@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 )
 
@@ -23,9 +24,9 @@ func pubsubCases() []testCase {
 	}
 }
 
-// event builds the n-th test event with every field set.
-func event(n int) store.Event {
-	return store.Event{
+// testEvent builds the n-th test event with every field set.
+func testEvent(n int) event.Event {
+	return event.Event{
 		Type:   "task_progress",
 		Data:   []byte(fmt.Sprintf(`{"taskId":"t-%d","progress":%d,"node":"3"}`, n, n%100)),
 		TaskID: fmt.Sprintf("t-%d", n),
@@ -42,7 +43,7 @@ func subscribe(t *testing.T, s store.Store, ctx context.Context) store.Subscript
 	return sub
 }
 
-func publish(t *testing.T, s store.Store, evs ...store.Event) {
+func publish(t *testing.T, s store.Store, evs ...event.Event) {
 	t.Helper()
 	for _, ev := range evs {
 		must(t, "Publish", s.Publish(t.Context(), ev))
@@ -50,7 +51,7 @@ func publish(t *testing.T, s store.Store, evs ...store.Event) {
 }
 
 // recv waits for the next event; it fails if the channel closes or nothing comes.
-func recv(t *testing.T, sub store.Subscription) store.Event {
+func recv(t *testing.T, sub store.Subscription) event.Event {
 	t.Helper()
 	select {
 	case ev, ok := <-sub.C():
@@ -61,13 +62,13 @@ func recv(t *testing.T, sub store.Subscription) store.Event {
 	case <-time.After(waitTimeout):
 		t.Fatal("no event within the deadline")
 	}
-	return store.Event{}
+	return event.Event{}
 }
 
 // drainClosed reads until the channel closes and returns what it read.
-func drainClosed(t *testing.T, ch <-chan store.Event) []store.Event {
+func drainClosed(t *testing.T, ch <-chan event.Event) []event.Event {
 	t.Helper()
-	var got []store.Event
+	var got []event.Event
 	deadline := time.After(waitTimeout)
 	for {
 		select {
@@ -84,9 +85,9 @@ func drainClosed(t *testing.T, ch <-chan store.Event) []store.Event {
 
 func testPubSubDelivery(t *testing.T, s store.Store) {
 	sub := subscribe(t, s, t.Context())
-	var want []store.Event
+	var want []event.Event
 	for i := range 50 {
-		want = append(want, event(i))
+		want = append(want, testEvent(i))
 	}
 	publish(t, s, want...)
 	for i, w := range want {
@@ -96,7 +97,7 @@ func testPubSubDelivery(t *testing.T, s store.Store) {
 
 func testPubSubTwoSubscribers(t *testing.T, s store.Store) {
 	subs := []store.Subscription{subscribe(t, s, t.Context()), subscribe(t, s, t.Context())}
-	want := []store.Event{event(1), event(2), event(3)}
+	want := []event.Event{testEvent(1), testEvent(2), testEvent(3)}
 	publish(t, s, want...)
 	for i, sub := range subs {
 		for j, w := range want {
@@ -106,24 +107,24 @@ func testPubSubTwoSubscribers(t *testing.T, s store.Store) {
 }
 
 func testPubSubOnlyAfterSubscribe(t *testing.T, s store.Store) {
-	publish(t, s, event(1))
+	publish(t, s, testEvent(1))
 	sub := subscribe(t, s, t.Context())
-	publish(t, s, event(2))
-	diff(t, "first event received", event(2), recv(t, sub))
+	publish(t, s, testEvent(2))
+	diff(t, "first event received", testEvent(2), recv(t, sub))
 }
 
 func testPubSubNoSubscribers(t *testing.T, s store.Store) {
-	publish(t, s, event(1), event(2))
+	publish(t, s, testEvent(1), testEvent(2))
 }
 
 func testPubSubClose(t *testing.T, s store.Store) {
 	sub := subscribe(t, s, t.Context())
 	other := subscribe(t, s, t.Context())
-	publish(t, s, event(1))
-	diff(t, "before close", event(1), recv(t, sub))
+	publish(t, s, testEvent(1))
+	diff(t, "before close", testEvent(1), recv(t, sub))
 
 	must(t, "Subscription.Close", sub.Close())
-	publish(t, s, event(2))
+	publish(t, s, testEvent(2))
 	for _, ev := range drainClosed(t, sub.C()) {
 		t.Errorf("event delivered after Close: %+v", ev)
 	}
@@ -131,18 +132,18 @@ func testPubSubClose(t *testing.T, s store.Store) {
 		t.Errorf("second Close: %v", err)
 	}
 	// The other subscription is unaffected.
-	diff(t, "other subscriber", event(1), recv(t, other))
-	diff(t, "other subscriber", event(2), recv(t, other))
+	diff(t, "other subscriber", testEvent(1), recv(t, other))
+	diff(t, "other subscriber", testEvent(2), recv(t, other))
 }
 
 func testPubSubContextEnds(t *testing.T, s store.Store) {
 	ctx, cancel := ctxWithCancel(t)
 	sub := subscribe(t, s, ctx)
-	publish(t, s, event(1))
-	diff(t, "before cancel", event(1), recv(t, sub))
+	publish(t, s, testEvent(1))
+	diff(t, "before cancel", testEvent(1), recv(t, sub))
 	cancel()
 	drainClosed(t, sub.C())
-	publish(t, s, event(2)) // publishing after a subscriber went away still works
+	publish(t, s, testEvent(2)) // publishing after a subscriber went away still works
 }
 
 // testPubSubCancelledContext: Subscribe with a context that already ended
@@ -173,7 +174,7 @@ func testPubSubSlowSubscriber(t *testing.T, s store.Store) {
 	done := make(chan error, 1)
 	go func() {
 		for i := range slowSubscriberEvents {
-			if err := s.Publish(t.Context(), event(i)); err != nil {
+			if err := s.Publish(t.Context(), testEvent(i)); err != nil {
 				done <- err
 				return
 			}

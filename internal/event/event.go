@@ -1,0 +1,171 @@
+// Package event is the one home of the gateway's events: the message that
+// travels the store's event channel between the components of every
+// replica, the names of its types (the /ws message names, plus internal
+// ones that never leave the gateway), the data of each type, and the
+// helpers that build and publish them.
+//
+// It imports only the domain packages (task, instance), so the store, the
+// dispatcher, the fleet, the API and the push hub all depend on it and on
+// nothing of each other's to publish or read an event.
+package event
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/comfyfleet/comfyfleet/internal/instance"
+	"github.com/comfyfleet/comfyfleet/internal/task"
+)
+
+// Event is one message on the event channel. Type is one of the Type*
+// names; Data is the message's data object, one of the *Data types of this
+// package encoded as JSON.
+type Event struct {
+	Type string          `json:"type"`
+	Data json.RawMessage `json:"data"`
+	// TaskID and Owner let the push hub route task events without decoding Data.
+	TaskID string `json:"taskId,omitempty"`
+	Owner  string `json:"owner,omitempty"`
+	// Time is the Unix ms timestamp of the event.
+	Time int64 `json:"time"`
+}
+
+// Publisher sends events to every subscriber of every replica. The store
+// is one (store.PubSub).
+type Publisher interface {
+	Publish(ctx context.Context, ev Event) error
+}
+
+// Types that /ws clients receive.
+const (
+	TypeTaskStatus    = "task_status"
+	TypeTaskProgress  = "task_progress"
+	TypeTaskCompleted = "task_completed"
+	TypeTaskFailed    = "task_failed"
+	TypeTaskCancelled = "task_cancelled"
+	// TypeTaskPreview carries the latest live preview of a running task (a
+	// sampler's step image). Previews are never stored, and the push hub
+	// may skip them for a client that is behind.
+	TypeTaskPreview    = "task_preview"
+	TypeInstanceStatus = "instance_status"
+)
+
+// Internal types: they coordinate replicas and never reach a client.
+const (
+	// TypeTaskQueued says a task became pending: idle instances should claim.
+	TypeTaskQueued = "task_queued"
+	// TypeTaskCancelRequested asks the replica driving a task to interrupt it.
+	TypeTaskCancelRequested = "task_cancel_requested"
+)
+
+// Audience says who may receive an event.
+type Audience int
+
+const (
+	// Internal events are for the gateway only.
+	Internal Audience = iota
+	// Everyone receives instance events; the current task's id goes to
+	// admins and the task's owner only.
+	Everyone
+	// TaskOwner events go to admins and the task's owner.
+	TaskOwner
+)
+
+// AudienceOf classifies an event type. Only the client types above reach
+// clients; any other type is internal.
+func AudienceOf(typ string) Audience {
+	switch typ {
+	case TypeInstanceStatus:
+		return Everyone
+	case TypeTaskStatus, TypeTaskProgress, TypeTaskCompleted, TypeTaskFailed, TypeTaskCancelled, TypeTaskPreview:
+		return TaskOwner
+	}
+	return Internal
+}
+
+// New builds a task event of type typ for t with data encoded as JSON,
+// stamped now.
+func New(typ string, t *task.Task, data any) (Event, error) {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return Event{}, fmt.Errorf("event: encode %s: %w", typ, err)
+	}
+	return Event{Type: typ, Data: raw, TaskID: t.ID, Owner: t.Owner, Time: time.Now().UnixMilli()}, nil
+}
+
+// Publish sends one task event for t. Errors are returned for the caller to log.
+func Publish(ctx context.Context, p Publisher, typ string, t *task.Task, data any) error {
+	ev, err := New(typ, t, data)
+	if err != nil {
+		return err
+	}
+	return p.Publish(ctx, ev)
+}
+
+// PublishStatus sends task_status for t's current status.
+func PublishStatus(ctx context.Context, p Publisher, t *task.Task) error {
+	return Publish(ctx, p, TypeTaskStatus, t, StatusOf(t))
+}
+
+// PublishQueued sends the internal task_queued for t, which just became pending.
+func PublishQueued(ctx context.Context, p Publisher, t *task.Task) error {
+	return Publish(ctx, p, TypeTaskQueued, t, TaskStatusData{TaskID: t.ID, Status: t.Status})
+}
+
+// PublishCancelRequested sends the internal task_cancel_requested for t.
+func PublishCancelRequested(ctx context.Context, p Publisher, t *task.Task) error {
+	return Publish(ctx, p, TypeTaskCancelRequested, t, TaskCancelledData{TaskID: t.ID, InstanceID: t.InstanceID})
+}
+
+// PublishFinal sends task_status and the final event (completed, failed or
+// cancelled) of a finished task.
+func PublishFinal(ctx context.Context, p Publisher, t *task.Task) error {
+	if err := PublishStatus(ctx, p, t); err != nil {
+		return err
+	}
+	typ, data, ok := FinalOf(t)
+	if !ok {
+		return nil
+	}
+	return Publish(ctx, p, typ, t, data)
+}
+
+// StatusOf is the data of task_status for t's current status.
+func StatusOf(t *task.Task) TaskStatusData {
+	return TaskStatusData{
+		TaskID: t.ID, Status: t.Status, InstanceID: t.InstanceID, Progress: t.Progress, Attempts: t.Attempts,
+	}
+}
+
+// FinalOf is the type and data of the final event of a finished task; ok
+// is false for a task that has not finished.
+func FinalOf(t *task.Task) (typ string, data any, ok bool) {
+	switch t.Status {
+	case task.StatusCompleted:
+		return TypeTaskCompleted, TaskCompletedData{TaskID: t.ID, InstanceID: t.InstanceID, Result: t.Result}, true
+	case task.StatusFailed:
+		return TypeTaskFailed, TaskFailedData{TaskID: t.ID, InstanceID: t.InstanceID, Error: t.Error}, true
+	case task.StatusCancelled:
+		return TypeTaskCancelled, TaskCancelledData{TaskID: t.ID, InstanceID: t.InstanceID}, true
+	}
+	return "", nil, false
+}
+
+// Instance builds instance_status for st. owner is the owner of st's
+// current task ("" when none or unknown): the push hub shows the task's id
+// to that user and admins only.
+func Instance(st instance.State, owner string) Event {
+	raw, _ := json.Marshal(InstanceStatusOf(st)) // plain fields: cannot fail
+	return Event{Type: TypeInstanceStatus, Data: raw, Owner: owner, Time: time.Now().UnixMilli()}
+}
+
+// InstanceStatusOf is the data of instance_status for st.
+func InstanceStatusOf(st instance.State) InstanceStatusData {
+	return InstanceStatusData{
+		InstanceID: st.ID, Alive: st.Alive, Busy: st.Busy, Enabled: st.Enabled,
+		CurrentTaskID: st.CurrentTaskID, LastError: st.LastError,
+		DrainReason: st.DrainReason, AutoDrained: st.AutoDrained,
+	}
+}
