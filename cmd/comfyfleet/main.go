@@ -8,6 +8,7 @@
 //	comfyfleet bench overhead --comfy URL       the gateway's overhead against real ComfyUI servers
 //	comfyfleet hash-password                    print a bcrypt hash for the config
 //	comfyfleet config reset --data DIR          delete the runtime config saved by PUT /api/config
+//	comfyfleet version                          print the version and build info
 package main
 
 import (
@@ -19,6 +20,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/comfyfleet/comfyfleet/internal/buildinfo"
 )
 
 const usage = `comfyfleet: one front door for a fleet of ComfyUI servers
@@ -33,6 +36,7 @@ Usage:
   comfyfleet config reset [--config FILE] [--data DIR] [--set key=value ...]
                             delete the runtime config saved by PUT /api/config
                             (run it with the gateway stopped)
+  comfyfleet version         print the version and build info (also --version)
 
 Run "comfyfleet <command> -h" for a command's flags.
 `
@@ -66,6 +70,9 @@ func run(ctx context.Context, args []string) error {
 		return runHashPassword(args[1:])
 	case "config":
 		return runConfig(ctx, args[1:])
+	case "version", "--version", "-version":
+		fmt.Fprintln(os.Stdout, buildinfo.Get())
+		return nil
 	case "-h", "--help", "help":
 		fmt.Fprint(os.Stdout, usage)
 		return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/comfyfleet/comfyfleet/internal/buildinfo"
 	"github.com/comfyfleet/comfyfleet/internal/fleet"
 	"github.com/comfyfleet/comfyfleet/internal/push"
 	"github.com/comfyfleet/comfyfleet/internal/task"
@@ -122,28 +123,32 @@ func b2i(b bool) int {
 }
 
 // health is GET /api/health: no token; 503 when the store is unreachable.
+// The instance counts live in the store: while it is unreachable they are
+// unknown, so they are left out and "storeStatus" says why, rather than
+// reporting 0 alive instances.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
 	driver := s.deps.Store.Driver()
 	redis, status, code := "disabled", "ok", http.StatusOK
+	data := map[string]any{"store": driver, "storeStatus": "reachable", "files": "writable", "version": buildinfo.Get().Version}
 	if err := s.deps.Store.Ping(r.Context()); err != nil {
 		status, code = "degraded", http.StatusServiceUnavailable
+		data["storeStatus"] = "unreachable"
 		if driver == "redis" {
 			redis = "disconnected"
 		}
-	} else if driver == "redis" {
-		redis = "connected"
-	}
-	alive, total := 0, 0
-	if views, err := s.deps.Fleet.Views(r.Context()); err == nil {
-		total = len(views)
-		for _, v := range views {
-			alive += b2i(v.Alive)
+	} else {
+		if driver == "redis" {
+			redis = "connected"
+		}
+		if views, err := s.deps.Fleet.Views(r.Context()); err == nil {
+			alive := 0
+			for _, v := range views {
+				alive += b2i(v.Alive)
+			}
+			data["aliveInstances"], data["totalInstances"] = alive, len(views)
 		}
 	}
-	data := map[string]any{
-		"status": status, "redis": redis, "store": driver,
-		"aliveInstances": alive, "totalInstances": total, "files": "writable",
-	}
+	data["status"], data["redis"] = status, redis
 	if s.deps.FilesWritable != nil {
 		if ok, why := s.deps.FilesWritable(); !ok {
 			// Finished work waits for the file store and no new task is
@@ -152,4 +157,27 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	return writeEnvelope(w, code, envelope{Code: code, Data: data})
+}
+
+// livez is GET /livez: no token; 200 while the process serves HTTP. It
+// checks nothing else, so an orchestrator restarts the process only when
+// it no longer answers at all.
+func (s *Server) livez(w http.ResponseWriter, r *http.Request) error {
+	return writeEnvelope(w, http.StatusOK, envelope{Code: http.StatusOK, Data: map[string]any{"status": "alive"}})
+}
+
+// readyz is GET /readyz: no token; 200 when this replica should get
+// traffic (Deps.Ready: store reachable, not draining, config valid), else
+// 503. The answer names each check's state and never an error's text, so
+// it carries no address, URL or secret.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
+	ready, checks := true, map[string]string{}
+	if s.deps.Ready != nil {
+		ready, checks = s.deps.Ready(r.Context())
+	}
+	status, code := "ready", http.StatusOK
+	if !ready {
+		status, code = "not_ready", http.StatusServiceUnavailable
+	}
+	return writeEnvelope(w, code, envelope{Code: code, Data: map[string]any{"status": status, "checks": checks}})
 }

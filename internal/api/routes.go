@@ -14,7 +14,7 @@ type Access int
 
 // Access levels.
 const (
-	Public Access = iota // no token (login, health)
+	Public Access = iota // no token (login, health, probes)
 	Authed               // any valid token
 	Admin                // a token with the admin role
 )
@@ -32,6 +32,8 @@ func (s *Server) Routes() []Route {
 	routes := []Route{
 		{"POST", "/api/auth/login", Public, s.login},
 		{"GET", "/api/health", Public, s.health},
+		{"GET", "/livez", Public, s.livez},
+		{"GET", "/readyz", Public, s.readyz},
 
 		{"GET", "/api/instances", Authed, s.listInstances},
 		{"GET", "/api/instances/{id}", Authed, s.getInstance},
@@ -116,7 +118,8 @@ func (s *Server) fallback(mux *http.ServeMux) http.Handler {
 }
 
 // isUIPath reports whether a request that matched no route belongs to the
-// dashboard: a GET outside /api, /files, /ws and /metrics.
+// dashboard: a GET outside /api, /files, /ws and /metrics (the probes
+// /livez and /readyz are routes, so they never get here).
 func isUIPath(r *http.Request) bool {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return false

@@ -52,6 +52,9 @@ type Deps struct {
 	// hash (store.ErrNotFound for an unknown id); optional (nil: no
 	// POST /api/instances/{id}/refresh-catalog).
 	RefreshCatalog func(ctx context.Context, id string) (string, error)
+	// Ready reports whether this replica should get traffic, with the
+	// state of each check by name (GET /readyz); optional (nil: ready).
+	Ready func(ctx context.Context) (bool, map[string]string)
 	// Now is injected for tests; default time.Now.
 	Now func() time.Time
 }

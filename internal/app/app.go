@@ -17,12 +17,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/comfyfleet/comfyfleet/internal/api"
 	"github.com/comfyfleet/comfyfleet/internal/blob"
+	"github.com/comfyfleet/comfyfleet/internal/buildinfo"
 	"github.com/comfyfleet/comfyfleet/internal/config"
 	"github.com/comfyfleet/comfyfleet/internal/dispatch"
 	"github.com/comfyfleet/comfyfleet/internal/fleet"
@@ -63,6 +65,8 @@ type App struct {
 	debugLn net.Listener
 	// catalogs reads catalogues when an instance's socket connects again.
 	catalogs *catalogReader
+	// draining turns GET /readyz false (SetDraining).
+	draining atomic.Bool
 }
 
 // New builds the gateway: opens the store, applies the persisted runtime
@@ -178,6 +182,7 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 	deps := api.Deps{
 		Log: a.log, Store: st, Auth: authn, Fleet: a.fleet, Config: a.cfg, Blob: bl, UI: opts.UI,
 		FilesWritable: a.dispatch.FilesWritable, RefreshCatalog: a.refreshCatalogID,
+		Ready: a.readiness,
 	}
 	if a.debugLn == nil {
 		deps.Metrics = a.metrics.Handler() // on the API's listener, admins only
@@ -275,7 +280,7 @@ func (a *App) Run(ctx context.Context) error {
 	if a.debug != nil {
 		go func() { serveErr <- a.debug.Serve(a.debugLn) }()
 	}
-	a.log.Info("comfyfleet serving", "addr", a.Addr(), "metrics_addr", a.MetricsAddr(), "store", a.store.Driver(),
+	a.log.Info("comfyfleet serving", "version", buildinfo.Get().Version, "revision", buildinfo.Get().ShortRevision(), "addr", a.Addr(), "metrics_addr", a.MetricsAddr(), "store", a.store.Driver(),
 		"replica", a.replica, "instances", len(a.fleet.Instances()))
 
 	var err error

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/comfyfleet/comfyfleet/internal/buildinfo"
 	"github.com/comfyfleet/comfyfleet/internal/task"
 )
 
@@ -150,8 +151,23 @@ func New(log *slog.Logger) *Metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector(),
 		m.dispatch, m.runVec, m.failures, m.reqVec, m.dropVec, m.switches, m.deaf, m.suspect, m.http.requests, m.http.duration,
+		buildInfoGauge(buildinfo.Get()),
 	)
 	return m
+}
+
+// buildInfoGauge is comfyfleet_build_info: always 1, its labels say which
+// build runs (join on it to see a fleet's versions during an upgrade).
+func buildInfoGauge(bi buildinfo.Info) prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info",
+		Help: "Always 1; the labels say which build of the gateway this replica runs.",
+		ConstLabels: prometheus.Labels{
+			"version": bi.Version, "revision": bi.ShortRevision(), "goversion": bi.GoVersion,
+		},
+	})
+	g.Set(1)
+	return g
 }
 
 // children creates one child per value, so a hook pays a map read instead
