@@ -54,6 +54,10 @@ func (s *Server) Routes() []Route {
 
 		{"GET", "/api/monitor/overview", Authed, s.overview},
 		{"GET", "/api/auth/me", Authed, s.me},
+
+		{"GET", "/api/keys", Authed, s.listKeys},
+		{"POST", "/api/keys", Authed, s.createKey},
+		{"DELETE", "/api/keys/{id}", Authed, s.revokeKey},
 	}
 	routes = append(routes, Route{"GET", "/api/instances/{id}/catalog", Authed, s.getCatalog})
 	if s.deps.RefreshCatalog != nil {
@@ -77,7 +81,7 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	for _, rt := range s.Routes() {
-		mux.Handle(rt.Method+" "+rt.Pattern, s.guard(rt.Access, s.handle(rt.handler)))
+		mux.Handle(rt.Method+" "+rt.Pattern, s.guard(rt.Access, RouteScope(rt.Method, rt.Pattern), s.handle(rt.handler)))
 	}
 	mux.Handle("GET /ws", s.handle(s.serveWS))
 	mux.Handle("GET /files/{id}/{name}", s.handle(s.serveFile))

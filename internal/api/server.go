@@ -64,6 +64,8 @@ type Server struct {
 	deps Deps
 	log  *slog.Logger
 	now  func() time.Time
+	// keyUses spaces out the writes of API keys' last-used times.
+	keyUses keyUses
 }
 
 // New returns the API server.
@@ -93,15 +95,19 @@ func (s *Server) maxBody() int64 {
 	return max(s.deps.Config.Current().Server.MaxBodyBytes, config.MinBodyBytes)
 }
 
-// guard checks the token and role a route needs and puts the claims in the
-// request context.
-func (s *Server) guard(access Access, next http.Handler) http.Handler {
+// guard checks the token, role and (for an API key) scope a route needs
+// and puts the claims in the request context.
+func (s *Server) guard(access Access, scope string, next http.Handler) http.Handler {
 	if access == Public {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		claims, err := s.deps.Auth.Authenticate(r)
+		claims, err := s.authenticate(r, false)
 		if err != nil {
+			if !errors.Is(err, auth.ErrNoToken) && !errors.Is(err, auth.ErrBadToken) {
+				renderError(w, r, s.log, err) // the store is down: 503, not "log in again"
+				return
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="comfyfleet"`)
 			renderError(w, r, s.log, authError(err))
 			return
@@ -110,8 +116,19 @@ func (s *Server) guard(access Access, next http.Handler) http.Handler {
 			renderError(w, r, s.log, errForbidden)
 			return
 		}
+		if !claims.Allows(scope) {
+			renderError(w, r, s.log, scopeError(scope))
+			return
+		}
 		next.ServeHTTP(w, r.WithContext(auth.WithClaims(r.Context(), claims)))
 	})
+}
+
+// scopeError is the 403 of an API key that lacks the scope a route needs.
+func scopeError(scope string) *Error {
+	e := errorf(http.StatusForbidden, "insufficient_scope", "This API key lacks the scope %q.", scope)
+	e.Data = map[string]string{"scope": scope}
+	return e
 }
 
 func authError(err error) *Error {

@@ -1,8 +1,10 @@
 package api
 
 import (
+	"errors"
 	"net/http"
 
+	"github.com/comfyfleet/comfyfleet/internal/auth"
 	"github.com/comfyfleet/comfyfleet/internal/push"
 )
 
@@ -10,9 +12,14 @@ import (
 // an Authorization header; without one the upgrade is refused with 401.
 // The session ends when the token expires.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.deps.Auth.AuthenticateWebSocket(r)
-	if err != nil {
+	c, err := s.authenticate(r, true)
+	switch {
+	case errors.Is(err, auth.ErrNoToken) || errors.Is(err, auth.ErrBadToken):
 		return authError(err)
+	case err != nil:
+		return err
+	case !c.Allows(wsScope):
+		return scopeError(wsScope)
 	}
 	client := push.Client{Username: c.Username, Admin: c.IsAdmin()}
 	if c.ExpiresAt != nil {

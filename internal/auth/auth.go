@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -70,9 +71,23 @@ type Claims struct {
 	Issuer          string           `json:"iss"`
 	IssuedAt        *jwt.NumericDate `json:"iat"`
 	ExpiresAt       *jwt.NumericDate `json:"exp"`
+
+	// KeyID is the id of the API key the request came with; empty for a
+	// login token.
+	KeyID string `json:"-"`
+	// Scopes narrows what an API key may do ("tasks:read", ...); nil
+	// allows everything the role allows.
+	Scopes []string `json:"-"`
 }
 
 var _ jwt.Claims = (*Claims)(nil)
+
+// Allows reports whether the claims carry scope: always for a login
+// token or a key with a role scope, else when scope is one of Scopes. An
+// empty scope is always allowed.
+func (c *Claims) Allows(scope string) bool {
+	return scope == "" || c.Scopes == nil || slices.Contains(c.Scopes, scope)
+}
 
 // IsAdmin reports whether the token's user has the admin role.
 func (c *Claims) IsAdmin() bool { return c.Role == RoleAdmin }

@@ -185,6 +185,25 @@ func (a *Authenticator) AuthenticateWebSocket(r *http.Request) (*Claims, error) 
 	return a.Verify(token)
 }
 
+// RequestToken returns the bearer token of a request, a JWT or an API key:
+// the Authorization header's, or with query set (the /ws upgrade) the
+// query parameter "token" when there is no header. No token is
+// ErrNoToken; an Authorization header of another scheme is ErrBadToken.
+func RequestToken(r *http.Request, query bool) (string, error) {
+	token, err := headerToken(r)
+	if query && errors.Is(err, ErrNoToken) {
+		if token = r.URL.Query().Get("token"); token != "" {
+			err = nil
+		}
+	}
+	return token, err
+}
+
+// User returns a configured user by name: the owner of an API key is
+// looked up on every use, so a removed user's keys stop working and a
+// changed role applies at once.
+func (a *Authenticator) User(name string) (User, bool) { return a.users.Lookup(name) }
+
 // headerToken finds the bearer token of r's Authorization header.
 func headerToken(r *http.Request) (string, error) {
 	h := r.Header.Get("Authorization")

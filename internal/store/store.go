@@ -16,9 +16,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/comfyfleet/comfyfleet/internal/event"
-
+	"github.com/comfyfleet/comfyfleet/internal/apikey"
 	"github.com/comfyfleet/comfyfleet/internal/catalog"
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/file"
 	"github.com/comfyfleet/comfyfleet/internal/instance"
 	"github.com/comfyfleet/comfyfleet/internal/task"
@@ -66,6 +66,7 @@ type Store interface {
 	CatalogStore
 	CapStore
 	FileStore
+	KeyStore
 	UsageStore
 	ConfigStore
 	LeaseStore
@@ -419,6 +420,45 @@ type FileListParams struct {
 type FileListResult struct {
 	Total int
 	Items []*file.File
+}
+
+// KeyStore keeps API keys (apikey.Key): records with the hash of their
+// secret, never the secret. A revoked key stays listed, so its owner sees
+// what it was; revocation takes effect on the next read of the record, on
+// every replica, since the gateway reads the record for every request made
+// with a key.
+type KeyStore interface {
+	// KeyInsert adds a key; a duplicate id is ErrConflict.
+	KeyInsert(ctx context.Context, k *apikey.Key) error
+	// KeyGet returns one key, revoked or not; ErrNotFound if there is none.
+	KeyGet(ctx context.Context, id string) (*apikey.Key, error)
+	// KeyList returns the keys of p.Owner (every owner's when empty),
+	// newest first (CreatedAt, then ID, descending).
+	KeyList(ctx context.Context, p *KeyListParams) ([]*apikey.Key, error)
+	// KeyRevoke sets a key's RevokedAt to p.Now unless it is revoked
+	// already (the first revocation's time stays), and returns the key.
+	// ErrNotFound if there is none.
+	KeyRevoke(ctx context.Context, p *KeyRevokeParams) (*apikey.Key, error)
+	// KeyTouch raises a key's LastUsedAt to p.Now (never lowers it).
+	// ErrNotFound if there is none.
+	KeyTouch(ctx context.Context, p *KeyTouchParams) error
+}
+
+// KeyListParams filters KeyList.
+type KeyListParams struct {
+	Owner string // empty keeps all owners
+}
+
+// KeyRevokeParams revokes one key.
+type KeyRevokeParams struct {
+	ID  string
+	Now time.Time
+}
+
+// KeyTouchParams records a use of one key.
+type KeyTouchParams struct {
+	ID  string
+	Now time.Time
 }
 
 // UsageStore tells what one owner holds, for quotas. The counts are kept by

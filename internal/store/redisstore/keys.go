@@ -127,6 +127,15 @@ func (k keys) fileBytes() string { return k.prefix + "files:bytes" }
 // taskFiles is files restricted to the outputs of one task.
 func (k keys) taskFiles(taskID string) string { return k.prefix + "files:task:" + taskID }
 
+// apiKey is the hash of one API key.
+func (k keys) apiKey(id string) string { return k.prefix + "apikey:" + id }
+
+// apiKeys is the newest-first ZSET of every API key id, scored by CreatedAt.
+func (k keys) apiKeys() string { return k.prefix + "apikeys:all" }
+
+// ownerAPIKeys is apiKeys restricted to one owner.
+func (k keys) ownerAPIKeys(owner string) string { return k.prefix + "apikeys:owner:" + owner }
+
 // config is the string holding the runtime config document.
 func (k keys) config() string { return k.prefix + "config" }
 

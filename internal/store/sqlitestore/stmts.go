@@ -26,6 +26,7 @@ type writeStmts struct {
 	fileInsert, fileDelete, instanceUpsert, instanceDelete                     *sql.Stmt
 	configPut, leaseAcquire, leaseRelease, catalogPut                          *sql.Stmt
 	capPut, capInstancesPut, capCan, capCannot, pendingCount                   *sql.Stmt
+	keyInsert, keyRevoke, keyTouch                                             *sql.Stmt
 }
 
 // readStmts are the read pool's statements.
@@ -34,6 +35,7 @@ type readStmts struct {
 	fileGet, instanceGet, instanceList, configGet *sql.Stmt
 	catalogGet, capList, capGet, capInstances     *sql.Stmt
 	usageGet                                      *sql.Stmt
+	keyGet, keyList                               *sql.Stmt
 	// running holds TaskListRunning's four queries, indexed by the
 	// runningByInstance and runningLeaseExpired bits.
 	running [4]*sql.Stmt
@@ -56,6 +58,7 @@ func (w *writeStmts) defs() []stmtDef {
 		{&w.catalogPut, catalogPutSQL},
 		{&w.capPut, capPutSQL}, {&w.capInstancesPut, capInstancesPutSQL}, {&w.capCan, capCanSQL}, {&w.capCannot, capCannotSQL},
 		{&w.pendingCount, pendingCountSQL},
+		{&w.keyInsert, keyInsertSQL}, {&w.keyRevoke, keyRevokeSQL}, {&w.keyTouch, keyTouchSQL},
 	}
 }
 
@@ -65,6 +68,7 @@ func (r *readStmts) defs() []stmtDef {
 		{&r.fileGet, fileGetSQL}, {&r.instanceGet, instanceGetSQL}, {&r.instanceList, instanceListSQL},
 		{&r.configGet, configGetSQL}, {&r.catalogGet, catalogGetSQL}, {&r.usageGet, usageGetSQL},
 		{&r.capList, capListSQL}, {&r.capGet, capGetSQL}, {&r.capInstances, capInstancesSQL},
+		{&r.keyGet, keyGetSQL}, {&r.keyList, keyListSQL},
 	}
 	for v := range r.running {
 		defs = append(defs, stmtDef{&r.running[v], runningSQL(v)})

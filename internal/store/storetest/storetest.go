@@ -53,6 +53,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Catalog", catalogCases()},
 		{"Cap", capCases()},
 		{"File", fileCases()},
+		{"Key", keyCases()},
 		{"Usage", usageCases()},
 		{"Config", configCases()},
 		{"Lease", leaseCases()},
