@@ -77,6 +77,7 @@ func benchFlags(args []string) (bench.Options, []string, error) {
 		o.Comfy = append(o.Comfy, s)
 		return nil
 	})
+	fs.StringVar(&o.ComfyOutputDir, "comfy-output-dir", "", "overhead: the --comfy servers' output folder on this machine, {port} for each one's port; the gateway reads outputs there instead of over /view")
 	fs.Float64Var(&o.QuietBelow, "overhead-quiet", 0, "overhead: hold each round until the machine's other processes use fewer cores than this over a second (default 0: do not wait)")
 	fs.DurationVar(&o.QuietWait, "overhead-quiet-wait", 0, "overhead: longest wait of a round for --overhead-quiet, after which it starts anyway (default 2m)")
 	fs.Func("comfy-pid", "overhead: pid of a ComfyUI server process whose CPU to read; repeat for several (default: found by the --comfy ports on this machine)", func(s string) error {

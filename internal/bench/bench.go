@@ -65,6 +65,11 @@ type Options struct {
 	// straight to them round-robin and through a gateway that has all of
 	// them. Default: none, one simulated instance.
 	Comfy []string
+	// ComfyOutputDir is the output folder of the Comfy servers as this
+	// machine sees it, "{port}" standing for each one's port: the gateway
+	// then reads outputs there rather than over /view (servers[].outputDir).
+	// Default "": over /view.
+	ComfyOutputDir string
 	// QuietBelow, when above 0, holds each round of the overhead scenario
 	// until the other processes of the machine use fewer cores than this
 	// over a second, for at most QuietWait (default 2 minutes): on a

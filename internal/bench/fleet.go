@@ -22,6 +22,8 @@ type comfyFleet struct {
 	pids []int
 	// about describes each instance: URL, version, process.
 	about []string
+	// outputDir is Options.ComfyOutputDir.
+	outputDir string
 }
 
 // overheadFleet starts a simulated instance, or looks up the real servers:
@@ -39,7 +41,7 @@ func (e *env) overheadFleet(ctx context.Context) (*comfyFleet, error) {
 	if err != nil {
 		return nil, err
 	}
-	fl := &comfyFleet{bases: bases, pids: e.opts.ComfyPIDs}
+	fl := &comfyFleet{bases: bases, pids: e.opts.ComfyPIDs, outputDir: e.opts.ComfyOutputDir}
 	for _, base := range bases {
 		line, pids, err := e.describeComfy(ctx, base, len(e.opts.ComfyPIDs) == 0)
 		if err != nil {
@@ -94,6 +96,7 @@ func (fl *comfyFleet) gatewaySpec() gatewaySpec {
 	for _, b := range fl.bases {
 		spec.addrs = append(spec.addrs, strings.TrimPrefix(b, "http://"))
 	}
+	spec.outputDir = fl.outputDir
 	return spec
 }
 

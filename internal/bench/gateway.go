@@ -35,6 +35,8 @@ type gatewaySpec struct {
 	health time.Duration
 	// scheduler holds extra keys of the scheduler section.
 	scheduler map[string]string
+	// outputDir is every server's outputDir ("{port}" for each port's).
+	outputDir string
 }
 
 // gateway is a running "comfyfleet serve" child process.
@@ -150,6 +152,9 @@ func (g *gateway) config(addr string) (string, error) {
 	b.WriteString("servers:\n")
 	for i, sv := range servers {
 		fmt.Fprintf(&b, "  - id: s%d\n    name: %q\n    ip: %q\n    ports: [%s]\n", i+1, "instances on "+sv.host, sv.host, strings.Join(sv.ports, ", "))
+		if s.outputDir != "" {
+			fmt.Fprintf(&b, "    outputDir: %q\n", s.outputDir)
+		}
 	}
 	return b.String(), nil
 }

@@ -2,7 +2,9 @@ package comfysim
 
 import (
 	"crypto/sha256"
+	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,6 +54,9 @@ type fileStore struct {
 	mu       sync.Mutex
 	trees    map[string]*fileTree
 	inputVer uint64 // bumped when the root listing of input changes
+	// outputDir mirrors the output tree on disk (Options.OutputDir); set
+	// before the instance starts.
+	outputDir string
 }
 
 func newFileStore() *fileStore {
@@ -111,11 +116,28 @@ func (s *fileStore) exists(dir, rel string) (isDir, ok bool) {
 	return t.dirs[c], t.dirs[c]
 }
 
-// put stores data at rel (already checked with inside).
-func (s *fileStore) put(dir, rel string, data []byte, now time.Time) {
+// put stores data at rel (already checked with inside). An output is also
+// written to the output folder on disk, when there is one, before it is
+// listed: ComfyUI sends "executed" only after its save node wrote the file.
+func (s *fileStore) put(dir, rel string, data []byte, now time.Time) error {
+	if dir == dirOutput && s.outputDir != "" {
+		if err := writeMirror(s.outputDir, rel, data); err != nil {
+			return err
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.storeLocked(dir, rel, data, now)
+	return nil
+}
+
+// writeMirror writes data to <root>/<rel>, creating folders.
+func writeMirror(root, rel string, data []byte) error {
+	p := filepath.Join(root, filepath.FromSlash(rel))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(p, data, 0o644)
 }
 
 // storeLocked writes a file and records its name for the save counters and

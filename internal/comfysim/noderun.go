@@ -221,7 +221,9 @@ func (x *nodeRun) saveImages(img imageVal, dir, prefix string) ([]any, error) {
 		if texts != nil {
 			data = withTextChunks(data, texts)
 		}
-		s.files.put(dir, joinRel(subKey, name), data, time.Now())
+		if err := s.files.put(dir, joinRel(subKey, name), data, time.Now()); err != nil {
+			return nil, &pyExc{typ: "OSError", msg: err.Error()}
+		}
 		results = append(results, newObj("filename", name, "subfolder", sub, "type", dir))
 		counter++
 	}

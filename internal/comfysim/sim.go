@@ -78,6 +78,11 @@ type Options struct {
 	WSQueueSize int
 	// MaxRecorded bounds Prompts() and Interrupts() (oldest dropped). Default 10000.
 	MaxRecorded int
+	// OutputDir, when set, is a real folder every saved output is also
+	// written to, at <OutputDir>/<subfolder>/<filename>, as ComfyUI's
+	// --output-directory: a gateway sharing the folder can read outputs
+	// there instead of over /view. Default "": outputs live in memory only.
+	OutputDir string
 }
 
 func (o Options) withDefaults() Options {
@@ -131,6 +136,7 @@ type savedState struct {
 func New(opts Options) *Sim {
 	opts = opts.withDefaults()
 	s := &Sim{opts: opts, log: opts.Log, files: newFileStore()}
+	s.files.outputDir = opts.OutputDir
 	if s.log == nil {
 		s.log = NewLog()
 	}

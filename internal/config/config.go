@@ -186,6 +186,14 @@ type Server struct {
 	// Labels describe the server's instances ({gpu: a100, pool: video});
 	// a task's "requires" selects instances by them. Default none.
 	Labels Labels `yaml:"labels,omitempty" json:"labels,omitempty"`
+	// OutputDir is ComfyUI's output folder (its --output-directory) as the
+	// gateway can read it, when the gateway runs on the same host or mounts
+	// it: outputs are then copied from there instead of over /view. An
+	// absolute path; "{port}" in it stands for each instance's port. Set in
+	// the config file only: the API neither shows nor changes it, and a
+	// server replaced through PUT /api/config keeps the outputDir of the
+	// server with the same id. Default "": outputs over /view.
+	OutputDir string `yaml:"outputDir,omitempty" json:"-"`
 }
 
 // HealthCheck configures the probe loop. Durations are milliseconds in JSON

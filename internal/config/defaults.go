@@ -4,6 +4,7 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -131,7 +132,8 @@ func (c Config) Instances() []instance.Instance {
 		for _, p := range s.Ports {
 			out = append(out, instance.Instance{
 				ID: instance.ID(s.IP, p), ServerID: s.ID, ServerName: s.Name, IP: s.IP, Port: p,
-				Labels: s.Labels.clone(),
+				Labels:    s.Labels.clone(),
+				OutputDir: strings.ReplaceAll(s.OutputDir, "{port}", strconv.Itoa(p)),
 			})
 		}
 	}

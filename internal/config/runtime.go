@@ -133,11 +133,24 @@ func (c Config) merge(patch []byte, recordAll bool) (Config, error) {
 		return Config{}, err
 	}
 	next.RuntimeKeys = sortedUnion(next.RuntimeKeys, m.keys)
+	keepOutputDirs(next.Servers, c.Servers)
 	next.WithDefaults()
 	if err := next.Validate(); err != nil {
 		return Config{}, err
 	}
 	return next, nil
+}
+
+// keepOutputDirs gives each server of next the outputDir of the server
+// with the same id in prev: the API does not carry it (see Server.OutputDir).
+func keepOutputDirs(next, prev []Server) {
+	for i := range next {
+		for _, p := range prev {
+			if p.ID == next[i].ID {
+				next[i].OutputDir = p.OutputDir
+			}
+		}
+	}
 }
 
 // merger walks a patch over a config.

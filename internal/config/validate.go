@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -222,6 +223,9 @@ func validateServers(v *checker, servers []Server) {
 		}
 		ids[s.ID] = i
 		validateLabels(v, field+".labels", s.Labels)
+		if s.OutputDir != "" && !filepath.IsAbs(s.OutputDir) {
+			v.add(field+".outputDir", "must be an absolute path, like /mnt/comfyui-{port}/output")
+		}
 		if !validHost(s.IP) {
 			v.add(field+".ip", "must be an IP address or a host name, like 192.168.1.10")
 			continue

@@ -30,7 +30,7 @@ const fetchAttempts = 3
 // store, then the images the run received over the WebSocket, and
 // completes the task. File ids are derived from the task, node and
 // position, so collecting again after a restart rewrites the same files.
-func (d *Dispatcher) collect(ctx context.Context, c *comfy.Client, t *task.Task, entry *comfy.HistoryEntry, frames *streamed) {
+func (d *Dispatcher) collect(ctx context.Context, src outputSource, t *task.Task, entry *comfy.HistoryEntry, frames *streamed) {
 	wsNodes, wsImages, terr := frames.result()
 	if terr != nil {
 		d.finishCollected(ctx, t, task.StatusFailed, nil, terr)
@@ -45,7 +45,7 @@ func (d *Dispatcher) collect(ctx context.Context, c *comfy.Client, t *task.Task,
 	base := d.current().PublicBaseURL
 	for _, nodeID := range nodes {
 		for i, ref := range entry.Outputs[nodeID].Files() {
-			out, err := d.collectOne(ctx, c, t, nodeID, i, ref, base)
+			out, err := d.collectOne(ctx, src, t, nodeID, i, ref, base)
 			if err != nil {
 				if ctx.Err() != nil {
 					return // shutting down: the next lease holder collects again
@@ -65,10 +65,10 @@ func (d *Dispatcher) collect(ctx context.Context, c *comfy.Client, t *task.Task,
 	d.finishCollected(ctx, t, task.StatusCompleted, res, nil)
 }
 
-func (d *Dispatcher) collectOne(ctx context.Context, c *comfy.Client, t *task.Task, nodeID string, i int, ref comfy.FileRef, base string) (task.Output, error) {
+func (d *Dispatcher) collectOne(ctx context.Context, src outputSource, t *task.Task, nodeID string, i int, ref comfy.FileRef, base string) (task.Output, error) {
 	id := d.fileID(t.ID, nodeID, i)
 	name := blob.SanitizeFilename(ref.Filename)
-	size, err := d.copyOutput(ctx, c, ref, id)
+	size, err := d.copyOutput(ctx, src, ref, id)
 	if err != nil {
 		return task.Output{}, err
 	}
@@ -89,11 +89,11 @@ func (d *Dispatcher) collectOne(ctx context.Context, c *comfy.Client, t *task.Ta
 // fails is tried fetchAttempts times; a file store that cannot take the
 // write (read-only, full) is waited for up to writeRetryFor, and meanwhile
 // this replica claims no new task (see files).
-func (d *Dispatcher) copyOutput(ctx context.Context, c *comfy.Client, ref comfy.FileRef, id string) (int64, error) {
+func (d *Dispatcher) copyOutput(ctx context.Context, src outputSource, ref comfy.FileRef, id string) (int64, error) {
 	var writeSince time.Time
 	wait, fetchFails := 200*time.Millisecond, 0
 	for {
-		n, err := d.fetch(ctx, c, ref, id)
+		n, err := d.fetch(ctx, src, ref, id)
 		var we *writeError
 		var storeBack <-chan struct{} // a write waits for the store, a download does not
 		switch {
@@ -154,18 +154,18 @@ func describeWriteError(err error) string {
 	}
 }
 
-// fetch downloads one output into the blob store under id, within
+// fetch copies one output into the blob store under id, within
 // files.outputTimeout and files.maxOutputBytes.
-func (d *Dispatcher) fetch(ctx context.Context, c *comfy.Client, ref comfy.FileRef, id string) (int64, error) {
+func (d *Dispatcher) fetch(ctx context.Context, src outputSource, ref comfy.FileRef, id string) (int64, error) {
 	s := d.current()
 	ctx, cancel := context.WithTimeout(ctx, s.outputTimeout())
 	defer cancel()
-	resp, err := c.View(ctx, ref)
+	rc, err := src.open(ctx, ref)
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
-	body := &readTracker{r: resp.Body}
+	defer rc.Close()
+	body := &readTracker{r: rc}
 	n, err := d.opts.Blob.Put(ctx, id, body, s.MaxOutputBytes)
 	switch {
 	case err == nil:

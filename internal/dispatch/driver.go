@@ -41,6 +41,9 @@ type driver struct {
 	// frames counts every frame received from the instance: a submitted
 	// prompt followed by none is the sign of a deaf socket.
 	frames atomic.Uint64
+	// outputMissed is set once an output was not in the instance's
+	// outputDir (see outputSource).
+	outputMissed atomic.Bool
 
 	// mu guards the fields below.
 	mu          sync.Mutex
@@ -432,8 +435,13 @@ func (dr *driver) collect(t *task.Task, entry *comfy.HistoryEntry, frames *strea
 			dr.collecting--
 			dr.mu.Unlock()
 		}()
-		dr.d.collect(life, dr.client, t, entry, frames)
+		dr.d.collect(life, dr.outputs(), t, entry, frames)
 	})
+}
+
+// outputs is where this instance's output files are read from.
+func (dr *driver) outputs() outputSource {
+	return outputSource{client: dr.client, dir: dr.inst.OutputDir, missed: &dr.outputMissed, log: dr.log}
 }
 
 // recordCheckpoint stores the model the instance now loads, so a replica

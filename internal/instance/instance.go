@@ -20,6 +20,10 @@ type Instance struct {
 	Port       int    `json:"port"`
 	// Labels are the server's labels from the config ({gpu: a100}); nil for none.
 	Labels map[string]string `json:"labels,omitempty"`
+	// OutputDir is ComfyUI's output folder as the gateway sees it (the same
+	// host or a shared volume), from the server's outputDir; "" when the
+	// gateway reads outputs over HTTP. Never shown on the API.
+	OutputDir string `json:"-"`
 }
 
 // BaseURL is the instance's HTTP root, e.g. http://127.0.0.1:8001.
