@@ -33,10 +33,11 @@ const fetchAttempts = 3
 func (d *Dispatcher) collect(ctx context.Context, src outputSource, t *task.Task, entry *comfy.HistoryEntry, frames *streamed) {
 	wsNodes, wsImages, terr := frames.result()
 	if terr != nil {
-		d.finishCollected(ctx, t, task.StatusFailed, nil, terr)
+		d.finishCollected(ctx, t, task.StatusFailed, nil, terr, nil)
 		return
 	}
 	res := &task.Result{Files: []string{}, Outputs: map[string][]task.Output{}}
+	var recs []*file.File
 	nodes := make([]string, 0, len(entry.Outputs))
 	for id := range entry.Outputs {
 		nodes = append(nodes, id)
@@ -45,44 +46,44 @@ func (d *Dispatcher) collect(ctx context.Context, src outputSource, t *task.Task
 	base := d.current().PublicBaseURL
 	for _, nodeID := range nodes {
 		for i, ref := range entry.Outputs[nodeID].Files() {
-			out, err := d.collectOne(ctx, src, t, nodeID, i, ref, base)
+			out, rec, err := d.collectOne(ctx, src, t, nodeID, i, ref, base)
 			if err != nil {
 				if ctx.Err() != nil {
 					return // shutting down: the next lease holder collects again
 				}
 				d.finishCollected(ctx, t, task.StatusFailed, nil, &task.Error{
 					Type: task.ErrorTypeOutput, Message: fmt.Sprintf("output %s of node %s could not be copied: %v", ref.Filename, nodeID, err),
-				})
+				}, recs)
 				return
 			}
 			res.Files = append(res.Files, out.URL)
 			res.Outputs[nodeID] = append(res.Outputs[nodeID], out)
+			recs = append(recs, rec)
 		}
 	}
-	if !d.storeStreamed(ctx, t, entry, wsNodes, wsImages, res) {
+	recs, ok := d.storeStreamed(ctx, t, entry, wsNodes, wsImages, res, recs)
+	if !ok {
 		return
 	}
-	d.finishCollected(ctx, t, task.StatusCompleted, res, nil)
+	d.finishCollected(ctx, t, task.StatusCompleted, res, nil, recs)
 }
 
-func (d *Dispatcher) collectOne(ctx context.Context, src outputSource, t *task.Task, nodeID string, i int, ref comfy.FileRef, base string) (task.Output, error) {
+// collectOne copies one output into the file store and returns it with
+// the record that finishing the task stores.
+func (d *Dispatcher) collectOne(ctx context.Context, src outputSource, t *task.Task, nodeID string, i int, ref comfy.FileRef, base string) (task.Output, *file.File, error) {
 	id := d.fileID(t.ID, nodeID, i)
 	name := blob.SanitizeFilename(ref.Filename)
 	size, err := d.copyOutput(ctx, src, ref, id)
 	if err != nil {
-		return task.Output{}, err
+		return task.Output{}, nil, err
 	}
 	rec := &file.File{
 		ID: id, Owner: t.Owner, TaskID: t.ID, NodeID: nodeID, Filename: name,
 		ContentType: blob.ContentType(name, nil), Size: size, CreatedAt: time.Now(),
 	}
-	_, err = storeRetry(ctx, func() (struct{}, error) { return struct{}{}, d.opts.Store.FileInsert(ctx, rec) })
-	if err != nil && !errors.Is(err, store.ErrConflict) {
-		return task.Output{}, err
-	}
 	return task.Output{
 		URL: file.URL(base, id, name), Filename: name, Type: cmp.Or(ref.Type, "output"), Kind: ref.Kind, NodeID: nodeID, FileID: id,
-	}, nil
+	}, rec, nil
 }
 
 // copyOutput copies one output file into the file store. A download that
@@ -193,11 +194,13 @@ func (t *readTracker) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (d *Dispatcher) finishCollected(ctx context.Context, t *task.Task, to task.Status, res *task.Result, terr *task.Error) {
+// finishCollected ends t with the records of the files copied for it
+// (also when it failed: the copies are the owner's, listed and counted).
+func (d *Dispatcher) finishCollected(ctx context.Context, t *task.Task, to task.Status, res *task.Result, terr *task.Error, files []*file.File) {
 	done, err := storeRetry(ctx, func() (*task.Task, error) {
 		return d.opts.Store.TaskFinish(ctx, &store.TaskFinishParams{
 			ID: t.ID, From: []task.Status{task.StatusRunning}, To: to, Result: res, Error: terr,
-			LeaseOwner: d.opts.Replica, Progress: t.Progress, Now: time.Now(),
+			LeaseOwner: d.opts.Replica, Progress: t.Progress, Files: files, Now: time.Now(),
 		})
 	})
 	if err != nil {

@@ -3,7 +3,6 @@ package dispatch
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -12,7 +11,6 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/blob"
 	"github.com/comfyfleet/comfyfleet/internal/comfy"
 	"github.com/comfyfleet/comfyfleet/internal/file"
-	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
 	"github.com/comfyfleet/comfyfleet/internal/workflow"
 )
@@ -185,47 +183,44 @@ func (s *streamed) result() ([]string, map[string][]streamedImage, *task.Error) 
 
 // storeStreamed writes the images the run received over the WebSocket to
 // the file store, as "<node>_<index>.<ext>" of type "images", and adds
-// them to res after the files from /history. False means the task ended
-// (failed) or the gateway is shutting down.
-func (d *Dispatcher) storeStreamed(ctx context.Context, t *task.Task, entry *comfy.HistoryEntry, nodes []string, images map[string][]streamedImage, res *task.Result) bool {
+// them to res after the files from /history, and their records to recs.
+// False means the task ended (failed) or the gateway is shutting down.
+func (d *Dispatcher) storeStreamed(ctx context.Context, t *task.Task, entry *comfy.HistoryEntry, nodes []string, images map[string][]streamedImage, res *task.Result, recs []*file.File) ([]*file.File, bool) {
 	base := d.current().PublicBaseURL
 	for _, nodeID := range nodes {
 		first := len(entry.Outputs[nodeID].Files()) // ids continue after the node's /history files
 		for i, img := range images[nodeID] {
-			out, err := d.storeImage(ctx, t, nodeID, first+i, fmt.Sprintf("%s_%d.%s", nodeID, i, extension(img.format)), img.data, base)
+			out, rec, err := d.storeImage(ctx, t, nodeID, first+i, fmt.Sprintf("%s_%d.%s", nodeID, i, extension(img.format)), img.data, base)
 			if err != nil {
 				if ctx.Err() != nil {
-					return false
+					return nil, false
 				}
 				d.finishCollected(ctx, t, task.StatusFailed, nil, &task.Error{
 					Type: task.ErrorTypeOutput, Message: fmt.Sprintf("image %d of node %s could not be stored: %v", i, nodeID, err),
-				})
-				return false
+				}, recs)
+				return nil, false
 			}
 			res.Files = append(res.Files, out.URL)
 			res.Outputs[nodeID] = append(res.Outputs[nodeID], out)
+			recs = append(recs, rec)
 		}
 	}
-	return true
+	return recs, true
 }
 
 // storeImage writes one image with the id of output i of nodeID.
-func (d *Dispatcher) storeImage(ctx context.Context, t *task.Task, nodeID string, i int, name string, data []byte, base string) (task.Output, error) {
+func (d *Dispatcher) storeImage(ctx context.Context, t *task.Task, nodeID string, i int, name string, data []byte, base string) (task.Output, *file.File, error) {
 	id := d.fileID(t.ID, nodeID, i)
 	name = blob.SanitizeFilename(name)
 	size, err := d.opts.Blob.Put(ctx, id, bytes.NewReader(data), 0)
 	if err != nil {
-		return task.Output{}, err
+		return task.Output{}, nil, err
 	}
 	rec := &file.File{
 		ID: id, Owner: t.Owner, TaskID: t.ID, NodeID: nodeID, Filename: name,
 		ContentType: blob.ContentType(name, data), Size: size, CreatedAt: time.Now(),
 	}
-	_, err = storeRetry(ctx, func() (struct{}, error) { return struct{}{}, d.opts.Store.FileInsert(ctx, rec) })
-	if err != nil && !errors.Is(err, store.ErrConflict) {
-		return task.Output{}, err
-	}
-	return task.Output{URL: file.URL(base, id, name), Filename: name, Type: "output", Kind: "images", NodeID: nodeID, FileID: id}, nil
+	return task.Output{URL: file.URL(base, id, name), Filename: name, Type: "output", Kind: "images", NodeID: nodeID, FileID: id}, rec, nil
 }
 
 // extension is the file extension of an image format ("" is PNG, the only

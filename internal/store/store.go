@@ -268,7 +268,13 @@ type TaskFinishParams struct {
 	// writes may not have stored yet: a failed or cancelled task keeps what
 	// clients saw.
 	Progress int
-	Now      time.Time
+	// Files are the records of the task's output files, added when the
+	// finish succeeds: on SQLite in its transaction (one commit for the
+	// task's end), on Redis just before it. A record whose id is already
+	// stored is kept as it is (output file ids are stable per task, node
+	// and index, so a second collection names the same files).
+	Files []*file.File
+	Now   time.Time
 }
 
 // TaskRequeueParams returns a running task to the queue.

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -63,6 +64,13 @@ func (s *Store) TaskFinish(ctx context.Context, p *store.TaskFinishParams) (*tas
 	taskErr, err := jsonArg(p.Error)
 	if err != nil {
 		return nil, wrap(err, "finish task %s", p.ID)
+	}
+	// The records go first: a finish that then fails leaves them, as
+	// FileInsert calls before it would (a second collection keeps them).
+	for _, f := range p.Files {
+		if err := s.FileInsert(ctx, f); err != nil && !errors.Is(err, store.ErrConflict) {
+			return nil, err
+		}
 	}
 	args := []any{s.keys.prefix, p.ID, string(p.To), msArg(p.Now), p.LeaseOwner, result, taskErr, p.Progress}
 	for _, st := range movableFrom(p.From, p.To) {

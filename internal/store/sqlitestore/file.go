@@ -3,6 +3,7 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -13,6 +14,8 @@ import (
 const (
 	fileCols      = `id, owner, task_id, node_id, filename, content_type, size, created_at`
 	fileInsertSQL = `INSERT INTO files (` + fileCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	// fileKeepSQL inserts a record unless its id is stored (TaskFinishParams.Files).
+	fileKeepSQL   = fileInsertSQL + ` ON CONFLICT (id) DO NOTHING`
 	fileGetSQL    = `SELECT ` + fileCols + ` FROM files WHERE id = ?`
 	fileDeleteSQL = `DELETE FROM files WHERE id = ?`
 )
@@ -26,6 +29,18 @@ func (s *Store) FileInsert(ctx context.Context, f *file.File) error {
 	})
 	if err != nil {
 		return wrap(err, "insert file %s", f.ID)
+	}
+	return nil
+}
+
+// insertFiles adds the records of files, keeping any already stored.
+func (s *Store) insertFiles(ctx context.Context, ex execer, files []*file.File) error {
+	for _, f := range files {
+		_, err := ex.stmt(ctx, s.ws.fileKeep).ExecContext(ctx,
+			f.ID, f.Owner, f.TaskID, f.NodeID, f.Filename, f.ContentType, f.Size, ms(f.CreatedAt))
+		if err != nil {
+			return fmt.Errorf("insert file %s: %w", f.ID, err)
+		}
 	}
 	return nil
 }

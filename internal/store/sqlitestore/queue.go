@@ -174,11 +174,15 @@ func (s *Store) TaskFinish(ctx context.Context, p *store.TaskFinishParams) (*tas
 		if len(from) == 0 {
 			return nil, s.missingOrConflict(ctx, ex, p.ID)
 		}
-		return scanTask(ex.stmt(ctx, s.ws.finish).QueryRowContext(ctx,
+		tk, err := scanTask(ex.stmt(ctx, s.ws.finish).QueryRowContext(ctx,
 			sql.Named("to", string(p.To)), sql.Named("result", result), sql.Named("error", taskErr),
 			sql.Named("now", now), sql.Named("id", p.ID), sql.Named("from1", string(from[0])),
 			sql.Named("from2", string(from[len(from)-1])), sql.Named("owner", p.LeaseOwner),
 			sql.Named("progress", int64(p.Progress))))
+		if err != nil {
+			return nil, err
+		}
+		return tk, s.insertFiles(ctx, ex, p.Files)
 	})
 }
 

@@ -23,7 +23,7 @@ import (
 type writeStmts struct {
 	taskInsert, bodyInsert, claim, progress, renewLease, takeLease, taskStatus *sql.Stmt
 	finish, requeue, requestCancel                                             *sql.Stmt
-	fileInsert, fileDelete, instanceUpsert, instanceDelete                     *sql.Stmt
+	fileInsert, fileKeep, fileDelete, instanceUpsert, instanceDelete           *sql.Stmt
 	configPut, leaseAcquire, leaseRelease, catalogPut                          *sql.Stmt
 	capPut, capInstancesPut, capCan, capCannot, pendingCount                   *sql.Stmt
 	keyInsert, keyRevoke, keyTouch                                             *sql.Stmt
@@ -52,7 +52,7 @@ func (w *writeStmts) defs() []stmtDef {
 		{&w.taskInsert, taskInsertSQL}, {&w.bodyInsert, bodyInsertSQL}, {&w.claim, claimSQL},
 		{&w.progress, progressSQL}, {&w.renewLease, renewLeaseSQL}, {&w.takeLease, takeLeaseSQL}, {&w.taskStatus, taskStatusSQL},
 		{&w.finish, finishSQL}, {&w.requeue, requeueSQL}, {&w.requestCancel, requestCancelSQL},
-		{&w.fileInsert, fileInsertSQL}, {&w.fileDelete, fileDeleteSQL},
+		{&w.fileInsert, fileInsertSQL}, {&w.fileKeep, fileKeepSQL}, {&w.fileDelete, fileDeleteSQL},
 		{&w.instanceUpsert, instanceUpsertSQL}, {&w.instanceDelete, instanceDeleteSQL},
 		{&w.configPut, configPutSQL}, {&w.leaseAcquire, leaseAcquireSQL}, {&w.leaseRelease, leaseReleaseSQL},
 		{&w.catalogPut, catalogPutSQL},

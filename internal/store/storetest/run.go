@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/comfyfleet/comfyfleet/internal/file"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
 )
@@ -24,6 +25,7 @@ func runCases() []testCase {
 		{"FinishPending", testFinishPending},
 		{"FinishConflicts", testFinishConflicts},
 		{"FinishNotFinal", testFinishNotFinal},
+		{"FinishWithFiles", testFinishWithFiles},
 		{"CancelPending", testCancelPending},
 		{"CancelRunning", testCancelRunning},
 		{"CancelConflicts", testCancelConflicts},
@@ -361,4 +363,34 @@ func claimNew(t *testing.T, s store.Store, instanceID string, sec int) *task.Tas
 
 func sortByID(tasks []*task.Task) {
 	slices.SortFunc(tasks, func(a, b *task.Task) int { return strings.Compare(a.ID, b.ID) })
+}
+
+// testFinishWithFiles: the records of a task's outputs come with its
+// finish; one already stored (a second collection) is kept as it was.
+func testFinishWithFiles(t *testing.T, s store.Store) {
+	tk := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(0)})
+	claim(t, s, "127.0.0.1:8001", at(1))
+	kept := newFile(t, s, "alice", tk.ID, 2)
+	fresh := &file.File{
+		ID: newID(), Owner: "alice", TaskID: tk.ID, NodeID: "9", Filename: "b.png",
+		ContentType: "image/png", Size: 77, CreatedAt: at(3),
+	}
+	again := *kept
+	again.Size = 1
+	_, err := s.TaskFinish(t.Context(), &store.TaskFinishParams{
+		ID: tk.ID, From: []task.Status{task.StatusRunning}, To: task.StatusCompleted, LeaseOwner: replicaA,
+		Files: []*file.File{&again, fresh}, Now: at(4),
+	})
+	must(t, "TaskFinish", err)
+	got, err := s.FileGet(t.Context(), fresh.ID)
+	must(t, "FileGet", err)
+	diff(t, "file finished with the task", fresh, got)
+	got, err = s.FileGet(t.Context(), kept.ID)
+	must(t, "FileGet", err)
+	diff(t, "file stored before the finish", kept, got)
+	list, err := s.FileList(t.Context(), &store.FileListParams{Owner: "alice", TaskID: tk.ID})
+	must(t, "FileList", err)
+	if list.Total != 2 {
+		t.Errorf("task files = %d (%v), want 2", list.Total, fileIDs(list.Items))
+	}
 }
