@@ -21,7 +21,11 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/comfyfleet/comfyfleet/internal/buildinfo"
+	"github.com/comfyfleet/comfyfleet/internal/config"
+	"github.com/comfyfleet/comfyfleet/internal/logging"
 )
 
 const usage = `comfyfleet: one front door for a fleet of ComfyUI servers
@@ -81,10 +85,25 @@ func run(ctx context.Context, args []string) error {
 	return fmt.Errorf("unknown command %q", args[0])
 }
 
+// newLogger is the text logger of the commands that read no config (sim,
+// demo); COMFYFLEET_LOG_LEVEL sets its level as it sets serve's log.level.
 func newLogger() *slog.Logger {
-	level := slog.LevelInfo
-	if os.Getenv("COMFYFLEET_LOG_LEVEL") == "debug" {
-		level = slog.LevelDebug
+	log, err := logging.New(os.Stderr, logging.FormatText, os.Getenv("COMFYFLEET_LOG_LEVEL"))
+	if err != nil {
+		log, _ = logging.New(os.Stderr, logging.FormatText, "info")
+		log.Warn("COMFYFLEET_LOG_LEVEL ignored", "err", err)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return log
+}
+
+// configLogger is serve's logger, from the log section of its config. The
+// Redis client's own messages go through it too (the client's logger is
+// one per process).
+func configLogger(cfg config.Config) (*slog.Logger, error) {
+	log, err := logging.New(os.Stderr, cfg.Log.Format, cfg.Log.Level)
+	if err != nil {
+		return nil, err
+	}
+	redis.SetLogger(logging.Redis{Log: log})
+	return log, nil
 }

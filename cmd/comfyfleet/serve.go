@@ -102,7 +102,11 @@ func applySets(cfg *config.Config, sets []string) error {
 
 // serve builds and runs the gateway until ctx ends.
 func serve(ctx context.Context, cfg config.Config) error {
-	a, err := app.New(ctx, cfg, app.Options{Logger: newLogger(), Out: os.Stdout, UI: web.Handler()})
+	log, err := configLogger(cfg)
+	if err != nil {
+		return err
+	}
+	a, err := app.New(ctx, cfg, app.Options{Logger: log, Out: os.Stdout, UI: web.Handler()})
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/blob"
 	"github.com/comfyfleet/comfyfleet/internal/config"
 	"github.com/comfyfleet/comfyfleet/internal/fleet"
+	"github.com/comfyfleet/comfyfleet/internal/logging"
 	"github.com/comfyfleet/comfyfleet/internal/push"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 )
@@ -120,6 +121,7 @@ func (s *Server) guard(access Access, scope string, next http.Handler) http.Hand
 			renderError(w, r, s.log, scopeError(scope))
 			return
 		}
+		logging.NoteUser(r.Context(), claims.Username)
 		next.ServeHTTP(w, r.WithContext(auth.WithClaims(r.Context(), claims)))
 	})
 }

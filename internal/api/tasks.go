@@ -15,6 +15,7 @@ import (
 
 	"github.com/comfyfleet/comfyfleet/internal/config"
 	"github.com/comfyfleet/comfyfleet/internal/event"
+	"github.com/comfyfleet/comfyfleet/internal/logging"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
 	"github.com/comfyfleet/comfyfleet/internal/workflow"
@@ -103,6 +104,7 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	logging.NoteTask(ctx, t.ID)
 	s.publishQueued(ctx, t)
 	// No queuePosition here: it costs a count over the queue, and GET has it.
 	return writeJSON(w, makeTaskView(t))

@@ -29,6 +29,7 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/dispatch"
 	"github.com/comfyfleet/comfyfleet/internal/fleet"
 	"github.com/comfyfleet/comfyfleet/internal/health"
+	"github.com/comfyfleet/comfyfleet/internal/logging"
 	"github.com/comfyfleet/comfyfleet/internal/metrics"
 	"github.com/comfyfleet/comfyfleet/internal/push"
 	"github.com/comfyfleet/comfyfleet/internal/store"
@@ -196,7 +197,7 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 	})
 	a.api.SetHub(a.hub)
 	a.metrics.Watch(metrics.Sources{Tasks: st.TaskCounts, Instances: a.fleet.Views, WSClients: a.hub.Clients})
-	a.http = a.server(cfg.Server, a.metrics.InstrumentHTTP(a.api.Handler()))
+	a.http = a.server(cfg.Server, logging.Requests(a.log, a.metrics.InstrumentHTTP(a.api.Handler())))
 	if a.debugLn != nil {
 		a.debug = a.server(cfg.Server, a.metrics.DebugHandler(cfg.Metrics.Pprof))
 	}

@@ -16,8 +16,7 @@
 //     healthCheck.interval is COMFYFLEET_HEALTH_CHECK_INTERVAL, dataDir is
 //     COMFYFLEET_DATA_DIR (EnvVar gives the name, Keys lists the keys). An
 //     empty value is ignored. COMFYFLEET_ADMIN_PASSWORD is accepted for
-//     auth.adminPassword, COMFYFLEET_CONFIG and COMFYFLEET_LOG_LEVEL are
-//     left to main; any other unknown COMFYFLEET_ variable is an error, so a
+//     auth.adminPassword, COMFYFLEET_CONFIG is left to main; any other unknown COMFYFLEET_ variable is an error, so a
 //     typo does not go unnoticed;
 //  4. command-line flags, applied by main with Set and the same dotted keys;
 //  5. the runtime document persisted by PUT /api/config (ApplyRuntime): it
@@ -62,6 +61,7 @@ type Config struct {
 	Scheduler   Scheduler   `yaml:"scheduler" json:"scheduler"`
 	Limits      Limits      `yaml:"limits" json:"limits"`
 	Metrics     Metrics     `yaml:"metrics" json:"metrics"`
+	Log         Log         `yaml:"log" json:"log"`
 	// DataDir holds the SQLite database, the files and generated secrets. Default "./data".
 	DataDir string `yaml:"dataDir" json:"dataDir"`
 	// Demo enables the well-known demo login admin/admin123 (when
@@ -284,6 +284,22 @@ type Metrics struct {
 	// on Listen too, without authentication. Default false.
 	Pprof bool `yaml:"pprof" json:"pprof"`
 }
+
+// Log configures the gateway's log lines (on stderr).
+type Log struct {
+	// Format is "text" (key=value pairs, the default) or "json" (one
+	// object per line, for log collectors).
+	Format string `yaml:"format" json:"format"`
+	// Level is the least severe level written: "debug", "info" (default),
+	// "warn" or "error". Request lines are info (the probes' debug).
+	Level string `yaml:"level" json:"level"`
+}
+
+// The log formats of Log.Format.
+const (
+	LogText = "text"
+	LogJSON = "json"
+)
 
 // Duration is a time.Duration written as a Go duration string ("24h").
 type Duration time.Duration

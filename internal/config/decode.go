@@ -80,7 +80,7 @@ func (c *Config) applyEnv(env []string) error {
 // are not settings.
 func isMainEnv(name string) bool {
 	switch name {
-	case "COMFYFLEET_CONFIG", "COMFYFLEET_LOG_LEVEL":
+	case "COMFYFLEET_CONFIG":
 		return true
 	}
 	return false

@@ -34,6 +34,8 @@ func (c *Config) WithDefaults() {
 	c.Files.withDefaults(c.DataDir)
 	c.Scheduler.withDefaults()
 	c.Limits.withDefaults()
+	orDefault(&c.Log.Format, LogText)
+	orDefault(&c.Log.Level, "info")
 	if slices.ContainsFunc(c.Servers, func(s Server) bool { return s.Name == "" }) {
 		c.Servers = slices.Clone(c.Servers)
 		for i := range c.Servers {

@@ -29,6 +29,7 @@ func TestDefault(t *testing.T) {
 			PriorityAging: config.Millis(time.Minute), Placement: config.PlacementWarm, WarmWindow: config.Millis(30 * time.Second),
 			InterruptGrace: config.Millis(30 * time.Second), Prefetch: ptr(1)},
 		Limits:  config.Limits{MaxNodes: 5000, MaxTaskBytes: 8 << 20, MaxPendingPerUser: 1000, MaxStoredBytesPerUser: 10 << 30},
+		Log:     config.Log{Format: "text", Level: "info"},
 		DataDir: "./data",
 	}
 	if diff := cmp.Diff(want, config.Default()); diff != "" {

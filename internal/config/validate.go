@@ -101,7 +101,19 @@ func (c Config) Validate() error {
 	} else if c.Metrics.Pprof {
 		v.add("metrics.pprof", "needs metrics.listen: the profiler is served on the metrics listener only")
 	}
+	c.Log.validate(&v)
 	return errors.Join(v.errs...)
+}
+
+func (l Log) validate(v *checker) {
+	if l.Format != LogText && l.Format != LogJSON {
+		v.add("log.format", `must be "text" or "json"`)
+	}
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.add("log.level", `must be "debug", "info", "warn" or "error"`)
+	}
 }
 
 func (h HTTP) validate(v *checker) {
