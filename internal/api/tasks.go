@@ -71,6 +71,10 @@ type createTaskRequest struct {
 func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	lim := s.deps.Config.Current().Limits
 	limit, key := s.taskBodyLimit(lim)
+	wait, err := parseWait(r.URL.Query().Get("wait"))
+	if err != nil {
+		return err
+	}
 	var req createTaskRequest
 	if err := decodeJSONLimit(w, r, &req, limit); err != nil {
 		return bodyLimitError(err, key)
@@ -106,8 +110,79 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	}
 	logging.NoteTask(ctx, t.ID)
 	s.publishQueued(ctx, t)
+	if wait > 0 && s.deps.Hub != nil {
+		return s.waitTask(w, r, t.ID, wait)
+	}
 	// No queuePosition here: it costs a count over the queue, and GET has it.
 	return writeJSON(w, makeTaskView(t))
+}
+
+// maxTaskWait bounds POST /api/tasks?wait=: a longer run is followed over
+// /ws or by polling GET /api/tasks/{id}.
+const maxTaskWait = 5 * time.Minute
+
+// parseWait reads the wait query parameter: a duration ("60s", "2m") or
+// whole seconds ("60"); empty is no wait.
+func parseWait(v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		n, nerr := strconv.Atoi(v)
+		if nerr != nil {
+			return 0, fieldError("wait", "must be a duration like 60s, or whole seconds")
+		}
+		d = time.Duration(n) * time.Second
+	}
+	if d < 0 || d > maxTaskWait {
+		return 0, fieldError("wait", fmt.Sprintf("must be between 0s and %v", maxTaskWait))
+	}
+	return d, nil
+}
+
+// waitTask answers a submission with ?wait: the finished task (200) as soon
+// as it ends within wait, else the task as it is then (202 Accepted, code
+// 202). It waits on the hub's final events, never polling the store: it
+// reads the task once, then again each time the hub says it may have ended.
+func (s *Server) waitTask(w http.ResponseWriter, r *http.Request, id string, wait time.Duration) error {
+	ctx := r.Context()
+	// The answer may come after the server's write timeout.
+	wt := time.Duration(s.deps.Config.Current().Server.WriteTimeout)
+	if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(max(wt, wait+30*time.Second))); err != nil &&
+		!errors.Is(err, http.ErrNotSupported) {
+		s.log.WarnContext(ctx, "extend the write deadline of a waiting submit", "err", err)
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		ended, stop := s.deps.Hub.AwaitFinal(id)
+		t, err := s.deps.Store.TaskGet(ctx, id)
+		if err != nil {
+			stop()
+			return err
+		}
+		if t.Status.Final() {
+			stop()
+			return writeJSON(w, makeTaskView(t))
+		}
+		select {
+		case <-ended:
+			stop()
+		case <-timer.C:
+			stop()
+			if t, err = s.deps.Store.TaskGet(ctx, id); err != nil {
+				return err
+			}
+			if t.Status.Final() {
+				return writeJSON(w, makeTaskView(t))
+			}
+			return writeEnvelope(w, http.StatusAccepted, envelope{Code: http.StatusAccepted, Data: makeTaskView(t)})
+		case <-ctx.Done():
+			stop()
+			return ctx.Err()
+		}
+	}
 }
 
 // checkSubmission validates the workflow and params within lim and against

@@ -167,6 +167,9 @@ type Hub struct {
 	slots     int
 	userSlots map[string]int
 
+	// finals are the requests waiting for tasks to end (AwaitFinal).
+	finals finalWaiters
+
 	// hooks let tests wait for events instead of sleeping; set before use.
 	hooks testHooks
 }
@@ -261,6 +264,7 @@ func (h *Hub) consume(ctx context.Context, resync bool) (subscribed bool, err er
 	defer sub.Close()
 	if resync {
 		h.markChanged()
+		h.finals.wakeAll()
 	}
 	for {
 		select {
@@ -278,6 +282,9 @@ func (h *Hub) consume(ctx context.Context, resync bool) (subscribed bool, err er
 // dispatch forwards one event to the clients entitled to it. It never blocks
 // on a client: the message is encoded once and offered to each queue.
 func (h *Hub) dispatch(ev event.Event) {
+	if isFinal(ev.Type) {
+		h.finals.wake(ev.TaskID)
+	}
 	if marksChange(ev.Type) {
 		h.markChanged()
 	}
