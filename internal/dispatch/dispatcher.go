@@ -115,6 +115,8 @@ type Dispatcher struct {
 
 	// files follows whether the file store takes writes.
 	files *filesHealth
+	// queue remembers an empty queue between task_queued events.
+	queue queueMemory
 
 	// mu guards settings and drivers.
 	mu       sync.Mutex
@@ -249,10 +251,14 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 	}
 	var nothing map[*driver]bool // drivers the store found nothing for this round
 	for ctx.Err() == nil {
+		if d.queue.knownEmpty(time.Now()) {
+			return
+		}
 		dr := d.nextReady(nothing)
 		if dr == nil {
 			return
 		}
+		mark := d.queue.mark()
 		t, err := d.opts.Store.TaskClaim(ctx, &store.TaskClaimParams{
 			InstanceID: dr.inst.ID, LeaseOwner: d.opts.Replica, LeaseTTL: d.opts.LeaseTTL,
 			Checkpoint: dr.checkpoint(), WarmWindow: d.current().WarmWindow, Now: time.Now(),
@@ -267,6 +273,7 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 		}
 		if errors.Is(err, store.ErrNotFound) {
 			dr.release()
+			d.queue.sawEmpty(mark, time.Now())
 			return // nothing pending at all
 		}
 		if err != nil {
@@ -346,6 +353,7 @@ func (d *Dispatcher) eventLoop(ctx, subCtx context.Context, sub store.Subscripti
 func (d *Dispatcher) onEvent(ctx context.Context, ev event.Event) {
 	switch ev.Type {
 	case event.TypeTaskQueued:
+		d.queue.onQueued()
 		d.Wake()
 	case event.TypeInstanceStatus:
 		if dr := d.driver(instanceIDOf(ev)); dr != nil {
