@@ -8,6 +8,7 @@
 //	comfyfleet bench overhead --comfy URL       the gateway's overhead against real ComfyUI servers
 //	comfyfleet hash-password                    print a bcrypt hash for the config
 //	comfyfleet config reset --data DIR          delete the runtime config saved by PUT /api/config
+//	comfyfleet backup --out FILE                a consistent SQLite snapshot while serving
 //	comfyfleet version                          print the version and build info
 package main
 
@@ -40,6 +41,9 @@ Usage:
   comfyfleet config reset [--config FILE] [--data DIR] [--set key=value ...]
                             delete the runtime config saved by PUT /api/config
                             (run it with the gateway stopped)
+  comfyfleet backup --out FILE [--config FILE] [--data DIR]
+                            a consistent snapshot of the SQLite store, taken while
+                            the gateway serves (docs/deploy.md: restore)
   comfyfleet version         print the version and build info (also --version)
 
 Run "comfyfleet <command> -h" for a command's flags.
@@ -74,6 +78,8 @@ func run(ctx context.Context, args []string) error {
 		return runHashPassword(args[1:])
 	case "config":
 		return runConfig(ctx, args[1:])
+	case "backup":
+		return runBackup(ctx, args[1:])
 	case "version", "--version", "-version":
 		fmt.Fprintln(os.Stdout, buildinfo.Get())
 		return nil

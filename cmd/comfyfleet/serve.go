@@ -34,7 +34,16 @@ func runServe(ctx context.Context, args []string) error {
 // loadConfig parses the flags of serve (and of the commands that must
 // find the same store) and returns the validated start-up config.
 func loadConfig(name string, args []string) (config.Config, error) {
+	return loadConfigWith(name, args, nil)
+}
+
+// loadConfigWith is loadConfig for a command with flags of its own, which
+// extra adds to the flag set.
+func loadConfigWith(name string, args []string, extra func(*flag.FlagSet)) (config.Config, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	if extra != nil {
+		extra(fs)
+	}
 	path := fs.String("config", os.Getenv("COMFYFLEET_CONFIG"), "YAML config file, see config.example.yaml (default $COMFYFLEET_CONFIG)")
 	listen := fs.String("listen", "", "listen address, e.g. :3000 (overrides server.listen)")
 	data := fs.String("data", "", "data directory (overrides dataDir)")
