@@ -36,8 +36,30 @@ func TestOutputsFromFolder(t *testing.T) {
 	served := download(t, got.Result.Files[0], "image/png")
 	onDisk := filesUnder(t, dir)
 	if len(onDisk) != 1 || !bytes.Equal(onDisk[0], served) {
-		t.Errorf("served %d bytes; the output folder holds %d files, and the file served is not the one written", len(served), len(onDisk))
+		t.Fatalf("served %d bytes; the output folder holds %d files, and the file served is not the one written", len(served), len(onDisk))
 	}
+	// On one file system the output is linked into the file store, not copied.
+	out, stored := statUnder(t, dir, ""), statUnder(t, e.DataDir, got.Result.Outputs["2"][0].FileID)
+	if !os.SameFile(out, stored) {
+		t.Errorf("the stored output is a copy, not a link of the instance's file")
+	}
+}
+
+// statUnder returns the one regular file under dir named name ("": any).
+func statUnder(t *testing.T, dir, name string) fs.FileInfo {
+	t.Helper()
+	var found fs.FileInfo
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() || (name != "" && d.Name() != name) {
+			return err
+		}
+		found, err = os.Stat(p)
+		return err
+	})
+	if err != nil || found == nil {
+		t.Fatalf("no file %q under %s: %v", name, dir, err)
+	}
+	return found
 }
 
 // TestOutputsFolderNotShared: an outputDir that does not hold the outputs

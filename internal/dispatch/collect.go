@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"sort"
 	"syscall"
 	"time"
@@ -161,11 +162,20 @@ func (d *Dispatcher) fetch(ctx context.Context, src outputSource, ref comfy.File
 	s := d.current()
 	ctx, cancel := context.WithTimeout(ctx, s.outputTimeout())
 	defer cancel()
-	rc, err := src.open(ctx, ref)
-	if err != nil {
-		return 0, err
+	var rc io.ReadCloser
+	if f, path := src.local(ctx, ref); f != nil {
+		defer f.Close()
+		if n, ok, err := d.link(ctx, id, path, f, s.MaxOutputBytes); ok || err != nil {
+			return n, err
+		}
+		rc = f
+	} else {
+		var err error
+		if rc, err = src.view(ctx, ref); err != nil {
+			return 0, err
+		}
+		defer rc.Close()
 	}
-	defer rc.Close()
 	body := &readTracker{r: rc}
 	n, err := d.opts.Blob.Put(ctx, id, body, s.MaxOutputBytes)
 	switch {
@@ -177,6 +187,16 @@ func (d *Dispatcher) fetch(ctx context.Context, src outputSource, ref comfy.File
 		return 0, fmt.Errorf("download %s: %w", ref.Filename, errors.Join(body.err, ctx.Err()))
 	}
 	return 0, &writeError{err}
+}
+
+// link stores a file of the instance's output folder without copying it,
+// when the file store can (blob.Linker): ok false means copy it instead.
+func (d *Dispatcher) link(ctx context.Context, id, path string, f *os.File, maxBytes int64) (n int64, ok bool, err error) {
+	l, can := d.opts.Blob.(blob.Linker)
+	if !can {
+		return 0, false, nil
+	}
+	return l.Link(ctx, id, path, f, maxBytes)
 }
 
 // readTracker remembers the error its reader returned, to tell a failed

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"path/filepath"
 	"sync/atomic"
 
 	"github.com/comfyfleet/comfyfleet/internal/comfy"
@@ -27,20 +28,26 @@ type outputSource struct {
 	log    *slog.Logger
 }
 
-// open returns the bytes of ref. A file of type output is read from dir
-// when there is one; a file missing there (dir not shared after all, or
-// pointing elsewhere) is read over /view, with one warning per driver.
-func (s outputSource) open(ctx context.Context, ref comfy.FileRef) (io.ReadCloser, error) {
-	if s.dir != "" && (ref.Type == "" || ref.Type == "output") {
-		f, err := openInFolder(s.dir, ref)
-		if err == nil {
-			return f, nil
-		}
-		if s.missed != nil && s.missed.CompareAndSwap(false, true) {
-			s.log.WarnContext(ctx, "an output was not in the instance's outputDir; reading outputs over /view instead where that happens",
-				"file", ref.Filename, "err", err)
-		}
+// local opens ref in dir when it is a file of type output found there,
+// returning the file and its path; nil when it must be read over /view
+// (a file missing from dir is logged once per driver).
+func (s outputSource) local(ctx context.Context, ref comfy.FileRef) (*os.File, string) {
+	if s.dir == "" || (ref.Type != "" && ref.Type != "output") {
+		return nil, ""
 	}
+	f, err := openInFolder(s.dir, ref)
+	if err == nil {
+		return f, filepath.Join(s.dir, filepath.FromSlash(path.Join(ref.Subfolder, ref.Filename)))
+	}
+	if s.missed != nil && s.missed.CompareAndSwap(false, true) {
+		s.log.WarnContext(ctx, "an output was not in the instance's outputDir; reading outputs over /view instead where that happens",
+			"file", ref.Filename, "err", err)
+	}
+	return nil, ""
+}
+
+// view reads ref over ComfyUI's GET /view.
+func (s outputSource) view(ctx context.Context, ref comfy.FileRef) (io.ReadCloser, error) {
 	resp, err := s.client.View(ctx, ref)
 	if err != nil {
 		return nil, err
