@@ -97,6 +97,11 @@ type TaskStore interface {
 	// estimate of how many tasks go first. ErrConflict if the task is not
 	// pending.
 	TaskQueuePosition(ctx context.Context, id string) (int, error)
+	// TaskQueueHead lists the first p.Limit pending tasks in the order of
+	// TaskQueuePosition (the head first), each with its placement
+	// requirement and nothing else: what an estimate of the wait in the
+	// queue needs, at a cost bounded by p.Limit whatever the queue's length.
+	TaskQueueHead(ctx context.Context, p *TaskQueueHeadParams) ([]QueuedTask, error)
 	// TaskClaim atomically takes the next pending task that p.InstanceID
 	// can run and marks it running there under a lease, with Attempts+1 and
 	// StartedAt = p.Now. ErrNotFound when nothing is pending; ErrNoneRunnable
@@ -218,6 +223,26 @@ type TaskListParams struct {
 type TaskListResult struct {
 	Total int
 	Items []*task.Task
+}
+
+// TaskQueueHeadParams bounds TaskQueueHead: Limit tasks at most (at least
+// one; MaxQueueHead at most).
+type TaskQueueHeadParams struct {
+	Limit int
+}
+
+// MaxQueueHead caps TaskQueueHeadParams.Limit.
+const MaxQueueHead = 1000
+
+// QueueHeadLimit applies the bounds of TaskQueueHeadParams to a limit.
+func QueueHeadLimit(limit int) int { return max(1, min(limit, MaxQueueHead)) }
+
+// QueuedTask is a pending task as TaskQueueHead lists it.
+type QueuedTask struct {
+	ID string
+	// CapKey names the task's placement requirement; "" for a task any
+	// instance may run.
+	CapKey string
 }
 
 // TaskClaimParams says who claims and for which instance.

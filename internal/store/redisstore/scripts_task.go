@@ -337,6 +337,20 @@ end
 return redis.call('HGETALL', key)
 `)
 
+// queueHeadScript lists the head of the queue: O(log n + limit).
+//
+//	KEYS[1] queue; ARGV[1] key prefix, ARGV[2] how many
+//	returns id, cap key, id, cap key... from the head
+var queueHeadScript = script(luaKeys, luaMembers, `
+local out = {}
+for _, qm in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
+  local id = queue_id(qm)
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', key_task(id), 'cap') or ''
+end
+return out
+`)
+
 // queuePositionScript reads a pending task's rank in claim order: O(log n).
 //
 //	KEYS[1] task hash, KEYS[2] queue

@@ -304,6 +304,20 @@ func (s *Store) TaskQueuePosition(ctx context.Context, id string) (int, error) {
 	return n, wrap(err, "queue position of task %s", id)
 }
 
+// TaskQueueHead lists the first pending tasks in rank order: the head of
+// the queue ZSET with each task's requirement, read in one script.
+func (s *Store) TaskQueueHead(ctx context.Context, p *store.TaskQueueHeadParams) ([]store.QueuedTask, error) {
+	reply, err := queueHeadScript.Run(ctx, s.rdb, []string{s.keys.queue()}, s.keys.prefix, store.QueueHeadLimit(p.Limit)).StringSlice()
+	if err != nil {
+		return nil, wrap(err, "list the queue's head")
+	}
+	out := make([]store.QueuedTask, 0, len(reply)/2)
+	for i := 0; i+1 < len(reply); i += 2 {
+		out = append(out, store.QueuedTask{ID: reply[i], CapKey: reply[i+1]})
+	}
+	return out, nil
+}
+
 // TaskCounts counts tasks by status: the ZCARD of each status list, read
 // in one MULTI so the counts are a consistent snapshot.
 func (s *Store) TaskCounts(ctx context.Context) (map[task.Status]int, error) {

@@ -31,7 +31,7 @@ type writeStmts struct {
 
 // readStmts are the read pool's statements.
 type readStmts struct {
-	taskGet, queuePosition, taskCounts            *sql.Stmt
+	taskGet, queuePosition, queueHead, taskCounts *sql.Stmt
 	fileGet, instanceGet, instanceList, configGet *sql.Stmt
 	catalogGet, capList, capGet, capInstances     *sql.Stmt
 	usageGet                                      *sql.Stmt
@@ -64,7 +64,7 @@ func (w *writeStmts) defs() []stmtDef {
 
 func (r *readStmts) defs() []stmtDef {
 	defs := []stmtDef{
-		{&r.taskGet, taskGetSQL}, {&r.queuePosition, queuePositionSQL}, {&r.taskCounts, taskCountsSQL},
+		{&r.taskGet, taskGetSQL}, {&r.queuePosition, queuePositionSQL}, {&r.queueHead, queueHeadSQL}, {&r.taskCounts, taskCountsSQL},
 		{&r.fileGet, fileGetSQL}, {&r.instanceGet, instanceGetSQL}, {&r.instanceList, instanceListSQL},
 		{&r.configGet, configGetSQL}, {&r.catalogGet, catalogGetSQL}, {&r.usageGet, usageGetSQL},
 		{&r.capList, capListSQL}, {&r.capGet, capGetSQL}, {&r.capInstances, capInstancesSQL},

@@ -336,6 +336,33 @@ func (s *Store) TaskQueuePosition(ctx context.Context, id string) (int, error) {
 	return ahead + 1, nil
 }
 
+// queueHeadSQL walks the claim index from the head.
+const queueHeadSQL = `SELECT id, cap_key FROM tasks INDEXED BY tasks_claim
+	WHERE status = 'pending' ORDER BY rank, seq LIMIT ?`
+
+// TaskQueueHead lists the first pending tasks in rank order.
+func (s *Store) TaskQueueHead(ctx context.Context, p *store.TaskQueueHeadParams) ([]store.QueuedTask, error) {
+	ctx, err := s.readGate.enter(ctx)
+	if err != nil {
+		return nil, wrap(err, "list the queue's head")
+	}
+	defer s.readGate.leave()
+	rows, err := s.rs.queueHead.QueryContext(ctx, store.QueueHeadLimit(p.Limit))
+	if err != nil {
+		return nil, wrap(err, "list the queue's head")
+	}
+	defer rows.Close()
+	var out []store.QueuedTask
+	for rows.Next() {
+		var q store.QueuedTask
+		if err := rows.Scan(&q.ID, &q.CapKey); err != nil {
+			return nil, wrap(err, "list the queue's head")
+		}
+		out = append(out, q)
+	}
+	return out, wrap(rows.Err(), "list the queue's head")
+}
+
 const taskCountsSQL = `SELECT status, n FROM task_counts`
 
 // TaskCounts reads the trigger-maintained counts.

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
 )
@@ -15,6 +17,7 @@ func queueCases() []testCase {
 	return []testCase{
 		{"Position", testQueuePosition},
 		{"PositionNotPending", testQueuePositionNotPending},
+		{"Head", testQueueHead},
 		{"ClaimOrder", testClaimOrder},
 		{"ClaimFields", testClaimFields},
 		{"ClaimEmpty", testClaimEmpty},
@@ -74,6 +77,54 @@ func testQueuePositionNotPending(t *testing.T, s store.Store) {
 	}
 	_, err := s.TaskQueuePosition(t.Context(), newID())
 	wantErr(t, "TaskQueuePosition of missing", err, store.ErrNotFound)
+}
+
+// testQueueHead: the head lists pending tasks in the order of their
+// positions, with their requirement, bounded by the limit; claimed and
+// cancelled tasks leave it.
+func testQueueHead(t *testing.T, s store.Store) {
+	head := func(limit int) []store.QueuedTask {
+		t.Helper()
+		got, err := s.TaskQueueHead(t.Context(), &store.TaskQueueHeadParams{Limit: limit})
+		must(t, "TaskQueueHead", err)
+		return got
+	}
+	if got := head(10); len(got) != 0 {
+		t.Fatalf("head of an empty queue = %v, want none", got)
+	}
+	caps := []string{"", "ka", "kb", "ka", ""}
+	prios := []int{0, 0, 5, 0, -1}
+	ids := make([]string, len(prios))
+	for i, p := range prios {
+		prm := store.TaskInsertParams{Priority: p, Now: at(i)}
+		if caps[i] != "" {
+			prm.Cap = &store.CapParams{Key: caps[i], Data: []byte(`{"k":"` + caps[i] + `"}`), Instances: []string{"127.0.0.1:8001"}}
+		}
+		ids[i] = insert(t, s, prm).ID
+	}
+	order := []int{2, 0, 1, 3, 4}
+	want := make([]store.QueuedTask, len(order))
+	for i, n := range order {
+		want[i] = store.QueuedTask{ID: ids[n], CapKey: caps[n]}
+		if p := position(t, s, ids[n]); p != i+1 {
+			t.Fatalf("position of task %d = %d, want %d", n, p, i+1)
+		}
+	}
+	if diff := cmp.Diff(want, head(10), diffOpts); diff != "" {
+		t.Errorf("head (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want[:2], head(2), diffOpts); diff != "" {
+		t.Errorf("head of 2 (-want +got):\n%s", diff)
+	}
+	if got := head(0); len(got) != 1 || got[0] != want[0] {
+		t.Errorf("head of limit 0 = %v, want the head alone", got)
+	}
+	claimID(t, s, ids[2], "127.0.0.1:8001", at(10))
+	_, err := s.TaskRequestCancel(t.Context(), &store.TaskCancelParams{ID: ids[1], Now: at(11)})
+	must(t, "TaskRequestCancel", err)
+	if diff := cmp.Diff([]store.QueuedTask{want[1], want[3], want[4]}, head(10), diffOpts); diff != "" {
+		t.Errorf("head after a claim and a cancel (-want +got):\n%s", diff)
+	}
 }
 
 // testClaimOrder: without aging, priority descending, then creation time,
