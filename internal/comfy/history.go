@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 )
 
 // History event names found in HistoryStatus.Messages (and on the WebSocket).
@@ -92,6 +93,43 @@ func (h *HistoryEntry) ErrorMessage() (*ExecutionError, bool) {
 		}
 	}
 	return nil, false
+}
+
+// RunTime is how long the instance ran the prompt: from its
+// execution_start to its execution_success, by the timestamps ComfyUI put
+// on them (its own clock, in ms). False when either is missing.
+func (h *HistoryEntry) RunTime() (time.Duration, bool) {
+	var start, end int64
+	for _, m := range h.Status.Messages {
+		switch m.Event {
+		case EventExecutionStart:
+			start, _ = Stamp(m.Data)
+		case EventExecutionSuccess:
+			end, _ = Stamp(m.Data)
+		}
+	}
+	return Elapsed(start, end)
+}
+
+// Stamp reads the timestamp (Unix ms, the instance's clock) of an
+// execution_* event's data.
+func Stamp(data json.RawMessage) (int64, bool) {
+	var d struct {
+		Timestamp *int64 `json:"timestamp"`
+	}
+	if json.Unmarshal(data, &d) != nil || d.Timestamp == nil || *d.Timestamp <= 0 {
+		return 0, false
+	}
+	return *d.Timestamp, true
+}
+
+// Elapsed is the time between two stamps of one instance; false unless
+// both are set and in order.
+func Elapsed(start, end int64) (time.Duration, bool) {
+	if start <= 0 || end < start {
+		return 0, false
+	}
+	return time.Duration(end-start) * time.Millisecond, true
 }
 
 // ExecutionError is the data of an execution_error event: a node raised

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -200,6 +201,37 @@ func TestNodeOutputFiles(t *testing.T) {
 			}
 			if diff := cmp.Diff(tt.want, o.Files()); diff != "" {
 				t.Errorf("files (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestHistoryRunTime(t *testing.T) {
+	msg := func(event, data string) HistoryMessage {
+		return HistoryMessage{Event: event, Data: json.RawMessage(data)}
+	}
+	cases := map[string]struct {
+		msgs []HistoryMessage
+		want time.Duration
+		ok   bool
+	}{
+		"success": {[]HistoryMessage{
+			msg(EventExecutionStart, `{"prompt_id":"p","timestamp":1751500000100}`),
+			msg(EventExecutionCached, `{"nodes":[],"prompt_id":"p","timestamp":1751500000101}`),
+			msg(EventExecutionSuccess, `{"prompt_id":"p","timestamp":1751500000180}`),
+		}, 80 * time.Millisecond, true},
+		"no success": {[]HistoryMessage{
+			msg(EventExecutionStart, `{"prompt_id":"p","timestamp":1751500000100}`),
+			msg(EventExecutionError, `{"prompt_id":"p","timestamp":1751500000180}`),
+		}, 0, false},
+		"no stamp":     {[]HistoryMessage{msg(EventExecutionStart, `{"prompt_id":"p"}`), msg(EventExecutionSuccess, `{"timestamp":5}`)}, 0, false},
+		"out of order": {[]HistoryMessage{msg(EventExecutionStart, `{"timestamp":9}`), msg(EventExecutionSuccess, `{"timestamp":5}`)}, 0, false},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			h := &HistoryEntry{Status: HistoryStatus{Messages: c.msgs}}
+			if got, ok := h.RunTime(); got != c.want || ok != c.ok {
+				t.Errorf("RunTime = %v, %v; want %v, %v", got, ok, c.want, c.ok)
 			}
 		})
 	}
