@@ -31,11 +31,12 @@ const fetchAttempts = 3
 // store, then the images the run received over the WebSocket, and
 // completes the task. File ids are derived from the task, node and
 // position, so collecting again after a restart rewrites the same files.
-func (d *Dispatcher) collect(ctx context.Context, src outputSource, t *task.Task, entry *comfy.HistoryEntry, frames *streamed) {
+// It returns the task as it finished, nil if it did not (shutting down, or
+// another replica took it over).
+func (d *Dispatcher) collect(ctx context.Context, src outputSource, t *task.Task, entry *comfy.HistoryEntry, frames *streamed) *task.Task {
 	wsNodes, wsImages, terr := frames.result()
 	if terr != nil {
-		d.finishCollected(ctx, t, task.StatusFailed, nil, terr, nil)
-		return
+		return d.finishCollected(ctx, t, task.StatusFailed, nil, terr, nil)
 	}
 	res := &task.Result{Files: []string{}, Outputs: map[string][]task.Output{}}
 	var recs []*file.File
@@ -50,23 +51,22 @@ func (d *Dispatcher) collect(ctx context.Context, src outputSource, t *task.Task
 			out, rec, err := d.collectOne(ctx, src, t, nodeID, i, ref, base)
 			if err != nil {
 				if ctx.Err() != nil {
-					return // shutting down: the next lease holder collects again
+					return nil // shutting down: the next lease holder collects again
 				}
-				d.finishCollected(ctx, t, task.StatusFailed, nil, &task.Error{
+				return d.finishCollected(ctx, t, task.StatusFailed, nil, &task.Error{
 					Type: task.ErrorTypeOutput, Message: fmt.Sprintf("output %s of node %s could not be copied: %v", ref.Filename, nodeID, err),
 				}, recs)
-				return
 			}
 			res.Files = append(res.Files, out.URL)
 			res.Outputs[nodeID] = append(res.Outputs[nodeID], out)
 			recs = append(recs, rec)
 		}
 	}
-	recs, ok := d.storeStreamed(ctx, t, entry, wsNodes, wsImages, res, recs)
+	recs, ended, ok := d.storeStreamed(ctx, t, entry, wsNodes, wsImages, res, recs)
 	if !ok {
-		return
+		return ended
 	}
-	d.finishCollected(ctx, t, task.StatusCompleted, res, nil, recs)
+	return d.finishCollected(ctx, t, task.StatusCompleted, res, nil, recs)
 }
 
 // collectOne copies one output into the file store and returns it with
@@ -216,7 +216,7 @@ func (t *readTracker) Read(p []byte) (int, error) {
 
 // finishCollected ends t with the records of the files copied for it
 // (also when it failed: the copies are the owner's, listed and counted).
-func (d *Dispatcher) finishCollected(ctx context.Context, t *task.Task, to task.Status, res *task.Result, terr *task.Error, files []*file.File) {
+func (d *Dispatcher) finishCollected(ctx context.Context, t *task.Task, to task.Status, res *task.Result, terr *task.Error, files []*file.File) *task.Task {
 	done, err := storeRetry(ctx, func() (*task.Task, error) {
 		return d.opts.Store.TaskFinish(ctx, &store.TaskFinishParams{
 			ID: t.ID, From: []task.Status{task.StatusRunning}, To: to, Result: res, Error: terr,
@@ -227,13 +227,14 @@ func (d *Dispatcher) finishCollected(ctx context.Context, t *task.Task, to task.
 		if ctx.Err() == nil {
 			d.log.WarnContext(ctx, "finish after collect failed", "task_id", t.ID, "instance_id", t.InstanceID, "err", err)
 		}
-		return
+		return nil
 	}
 	d.log.InfoContext(ctx, "task finished", "task_id", t.ID, "status", to, "instance_id", done.InstanceID)
 	d.opts.Metrics.TaskFinished(done)
 	if err := event.PublishFinal(ctx, d.opts.Store, done); err != nil && ctx.Err() == nil {
 		d.log.WarnContext(ctx, "publish failed", "task_id", t.ID, "err", err)
 	}
+	return done
 }
 
 // fileID derives an output file's id: stable for (task, node, index) and

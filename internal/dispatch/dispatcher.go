@@ -102,8 +102,9 @@ type Options struct {
 	// instance's WebSocket connects (again): the instance may have
 	// restarted with other models or nodes. It must not block; nil: nothing.
 	OnConnect func(instanceID string)
-	// OnRunEnd is told, on the run's goroutine, how each run ended on its
-	// instance (outcome.go); nil: nothing.
+	// OnRunEnd is told, on the run's goroutine (or, for a run whose
+	// outputs are collected, on the collection's once the task finished),
+	// how each run ended on its instance (outcome.go); nil: nothing.
 	OnRunEnd func(ctx context.Context, instanceID string, end RunEnd)
 }
 

@@ -420,8 +420,9 @@ func (dr *driver) start(ctx context.Context, t *task.Task, reattach bool) *run {
 
 // collect copies a finished run's outputs without holding the instance;
 // stop cancels and waits for it (the next holder of the lease collects
-// again: output file ids are stable).
-func (dr *driver) collect(t *task.Task, entry *comfy.HistoryEntry, frames *streamed) {
+// again: output file ids are stable). Options.OnRunEnd is told how the
+// task ended, with ran (RunEnd.Ran).
+func (dr *driver) collect(t *task.Task, entry *comfy.HistoryEntry, frames *streamed, ran time.Duration) {
 	dr.mu.Lock()
 	defer dr.mu.Unlock()
 	if dr.stopped {
@@ -435,7 +436,10 @@ func (dr *driver) collect(t *task.Task, entry *comfy.HistoryEntry, frames *strea
 			dr.collecting--
 			dr.mu.Unlock()
 		}()
-		dr.d.collect(life, dr.outputs(), t, entry, frames)
+		done := dr.d.collect(life, dr.outputs(), t, entry, frames)
+		if f := dr.d.opts.OnRunEnd; f != nil && done != nil && life.Err() == nil {
+			f(life, dr.inst.ID, RunEnd{Task: done, Ran: ran})
+		}
 	})
 }
 

@@ -81,6 +81,9 @@ type run struct {
 	// executing: ComfyUI started the prompt (execution_start or a node
 	// seen); until then it waits in ComfyUI's queue and can be pulled back.
 	executing bool
+	// startStamp and endStamp are the timestamps of the prompt's
+	// execution_start and execution_success (RunEnd.Ran).
+	startStamp, endStamp int64
 	// runningThere: the last check found the prompt running (not pending).
 	runningThere bool
 	// interruptSent: POST /interrupt went out for the prompt.

@@ -184,8 +184,9 @@ func (s *streamed) result() ([]string, map[string][]streamedImage, *task.Error) 
 // storeStreamed writes the images the run received over the WebSocket to
 // the file store, as "<node>_<index>.<ext>" of type "images", and adds
 // them to res after the files from /history, and their records to recs.
-// False means the task ended (failed) or the gateway is shutting down.
-func (d *Dispatcher) storeStreamed(ctx context.Context, t *task.Task, entry *comfy.HistoryEntry, nodes []string, images map[string][]streamedImage, res *task.Result, recs []*file.File) ([]*file.File, bool) {
+// False means the task ended (failed, as ended says; nil if that failed
+// too) or the gateway is shutting down.
+func (d *Dispatcher) storeStreamed(ctx context.Context, t *task.Task, entry *comfy.HistoryEntry, nodes []string, images map[string][]streamedImage, res *task.Result, recs []*file.File) (_ []*file.File, ended *task.Task, ok bool) {
 	base := d.current().PublicBaseURL
 	for _, nodeID := range nodes {
 		first := len(entry.Outputs[nodeID].Files()) // ids continue after the node's /history files
@@ -193,19 +194,18 @@ func (d *Dispatcher) storeStreamed(ctx context.Context, t *task.Task, entry *com
 			out, rec, err := d.storeImage(ctx, t, nodeID, first+i, fmt.Sprintf("%s_%d.%s", nodeID, i, extension(img.format)), img.data, base)
 			if err != nil {
 				if ctx.Err() != nil {
-					return nil, false
+					return nil, nil, false
 				}
-				d.finishCollected(ctx, t, task.StatusFailed, nil, &task.Error{
+				return nil, d.finishCollected(ctx, t, task.StatusFailed, nil, &task.Error{
 					Type: task.ErrorTypeOutput, Message: fmt.Sprintf("image %d of node %s could not be stored: %v", i, nodeID, err),
-				}, recs)
-				return nil, false
+				}, recs), false
 			}
 			res.Files = append(res.Files, out.URL)
 			res.Outputs[nodeID] = append(res.Outputs[nodeID], out)
 			recs = append(recs, rec)
 		}
 	}
-	return recs, true
+	return recs, nil, true
 }
 
 // storeImage writes one image with the id of output i of nodeID.

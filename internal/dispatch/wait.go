@@ -239,12 +239,14 @@ func (r *run) onEvent(ctx context.Context, ev comfy.Event, free func()) bool {
 	switch ev.Type {
 	case comfy.EventExecutionStart:
 		r.executing = true
+		r.startStamp, _ = comfy.Stamp(ev.Data)
 	case comfy.EventExecuted:
 		if ev.Output != nil {
 			r.outputs[ev.Node] = ev.Output
 		}
 	case comfy.EventExecutionSuccess:
 		r.succeeded = true
+		r.endStamp, _ = comfy.Stamp(ev.Data)
 	}
 	if ev.Type != comfy.EventExecuting {
 		return false
@@ -451,7 +453,7 @@ func (r *run) complete(ctx context.Context, entry *comfy.HistoryEntry, free func
 	switch {
 	case entry.Status.Completed:
 		free()
-		r.dr.collect(r.task, entry, r.frames)
+		r.dr.collect(r.task, entry, r.frames, r.ran(entry))
 	case entry.Interrupted() && r.stopReason == stopCancel:
 		r.finish(ctx, task.StatusCancelled, nil, nil)
 	case entry.Interrupted() && r.stopReason == stopTimeout:
