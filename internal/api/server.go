@@ -10,10 +10,12 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/auth"
 	"github.com/comfyfleet/comfyfleet/internal/blob"
 	"github.com/comfyfleet/comfyfleet/internal/config"
+	"github.com/comfyfleet/comfyfleet/internal/eta"
 	"github.com/comfyfleet/comfyfleet/internal/fleet"
 	"github.com/comfyfleet/comfyfleet/internal/logging"
 	"github.com/comfyfleet/comfyfleet/internal/push"
 	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/task"
 )
 
 // ConfigService owns the live configuration.
@@ -56,6 +58,10 @@ type Deps struct {
 	// Ready reports whether this replica should get traffic, with the
 	// state of each check by name (GET /readyz); optional (nil: ready).
 	Ready func(ctx context.Context) (bool, map[string]string)
+	// Estimate estimates when pending tasks start and finish, by id
+	// (eta.Estimator); optional (nil: no estimates). A task it leaves out
+	// has none.
+	Estimate func(ctx context.Context, now time.Time, tasks []*task.Task) (map[string]eta.Estimate, error)
 	// Now is injected for tests; default time.Now.
 	Now func() time.Time
 }

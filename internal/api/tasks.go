@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/comfyfleet/comfyfleet/internal/config"
+	"github.com/comfyfleet/comfyfleet/internal/eta"
 	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/logging"
 	"github.com/comfyfleet/comfyfleet/internal/store"
@@ -39,6 +41,10 @@ type taskView struct {
 	Result        *task.Result    `json:"result"`
 	Error         *task.Error     `json:"error"`
 	QueuePosition *int            `json:"queuePosition,omitempty"`
+	// EstimatedStart and EstimatedFinish: when a pending task is expected
+	// to start and finish (eta); absent when the gateway cannot tell.
+	EstimatedStart  *string `json:"estimatedStart,omitempty"`
+	EstimatedFinish *string `json:"estimatedFinish,omitempty"`
 	// CancelRequested: the running task was asked to stop (DELETE); it ends
 	// cancelled once its instance confirms the interrupt.
 	CancelRequested bool `json:"cancelRequested,omitempty"`
@@ -315,10 +321,14 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	est := s.estimate(r.Context(), res.Items)
 	items := make([]taskView, 0, len(res.Items))
 	for _, t := range res.Items {
 		v := makeTaskView(t)
 		v.Workflow, v.Params = nil, nil
+		if e, ok := est[t.ID]; ok {
+			v.EstimatedStart, v.EstimatedFinish = timePtr(e.Start), timePtr(e.Finish)
+		}
 		items = append(items, v)
 	}
 	return writeJSON(w, map[string]any{"total": res.Total, "items": items, "limit": limit, "offset": offset})
@@ -383,12 +393,29 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	v := makeTaskView(t)
-	if t.Status == task.StatusPending {
-		if pos, err := s.deps.Store.TaskQueuePosition(r.Context(), t.ID); err == nil {
-			v.QueuePosition = &pos
-		}
+	if t.Status != task.StatusPending {
+		return writeJSON(w, v)
+	}
+	if e, ok := s.estimate(r.Context(), []*task.Task{t})[t.ID]; ok {
+		v.QueuePosition = &e.Position
+		v.EstimatedStart, v.EstimatedFinish = timePtr(e.Start), timePtr(e.Finish)
+	} else if pos, err := s.deps.Store.TaskQueuePosition(r.Context(), t.ID); err == nil {
+		v.QueuePosition = &pos
 	}
 	return writeJSON(w, v)
+}
+
+// estimate estimates the pending tasks among tasks; an estimate that
+// fails is logged and left out, never the caller's error.
+func (s *Server) estimate(ctx context.Context, tasks []*task.Task) map[string]eta.Estimate {
+	if s.deps.Estimate == nil || !slices.ContainsFunc(tasks, func(t *task.Task) bool { return t.Status == task.StatusPending }) {
+		return nil
+	}
+	est, err := s.deps.Estimate(ctx, s.now(), tasks)
+	if err != nil && ctx.Err() == nil {
+		s.log.WarnContext(ctx, "estimate tasks failed", "err", err)
+	}
+	return est
 }
 
 // cancelView is DELETE's answer: the task as it is now (cancelled, or

@@ -27,6 +27,7 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/buildinfo"
 	"github.com/comfyfleet/comfyfleet/internal/config"
 	"github.com/comfyfleet/comfyfleet/internal/dispatch"
+	"github.com/comfyfleet/comfyfleet/internal/eta"
 	"github.com/comfyfleet/comfyfleet/internal/fleet"
 	"github.com/comfyfleet/comfyfleet/internal/health"
 	"github.com/comfyfleet/comfyfleet/internal/logging"
@@ -68,6 +69,8 @@ type App struct {
 	catalogs *catalogReader
 	// draining turns GET /readyz false (SetDraining).
 	draining atomic.Bool
+	// eta learns run durations and estimates pending tasks.
+	eta *eta.Estimator
 }
 
 // New builds the gateway: opens the store, applies the persisted runtime
@@ -170,6 +173,7 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 	a.checker.OnUp(a.refreshCatalog)
 	a.catalogs = newCatalogReader()
 	a.metrics = metrics.New(a.log)
+	a.eta = eta.New(st, a.instanceIDs)
 	a.dispatch = dispatch.New(dispatch.Options{
 		Store: st, Fleet: a.fleet, Blob: bl, Log: a.log, Replica: a.replica,
 		ClientID: dispatch.ClientIDPrefix + a.replica, FileIDKey: secret, Settings: dispatchSettings(cfg),
@@ -183,7 +187,8 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 	deps := api.Deps{
 		Log: a.log, Store: st, Auth: authn, Fleet: a.fleet, Config: a.cfg, Blob: bl, UI: opts.UI,
 		FilesWritable: a.dispatch.FilesWritable, RefreshCatalog: a.refreshCatalogID,
-		Ready: a.readiness,
+		Ready:    a.readiness,
+		Estimate: a.eta.Estimate,
 	}
 	if a.debugLn == nil {
 		deps.Metrics = a.metrics.Handler() // on the API's listener, admins only
@@ -335,6 +340,16 @@ func warmWindow(s config.Scheduler) time.Duration {
 		return 0
 	}
 	return time.Duration(s.WarmWindow)
+}
+
+// instanceIDs lists the configured instances' ids, in config order.
+func (a *App) instanceIDs() []string {
+	list := a.fleet.Instances()
+	ids := make([]string, len(list))
+	for i, in := range list {
+		ids[i] = in.ID
+	}
+	return ids
 }
 
 // Routes returns the API's route table (tests walk it).

@@ -12,7 +12,14 @@ import (
 // runEnded is the dispatcher's OnRunEnd: it counts the runs an instance
 // fails for its own reasons and drains it after
 // healthCheck.drainAfterFailures of them in a row (fleet.RunEnded).
+//
+// A completed run also teaches the estimator how long its shape runs there.
 func (a *App) runEnded(ctx context.Context, instanceID string, end dispatch.RunEnd) {
+	if end.Requeued == "" && end.Task.Status == task.StatusCompleted && end.Ran > 0 {
+		if err := a.eta.Observe(ctx, instanceID, end.Task, end.Ran); err != nil && ctx.Err() == nil {
+			a.log.WarnContext(ctx, "record run duration failed", "instance_id", instanceID, "task_id", end.Task.ID, "err", err)
+		}
+	}
 	outcome, reason := runOutcome(end)
 	after := a.cfg.Current().HealthCheck.DrainAfterFailures
 	if err := a.fleet.RunEnded(ctx, instanceID, outcome, reason, max(after, 0)); err != nil && ctx.Err() == nil {
