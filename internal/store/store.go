@@ -1,6 +1,7 @@
 // Package store defines the persistence seam of the gateway: tasks and the
 // queue, instance runtime state, the instances' node catalogues, file
-// records, the persisted runtime config, leases and an event channel. Two
+// records, the persisted runtime config, leases, webhook subscriptions and
+// their deliveries, and an event channel. Two
 // implementations exist: sqlitestore (the embedded default) and redisstore
 // (shared by several replicas). Both pass the same conformance suite in
 // storetest.
@@ -70,6 +71,7 @@ type Store interface {
 	UsageStore
 	ConfigStore
 	LeaseStore
+	WebhookStore
 	PubSub
 
 	// Driver names the implementation: "sqlite" or "redis".

@@ -279,3 +279,18 @@ func TestOpenRetries(t *testing.T) {
 		s.Close()
 	}
 }
+
+func TestWebhookKeyBuildersAgree(t *testing.T) {
+	s := open(t)
+	k := s.keys
+	const id, owner = "3f1c0d52-0000-4000-8000-000000000001", "al:ice"
+	want := []string{k.whSub(id), k.whSubs(), k.whOwnerSubs(owner), k.whTaskSubs(id), k.whDelivery(id), k.whDue(), k.whTaskDeliveries(id)}
+	sc := script(luaWebhookKeys, `local id, owner = ARGV[2], ARGV[3]
+return {key_wh_sub(id), key_wh_subs(), key_wh_owner_subs(owner), key_wh_task_subs(id), key_wh_delivery(id), key_wh_due(),
+  key_wh_task_deliveries(id)}`)
+	got, err := sc.Run(t.Context(), s.rdb, nil, k.prefix, id, owner).StringSlice()
+	mustOK(t, err)
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("Lua webhook keys differ from Go keys (-go +lua):\n%s", d)
+	}
+}

@@ -27,6 +27,7 @@ type writeStmts struct {
 	configPut, leaseAcquire, leaseRelease, catalogPut                          *sql.Stmt
 	capPut, capInstancesPut, capCan, capCannot, pendingCount                   *sql.Stmt
 	keyInsert, keyRevoke, keyTouch                                             *sql.Stmt
+	whSubInsert, whSubDelete, whEnqueue, whClaim, whRecord, whExists           *sql.Stmt
 }
 
 // readStmts are the read pool's statements.
@@ -36,6 +37,7 @@ type readStmts struct {
 	catalogGet, capList, capGet, capInstances     *sql.Stmt
 	usageGet                                      *sql.Stmt
 	keyGet, keyList                               *sql.Stmt
+	whSubGet, whSubList, whByTask, whNextDue      *sql.Stmt
 	// running holds TaskListRunning's four queries, indexed by the
 	// runningByInstance and runningLeaseExpired bits.
 	running [4]*sql.Stmt
@@ -59,6 +61,8 @@ func (w *writeStmts) defs() []stmtDef {
 		{&w.capPut, capPutSQL}, {&w.capInstancesPut, capInstancesPutSQL}, {&w.capCan, capCanSQL}, {&w.capCannot, capCannotSQL},
 		{&w.pendingCount, pendingCountSQL},
 		{&w.keyInsert, keyInsertSQL}, {&w.keyRevoke, keyRevokeSQL}, {&w.keyTouch, keyTouchSQL},
+		{&w.whSubInsert, whSubInsertSQL}, {&w.whSubDelete, whSubDeleteSQL}, {&w.whEnqueue, whEnqueueSQL},
+		{&w.whClaim, whClaimSQL}, {&w.whRecord, whRecordSQL}, {&w.whExists, whExistsSQL},
 	}
 }
 
@@ -69,6 +73,7 @@ func (r *readStmts) defs() []stmtDef {
 		{&r.configGet, configGetSQL}, {&r.catalogGet, catalogGetSQL}, {&r.usageGet, usageGetSQL},
 		{&r.capList, capListSQL}, {&r.capGet, capGetSQL}, {&r.capInstances, capInstancesSQL},
 		{&r.keyGet, keyGetSQL}, {&r.keyList, keyListSQL},
+		{&r.whSubGet, whSubGetSQL}, {&r.whSubList, whSubListSQL}, {&r.whByTask, whByTaskSQL}, {&r.whNextDue, whNextDueSQL},
 	}
 	for v := range r.running {
 		defs = append(defs, stmtDef{&r.running[v], runningSQL(v)})

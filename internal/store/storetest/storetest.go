@@ -57,6 +57,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Usage", usageCases()},
 		{"Config", configCases()},
 		{"Lease", leaseCases()},
+		{"Webhook", webhookCases()},
 		{"PubSub", pubsubCases()},
 		{"Store", storeCases()},
 	}
