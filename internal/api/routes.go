@@ -43,6 +43,11 @@ func (s *Server) Routes() []Route {
 		{"POST", "/api/tasks", Authed, s.createTask},
 		{"GET", "/api/tasks/{id}", Authed, s.getTask},
 		{"DELETE", "/api/tasks/{id}", Authed, s.cancelTask},
+		{"GET", "/api/tasks/{id}/webhooks", Authed, s.taskWebhooks},
+
+		{"GET", "/api/webhooks", Authed, s.listWebhooks},
+		{"POST", "/api/webhooks", Authed, s.createWebhook},
+		{"DELETE", "/api/webhooks/{id}", Authed, s.deleteWebhook},
 
 		{"POST", "/api/files/upload", Authed, s.uploadFile},
 		{"GET", "/api/files", Authed, s.listFiles},

@@ -16,6 +16,7 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/push"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
+	"github.com/comfyfleet/comfyfleet/internal/webhook"
 )
 
 // ConfigService owns the live configuration.
@@ -62,6 +63,8 @@ type Deps struct {
 	// (eta.Estimator); optional (nil: no estimates). A task it leaves out
 	// has none.
 	Estimate func(ctx context.Context, now time.Time, tasks []*task.Task) (map[string]eta.Estimate, error)
+	// Webhooks is the policy webhook URLs are checked against when registered.
+	Webhooks webhook.Policy
 	// Now is injected for tests; default time.Now.
 	Now func() time.Time
 }

@@ -50,6 +50,9 @@ type taskView struct {
 	CancelRequested bool `json:"cancelRequested,omitempty"`
 	// Requires are the labels the task's instance must have.
 	Requires map[string]string `json:"requires,omitempty"`
+	// Webhook is the task's own webhook, in the answer that created it
+	// only (with its secret).
+	Webhook *webhookView `json:"webhook,omitempty"`
 }
 
 func makeTaskView(t *task.Task) taskView {
@@ -71,6 +74,8 @@ type createTaskRequest struct {
 	Timeout int64 `json:"timeout"`
 	// Requires are labels the task's instance must have (capabilities.go).
 	Requires map[string]string `json:"requires"`
+	// Webhook, when set, receives the task's events (webhooks.go).
+	Webhook *webhookRequest `json:"webhook"`
 }
 
 // createTask is POST /api/tasks.
@@ -94,6 +99,12 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	var hook *store.WebhookSub
+	if req.Webhook != nil {
+		if hook, err = s.checkWebhook(ctx, req.Webhook, "webhook", c.Username); err != nil {
+			return err
+		}
+	}
 	var params json.RawMessage
 	if len(req.Params) > 0 {
 		params, _ = json.Marshal(req.Params)
@@ -107,7 +118,19 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	if !c.IsAdmin() && lim.MaxPendingPerUser != config.NoQuota {
 		p.MaxPending = lim.MaxPendingPerUser
 	}
+	// The task's webhook is stored first, so its first event finds it.
+	if hook != nil {
+		hook.ID, hook.TaskID = "wh_"+uuid.NewString(), p.ID
+		if err := s.deps.Store.WebhookSubInsert(ctx, hook); err != nil {
+			return err
+		}
+	}
 	t, err := s.deps.Store.TaskInsert(ctx, p)
+	if err != nil && hook != nil {
+		if derr := s.deps.Store.WebhookSubDelete(context.WithoutCancel(ctx), hook.ID); derr != nil {
+			s.log.WarnContext(ctx, "delete the webhook of a task not inserted failed", "webhook_id", hook.ID, "err", derr)
+		}
+	}
 	if errors.Is(err, store.ErrLimit) {
 		return pendingQuotaError(lim.MaxPendingPerUser)
 	}
@@ -120,7 +143,13 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 		return s.waitTask(w, r, t.ID, wait)
 	}
 	// No queuePosition here: it costs a count over the queue, and GET has it.
-	return writeJSON(w, makeTaskView(t))
+	v := makeTaskView(t)
+	if hook != nil {
+		hv := makeWebhookView(hook)
+		hv.Secret = hook.Secret
+		v.Webhook = &hv
+	}
+	return writeJSON(w, v)
 }
 
 // maxTaskWait bounds POST /api/tasks?wait=: a longer run is followed over

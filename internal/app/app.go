@@ -34,6 +34,7 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/metrics"
 	"github.com/comfyfleet/comfyfleet/internal/push"
 	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/webhook"
 )
 
 // Options are what the caller provides besides the config.
@@ -71,6 +72,8 @@ type App struct {
 	draining atomic.Bool
 	// eta learns run durations and estimates pending tasks.
 	eta *eta.Estimator
+	// webhooks sends the queued webhook deliveries.
+	webhooks *webhook.Deliverer
 }
 
 // New builds the gateway: opens the store, applies the persisted runtime
@@ -140,12 +143,16 @@ func listen(ln net.Listener, addr string) (net.Listener, error) {
 }
 
 func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error {
-	st, err := openStore(ctx, cfg)
+	raw, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	a.store = st
+	a.store = raw
 	a.warnStore(ctx)
+	// Every task event published goes through the outbox, which queues its
+	// webhook deliveries first.
+	var st store.Store = webhook.NewOutbox(raw, a.log)
+	a.store = st
 	base := cfg
 	if cfg, err = a.applyRuntime(ctx, cfg); err != nil {
 		return err
@@ -184,11 +191,14 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 		OnRunEnd:  a.runEnded,
 	})
 	a.cfg = newConfigService(base, cfg, st, a)
+	hooks := webhookSettings(cfg.Webhooks)
+	a.webhooks = webhook.NewDeliverer(st, a.replica, hooks, a.log)
 	deps := api.Deps{
 		Log: a.log, Store: st, Auth: authn, Fleet: a.fleet, Config: a.cfg, Blob: bl, UI: opts.UI,
 		FilesWritable: a.dispatch.FilesWritable, RefreshCatalog: a.refreshCatalogID,
 		Ready:    a.readiness,
 		Estimate: a.eta.Estimate,
+		Webhooks: hooks.Policy,
 	}
 	if a.debugLn == nil {
 		deps.Metrics = a.metrics.Handler() // on the API's listener, admins only
@@ -275,6 +285,7 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error { return a.hub.Run(gctx) })
 	g.Go(func() error { return a.checker.Run(gctx) })
 	g.Go(func() error { return a.dispatch.Run(gctx) })
+	g.Go(func() error { return a.webhooks.Run(gctx) })
 	g.Go(func() error {
 		a.catalogs.run(gctx, a.refreshCatalogID, func(ctx context.Context, id string, err error) {
 			a.log.WarnContext(ctx, "read catalog after reconnect failed", "instance_id", id, "err", err)
@@ -310,6 +321,14 @@ func (a *App) Run(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+func webhookSettings(w config.Webhooks) webhook.Settings {
+	return webhook.Settings{
+		Timeout: time.Duration(w.Timeout), RetryFor: time.Duration(w.RetryFor),
+		MinBackoff: time.Duration(w.MinBackoff), MaxBackoff: time.Duration(w.MaxBackoff), Workers: w.Workers,
+		Policy: webhook.Policy{AllowPrivate: w.AllowPrivate, Allowed: w.AllowedNetworks},
+	}
 }
 
 func healthSettings(cfg config.Config) health.Settings {

@@ -62,6 +62,7 @@ type Config struct {
 	Limits      Limits      `yaml:"limits" json:"limits"`
 	Metrics     Metrics     `yaml:"metrics" json:"metrics"`
 	Log         Log         `yaml:"log" json:"log"`
+	Webhooks    Webhooks    `yaml:"webhooks" json:"webhooks"`
 	// DataDir holds the SQLite database, the files and generated secrets. Default "./data".
 	DataDir string `yaml:"dataDir" json:"dataDir"`
 	// Demo enables the well-known demo login admin/admin123 (when
@@ -300,6 +301,30 @@ const (
 	LogText = "text"
 	LogJSON = "json"
 )
+
+// Webhooks configures the delivery of task events to the URLs users
+// subscribe (docs/webhooks.md). Every key needs a restart.
+type Webhooks struct {
+	// AllowPrivate lets webhooks reach private, loopback and link-local
+	// addresses (a receiver on the gateway's own network). Default false:
+	// only public addresses.
+	AllowPrivate bool `yaml:"allowPrivate" json:"allowPrivate"`
+	// AllowedNetworks are networks webhooks may reach although they are not
+	// public, for example "10.1.2.0/24". Default none.
+	AllowedNetworks Prefixes `yaml:"allowedNetworks" json:"allowedNetworks"`
+	// Timeout bounds one delivery attempt. Default 10s, 1s..2m.
+	Timeout Millis `yaml:"timeout" json:"timeout"`
+	// RetryFor is how long a delivery is retried after its event. Default
+	// 24h, 1s..30 days.
+	RetryFor Duration `yaml:"retryFor" json:"retryFor"`
+	// MinBackoff is the wait after a first failed attempt, doubled after
+	// each one. Default 5s, 10ms..1h.
+	MinBackoff Millis `yaml:"minBackoff" json:"minBackoff"`
+	// MaxBackoff caps the wait between attempts. Default 1h, minBackoff..24h.
+	MaxBackoff Millis `yaml:"maxBackoff" json:"maxBackoff"`
+	// Workers bounds the attempts each replica has in flight. Default 16, 1..1024.
+	Workers int `yaml:"workers" json:"workers"`
+}
 
 // Duration is a time.Duration written as a Go duration string ("24h").
 type Duration time.Duration

@@ -36,6 +36,7 @@ func (c *Config) WithDefaults() {
 	c.Limits.withDefaults()
 	orDefault(&c.Log.Format, LogText)
 	orDefault(&c.Log.Level, "info")
+	c.Webhooks.withDefaults()
 	if slices.ContainsFunc(c.Servers, func(s Server) bool { return s.Name == "" }) {
 		c.Servers = slices.Clone(c.Servers)
 		for i := range c.Servers {
@@ -70,6 +71,14 @@ func (s *Store) withDefaults(dataDir string) {
 	orDefault(&s.URL, "redis://127.0.0.1:6379/0")
 	orDefault(&s.Prefix, "comfyfleet:")
 	orDefault(&s.LeaseTTL, Millis(15*time.Second))
+}
+
+func (w *Webhooks) withDefaults() {
+	orDefault(&w.Timeout, Millis(10*time.Second))
+	orDefault(&w.RetryFor, Duration(24*time.Hour))
+	orDefault(&w.MinBackoff, Millis(5*time.Second))
+	orDefault(&w.MaxBackoff, Millis(time.Hour))
+	orDefault(&w.Workers, 16)
 }
 
 func (h *HealthCheck) withDefaults() {

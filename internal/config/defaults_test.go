@@ -28,8 +28,10 @@ func TestDefault(t *testing.T) {
 		Scheduler: config.Scheduler{TaskTimeout: config.Millis(10 * time.Minute), MaxTaskTimeout: config.Millis(24 * time.Hour), MaxAttempts: 3,
 			PriorityAging: config.Millis(time.Minute), Placement: config.PlacementWarm, WarmWindow: config.Millis(30 * time.Second),
 			InterruptGrace: config.Millis(30 * time.Second), Prefetch: ptr(1)},
-		Limits:  config.Limits{MaxNodes: 5000, MaxTaskBytes: 8 << 20, MaxPendingPerUser: 1000, MaxStoredBytesPerUser: 10 << 30},
-		Log:     config.Log{Format: "text", Level: "info"},
+		Limits: config.Limits{MaxNodes: 5000, MaxTaskBytes: 8 << 20, MaxPendingPerUser: 1000, MaxStoredBytesPerUser: 10 << 30},
+		Log:    config.Log{Format: "text", Level: "info"},
+		Webhooks: config.Webhooks{Timeout: config.Millis(10 * time.Second), RetryFor: config.Duration(24 * time.Hour),
+			MinBackoff: config.Millis(5 * time.Second), MaxBackoff: config.Millis(time.Hour), Workers: 16},
 		DataDir: "./data",
 	}
 	if diff := cmp.Diff(want, config.Default()); diff != "" {

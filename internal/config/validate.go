@@ -96,6 +96,7 @@ func (c Config) Validate() error {
 	c.Files.validate(&v)
 	c.Scheduler.validate(&v)
 	c.Limits.validate(&v)
+	c.Webhooks.validate(&v)
 	if c.Metrics.Listen != "" {
 		validateListen(&v, "metrics.listen", c.Metrics.Listen)
 	} else if c.Metrics.Pprof {
@@ -114,6 +115,16 @@ func (l Log) validate(v *checker) {
 	default:
 		v.add("log.level", `must be "debug", "info", "warn" or "error"`)
 	}
+}
+
+func (w Webhooks) validate(v *checker) {
+	v.millisRange("webhooks.timeout", w.Timeout, time.Second, 2*time.Minute)
+	v.durationRange("webhooks.retryFor", w.RetryFor, time.Second, 30*24*time.Hour)
+	minOK := v.millisRange("webhooks.minBackoff", w.MinBackoff, 10*time.Millisecond, time.Hour)
+	if v.millisRange("webhooks.maxBackoff", w.MaxBackoff, 10*time.Millisecond, 24*time.Hour) && minOK && w.MaxBackoff < w.MinBackoff {
+		v.add("webhooks.maxBackoff", "must be at least webhooks.minBackoff")
+	}
+	v.intRange("webhooks.workers", int64(w.Workers), 1, 1024, "")
 }
 
 func (h HTTP) validate(v *checker) {

@@ -1,0 +1,115 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/comfyfleet/comfyfleet/internal/store"
+)
+
+// Event types of webhooks: "task." and the status the task reached.
+const (
+	TaskPending   = "task.pending"
+	TaskRunning   = "task.running"
+	TaskCompleted = "task.completed"
+	TaskFailed    = "task.failed"
+	TaskCancelled = "task.cancelled"
+)
+
+// EventTypes lists every event type, in a task's order.
+var EventTypes = []string{TaskPending, TaskRunning, TaskCompleted, TaskFailed, TaskCancelled}
+
+// DefaultEvents are the events of a subscription that names none: a
+// task's end.
+var DefaultEvents = []string{TaskCompleted, TaskFailed, TaskCancelled}
+
+// EventQueued is the internal event published after deliveries were
+// queued: it wakes the deliverers of every replica.
+const EventQueued = "webhook_queued"
+
+// Payload is the body of a delivery.
+type Payload struct {
+	Type      string `json:"type"`
+	Timestamp string `json:"timestamp"`
+	// Data is the task event's data: taskId, status, instanceId, and
+	// progress and attempts, result or error as the event has them.
+	Data json.RawMessage `json:"data"`
+}
+
+// Outbox is a store whose Publish also queues the webhook deliveries of
+// the task events it publishes, before publishing them, in the store: the
+// replica that changes a task queues its deliveries, once, and they
+// survive a restart.
+type Outbox struct {
+	store.Store
+	log *slog.Logger
+}
+
+// NewOutbox wraps st.
+func NewOutbox(st store.Store, log *slog.Logger) *Outbox { return &Outbox{Store: st, log: log} }
+
+// Publish queues the deliveries of a task event, then publishes it. An
+// enqueue that fails is logged and the event published anyway.
+func (o *Outbox) Publish(ctx context.Context, ev store.Event) error {
+	if p := enqueueParams(ev); p != nil {
+		n, err := o.Store.WebhookEnqueue(ctx, p)
+		if err != nil {
+			o.log.ErrorContext(ctx, "queue webhook deliveries failed", "task_id", ev.TaskID, "event", p.Type, "err", err)
+		} else if n > 0 {
+			if err := o.Store.Publish(ctx, store.Event{Type: EventQueued, Time: ev.Time}); err != nil {
+				o.log.WarnContext(ctx, "publish webhook_queued failed", "err", err)
+			}
+		}
+	}
+	return o.Store.Publish(ctx, ev)
+}
+
+// enqueueParams maps a task event to its webhook event: task_status of a
+// pending or running task, and the final events (which carry the result
+// or error). Other events queue nothing.
+func enqueueParams(ev store.Event) *store.WebhookEnqueueParams {
+	if ev.TaskID == "" {
+		return nil
+	}
+	var status string
+	switch ev.Type {
+	case "task_status":
+		var d struct {
+			Status   string `json:"status"`
+			Attempts int    `json:"attempts"`
+		}
+		if json.Unmarshal(ev.Data, &d) != nil || (d.Status != "pending" && d.Status != "running") {
+			return nil
+		}
+		status = d.Status + "." + strconv.Itoa(d.Attempts)
+	case "task_completed":
+		status = "completed"
+	case "task_failed":
+		status = "failed"
+	case "task_cancelled":
+		status = "cancelled"
+	default:
+		return nil
+	}
+	typ, _, _ := strings.Cut(status, ".")
+	data := map[string]json.RawMessage{}
+	if json.Unmarshal(ev.Data, &data) != nil {
+		return nil
+	}
+	data["status"], _ = json.Marshal(typ)
+	raw, _ := json.Marshal(data)
+	now := time.UnixMilli(ev.Time).UTC()
+	if ev.Time == 0 {
+		now = time.Now().UTC()
+	}
+	body, _ := json.Marshal(Payload{Type: "task." + typ, Timestamp: now.Format(time.RFC3339Nano), Data: raw})
+	return &store.WebhookEnqueueParams{
+		// The id is the same whichever replica or retry queues the event.
+		EventID: "evt_" + ev.TaskID + "_" + status,
+		Type:    "task." + typ, TaskID: ev.TaskID, Owner: ev.Owner, Payload: body, Now: now,
+	}
+}
