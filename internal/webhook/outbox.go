@@ -8,7 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/task"
 )
 
 // Event types of webhooks: "task." and the status the task reached.
@@ -54,13 +56,13 @@ func NewOutbox(st store.Store, log *slog.Logger) *Outbox { return &Outbox{Store:
 
 // Publish queues the deliveries of a task event, then publishes it. An
 // enqueue that fails is logged and the event published anyway.
-func (o *Outbox) Publish(ctx context.Context, ev store.Event) error {
+func (o *Outbox) Publish(ctx context.Context, ev event.Event) error {
 	if p := enqueueParams(ev); p != nil {
 		n, err := o.Store.WebhookEnqueue(ctx, p)
 		if err != nil {
 			o.log.ErrorContext(ctx, "queue webhook deliveries failed", "task_id", ev.TaskID, "event", p.Type, "err", err)
 		} else if n > 0 {
-			if err := o.Store.Publish(ctx, store.Event{Type: EventQueued, Time: ev.Time}); err != nil {
+			if err := o.Store.Publish(ctx, event.Event{Type: EventQueued, Time: ev.Time}); err != nil {
 				o.log.WarnContext(ctx, "publish webhook_queued failed", "err", err)
 			}
 		}
@@ -71,27 +73,24 @@ func (o *Outbox) Publish(ctx context.Context, ev store.Event) error {
 // enqueueParams maps a task event to its webhook event: task_status of a
 // pending or running task, and the final events (which carry the result
 // or error). Other events queue nothing.
-func enqueueParams(ev store.Event) *store.WebhookEnqueueParams {
+func enqueueParams(ev event.Event) *store.WebhookEnqueueParams {
 	if ev.TaskID == "" {
 		return nil
 	}
 	var status string
 	switch ev.Type {
-	case "task_status":
-		var d struct {
-			Status   string `json:"status"`
-			Attempts int    `json:"attempts"`
-		}
-		if json.Unmarshal(ev.Data, &d) != nil || (d.Status != "pending" && d.Status != "running") {
+	case event.TypeTaskStatus:
+		var d event.TaskStatusData
+		if json.Unmarshal(ev.Data, &d) != nil || (d.Status != task.StatusPending && d.Status != task.StatusRunning) {
 			return nil
 		}
-		status = d.Status + "." + strconv.Itoa(d.Attempts)
-	case "task_completed":
-		status = "completed"
-	case "task_failed":
-		status = "failed"
-	case "task_cancelled":
-		status = "cancelled"
+		status = string(d.Status) + "." + strconv.Itoa(d.Attempts)
+	case event.TypeTaskCompleted:
+		status = string(task.StatusCompleted)
+	case event.TypeTaskFailed:
+		status = string(task.StatusFailed)
+	case event.TypeTaskCancelled:
+		status = string(task.StatusCancelled)
 	default:
 		return nil
 	}

@@ -107,6 +107,7 @@ export default function mount(main, { params, navigate }) {
     if (outs) parts.push(outs);
     else if (t.status === 'completed') parts.push(h('section', { class: 'panel muted' }, 'This task produced no output files.'));
     parts.push(paramsPanel(t.params));
+    parts.push(webhooksPanel(t.id));
     if (t.workflow) parts.push(workflowPanel(t.workflow));
     replace(body, parts);
 
@@ -273,6 +274,32 @@ function outputsPanel(result, nodeLabel, taskId) {
     h('div', { class: 'panel-head' }, h('h2', null, `Outputs (${cards.length})`),
       h('a', { class: 'small', href: '#/files?taskId=' + encodeURIComponent(taskId) }, 'In Files →')),
     h('div', { class: 'outputs' }, cards));
+}
+
+// webhooksPanel is the task's webhook delivery log (GET
+// /api/tasks/{id}/webhooks): each event sent to each URL, its state, its
+// attempts and the receiver's response codes. Hidden when the task has none.
+function webhooksPanel(taskId) {
+  const panel = h('section', { class: 'panel', id: 'task-webhooks', hidden: true });
+  get('/api/tasks/' + encodeURIComponent(taskId) + '/webhooks').then((res) => {
+    const items = res?.items || [];
+    if (!items.length) return;
+    const codes = (d) => d.log.map((a) => a.status ? String(a.status) : (a.error ? 'error' : '—')).join(', ');
+    const rows = items.map((d) => h('tr', { 'data-delivery': d.id },
+      h('td', { class: 'mono small' }, d.type),
+      h('td', { class: 'mono small', title: d.url }, d.url),
+      h('td', { class: 'delivery-state' }, d.state),
+      h('td', null, String(d.attempts)),
+      h('td', { class: 'mono small delivery-codes', title: d.lastError || '' }, codes(d) || '—'),
+      h('td', { class: 'small' }, d.nextAttemptAt ? fmtTime(d.nextAttemptAt) : '—')));
+    replace(panel,
+      h('h2', null, 'Webhooks'),
+      h('table', { class: 'kv' },
+        h('thead', null, h('tr', null, h('th', null, 'Event'), h('th', null, 'URL'), h('th', null, 'State'), h('th', null, 'Attempts'), h('th', null, 'Response codes'), h('th', null, 'Next attempt'))),
+        h('tbody', null, rows)));
+    panel.hidden = false;
+  }, () => {});
+  return panel;
 }
 
 function paramsPanel(params) {
