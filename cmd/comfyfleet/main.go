@@ -9,6 +9,7 @@
 //	comfyfleet hash-password                    print a bcrypt hash for the config
 //	comfyfleet config reset --data DIR          delete the runtime config saved by PUT /api/config
 //	comfyfleet backup --out FILE                a consistent SQLite snapshot while serving
+//	comfyfleet healthcheck [--ready]            probe the local gateway (the image's HEALTHCHECK)
 //	comfyfleet version                          print the version and build info
 package main
 
@@ -44,6 +45,8 @@ Usage:
   comfyfleet backup --out FILE [--config FILE] [--data DIR]
                             a consistent snapshot of the SQLite store, taken while
                             the gateway serves (docs/deploy.md: restore)
+  comfyfleet healthcheck [--ready] [--config FILE] [--url URL]
+                            exit 0 when the local gateway's /livez (/readyz) answers 200
   comfyfleet version         print the version and build info (also --version)
 
 Run "comfyfleet <command> -h" for a command's flags.
@@ -78,6 +81,8 @@ func run(ctx context.Context, args []string) error {
 		return runHashPassword(args[1:])
 	case "config":
 		return runConfig(ctx, args[1:])
+	case "healthcheck":
+		return runHealthcheck(ctx, args[1:])
 	case "backup":
 		return runBackup(ctx, args[1:])
 	case "version", "--version", "-version":
