@@ -7,6 +7,7 @@ package web_test
 
 import (
 	"fmt"
+	"math"
 	"image"
 	"image/color"
 	"image/png"
@@ -242,6 +243,45 @@ func TestCancelPendingTask(t *testing.T) {
 	p.confirm()
 	p.waitJS("the interrupted task", `document.querySelector('.page-head .badge')?.dataset.status === 'cancelled'`, long)
 	p.shot("interrupted")
+}
+
+// TestPendingTaskShowsETA: once a run of its shape was seen, a pending
+// task shows when it is expected to start, in the list and on its page.
+func TestPendingTaskShowsETA(t *testing.T) {
+	d := startDemoWith(t, 1, comfysim.Options{StepDelay: 100 * time.Millisecond}, func(c *config.Config) {
+		zero := 0
+		c.Scheduler.Prefetch = &zero
+	})
+	first := d.submit(t2i(2), nil, 0)
+	d.waitStatus(first.ID, "completed", long)
+	blocker := d.submit(t2i(400), nil, 0)
+	t.Cleanup(func() { d.call("DELETE", "/api/tasks/"+blocker.ID, nil) })
+	waiting := d.submit(t2i(3), nil, 0)
+
+	p := newPage(t, d)
+	p.open("#/tasks?status=pending")
+	p.login("admin", "admin123")
+	row := fmt.Sprintf(`#tasks tr[data-task-id=%q]`, waiting.ID)
+	p.waitJS("the pending row's estimate", fmt.Sprintf(`/^starts /.test(document.querySelector(%q)?.textContent || '')`, row+` [data-field="eta"]`), short)
+	if title := eval[string](p, fmt.Sprintf(`document.querySelector(%q).title`, row+` [data-field="eta"]`)); !strings.Contains(title, "Estimated start") || !strings.Contains(title, "finish") {
+		t.Errorf("estimate's title = %q, want the estimated start and finish", title)
+	}
+	p.shot("list")
+
+	p.goRoute("#/tasks/" + waiting.ID)
+	p.waitJS("the estimates", `!!document.querySelector('#eta-start') && !!document.querySelector('#eta-finish')`, short)
+	p.waitJS("the waiting line", `/position 1\); starts /.test(document.querySelector('#task-step').textContent)`, short)
+	// The start moves with the clock (the blocker ran past its expected
+	// end), the expected run time does not.
+	var tv struct {
+		EstimatedStart, EstimatedFinish time.Time
+	}
+	d.mustCall("GET", "/api/tasks/"+waiting.ID, nil, &tv)
+	shown := eval[float64](p, `Date.parse(document.querySelector('#eta-finish').title) - Date.parse(document.querySelector('#eta-start').title)`)
+	if api := tv.EstimatedFinish.Sub(tv.EstimatedStart).Milliseconds(); math.Abs(shown-float64(api)) > 1 {
+		t.Errorf("estimated run shown %v ms, the API says %v ms", shown, api)
+	}
+	p.shot("page")
 }
 
 func TestTaskListPagesAndLiveRows(t *testing.T) {

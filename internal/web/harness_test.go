@@ -523,6 +523,24 @@ func (d *demo) submit(wf map[string]any, params map[string]any, priority int) ta
 	return tv
 }
 
+// waitStatus waits until the task has the status, asking the API every
+// 50 ms.
+func (d *demo) waitStatus(id, status string, timeout time.Duration) {
+	d.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var tv taskView
+		d.mustCall("GET", "/api/tasks/"+id, nil, &tv)
+		if tv.Status == status {
+			return
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("task %s is %s after %v, want %s", id, tv.Status, timeout, status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // t2i is the usual text-to-image API workflow with the given sampler steps.
 func t2i(steps int) map[string]any {
 	var wf map[string]any

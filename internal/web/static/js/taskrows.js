@@ -1,7 +1,7 @@
 // Task rows shared by the task list and the overview, kept live by the
 // task_* events from /ws.
 
-import { h, statusBadge, progressBar, setProgress, timeEl, shortId, fmtDuration, confirmDialog, toast, replace, icon } from './ui.js';
+import { h, statusBadge, progressBar, setProgress, timeEl, shortId, fmtDuration, fmtTime, relTime, confirmDialog, toast, replace, icon } from './ui.js';
 import { api } from './api.js';
 import { live } from './live.js';
 
@@ -36,6 +36,25 @@ function duration(t) {
   return end - Date.parse(t.startedAt);
 }
 
+// etaText says when a pending task is expected to start, from the API's
+// estimatedStart; null when it has none.
+export function etaText(t) {
+  if (t.status !== 'pending' || !t.estimatedStart) return null;
+  const rel = relTime(t.estimatedStart);
+  return rel === 'just now' || rel.endsWith(' ago') ? 'starts now' : 'starts ' + rel;
+}
+
+// durationContent is what the Duration column shows: how long the task ran,
+// or for a pending one when it is expected to start and finish.
+function durationContent(t) {
+  const eta = etaText(t);
+  if (!eta) return fmtDuration(duration(t));
+  return h('span', {
+    class: 'eta', 'data-field': 'eta',
+    title: `Estimated start ${fmtTime(t.estimatedStart)}, finish ${fmtTime(t.estimatedFinish)}`,
+  }, eta);
+}
+
 // TaskRow is one <tr> of a task table; update() applies newer data.
 export class TaskRow {
   constructor(task, { columns = 'full', onChange } = {}) {
@@ -57,7 +76,7 @@ export class TaskRow {
     const cells = [h('td', { 'data-label': 'Task' }, link)];
     cells.push(this.badgeCell, progCell);
     if (this.columns === 'full') {
-      this.durCell = h('td', { 'data-label': 'Duration', class: 'num small' }, fmtDuration(duration(t)));
+      this.durCell = h('td', { 'data-label': 'Duration', class: 'num small' }, durationContent(t));
       cells.push(
         h('td', { 'data-label': 'Priority', class: 'num' }, String(t.priority ?? 0)),
         this.instCell,
@@ -94,7 +113,7 @@ export class TaskRow {
       // Progress never goes down, except when a task is requeued.
       t.progress = patch.status === 'pending' ? patch.progress : Math.max(t.progress || 0, patch.progress);
     }
-    for (const k of ['status', 'instanceId', 'startedAt', 'finishedAt', 'attempts', 'priority', 'owner', 'result', 'error']) {
+    for (const k of ['status', 'instanceId', 'startedAt', 'finishedAt', 'attempts', 'priority', 'owner', 'result', 'error', 'estimatedStart', 'estimatedFinish']) {
       if (k in patch && patch[k] !== undefined) t[k] = patch[k];
     }
     if (t.status === 'completed') t.progress = 100;
@@ -108,7 +127,7 @@ export class TaskRow {
     }
     setProgress(this.bar, t.progress, t.status);
     this.instCell.textContent = t.instanceId || '—';
-    if (this.durCell) this.durCell.textContent = fmtDuration(duration(t));
+    if (this.durCell) this.durCell.replaceChildren(durationContent(t));
     if (this.onChange && t.status !== before) this.onChange(this, before);
   }
 }

@@ -6,7 +6,7 @@
 import { h, replace, statusBadge, progressBar, setProgress, timeEl, fmtTime, fmtDuration, copyButton, mediaKind, icon, shortId, sameOriginFallback } from '../ui.js';
 import { get } from '../api.js';
 import { live } from '../live.js';
-import { cancelTask, isFinal } from '../taskrows.js';
+import { cancelTask, etaText, isFinal } from '../taskrows.js';
 import { saveDraft } from './submit.js';
 
 export default function mount(main, { params, navigate }) {
@@ -89,6 +89,8 @@ export default function mount(main, { params, navigate }) {
       item('Instance', t.instanceId ? h('span', { class: 'mono' }, t.instanceId) : '—'),
       item('Attempts', String(t.attempts ?? 0)),
       t.status === 'pending' && t.queuePosition !== undefined && t.queuePosition !== null ? item('Queue position', h('span', { id: 'queue-position' }, String(t.queuePosition))) : null,
+      t.status === 'pending' && t.estimatedStart ? item('Estimated start', h('span', { id: 'eta-start', title: t.estimatedStart }, fmtTime(t.estimatedStart))) : null,
+      t.status === 'pending' && t.estimatedFinish ? item('Estimated finish', h('span', { id: 'eta-finish', title: t.estimatedFinish }, fmtTime(t.estimatedFinish))) : null,
       item('Created', h('span', { title: t.createdAt }, fmtTime(t.createdAt))),
       item('Started', t.startedAt ? h('span', { title: t.startedAt }, fmtTime(t.startedAt)) : '—'),
       item('Finished', t.finishedAt ? h('span', { title: t.finishedAt }, fmtTime(t.finishedAt)) : '—'),
@@ -116,7 +118,11 @@ export default function mount(main, { params, navigate }) {
   };
 
   const stepFor = (t) => {
-    if (t.status === 'pending') return t.queuePosition ? `Waiting in the queue (position ${t.queuePosition}).` : 'Waiting for a free instance.';
+    if (t.status === 'pending') {
+      const wait = t.queuePosition ? `Waiting in the queue (position ${t.queuePosition})` : 'Waiting for a free instance';
+      const eta = etaText(t);
+      return eta ? `${wait}; ${eta}.` : `${wait}.`;
+    }
     if (t.status === 'running' && t.cancelRequested) return 'Cancel requested; the instance is interrupting the run…';
     if (t.status === 'running') return stepText || 'Running…';
     if (t.status === 'completed') return 'Completed' + (t.finishedAt && t.startedAt ? ' in ' + fmtDuration(Date.parse(t.finishedAt) - Date.parse(t.startedAt)) : '') + '.';
