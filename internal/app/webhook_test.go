@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/comfyfleet/comfyfleet/client"
 	"github.com/comfyfleet/comfyfleet/internal/app/apptest"
 	"github.com/comfyfleet/comfyfleet/internal/config"
 	"github.com/comfyfleet/comfyfleet/internal/store/redisstore/redistest"
@@ -68,6 +69,10 @@ func (r *receiver) verify(req *http.Request, body []byte) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, secret := range r.secrets {
+		// The Go client's verification must agree with this one.
+		if err := client.VerifyWebhook(secret, req.Header, body); err != nil && len(r.secrets) == 1 {
+			r.t.Errorf("client.VerifyWebhook: %v", err)
+		}
 		key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
 		mac := hmac.New(sha256.New, key)
 		mac.Write([]byte(id + "." + ts + "."))
