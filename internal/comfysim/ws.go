@@ -6,8 +6,10 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/coder/websocket"
+	"github.com/comfyfleet/comfyfleet/internal/cork"
 	"github.com/google/uuid"
 )
 
@@ -25,7 +27,7 @@ type wsConn struct {
 	sid         string
 	mu          sync.Mutex // guards c, set once the handshake is done
 	c           *websocket.Conn
-	nc          *corkConn // the connection under c
+	nc          *cork.Conn // the connection under c
 	out         chan wsFrame
 	done        chan struct{}
 	once        sync.Once
@@ -93,10 +95,10 @@ func (w *wsConn) writeLoop() {
 // writeBatch writes f and the frames queued behind it with one system call.
 // It reports false when the connection must die (an error or a cut).
 func (w *wsConn) writeBatch(f wsFrame) bool {
-	w.nc.cork()
+	w.nc.Cork()
 	for n := len(w.out); ; n-- {
 		if f.cut {
-			w.nc.uncork() // what preceded the cut still goes out
+			w.nc.Uncork() // what preceded the cut still goes out
 			return false
 		}
 		if w.write(f) != nil {
@@ -107,7 +109,7 @@ func (w *wsConn) writeBatch(f wsFrame) bool {
 		}
 		f = <-w.out
 	}
-	return w.nc.uncork() == nil
+	return w.nc.Uncork() == nil
 }
 
 // write hands one frame to the corked connection, which never blocks: the
@@ -137,12 +139,12 @@ func (p *proc) serveWS(w http.ResponseWriter, r *http.Request) error {
 	defer p.unregister(conn)
 	defer conn.kill()
 	// The origin check already ran in the middleware, as in aiohttp.
-	cw := &corkingWriter{ResponseWriter: w}
+	cw := &cork.Writer{ResponseWriter: w, Timeout: writeTimeout}
 	c, err := websocket.Accept(cw, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil || !conn.attach(c) {
 		return nil // Accept has answered the client
 	}
-	conn.nc = cw.conn
+	conn.nc = cw.Conn()
 	c.SetReadLimit(4 << 20)
 	p.wg.Add(1)
 	go func() {
@@ -319,3 +321,7 @@ func (p *proc) dropSockets(flush bool) {
 		}
 	}
 }
+
+// writeTimeout bounds one system-call write to a socket: a client that
+// stops reading is dropped, as aiohttp's transport would eventually do.
+const writeTimeout = 30 * time.Second

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"os"
 	"path"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/comfyfleet/comfyfleet/internal/cork"
 )
 
 // readLimit bounds one client message; a subscribe with the maximum number
@@ -43,6 +45,7 @@ var (
 type conn struct {
 	hub    *Hub
 	ws     *websocket.Conn
+	nc     *cork.Conn // the connection under ws
 	client Client
 	send   chan []byte
 	// filter is the set of task ids the client subscribed to; nil means all.
@@ -80,13 +83,14 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, c Client) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Time{})
 	_ = rc.SetWriteDeadline(time.Time{})
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: h.opts.OriginPatterns})
+	cw := &cork.Writer{ResponseWriter: w, Timeout: h.opts.WriteTimeout}
+	ws, err := websocket.Accept(cw, r, &websocket.AcceptOptions{OriginPatterns: h.opts.OriginPatterns})
 	if err != nil {
 		h.log.Debug("push: websocket accept", "err", err)
 		return
 	}
 	ws.SetReadLimit(readLimit)
-	cn := &conn{hub: h, ws: ws, client: c, send: make(chan []byte, h.opts.SendBuffer), quit: make(chan struct{})}
+	cn := &conn{hub: h, ws: ws, nc: cw.Conn(), client: c, send: make(chan []byte, h.opts.SendBuffer), quit: make(chan struct{})}
 	if !h.register(cn) {
 		_ = ws.Close(reasonShutdown.code, reasonShutdown.text)
 		return
@@ -135,12 +139,33 @@ func (c *conn) writeLoop() {
 		case <-c.quit:
 			return
 		case msg := <-c.send:
-			if err := c.write(msg); err != nil {
+			if err := c.writeBatch(msg); err != nil {
 				c.fail(err, DropWriteTimeout)
 				return
 			}
 		}
 	}
+}
+
+// maxBatch bounds the messages written with one system call.
+const maxBatch = 64
+
+// writeBatch writes msg and up to maxBatch-1 messages queued behind it with
+// one system call, within the write timeout: a burst of task events costs
+// a client one write instead of one per message.
+func (c *conn) writeBatch(msg []byte) error {
+	c.nc.Cork()
+	for n := min(len(c.send), maxBatch-1); ; n-- {
+		if err := c.write(msg); err != nil {
+			_ = c.nc.Uncork()
+			return err
+		}
+		if n <= 0 {
+			break
+		}
+		msg = <-c.send
+	}
+	return c.nc.Uncork()
 }
 
 // write sends one message within the write timeout.
@@ -223,7 +248,10 @@ func (c *conn) offer(msg []byte) {
 // fail ends the connection after a failed write or ping. A timeout means the
 // client is too slow (or gone without a word): it is reported as a drop.
 func (c *conn) fail(err error, drop string) {
-	if c.stop(reasonGone) && errors.Is(err, context.DeadlineExceeded) {
+	// The deadline is the library's (a frame write, a ping) or the
+	// socket's (a batch's write, see cork.Conn).
+	late := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded)
+	if c.stop(reasonGone) && late {
 		c.hub.log.Warn("push: client too slow, closing", "username", c.client.Username, "reason", drop)
 		c.hub.opts.OnDrop(drop)
 	}

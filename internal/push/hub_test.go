@@ -329,8 +329,10 @@ func TestPreviewsSkippedForSlowClient(t *testing.T) {
 	t.Parallel()
 	// The slow client's writer blocks on its full socket for the whole
 	// test: a write timeout longer than any run of it, loaded machine
-	// included (TestSlowClientDropped covers that timeout).
-	h := newHarness(t, Options{SendBuffer: 16, GlobalStatusInterval: time.Hour, WriteTimeout: 5 * time.Minute}, testHooks{})
+	// included (TestSlowClientDropped covers that timeout). No pings: one
+	// sent to the blocked client would time out and drop it, on a machine
+	// slow enough for the test to outlast the default interval.
+	h := newHarness(t, Options{SendBuffer: 16, GlobalStatusInterval: time.Hour, WriteTimeout: 5 * time.Minute, PingInterval: time.Hour}, testHooks{})
 	fast := h.dial("fast", true)
 	slow := h.dial("slow", true)
 	fast.next()
@@ -646,5 +648,36 @@ func TestTokenExpiryClosesSession(t *testing.T) {
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("closed %v after connecting, want at the token's expiry", took)
+	}
+}
+
+// TestStalledWriteDropped: a client whose socket takes nothing for
+// WriteTimeout is dropped for it, and the drop is reported as such.
+func TestStalledWriteDropped(t *testing.T) {
+	t.Parallel()
+	onLeave, left := signal()
+	var reported drops
+	h := newHarness(t, Options{SendBuffer: 64, GlobalStatusInterval: time.Hour, PingInterval: time.Hour,
+		WriteTimeout: 200 * time.Millisecond, OnDrop: reported.add}, testHooks{onLeave: onLeave})
+	c := h.dial("alice", false)
+	c.next() // then never reads again
+	payload := strings.Repeat("x", 256<<10)
+	for i := 0; ; i++ {
+		select {
+		case <-left:
+		default:
+			if i > 1000 {
+				t.Fatal("the stalled client was never dropped")
+			}
+			ev := instanceEvent(fmt.Sprint(i))
+			ev.Data, _ = json.Marshal(map[string]any{"instanceId": fmt.Sprint(i), "pad": payload})
+			h.publish(ev)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		break
+	}
+	if got := reported.list(); len(got) != 1 || got[0] != DropWriteTimeout {
+		t.Errorf("OnDrop reasons = %v, want [%s]", got, DropWriteTimeout)
 	}
 }
