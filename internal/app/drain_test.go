@@ -149,3 +149,36 @@ func TestAutoDrain(t *testing.T) {
 		}
 	})
 }
+
+// TestAutoDrainCountResetByCompletion: a run that completes (its outputs
+// copied) clears the instance's count of failures in a row.
+func TestAutoDrainCountResetByCompletion(t *testing.T) {
+	t.Parallel()
+	bothStores(t, func(t *testing.T, driver string) {
+		var url, prefix string
+		if driver == "redis" {
+			url = redistest.URL(t)
+			prefix = redistest.Prefix(t, url)
+		}
+		e := apptest.Start(t, apptest.Options{Instances: 1, Configure: func(c *config.Config) {
+			c.HealthCheck.DrainAfterFailures = 3
+			if driver == "redis" {
+				c.Store.Driver, c.Store.URL, c.Store.Prefix = "redis", url, prefix
+			}
+		}})
+		admin := e.Login(apptest.AdminUser, apptest.AdminPass)
+		waitCatalogs(e, admin)
+		a := e.Sims[0].Addr()
+		e.Sims[0].FailNode("KSampler", "CUDA out of memory. Tried to allocate 2.00 GiB")
+		for i := range 2 {
+			waitStatus(e, admin, submit(e, admin, body(t2i(2, "reset/oom"))).ID, "failed", 10*time.Second)
+			e.Eventually(5*time.Second, fmt.Sprintf("%d run failures counted", i+1), func() bool { return drainOf(e, admin, a).RunFailures == i+1 })
+		}
+		e.Sims[0].ClearFaults()
+		waitStatus(e, admin, submit(e, admin, body(t2i(2, "reset/ok"))).ID, "completed", 10*time.Second)
+		e.Eventually(5*time.Second, "the count cleared by the completed run", func() bool { return drainOf(e, admin, a).RunFailures == 0 })
+		if v := drainOf(e, admin, a); !v.Enabled || v.AutoDrained {
+			t.Errorf("after two failures and a completion: %+v, want enabled", v)
+		}
+	})
+}
