@@ -34,6 +34,7 @@ func (s *Server) Routes() []Route {
 		{"GET", "/api/health", Public, s.health},
 		{"GET", "/livez", Public, s.livez},
 		{"GET", "/readyz", Public, s.readyz},
+		{"GET", "/api/openapi.json", Public, s.openapiDoc},
 
 		{"GET", "/api/instances", Authed, s.listInstances},
 		{"GET", "/api/instances/{id}", Authed, s.getInstance},

@@ -266,6 +266,7 @@ func (e *Env) send(req *http.Request) *Response {
 	out := &Response{Status: resp.StatusCode}
 	out.Raw, _ = io.ReadAll(resp.Body)
 	_ = json.Unmarshal(out.Raw, &out.Body)
+	e.checkOpenAPI(req, resp, out.Raw)
 	return out
 }
 

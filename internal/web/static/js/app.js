@@ -14,10 +14,12 @@ const ROUTES = [
   { pattern: '/submit', key: 'submit', title: 'Submit', load: () => import('./views/submit.js') },
   { pattern: '/files', key: 'files', title: 'Files', load: () => import('./views/files.js') },
   { pattern: '/config', key: 'config', title: 'Config', admin: true, load: () => import('./views/config.js') },
+  { pattern: '/keys', key: 'keys', title: 'API keys', load: () => import('./views/keys.js') },
+  { pattern: '/api', key: 'apidoc', title: 'API reference', load: () => import('./views/apidoc.js') },
 ];
-const NAV = ['overview', 'instances', 'tasks', 'submit', 'files', 'config'];
-const NAV_LABEL = { overview: 'Overview', instances: 'Instances', tasks: 'Tasks', submit: 'Submit', files: 'Files', config: 'Config' };
-const NAV_HREF = { overview: '#/', instances: '#/instances', tasks: '#/tasks', submit: '#/submit', files: '#/files', config: '#/config' };
+const NAV = ['overview', 'instances', 'tasks', 'submit', 'files', 'keys', 'config', 'apidoc'];
+const NAV_LABEL = { overview: 'Overview', instances: 'Instances', tasks: 'Tasks', submit: 'Submit', files: 'Files', keys: 'API keys', config: 'Config', apidoc: 'API reference' };
+const NAV_HREF = { overview: '#/', instances: '#/instances', tasks: '#/tasks', submit: '#/submit', files: '#/files', keys: '#/keys', config: '#/config', apidoc: '#/api' };
 
 const root = document.getElementById('app');
 let shell = null; // { main, navLinks, conn }

@@ -71,8 +71,10 @@ const ICONS = {
   plus: 'M12 5v14M5 12h14',
   back: 'M15 5l-7 7 7 7',
   external: 'M14 4h6v6m0-6L10 14M18 14v6H4V6h6',
+  keys: 'M14 10a4 4 0 10-3.5 4L4 20.5V23h3v-2h2v-2h2l1.5-1.5A4 4 0 0014 10z',
+  apidoc: 'M8 6l-5 6 5 6M16 6l5 6-5 6M13.5 4l-3 16',
 };
-const STROKED = new Set(['submit', 'copy', 'trash', 'x', 'clip', 'upload', 'logout', 'refresh', 'plus', 'back', 'external', 'config']);
+const STROKED = new Set(['submit', 'copy', 'trash', 'x', 'clip', 'upload', 'logout', 'refresh', 'plus', 'back', 'external', 'config', 'keys', 'apidoc']);
 
 export function icon(name) {
   const stroked = STROKED.has(name);
