@@ -466,7 +466,7 @@ func (dr *driver) finishRun(ctx context.Context, r *run) {
 	dr.idleAt = time.Now()
 	dr.mu.Unlock()
 	dr.d.Wake()
-	dr.d.opts.Fleet.PublishRun(ctx, dr.state(), "")
+	dr.d.opts.Fleet.PublishRun(ctx, dr.state(), "", "")
 }
 
 // state is the instance's state as this driver knows it.

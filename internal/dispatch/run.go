@@ -190,7 +190,7 @@ func (r *run) adopt(ctx context.Context) bool {
 
 func (r *run) markBusy(ctx context.Context) {
 	t := r.task
-	r.dr.d.opts.Fleet.PublishRun(ctx, r.dr.state(), t.ID)
+	r.dr.d.opts.Fleet.PublishRun(ctx, r.dr.state(), t.ID, t.Owner)
 	if !r.reattach {
 		r.dr.d.opts.Metrics.TaskClaimed(t)
 		r.publish(ctx, event.PublishStatus(ctx, r.st(), t))

@@ -164,27 +164,33 @@ func (f *Fleet) Update(ctx context.Context, p *store.InstanceUpdateParams) (inst
 	return st, nil
 }
 
-// PublishRun announces that a gateway run started (taskID set) or ended
-// (taskID "") on an instance, without a store write: busy and the current
-// task of a view come from the running tasks. st is the instance's state as
-// the caller knows it.
-func (f *Fleet) PublishRun(ctx context.Context, st instance.State, taskID string) {
+// PublishRun announces that a gateway run started (taskID set, owner the
+// task's owner) or ended (taskID "") on an instance, without a store
+// write: busy and the current task of a view come from the running tasks.
+// st is the instance's state as the caller knows it.
+func (f *Fleet) PublishRun(ctx context.Context, st instance.State, taskID, owner string) {
 	st.CurrentTaskID = taskID
 	st.Busy = st.Busy || taskID != ""
-	f.publish(ctx, st)
+	f.send(ctx, st, owner)
 }
 
-// publish sends st as instance_status. The event's Owner is the owner of
-// the current task, so the push hub shows its id to that user (and admins)
-// only.
+// publish sends st as instance_status, looking up the owner of its
+// current task, if any.
 func (f *Fleet) publish(ctx context.Context, st instance.State) {
 	owner := ""
 	if st.CurrentTaskID != "" {
-		// One read per run start; unknown, the id goes to admins only.
+		// Unknown, the id goes to admins only.
 		if t, err := f.store.TaskGet(ctx, st.CurrentTaskID); err == nil {
 			owner = t.Owner
 		}
 	}
+	f.send(ctx, st, owner)
+}
+
+// send publishes st as instance_status. The event's Owner is the owner of
+// the current task, so the push hub shows its id to that user (and admins)
+// only.
+func (f *Fleet) send(ctx context.Context, st instance.State, owner string) {
 	if err := f.store.Publish(ctx, event.Instance(st, owner)); err != nil {
 		f.log.WarnContext(ctx, "publish instance status failed", "instance_id", st.ID, "err", err)
 	}
