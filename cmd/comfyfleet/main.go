@@ -49,6 +49,14 @@ Usage:
                             exit 0 when the local gateway's /livez (/readyz) answers 200
   comfyfleet version         print the version and build info (also --version)
 
+Client commands (server and key from --url/--api-key, $COMFYFLEET_URL/$COMFYFLEET_API_KEY,
+or ~/.config/comfyfleet/cli.yaml with url: and apiKey:; -o json for scripts):
+  comfyfleet submit workflow.json [--param 'Positive.text=a cat'] [--file input.png]
+                             [--wait] [--out ./outputs]
+  comfyfleet tasks ls [--status S] | get ID | cancel ID
+  comfyfleet instances
+  comfyfleet files upload PATH...
+
 Run "comfyfleet <command> -h" for a command's flags.
 `
 
@@ -85,6 +93,14 @@ func run(ctx context.Context, args []string) error {
 		return runHealthcheck(ctx, args[1:])
 	case "backup":
 		return runBackup(ctx, args[1:])
+	case "submit":
+		return runSubmit(ctx, args[1:], os.Stdout, os.Stderr)
+	case "tasks":
+		return runTasks(ctx, args[1:], os.Stdout, os.Stderr)
+	case "instances":
+		return runInstances(ctx, args[1:], os.Stdout, os.Stderr)
+	case "files":
+		return runFiles(ctx, args[1:], os.Stdout, os.Stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(os.Stdout, buildinfo.Get())
 		return nil

@@ -80,7 +80,9 @@ func (c *Config) applyEnv(env []string) error {
 // are not settings.
 func isMainEnv(name string) bool {
 	switch name {
-	case "COMFYFLEET_CONFIG":
+	case "COMFYFLEET_CONFIG",
+		// The client commands' own (cmd/comfyfleet/cli.go).
+		"COMFYFLEET_URL", "COMFYFLEET_API_KEY", "COMFYFLEET_CLI_CONFIG":
 		return true
 	}
 	return false

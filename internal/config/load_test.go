@@ -164,6 +164,15 @@ func TestLoadUnknownEnv(t *testing.T) {
 	}
 }
 
+// TestLoadIgnoresCLIEnv: the client commands' variables are no settings,
+// and a shell that has them set still starts the gateway.
+func TestLoadIgnoresCLIEnv(t *testing.T) {
+	t.Parallel()
+	if _, err := config.Load("", []string{"COMFYFLEET_URL=http://x", "COMFYFLEET_API_KEY=cfk_x", "COMFYFLEET_CLI_CONFIG=/x"}); err != nil {
+		t.Fatalf("Load with the CLI's variables: %v", err)
+	}
+}
+
 func TestLoadMissingFile(t *testing.T) {
 	t.Parallel()
 	if _, err := config.Load(t.TempDir()+"/nope.yaml", nil); err == nil {
