@@ -17,6 +17,7 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/config"
 	"github.com/comfyfleet/comfyfleet/internal/eta"
 	"github.com/comfyfleet/comfyfleet/internal/event"
+	"github.com/comfyfleet/comfyfleet/internal/file"
 	"github.com/comfyfleet/comfyfleet/internal/logging"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
@@ -55,13 +56,18 @@ type taskView struct {
 	Webhook *webhookView `json:"webhook,omitempty"`
 }
 
-func makeTaskView(t *task.Task) taskView {
+// makeTaskView shows t, its result's file URLs rendered for this gateway
+// (server.publicBaseUrl) from the file ids: the replica that collected
+// them may be gone.
+func (s *Server) makeTaskView(t *task.Task) taskView {
+	base := s.deps.Config.Current().Server.PublicBaseURL
 	return taskView{
 		ID: t.ID, Owner: t.Owner, Status: t.Status, Progress: t.Progress, Priority: t.Priority,
 		InstanceID: t.InstanceID, Attempts: t.Attempts,
 		CreatedAt: formatTime(t.CreatedAt), UpdatedAt: formatTime(t.UpdatedAt),
 		StartedAt: timePtr(t.StartedAt), FinishedAt: timePtr(t.FinishedAt),
-		Workflow: t.Workflow, Params: t.Params, Result: t.Result, Error: t.Error,
+		Workflow: t.Workflow, Params: t.Params, Error: t.Error,
+		Result:          t.Result.WithURLs(func(id, name string) string { return file.URL(base, id, name) }),
 		CancelRequested: t.CancelRequested && t.Status == task.StatusRunning, Requires: t.Requires,
 	}
 }
@@ -143,7 +149,7 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 		return s.waitTask(w, r, t.ID, wait)
 	}
 	// No queuePosition here: it costs a count over the queue, and GET has it.
-	v := makeTaskView(t)
+	v := s.makeTaskView(t)
 	if hook != nil {
 		hv := makeWebhookView(hook)
 		hv.Secret = hook.Secret
@@ -199,7 +205,7 @@ func (s *Server) waitTask(w http.ResponseWriter, r *http.Request, id string, wai
 		}
 		if t.Status.Final() {
 			stop()
-			return writeJSON(w, makeTaskView(t))
+			return writeJSON(w, s.makeTaskView(t))
 		}
 		select {
 		case <-ended:
@@ -210,9 +216,9 @@ func (s *Server) waitTask(w http.ResponseWriter, r *http.Request, id string, wai
 				return err
 			}
 			if t.Status.Final() {
-				return writeJSON(w, makeTaskView(t))
+				return writeJSON(w, s.makeTaskView(t))
 			}
-			return writeEnvelope(w, http.StatusAccepted, envelope{Code: http.StatusAccepted, Data: makeTaskView(t)})
+			return writeEnvelope(w, http.StatusAccepted, envelope{Code: http.StatusAccepted, Data: s.makeTaskView(t)})
 		case <-ctx.Done():
 			stop()
 			return ctx.Err()
@@ -353,7 +359,7 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 	est := s.estimate(r.Context(), res.Items)
 	items := make([]taskView, 0, len(res.Items))
 	for _, t := range res.Items {
-		v := makeTaskView(t)
+		v := s.makeTaskView(t)
 		v.Workflow, v.Params = nil, nil
 		if e, ok := est[t.ID]; ok {
 			v.EstimatedStart, v.EstimatedFinish = timePtr(e.Start), timePtr(e.Finish)
@@ -421,7 +427,7 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	v := makeTaskView(t)
+	v := s.makeTaskView(t)
 	if t.Status != task.StatusPending {
 		return writeJSON(w, v)
 	}
@@ -487,6 +493,6 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) error {
 		msg = msgCancelled
 	}
 	return writeEnvelope(w, http.StatusOK, envelope{
-		Code: http.StatusOK, Data: cancelView{taskView: makeTaskView(t), TaskID: t.ID}, Message: msg,
+		Code: http.StatusOK, Data: cancelView{taskView: s.makeTaskView(t), TaskID: t.ID}, Message: msg,
 	})
 }

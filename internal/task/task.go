@@ -127,6 +127,39 @@ type Output struct {
 	FileID string `json:"fileId"`
 }
 
+// WithURLs returns a copy of r whose file URLs are made anew by url from
+// each output's file id and name, in Outputs and in Files alike. A result
+// keeps the URLs of the replica that collected it; rendering them from the
+// file id when read makes them name the gateway that answers, so no URL
+// names a replica that is gone. An output without a file id keeps its URL;
+// r itself is not changed (it may be shared).
+func (r *Result) WithURLs(url func(fileID, filename string) string) *Result {
+	if r == nil {
+		return nil
+	}
+	out := &Result{Files: make([]string, len(r.Files)), Outputs: make(map[string][]Output, len(r.Outputs))}
+	renamed := make(map[string]string, len(r.Files))
+	for node, outs := range r.Outputs {
+		cp := make([]Output, len(outs))
+		for i, o := range outs {
+			if o.FileID != "" {
+				u := url(o.FileID, o.Filename)
+				renamed[o.URL] = u
+				o.URL = u
+			}
+			cp[i] = o
+		}
+		out.Outputs[node] = cp
+	}
+	for i, f := range r.Files {
+		if u, ok := renamed[f]; ok {
+			f = u
+		}
+		out.Files[i] = f
+	}
+	return out
+}
+
 // Error says why a task failed or stopped.
 type Error struct {
 	Type     string `json:"type"`
