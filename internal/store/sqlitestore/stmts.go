@@ -38,6 +38,7 @@ type readStmts struct {
 	usageGet                                      *sql.Stmt
 	keyGet, keyList                               *sql.Stmt
 	whSubGet, whSubList, whByTask, whNextDue      *sql.Stmt
+	whAnySub                                      *sql.Stmt
 	// running holds TaskListRunning's four queries, indexed by the
 	// runningByInstance and runningLeaseExpired bits.
 	running [4]*sql.Stmt
@@ -74,6 +75,7 @@ func (r *readStmts) defs() []stmtDef {
 		{&r.capList, capListSQL}, {&r.capGet, capGetSQL}, {&r.capInstances, capInstancesSQL},
 		{&r.keyGet, keyGetSQL}, {&r.keyList, keyListSQL},
 		{&r.whSubGet, whSubGetSQL}, {&r.whSubList, whSubListSQL}, {&r.whByTask, whByTaskSQL}, {&r.whNextDue, whNextDueSQL},
+		{&r.whAnySub, whAnySubSQL},
 	}
 	for v := range r.running {
 		defs = append(defs, stmtDef{&r.running[v], runningSQL(v)})

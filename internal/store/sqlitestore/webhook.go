@@ -25,7 +25,7 @@ const (
 		(id, sub_id, event_id, type, task_id, owner, url, secret, payload, state, created_at, next_at, updated_at)
 		SELECT id || '.' || :event, id, :event, :type, :task, :owner, url, secret, :payload, 'pending', :now, :now, :now
 		FROM webhook_subs
-		WHERE ((:task <> '' AND task_id = :task) OR (owner = :owner AND task_id = ''))
+		WHERE ((task_id = :task AND task_id <> '') OR (owner = :owner AND task_id = ''))
 			AND (events = '' OR instr(',' || events || ',', ',' || :type || ',') > 0)`
 
 	whDeliveryCols = `id, sub_id, event_id, type, task_id, owner, url, secret, payload, state, attempts, log,
@@ -38,6 +38,10 @@ const (
 			next_at = :next, holder = '', updated_at = :now
 		WHERE id = :id AND state = 'pending' AND holder = :holder
 		RETURNING ` + whDeliveryCols
+	// whAnySubSQL tells whether an event may have subscribers, on the
+	// read pool: most events have none, and then cost no write.
+	whAnySubSQL = `SELECT EXISTS (SELECT 1 FROM webhook_subs WHERE task_id = :task AND task_id <> '')
+		OR EXISTS (SELECT 1 FROM webhook_subs WHERE owner = :owner AND task_id = '')`
 	whExistsSQL  = `SELECT count(*) FROM webhook_deliveries WHERE id = ?`
 	whByTaskSQL  = `SELECT ` + whDeliveryCols + ` FROM webhook_deliveries WHERE task_id = ? ORDER BY created_at, id`
 	whNextDueSQL = `SELECT min(next_at) FROM webhook_deliveries WHERE state = 'pending'`
@@ -109,10 +113,16 @@ func (s *Store) WebhookSubDelete(ctx context.Context, id string) error {
 	return wrap(err, "delete webhook subscription %s", id)
 }
 
-// WebhookEnqueue adds the deliveries of one event.
+// WebhookEnqueue adds the deliveries of one event. Whether any
+// subscription may match is read first, on the read pool: an event without
+// one costs no write.
 func (s *Store) WebhookEnqueue(ctx context.Context, p *store.WebhookEnqueueParams) (int, error) {
+	found, err := s.webhookAnySub(ctx, p.TaskID, p.Owner)
+	if err != nil || !found {
+		return 0, wrap(err, "enqueue webhook event %s", p.EventID)
+	}
 	var n int64
-	err := s.w.exec(ctx, func(ctx context.Context, ex execer) error {
+	err = s.w.exec(ctx, func(ctx context.Context, ex execer) error {
 		res, err := ex.stmt(ctx, s.ws.whEnqueue).ExecContext(ctx, sql.Named("event", p.EventID), sql.Named("type", p.Type),
 			sql.Named("task", p.TaskID), sql.Named("owner", p.Owner), sql.Named("payload", p.Payload), sql.Named("now", ms(p.Now)))
 		if err != nil {
@@ -125,6 +135,17 @@ func (s *Store) WebhookEnqueue(ctx context.Context, p *store.WebhookEnqueueParam
 		return 0, wrap(err, "enqueue webhook event %s", p.EventID)
 	}
 	return int(n), nil
+}
+
+func (s *Store) webhookAnySub(ctx context.Context, taskID, owner string) (bool, error) {
+	ctx, err := s.readGate.enter(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer s.readGate.leave()
+	var found bool
+	err = s.rs.whAnySub.QueryRowContext(ctx, sql.Named("task", taskID), sql.Named("owner", owner)).Scan(&found)
+	return found, err
 }
 
 func scanDelivery(sc scanner) (*store.WebhookDelivery, error) {
