@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,20 +80,6 @@ func TestDiskRoundTrip(t *testing.T) {
 	}
 }
 
-func TestDiskPutReplaces(t *testing.T) {
-	t.Parallel()
-	d := newDisk(t)
-	id := uuid.NewString()
-	for _, s := range []string{"first version", "second"} {
-		if _, err := d.Put(t.Context(), id, strings.NewReader(s), 0); err != nil {
-			t.Fatalf("Put: %v", err)
-		}
-	}
-	if got := string(readAll(t, d, id)); got != "second" {
-		t.Errorf("read back %q, want %q", got, "second")
-	}
-}
-
 func TestDiskTooLarge(t *testing.T) {
 	t.Parallel()
 	d := newDisk(t)
@@ -150,31 +134,6 @@ func TestDiskFailedPutLeavesNothing(t *testing.T) {
 	}
 }
 
-func TestDiskInvalidID(t *testing.T) {
-	t.Parallel()
-	d := newDisk(t)
-	ctx := t.Context()
-	for _, id := range []string{
-		"", ".", "..", "../x", "a/b", `a\b`, "a..b", ".tmp", ".hidden", "a\x00b", "a b",
-		strings.Repeat("a", maxIDLen+1),
-	} {
-		if _, err := d.Put(ctx, id, strings.NewReader("x"), 0); !errors.Is(err, ErrInvalidID) {
-			t.Errorf("Put(%q): err = %v, want ErrInvalidID", id, err)
-		}
-		if _, err := d.Open(ctx, id); !errors.Is(err, ErrInvalidID) {
-			t.Errorf("Open(%q): err = %v, want ErrInvalidID", id, err)
-		}
-		if err := d.Delete(ctx, id); !errors.Is(err, ErrInvalidID) {
-			t.Errorf("Delete(%q): err = %v, want ErrInvalidID", id, err)
-		}
-	}
-	for _, id := range []string{"a", "ab", uuid.NewString(), "file_1.v2"} {
-		if !ValidID(id) {
-			t.Errorf("ValidID(%q) = false, want true", id)
-		}
-	}
-}
-
 func TestDiskConcurrentPuts(t *testing.T) {
 	t.Parallel()
 	d := newDisk(t)
@@ -208,27 +167,6 @@ func TestDiskConcurrentPuts(t *testing.T) {
 	}
 	if left := tempFiles(t, d); len(left) != 0 {
 		t.Errorf("temp files left behind: %v", left)
-	}
-}
-
-func TestDiskServeContentRange(t *testing.T) {
-	t.Parallel()
-	d := newDisk(t)
-	id := uuid.NewString()
-	if _, err := d.Put(t.Context(), id, strings.NewReader("0123456789"), 0); err != nil {
-		t.Fatalf("Put: %v", err)
-	}
-	f, err := d.Open(t.Context(), id)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	defer f.Close()
-	req := httptest.NewRequest(http.MethodGet, "/files/x", nil)
-	req.Header.Set("Range", "bytes=2-5")
-	rec := httptest.NewRecorder()
-	http.ServeContent(rec, req, "x.bin", f.ModTime(), f)
-	if rec.Code != http.StatusPartialContent || rec.Body.String() != "2345" {
-		t.Errorf("Range 2-5: status %d body %q, want 206 %q", rec.Code, rec.Body.String(), "2345")
 	}
 }
 
