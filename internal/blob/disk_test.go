@@ -202,3 +202,12 @@ func newDiskAt(t *testing.T, dir string) *Disk {
 	}
 	return d
 }
+
+func TestValidIDAccepts(t *testing.T) {
+	t.Parallel()
+	for _, id := range []string{"a", "ab", uuid.NewString(), "file_1.v2"} {
+		if !ValidID(id) {
+			t.Errorf("ValidID(%q) = false, want true", id)
+		}
+	}
+}
