@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/comfyfleet/comfyfleet/internal/apikey"
 	"github.com/comfyfleet/comfyfleet/internal/auth"
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 )
 
@@ -367,5 +369,10 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.log.InfoContext(r.Context(), "API key revoked", "key", k.ID, "owner", k.Owner, "by", c.Username)
+	// Its open /ws sessions end on every replica.
+	data, _ := json.Marshal(event.KeyRevokedData{KeyID: k.ID}) // one string: cannot fail
+	if err := s.deps.Store.Publish(r.Context(), event.Event{Type: event.TypeKeyRevoked, Data: data, Time: s.now().UnixMilli()}); err != nil {
+		s.log.WarnContext(r.Context(), "publish key revocation", "key", k.ID, "err", err)
+	}
 	return writeJSON(w, s.makeKeyView(k))
 }

@@ -21,7 +21,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) error {
 	case !c.Allows(wsScope):
 		return scopeError(wsScope)
 	}
-	client := push.Client{Username: c.Username, Admin: c.IsAdmin()}
+	client := push.Client{Username: c.Username, Admin: c.IsAdmin(), KeyID: c.KeyID}
 	if c.ExpiresAt != nil {
 		client.Expires = c.ExpiresAt.Time
 	}

@@ -3,6 +3,7 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -260,12 +261,20 @@ func TestAPIKeyRevokedOnEveryReplica(t *testing.T) {
 	b := apptest.Start(t, apptest.Options{Sims: a.Sims, Configure: redisConfig(url, prefix)})
 	alice := a.Login(apptest.User, apptest.UserPass)
 	k := createKey(a, alice, map[string]any{"name": "replicas"})
+	var sessions []*apptest.WS
 	for _, e := range []*apptest.Env{a, b} {
 		wantStatus(t, "the key on "+e.URL(), e.Do("GET", "/api/tasks", k.Key, nil), http.StatusOK, "")
+		ws := e.DialWS(k.Key)
+		ws.WaitFor(10*time.Second, "global_status", func(m apptest.Message) bool { return m.Type == "global_status" })
+		sessions = append(sessions, ws)
 	}
 	wantStatus(t, "revoke on a", a.Do("DELETE", "/api/keys/"+k.ID, alice, nil), http.StatusOK, "")
 	for _, e := range []*apptest.Env{b, a} {
 		wantStatus(t, "the revoked key on "+e.URL(), e.Do("GET", "/api/tasks", k.Key, nil), http.StatusUnauthorized, "invalid_token")
+	}
+	// The key's open /ws sessions end on both replicas.
+	for i, ws := range sessions {
+		ws.WaitClosed(10*time.Second, fmt.Sprintf("the revoked key's session on replica %d", i))
 	}
 }
 

@@ -58,7 +58,15 @@ const (
 	TypeTaskQueued = "task_queued"
 	// TypeTaskCancelRequested asks the replica driving a task to interrupt it.
 	TypeTaskCancelRequested = "task_cancel_requested"
+	// TypeKeyRevoked says an API key was revoked: every replica closes the
+	// /ws sessions opened with it. Data is KeyRevokedData.
+	TypeKeyRevoked = "key_revoked"
 )
+
+// KeyRevokedData is the data of key_revoked.
+type KeyRevokedData struct {
+	KeyID string `json:"keyId"`
+}
 
 // Audience says who may receive an event.
 type Audience int

@@ -1,6 +1,7 @@
 package push
 
 import (
+	"encoding/json"
 	"sync"
 
 	"github.com/comfyfleet/comfyfleet/internal/event"
@@ -73,4 +74,20 @@ func (w *finalWaiters) wakeAll() {
 		}
 	}
 	clear(w.byID)
+}
+
+// closeKey ends the sessions opened with a revoked API key.
+func (h *Hub) closeKey(ev event.Event) {
+	var d event.KeyRevokedData
+	if err := json.Unmarshal(ev.Data, &d); err != nil || d.KeyID == "" {
+		h.log.Error("push: decode key_revoked", "data", string(ev.Data), "err", err)
+		return
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for c := range h.conns {
+		if c.client.KeyID == d.KeyID {
+			c.stop(reasonRevoked)
+		}
+	}
 }

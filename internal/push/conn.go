@@ -38,6 +38,7 @@ var (
 	reasonSnapshot = closeReason{code: websocket.StatusTryAgainLater, text: "global status unavailable"}
 	reasonGone     = closeReason{abrupt: true}
 	reasonExpired  = closeReason{code: websocket.StatusPolicyViolation, text: "token expired: log in again"}
+	reasonRevoked  = closeReason{code: websocket.StatusPolicyViolation, text: "API key revoked"}
 )
 
 // conn is one client connection. The hub's fan-out only ever calls enqueue,

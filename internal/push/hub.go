@@ -136,6 +136,9 @@ type Client struct {
 	// Expires is when the client's token expires: the session is closed
 	// then (policy violation, "token expired"). Zero: never.
 	Expires time.Time
+	// KeyID is the API key the session was opened with, if any: the
+	// session is closed when the key is revoked (event.TypeKeyRevoked).
+	KeyID string
 }
 
 // Hub fans events out to WebSocket clients. Create it with NewHub, start Run
@@ -282,6 +285,10 @@ func (h *Hub) consume(ctx context.Context, resync bool) (subscribed bool, err er
 // dispatch forwards one event to the clients entitled to it. It never blocks
 // on a client: the message is encoded once and offered to each queue.
 func (h *Hub) dispatch(ev event.Event) {
+	if ev.Type == event.TypeKeyRevoked {
+		h.closeKey(ev)
+		return
+	}
 	if isFinal(ev.Type) {
 		h.finals.wake(ev.TaskID)
 	}

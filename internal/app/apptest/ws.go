@@ -114,6 +114,24 @@ func (w *WS) WaitFor(timeout time.Duration, what string, match func(Message) boo
 	}
 }
 
+// WaitClosed waits until the server closes the connection, failing after
+// timeout; messages before the close are skipped.
+func (w *WS) WaitClosed(timeout time.Duration, what string) {
+	w.t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		select {
+		case _, ok := <-w.msgs:
+			if !ok {
+				return
+			}
+		case <-timer.C:
+			w.t.Fatalf("timed out after %v waiting for ws close: %s", timeout, what)
+		}
+	}
+}
+
 // Close ends the connection.
 func (w *WS) Close() {
 	w.cancel()
