@@ -120,6 +120,7 @@ type gateway struct {
 	t        *testing.T
 	bin, cfg string
 	dir, url string
+	sims     []*comfysim.Sim
 	cmd      *exec.Cmd
 	runs     int
 }

@@ -150,7 +150,7 @@ func startReplicas(t *testing.T, instances, replicas int, step time.Duration, ex
 	for i := range gws {
 		dir := t.TempDir()
 		addr := freeAddr(t)
-		gws[i] = &gateway{t: t, bin: bin, cfg: writeConfig(t, dir, addr, sims, extra), dir: dir, url: "http://" + addr}
+		gws[i] = &gateway{t: t, bin: bin, cfg: writeConfig(t, dir, addr, sims, extra), dir: dir, url: "http://" + addr, sims: sims}
 		gws[i].start()
 	}
 	tokens := make([]string, replicas)

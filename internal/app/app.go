@@ -74,6 +74,8 @@ type App struct {
 	eta *eta.Estimator
 	// webhooks sends the queued webhook deliveries.
 	webhooks *webhook.Deliverer
+	// skipDrain: the next shutdown stops at once (SkipDrain).
+	skipDrain atomic.Bool
 }
 
 // New builds the gateway: opens the store, applies the persisted runtime
@@ -275,8 +277,11 @@ func (a *App) MetricsAddr() string {
 	return a.debugLn.Addr().String()
 }
 
-// Run serves until ctx ends, then shuts down: stop accepting requests, let
-// handlers finish (up to 10s), stop the background components, close the store.
+// Run serves until ctx ends, then shuts down within server.shutdownGrace
+// (shutdown): readiness turns false, the dispatcher drains (no new claim,
+// prefetched prompts back to the queue, running tasks may finish), then
+// the HTTP servers stop, the background components stop (handing back the
+// tasks still running), and the store closes.
 func (a *App) Run(ctx context.Context) error {
 	defer a.store.Close()
 	bg, cancelBG := context.WithCancel(context.WithoutCancel(ctx))
@@ -301,13 +306,17 @@ func (a *App) Run(ctx context.Context) error {
 		"replica", a.replica, "instances", len(a.fleet.Instances()))
 
 	var err error
+	deadline := time.Now().Add(10 * time.Second)
 	select {
 	case <-ctx.Done():
+		if !a.skipDrain.Load() {
+			deadline = a.drain()
+		}
 	case <-gctx.Done():
 		err = g.Wait()
 	case err = <-serveErr:
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	shutdownCtx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	_ = a.http.Shutdown(shutdownCtx)
 	if a.debug != nil {

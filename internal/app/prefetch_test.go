@@ -175,13 +175,13 @@ func TestPrefetchInstanceKilled(t *testing.T) {
 	}
 }
 
-// TestPrefetchSurvivesRestart: the gateway stops with a prompt running and
+// TestPrefetchSurvivesRestart: the gateway dies with a prompt running and
 // one waiting in the instance's queue; the next start finds both in the
 // instance, reattaches them, and neither runs again.
 func TestPrefetchSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	e, _, a, b := prefetched(t, apptest.Options{Instances: 1}, body(basic("prefetch/rs-a")), body(basic("prefetch/rs-b")))
-	e.Stop()
+	e.Crash()
 	e.Sims[0].Release() // a ends and b runs while no gateway watches
 	e.Eventually(10*time.Second, "both prompts to run", func() bool {
 		return successes(e.SimLog, a) == 1 && successes(e.SimLog, b) == 1
@@ -196,13 +196,13 @@ func TestPrefetchSurvivesRestart(t *testing.T) {
 	}
 }
 
-// TestPrefetchReattachQueued: restarted while its prefetched prompt still
+// TestPrefetchReattachQueued: killed and restarted while its prefetched prompt still
 // waits in the instance's queue, the gateway reattaches it there: it runs
 // once, when the prompt ahead ends.
 func TestPrefetchReattachQueued(t *testing.T) {
 	t.Parallel()
 	e, _, a, b := prefetched(t, apptest.Options{Instances: 1}, body(basic("prefetch/rq-a")), body(basic("prefetch/rq-b")))
-	e.Restart()
+	e.CrashRestart()
 	admin := e.Login(apptest.AdminUser, apptest.AdminPass)
 	waitAlive(e, admin)
 	if got := getTask(e, admin, b); got.Status != "running" {

@@ -561,7 +561,7 @@ func TestInstanceKilledMidRun(t *testing.T) {
 	}
 }
 
-// TestRestartReattaches: a gateway stopped mid-run picks the run up again
+// TestRestartReattaches: a gateway killed mid-run picks the run up again
 // when it comes back, and the task runs once.
 func TestRestartReattaches(t *testing.T) {
 	t.Parallel()
@@ -570,7 +570,7 @@ func TestRestartReattaches(t *testing.T) {
 	waitAlive(e, admin)
 	v := submit(e, admin, map[string]any{"workflow": t2i(100, "restart/run")})
 	e.Eventually(10*time.Second, "the run to start on the simulator", func() bool { return e.SimLog.Count(v.ID) == 1 })
-	e.Restart()
+	e.CrashRestart()
 	admin = e.Login(apptest.AdminUser, apptest.AdminPass)
 	done := waitStatus(e, admin, v.ID, "completed", 20*time.Second)
 	if e.SimLog.Count(v.ID) != 1 || done.Attempts != 1 {

@@ -118,6 +118,11 @@ type HTTP struct {
 	// WSMaxConnsPerUser bounds the /ws connections of one user on this
 	// gateway process, in the same way. Default 32.
 	WSMaxConnsPerUser int `yaml:"wsMaxConnsPerUser" json:"wsMaxConnsPerUser"`
+	// ShutdownGrace bounds a shutdown (SIGTERM, SIGINT): the gateway stops
+	// claiming, readiness turns false, running tasks may finish, and the
+	// process exits within this long, handing back what is left. Default
+	// 30s; 1s to 24h.
+	ShutdownGrace Duration `yaml:"shutdownGrace" json:"shutdownGrace"`
 }
 
 // Auth configures logins and tokens.

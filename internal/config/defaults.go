@@ -53,6 +53,7 @@ func (h *HTTP) withDefaults() {
 	orDefault(&h.WriteTimeout, Duration(time.Minute))
 	orDefault(&h.IdleTimeout, Duration(time.Minute))
 	orDefault(&h.TransferTimeout, Duration(time.Hour))
+	orDefault(&h.ShutdownGrace, Duration(30*time.Second))
 	orDefault(&h.WSMaxConns, 10000)
 	orDefault(&h.WSMaxConnsPerUser, 32)
 	orDefault(&h.PublicBaseURL, BaseURLFor(h.Listen))

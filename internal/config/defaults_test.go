@@ -16,7 +16,8 @@ func TestDefault(t *testing.T) {
 		Server: config.HTTP{Listen: ":3000", PublicBaseURL: "http://localhost:3000", MaxBodyBytes: 10 << 20,
 			ReadHeaderTimeout: config.Duration(10 * time.Second), ReadTimeout: config.Duration(time.Minute),
 			WriteTimeout: config.Duration(time.Minute), IdleTimeout: config.Duration(time.Minute),
-			TransferTimeout: config.Duration(time.Hour), WSMaxConns: 10000, WSMaxConnsPerUser: 32},
+			TransferTimeout: config.Duration(time.Hour), WSMaxConns: 10000, WSMaxConnsPerUser: 32,
+			ShutdownGrace: config.Duration(30 * time.Second)},
 		Auth:  config.Auth{TokenTTL: config.Duration(24 * time.Hour), LoginRateLimit: 5},
 		Store: config.Store{Driver: "sqlite", Path: "data/comfyfleet.db", Sync: "normal", URL: "redis://127.0.0.1:6379/0", Prefix: "comfyfleet:", LeaseTTL: config.Millis(15 * time.Second)},
 		HealthCheck: config.HealthCheck{

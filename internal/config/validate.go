@@ -141,6 +141,7 @@ func (h HTTP) validate(v *checker) {
 	v.durationRange("server.writeTimeout", h.WriteTimeout, time.Second, time.Hour)
 	v.durationRange("server.idleTimeout", h.IdleTimeout, time.Second, time.Hour)
 	v.durationRange("server.transferTimeout", h.TransferTimeout, time.Minute, 24*time.Hour)
+	v.durationRange("server.shutdownGrace", h.ShutdownGrace, time.Second, 24*time.Hour)
 	for _, pfx := range h.TrustedProxies {
 		if pfx.Bits() == 0 {
 			v.add("server.trustedProxies", "%s trusts every address: any client could choose the address it is limited by; list your proxies", pfx)

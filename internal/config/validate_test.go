@@ -68,6 +68,8 @@ func TestValidate(t *testing.T) {
 		{"write timeout", func(c *config.Config) { c.Server.WriteTimeout = -1 }, "server.writeTimeout", "at least 1s"},
 		{"header timeout", func(c *config.Config) { c.Server.ReadHeaderTimeout = config.Duration(time.Hour) }, "server.readHeaderTimeout", "at most 5m"},
 		{"transfer timeout", func(c *config.Config) { c.Server.TransferTimeout = config.Duration(time.Second) }, "server.transferTimeout", "at least 1m"},
+		{"shutdown grace short", func(c *config.Config) { c.Server.ShutdownGrace = config.Duration(time.Millisecond) }, "server.shutdownGrace", "at least 1s"},
+		{"shutdown grace long", func(c *config.Config) { c.Server.ShutdownGrace = config.Duration(25 * time.Hour) }, "server.shutdownGrace", "at most 24h"},
 		{"ws conns", func(c *config.Config) { c.Server.WSMaxConns = -1 }, "server.wsMaxConns", "at least 1"},
 		{"ws conns per user over the total", func(c *config.Config) { c.Server.WSMaxConns, c.Server.WSMaxConnsPerUser = 10, 11 },
 			"server.wsMaxConnsPerUser", "at most 10 (server.wsMaxConns)"},

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/comfyfleet/comfyfleet/internal/blob"
@@ -127,6 +128,13 @@ type Dispatcher struct {
 	// previews relays live previews of running tasks; run by Run.
 	previews *previewRelay
 
+	// draining: Drain was called; the replica claims no task and takes no
+	// instance lease any more (drain.go).
+	draining atomic.Bool
+	// settled is signalled whenever a run or an output collection ends, so
+	// Drain learns when this replica has nothing left under way.
+	settled chan struct{}
+
 	// cancelMu guards earlyCancels: cancel requests for tasks no driver had
 	// yet (claimed a moment before their run started).
 	cancelMu     sync.Mutex
@@ -174,7 +182,8 @@ func New(opts Options) *Dispatcher {
 	}
 	d := &Dispatcher{
 		opts: opts, log: opts.Log, settings: opts.Settings,
-		wake: make(chan struct{}, 1), drivers: map[string]*driver{}, earlyCancels: map[string]time.Time{},
+		wake: make(chan struct{}, 1), settled: make(chan struct{}, 1),
+		drivers: map[string]*driver{}, earlyCancels: map[string]time.Time{},
 		previews: newPreviewRelay(opts.Store, opts.Log),
 	}
 	d.files = newFilesHealth(opts.Blob, opts.Log, d.Wake)
@@ -247,11 +256,14 @@ func (d *Dispatcher) scheduleLoop(ctx context.Context) error {
 // placement). A driver for which nothing is runnable is passed over for
 // the rest of the round: another instance may run what it cannot.
 func (d *Dispatcher) schedule(ctx context.Context) {
+	if d.draining.Load() {
+		return // shutting down: the other replicas, or the next start, take the queue
+	}
 	if ok, _ := d.files.Writable(); !ok {
 		return // woken again when the file store takes writes
 	}
 	var nothing map[*driver]bool // drivers the store found nothing for this round
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && !d.draining.Load() {
 		if d.queue.knownEmpty(time.Now()) {
 			return
 		}

@@ -56,6 +56,7 @@ type driver struct {
 	reserved    bool
 	draining    bool
 	collecting  int       // output collections under way
+	live        int       // run goroutines under way (a run outlives its place in runs while it writes its outcome)
 	leaseUntil  time.Time // the instance lease is ours until then, by our clock
 	queue       int       // others' prompts in ComfyUI's queue, from the last status frame
 	foreign     bool      // queue > 0 as last recorded in the store
@@ -379,7 +380,7 @@ func (dr *driver) release() {
 func (dr *driver) busy() bool {
 	dr.mu.Lock()
 	defer dr.mu.Unlock()
-	return len(dr.runs) > 0 || dr.reserved || dr.collecting > 0
+	return len(dr.runs) > 0 || dr.reserved || dr.collecting > 0 || dr.live > 0
 }
 
 func (dr *driver) setDraining() {
@@ -407,7 +408,11 @@ func (dr *driver) start(ctx context.Context, t *task.Task, reattach bool) *run {
 		dr.ckpt = key
 	}
 	life := dr.life
-	dr.wg.Go(func() { r.execute(life) })
+	dr.live++
+	dr.wg.Go(func() {
+		defer dr.settle(func() { dr.live-- })
+		r.execute(life)
+	})
 	if loads {
 		dr.wg.Go(func() { dr.recordCheckpoint(life, key) })
 	}
@@ -431,11 +436,7 @@ func (dr *driver) collect(t *task.Task, entry *comfy.HistoryEntry, frames *strea
 	dr.collecting++
 	life := dr.life
 	dr.wg.Go(func() {
-		defer func() {
-			dr.mu.Lock()
-			dr.collecting--
-			dr.mu.Unlock()
-		}()
+		defer dr.settle(func() { dr.collecting-- })
 		done := dr.d.collect(life, dr.outputs(), t, entry, frames)
 		if f := dr.d.opts.OnRunEnd; f != nil && done != nil && life.Err() == nil {
 			f(life, dr.inst.ID, RunEnd{Task: done, Ran: ran})
@@ -446,6 +447,18 @@ func (dr *driver) collect(t *task.Task, entry *comfy.HistoryEntry, frames *strea
 // outputs is where this instance's output files are read from.
 func (dr *driver) outputs() outputSource {
 	return outputSource{client: dr.client, dir: dr.inst.OutputDir, missed: &dr.outputMissed, log: dr.log}
+}
+
+// settle applies f (the end of a run or a collection) under mu and tells
+// a Drain waiting for the replica to settle.
+func (dr *driver) settle(f func()) {
+	dr.mu.Lock()
+	f()
+	dr.mu.Unlock()
+	select {
+	case dr.d.settled <- struct{}{}:
+	default:
+	}
 }
 
 // recordCheckpoint stores the model the instance now loads, so a replica

@@ -52,6 +52,9 @@ func (d *Dispatcher) renewLeases(ctx context.Context) {
 	configured := map[string]bool{}
 	for _, in := range d.opts.Fleet.Instances() {
 		configured[in.ID] = true
+		if d.draining.Load() && d.driver(in.ID) == nil {
+			continue // draining: keep only the leases of instances with runs to finish
+		}
 		asked := time.Now()
 		held, err := d.opts.Store.LeaseAcquire(ctx, &store.LeaseParams{
 			Name: leaseName(in.ID), Holder: d.opts.Replica, TTL: d.opts.LeaseTTL, Now: asked,
@@ -101,6 +104,11 @@ func (d *Dispatcher) ensureDriver(ctx context.Context, id string, until time.Tim
 	if dr, ok := d.drivers[id]; ok {
 		d.mu.Unlock()
 		dr.extendLease(until)
+		return
+	}
+	if d.draining.Load() {
+		d.mu.Unlock()
+		_ = d.opts.Store.LeaseRelease(context.WithoutCancel(ctx), leaseName(id), d.opts.Replica)
 		return
 	}
 	dr := newDriver(ctx, d, in, until)

@@ -34,6 +34,9 @@ func (r *run) wait(ctx context.Context, free func()) {
 	if r.task.CancelRequested || r.dr.d.takeEarlyCancel(r.task.ID) {
 		r.signal(r.cancelC)
 	}
+	if r.dr.d.draining.Load() {
+		r.signal(r.pullC) // claimed as the replica began to drain: not started, so back to the queue
+	}
 	var deafC <-chan time.Time
 	if !r.reattach && !r.verify {
 		deaf := time.NewTimer(r.dr.d.opts.DeafAfter)

@@ -119,6 +119,9 @@ func baseConfig(t testing.TB, dataDir string, sims []*comfysim.Sim) config.Confi
 	cfg.HealthCheck.Interval = config.Millis(100 * time.Millisecond)
 	cfg.HealthCheck.Timeout = config.Millis(100 * time.Millisecond)
 	cfg.HealthCheck.FailureThreshold = 2
+	// Stop drains like SIGTERM, briefly: a test that ends with runs under
+	// way does not wait for them.
+	cfg.Server.ShutdownGrace = config.Duration(time.Second)
 	cfg.Auth.Users = []config.User{
 		{Username: AdminUser, Role: "admin", PasswordHash: hash(t, AdminPass)},
 		{Username: User, Role: "user", PasswordHash: hash(t, UserPass)},
@@ -201,10 +204,26 @@ func (e *Env) Stop() {
 	}
 }
 
-// Restart stops the gateway and starts it again on the same data dir.
+// Restart stops the gateway (draining it, as SIGTERM does) and starts it
+// again on the same data dir.
 func (e *Env) Restart() {
 	e.T.Helper()
 	e.Stop()
+	e.boot()
+}
+
+// Crash stops the gateway without draining: its runs stay as they are on
+// the instances and in the store, as after a kill.
+func (e *Env) Crash() {
+	e.T.Helper()
+	e.App().SkipDrain()
+	e.Stop()
+}
+
+// CrashRestart is Crash, then a start on the same data dir.
+func (e *Env) CrashRestart() {
+	e.T.Helper()
+	e.Crash()
 	e.boot()
 }
 

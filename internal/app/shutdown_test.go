@@ -1,0 +1,137 @@
+package app_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/comfyfleet/comfyfleet/internal/app/apptest"
+	"github.com/comfyfleet/comfyfleet/internal/config"
+)
+
+// stopAsync stops e on another goroutine; the channel closes when the
+// gateway has stopped.
+func stopAsync(e *apptest.Env) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.Stop()
+	}()
+	return done
+}
+
+// TestShutdownDrains: a shutdown turns readiness false, claims nothing
+// more, takes the prefetched prompt back out of the instance's queue to
+// the gateway's queue (attempt refunded) and lets the running one finish;
+// the gateway stops as soon as it did. The next start runs what was
+// handed back, each task once.
+func TestShutdownDrains(t *testing.T) {
+	t.Parallel()
+	e, admin, a, b := prefetched(t, apptest.Options{Instances: 1, Configure: func(c *config.Config) {
+		c.Server.ShutdownGrace = config.Duration(time.Minute)
+	}}, body(basic("shutdown/a")), body(basic("shutdown/b")))
+	sim := e.Sims[0]
+	app := e.App()
+	stopped := stopAsync(e)
+	e.Eventually(10*time.Second, "the prefetched task back in the queue", func() bool { return getTask(e, admin, b).Status == "pending" })
+	if !app.Draining() {
+		t.Error("draining is false while the gateway drains")
+	}
+	// The API still answers while the gateway drains; what it accepts
+	// waits for another replica or the next start.
+	c := submit(e, admin, body(basic("shutdown/c"))).ID
+	if got := getTask(e, admin, a); got.Status != "running" {
+		t.Errorf("running task is %s during the drain, want running", got.Status)
+	}
+	select {
+	case <-stopped:
+		t.Fatal("the gateway stopped while a task still ran")
+	case <-time.After(300 * time.Millisecond):
+	}
+	sim.Release()
+	select {
+	case <-stopped:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the gateway did not stop once its running task ended")
+	}
+	for _, id := range []string{b, c} {
+		if n := e.SimLog.Count(id); n != 0 {
+			t.Errorf("task %s started %d times on the instance during the drain, want 0", id, n)
+		}
+	}
+	if n := queued(t, sim.URL()); n != 0 {
+		t.Errorf("the instance's queue holds %d prompts after the drain, want 0", n)
+	}
+	if received(sim, c) {
+		t.Error("a task submitted during the drain was sent to the instance")
+	}
+	e.Restart()
+	admin = e.Login(apptest.AdminUser, apptest.AdminPass)
+	if got := waitStatus(e, admin, a, "completed", 10*time.Second); got.Attempts != 1 {
+		t.Errorf("the task that ran through the drain has %d attempts, want 1", got.Attempts)
+	}
+	for _, id := range []string{b, c} {
+		if got := waitStatus(e, admin, id, "completed", 20*time.Second); got.Attempts != 1 {
+			t.Errorf("task %s completed after %d attempts, want 1 (a pull back is refunded)", id, got.Attempts)
+		}
+	}
+	for _, id := range []string{a, b, c} {
+		if n, ok := e.SimLog.Count(id), successes(e.SimLog, id); n != 1 || ok != 1 {
+			t.Errorf("task %s ran %d times (%d succeeded), want 1", id, n, ok)
+		}
+	}
+}
+
+// TestShutdownGraceRunsOut: a run that outlasts server.shutdownGrace is
+// left running on its instance and in the store, the gateway stops within
+// the grace, and the next start reattaches the run: it completes, once.
+func TestShutdownGraceRunsOut(t *testing.T) {
+	t.Parallel()
+	const grace = 2 * time.Second
+	e := apptest.Start(t, apptest.Options{Instances: 1, Configure: func(c *config.Config) {
+		c.Server.ShutdownGrace = config.Duration(grace)
+	}})
+	admin := e.Login(apptest.AdminUser, apptest.AdminPass)
+	waitAlive(e, admin)
+	sim := e.Sims[0]
+	sim.Hang("")
+	a := submit(e, admin, body(basic("shutdown/long"))).ID
+	e.Eventually(10*time.Second, "the prompt to hang", func() bool { return slices.Contains(sim.Hanging(), a) })
+	start := time.Now()
+	e.Stop()
+	if took := time.Since(start); took > grace {
+		t.Errorf("the gateway took %v to stop, more than its grace of %v", took, grace)
+	}
+	e.Restart()
+	admin = e.Login(apptest.AdminUser, apptest.AdminPass)
+	if got := getTask(e, admin, a); got.Status != "running" {
+		t.Fatalf("after the restart the task is %s, want running (reattached)", got.Status)
+	}
+	sim.Release()
+	if got := waitStatus(e, admin, a, "completed", 10*time.Second); got.Attempts != 1 {
+		t.Errorf("completed after %d attempts, want 1", got.Attempts)
+	}
+	if n := e.SimLog.Count(a); n != 1 {
+		t.Errorf("ran %d times, want 1", n)
+	}
+}
+
+// queued counts the prompts in a ComfyUI instance's queue (GET /queue).
+func queued(t *testing.T, base string) int {
+	t.Helper()
+	resp, err := http.Get(base + "/queue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var q struct {
+		Running []json.RawMessage `json:"queue_running"`
+		Pending []json.RawMessage `json:"queue_pending"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&q); err != nil {
+		t.Fatal(err)
+	}
+	return len(q.Running) + len(q.Pending)
+}
