@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/comfyfleet/comfyfleet/internal/app"
 	"github.com/comfyfleet/comfyfleet/internal/auth"
@@ -109,7 +110,11 @@ func applySets(cfg *config.Config, sets []string) error {
 	return cfg.Validate()
 }
 
-// serve builds and runs the gateway until ctx ends.
+// serve builds and runs the gateway until ctx ends, then gives its
+// shutdown server.shutdownGrace: a shutdown that takes longer (a component
+// that does not stop) ends the process anyway, with an error. Nothing is
+// lost that way: the store holds every task, and the next start (or
+// another replica) reattaches what was left, as after a kill.
 func serve(ctx context.Context, cfg config.Config) error {
 	log, err := configLogger(cfg)
 	if err != nil {
@@ -119,7 +124,22 @@ func serve(ctx context.Context, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
-	return a.Run(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	grace := a.ShutdownGrace()
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-timer.C:
+		return fmt.Errorf("shutdown took longer than server.shutdownGrace (%s); exiting anyway", grace)
+	}
 }
 
 // runHashPassword prints the bcrypt hash of a password read from stdin.

@@ -5,13 +5,18 @@ import (
 	"time"
 )
 
+// ShutdownGrace is how long a shutdown may take (server.shutdownGrace).
+func (a *App) ShutdownGrace() time.Duration {
+	return time.Duration(a.cfg.Current().Server.ShutdownGrace)
+}
+
 // drain is the first step of a shutdown: readiness turns false, and the
 // dispatcher claims nothing more, sends the prompts that have not started
 // back to the queue and lets the running ones finish, until all are done
 // or the grace (minus the reserve for what follows) runs out. It returns
 // the deadline of the whole shutdown.
 func (a *App) drain() time.Time {
-	grace := time.Duration(a.cfg.Current().Server.ShutdownGrace)
+	grace := a.ShutdownGrace()
 	start := time.Now()
 	deadline := start.Add(grace)
 	a.SetDraining(true) // first: readiness fails before anything stops

@@ -101,8 +101,11 @@ func TestShutdownGraceRunsOut(t *testing.T) {
 	e.Eventually(10*time.Second, "the prompt to hang", func() bool { return slices.Contains(sim.Hanging(), a) })
 	start := time.Now()
 	e.Stop()
-	if took := time.Since(start); took > grace {
-		t.Errorf("the gateway took %v to stop, more than its grace of %v", took, grace)
+	// The process tests hold the exit to the grace; in-process, with the
+	// race detector on a busy machine, the teardown after the drain gets
+	// some slack. Without the grace, Stop would wait for the run forever.
+	if took := time.Since(start); took > grace+3*time.Second {
+		t.Errorf("the gateway took %v to stop, with a grace of %v", took, grace)
 	}
 	e.Restart()
 	admin = e.Login(apptest.AdminUser, apptest.AdminPass)
