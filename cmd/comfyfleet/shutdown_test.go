@@ -48,7 +48,17 @@ func TestSIGTERMDrainsOnSQLite(t *testing.T) {
 		return queued(t, slow[0]) == 2 && queued(t, slow[1]) == 2 && g.completed(token) >= 4
 	})
 
-	took, err := g.term(grace + 10*time.Second)
+	exited := g.termAsync()
+	// Readiness fails first, while the API still answers.
+	apptest.Eventually(t, grace, "/readyz to answer 503", func() bool {
+		resp, err := http.Get(g.url + "/readyz")
+		if err != nil {
+			t.Fatalf("GET /readyz while draining: %v", err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	took, err := exited(grace + 10*time.Second)
 	if err != nil {
 		t.Fatalf("the gateway exited with %v after SIGTERM", err)
 	}
@@ -165,18 +175,28 @@ func TestSIGTERMDrainsOnRedis(t *testing.T) {
 // returns how long the exit took and the process's error (nil: status 0).
 func (g *gateway) term(limit time.Duration) (time.Duration, error) {
 	g.t.Helper()
+	return g.termAsync()(limit)
+}
+
+// termAsync sends SIGTERM; the function it returns waits for the exit as
+// term does.
+func (g *gateway) termAsync() func(limit time.Duration) (time.Duration, error) {
+	g.t.Helper()
 	start := time.Now()
 	if err := g.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		g.t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- g.cmd.Wait() }()
-	select {
-	case err := <-done:
-		return time.Since(start), err
-	case <-time.After(limit):
-		g.t.Fatalf("the gateway did not exit within %v of SIGTERM", limit)
-		return 0, nil
+	return func(limit time.Duration) (time.Duration, error) {
+		g.t.Helper()
+		select {
+		case err := <-done:
+			return time.Since(start), err
+		case <-time.After(limit):
+			g.t.Fatalf("the gateway did not exit within %v of SIGTERM", limit)
+			return 0, nil
+		}
 	}
 }
 

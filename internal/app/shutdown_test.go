@@ -39,6 +39,9 @@ func TestShutdownDrains(t *testing.T) {
 	if !app.Draining() {
 		t.Error("draining is false while the gateway drains")
 	}
+	if r := e.Do("GET", "/readyz", "", nil); r.Status != http.StatusServiceUnavailable {
+		t.Errorf("GET /readyz while draining: %d %s, want 503", r.Status, r.Raw)
+	}
 	// The API still answers while the gateway drains; what it accepts
 	// waits for another replica or the next start.
 	c := submit(e, admin, body(basic("shutdown/c"))).ID
