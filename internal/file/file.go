@@ -17,6 +17,8 @@ type File struct {
 	ContentType string    `json:"contentType"`
 	Size        int64     `json:"size"`
 	CreatedAt   time.Time `json:"createdAt"`
+	// Pinned keeps the file from retention.
+	Pinned bool `json:"pinned"`
 }
 
 // URL is the public URL of a stored file: base (the gateway's public base

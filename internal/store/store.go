@@ -69,6 +69,7 @@ type Store interface {
 	FileStore
 	KeyStore
 	UsageStore
+	RetentionStore
 	ConfigStore
 	LeaseStore
 	WebhookStore
@@ -492,6 +493,54 @@ type KeyRevokeParams struct {
 type KeyTouchParams struct {
 	ID  string
 	Now time.Time
+}
+
+// RetentionStore finds what retention prunes, deletes it, and pins what it
+// must keep. The pruner deletes in bounded batches: it asks for the ids of
+// at most Limit expired records, deletes their bytes (files), then their
+// records, so a pruner stopped half way leaves records to prune again, not
+// bytes nobody can find.
+type RetentionStore interface {
+	// TaskExpired returns the ids of at most p.Limit finished tasks
+	// (completed, failed, cancelled) that finished before p.Before and are
+	// not pinned, the oldest finished first.
+	TaskExpired(ctx context.Context, p *ExpiredParams) ([]string, error)
+	// TaskDelete deletes a finished, unpinned task for good; its file
+	// records are not touched (FileDelete them first). ErrNotFound if there
+	// is no such task, ErrConflict if it is not finished or is pinned.
+	TaskDelete(ctx context.Context, id string) error
+	// FileExpired returns the ids of at most p.Limit file records created
+	// before p.Before that are not pinned and whose task (if any) is not
+	// pinned, the oldest first.
+	FileExpired(ctx context.Context, p *ExpiredParams) ([]string, error)
+	// TaskPin pins or unpins a task and returns it. ErrNotFound if none.
+	TaskPin(ctx context.Context, p *PinParams) (*task.Task, error)
+	// FilePin pins or unpins a file record and returns it. ErrNotFound if none.
+	FilePin(ctx context.Context, p *PinParams) (*file.File, error)
+}
+
+// ExpiredParams asks for records older than Before, at most Limit of them
+// (MaxExpiredLimit if zero or larger).
+type ExpiredParams struct {
+	Before time.Time
+	Limit  int
+}
+
+// MaxExpiredLimit bounds one TaskExpired or FileExpired call.
+const MaxExpiredLimit = 1000
+
+// ExpiredLimit applies MaxExpiredLimit to a requested limit.
+func ExpiredLimit(limit int) int {
+	if limit <= 0 || limit > MaxExpiredLimit {
+		return MaxExpiredLimit
+	}
+	return limit
+}
+
+// PinParams pins (Pinned true) or unpins one record.
+type PinParams struct {
+	ID     string
+	Pinned bool
 }
 
 // UsageStore tells what one owner holds, for quotas. The counts are kept by

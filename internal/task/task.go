@@ -95,6 +95,8 @@ type Task struct {
 	Timeout time.Duration `json:"-"`
 	// CancelRequested is set when a running task was asked to stop.
 	CancelRequested bool `json:"-"`
+	// Pinned keeps the finished task, and its output files, from retention.
+	Pinned bool `json:"pinned"`
 	// LeaseOwner is the gateway replica driving the run; LeaseExpiresAt bounds it.
 	LeaseOwner     string    `json:"-"`
 	LeaseExpiresAt time.Time `json:"-"`

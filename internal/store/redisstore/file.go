@@ -21,6 +21,7 @@ const (
 	ffContentType = "ctype"
 	ffSize        = "size"
 	ffCreated     = "created"
+	ffPinned      = "pinned" // "1" when pinned; absent otherwise
 )
 
 // decodeFile builds a file record from its hash fields.
@@ -28,7 +29,7 @@ func decodeFile(m map[string]string) (*file.File, error) {
 	r := &fieldReader{m: m}
 	f := &file.File{
 		ID: m[ffID], Owner: m[ffOwner], TaskID: m[ffTask], NodeID: m[ffNode], Filename: m[ffFilename],
-		ContentType: m[ffContentType], Size: r.int(ffSize), CreatedAt: r.time(ffCreated),
+		ContentType: m[ffContentType], Size: r.int(ffSize), CreatedAt: r.time(ffCreated), Pinned: m[ffPinned] == "1",
 	}
 	if r.err != nil {
 		return nil, fmt.Errorf("decode file %s: %w", f.ID, r.err)
@@ -40,10 +41,15 @@ func decodeFile(m map[string]string) (*file.File, error) {
 // owner and by task; a duplicate id is store.ErrConflict.
 func (s *Store) FileInsert(ctx context.Context, f *file.File) error {
 	created := msArg(f.CreatedAt)
-	keys := []string{s.keys.file(f.ID), s.keys.files(), s.keys.ownerFiles(f.Owner), s.keys.taskFiles(f.TaskID), s.keys.fileBytes()}
-	err := insertFileScript.Run(ctx, s.rdb, keys, f.ID, created, f.Owner, f.TaskID, f.Size,
+	keys := []string{s.keys.file(f.ID), s.keys.files(), s.keys.ownerFiles(f.Owner), s.keys.taskFiles(f.TaskID), s.keys.fileBytes(),
+		s.keys.retentionFiles(), s.keys.task(f.TaskID)}
+	args := []any{f.ID, created, f.Owner, f.TaskID, f.Size,
 		ffID, f.ID, ffOwner, f.Owner, ffTask, f.TaskID, ffNode, f.NodeID, ffFilename, f.Filename,
-		ffContentType, f.ContentType, ffSize, strconv.FormatInt(f.Size, 10), ffCreated, created).Err()
+		ffContentType, f.ContentType, ffSize, strconv.FormatInt(f.Size, 10), ffCreated, created}
+	if f.Pinned {
+		args = append(args, ffPinned, "1")
+	}
+	err := insertFileScript.Run(ctx, s.rdb, keys, args...).Err()
 	return wrap(err, "insert file %s", f.ID)
 }
 

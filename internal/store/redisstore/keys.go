@@ -136,6 +136,18 @@ func (k keys) apiKeys() string { return k.prefix + "apikeys:all" }
 // ownerAPIKeys is apiKeys restricted to one owner.
 func (k keys) ownerAPIKeys(owner string) string { return k.prefix + "apikeys:owner:" + owner }
 
+// retentionTasks is the ZSET of the ids of finished, unpinned tasks, scored
+// by FinishedAt (Unix ms): the pruner reads its oldest end.
+func (k keys) retentionTasks() string { return k.prefix + "retention:tasks" }
+
+// retentionFiles is the ZSET of the ids of unpinned files whose task (if
+// any) is not pinned, scored by CreatedAt (Unix ms).
+func (k keys) retentionFiles() string { return k.prefix + "retention:files" }
+
+// retentionVersion is set once retentionTasks and retentionFiles hold the
+// records stored before they existed (luaRetentionBackfill).
+func (k keys) retentionVersion() string { return k.prefix + "retention:v" }
+
 // config is the string holding the runtime config document.
 func (k keys) config() string { return k.prefix + "config" }
 
@@ -178,6 +190,9 @@ local function key_files() return P .. 'files:all' end
 local function key_owner_files(owner) return P .. 'files:owner:' .. owner end
 local function key_task_files(task) return P .. 'files:task:' .. task end
 local function key_file_bytes() return P .. 'files:bytes' end
+local function key_retention_tasks() return P .. 'retention:tasks' end
+local function key_retention_files() return P .. 'retention:files' end
+local function key_retention_version() return P .. 'retention:v' end
 `
 
 // queueMemberPrefix starts the member of a pending task in the queue ZSETs.

@@ -1,11 +1,14 @@
 package redisstore
 
 import (
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/comfyfleet/comfyfleet/internal/file"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
 )
@@ -46,4 +49,48 @@ func TestMigrateCaps(t *testing.T) {
 		t.Errorf("the old checkpoint queue is still there")
 	}
 	checkIndexes(t, s)
+}
+
+// TestRetentionBackfill: tasks and files stored before the retention
+// indexes existed are found by the first prune, pinned ones left out, and
+// no key of the store gets a TTL.
+func TestRetentionBackfill(t *testing.T) {
+	s := open(t)
+	ctx := t.Context()
+	rdb := admin(t)
+	var done []string
+	for i := range 3 {
+		tk, err := s.TaskInsert(ctx, &store.TaskInsertParams{ID: "old" + string(rune('0'+i)), Owner: "alice",
+			Workflow: []byte(`{}`), Now: at(i)})
+		mustOK(t, err)
+		_, err = s.TaskFinish(ctx, &store.TaskFinishParams{ID: tk.ID, From: []task.Status{task.StatusPending},
+			To: task.StatusFailed, Now: at(10 + i)})
+		mustOK(t, err)
+		done = append(done, tk.ID)
+	}
+	_, err := s.TaskPin(ctx, &store.PinParams{ID: done[1], Pinned: true})
+	mustOK(t, err)
+	for i, id := range []string{"f-free", "f-of-pinned"} {
+		mustOK(t, s.FileInsert(ctx, &file.File{ID: id, Owner: "alice", TaskID: done[i], Filename: "a.png", CreatedAt: at(20 + i)}))
+	}
+	// Rewind to a store from before retention.
+	mustOK(t, rdb.Del(ctx, s.keys.retentionTasks(), s.keys.retentionFiles(), s.keys.retentionVersion()).Err())
+
+	tasks, err := s.TaskExpired(ctx, &store.ExpiredParams{Before: at(100)})
+	mustOK(t, err)
+	if want := []string{done[0], done[2]}; !slices.Equal(tasks, want) {
+		t.Errorf("expired tasks %v, want %v", tasks, want)
+	}
+	files, err := s.FileExpired(ctx, &store.ExpiredParams{Before: at(100)})
+	mustOK(t, err)
+	if want := []string{"f-free"}; !slices.Equal(files, want) {
+		t.Errorf("expired files %v, want %v", files, want)
+	}
+	keys, err := rdb.Keys(ctx, s.keys.prefix+"*").Result()
+	mustOK(t, err)
+	for _, k := range keys {
+		if ttl := rdb.PTTL(ctx, k).Val(); ttl != -1 && !strings.HasPrefix(k, s.keys.prefix+"lease:") {
+			t.Errorf("key %s has a TTL of %v", k, ttl)
+		}
+	}
 }

@@ -64,6 +64,12 @@
 //	P files:owner:<owner>   the same per owner
 //	P files:task:<task id>  the same per task
 //	P config                string: the runtime config document
+//	P retention:tasks       ZSET of finished, unpinned task ids by FinishedAt
+//	                        (ms): the pruner reads the oldest end
+//	P retention:files       ZSET of unpinned file ids by CreatedAt (ms), the
+//	                        outputs of pinned tasks left out
+//	P retention:v           set once the two hold the records stored before
+//	                        they existed (the first prune fills them, once)
 //	P lease:<name>          hash: holder and expiry (ms) of a named lease
 //	P events                the pub/sub channel
 //

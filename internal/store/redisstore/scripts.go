@@ -61,7 +61,8 @@ return out
 // size to its owner's stored bytes once those are counted.
 //
 //	KEYS[1] file hash, KEYS[2] files ZSET, KEYS[3] owner's files ZSET,
-//	KEYS[4] task's files ZSET, KEYS[5] stored bytes hash
+//	KEYS[4] task's files ZSET, KEYS[5] stored bytes hash, KEYS[6] the
+//	retention ZSET of files, KEYS[7] the task's hash (it may be pinned)
 //	ARGV[1] id, ARGV[2] CreatedAt ms, ARGV[3] owner ('' none), ARGV[4] task id
 //	('' none), ARGV[5] size, ARGV[6..] hash field, value pairs
 //	returns 1; CONFLICT if the id exists
@@ -69,6 +70,10 @@ var insertFileScript = script(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('CONFLICT file exists') end
 redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+if redis.call('HGET', KEYS[1], 'pinned') ~= '1' and
+   (ARGV[4] == '' or redis.call('HGET', KEYS[7], 'pinned') ~= '1') then
+  redis.call('ZADD', KEYS[6], ARGV[2], ARGV[1])
+end
 if ARGV[3] ~= '' then
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
   if redis.call('HEXISTS', KEYS[5], ARGV[3]) == 1 then redis.call('HINCRBY', KEYS[5], ARGV[3], ARGV[5]) end
@@ -88,6 +93,7 @@ local f = redis.call('HMGET', KEYS[1], 'owner', 'task', 'size')
 if redis.call('DEL', KEYS[1]) == 0 then return redis.error_reply('NOTFOUND file') end
 local id = ARGV[2]
 redis.call('ZREM', key_files(), id)
+redis.call('ZREM', key_retention_files(), id)
 if f[1] and f[1] ~= '' then
   redis.call('ZREM', key_owner_files(f[1]), id)
   if redis.call('HEXISTS', key_file_bytes(), f[1]) == 1 then

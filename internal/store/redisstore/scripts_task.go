@@ -287,6 +287,7 @@ for i, field in ipairs({'result', 'error'}) do
   if v ~= '' then redis.call('HSET', key, field, v) else redis.call('HDEL', key, field) end
 end
 relist(key, id, from, to)
+if redis.call('HGET', key, 'pinned') ~= '1' then redis.call('ZADD', key_retention_tasks(), now, id) end
 return redis.call('HGETALL', key)
 `)
 
@@ -329,6 +330,7 @@ if st == 'pending' then
   redis.call('HSET', key, 'status', 'cancelled', 'finished', now, 'updated', now)
   redis.call('HDEL', key, 'qm')
   relist(key, id, 'pending', 'cancelled')
+  if redis.call('HGET', key, 'pinned') ~= '1' then redis.call('ZADD', key_retention_tasks(), now, id) end
 elseif st == 'running' then
   redis.call('HSET', key, 'cancel', '1', 'updated', now)
 else

@@ -44,12 +44,13 @@ const (
 	fUpdated    = "updated"
 	fStarted    = "started"
 	fFinished   = "finished"
+	fPinned     = "pinned" // "1" when pinned (retention keeps it); absent otherwise
 )
 
 // listFields are the fields TaskList reads: all but the bodies.
 var listFields = []any{
 	fID, fOwner, fStatus, fPriority, fProgress, fInstance, fAttempts, fSeq, fCkpts, fTimeout, fCancel,
-	fLeaseOwner, fLeaseExp, fResult, fError, fCreated, fUpdated, fStarted, fFinished, fRequires, fCap,
+	fLeaseOwner, fLeaseExp, fResult, fError, fCreated, fUpdated, fStarted, fFinished, fRequires, fCap, fPinned,
 }
 
 // insertFields are the hash fields of a new task; the script adds seq and qm.
@@ -136,7 +137,7 @@ func decodeTask(m map[string]string) (*task.Task, error) {
 		Timeout: time.Duration(r.int(fTimeout)), CancelRequested: m[fCancel] == "1",
 		LeaseOwner: m[fLeaseOwner], LeaseExpiresAt: r.time(fLeaseExp), CapKey: m[fCap],
 		CreatedAt: r.time(fCreated), UpdatedAt: r.time(fUpdated),
-		StartedAt: r.time(fStarted), FinishedAt: r.time(fFinished),
+		StartedAt: r.time(fStarted), FinishedAt: r.time(fFinished), Pinned: m[fPinned] == "1",
 	}
 	r.json(fCkpts, &t.Checkpoints)
 	r.json(fRequires, &t.Requires)

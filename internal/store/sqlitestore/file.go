@@ -12,8 +12,8 @@ import (
 )
 
 const (
-	fileCols      = `id, owner, task_id, node_id, filename, content_type, size, created_at`
-	fileInsertSQL = `INSERT INTO files (` + fileCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	fileCols      = `id, owner, task_id, node_id, filename, content_type, size, created_at, pinned`
+	fileInsertSQL = `INSERT INTO files (` + fileCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	// fileKeepSQL inserts a record unless its id is stored (TaskFinishParams.Files).
 	fileKeepSQL   = fileInsertSQL + ` ON CONFLICT (id) DO NOTHING`
 	fileGetSQL    = `SELECT ` + fileCols + ` FROM files WHERE id = ?`
@@ -24,7 +24,7 @@ const (
 func (s *Store) FileInsert(ctx context.Context, f *file.File) error {
 	err := s.w.exec(ctx, func(ctx context.Context, ex execer) error {
 		_, err := ex.stmt(ctx, s.ws.fileInsert).ExecContext(ctx,
-			f.ID, f.Owner, f.TaskID, f.NodeID, f.Filename, f.ContentType, f.Size, ms(f.CreatedAt))
+			f.ID, f.Owner, f.TaskID, f.NodeID, f.Filename, f.ContentType, f.Size, ms(f.CreatedAt), f.Pinned)
 		return err
 	})
 	if err != nil {
@@ -37,7 +37,7 @@ func (s *Store) FileInsert(ctx context.Context, f *file.File) error {
 func (s *Store) insertFiles(ctx context.Context, ex execer, files []*file.File) error {
 	for _, f := range files {
 		_, err := ex.stmt(ctx, s.ws.fileKeep).ExecContext(ctx,
-			f.ID, f.Owner, f.TaskID, f.NodeID, f.Filename, f.ContentType, f.Size, ms(f.CreatedAt))
+			f.ID, f.Owner, f.TaskID, f.NodeID, f.Filename, f.ContentType, f.Size, ms(f.CreatedAt), f.Pinned)
 		if err != nil {
 			return fmt.Errorf("insert file %s: %w", f.ID, err)
 		}
@@ -48,7 +48,7 @@ func (s *Store) insertFiles(ctx context.Context, ex execer, files []*file.File) 
 func scanFile(sc scanner) (*file.File, error) {
 	var f file.File
 	var created int64
-	if err := sc.Scan(&f.ID, &f.Owner, &f.TaskID, &f.NodeID, &f.Filename, &f.ContentType, &f.Size, &created); err != nil {
+	if err := sc.Scan(&f.ID, &f.Owner, &f.TaskID, &f.NodeID, &f.Filename, &f.ContentType, &f.Size, &created, &f.Pinned); err != nil {
 		return nil, err
 	}
 	f.CreatedAt = fromMS(created)

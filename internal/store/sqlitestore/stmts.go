@@ -28,6 +28,7 @@ type writeStmts struct {
 	capPut, capInstancesPut, capCan, capCannot, pendingCount                   *sql.Stmt
 	keyInsert, keyRevoke, keyTouch                                             *sql.Stmt
 	whSubInsert, whSubDelete, whEnqueue, whClaim, whRecord, whExists           *sql.Stmt
+	taskDelete, taskPinned, taskPin, filePin                                   *sql.Stmt
 }
 
 // readStmts are the read pool's statements.
@@ -64,6 +65,7 @@ func (w *writeStmts) defs() []stmtDef {
 		{&w.keyInsert, keyInsertSQL}, {&w.keyRevoke, keyRevokeSQL}, {&w.keyTouch, keyTouchSQL},
 		{&w.whSubInsert, whSubInsertSQL}, {&w.whSubDelete, whSubDeleteSQL}, {&w.whEnqueue, whEnqueueSQL},
 		{&w.whClaim, whClaimSQL}, {&w.whRecord, whRecordSQL}, {&w.whExists, whExistsSQL},
+		{&w.taskDelete, taskDeleteSQL}, {&w.taskPinned, taskPinnedSQL}, {&w.taskPin, taskPinSQL}, {&w.filePin, filePinSQL},
 	}
 }
 

@@ -20,13 +20,13 @@ const taskCols = `seq, id, owner, status, priority, progress, instance_id, attem
 	(SELECT workflow FROM task_bodies b WHERE b.seq = tasks.seq) AS workflow,
 	(SELECT params FROM task_bodies b WHERE b.seq = tasks.seq) AS params,
 	checkpoints, timeout_ns, cancel_requested, lease_owner, lease_expires_at,
-	result, error, created_at, updated_at, started_at, finished_at, requires, cap_key`
+	result, error, created_at, updated_at, started_at, finished_at, requires, cap_key, pinned`
 
 // taskListCols is taskCols without the body, for lists.
 const taskListCols = `seq, id, owner, status, priority, progress, instance_id, attempts,
 	NULL AS workflow, NULL AS params,
 	checkpoints, timeout_ns, cancel_requested, lease_owner, lease_expires_at,
-	result, error, created_at, updated_at, started_at, finished_at, requires, cap_key`
+	result, error, created_at, updated_at, started_at, finished_at, requires, cap_key, pinned`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -42,7 +42,7 @@ func scanTask(sc scanner) (*task.Task, error) {
 	)
 	err := sc.Scan(&tk.Seq, &tk.ID, &tk.Owner, &tk.Status, &tk.Priority, &tk.Progress, &tk.InstanceID, &tk.Attempts,
 		&workflow, &params, &checkpoints, &timeoutNS, &tk.CancelRequested, &tk.LeaseOwner, &leaseExp,
-		&result, &taskErr, &created, &updated, &started, &finish, &requires, &tk.CapKey)
+		&result, &taskErr, &created, &updated, &started, &finish, &requires, &tk.CapKey, &tk.Pinned)
 	if err != nil {
 		return nil, err
 	}

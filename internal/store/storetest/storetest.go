@@ -55,6 +55,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"File", fileCases()},
 		{"Key", keyCases()},
 		{"Usage", usageCases()},
+		{"Retention", retentionCases()},
 		{"Config", configCases()},
 		{"Lease", leaseCases()},
 		{"Webhook", webhookCases()},
