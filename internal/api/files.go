@@ -252,6 +252,9 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if s.deps.Links != nil {
+		return s.redirectFile(w, r, f)
+	}
 	bf, err := s.deps.Blob.Open(r.Context(), f.ID)
 	if errors.Is(err, blob.ErrNotFound) {
 		return errorf(http.StatusNotFound, "file_not_found", "The file's bytes are gone.")
@@ -269,6 +272,22 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) error {
 	// A range outside the file (416) or a failed precondition (412) is
 	// answered in the envelope, not in ServeContent's plain text.
 	http.ServeContent(s.envelopeErrors(w, r), r, "", bf.ModTime(), bf)
+	return nil
+}
+
+// redirectFile answers GET /files/{id}/{name} with a 302 to a presigned
+// URL of the object store, which sends the same Content-Type and
+// Content-Disposition the gateway would. The redirect itself is not cached:
+// the URL it names expires after files.s3.linkTtl.
+func (s *Server) redirectFile(w http.ResponseWriter, r *http.Request, f *file.File) error {
+	link, err := s.deps.Links.Link(r.Context(), f.ID, blob.LinkOptions{
+		Filename: f.Filename, ContentType: f.ContentType, TTL: time.Duration(s.deps.Config.Current().Files.S3.LinkTTL),
+	})
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, link, http.StatusFound)
 	return nil
 }
 

@@ -41,7 +41,10 @@ type Deps struct {
 	Fleet  *fleet.Fleet
 	Config ConfigService
 	Blob   blob.Store
-	Hub    *push.Hub
+	// Links, when set, makes GET /files/... a redirect to a URL of the
+	// object store (files.s3.serve "redirect") instead of streaming Blob.
+	Links blob.Linker
+	Hub   *push.Hub
 	// Stats is optional.
 	Stats StatsService
 	// UI serves the dashboard for GET requests outside /api; optional.

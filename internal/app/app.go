@@ -23,7 +23,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/comfyfleet/comfyfleet/internal/api"
-	"github.com/comfyfleet/comfyfleet/internal/blob"
 	"github.com/comfyfleet/comfyfleet/internal/buildinfo"
 	"github.com/comfyfleet/comfyfleet/internal/config"
 	"github.com/comfyfleet/comfyfleet/internal/dispatch"
@@ -93,6 +92,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		return nil, err
 	}
 	a.ln = ln
+	derivedBase := cfg.Server.PublicBaseURL == "" || cfg.Server.PublicBaseURL == config.BaseURLFor(cfg.Server.Listen)
 	if cfg.Server.PublicBaseURL == "" {
 		cfg.Server.PublicBaseURL = config.BaseURLFor(ln.Addr().String())
 	}
@@ -101,6 +101,11 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 			ln.Close()
 			return nil, err
 		}
+	}
+	if derivedBase && cfg.Store.Driver == "redis" {
+		a.log.WarnContext(ctx, "server.publicBaseUrl is not set: this replica's file URLs name its own address; "+
+			"set it to the address clients use for every replica (a load balancer): REST renders URLs when read, "+
+			"but /ws events carry the collecting replica's", "public_base_url", cfg.Server.PublicBaseURL)
 	}
 	if err := a.build(ctx, cfg, opts); err != nil {
 		ln.Close()
@@ -166,13 +171,9 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 	if err != nil {
 		return err
 	}
-	var blobOpts []blob.DiskOption
-	if cfg.Store.Sync != "full" {
-		blobOpts = append(blobOpts, blob.NoSync()) // the same durability as the store
-	}
-	bl, err := blob.NewDisk(cfg.Files.Dir, blobOpts...)
+	bl, err := a.openBlob(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("app: open file store: %w", err)
+		return err
 	}
 	a.fleet = fleet.New(st, a.log)
 	if _, _, err := a.fleet.Set(ctx, cfg.Instances()); err != nil {
@@ -196,7 +197,7 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 	hooks := webhookSettings(cfg.Webhooks)
 	a.webhooks = webhook.NewDeliverer(st, a.replica, hooks, a.log)
 	deps := api.Deps{
-		Log: a.log, Store: st, Auth: authn, Fleet: a.fleet, Config: a.cfg, Blob: bl, UI: opts.UI,
+		Log: a.log, Store: st, Auth: authn, Fleet: a.fleet, Config: a.cfg, Blob: bl, Links: fileLinks(cfg, bl), UI: opts.UI,
 		FilesWritable: a.dispatch.FilesWritable, RefreshCatalog: a.refreshCatalogID,
 		Ready:    a.readiness,
 		Estimate: a.eta.Estimate,

@@ -1,7 +1,7 @@
 // Package blob keeps the bytes of files: uploads and task outputs. The
 // records describing them live in the store; this package only knows opaque
-// ids and bytes. Disk is the local implementation behind Store, small enough
-// for an S3 implementation to follow.
+// ids and bytes. Disk keeps them in a local directory, S3 in an
+// S3-compatible object store; both pass the conformance suite in blobtest.
 package blob
 
 import (
@@ -33,6 +33,13 @@ type Store interface {
 	Open(ctx context.Context, id string) (File, error)
 	// Delete removes the blob; a missing blob is not an error.
 	Delete(ctx context.Context, id string) error
+}
+
+// Linker is a Store whose blobs clients can fetch from the backend itself,
+// with a URL that needs no credentials and expires (the S3 store's
+// presigned GET).
+type Linker interface {
+	Link(ctx context.Context, id string, o LinkOptions) (string, error)
 }
 
 // File is an open blob: enough for http.ServeContent, Range requests included.

@@ -226,8 +226,13 @@ const DrainOff = -1
 
 // Files configures the file store.
 type Files struct {
-	// Dir holds file bytes. Default "<dataDir>/files".
+	// Driver is where file bytes are kept: "disk" (default: in Dir) or
+	// "s3" (an S3-compatible object store, see S3).
+	Driver string `yaml:"driver" json:"driver"`
+	// Dir holds file bytes with the disk driver. Default "<dataDir>/files".
 	Dir string `yaml:"dir" json:"dir"`
+	// S3 is the object store of the s3 driver.
+	S3 S3 `yaml:"s3" json:"s3"`
 	// MaxUploadBytes limits one upload. Default 100 MiB.
 	MaxUploadBytes int64 `yaml:"maxUploadBytes" json:"maxUploadBytes"`
 	// MaxOutputBytes limits one output file copied from an instance; a
@@ -237,6 +242,47 @@ type Files struct {
 	// (a /view that trickles or stalls). Default 600000 ms; 1000 to 86400000.
 	OutputTimeout Millis `yaml:"outputTimeout" json:"outputTimeout"`
 }
+
+// File drivers (files.driver).
+const (
+	FilesDisk = "disk"
+	FilesS3   = "s3"
+)
+
+// S3 is the object store of files.driver "s3". Its credentials are not
+// settings: they come from the environment (AWS_ACCESS_KEY_ID,
+// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) or a shared credentials file
+// (CredentialsFile), never from the command line.
+type S3 struct {
+	// Endpoint is the service's URL, scheme, host and port, no path
+	// ("https://s3.eu-west-1.amazonaws.com", "http://127.0.0.1:8333").
+	// Required with the s3 driver.
+	Endpoint string `yaml:"endpoint" json:"endpoint"`
+	// Bucket holds the files; it must exist. Required with the s3 driver.
+	Bucket string `yaml:"bucket" json:"bucket"`
+	// Prefix is put before every object key ("comfyfleet/"). Default none.
+	Prefix string `yaml:"prefix" json:"prefix"`
+	// Region signs requests. Default "us-east-1".
+	Region string `yaml:"region" json:"region"`
+	// CredentialsFile is an AWS shared credentials file (INI) to read the
+	// keys from, instead of the environment. Default none.
+	CredentialsFile string `yaml:"credentialsFile" json:"credentialsFile"`
+	// Profile is the credentials file's profile. Default $AWS_PROFILE, else "default".
+	Profile string `yaml:"profile" json:"profile"`
+	// Serve is how GET /files/... answers: "proxy" (default: the gateway
+	// streams the bytes, Range included) or "redirect" (a 302 to a
+	// presigned URL of the object store, which clients must reach).
+	Serve string `yaml:"serve" json:"serve"`
+	// LinkTTL is how long a presigned URL of "redirect" works. Default 15m;
+	// 1m to 168h (the S3 maximum).
+	LinkTTL Duration `yaml:"linkTtl" json:"linkTtl"`
+}
+
+// Ways of serving S3 files (files.s3.serve).
+const (
+	ServeProxy    = "proxy"
+	ServeRedirect = "redirect"
+)
 
 // Scheduler configures task placement and runs.
 type Scheduler struct {

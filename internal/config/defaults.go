@@ -91,7 +91,11 @@ func (h *HealthCheck) withDefaults() {
 }
 
 func (f *Files) withDefaults(dataDir string) {
+	orDefault(&f.Driver, FilesDisk)
 	orDefault(&f.Dir, filepath.Join(dataDir, "files"))
+	orDefault(&f.S3.Region, "us-east-1")
+	orDefault(&f.S3.Serve, ServeProxy)
+	orDefault(&f.S3.LinkTTL, Duration(15*time.Minute))
 	orDefault(&f.MaxUploadBytes, 100<<20)
 	orDefault(&f.MaxOutputBytes, 4<<30)
 	orDefault(&f.OutputTimeout, Millis(10*time.Minute))

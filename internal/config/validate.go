@@ -337,6 +337,67 @@ func (f Files) validate(v *checker) {
 	v.intRange("files.maxUploadBytes", f.MaxUploadBytes, 1, 1<<40, " bytes")
 	v.intRange("files.maxOutputBytes", f.MaxOutputBytes, 1, 1<<40, " bytes")
 	v.millisRange("files.outputTimeout", f.OutputTimeout, time.Second, 24*time.Hour)
+	switch f.Driver {
+	case FilesDisk:
+	case FilesS3:
+		f.S3.validate(v)
+	default:
+		v.add("files.driver", "must be %q or %q", FilesDisk, FilesS3)
+	}
+	if f.S3.Serve != ServeProxy && f.S3.Serve != ServeRedirect {
+		v.add("files.s3.serve", "must be %q or %q", ServeProxy, ServeRedirect)
+	}
+	v.durationRange("files.s3.linkTtl", f.S3.LinkTTL, time.Minute, 7*24*time.Hour)
+}
+
+// validate checks the settings the s3 driver needs.
+func (s S3) validate(v *checker) {
+	u, err := url.Parse(s.Endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") ||
+		u.RawQuery != "" || u.User != nil {
+		v.add("files.s3.endpoint", "must be an http:// or https:// URL without path, query or credentials, like https://s3.eu-west-1.amazonaws.com")
+	}
+	if !validBucket(s.Bucket) {
+		v.add("files.s3.bucket", "must be an S3 bucket name: 3..63 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit")
+	}
+	if !validKeyPrefix(s.Prefix) {
+		v.add("files.s3.prefix", "must be at most 512 ASCII letters, digits, '/', '-', '_' and '.', without a leading '/' or \"..\"")
+	}
+	if s.Region == "" || len(s.Region) > 64 || strings.ContainsFunc(s.Region, func(r rune) bool {
+		return !(r == '-' || r == '_' || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z') || ('0' <= r && r <= '9'))
+	}) {
+		v.add("files.s3.region", "must be 1..64 letters, digits, '-' or '_', like us-east-1")
+	}
+}
+
+func validBucket(b string) bool {
+	if len(b) < 3 || len(b) > 63 || strings.Contains(b, "..") {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		alnum := ('a' <= c && c <= 'z') || ('0' <= c && c <= '9')
+		if (i == 0 || i == len(b)-1) && !alnum {
+			return false
+		}
+		if !alnum && c != '-' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+func validKeyPrefix(p string) bool {
+	if len(p) > 512 || strings.HasPrefix(p, "/") || strings.Contains(p, "..") {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if !(('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') || strings.IndexByte("/-_.", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 func (s Scheduler) validate(v *checker) {

@@ -22,6 +22,11 @@ func TestValidateAcceptsValid(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("Validate() without quotas = %v, want nil", err)
 	}
+	c.Files.Driver, c.Files.S3.Endpoint, c.Files.S3.Bucket, c.Files.S3.Prefix = config.FilesS3, "https://s3.eu-west-1.amazonaws.com", "gen.outputs-1", "fleet/a_b-c.d/"
+	c.Files.S3.Serve = config.ServeRedirect
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate() with S3 = %v, want nil", err)
+	}
 }
 
 func TestValidate(t *testing.T) {
@@ -53,6 +58,23 @@ func TestValidate(t *testing.T) {
 		{"drain after -2", func(c *config.Config) { c.HealthCheck.DrainAfterFailures = -2 }, "healthCheck.drainAfterFailures", "at least 1"},
 		{"drain cooldown short", func(c *config.Config) { c.HealthCheck.DrainCooldown = config.Millis(time.Millisecond) }, "healthCheck.drainCooldown", "at least"},
 		{"store driver", func(c *config.Config) { c.Store.Driver = "postgres" }, "store.driver", `must be "sqlite" or "redis"`},
+		{"files driver", func(c *config.Config) { c.Files.Driver = "nfs" }, "files.driver", `must be "disk" or "s3"`},
+		{"s3 without endpoint", func(c *config.Config) { c.Files.Driver, c.Files.S3.Bucket = "s3", "fleet" }, "files.s3.endpoint", "http:// or https://"},
+		{"s3 endpoint with a path", func(c *config.Config) {
+			c.Files.Driver, c.Files.S3.Bucket, c.Files.S3.Endpoint = "s3", "fleet", "https://s3.example.com/fleet"
+		}, "files.s3.endpoint", "without path"},
+		{"s3 endpoint with keys", func(c *config.Config) {
+			c.Files.Driver, c.Files.S3.Bucket, c.Files.S3.Endpoint = "s3", "fleet", "https://key:secret@s3.example.com"
+		}, "files.s3.endpoint", "credentials"},
+		{"s3 without bucket", func(c *config.Config) { c.Files.Driver, c.Files.S3.Endpoint = "s3", "http://127.0.0.1:8333" }, "files.s3.bucket", "S3 bucket name"},
+		{"s3 bucket uppercase", func(c *config.Config) {
+			c.Files.Driver, c.Files.S3.Endpoint, c.Files.S3.Bucket = "s3", "http://127.0.0.1:8333", "Fleet"
+		}, "files.s3.bucket", "S3 bucket name"},
+		{"s3 prefix escapes", func(c *config.Config) {
+			c.Files.Driver, c.Files.S3.Endpoint, c.Files.S3.Bucket, c.Files.S3.Prefix = "s3", "http://127.0.0.1:8333", "fleet", "a/../b/"
+		}, "files.s3.prefix", "at most 512"},
+		{"s3 serve", func(c *config.Config) { c.Files.S3.Serve = "cdn" }, "files.s3.serve", `must be "proxy" or "redirect"`},
+		{"s3 link ttl", func(c *config.Config) { c.Files.S3.LinkTTL = config.Duration(8 * 24 * time.Hour) }, "files.s3.linkTtl", "at most"},
 		{"redis url", func(c *config.Config) { c.Store.Driver, c.Store.URL = "redis", "http://redis:6379" }, "store.url", "redis://"},
 		{"listen", func(c *config.Config) { c.Server.Listen = "3000" }, "server.listen", "host:port"},
 		{"listen port", func(c *config.Config) { c.Server.Listen = ":99999" }, "server.listen", "out of range"},

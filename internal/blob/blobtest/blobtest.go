@@ -1,5 +1,5 @@
 // Package blobtest is the conformance suite of blob.Store: every
-// implementation runs the same tests, so the rest of the
+// implementation (the disk, S3) runs the same tests, so the rest of the
 // gateway may rely on the contract whatever the store.
 package blobtest
 
