@@ -191,7 +191,10 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 		return 0, l.err
 	}
 	if err != nil && err != io.EOF {
-		l.err = err
+		// Wrapped: the multipart upload takes a bare io.ErrUnexpectedEOF
+		// for a short last part, and would complete a cut stream.
+		l.err = fmt.Errorf("read: %w", err)
+		return n, l.err
 	}
 	return n, err
 }
