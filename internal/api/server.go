@@ -43,7 +43,7 @@ type Deps struct {
 	Blob   blob.Store
 	// Links, when set, makes GET /files/... a redirect to a URL of the
 	// object store (files.s3.serve "redirect") instead of streaming Blob.
-	Links blob.Linker
+	Links blob.Presigner
 	Hub   *push.Hub
 	// Stats is optional.
 	Stats StatsService

@@ -45,8 +45,8 @@ func (a *App) openBlob(ctx context.Context, cfg config.Config) (blob.Store, erro
 // fileLinks is what makes GET /files/... redirect to the object store:
 // the S3 store when files.s3.serve is "redirect", else nil (the gateway
 // streams the bytes).
-func fileLinks(cfg config.Config, b blob.Store) blob.Linker {
-	l, ok := b.(blob.Linker)
+func fileLinks(cfg config.Config, b blob.Store) blob.Presigner {
+	l, ok := b.(blob.Presigner)
 	if !ok || cfg.Files.Driver != config.FilesS3 || cfg.Files.S3.Serve != config.ServeRedirect {
 		return nil
 	}

@@ -35,10 +35,10 @@ type Store interface {
 	Delete(ctx context.Context, id string) error
 }
 
-// Linker is a Store whose blobs clients can fetch from the backend itself,
+// Presigner is a Store whose blobs clients can fetch from the backend itself,
 // with a URL that needs no credentials and expires (the S3 store's
 // presigned GET).
-type Linker interface {
+type Presigner interface {
 	Link(ctx context.Context, id string, o LinkOptions) (string, error)
 }
 
