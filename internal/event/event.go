@@ -7,6 +7,16 @@
 // It imports only the domain packages (task, instance), so the store, the
 // dispatcher, the fleet, the API and the push hub all depend on it and on
 // nothing of each other's to publish or read an event.
+//
+// Sequence. The events that report state changes (Logged) are numbered by
+// the store as it logs them: Event.Seq, 1 and up, one sequence for the whole
+// deployment (every replica of a Redis store shares it), in the order the
+// store logged them. A consumer that must not miss any (a /ws client, a
+// webhook sender) keeps the Seq of the last event it handled and reads on
+// from there with the store's EventsAfter, which says ErrEventsGone when
+// the log no longer reaches back that far; store.PubSub documents the read
+// loop. Transient events (task_progress, task_preview) have Seq 0 and are
+// only ever delivered live.
 package event
 
 import (
@@ -30,6 +40,18 @@ type Event struct {
 	Owner  string `json:"owner,omitempty"`
 	// Time is the Unix ms timestamp of the event.
 	Time int64 `json:"time"`
+	// Seq is the event's number in the store's event log, 1 and up in the
+	// order the store logged them; 0 for a transient event (Logged).
+	Seq int64 `json:"seq,omitempty"`
+}
+
+// Logged reports whether events of type typ report a state change and so
+// are kept, numbered, in the store's event log: every type but
+// task_progress and task_preview, which come many times a run, each
+// superseding the last (the task's progress is in the store; previews are
+// never stored).
+func Logged(typ string) bool {
+	return typ != TypeTaskProgress && typ != TypeTaskPreview
 }
 
 // Publisher sends events to every subscriber of every replica. The store

@@ -42,6 +42,9 @@ var (
 	// ErrLimit: the write would pass a limit the caller set in its params
 	// (TaskInsertParams.MaxPending); nothing was written.
 	ErrLimit = errors.New("store: limit reached")
+	// ErrEventsGone: the event log no longer holds the events asked for
+	// (EventsAfter): they were trimmed (EventLogSize).
+	ErrEventsGone = errors.New("store: events no longer kept")
 )
 
 // Page sizes of TaskList and FileList: a Limit of zero or less means
@@ -591,16 +594,65 @@ type LeaseParams struct {
 	Now    time.Time
 }
 
-// PubSub carries events between the components of every replica.
+// PubSub carries events between the components of every replica, and
+// keeps the events that report state changes (event.Logged) in an event
+// log, numbered, so that a consumer can read on from a position.
+//
+// The log: every logged event gets the next sequence number (Event.Seq, 1
+// and up, never reused) in the same atomic step that appends it, so the
+// numbers give the order in which the store logged them. The log keeps the
+// newest EventLogSize events (at least; a store may keep a few more), so a
+// consumer that remembers the last Seq it handled reads on with
+// EventsAfter from there, and learns with ErrEventsGone that it was away
+// too long and must reload the state itself.
+//
+// Consuming durably, for example to forward task events elsewhere: keep the
+// last Seq handled (durably, if the consumer must survive restarts);
+// Subscribe first, then read EventsAfter(last) in pages until it returns
+// fewer than asked; then take the subscription's events, skipping those
+// numbered at or below what was read and reading the gap with EventsAfter
+// when one numbered above last+1 arrives. Transient events (Seq 0) are
+// only ever delivered live.
 type PubSub interface {
-	// Publish sends an event to every subscriber of every replica.
+	// Publish sends an event to every subscriber of every replica. A logged
+	// type is first appended to the event log, numbered.
 	Publish(ctx context.Context, ev event.Event) error
 	// Subscribe receives every event published from now on until the
-	// subscription is closed or ctx ends. Delivery is best effort: a
-	// subscriber that falls more than its buffer behind loses events. The
-	// channel is closed when the subscription is closed, ctx ends or the
-	// store is closed.
+	// subscription is closed or ctx ends. Logged events arrive in Seq
+	// order. Delivery is otherwise best effort: a subscriber that falls
+	// more than its buffer behind loses events (the logged ones can be read
+	// again with EventsAfter). The channel is closed when the subscription
+	// is closed, ctx ends or the store is closed.
 	Subscribe(ctx context.Context) (Subscription, error)
+	// EventsAfter returns the logged events numbered above p.After, oldest
+	// first, at most p.Limit of them (MaxEventsPage if zero or larger).
+	// ErrEventsGone (wrapped) when the first of them is no longer kept.
+	EventsAfter(ctx context.Context, p *EventsAfterParams) ([]event.Event, error)
+	// LastEventSeq is the number of the newest logged event; 0 before the first.
+	LastEventSeq(ctx context.Context) (int64, error)
+}
+
+// EventLogSize is how many logged events a store keeps at least: at a few
+// events per task, the events of the last tens of thousands of tasks.
+const EventLogSize = 100_000
+
+// MaxEventsPage bounds one EventsAfter call.
+const MaxEventsPage = 1000
+
+// EventsAfterParams reads the event log from a position.
+type EventsAfterParams struct {
+	// After is the Seq of the last event the reader has; 0 reads from the
+	// start (ErrEventsGone once the first events were trimmed).
+	After int64
+	Limit int
+}
+
+// EventsPageLimit applies MaxEventsPage to a requested limit.
+func EventsPageLimit(limit int) int {
+	if limit <= 0 || limit > MaxEventsPage {
+		return MaxEventsPage
+	}
+	return limit
 }
 
 // Subscription is a stream of events.

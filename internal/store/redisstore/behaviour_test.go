@@ -235,6 +235,7 @@ func TestEventRoundTrip(t *testing.T) {
 		mustOK(t, s.Publish(t.Context(), ev))
 	}
 	for i, want := range events {
+		want.Seq = int64(i + 1) // logged types: numbered
 		got := recvEvent(t, sub)
 		if d := gocmp.Diff(want, got); d != "" || (want.Data == nil) != (got.Data == nil) {
 			t.Errorf("event %d (-want +got):\n%s (nil data: want %v, got %v)", i, d, want.Data == nil, got.Data == nil)

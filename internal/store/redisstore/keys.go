@@ -157,6 +157,13 @@ func (k keys) lease(name string) string { return k.prefix + "lease:" + name }
 // events is the pub/sub channel of the store's events.
 func (k keys) events() string { return k.prefix + "events" }
 
+// eventLog is the STREAM of logged events (event.Logged), entry ids 0-<seq>,
+// trimmed to about the store's event log size.
+func (k keys) eventLog() string { return k.prefix + "eventlog" }
+
+// eventSeq is the counter that numbers the logged events (INCR).
+func (k keys) eventSeq() string { return k.prefix + "eventseq" }
+
 // luaKeys defines the key builders of the scripts. Every script that uses
 // it gets the prefix as ARGV[1]. The definitions mirror the Go builders
 // above one for one.

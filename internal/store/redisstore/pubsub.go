@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -23,6 +24,8 @@ type eventHeader struct {
 	TaskID string `json:"k,omitempty"`
 	Owner  string `json:"o,omitempty"`
 	Time   int64  `json:"ts"`
+	// Seq is set by logEventScript, which writes it first.
+	Seq int64 `json:"s,omitempty"`
 	// NoData tells a nil Data from an empty one.
 	NoData bool `json:"n,omitempty"`
 }
@@ -44,23 +47,103 @@ func decodeEvent(msg string) (event.Event, error) {
 	if err := json.Unmarshal(head, &h); err != nil {
 		return event.Event{}, fmt.Errorf("event header: %w", err)
 	}
-	ev := event.Event{Type: h.Type, TaskID: h.TaskID, Owner: h.Owner, Time: h.Time}
+	ev := event.Event{Type: h.Type, TaskID: h.TaskID, Owner: h.Owner, Time: h.Time, Seq: h.Seq}
 	if !h.NoData {
 		ev.Data = data
 	}
 	return ev, nil
 }
 
-// Publish sends ev to every subscriber of every replica (Redis PUBLISH).
+// Publish sends ev to every subscriber of every replica (Redis PUBLISH), a
+// logged type numbered and appended to the event log in the same script.
 func (s *Store) Publish(ctx context.Context, ev event.Event) error {
 	if err := s.checkOpen("publish " + ev.Type); err != nil {
 		return err
 	}
+	ev.Seq = 0
 	msg, err := encodeEvent(ev)
 	if err != nil {
 		return fmt.Errorf("redisstore: publish %s: %w", ev.Type, err)
 	}
-	return wrap(s.rdb.Publish(ctx, s.keys.events(), msg).Err(), "publish %s", ev.Type)
+	if !event.Logged(ev.Type) {
+		return wrap(s.rdb.Publish(ctx, s.keys.events(), msg).Err(), "publish %s", ev.Type)
+	}
+	err = logEventScript.Run(ctx, s.rdb, []string{s.keys.eventLog(), s.keys.eventSeq()},
+		s.keys.events(), s.logSize, msg).Err()
+	return wrap(err, "publish %s", ev.Type)
+}
+
+// logEventScript numbers an event, appends it to the event log, trimmed to
+// about its size, and publishes it. The message is encodeEvent's with the
+// number put first in its header.
+//
+//	KEYS[1] event log stream, KEYS[2] event counter
+//	ARGV[1] channel, ARGV[2] log size, ARGV[3] message without its number
+//	returns the event's number
+var logEventScript = script(`
+local seq = redis.call('INCR', KEYS[2])
+local msg = '{"s":' .. seq .. ',' .. string.sub(ARGV[3], 2)
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '0-' .. seq, 'm', msg)
+redis.call('PUBLISH', ARGV[1], msg)
+return seq
+`)
+
+// EventsAfter returns the logged events numbered above p.After, oldest first.
+func (s *Store) EventsAfter(ctx context.Context, p *store.EventsAfterParams) ([]event.Event, error) {
+	if err := s.checkOpen("read events"); err != nil {
+		return nil, err
+	}
+	evs, err := s.eventsAfter(ctx, p.After, store.EventsPageLimit(p.Limit))
+	if err != nil {
+		return nil, wrap(err, "read events after %d", p.After)
+	}
+	if len(evs) > 0 && evs[0].Seq == p.After+1 {
+		return evs, nil
+	}
+	first, err := s.eventsAfter(ctx, -1, 1)
+	if err != nil {
+		return nil, wrap(err, "read events after %d", p.After)
+	}
+	last, err := s.LastEventSeq(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if p.After < last && (len(first) == 0 || p.After+1 < first[0].Seq) {
+		return nil, fmt.Errorf("redisstore: read events after %d: %w", p.After, store.ErrEventsGone)
+	}
+	return evs, nil
+}
+
+// eventsAfter reads up to limit entries of the event log numbered above
+// after; -1 reads from the first kept.
+func (s *Store) eventsAfter(ctx context.Context, after int64, limit int) ([]event.Event, error) {
+	start := "-"
+	if after >= 0 {
+		start = fmt.Sprintf("(0-%d", after)
+	}
+	msgs, err := s.rdb.XRangeN(ctx, s.keys.eventLog(), start, "+", int64(limit)).Result()
+	if err != nil {
+		return nil, err
+	}
+	evs := make([]event.Event, 0, len(msgs))
+	for _, m := range msgs {
+		raw, _ := m.Values["m"].(string)
+		ev, err := decodeEvent(raw)
+		if err != nil {
+			return nil, fmt.Errorf("event %s: %w", m.ID, err)
+		}
+		evs = append(evs, ev)
+	}
+	return evs, nil
+}
+
+// LastEventSeq is the number of the newest logged event.
+func (s *Store) LastEventSeq(ctx context.Context) (int64, error) {
+	n, err := s.rdb.Get(ctx, s.keys.eventSeq()).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	return n, wrap(err, "read the last event's number")
 }
 
 // forwardBuffer is go-redis's buffer between its connection reader and
@@ -97,7 +180,7 @@ func (s *Store) Subscribe(ctx context.Context) (store.Subscription, error) {
 		return nil, wrap(err, "subscribe")
 	}
 	sub := &subscription{store: s, ps: ps, ch: make(chan event.Event, s.buffer), done: make(chan struct{})}
-	go sub.forward(ps.Channel(redis.WithChannelSize(forwardBuffer)))
+	go sub.forward(ps.ChannelWithSubscriptions(redis.WithChannelSize(forwardBuffer)))
 	if !s.register(sub) {
 		sub.Close()
 		return nil, fmt.Errorf("redisstore: subscribe: %w: store closed", store.ErrUnavailable)
@@ -143,23 +226,81 @@ func (s *Store) DroppedEvents() uint64 { return s.dropped.Load() }
 // forward moves messages from go-redis to the subscriber without ever
 // blocking: an event that does not fit the buffer is dropped and counted.
 // It closes ch when go-redis closes in, which Close causes.
-func (sub *subscription) forward(in <-chan *redis.Message) {
+//
+// Logged events arrive in order; none is lost to pub/sub: when one comes
+// numbered past the next expected, or go-redis subscribed again after a
+// reconnect (messages published meanwhile are gone), the missing ones are
+// read from the event log first.
+func (sub *subscription) forward(in <-chan any) {
 	defer close(sub.done)
 	defer close(sub.ch)
+	var last int64 // the last logged event delivered; 0 until the first
+	first := true  // the first confirmation is Subscribe's own
 	for msg := range in {
 		if sub.closing.Load() {
 			continue
 		}
-		ev, err := decodeEvent(msg.Payload)
-		if err != nil {
-			sub.drop()
-			continue
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if !first && last > 0 {
+				last = sub.catchUp(last, 0)
+			}
+			first = false
+		case *redis.Message:
+			ev, err := decodeEvent(m.Payload)
+			if err != nil {
+				sub.drop()
+				continue
+			}
+			if ev.Seq > 0 {
+				if ev.Seq <= last {
+					continue // read from the log already
+				}
+				if last > 0 && ev.Seq > last+1 {
+					sub.catchUp(last, ev.Seq) // up to ev.Seq, delivered next
+				}
+				last = ev.Seq
+			}
+			sub.offer(ev)
 		}
-		select {
-		case sub.ch <- ev:
-		default:
-			sub.drop()
+	}
+}
+
+// catchUp delivers the logged events numbered above last (and below
+// before, unless 0) and returns the last one delivered. A log that cannot
+// be read, or that lost them, leaves the gap: the subscriber reads on from
+// what it got with EventsAfter, or learns that the events are gone.
+func (sub *subscription) catchUp(last, before int64) int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), catchUpTimeout)
+	defer cancel()
+	for !sub.closing.Load() {
+		evs, err := sub.store.eventsAfter(ctx, last, store.MaxEventsPage)
+		if err != nil || len(evs) == 0 {
+			return last
 		}
+		for _, ev := range evs {
+			if before > 0 && ev.Seq >= before {
+				return last
+			}
+			sub.offer(ev)
+			last = ev.Seq
+		}
+		if len(evs) < store.MaxEventsPage {
+			return last
+		}
+	}
+	return last
+}
+
+// catchUpTimeout bounds a subscription's reading of the event log after a
+// gap.
+const catchUpTimeout = 10 * time.Second
+
+func (sub *subscription) offer(ev event.Event) {
+	select {
+	case sub.ch <- ev:
+	default:
+		sub.drop()
 	}
 }
 

@@ -132,6 +132,7 @@ type Store struct {
 	keys       keys
 	ownsClient bool // Close closes rdb
 	buffer     int  // per-subscription event buffer
+	logSize    int  // events the event log keeps, about (XADD MAXLEN ~)
 	deepOffset int  // see defaultDeepOffset; tests lower it
 	dropped    atomic.Uint64
 
@@ -151,7 +152,13 @@ type Option func(*options)
 type options struct {
 	prefix           string
 	subscriberBuffer int
+	eventLogSize     int
 }
+
+// WithEventLogSize sets how many logged events the store keeps at least
+// (Redis trims a stream a little beyond its bound). Default
+// store.EventLogSize.
+func WithEventLogSize(n int) Option { return func(o *options) { o.eventLogSize = n } }
 
 // WithPrefix sets the prefix of every key and of the event channel, so
 // several deployments can share one Redis. Default DefaultPrefix.
@@ -167,6 +174,8 @@ func (o *options) validate() error {
 		return errors.New("key prefix must not be empty")
 	case o.subscriberBuffer < 1:
 		return fmt.Errorf("subscriber buffer %d: want at least 1", o.subscriberBuffer)
+	case o.eventLogSize < 1:
+		return fmt.Errorf("event log size %d: want at least 1", o.eventLogSize)
 	}
 	return nil
 }
@@ -181,7 +190,7 @@ func (o *options) validate() error {
 // claim a second task or report a conflict for an insert that succeeded. A
 // failed call is store.ErrUnavailable and the caller decides.
 func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
-	o := options{prefix: DefaultPrefix, subscriberBuffer: defaultSubscriberBuffer}
+	o := options{prefix: DefaultPrefix, subscriberBuffer: defaultSubscriberBuffer, eventLogSize: store.EventLogSize}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -210,7 +219,7 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
 // store's subscriptions but leaves rdb open. An empty prefix means
 // DefaultPrefix. It does not contact the server.
 func NewFromClient(rdb redis.UniversalClient, prefix string) *Store {
-	o := options{prefix: prefix, subscriberBuffer: defaultSubscriberBuffer}
+	o := options{prefix: prefix, subscriberBuffer: defaultSubscriberBuffer, eventLogSize: store.EventLogSize}
 	if o.prefix == "" {
 		o.prefix = DefaultPrefix
 	}
@@ -219,7 +228,7 @@ func NewFromClient(rdb redis.UniversalClient, prefix string) *Store {
 
 func newStore(rdb redis.UniversalClient, o *options, owns bool) *Store {
 	return &Store{
-		rdb: rdb, keys: keys{prefix: o.prefix}, ownsClient: owns, buffer: o.subscriberBuffer, deepOffset: defaultDeepOffset,
+		rdb: rdb, keys: keys{prefix: o.prefix}, ownsClient: owns, buffer: o.subscriberBuffer, logSize: o.eventLogSize, deepOffset: defaultDeepOffset,
 		subs: make(map[*subscription]struct{}),
 	}
 }

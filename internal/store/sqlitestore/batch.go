@@ -8,6 +8,8 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+
+	"github.com/comfyfleet/comfyfleet/internal/event"
 )
 
 // Group commit.
@@ -61,6 +63,9 @@ type writeOp struct {
 	state atomic.Int32
 	err   error
 	done  chan struct{}
+	// logged are the events fn appended to the event log; they are
+	// delivered once the write has committed, in the order of the log.
+	logged []event.Event
 }
 
 // writer runs the writes of a Store in batches. There is no writer
@@ -80,6 +85,9 @@ type writer struct {
 
 	// shared counts the transactions that carried more than one write.
 	shared atomic.Int64
+	// committed receives the events a write logged, once it committed, in
+	// log order (batches run one at a time and their writes in order).
+	committed func([]event.Event)
 }
 
 // The states of a writeOp.
@@ -113,11 +121,28 @@ func (w *writer) exec(ctx context.Context, fn writeFunc) error { return w.run(ct
 // together.
 func (w *writer) execTx(ctx context.Context, fn writeFunc) error { return w.run(ctx, fn, true) }
 
+// execLogged is exec for a write that appends events to the event log: fn
+// returns them, numbered, and they are handed to w.committed once the write
+// commits.
+func (w *writer) execLogged(ctx context.Context, fn func(ctx context.Context, ex execer) ([]event.Event, error)) error {
+	op := &writeOp{ctx: ctx, done: make(chan struct{})}
+	op.fn = func(ctx context.Context, ex execer) error {
+		evs, err := fn(ctx, ex)
+		op.logged = evs
+		return err
+	}
+	return w.runOp(op)
+}
+
 func (w *writer) run(ctx context.Context, fn writeFunc, multi bool) error {
+	return w.runOp(&writeOp{ctx: ctx, fn: fn, multi: multi, done: make(chan struct{})})
+}
+
+func (w *writer) runOp(op *writeOp) error {
+	ctx := op.ctx
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	op := &writeOp{ctx: ctx, fn: fn, multi: multi, done: make(chan struct{})}
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -201,7 +226,11 @@ func (w *writer) commit(live []*writeOp) {
 	}
 	if len(live) == 1 && !live[0].multi {
 		op := live[0]
-		op.finish(op.call(alone{}))
+		err := op.call(alone{})
+		if err == nil {
+			w.deliver(op)
+		}
+		op.finish(err)
 		return
 	}
 	ctx := context.Background()
@@ -236,7 +265,17 @@ func (w *writer) commit(live []*writeOp) {
 		if op.err == nil {
 			op.err = commitErr
 		}
+		if op.err == nil {
+			w.deliver(op)
+		}
 		op.finish(op.err)
+	}
+}
+
+// deliver hands the events op logged to w.committed.
+func (w *writer) deliver(op *writeOp) {
+	if len(op.logged) > 0 && w.committed != nil {
+		w.committed(op.logged)
 	}
 }
 

@@ -40,16 +40,50 @@ type subscription struct {
 	stop func() bool
 }
 
-// Publish offers ev to every subscription of this process. It never blocks:
-// a subscription whose buffer is full loses the event, which is counted.
+// Publish offers ev to every subscription of this process, a logged type
+// once it is in the event log. It never blocks on a subscriber: a
+// subscription whose buffer is full loses the event, which is counted.
 func (s *Store) Publish(ctx context.Context, ev event.Event) error {
 	ev.Data = bytes.Clone(ev.Data) // subscribers must not see the caller's later writes
-	h := s.hub
+	ev.Seq = 0
+	if !event.Logged(ev.Type) {
+		return s.hub.publish(ev)
+	}
+	if s.hub.isClosed() {
+		return fmt.Errorf("sqlitestore: publish %s: %w: store closed", ev.Type, store.ErrUnavailable)
+	}
+	err := s.w.execLogged(ctx, func(ctx context.Context, ex execer) ([]event.Event, error) {
+		return s.logEvents(ctx, ex, ev)
+	})
+	return wrap(err, "publish %s", ev.Type)
+}
+
+// publish offers ev to every subscription.
+func (h *hub) publish(ev event.Event) error {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if h.closed {
 		return fmt.Errorf("sqlitestore: publish %s: %w: store closed", ev.Type, store.ErrUnavailable)
 	}
+	h.offer(ev)
+	return nil
+}
+
+// fanOut offers logged events, in order, to every subscription; the
+// writer calls it once they committed.
+func (h *hub) fanOut(evs []event.Event) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.closed {
+		return
+	}
+	for _, ev := range evs {
+		h.offer(ev)
+	}
+}
+
+// offer gives ev to every subscription without blocking. h.mu must be held.
+func (h *hub) offer(ev event.Event) {
 	for sub := range h.subs {
 		select {
 		case sub.ch <- ev:
@@ -58,7 +92,12 @@ func (s *Store) Publish(ctx context.Context, ev event.Event) error {
 			h.dropped.Add(1)
 		}
 	}
-	return nil
+}
+
+func (h *hub) isClosed() bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.closed
 }
 
 // Subscribe receives the events published from now on until the

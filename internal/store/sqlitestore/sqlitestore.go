@@ -91,6 +91,8 @@ type Store struct {
 	devices   deviceCache
 	// w runs every write, in batches (batch.go).
 	w *writer
+	// logSize is how many logged events are kept (events.go).
+	logSize int64
 	// readGate admits calls to read (gate.go).
 	readGate gate
 
@@ -118,6 +120,7 @@ type options struct {
 	busyTimeout      time.Duration
 	readConns        int
 	subscriberBuffer int
+	eventLogSize     int64
 }
 
 // WithSync sets the synchronous pragma. Default SyncFull.
@@ -134,6 +137,10 @@ func WithReadConns(n int) Option { return func(o *options) { o.readConns = n } }
 // before events are dropped for it. Default 1024.
 func WithSubscriberBuffer(n int) Option { return func(o *options) { o.subscriberBuffer = n } }
 
+// WithEventLogSize sets how many logged events the store keeps at least.
+// Default store.EventLogSize.
+func WithEventLogSize(n int) Option { return func(o *options) { o.eventLogSize = int64(n) } }
+
 func (o *options) validate() error {
 	switch {
 	case o.sync != SyncFull && o.sync != SyncNormal:
@@ -144,6 +151,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("read conns %d: want at least 1", o.readConns)
 	case o.subscriberBuffer < 1:
 		return fmt.Errorf("subscriber buffer %d: want at least 1", o.subscriberBuffer)
+	case o.eventLogSize < 1:
+		return fmt.Errorf("event log size %d: want at least 1", o.eventLogSize)
 	}
 	return nil
 }
@@ -154,7 +163,8 @@ const memoryPath = ":memory:"
 // Open opens (creating if needed) the database at path, or an in-memory one
 // for ":memory:", and migrates it to the current schema.
 func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
-	o := options{sync: SyncFull, busyTimeout: 5 * time.Second, readConns: max(4, runtime.GOMAXPROCS(0)), subscriberBuffer: 1024}
+	o := options{sync: SyncFull, busyTimeout: 5 * time.Second, readConns: max(4, runtime.GOMAXPROCS(0)), subscriberBuffer: 1024,
+		eventLogSize: store.EventLogSize}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -188,7 +198,7 @@ func open(ctx context.Context, path string, o *options) (*Store, error) {
 		write.Close()
 		return nil, err
 	}
-	s := &Store{write: write, read: write, hub: newHub(o.subscriberBuffer), readGate: make(gate, 1)}
+	s := &Store{write: write, read: write, hub: newHub(o.subscriberBuffer), logSize: o.eventLogSize, readGate: make(gate, 1)}
 	if !memory {
 		s.readGate = make(gate, o.readConns)
 		if s.read, err = openReader(ctx, path, o); err != nil {
@@ -204,6 +214,7 @@ func open(ctx context.Context, path string, o *options) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	s.w.committed = s.hub.fanOut
 	return s, nil
 }
 

@@ -29,6 +29,7 @@ type writeStmts struct {
 	keyInsert, keyRevoke, keyTouch                                             *sql.Stmt
 	whSubInsert, whSubDelete, whEnqueue, whClaim, whRecord, whExists           *sql.Stmt
 	taskDelete, taskPinned, taskPin, filePin                                   *sql.Stmt
+	eventInsert, eventTrim                                                     *sql.Stmt
 }
 
 // readStmts are the read pool's statements.
@@ -40,6 +41,7 @@ type readStmts struct {
 	keyGet, keyList                               *sql.Stmt
 	whSubGet, whSubList, whByTask, whNextDue      *sql.Stmt
 	whAnySub                                      *sql.Stmt
+	eventsAfter, eventFirst, eventLast            *sql.Stmt
 	// running holds TaskListRunning's four queries, indexed by the
 	// runningByInstance and runningLeaseExpired bits.
 	running [4]*sql.Stmt
@@ -66,6 +68,7 @@ func (w *writeStmts) defs() []stmtDef {
 		{&w.whSubInsert, whSubInsertSQL}, {&w.whSubDelete, whSubDeleteSQL}, {&w.whEnqueue, whEnqueueSQL},
 		{&w.whClaim, whClaimSQL}, {&w.whRecord, whRecordSQL}, {&w.whExists, whExistsSQL},
 		{&w.taskDelete, taskDeleteSQL}, {&w.taskPinned, taskPinnedSQL}, {&w.taskPin, taskPinSQL}, {&w.filePin, filePinSQL},
+		{&w.eventInsert, eventInsertSQL}, {&w.eventTrim, eventTrimSQL},
 	}
 }
 
@@ -74,6 +77,7 @@ func (r *readStmts) defs() []stmtDef {
 		{&r.taskGet, taskGetSQL}, {&r.queuePosition, queuePositionSQL}, {&r.queueHead, queueHeadSQL}, {&r.taskCounts, taskCountsSQL},
 		{&r.fileGet, fileGetSQL}, {&r.instanceGet, instanceGetSQL}, {&r.instanceList, instanceListSQL},
 		{&r.configGet, configGetSQL}, {&r.catalogGet, catalogGetSQL}, {&r.usageGet, usageGetSQL},
+		{&r.eventsAfter, eventsAfterSQL}, {&r.eventFirst, eventFirstSQL}, {&r.eventLast, eventLastSQL},
 		{&r.capList, capListSQL}, {&r.capGet, capGetSQL}, {&r.capInstances, capInstancesSQL},
 		{&r.keyGet, keyGetSQL}, {&r.keyList, keyListSQL},
 		{&r.whSubGet, whSubGetSQL}, {&r.whSubList, whSubListSQL}, {&r.whByTask, whByTaskSQL}, {&r.whNextDue, whNextDueSQL},

@@ -60,6 +60,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Lease", leaseCases()},
 		{"Webhook", webhookCases()},
 		{"PubSub", pubsubCases()},
+		{"EventLog", eventLogCases()},
 		{"Store", storeCases()},
 	}
 	for _, g := range groups {
