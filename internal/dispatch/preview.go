@@ -9,7 +9,6 @@ import (
 
 	"github.com/comfyfleet/comfyfleet/internal/comfy"
 	"github.com/comfyfleet/comfyfleet/internal/event"
-	"github.com/comfyfleet/comfyfleet/internal/store"
 )
 
 const (
@@ -27,7 +26,7 @@ const (
 // once per interval. offer runs on an instance's read loop and never
 // blocks; run publishes. It holds at most one preview per running task.
 type previewRelay struct {
-	ps       store.PubSub
+	ps       event.Publisher
 	log      *slog.Logger
 	interval time.Duration
 	kick     chan struct{} // capacity 1
@@ -45,7 +44,7 @@ type pendingPreview struct {
 	data  event.TaskPreviewData
 }
 
-func newPreviewRelay(ps store.PubSub, log *slog.Logger) *previewRelay {
+func newPreviewRelay(ps event.Publisher, log *slog.Logger) *previewRelay {
 	return &previewRelay{
 		ps: ps, log: log, interval: previewInterval, kick: make(chan struct{}, 1),
 		pending: map[string]pendingPreview{}, sent: map[string]time.Time{},

@@ -136,7 +136,7 @@ func TestStreamedLimit(t *testing.T) {
 	}
 }
 
-// recorder is a store.PubSub that records what is published.
+// recorder is an event.Publisher that records what is published.
 type recorder struct {
 	// mu guards events.
 	mu     sync.Mutex

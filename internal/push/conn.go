@@ -51,6 +51,11 @@ type conn struct {
 	send   chan []byte
 	// filter is the set of task ids the client subscribed to; nil means all.
 	filter atomic.Pointer[map[string]struct{}]
+	// resuming is set for a connection opened with ?since= (resume.go); rmu
+	// guards res.
+	resuming atomic.Bool
+	rmu      sync.Mutex
+	res      resume
 
 	// quit is closed by the first stop; reason is written before it closes.
 	quit     chan struct{}
@@ -73,6 +78,11 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, c Client) {
 		writeError(w, http.StatusForbidden, "origin_not_allowed", "cross-origin WebSocket not allowed")
 		return
 	}
+	since, err := parseSince(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_since", err.Error())
+		return
+	}
 	if err := h.reserve(c.Username); err != nil {
 		writeError(w, http.StatusTooManyRequests, "too_many_connections", err.Error())
 		return
@@ -92,6 +102,10 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, c Client) {
 	}
 	ws.SetReadLimit(readLimit)
 	cn := &conn{hub: h, ws: ws, nc: cw.Conn(), client: c, send: make(chan []byte, h.opts.SendBuffer), quit: make(chan struct{})}
+	if since >= 0 {
+		cn.res = resume{since: since, replaying: true}
+		cn.resuming.Store(true)
+	}
 	if !h.register(cn) {
 		_ = ws.Close(reasonShutdown.code, reasonShutdown.text)
 		return
@@ -106,7 +120,7 @@ func (c *conn) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(c.readLoop)
 	wg.Go(c.pingLoop)
-	if c.sendSnapshot(ctx) {
+	if c.sendSnapshot(ctx) && (!c.resuming.Load() || c.replay(ctx)) {
 		c.writeLoop()
 	}
 	c.close()

@@ -78,6 +78,14 @@ func (p *fakePubSub) Publish(ctx context.Context, ev event.Event) error {
 	return nil
 }
 
+// EventsAfter reads an empty log: the fake numbers no event.
+func (p *fakePubSub) EventsAfter(context.Context, *store.EventsAfterParams) ([]event.Event, error) {
+	return nil, nil
+}
+
+// LastEventSeq is that of an empty log.
+func (p *fakePubSub) LastEventSeq(context.Context) (int64, error) { return 0, nil }
+
 // endSubscriptions ends every subscription as a lost connection to the
 // store would: their channels close. No Publish may be in flight.
 func (p *fakePubSub) endSubscriptions() {

@@ -160,6 +160,9 @@ type Hub struct {
 	running     atomic.Bool
 	// live counts connections being served; Run waits for them at shutdown.
 	live sync.WaitGroup
+	// lastSeq is the newest logged event dispatched; only pump's goroutine
+	// uses it.
+	lastSeq int64
 
 	// mu guards conns, closed and the slots: slots counts the connections
 	// being served or upgraded (MaxConns), userSlots the same per username
@@ -268,6 +271,7 @@ func (h *Hub) consume(ctx context.Context, resync bool) (subscribed bool, err er
 	if resync {
 		h.markChanged()
 		h.finals.wakeAll()
+		h.catchUp(ctx, 0) // what was logged while there was no subscription
 	}
 	for {
 		select {
@@ -277,7 +281,39 @@ func (h *Hub) consume(ctx context.Context, resync bool) (subscribed bool, err er
 			if !ok {
 				return true, errors.New("subscription closed")
 			}
+			if ev.Seq > 0 {
+				if ev.Seq <= h.lastSeq {
+					continue // dispatched already, read from the log
+				}
+				if h.lastSeq > 0 && ev.Seq > h.lastSeq+1 {
+					h.catchUp(ctx, ev.Seq) // the subscription lost some
+				}
+				h.lastSeq = ev.Seq
+			}
 			h.dispatch(ev)
+		}
+	}
+}
+
+// catchUp dispatches the logged events after lastSeq (and before before,
+// unless 0) from the event log. Events it cannot read are lost to the
+// clients connected now; a client that resumes later reads them itself.
+func (h *Hub) catchUp(ctx context.Context, before int64) {
+	for h.lastSeq > 0 {
+		evs, err := h.sub.EventsAfter(ctx, &store.EventsAfterParams{After: h.lastSeq})
+		if err != nil {
+			h.log.Warn("push: read missed events", "after", h.lastSeq, "err", err)
+			return
+		}
+		for _, ev := range evs {
+			if before > 0 && ev.Seq >= before {
+				return
+			}
+			h.lastSeq = ev.Seq
+			h.dispatch(ev)
+		}
+		if len(evs) < store.MaxEventsPage {
+			return
 		}
 	}
 }
@@ -299,7 +335,7 @@ func (h *Hub) dispatch(ev event.Event) {
 	if a == event.Internal {
 		return
 	}
-	msg, err := h.encode(ev.Type, ev.Time, ev.Data, "")
+	msg, err := h.encodeSeq(ev.Type, ev.Time, ev.Data, "", ev.Seq)
 	if err != nil {
 		h.log.Error("push: encode event", "type", ev.Type, "task_id", ev.TaskID, "err", err)
 		return
@@ -316,7 +352,7 @@ func (h *Hub) dispatch(ev event.Event) {
 		case ev.Type == event.TypeTaskPreview:
 			c.offer(msg)
 		default:
-			c.enqueue(msg)
+			c.deliver(ev.Seq, msg)
 		}
 	}
 }
@@ -340,7 +376,7 @@ func (h *Hub) broadcastInstance(m instanceMsg) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for c := range h.conns {
-		c.enqueue(m.forClient(c.client))
+		c.deliver(m.seq, m.forClient(c.client))
 	}
 }
 

@@ -12,9 +12,13 @@ import (
 // are named in package event.
 const (
 	TypeGlobalStatus = "global_status"
-	TypePong         = "pong"
-	TypeSubscribed   = "subscribed"
-	TypeError        = "error"
+	// TypeResync tells a client that resumed (?since=) from a position the
+	// event log no longer holds: it reloads what it shows over REST; the
+	// events that follow the resync are live.
+	TypeResync     = "resync"
+	TypePong       = "pong"
+	TypeSubscribed = "subscribed"
+	TypeError      = "error"
 )
 
 // Message types clients send.
@@ -40,12 +44,23 @@ func marksChange(typ string) bool {
 	return typ == event.TypeInstanceStatus || (strings.HasPrefix(typ, "task_") && typ != event.TypeTaskPreview)
 }
 
-// envelope is the seed's message shape, both ways.
+// envelope is the seed's message shape, both ways, plus seq: the number of
+// a logged event in the store's event log (event.Logged), which a client
+// passes back as ?since= to resume after a disconnect. Transient events
+// (task_progress, task_preview) and the hub's own messages have none.
 type envelope struct {
 	Type      string `json:"type"`
 	Timestamp int64  `json:"timestamp"`
 	Data      any    `json:"data"`
 	RequestID string `json:"requestId,omitempty"`
+	Seq       int64  `json:"seq,omitempty"`
+}
+
+// resyncData is the data of resync: the position the client asked for and
+// the newest event when it was refused; live events follow.
+type resyncData struct {
+	Since int64 `json:"since"`
+	Last  int64 `json:"last"`
 }
 
 // inbound is a message from a client.
@@ -70,13 +85,18 @@ var emptyObject = json.RawMessage(`{}`)
 
 // encode builds one message. A zero ts means now; empty raw data becomes {}.
 func (h *Hub) encode(typ string, ts int64, data any, requestID string) ([]byte, error) {
+	return h.encodeSeq(typ, ts, data, requestID, 0)
+}
+
+// encodeSeq is encode for a logged event numbered seq.
+func (h *Hub) encodeSeq(typ string, ts int64, data any, requestID string, seq int64) ([]byte, error) {
 	if ts == 0 {
 		ts = h.opts.Now().UnixMilli()
 	}
 	if raw, ok := data.(json.RawMessage); ok && len(raw) == 0 {
 		data = emptyObject
 	}
-	b, err := json.Marshal(envelope{Type: typ, Timestamp: ts, Data: data, RequestID: requestID})
+	b, err := json.Marshal(envelope{Type: typ, Timestamp: ts, Data: data, RequestID: requestID, Seq: seq})
 	if err != nil {
 		return nil, fmt.Errorf("push: encode %s: %w", typ, err)
 	}

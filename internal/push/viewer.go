@@ -34,17 +34,19 @@ type instanceMsg struct {
 	public []byte
 	// owner owns the task full shows.
 	owner string
+	// seq is the event's number in the event log.
+	seq int64
 }
 
 // newInstanceMsg adds to full, ev encoded, the form without the task id.
 func (h *Hub) newInstanceMsg(ev event.Event, full []byte) (instanceMsg, error) {
-	m := instanceMsg{full: full, owner: ev.Owner}
+	m := instanceMsg{full: full, owner: ev.Owner, seq: ev.Seq}
 	data, ok := withoutTaskID(ev.Data)
 	if !ok {
 		return m, nil
 	}
 	var err error
-	m.public, err = h.encode(ev.Type, ev.Time, data, "")
+	m.public, err = h.encodeSeq(ev.Type, ev.Time, data, "", ev.Seq)
 	return m, err
 }
 

@@ -3,6 +3,7 @@ package apptest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -17,6 +18,8 @@ type Message struct {
 	Timestamp int64           `json:"timestamp"`
 	Data      json.RawMessage `json:"data"`
 	RequestID string          `json:"requestId"`
+	// Seq numbers a logged event; 0 for others.
+	Seq int64 `json:"seq"`
 }
 
 // WS is a test client of the gateway's /ws.
@@ -30,7 +33,20 @@ type WS struct {
 // DialWS connects to /ws with token; it closes at test cleanup.
 func (e *Env) DialWS(token string) *WS {
 	e.T.Helper()
-	c, resp, err := e.dialWS(token)
+	return e.DialWSQuery(token, "")
+}
+
+// DialWSSince connects to /ws with token, resuming after the event
+// numbered since.
+func (e *Env) DialWSSince(token string, since int64) *WS {
+	e.T.Helper()
+	return e.DialWSQuery(token, fmt.Sprintf("since=%d", since))
+}
+
+// DialWSQuery connects to /ws with token and the query query ("" for none).
+func (e *Env) DialWSQuery(token, query string) *WS {
+	e.T.Helper()
+	c, resp, err := e.dialWSQuery(token, query)
 	if err != nil {
 		e.T.Fatalf("dial /ws: %v (status %v)", err, statusOf(resp))
 	}
@@ -43,11 +59,22 @@ func (e *Env) DialWS(token string) *WS {
 }
 
 func (e *Env) dialWS(token string) (*websocket.Conn, *http.Response, error) {
+	return e.dialWSQuery(token, "")
+}
+
+func (e *Env) dialWSQuery(token, query string) (*websocket.Conn, *http.Response, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	url := "ws" + strings.TrimPrefix(e.URL(), "http") + "/ws"
+	var q []string
 	if token != "" {
-		url += "?token=" + token
+		q = append(q, "token="+token)
+	}
+	if query != "" {
+		q = append(q, query)
+	}
+	url := "ws" + strings.TrimPrefix(e.URL(), "http") + "/ws"
+	if len(q) > 0 {
+		url += "?" + strings.Join(q, "&")
 	}
 	return websocket.Dial(ctx, url, nil)
 }
