@@ -152,14 +152,36 @@ func PublishCancelRequested(ctx context.Context, p Publisher, t *task.Task) erro
 // PublishFinal sends task_status and the final event (completed, failed or
 // cancelled) of a finished task.
 func PublishFinal(ctx context.Context, p Publisher, t *task.Task) error {
-	if err := PublishStatus(ctx, p, t); err != nil {
+	evs, err := Final(t)
+	if err != nil {
 		return err
+	}
+	for _, ev := range evs {
+		if err := p.Publish(ctx, ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Final builds the events of a task that just finished: task_status, then
+// task_completed, task_failed or task_cancelled (task_status alone for a
+// task that has not finished). The stores log them in the step that
+// finishes the task (store.TaskStore.TaskFinish).
+func Final(t *task.Task) ([]Event, error) {
+	st, err := New(TypeTaskStatus, t, StatusOf(t))
+	if err != nil {
+		return nil, err
 	}
 	typ, data, ok := FinalOf(t)
 	if !ok {
-		return nil
+		return []Event{st}, nil
 	}
-	return Publish(ctx, p, typ, t, data)
+	final, err := New(typ, t, data)
+	if err != nil {
+		return nil, err
+	}
+	return []Event{st, final}, nil
 }
 
 // StatusOf is the data of task_status for t's current status.

@@ -147,7 +147,10 @@ type TaskStore interface {
 	// otherwise ErrConflict. It clears the lease and sets FinishedAt; To
 	// completed sets Progress to 100, any other status raises it to
 	// p.Progress (capped at 99, never lowered). A final task never moves
-	// (task.CanMove).
+	// (task.CanMove). In the same atomic step it logs and publishes the
+	// task's final events (event.Final: task_status, then task_completed,
+	// task_failed or task_cancelled), so a caller killed right after the
+	// change cannot lose them; the caller publishes nothing more.
 	TaskFinish(ctx context.Context, p *TaskFinishParams) (*task.Task, error)
 	// TaskRequeue returns a running task to pending (instance and lease
 	// cleared, attempts kept, progress raised to p.Progress as TaskFinish

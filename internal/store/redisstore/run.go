@@ -72,11 +72,17 @@ func (s *Store) TaskFinish(ctx context.Context, p *store.TaskFinishParams) (*tas
 			return nil, err
 		}
 	}
-	args := []any{s.keys.prefix, p.ID, string(p.To), msArg(p.Now), p.LeaseOwner, result, taskErr, p.Progress}
+	args := []any{s.keys.prefix, p.ID, string(p.To), msArg(p.Now), p.LeaseOwner, result, taskErr, p.Progress,
+		s.keys.events(), s.logSize}
 	for _, st := range movableFrom(p.From, p.To) {
 		args = append(args, string(st))
 	}
-	return s.runTaskScript(ctx, finishTaskScript, p.ID, args, "finish task %s", p.ID)
+	reply, err := finishTaskScript.Run(ctx, s.rdb, []string{s.keys.task(p.ID), s.keys.eventLog(), s.keys.eventSeq()}, args...).Result()
+	if err != nil {
+		return nil, wrap(err, "finish task %s", p.ID)
+	}
+	t, err := taskReply(reply)
+	return t, wrap(err, "finish task %s", p.ID)
 }
 
 // jsonArg encodes v as a script argument; nil is "".

@@ -262,17 +262,22 @@ return 1
 //	ARGV[1] prefix, ARGV[2] id, ARGV[3] final status, ARGV[4] now ms,
 //	ARGV[5] lease owner ('' any), ARGV[6] result JSON ('' none),
 //	ARGV[7] error JSON ('' none), ARGV[8] the run's progress (raises the
-//	stored one, capped at 99, unless completed: 100), ARGV[9..] statuses
-//	the task may be in
+//	stored one, capped at 99, unless completed: 100), ARGV[9] the event
+//	channel, ARGV[10] the event log's size, ARGV[11..] statuses the task
+//	may be in
+//	KEYS[2] event log stream, KEYS[3] event counter
 //	returns the task as HGETALL pairs; NOTFOUND, or CONFLICT if the task is
 //	in no allowed status or leased by another owner
-var finishTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, `
+//
+// It logs and publishes the task's final events (luaFinalEvents) in the
+// same step.
+var finishTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, luaFinalEvents, `
 local key, id, to, now = KEYS[1], ARGV[2], ARGV[3], ARGV[4]
 local f = redis.call('HMGET', key, 'status', 'lowner', 'qm')
 local from = f[1]
 if not from then return redis.error_reply('NOTFOUND task') end
 local allowed = false
-for i = 9, #ARGV do
+for i = 11, #ARGV do
   if ARGV[i] == from then allowed = true end
 end
 if not allowed then return redis.error_reply('CONFLICT task is ' .. from) end
@@ -288,8 +293,46 @@ for i, field in ipairs({'result', 'error'}) do
 end
 relist(key, id, from, to)
 if redis.call('HGET', key, 'pinned') ~= '1' then redis.call('ZADD', key_retention_tasks(), now, id) end
+log_final_events(key, id, to, now, KEYS[2], KEYS[3], ARGV[9], ARGV[10])
 return redis.call('HGETALL', key)
 `)
+
+// luaFinalEvents builds, numbers, logs and publishes the events of a task
+// that just finished, as event.Final does and logEventScript would: the
+// message is the header of encodeEvent (with the number first) and the
+// data of event.TaskStatusData, then of event.TaskCompletedData,
+// TaskFailedData or TaskCancelledData. A conformance test checks that
+// they equal event.Final's.
+const luaFinalEvents = `
+local function log_event(log, counter, channel, size, typ, id, owner, now, data)
+  local seq = redis.call('INCR', counter)
+  local msg = '{"s":' .. seq .. ',"t":"' .. typ .. '","k":' .. cjson.encode(id) ..
+    ',"o":' .. cjson.encode(owner) .. ',"ts":' .. now .. '}\n' .. data
+  redis.call('XADD', log, 'MAXLEN', '~', size, '0-' .. seq, 'm', msg)
+  redis.call('PUBLISH', channel, msg)
+end
+local function log_final_events(key, id, to, now, log, counter, channel, size)
+  local f = redis.call('HMGET', key, 'owner', 'inst', 'progress', 'attempts', 'result', 'error')
+  local owner, inst = f[1] or '', f[2] or ''
+  local jid, jinst = cjson.encode(id), cjson.encode(inst)
+  log_event(log, counter, channel, size, 'task_status', id, owner, now,
+    '{"taskId":' .. jid .. ',"status":"' .. to .. '","instanceId":' .. jinst ..
+    ',"progress":' .. (tonumber(f[3]) or 0) .. ',"attempts":' .. (tonumber(f[4]) or 0) .. '}')
+  local typ, data
+  if to == 'completed' then
+    typ, data = 'task_completed', '{"taskId":' .. jid .. ',"instanceId":' .. jinst .. ',"result":' .. (f[5] or 'null') .. '}'
+  elseif to == 'failed' then
+    typ, data = 'task_failed', '{"taskId":' .. jid .. ',"instanceId":' .. jinst .. ',"error":' .. (f[6] or 'null') .. '}'
+  elseif to == 'cancelled' then
+    typ = 'task_cancelled'
+    if inst == '' then data = '{"taskId":' .. jid .. '}'
+    else data = '{"taskId":' .. jid .. ',"instanceId":' .. jinst .. '}' end
+  else
+    return
+  end
+  log_event(log, counter, channel, size, typ, id, owner, now, data)
+end
+`
 
 // requeueTaskScript returns a running task to the queue at its old place
 // (its queue member, hence its Seq, is kept).

@@ -125,7 +125,7 @@ func (w *writer) execTx(ctx context.Context, fn writeFunc) error { return w.run(
 // returns them, numbered, and they are handed to w.committed once the write
 // commits.
 func (w *writer) execLogged(ctx context.Context, fn func(ctx context.Context, ex execer) ([]event.Event, error)) error {
-	op := &writeOp{ctx: ctx, done: make(chan struct{})}
+	op := &writeOp{ctx: ctx, multi: true, done: make(chan struct{})}
 	op.fn = func(ctx context.Context, ex execer) error {
 		evs, err := fn(ctx, ex)
 		op.logged = evs

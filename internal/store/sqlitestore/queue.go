@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
 )
@@ -170,20 +171,37 @@ func (s *Store) TaskFinish(ctx context.Context, p *store.TaskFinishParams) (*tas
 	// Only pending and running tasks move, so from has at most two statuses.
 	from := movableFrom(p.From, p.To)
 	now := ms(p.Now)
-	return s.updateTask(ctx, p.ID, "finish task %s", func(ctx context.Context, ex execer) (*task.Task, error) {
+	var tk *task.Task
+	err = s.w.execLogged(ctx, func(ctx context.Context, ex execer) ([]event.Event, error) {
 		if len(from) == 0 {
 			return nil, s.missingOrConflict(ctx, ex, p.ID)
 		}
-		tk, err := scanTask(ex.stmt(ctx, s.ws.finish).QueryRowContext(ctx,
+		var err error
+		tk, err = scanTask(ex.stmt(ctx, s.ws.finish).QueryRowContext(ctx,
 			sql.Named("to", string(p.To)), sql.Named("result", result), sql.Named("error", taskErr),
 			sql.Named("now", now), sql.Named("id", p.ID), sql.Named("from1", string(from[0])),
 			sql.Named("from2", string(from[len(from)-1])), sql.Named("owner", p.LeaseOwner),
 			sql.Named("progress", int64(p.Progress))))
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, s.missingOrConflict(ctx, ex, p.ID)
+		}
 		if err != nil {
 			return nil, err
 		}
-		return tk, s.insertFiles(ctx, ex, p.Files)
+		if err := s.insertFiles(ctx, ex, p.Files); err != nil {
+			return nil, err
+		}
+		// The events that report the change commit with it.
+		evs, err := event.Final(tk)
+		if err != nil {
+			return nil, err
+		}
+		return s.logEvents(ctx, ex, evs...)
 	})
+	if err != nil {
+		return nil, wrap(err, "finish task %s", p.ID)
+	}
+	return tk, nil
 }
 
 // movableFrom keeps the statuses of from that may move to `to`; a final

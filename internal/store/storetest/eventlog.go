@@ -1,9 +1,13 @@
 package storetest
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/comfyfleet/comfyfleet/internal/task"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/store"
@@ -15,6 +19,8 @@ func eventLogCases() []testCase {
 		{"ReadAfter", testEventLogReadAfter},
 		{"TransientNotLogged", testEventLogTransient},
 		{"Empty", testEventLogEmpty},
+		{"FinishLogsFinalEvents", testEventLogFinish},
+		{"FinishConflictLogsNothing", testEventLogFinishConflict},
 	}
 }
 
@@ -98,5 +104,71 @@ func testEventLogEmpty(t *testing.T, s store.Store) {
 	// A position past the end (a client of another store) is not an error.
 	if _, err := s.EventsAfter(t.Context(), &store.EventsAfterParams{After: 42}); errors.Is(err, store.ErrEventsGone) || err != nil {
 		t.Errorf("EventsAfter past the end: %v, want no error", err)
+	}
+}
+
+// testEventLogFinish: TaskFinish logs and delivers the task's final events
+// (event.Final) itself, in the same step: completed, failed, and cancelled
+// from pending.
+func testEventLogFinish(t *testing.T, s store.Store) {
+	sub := subscribe(t, s, t.Context())
+	done := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(0)})
+	claimID(t, s, done.ID, "127.0.0.1:8001", at(1))
+	bad := insert(t, s, store.TaskInsertParams{Owner: "bob", Now: at(0)})
+	claimID(t, s, bad.ID, "127.0.0.1:8002", at(1))
+	gone := insert(t, s, store.TaskInsertParams{Owner: "carol", Now: at(0)})
+
+	var finished []*task.Task
+	for _, p := range []*store.TaskFinishParams{
+		{ID: done.ID, From: []task.Status{task.StatusRunning}, To: task.StatusCompleted, LeaseOwner: replicaA, Now: at(5),
+			Result: &task.Result{Files: []string{"http://gw/files/f1/a.png"}, Outputs: map[string][]task.Output{
+				"9": {{URL: "http://gw/files/f1/a.png", Filename: "a.png", Type: "output", Kind: "images", NodeID: "9", FileID: "f1"}}}}},
+		{ID: bad.ID, From: []task.Status{task.StatusRunning}, To: task.StatusFailed, LeaseOwner: replicaA, Now: at(6), Progress: 40,
+			Error: &task.Error{Type: "execution_error", Message: "boom \"quoted\" </script>", NodeID: "3"}},
+		{ID: gone.ID, From: []task.Status{task.StatusPending}, To: task.StatusCancelled, Now: at(7)},
+	} {
+		tk, err := s.TaskFinish(t.Context(), p)
+		must(t, "TaskFinish", err)
+		finished = append(finished, tk)
+	}
+	var want []event.Event
+	for _, tk := range finished {
+		evs, err := event.Final(tk)
+		must(t, "event.Final", err)
+		want = append(want, evs...)
+	}
+	got, err := s.EventsAfter(t.Context(), &store.EventsAfterParams{})
+	must(t, "EventsAfter", err)
+	if len(got) != len(want) {
+		t.Fatalf("logged %d events, want %d (task_status and the final event of each task)", len(got), len(want))
+	}
+	for i := range want {
+		live := recv(t, sub)
+		for what, ev := range map[string]event.Event{"logged": got[i], "delivered": live} {
+			if ev.Seq != int64(i+1) || ev.Type != want[i].Type || ev.TaskID != want[i].TaskID || ev.Owner != want[i].Owner || ev.Time == 0 {
+				t.Errorf("%s event %d = %s of %s by %q numbered %d, want %s of %s by %q numbered %d", what, i,
+					ev.Type, ev.TaskID, ev.Owner, ev.Seq, want[i].Type, want[i].TaskID, want[i].Owner, i+1)
+			}
+			var gotData, wantData any
+			must(t, "decode data", json.Unmarshal(ev.Data, &gotData))
+			must(t, "decode data", json.Unmarshal(want[i].Data, &wantData))
+			if d := cmp.Diff(wantData, gotData); d != "" {
+				t.Errorf("%s %s data differs from event.Final's (-want +got):\n%s", what, ev.Type, d)
+			}
+		}
+	}
+}
+
+// testEventLogFinishConflict: a finish that changes nothing logs nothing.
+func testEventLogFinishConflict(t *testing.T, s store.Store) {
+	tk := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(0)})
+	_, err := s.TaskFinish(t.Context(), &store.TaskFinishParams{
+		ID: tk.ID, From: []task.Status{task.StatusRunning}, To: task.StatusCompleted, Now: at(1),
+	})
+	wantErr(t, "TaskFinish of a pending task from running", err, store.ErrConflict)
+	last, err := s.LastEventSeq(t.Context())
+	must(t, "LastEventSeq", err)
+	if last != 0 {
+		t.Errorf("a refused finish logged %d events", last)
 	}
 }
