@@ -18,7 +18,6 @@ import (
 
 	"github.com/comfyfleet/comfyfleet/internal/blob"
 	"github.com/comfyfleet/comfyfleet/internal/comfy"
-	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/file"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
@@ -230,10 +229,7 @@ func (d *Dispatcher) finishCollected(ctx context.Context, t *task.Task, to task.
 		return nil
 	}
 	d.log.InfoContext(ctx, "task finished", "task_id", t.ID, "status", to, "instance_id", done.InstanceID)
-	d.opts.Metrics.TaskFinished(done)
-	if err := event.PublishFinal(ctx, d.opts.Store, done); err != nil && ctx.Err() == nil {
-		d.log.WarnContext(ctx, "publish failed", "task_id", t.ID, "err", err)
-	}
+	d.opts.Metrics.TaskFinished(done) // the store published its final events with the change
 	return done
 }
 

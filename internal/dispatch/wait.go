@@ -494,8 +494,7 @@ func (r *run) finish(ctx context.Context, to task.Status, res *task.Result, terr
 		return
 	}
 	r.log.InfoContext(ctx, "task finished", "status", to)
-	r.dr.d.opts.Metrics.TaskFinished(t)
-	r.publish(ctx, event.PublishFinal(ctx, r.st(), t))
+	r.dr.d.opts.Metrics.TaskFinished(t) // the store published its final events with the change
 	r.ended(ctx, RunEnd{Task: t})
 }
 
