@@ -149,7 +149,11 @@ func (r *run) st() store.Store { return r.dr.d.opts.Store }
 // drive submits (or reattaches) and waits for the outcome. free releases
 // the instance as soon as the outcome is known there.
 func (r *run) drive(ctx context.Context, free func()) {
-	r.markBusy(ctx)
+	if r.reattach {
+		r.markBusy(ctx)
+	} else {
+		r.dr.d.opts.Metrics.TaskClaimed(r.task)
+	}
 	prompt, _, err := r.prepare(ctx)
 	if err != nil {
 		r.prepareFailed(ctx, err)
@@ -168,6 +172,9 @@ func (r *run) drive(ctx context.Context, free func()) {
 		if !ok {
 			return
 		}
+		// Announced once submitted: logged events are store writes, kept
+		// off the way from the claim to the submit (the lease check).
+		r.markBusy(ctx)
 		r.continuous = !r.verify // every event of the prompt comes to this socket from now on
 	}
 	r.wait(ctx, free)
@@ -188,11 +195,12 @@ func (r *run) adopt(ctx context.Context) bool {
 	return err == nil
 }
 
+// markBusy publishes that the instance runs the task (instance_status) and,
+// for a task just claimed, its task_status running.
 func (r *run) markBusy(ctx context.Context) {
 	t := r.task
 	r.dr.d.opts.Fleet.PublishRun(ctx, r.dr.state(), t.ID, t.Owner)
 	if !r.reattach {
-		r.dr.d.opts.Metrics.TaskClaimed(t)
 		r.publish(ctx, event.PublishStatus(ctx, r.st(), t))
 	}
 }
