@@ -159,6 +159,25 @@ func startReplicas(t *testing.T, instances, replicas int, step time.Duration, ex
 	return log, gws, tokens
 }
 
+// completedIDs lists every completed task through the REST API.
+func completedIDs(t *testing.T, g *gateway, token string) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	for offset := 0; ; offset += 100 {
+		var page struct {
+			Total int
+			Items []struct{ ID string }
+		}
+		g.do("GET", fmt.Sprintf("/api/tasks?status=completed&limit=100&offset=%d", offset), token, nil, &page)
+		for _, it := range page.Items {
+			out[it.ID] = true
+		}
+		if len(page.Items) < 100 {
+			return out
+		}
+	}
+}
+
 func submitRoundRobin(t *testing.T, gws []*gateway, tokens []string, n int) (ids []string, via []int) {
 	ids, via = make([]string, n), make([]int, n)
 	var wg sync.WaitGroup
