@@ -57,17 +57,52 @@ func NewOutbox(st store.Store, log *slog.Logger) *Outbox { return &Outbox{Store:
 // Publish queues the deliveries of a task event, then publishes it. An
 // enqueue that fails is logged and the event published anyway.
 func (o *Outbox) Publish(ctx context.Context, ev event.Event) error {
-	if p := enqueueParams(ev); p != nil {
-		n, err := o.Store.WebhookEnqueue(ctx, p)
-		if err != nil {
-			o.log.ErrorContext(ctx, "queue webhook deliveries failed", "task_id", ev.TaskID, "event", p.Type, "err", err)
-		} else if n > 0 {
-			if err := o.Store.Publish(ctx, event.Event{Type: EventQueued, Time: ev.Time}); err != nil {
-				o.log.WarnContext(ctx, "publish webhook_queued failed", "err", err)
-			}
+	o.enqueue(ctx, ev)
+	return o.Store.Publish(ctx, ev)
+}
+
+// TaskFinish finishes a task and queues the deliveries of its final
+// events. The store logs and publishes those events itself, in the step
+// that finishes the task (store.TaskStore.TaskFinish), so they never pass
+// through Publish. The deliveries are queued right after that step: a
+// replica killed between the two loses them (the next step would be to
+// queue them in the same transaction or script).
+func (o *Outbox) TaskFinish(ctx context.Context, p *store.TaskFinishParams) (*task.Task, error) {
+	t, err := o.Store.TaskFinish(ctx, p)
+	if err != nil {
+		return t, err
+	}
+	evs, err := event.Final(t)
+	if err != nil {
+		o.log.ErrorContext(ctx, "build final events for webhooks failed", "task_id", t.ID, "err", err)
+		return t, nil
+	}
+	for _, ev := range evs {
+		if ev.Time == 0 {
+			ev.Time = p.Now.UnixMilli()
+		}
+		o.enqueue(ctx, ev)
+	}
+	return t, nil
+}
+
+// enqueue queues the deliveries of a task event, if it has any, and wakes
+// the deliverers. A failure is logged: the event itself still goes out.
+func (o *Outbox) enqueue(ctx context.Context, ev event.Event) {
+	p := enqueueParams(ev)
+	if p == nil {
+		return
+	}
+	n, err := o.Store.WebhookEnqueue(ctx, p)
+	if err != nil {
+		o.log.ErrorContext(ctx, "queue webhook deliveries failed", "task_id", ev.TaskID, "event", p.Type, "err", err)
+		return
+	}
+	if n > 0 {
+		if err := o.Store.Publish(ctx, event.Event{Type: EventQueued, Time: ev.Time}); err != nil {
+			o.log.WarnContext(ctx, "publish webhook_queued failed", "err", err)
 		}
 	}
-	return o.Store.Publish(ctx, ev)
 }
 
 // enqueueParams maps a task event to its webhook event: task_status of a
