@@ -316,6 +316,11 @@ func (s *Server) checkScopes(c *auth.Claims, owner auth.User, scopes []string) e
 		}
 		return nil
 	}
+	if owner.Role == auth.RoleAdmin && !c.IsAdmin() {
+		// A narrow key acts with its owner's role: minted by a caller held
+		// below that role (an admin's "user" key), it would be an escalation.
+		return fieldError("scopes", `A key held to the user role can only create "user" keys for an admin.`)
+	}
 	known := s.Scopes()
 	for _, sc := range scopes {
 		if sc == apikey.ScopeAdmin || sc == apikey.ScopeUser {

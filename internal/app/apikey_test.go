@@ -165,6 +165,11 @@ func TestAPIKeys(t *testing.T) {
 		// An admin's "user" key has the user role; its "admin" key does not.
 		userKey := createKey(e, admin, map[string]any{"name": "as user", "scopes": []string{"user"}})
 		wantStatus(t, "config with an admin's user key", e.Do("GET", "/api/config", userKey.Key, nil), http.StatusForbidden, "forbidden")
+		// Nor can it mint a narrow key, which would carry its owner's admin role.
+		wantStatus(t, "a narrow key minted by an admin's user key", e.Do("POST", "/api/keys", userKey.Key, map[string]any{"name": "x", "scopes": []string{"config:read"}}),
+			http.StatusBadRequest, "invalid_field")
+		stillUser := createKey(e, userKey.Key, map[string]any{"name": "still a user", "scopes": []string{"user"}})
+		wantStatus(t, "config with the user key's child", e.Do("GET", "/api/config", stillUser.Key, nil), http.StatusForbidden, "forbidden")
 		adminKey := createKey(e, admin, map[string]any{"name": "ops", "expiresAt": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)})
 		if len(adminKey.Scopes) != 1 || adminKey.Scopes[0] != "admin" || adminKey.ExpiresAt == nil {
 			t.Errorf("admin's default key %+v, want scope admin and an expiry", adminKey)
@@ -177,8 +182,8 @@ func TestAPIKeys(t *testing.T) {
 		if got := listKeys(e, admin, "?owner=bob"); len(got) != 1 || got[0].ID != forBob.ID {
 			t.Errorf("admin lists bob's keys: %+v", got)
 		}
-		if got := listKeys(e, admin, ""); len(got) != 6 {
-			t.Errorf("admin lists %d keys, want every user's 6", len(got))
+		if got := listKeys(e, admin, ""); len(got) != 7 {
+			t.Errorf("admin lists %d keys, want every user's 7", len(got))
 		}
 
 		// Revoked: refused at once, listed as revoked.
