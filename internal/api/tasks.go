@@ -145,16 +145,19 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	}
 	logging.NoteTask(ctx, t.ID)
 	s.publishQueued(ctx, t)
+	// The answer is the only place the webhook's secret is shown.
+	var hv *webhookView
+	if hook != nil {
+		v := makeWebhookView(hook)
+		v.Secret = hook.Secret
+		hv = &v
+	}
 	if wait > 0 && s.deps.Hub != nil {
-		return s.waitTask(w, r, t.ID, wait)
+		return s.waitTask(w, r, t.ID, wait, hv)
 	}
 	// No queuePosition here: it costs a count over the queue, and GET has it.
 	v := s.makeTaskView(t)
-	if hook != nil {
-		hv := makeWebhookView(hook)
-		hv.Secret = hook.Secret
-		v.Webhook = &hv
-	}
+	v.Webhook = hv
 	return writeJSON(w, v)
 }
 
@@ -186,7 +189,7 @@ func parseWait(v string) (time.Duration, error) {
 // as it ends within wait, else the task as it is then (202 Accepted, code
 // 202). It waits on the hub's final events, never polling the store: it
 // reads the task once, then again each time the hub says it may have ended.
-func (s *Server) waitTask(w http.ResponseWriter, r *http.Request, id string, wait time.Duration) error {
+func (s *Server) waitTask(w http.ResponseWriter, r *http.Request, id string, wait time.Duration, hook *webhookView) error {
 	ctx := r.Context()
 	// The answer may come after the server's write timeout.
 	wt := time.Duration(s.deps.Config.Current().Server.WriteTimeout)
@@ -205,7 +208,7 @@ func (s *Server) waitTask(w http.ResponseWriter, r *http.Request, id string, wai
 		}
 		if t.Status.Final() {
 			stop()
-			return writeJSON(w, s.makeTaskView(t))
+			return writeJSON(w, s.waitView(t, hook))
 		}
 		select {
 		case <-ended:
@@ -216,14 +219,22 @@ func (s *Server) waitTask(w http.ResponseWriter, r *http.Request, id string, wai
 				return err
 			}
 			if t.Status.Final() {
-				return writeJSON(w, s.makeTaskView(t))
+				return writeJSON(w, s.waitView(t, hook))
 			}
-			return writeEnvelope(w, http.StatusAccepted, envelope{Code: http.StatusAccepted, Data: s.makeTaskView(t)})
+			return writeEnvelope(w, http.StatusAccepted, envelope{Code: http.StatusAccepted, Data: s.waitView(t, hook)})
 		case <-ctx.Done():
 			stop()
 			return ctx.Err()
 		}
 	}
+}
+
+// waitView is the answer of a waiting submit: the task, with its webhook
+// and the webhook's secret when the submit registered one.
+func (s *Server) waitView(t *task.Task, hook *webhookView) taskView {
+	v := s.makeTaskView(t)
+	v.Webhook = hook
+	return v
 }
 
 // checkSubmission validates the workflow and params within lim and against

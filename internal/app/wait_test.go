@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/comfyfleet/comfyfleet/internal/app/apptest"
@@ -15,10 +16,11 @@ import (
 func TestSubmitWait(t *testing.T) {
 	t.Parallel()
 	bothStores(t, func(t *testing.T, driver string) {
-		configure := func(*config.Config) {}
+		configure := func(c *config.Config) { c.Webhooks.AllowPrivate = true }
 		if driver == "redis" {
 			url := redistest.URL(t)
-			configure = redisConfig(url, redistest.Prefix(t, url))
+			onRedis := redisConfig(url, redistest.Prefix(t, url))
+			configure = func(c *config.Config) { onRedis(c); c.Webhooks.AllowPrivate = true }
 		}
 		e := apptest.Start(t, apptest.Options{Instances: 1, Configure: configure})
 		admin := e.Login(apptest.AdminUser, apptest.AdminPass)
@@ -30,6 +32,14 @@ func TestSubmitWait(t *testing.T) {
 		r.Into(t, &v)
 		if r.Status != http.StatusOK || r.Body.Code != http.StatusOK || v.Status != "completed" || v.Result == nil || len(v.Result.Files) == 0 {
 			t.Errorf("wait=60s: %d, task %s with result %+v; want 200 and the completed task", r.Status, v.Status, v.Result)
+		}
+
+		// A waiting submit with a webhook shows its secret, as any submit
+		// does: it is shown nowhere else.
+		r = e.Do("POST", "/api/tasks?wait=60s", alice, map[string]any{"workflow": basic("wait/hook"),
+			"webhook": map[string]any{"url": "http://127.0.0.1:9/hook"}})
+		if r.Status != http.StatusOK || !strings.Contains(string(r.Raw), `"secret":"whsec_`) {
+			t.Errorf("wait=60s with a webhook: %d %s; want 200 with the webhook's secret", r.Status, r.Raw)
 		}
 
 		setEnabled(e, admin, false) // nothing runs: the wait runs out
