@@ -133,7 +133,7 @@ func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request) error {
 	}
 	v := makeWebhookView(sub)
 	v.Secret = sub.Secret
-	return writeEnvelope(w, http.StatusCreated, envelope{Code: http.StatusCreated, Data: v})
+	return writeJSON(w, v) // 200, as every success (the contract)
 }
 
 // listWebhooks is GET /api/webhooks: the caller's subscriptions (every
