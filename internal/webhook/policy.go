@@ -25,10 +25,45 @@ type Policy struct {
 	Allowed []netip.Prefix
 }
 
+// special are the IANA special-purpose blocks that are not public,
+// besides those netip's predicates already name.
+var special = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),       // "this network"
+	netip.MustParsePrefix("100.64.0.0/10"),   // shared address space (carrier-grade NAT)
+	netip.MustParsePrefix("192.0.0.0/24"),    // IETF protocol assignments
+	netip.MustParsePrefix("192.0.2.0/24"),    // documentation
+	netip.MustParsePrefix("198.18.0.0/15"),   // benchmarking
+	netip.MustParsePrefix("198.51.100.0/24"), // documentation
+	netip.MustParsePrefix("203.0.113.0/24"),  // documentation
+	netip.MustParsePrefix("240.0.0.0/4"),     // reserved, and the broadcast address
+	netip.MustParsePrefix("100::/64"),        // discard-only
+	netip.MustParsePrefix("2001:db8::/32"),   // documentation
+}
+
+// Prefixes of IPv6 addresses that carry an IPv4 address, which is what a
+// connection to them may reach: NAT64 (RFC 6052), 6to4 (RFC 3056) and
+// IPv4-compatible addresses.
 var (
-	sharedNet = netip.MustParsePrefix("100.64.0.0/10")
-	thisNet   = netip.MustParsePrefix("0.0.0.0/8")
+	nat64     = netip.MustParsePrefix("64:ff9b::/96")
+	nat64Loc  = netip.MustParsePrefix("64:ff9b:1::/48")
+	sixToFour = netip.MustParsePrefix("2002::/16")
+	v4Compat  = netip.MustParsePrefix("::/96")
 )
+
+// embeddedV4 returns the IPv4 address an IPv6 address carries, if any.
+func embeddedV4(a netip.Addr) (netip.Addr, bool) {
+	if !a.Is6() {
+		return netip.Addr{}, false
+	}
+	b := a.As16()
+	switch {
+	case nat64.Contains(a), nat64Loc.Contains(a), v4Compat.Contains(a):
+		return netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}), true
+	case sixToFour.Contains(a):
+		return netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]}), true
+	}
+	return netip.Addr{}, false
+}
 
 // Check returns ErrRefused (wrapped, naming the address) when addr may not be reached.
 func (p Policy) Check(addr netip.Addr) error {
@@ -41,12 +76,29 @@ func (p Policy) Check(addr netip.Addr) error {
 			return nil
 		}
 	}
-	if !addr.IsValid() || addr.IsLoopback() || addr.IsPrivate() || addr.IsLinkLocalUnicast() ||
-		addr.IsLinkLocalMulticast() || addr.IsInterfaceLocalMulticast() || addr.IsMulticast() ||
-		addr.IsUnspecified() || sharedNet.Contains(addr) || thisNet.Contains(addr) {
+	if !public(addr) {
 		return fmt.Errorf("%w: %s is not a public address", ErrRefused, addr)
 	}
 	return nil
+}
+
+// public reports whether addr, and the IPv4 address it carries if it
+// carries one, is a public unicast address.
+func public(addr netip.Addr) bool {
+	if !addr.IsValid() || addr.IsLoopback() || addr.IsPrivate() || addr.IsLinkLocalUnicast() ||
+		addr.IsLinkLocalMulticast() || addr.IsInterfaceLocalMulticast() || addr.IsMulticast() ||
+		addr.IsUnspecified() {
+		return false
+	}
+	for _, n := range special {
+		if n.Contains(addr) {
+			return false
+		}
+	}
+	if v4, ok := embeddedV4(addr); ok {
+		return public(v4)
+	}
+	return true
 }
 
 // control checks the address a connection is about to dial, after name
