@@ -228,7 +228,7 @@ func TestInstanceGoesDownAndComesBack(t *testing.T) {
 		}
 	}
 	ws.WaitFor(5*time.Second, "instance_status alive:false", statusOf(false))
-	// threshold (2) x interval (100ms) + timeout (100ms) + one interval of slack for the round in flight.
+	// threshold (2) x interval (250ms) + timeout (250ms) + one interval of slack for the round in flight.
 	if took := time.Since(stopped); took > 2*time.Second {
 		t.Errorf("alive:false after %v", took)
 	}
@@ -294,7 +294,7 @@ func TestConfigLive(t *testing.T) {
 	ports := []int{apptest.Port(e.Sims[1].Addr()), apptest.Port(e.Sims[2].Addr())}
 	body := map[string]any{
 		"servers":     []map[string]any{{"id": "box-2", "name": "Box 2", "ip": "127.0.0.1", "ports": ports}},
-		"healthCheck": map[string]any{"interval": 200},
+		"healthCheck": map[string]any{"interval": 300},
 	}
 	r := e.Do("PUT", "/api/config", admin, body)
 	if r.Status != http.StatusOK {
@@ -318,8 +318,8 @@ func TestConfigLive(t *testing.T) {
 		} `json:"auth"`
 	}
 	e.Do("GET", "/api/config", admin, nil).Into(t, &got)
-	if got.HealthCheck.Interval != 200 {
-		t.Errorf("healthCheck.interval = %d, want 200", got.HealthCheck.Interval)
+	if got.HealthCheck.Interval != 300 {
+		t.Errorf("healthCheck.interval = %d, want 300", got.HealthCheck.Interval)
 	}
 	for _, u := range got.Auth.Users {
 		if strings.HasPrefix(u.PasswordHash, "$2") {

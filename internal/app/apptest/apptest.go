@@ -116,8 +116,11 @@ func Start(t testing.TB, opts Options) *Env {
 func baseConfig(t testing.TB, dataDir string, sims []*comfysim.Sim) config.Config {
 	cfg := config.Config{DataDir: dataDir}
 	cfg.Server.Listen = "127.0.0.1:0"
-	cfg.HealthCheck.Interval = config.Millis(100 * time.Millisecond)
-	cfg.HealthCheck.Timeout = config.Millis(100 * time.Millisecond)
+	// Quick probes, with a timeout that a test machine busy with the
+	// package's parallel tests under -race still meets: at 100 ms, probes
+	// timed out there and instances never came alive.
+	cfg.HealthCheck.Interval = config.Millis(250 * time.Millisecond)
+	cfg.HealthCheck.Timeout = config.Millis(250 * time.Millisecond)
 	cfg.HealthCheck.FailureThreshold = 2
 	// Stop drains like SIGTERM, briefly: a test that ends with runs under
 	// way does not wait for them.
