@@ -271,6 +271,16 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
 		}
 		expires = t.UTC()
 	}
+	if c.KeyID != "" && c.ExpiresAt != nil {
+		// A key made with a key that expires does not outlive it.
+		parent := c.ExpiresAt.UTC()
+		switch {
+		case expires.IsZero():
+			expires = parent
+		case expires.After(parent):
+			return fieldError("expiresAt", "must not be later than the expiry of the key that creates it ("+parent.Format(time.RFC3339)+").")
+		}
+	}
 	held, err := s.deps.Store.KeyList(r.Context(), &store.KeyListParams{Owner: owner})
 	if err != nil {
 		return err

@@ -161,6 +161,14 @@ func TestAPIKeys(t *testing.T) {
 		wantStatus(t, "a narrow key passing on a scope it lacks", e.Do("POST", "/api/keys", narrow.Key, map[string]any{"name": "x", "scopes": []string{"files:read"}}),
 			http.StatusBadRequest, "invalid_field")
 		createKey(e, narrow.Key, map[string]any{"name": "child", "scopes": []string{"tasks:read"}})
+		// A key that expires makes keys that expire no later.
+		hour := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+		brief := createKey(e, alice, map[string]any{"name": "brief", "scopes": []string{"keys:write", "tasks:read"}, "expiresAt": hour.Format(time.RFC3339)})
+		wantStatus(t, "a child outliving its key", e.Do("POST", "/api/keys", brief.Key, map[string]any{"name": "x", "scopes": []string{"tasks:read"},
+			"expiresAt": hour.Add(time.Hour).Format(time.RFC3339)}), http.StatusBadRequest, "invalid_field")
+		if child := createKey(e, brief.Key, map[string]any{"name": "brief child", "scopes": []string{"tasks:read"}}); child.ExpiresAt == nil || *child.ExpiresAt != *brief.ExpiresAt {
+			t.Errorf("child of an expiring key expires at %v, want its key's %v", child.ExpiresAt, *brief.ExpiresAt)
+		}
 
 		// An admin's "user" key has the user role; its "admin" key does not.
 		userKey := createKey(e, admin, map[string]any{"name": "as user", "scopes": []string{"user"}})
@@ -182,8 +190,8 @@ func TestAPIKeys(t *testing.T) {
 		if got := listKeys(e, admin, "?owner=bob"); len(got) != 1 || got[0].ID != forBob.ID {
 			t.Errorf("admin lists bob's keys: %+v", got)
 		}
-		if got := listKeys(e, admin, ""); len(got) != 7 {
-			t.Errorf("admin lists %d keys, want every user's 7", len(got))
+		if got := listKeys(e, admin, ""); len(got) != 9 {
+			t.Errorf("admin lists %d keys, want every user's 9", len(got))
 		}
 
 		// Revoked: refused at once, listed as revoked.
