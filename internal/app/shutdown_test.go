@@ -106,8 +106,9 @@ func TestShutdownGraceRunsOut(t *testing.T) {
 	e.Stop()
 	// The process tests hold the exit to the grace; in-process, with the
 	// race detector on a busy machine, the teardown after the drain gets
-	// some slack. Without the grace, Stop would wait for the run forever.
-	if took := time.Since(start); took > grace+3*time.Second {
+	// slack (the bound is not a speed check: without the grace, Stop would
+	// wait for the hung run forever).
+	if took := time.Since(start); took > grace+15*time.Second {
 		t.Errorf("the gateway took %v to stop, with a grace of %v", took, grace)
 	}
 	e.Restart()
