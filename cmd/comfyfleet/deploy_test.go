@@ -48,12 +48,24 @@ func TestDeployConfigsLoad(t *testing.T) {
 	if err := yaml.Unmarshal(raw, &secret); err != nil {
 		t.Fatal(err)
 	}
+	// As shipped, its placeholders are refused; replaced, the config loads.
+	shipped := []string{"COMFYFLEET_SERVER_REPLICA_ID=comfyfleet-7d9f-abcde"}
 	env = []string{"COMFYFLEET_SERVER_REPLICA_ID=comfyfleet-7d9f-abcde"}
 	for k, v := range secret.StringData {
 		if !strings.HasPrefix(k, "COMFYFLEET_") {
 			t.Errorf("secret.yaml: %s is not a gateway variable", k)
 		}
-		env = append(env, k+"="+v)
+		shipped = append(shipped, k+"="+v)
+		if !strings.Contains(v, "replace-with") {
+			env = append(env, k+"="+v)
+		}
+	}
+	env = append(env, secretEnv...)
+	if c, err := config.Load(path, shipped); err == nil {
+		c.WithDefaults()
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "placeholder") {
+			t.Errorf("the Secret's placeholders as shipped: %v, want them refused", err)
+		}
 	}
 	cfg := loadValid(t, path, env)
 	if cfg.Store.Driver != "redis" || cfg.Files.Dir != "/var/lib/comfyfleet/files" {

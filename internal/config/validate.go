@@ -166,10 +166,21 @@ func validateListen(v *checker, field, addr string) {
 	}
 }
 
+// placeholder marks the values of the shipped deployment examples
+// (deploy/) that must be replaced: a gateway started with one would sign
+// tokens with a secret anyone can read.
+const placeholder = "replace-with"
+
 func (a Auth) validate(v *checker, demo bool) {
 	v.durationRange("auth.tokenTtl", a.TokenTTL, time.Minute, 365*24*time.Hour)
 	if a.Secret != "" && len(a.Secret) < 32 {
 		v.add("auth.secret", "must be at least 32 characters (HS256 needs a 256-bit key)")
+	}
+	if strings.Contains(a.Secret, placeholder) {
+		v.add("auth.secret", "is the shipped example's placeholder: set a secret of your own (openssl rand -hex 32)")
+	}
+	if strings.Contains(a.AdminPassword, placeholder) {
+		v.add("auth.adminPassword", "is the shipped example's placeholder: set a password of your own")
 	}
 	v.intRange("auth.loginRateLimit", int64(a.LoginRateLimit), 1, 10000, "")
 	if a.AdminPassword != "" {

@@ -100,6 +100,9 @@ func TestValidate(t *testing.T) {
 		}, "server.trustedProxies", "trusts every address"},
 		{"replica id", func(c *config.Config) { c.Server.ReplicaID = "a b" }, "server.replicaId", "without spaces"},
 		{"short secret", func(c *config.Config) { c.Auth.Secret = "short" }, "auth.secret", "at least 32"},
+		{"placeholder secret", func(c *config.Config) {
+			c.Auth.Secret = "replace-with-64-hex-characters-from-openssl-rand-hex-32-xxxxxxxx"
+		}, "auth.secret", "placeholder"},
 		{"token ttl", func(c *config.Config) { c.Auth.TokenTTL = config.Duration(1e9) }, "auth.tokenTtl", "at least 1m"},
 		{"token ttl too long", func(c *config.Config) { c.Auth.TokenTTL = config.Duration(400 * 24 * time.Hour) }, "auth.tokenTtl", "at most 8760h"},
 		{"rate limit", func(c *config.Config) { c.Auth.LoginRateLimit = -2 }, "auth.loginRateLimit", "at least 1"},
