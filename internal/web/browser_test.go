@@ -7,10 +7,10 @@ package web_test
 
 import (
 	"fmt"
-	"math"
 	"image"
 	"image/color"
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
