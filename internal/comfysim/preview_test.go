@@ -45,6 +45,11 @@ func TestSamplerPreviews(t *testing.T) {
 				ws.send(t, `{"type": "feature_flags", "data": {"supports_preview_metadata": true}}`)
 			}
 			ws.until(t, func(f wsFrameT) bool { return f.typ == "status" })
+			if tt.metadata && !tt.opts.NoPreviewMetadata {
+				// The server reads client frames in its own loop: submit
+				// only after its reply says the flags were applied.
+				ws.until(t, func(f wsFrameT) bool { return f.typ == "feature_flags" })
+			}
 			id := submit(t, s, samplerPrompt(3), "pv")
 			frames := ws.untilDone(t, id)
 			var previews []wsFrameT
