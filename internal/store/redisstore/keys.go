@@ -145,8 +145,12 @@ func (k keys) retentionTasks() string { return k.prefix + "retention:tasks" }
 func (k keys) retentionFiles() string { return k.prefix + "retention:files" }
 
 // retentionVersion is set once retentionTasks and retentionFiles hold the
-// records stored before they existed (luaRetentionBackfill).
+// records stored before they existed (backfillScript).
 func (k keys) retentionVersion() string { return k.prefix + "retention:v" }
+
+// retentionBackfill is where the backfill of retentionTasks and
+// retentionFiles is ("<phase>:<ZSCAN cursor>") until it completes.
+func (k keys) retentionBackfill() string { return k.prefix + "retention:backfill" }
 
 // config is the string holding the runtime config document.
 func (k keys) config() string { return k.prefix + "config" }
@@ -200,6 +204,7 @@ local function key_file_bytes() return P .. 'files:bytes' end
 local function key_retention_tasks() return P .. 'retention:tasks' end
 local function key_retention_files() return P .. 'retention:files' end
 local function key_retention_version() return P .. 'retention:v' end
+local function key_retention_backfill() return P .. 'retention:backfill' end
 `
 
 // queueMemberPrefix starts the member of a pending task in the queue ZSETs.

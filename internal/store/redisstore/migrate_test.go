@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -75,6 +76,7 @@ func TestRetentionBackfill(t *testing.T) {
 	}
 	// Rewind to a store from before retention.
 	mustOK(t, rdb.Del(ctx, s.keys.retentionTasks(), s.keys.retentionFiles(), s.keys.retentionVersion()).Err())
+	s.backfilled.Store(false)
 
 	tasks, err := s.TaskExpired(ctx, &store.ExpiredParams{Before: at(100)})
 	mustOK(t, err)
@@ -92,5 +94,72 @@ func TestRetentionBackfill(t *testing.T) {
 		if ttl := rdb.PTTL(ctx, k).Val(); ttl != -1 && !strings.HasPrefix(k, s.keys.prefix+"lease:") {
 			t.Errorf("key %s has a TTL of %v", k, ttl)
 		}
+	}
+}
+
+// TestRetentionBackfillIsBounded: the backfill of a large store is many
+// small scripts, not one that reads every record while Redis waits; a
+// store part way through it, and two stores stepping at once, still end
+// with every expired record found.
+func TestRetentionBackfillIsBounded(t *testing.T) {
+	s := open(t)
+	other := NewFromClient(s.rdb, s.keys.prefix) // a second replica
+	t.Cleanup(func() { other.Close() })
+	ctx := t.Context()
+	rdb := admin(t)
+	const n = 300 // past the listpack size, so ZSCAN COUNT is honoured
+	var want []string
+	for i := range n {
+		id := fmt.Sprintf("t%04d", i)
+		_, err := s.TaskInsert(ctx, &store.TaskInsertParams{ID: id, Owner: "alice", Workflow: []byte(`{}`), Now: at(i)})
+		mustOK(t, err)
+		to := task.StatusCancelled
+		if i%2 == 0 {
+			to = task.StatusFailed
+		}
+		_, err = s.TaskFinish(ctx, &store.TaskFinishParams{ID: id, From: []task.Status{task.StatusPending},
+			To: to, Now: at(1000 + i)})
+		mustOK(t, err)
+		mustOK(t, s.FileInsert(ctx, &file.File{ID: "f" + id, Owner: "alice", TaskID: id, Filename: "a.png", CreatedAt: at(2000 + i)}))
+		want = append(want, id)
+	}
+	mustOK(t, rdb.Del(ctx, s.keys.retentionTasks(), s.keys.retentionFiles(), s.keys.retentionVersion()).Err())
+	s.backfillStep, other.backfillStep = 10, 10
+
+	done, err := s.retentionBackfillStep(ctx)
+	mustOK(t, err)
+	if done {
+		t.Fatal("the backfill of 300 tasks and 300 files completed in one step of 10")
+	}
+	if got := rdb.ZCard(ctx, s.keys.retentionTasks()).Val(); got > 100 {
+		t.Errorf("one step of 10 indexed %d tasks", got)
+	}
+	steps := 1
+	for !done {
+		st := s
+		if steps%2 == 1 {
+			st = other
+		}
+		done, err = st.retentionBackfillStep(ctx)
+		mustOK(t, err)
+		if steps++; steps > 10*n {
+			t.Fatal("the backfill does not complete")
+		}
+	}
+	if steps < 20 {
+		t.Errorf("the backfill took %d steps of 10 for 600 records", steps)
+	}
+	if rdb.Exists(ctx, s.keys.retentionBackfill()).Val() != 0 {
+		t.Error("the backfill's cursor outlives the backfill")
+	}
+	tasks, err := s.TaskExpired(ctx, &store.ExpiredParams{Before: at(5000)})
+	mustOK(t, err)
+	if !slices.Equal(tasks, want) {
+		t.Errorf("expired tasks: %d of %d, want all, oldest first", len(tasks), n)
+	}
+	files, err := s.FileExpired(ctx, &store.ExpiredParams{Before: at(5000)})
+	mustOK(t, err)
+	if len(files) != n || files[0] != "f"+want[0] || files[n-1] != "f"+want[n-1] {
+		t.Errorf("expired files: %d of %d, want all, oldest first", len(files), n)
 	}
 }

@@ -69,7 +69,9 @@
 //	P retention:files       ZSET of unpinned file ids by CreatedAt (ms), the
 //	                        outputs of pinned tasks left out
 //	P retention:v           set once the two hold the records stored before
-//	                        they existed (the first prune fills them, once)
+//	                        they existed (the first prune fills them, once,
+//	                        in bounded steps)
+//	P retention:backfill    where that backfill is until it completes
 //	P lease:<name>          hash: holder and expiry (ms) of a named lease
 //	P events                the pub/sub channel
 //
@@ -135,6 +137,11 @@ type Store struct {
 	logSize    int  // events the event log keeps, about (XADD MAXLEN ~)
 	deepOffset int  // see defaultDeepOffset; tests lower it
 	dropped    atomic.Uint64
+	// backfillStep is the members one step of the retention backfill reads
+	// (backfillStep by default; tests lower it); backfilled is set once this
+	// store saw the backfill complete.
+	backfillStep int
+	backfilled   atomic.Bool
 
 	mu sync.Mutex // guards subs and closed
 	// subs are the live subscriptions, closed by Close.
@@ -229,7 +236,8 @@ func NewFromClient(rdb redis.UniversalClient, prefix string) *Store {
 func newStore(rdb redis.UniversalClient, o *options, owns bool) *Store {
 	return &Store{
 		rdb: rdb, keys: keys{prefix: o.prefix}, ownsClient: owns, buffer: o.subscriberBuffer, logSize: o.eventLogSize, deepOffset: defaultDeepOffset,
-		subs: make(map[*subscription]struct{}),
+		backfillStep: backfillStep,
+		subs:         make(map[*subscription]struct{}),
 	}
 }
 

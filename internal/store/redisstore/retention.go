@@ -8,29 +8,63 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/task"
 )
 
-// luaRetentionBackfill fills the retention ZSETs with the records stored
-// before they existed, once per store (retention:v marks it done): every
-// finished, unpinned task, and every unpinned file whose task is not
-// pinned. It reads every task and file once, in the first prune's script.
-const luaRetentionBackfill = `
-local function retention_backfill()
-  if redis.call('EXISTS', key_retention_version()) == 1 then return end
-  for _, st in ipairs({'completed', 'failed', 'cancelled'}) do
-    for _, m in ipairs(redis.call('ZRANGE', key_list(st), 0, -1)) do
-      local id = list_id(m)
-      local f = redis.call('HMGET', key_task(id), 'finished', 'pinned')
-      if f[1] and f[2] ~= '1' then redis.call('ZADD', key_retention_tasks(), f[1], id) end
+// backfillStep is how many members one step of the retention backfill
+// reads (a ZSCAN COUNT: Redis may return a few more).
+const backfillStep = 500
+
+// backfillScript takes one bounded step of filling the retention ZSETs
+// with the records stored before they existed: every finished, unpinned
+// task, and every unpinned file whose task is not pinned. The backfill
+// walks four ZSETs with ZSCAN, in this order: list:completed, list:failed,
+// list:cancelled, files:all; retention:backfill keeps where it is
+// ("<phase>:<cursor>") between steps, and retention:v is set once the
+// last ZSET is walked. ZSCAN returns every member present for the whole
+// walk at least once, and a record stored meanwhile is indexed by the
+// write that stores or finishes it, so nothing is missed; a member read
+// twice is added twice with the same score. Each step is one script that
+// reads about ARGV[2] members, so the backfill never holds Redis for long,
+// and two replicas stepping at once share the walk.
+//
+//	ARGV[1] prefix, ARGV[2] members per step (ZSCAN COUNT)
+//	returns 1 when the backfill is complete, 0 otherwise
+var backfillScript = script(luaKeys, luaMembers, `
+if redis.call('EXISTS', key_retention_version()) == 1 then return 1 end
+local phases = {key_list('completed'), key_list('failed'), key_list('cancelled'), key_files()}
+local phase, cursor = 1, '0'
+local at = redis.call('GET', key_retention_backfill())
+if at then
+  local p, c = string.match(at, '^(%d+):(%d+)$')
+  if p then phase, cursor = tonumber(p), c end
+end
+local reply = redis.call('ZSCAN', phases[phase], cursor, 'COUNT', tonumber(ARGV[2]))
+local members = reply[2]
+for i = 1, #members, 2 do
+  if phase < 4 then
+    local id = list_id(members[i])
+    local f = redis.call('HMGET', key_task(id), 'status', 'finished', 'pinned')
+    if (f[1] == 'completed' or f[1] == 'failed' or f[1] == 'cancelled') and f[3] ~= '1' then
+      redis.call('ZADD', key_retention_tasks(), f[2], id)
     end
-  end
-  for _, id in ipairs(redis.call('ZRANGE', key_files(), 0, -1)) do
+  else
+    local id = members[i]
     local f = redis.call('HMGET', key_file(id), 'created', 'pinned', 'task')
     if f[1] and f[2] ~= '1' and (not f[3] or f[3] == '' or redis.call('HGET', key_task(f[3]), 'pinned') ~= '1') then
       redis.call('ZADD', key_retention_files(), f[1], id)
     end
   end
-  redis.call('SET', key_retention_version(), '1')
 end
-`
+cursor = reply[1]
+if cursor == '0' then
+  if phase == #phases then
+    redis.call('SET', key_retention_version(), '1')
+    redis.call('DEL', key_retention_backfill())
+    return 1
+  end
+  phase = phase + 1
+end
+redis.call('SET', key_retention_backfill(), phase .. ':' .. cursor)
+return 0
+`)
 
 // expiredScript returns the oldest members of a retention ZSET scored
 // below a time.
@@ -38,8 +72,7 @@ end
 //	ARGV[1] prefix, ARGV[2] 'tasks' or 'files', ARGV[3] before (ms,
 //	exclusive), ARGV[4] limit
 //	returns the ids, oldest first
-var expiredScript = script(luaKeys, luaMembers, luaRetentionBackfill, `
-retention_backfill()
+var expiredScript = script(luaKeys, `
 local key = key_retention_tasks()
 if ARGV[2] == 'files' then key = key_retention_files() end
 return redis.call('ZRANGEBYSCORE', key, '-inf', '(' .. ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
@@ -120,14 +153,45 @@ return redis.call('HGETALL', key)
 
 // TaskExpired returns the oldest finished, unpinned tasks finished before p.Before.
 func (s *Store) TaskExpired(ctx context.Context, p *store.ExpiredParams) ([]string, error) {
+	if err := s.retentionBackfill(ctx); err != nil {
+		return nil, wrap(err, "list expired tasks")
+	}
 	ids, err := expiredScript.Run(ctx, s.rdb, nil, s.keys.prefix, "tasks", msArg(p.Before), store.ExpiredLimit(p.Limit)).StringSlice()
 	return ids, wrap(err, "list expired tasks")
 }
 
 // FileExpired returns the oldest unpinned files created before p.Before.
 func (s *Store) FileExpired(ctx context.Context, p *store.ExpiredParams) ([]string, error) {
+	if err := s.retentionBackfill(ctx); err != nil {
+		return nil, wrap(err, "list expired files")
+	}
 	ids, err := expiredScript.Run(ctx, s.rdb, nil, s.keys.prefix, "files", msArg(p.Before), store.ExpiredLimit(p.Limit)).StringSlice()
 	return ids, wrap(err, "list expired files")
+}
+
+// retentionBackfill completes the retention backfill (backfillScript), one
+// bounded script per step, unless this store saw it complete already.
+func (s *Store) retentionBackfill(ctx context.Context) error {
+	for !s.backfilled.Load() {
+		done, err := s.retentionBackfillStep(ctx)
+		if err != nil {
+			return err
+		}
+		if done {
+			s.backfilled.Store(true)
+		}
+	}
+	return nil
+}
+
+// retentionBackfillStep takes one step of the backfill and reports whether
+// it is complete.
+func (s *Store) retentionBackfillStep(ctx context.Context) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	n, err := backfillScript.Run(ctx, s.rdb, nil, s.keys.prefix, s.backfillStep).Int()
+	return n == 1, err
 }
 
 // TaskDelete deletes a finished, unpinned task.
