@@ -39,6 +39,11 @@ func TestBackupMidRunRestores(t *testing.T) {
 	if err := app.Backup(t.Context(), e.Config, out); err != nil {
 		t.Fatalf("backup while serving: %v", err)
 	}
+	if fi, err := os.Stat(out); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != 0o600 {
+		t.Errorf("backup file mode %v, want 0600", fi.Mode().Perm())
+	}
 	if err := app.Backup(t.Context(), e.Config, out); err == nil {
 		t.Error("a second backup over the first was accepted")
 	}

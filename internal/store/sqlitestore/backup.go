@@ -21,14 +21,24 @@ func Backup(ctx context.Context, path, out string) error {
 	if _, err := os.Stat(path); err != nil {
 		return fmt.Errorf("sqlitestore: backup: no database: %w", err)
 	}
-	if _, err := os.Stat(out); err == nil {
+	// SQLite writes into an empty file it is given, keeping its mode: the
+	// copy is never readable by others, not even for a moment, and O_EXCL
+	// refuses a file that exists.
+	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("sqlitestore: backup: %s exists; choose a new file", out)
-	} else if !errors.Is(err, os.ErrNotExist) {
+	}
+	if err != nil {
+		return fmt.Errorf("sqlitestore: backup: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(out)
 		return fmt.Errorf("sqlitestore: backup: %w", err)
 	}
 	o := options{busyTimeout: 30 * time.Second}
 	db, err := sql.Open("sqlite", path+"?"+commonDSN(&o))
 	if err != nil {
+		os.Remove(out)
 		return fmt.Errorf("sqlitestore: backup: open %s: %w", path, err)
 	}
 	defer db.Close()
@@ -36,9 +46,6 @@ func Backup(ctx context.Context, path, out string) error {
 	if _, err := db.ExecContext(ctx, "VACUUM INTO ?", out); err != nil {
 		os.Remove(out)
 		return fmt.Errorf("sqlitestore: backup %s to %s: %w", path, out, err)
-	}
-	if err := os.Chmod(out, 0o600); err != nil {
-		return fmt.Errorf("sqlitestore: backup: %w", err)
 	}
 	return nil
 }
