@@ -179,7 +179,9 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 	if _, _, err := a.fleet.Set(ctx, cfg.Instances()); err != nil {
 		return err
 	}
-	a.checker = health.New(a.fleet, st, newProber(), a.replica, healthSettings(cfg), a.log)
+	prober := newProber()
+	a.checker = health.New(a.fleet, st, prober, a.replica, healthSettings(cfg), a.log)
+	a.checker.SetWorkProber(prober)
 	a.checker.OnUp(a.refreshCatalog)
 	a.catalogs = newCatalogReader()
 	a.metrics = metrics.New(a.log)
@@ -342,11 +344,14 @@ func webhookSettings(w config.Webhooks) webhook.Settings {
 }
 
 func healthSettings(cfg config.Config) health.Settings {
+	probeWorkflow, _ := cfg.HealthCheck.ProbeJSON() // checked by Validate
 	return health.Settings{
 		Interval:         time.Duration(cfg.HealthCheck.Interval),
 		Timeout:          time.Duration(cfg.HealthCheck.Timeout),
 		FailureThreshold: cfg.HealthCheck.FailureThreshold,
 		DrainCooldown:    time.Duration(cfg.HealthCheck.DrainCooldown),
+		ProbeWorkflow:    probeWorkflow,
+		ProbeTimeout:     time.Duration(cfg.HealthCheck.ProbeTimeout),
 	}
 }
 

@@ -182,3 +182,59 @@ func TestAutoDrainCountResetByCompletion(t *testing.T) {
 		}
 	})
 }
+
+// TestAutoDrainProbeWorkflow: after its cooldown a drained instance must
+// run the configured probe workflow to completion before it is enabled
+// again. While the fault stays, the probe fails, the instance stays drained
+// with the probe's error as its reason, and the cooldown starts again; once
+// the fault is gone the next probe passes and the instance takes work.
+func TestAutoDrainProbeWorkflow(t *testing.T) {
+	t.Parallel()
+	probe := t2i(1, "drain/probe")
+	e := apptest.Start(t, apptest.Options{Instances: 1, Configure: func(c *config.Config) {
+		c.HealthCheck.DrainAfterFailures = 2
+		c.HealthCheck.DrainCooldown = config.Millis(time.Second)
+		c.HealthCheck.ProbeWorkflow = probe
+		c.HealthCheck.ProbeTimeout = config.Millis(10 * time.Second)
+	}})
+	admin := e.Login(apptest.AdminUser, apptest.AdminPass)
+	waitCatalogs(e, admin)
+	a := e.Sims[0].Addr()
+
+	e.Sims[0].FailNode("KSampler", "RuntimeError: CUDA error: device-side assert triggered")
+	for i := range 2 {
+		waitStatus(e, admin, submit(e, admin, map[string]any{"workflow": t2i(2, "drain/fault"), "params": map[string]any{"3.seed": 300 + i}}).ID,
+			"failed", 10*time.Second)
+		e.Eventually(5*time.Second, "the failure counted", func() bool { return drainOf(e, admin, a).RunFailures == i+1 })
+	}
+	if v := drainOf(e, admin, a); v.Enabled || !v.AutoDrained {
+		t.Fatalf("after 2 CUDA failures: %+v, want drained", v)
+	}
+	// Health probes pass (the server answers), but the probe workflow
+	// meets the fault: the instance must stay drained, twice over the cooldown.
+	probes := 0
+	deadline := time.Now().Add(2500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		v := drainOf(e, admin, a)
+		if v.Enabled {
+			t.Fatalf("enabled while its probe workflow fails: %+v", v)
+		}
+		if strings.Contains(v.DrainReason, "probe after the cooldown failed") {
+			probes++
+			if !strings.Contains(v.DrainReason, "CUDA error") {
+				t.Errorf("drain reason %q does not say what the probe met", v.DrainReason)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if probes == 0 {
+		t.Fatalf("no failed probe recorded within 2.5 s: %+v", drainOf(e, admin, a))
+	}
+
+	e.Sims[0].ClearFaults()
+	e.Eventually(10*time.Second, "A enabled again after a passing probe", func() bool {
+		v := drainOf(e, admin, a)
+		return v.Enabled && !v.AutoDrained && v.DrainReason == ""
+	})
+	waitStatus(e, admin, submit(e, admin, map[string]any{"workflow": t2i(2, "drain/fixed")}).ID, "completed", 10*time.Second)
+}

@@ -218,6 +218,15 @@ type HealthCheck struct {
 	// DrainCooldown is how long an automatically drained instance rests
 	// before a passing probe enables it again. Default 300000 ms.
 	DrainCooldown Millis `yaml:"drainCooldown" json:"drainCooldown"`
+	// ProbeWorkflow is the API-format workflow an automatically drained
+	// instance must run to completion, after its cooldown, before it is
+	// enabled again; its literal seed and noise_seed inputs get a fresh
+	// value each time so ComfyUI's cache cannot answer it. Default: none
+	// set, and the gateway runs a small image (EmptyImage into
+	// PreviewImage, a new color each time) that needs no model.
+	ProbeWorkflow map[string]any `yaml:"probeWorkflow,omitempty" json:"probeWorkflow,omitempty"`
+	// ProbeTimeout bounds one run of the probe workflow. Default 60000 ms.
+	ProbeTimeout Millis `yaml:"probeTimeout" json:"probeTimeout"`
 }
 
 // DrainOff is the healthCheck.drainAfterFailures that turns the automatic

@@ -88,6 +88,7 @@ func (h *HealthCheck) withDefaults() {
 	orDefault(&h.FailureThreshold, 2)
 	orDefault(&h.DrainAfterFailures, 3)
 	orDefault(&h.DrainCooldown, Millis(5*time.Minute))
+	orDefault(&h.ProbeTimeout, Millis(time.Minute))
 }
 
 func (f *Files) withDefaults(dataDir string) {

@@ -22,7 +22,7 @@ func TestDefault(t *testing.T) {
 		Store: config.Store{Driver: "sqlite", Path: "data/comfyfleet.db", Sync: "normal", URL: "redis://127.0.0.1:6379/0", Prefix: "comfyfleet:", LeaseTTL: config.Millis(15 * time.Second)},
 		HealthCheck: config.HealthCheck{
 			Interval: config.Millis(30 * time.Second), Timeout: config.Millis(5 * time.Second), FailureThreshold: 2,
-			DrainAfterFailures: 3, DrainCooldown: config.Millis(5 * time.Minute),
+			DrainAfterFailures: 3, DrainCooldown: config.Millis(5 * time.Minute), ProbeTimeout: config.Millis(time.Minute),
 		},
 		Files: config.Files{Driver: config.FilesDisk, Dir: "data/files", MaxUploadBytes: 100 << 20, MaxOutputBytes: 4 << 30,
 			OutputTimeout: config.Millis(10 * time.Minute),

@@ -56,7 +56,7 @@ func isLive(key string) bool {
 	switch key {
 	case "servers",
 		"healthCheck.interval", "healthCheck.timeout", "healthCheck.failureThreshold",
-		"healthCheck.drainAfterFailures", "healthCheck.drainCooldown",
+		"healthCheck.drainAfterFailures", "healthCheck.drainCooldown", "healthCheck.probeWorkflow", "healthCheck.probeTimeout",
 		"scheduler.taskTimeout", "scheduler.maxTaskTimeout", "scheduler.maxAttempts", "scheduler.priorityAging",
 		"scheduler.placement", "scheduler.warmWindow", "scheduler.interruptGrace", "scheduler.prefetch",
 		"files.maxUploadBytes", "files.maxOutputBytes", "files.outputTimeout",

@@ -35,9 +35,9 @@ func TestMerge(t *testing.T) {
 			patch: `{"healthCheck":{"interval":10000}}`,
 			check: func(t *testing.T, got config.Config) {
 				want := config.HealthCheck{Interval: config.Millis(10 * time.Second), Timeout: config.Millis(5 * time.Second), FailureThreshold: 2,
-					DrainAfterFailures: 3, DrainCooldown: config.Millis(5 * time.Minute)}
-				if got.HealthCheck != want {
-					t.Errorf("healthCheck: got %+v, want %+v", got.HealthCheck, want)
+					DrainAfterFailures: 3, DrainCooldown: config.Millis(5 * time.Minute), ProbeTimeout: config.Millis(time.Minute)}
+				if diff := cmp.Diff(want, got.HealthCheck); diff != "" {
+					t.Errorf("healthCheck mismatch (-want +got):\n%s", diff)
 				}
 			},
 			wantKeys: []string{"healthCheck.interval"},

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/comfyfleet/comfyfleet/internal/instance"
+	"github.com/comfyfleet/comfyfleet/internal/workflow"
 )
 
 // Limits that hold whatever the config says.
@@ -339,6 +341,28 @@ func (h HealthCheck) validate(v *checker) {
 		v.intRange("healthCheck.drainAfterFailures", int64(h.DrainAfterFailures), 1, 1000, " (or -1: off)")
 	}
 	v.millisRange("healthCheck.drainCooldown", h.DrainCooldown, time.Second, 24*time.Hour)
+	v.millisRange("healthCheck.probeTimeout", h.ProbeTimeout, time.Second, time.Hour)
+	if h.ProbeWorkflow != nil {
+		if _, err := h.ProbeJSON(); err != nil {
+			v.add("healthCheck.probeWorkflow", "%v", err)
+		}
+	}
+}
+
+// ProbeJSON is ProbeWorkflow encoded, checked to be an API-format
+// workflow; nil when none is set.
+func (h HealthCheck) ProbeJSON() ([]byte, error) {
+	if h.ProbeWorkflow == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(h.ProbeWorkflow)
+	if err != nil {
+		return nil, fmt.Errorf("cannot be encoded as JSON: %v", err)
+	}
+	if _, err := workflow.Parse(b); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 func (f Files) validate(v *checker) {

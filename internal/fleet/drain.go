@@ -81,11 +81,17 @@ func (f *Fleet) setClean(id string, clean bool) {
 	}
 }
 
+// ReenableDue reports whether st is an automatically drained instance
+// whose cooldown has passed at now: the next passing probe may enable it.
+func ReenableDue(st instance.State, cooldown time.Duration, now time.Time) bool {
+	return st.AutoDrained && !st.Enabled && !now.Before(st.DrainedAt.Add(cooldown))
+}
+
 // Reenable enables an automatically drained instance again once cooldown
 // has passed since it was drained; the health checker calls it after a
 // passing probe. It reports whether it did.
 func (f *Fleet) Reenable(ctx context.Context, st instance.State, cooldown time.Duration, now time.Time) (bool, error) {
-	if !st.AutoDrained || st.Enabled || now.Before(st.DrainedAt.Add(cooldown)) {
+	if !ReenableDue(st, cooldown, now) {
 		return false, nil
 	}
 	if _, err := f.Update(ctx, Enable(st.ID, true)); err != nil {
@@ -94,6 +100,24 @@ func (f *Fleet) Reenable(ctx context.Context, st instance.State, cooldown time.D
 	f.setClean(st.ID, false)
 	f.log.InfoContext(ctx, "instance enabled again after its cooldown and a passing probe", "instance_id", st.ID)
 	return true, nil
+}
+
+// ProbeFailed keeps automatically drained instance id drained after its
+// probe workflow failed with perr: the drain reason says so and the
+// cooldown starts again at now. An instance an operator enabled or
+// disabled meanwhile is left as it is.
+func (f *Fleet) ProbeFailed(ctx context.Context, id string, perr error, now time.Time) error {
+	st, err := f.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !st.AutoDrained || st.Enabled {
+		return nil
+	}
+	why := "drained automatically; the probe after the cooldown failed: " + perr.Error()
+	f.log.WarnContext(ctx, "instance stays drained: its probe failed", "instance_id", id, "err", perr)
+	_, err = f.Update(ctx, &store.InstanceUpdateParams{ID: id, DrainReason: &why, DrainedAt: &now})
+	return err
 }
 
 // Enable is the update that enables (or disables) an instance by an

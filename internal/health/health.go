@@ -30,6 +30,14 @@ type Prober interface {
 	Probe(ctx context.Context, in instance.Instance) (Result, error)
 }
 
+// WorkProber runs a workflow on an instance to completion: the probe an
+// automatically drained instance must pass before it is enabled again. An
+// error means it did not complete.
+type WorkProber interface {
+	// ProbeWork runs workflow (API format; nil: the prober's own) on in.
+	ProbeWork(ctx context.Context, in instance.Instance, workflow []byte) error
+}
+
 // Settings are the live-tunable knobs of the checker.
 type Settings struct {
 	Interval         time.Duration
@@ -38,6 +46,10 @@ type Settings struct {
 	// DrainCooldown is how long an automatically drained instance rests
 	// before a passing probe enables it again (fleet.Reenable).
 	DrainCooldown time.Duration
+	// ProbeWorkflow is what a WorkProber runs (nil: its own) and
+	// ProbeTimeout bounds one run.
+	ProbeWorkflow []byte
+	ProbeTimeout  time.Duration
 }
 
 // Checker is the probe loop.
@@ -59,7 +71,21 @@ type Checker struct {
 	onUp func(ctx context.Context, in instance.Instance) error
 	// known holds the instances onUp succeeded for since their last failed probe.
 	known map[string]bool
+
+	// work runs the probe workflow of drained instances (nil: a passing
+	// probe is enough). workMu guards working, the instances whose
+	// probe workflow runs now; works tracks those goroutines, which Run
+	// waits for.
+	work    WorkProber
+	workMu  sync.Mutex
+	working map[string]bool
+	works   sync.WaitGroup
 }
+
+// SetWorkProber makes an automatically drained instance pass w's probe
+// workflow, after its cooldown, before it is enabled again. Call it before
+// Run.
+func (c *Checker) SetWorkProber(w WorkProber) { c.work = w }
 
 // OnUp sets a function called, in the probe's goroutine, after a
 // successful probe of an instance this checker has not seen up since its
@@ -133,6 +159,7 @@ func (c *Checker) current() Settings {
 func (c *Checker) Run(ctx context.Context) error {
 	watch, stop := c.fleet.Watch()
 	defer stop()
+	defer c.works.Wait()
 	for {
 		s := c.current()
 		if err := c.RunOnce(ctx); err != nil && ctx.Err() == nil {
@@ -192,10 +219,60 @@ func (c *Checker) probeOne(ctx context.Context, in instance.Instance, s Settings
 	})
 	if uerr != nil {
 		c.log.WarnContext(ctx, "record probe failed", "instance_id", in.ID, "err", uerr)
-	} else if _, err := c.fleet.Reenable(ctx, st, s.DrainCooldown, now); err != nil {
-		c.log.WarnContext(ctx, "enable a drained instance failed", "instance_id", in.ID, "err", err)
+	} else if fleet.ReenableDue(st, s.DrainCooldown, now) {
+		c.reenable(ctx, in, st, s)
 	}
 	c.up(ctx, in)
+}
+
+// reenable enables automatically drained instance in (state st, its
+// cooldown over) again: at once without a WorkProber, else once its probe
+// workflow completed, run in a goroutine of its own so a slow workflow
+// never holds up the probe rounds. A failed run keeps it drained for
+// another cooldown (fleet.ProbeFailed).
+func (c *Checker) reenable(ctx context.Context, in instance.Instance, st instance.State, s Settings) {
+	if c.work == nil {
+		if _, err := c.fleet.Reenable(ctx, st, s.DrainCooldown, c.now().UTC()); err != nil {
+			c.log.WarnContext(ctx, "enable a drained instance failed", "instance_id", in.ID, "err", err)
+		}
+		return
+	}
+	c.workMu.Lock()
+	defer c.workMu.Unlock()
+	if c.working[in.ID] {
+		return
+	}
+	if c.working == nil {
+		c.working = map[string]bool{}
+	}
+	c.working[in.ID] = true
+	c.works.Go(func() {
+		defer func() {
+			c.workMu.Lock()
+			delete(c.working, in.ID)
+			c.workMu.Unlock()
+		}()
+		c.log.InfoContext(ctx, "running the probe workflow on a drained instance", "instance_id", in.ID)
+		pctx, cancel := context.WithTimeout(ctx, s.ProbeTimeout)
+		err := c.work.ProbeWork(pctx, in, s.ProbeWorkflow)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			if ferr := c.fleet.ProbeFailed(ctx, in.ID, err, c.now().UTC()); ferr != nil {
+				c.log.WarnContext(ctx, "record a failed probe workflow failed", "instance_id", in.ID, "err", ferr)
+			}
+			return
+		}
+		st, err := c.fleet.Get(ctx, in.ID)
+		if err == nil {
+			_, err = c.fleet.Reenable(ctx, st, s.DrainCooldown, c.now().UTC())
+		}
+		if err != nil {
+			c.log.WarnContext(ctx, "enable a drained instance failed", "instance_id", in.ID, "err", err)
+		}
+	})
 }
 
 func (c *Checker) recordFailure(ctx context.Context, in instance.Instance, s Settings, perr error) {

@@ -27,6 +27,7 @@ const SETTINGS = [
   ['scheduler', 'taskTimeout', 'Task timeout (ms)', 'A run is interrupted after this.', 'int'],
   ['healthCheck', 'drainAfterFailures', 'Drain after failures', 'Runs failed in a row for the instance\'s own reasons before it is drained (-1: never).', 'int'],
   ['healthCheck', 'drainCooldown', 'Drain cooldown (ms)', 'A drained instance is probed and enabled again after this.', 'int'],
+  ['healthCheck', 'probeTimeout', 'Probe workflow timeout (ms)', 'A drained instance\'s probe workflow must finish within this.', 'int'],
   ['scheduler', 'maxAttempts', 'Max attempts', 'Runs of one task after lost instances.', 'int'],
   ['scheduler', 'maxTaskTimeout', 'Max task timeout (ms)', 'The longest timeout a task may ask for.', 'int'],
   ['scheduler', 'prefetch', 'Prefetch', 'Prompts placed in a busy instance\'s own queue (0: one at a time).', 'int'],
