@@ -63,6 +63,7 @@ type Config struct {
 	Metrics     Metrics     `yaml:"metrics" json:"metrics"`
 	Log         Log         `yaml:"log" json:"log"`
 	Webhooks    Webhooks    `yaml:"webhooks" json:"webhooks"`
+	Retention   Retention   `yaml:"retention" json:"retention"`
 	// DataDir holds the SQLite database, the files and generated secrets. Default "./data".
 	DataDir string `yaml:"dataDir" json:"dataDir"`
 	// Demo enables the well-known demo login admin/admin123 (when
@@ -384,6 +385,27 @@ type Webhooks struct {
 	MaxBackoff Millis `yaml:"maxBackoff" json:"maxBackoff"`
 	// Workers bounds the attempts each replica has in flight. Default 16, 1..1024.
 	Workers int `yaml:"workers" json:"workers"`
+}
+
+// Retention prunes finished tasks and files by age (the "retention"
+// section). A pinned task or file is kept whatever its age. Every key is
+// live (PUT /api/config).
+type Retention struct {
+	// Tasks is how long a finished task (completed, failed, cancelled) is
+	// kept after it finished; its output files go with it. Default 0: for
+	// good. 0, or 1h to 87600h (10 years).
+	Tasks Duration `yaml:"tasks" json:"tasks"`
+	// Files is how long a file (an upload or a task output) is kept after
+	// it was stored, whether or not its task is kept. Default 0: for good.
+	// 0, or 1h to 87600h.
+	Files Duration `yaml:"files" json:"files"`
+	// Interval is the wait between two pruning passes. Default 60000 ms;
+	// 1000 to 86400000.
+	Interval Millis `yaml:"interval" json:"interval"`
+	// Batch is how many tasks or files one step of a pass deletes before
+	// it pauses, so the store serves the dispatcher in between. Default
+	// 100; 1 to 1000.
+	Batch int `yaml:"batch" json:"batch"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("24h").

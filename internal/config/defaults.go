@@ -37,6 +37,8 @@ func (c *Config) WithDefaults() {
 	orDefault(&c.Log.Format, LogText)
 	orDefault(&c.Log.Level, "info")
 	c.Webhooks.withDefaults()
+	orDefault(&c.Retention.Interval, Millis(time.Minute))
+	orDefault(&c.Retention.Batch, 100)
 	if slices.ContainsFunc(c.Servers, func(s Server) bool { return s.Name == "" }) {
 		c.Servers = slices.Clone(c.Servers)
 		for i := range c.Servers {

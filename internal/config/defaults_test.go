@@ -34,7 +34,8 @@ func TestDefault(t *testing.T) {
 		Log:    config.Log{Format: "text", Level: "info"},
 		Webhooks: config.Webhooks{Timeout: config.Millis(10 * time.Second), RetryFor: config.Duration(24 * time.Hour),
 			MinBackoff: config.Millis(5 * time.Second), MaxBackoff: config.Millis(time.Hour), Workers: 16},
-		DataDir: "./data",
+		Retention: config.Retention{Interval: config.Millis(time.Minute), Batch: 100},
+		DataDir:   "./data",
 	}
 	if diff := cmp.Diff(want, config.Default()); diff != "" {
 		t.Errorf("Default() mismatch (-want +got):\n%s", diff)

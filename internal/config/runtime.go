@@ -61,7 +61,8 @@ func isLive(key string) bool {
 		"scheduler.placement", "scheduler.warmWindow", "scheduler.interruptGrace", "scheduler.prefetch",
 		"files.maxUploadBytes", "files.maxOutputBytes", "files.outputTimeout",
 		"server.publicBaseUrl", "server.maxBodyBytes",
-		"limits.maxNodes", "limits.maxTaskBytes", "limits.maxPendingPerUser", "limits.maxStoredBytesPerUser":
+		"limits.maxNodes", "limits.maxTaskBytes", "limits.maxPendingPerUser", "limits.maxStoredBytesPerUser",
+		"retention.tasks", "retention.files", "retention.interval", "retention.batch":
 		return true
 	}
 	return false
@@ -84,8 +85,8 @@ func IsReset(patch []byte) bool {
 // the keys of healthCheck, scheduler, files and server merge one by one;
 // null or 0 means the default. Live keys are servers, healthCheck.*,
 // scheduler.*, files.maxUploadBytes, files.maxOutputBytes,
-// files.outputTimeout, server.publicBaseUrl, server.maxBodyBytes and
-// limits.* (docs/configuration.md lists them, and a test holds the two
+// files.outputTimeout, server.publicBaseUrl, server.maxBodyBytes,
+// limits.* and retention.* (docs/configuration.md lists them, and a test holds the two
 // together). Another key (store, dataDir, server.listen, the other server
 // settings, auth.*, ...) is accepted only with its current value (so the body of
 // GET /api/config may be sent back); a new value is a *FieldError saying it

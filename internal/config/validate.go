@@ -99,6 +99,7 @@ func (c Config) Validate() error {
 	c.Scheduler.validate(&v)
 	c.Limits.validate(&v)
 	c.Webhooks.validate(&v)
+	c.Retention.validate(&v)
 	if c.Metrics.Listen != "" {
 		validateListen(&v, "metrics.listen", c.Metrics.Listen)
 	} else if c.Metrics.Pprof {
@@ -127,6 +128,26 @@ func (w Webhooks) validate(v *checker) {
 		v.add("webhooks.maxBackoff", "must be at least webhooks.minBackoff")
 	}
 	v.intRange("webhooks.workers", int64(w.Workers), 1, 1024, "")
+}
+
+// Bounds of the retention ages: a task or file is kept at least an hour
+// (clients read a task's result after it ends), at most ten years.
+const (
+	minRetention = time.Hour
+	maxRetention = 10 * 365 * 24 * time.Hour
+)
+
+func (r Retention) validate(v *checker) {
+	for _, age := range []struct {
+		field string
+		d     Duration
+	}{{"retention.tasks", r.Tasks}, {"retention.files", r.Files}} {
+		if age.d != 0 && (time.Duration(age.d) < minRetention || time.Duration(age.d) > maxRetention) {
+			v.add(age.field, "must be 0 (keep for good) or between %s and %s", Duration(minRetention), Duration(maxRetention))
+		}
+	}
+	v.millisRange("retention.interval", r.Interval, time.Second, 24*time.Hour)
+	v.intRange("retention.batch", int64(r.Batch), 1, 1000, "")
 }
 
 func (h HTTP) validate(v *checker) {

@@ -61,6 +61,11 @@ func TestValidate(t *testing.T) {
 		{"probe workflow in the UI format", func(c *config.Config) { c.HealthCheck.ProbeWorkflow = map[string]any{"nodes": []any{}} }, "healthCheck.probeWorkflow", "UI format"},
 		{"probe workflow without nodes", func(c *config.Config) { c.HealthCheck.ProbeWorkflow = map[string]any{} }, "healthCheck.probeWorkflow", "no nodes"},
 		{"store driver", func(c *config.Config) { c.Store.Driver = "postgres" }, "store.driver", `must be "sqlite" or "redis"`},
+		{"task retention short", func(c *config.Config) { c.Retention.Tasks = config.Duration(time.Minute) }, "retention.tasks", "must be 0 (keep for good) or between 1h and 87600h"},
+		{"task retention negative", func(c *config.Config) { c.Retention.Tasks = config.Duration(-time.Hour) }, "retention.tasks", "must be 0"},
+		{"file retention long", func(c *config.Config) { c.Retention.Files = config.Duration(100000 * time.Hour) }, "retention.files", "must be 0"},
+		{"retention interval", func(c *config.Config) { c.Retention.Interval = config.Millis(time.Millisecond) }, "retention.interval", "at least 1000 ms"},
+		{"retention batch", func(c *config.Config) { c.Retention.Batch = 1001 }, "retention.batch", "at most 1000"},
 		{"files driver", func(c *config.Config) { c.Files.Driver = "nfs" }, "files.driver", `must be "disk" or "s3"`},
 		{"s3 without endpoint", func(c *config.Config) { c.Files.Driver, c.Files.S3.Bucket = "s3", "fleet" }, "files.s3.endpoint", "http:// or https://"},
 		{"s3 endpoint with a path", func(c *config.Config) {
