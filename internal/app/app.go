@@ -32,6 +32,7 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/logging"
 	"github.com/comfyfleet/comfyfleet/internal/metrics"
 	"github.com/comfyfleet/comfyfleet/internal/push"
+	"github.com/comfyfleet/comfyfleet/internal/retention"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/webhook"
 )
@@ -73,6 +74,8 @@ type App struct {
 	eta *eta.Estimator
 	// webhooks sends the queued webhook deliveries.
 	webhooks *webhook.Deliverer
+	// pruner deletes finished tasks and files past their retention.
+	pruner *retention.Pruner
 	// skipDrain: the next shutdown stops at once (SkipDrain).
 	skipDrain atomic.Bool
 }
@@ -195,6 +198,7 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 		OnConnect: func(id string) { a.catalogs.connect(id) },
 		OnRunEnd:  a.runEnded,
 	})
+	a.pruner = retention.New(retention.Options{Store: st, Blob: bl, Log: a.log, Counter: a.metrics}, retentionSettings(cfg))
 	a.cfg = newConfigService(base, cfg, st, a)
 	hooks := webhookSettings(cfg.Webhooks)
 	a.webhooks = webhook.NewDeliverer(st, a.replica, hooks, a.log)
@@ -294,6 +298,7 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error { return a.checker.Run(gctx) })
 	g.Go(func() error { return a.dispatch.Run(gctx) })
 	g.Go(func() error { return a.webhooks.Run(gctx) })
+	g.Go(func() error { return a.pruner.Run(gctx) })
 	g.Go(func() error {
 		a.catalogs.run(gctx, a.refreshCatalogID, func(ctx context.Context, id string, err error) {
 			a.log.WarnContext(ctx, "read catalog after reconnect failed", "instance_id", id, "err", err)
@@ -340,6 +345,14 @@ func webhookSettings(w config.Webhooks) webhook.Settings {
 		Timeout: time.Duration(w.Timeout), RetryFor: time.Duration(w.RetryFor),
 		MinBackoff: time.Duration(w.MinBackoff), MaxBackoff: time.Duration(w.MaxBackoff), Workers: w.Workers,
 		Policy: webhook.Policy{AllowPrivate: w.AllowPrivate, Allowed: w.AllowedNetworks},
+	}
+}
+
+func retentionSettings(cfg config.Config) retention.Settings {
+	r := cfg.Retention
+	return retention.Settings{
+		Tasks: time.Duration(r.Tasks), Files: time.Duration(r.Files),
+		Interval: time.Duration(r.Interval), Batch: r.Batch,
 	}
 }
 

@@ -159,6 +159,7 @@ func (c *configService) Update(ctx context.Context, patch []byte) (config.Config
 	}
 	a.checker.SetSettings(healthSettings(next))
 	a.dispatch.SetSettings(dispatchSettings(next))
+	a.pruner.SetSettings(retentionSettings(next))
 	c.cur = next
 	a.log.InfoContext(ctx, "config updated", "instances", len(next.Instances()))
 	return next, nil

@@ -81,6 +81,8 @@ type Metrics struct {
 	switches prometheus.Counter
 	deaf     prometheus.Counter
 	suspect  prometheus.Counter
+	pruned   map[string]prometheus.Counter
+	pruneVec *prometheus.CounterVec
 	http     *httpMetrics
 
 	// failMu guards failTypes: the type label values seen so far.
@@ -134,6 +136,10 @@ func New(log *slog.Logger) *Metrics {
 			Namespace: namespace, Name: "instance_interrupt_ignored_total",
 			Help: "Runs whose instance still held the prompt a grace period after it was interrupted (the task was ended, the instance held).",
 		}),
+		pruneVec: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "retention_pruned_total",
+			Help: "Finished tasks and files this replica deleted for retention, by kind (task, file).",
+		}, []string{"kind"}),
 		http:      newHTTPMetrics(),
 		failTypes: map[string]prometheus.Counter{},
 		queued:    queueTimes{at: map[string]time.Time{}},
@@ -144,13 +150,14 @@ func New(log *slog.Logger) *Metrics {
 	}
 	m.requeues = children(m.reqVec, requeueReasons)
 	m.drops = children(m.dropVec, dropReasons)
+	m.pruned = children(m.pruneVec, []string{PrunedTask, PrunedFile})
 	for _, typ := range failureTypes {
 		m.failTypes[typ] = m.failures.WithLabelValues(typ)
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector(),
-		m.dispatch, m.runVec, m.failures, m.reqVec, m.dropVec, m.switches, m.deaf, m.suspect, m.http.requests, m.http.duration,
+		m.dispatch, m.runVec, m.failures, m.reqVec, m.dropVec, m.switches, m.deaf, m.suspect, m.pruneVec, m.http.requests, m.http.duration,
 		buildInfoGauge(buildinfo.Get()),
 	)
 	return m
@@ -232,6 +239,20 @@ func (m *Metrics) TaskFinished(t *task.Task) {
 			typ = t.Error.Type
 		}
 		m.failure(typ).Inc()
+	}
+}
+
+// The kinds of Pruned.
+const (
+	PrunedTask = "task"
+	PrunedFile = "file"
+)
+
+// Pruned counts n records of a kind (PrunedTask, PrunedFile) that this
+// replica deleted for retention.
+func (m *Metrics) Pruned(kind string, n int) {
+	if c, ok := m.pruned[kind]; ok && n > 0 {
+		c.Add(float64(n))
 	}
 }
 

@@ -1,0 +1,145 @@
+package app_test
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/comfyfleet/comfyfleet/internal/app/apptest"
+	"github.com/comfyfleet/comfyfleet/internal/blob"
+	"github.com/comfyfleet/comfyfleet/internal/config"
+	"github.com/comfyfleet/comfyfleet/internal/file"
+	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/store/redisstore"
+	"github.com/comfyfleet/comfyfleet/internal/store/redisstore/redistest"
+	"github.com/comfyfleet/comfyfleet/internal/store/sqlitestore"
+	"github.com/comfyfleet/comfyfleet/internal/task"
+)
+
+// TestRetentionPrunesOldAndNothingYounger: a gateway with retention.tasks
+// and retention.files deletes the old finished tasks with their files
+// (records and bytes) and the old uploads, and keeps the young ones, the
+// pinned ones and a pending task older than the retention. Both stores.
+func TestRetentionPrunesOldAndNothingYounger(t *testing.T) {
+	t.Parallel()
+	bothStores(t, func(t *testing.T, driver string) {
+		dir := t.TempDir()
+		configure := func(c *config.Config) {
+			c.Servers = nil // the pending task stays pending
+			c.Retention.Tasks = config.Duration(24 * time.Hour)
+			c.Retention.Files = config.Duration(24 * time.Hour)
+			c.Retention.Interval = config.Millis(time.Second)
+		}
+		var st store.Store
+		var err error
+		if driver == "redis" {
+			url := redistest.URL(t)
+			prefix := redistest.Prefix(t, url)
+			redis := redisConfig(url, prefix)
+			c := configure
+			configure = func(cfg *config.Config) { c(cfg); redis(cfg) }
+			st, err = redisstore.Open(t.Context(), url, redisstore.WithPrefix(prefix))
+		} else {
+			st, err = sqlitestore.Open(t.Context(), filepath.Join(dir, "comfyfleet.db"))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		bl, err := blob.NewDisk(filepath.Join(dir, "files"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		old, young := now.Add(-72*time.Hour), now.Add(-time.Hour)
+		seed := func(id string, created, finished time.Time, files ...string) {
+			t.Helper()
+			ctx := context.Background()
+			if _, err := st.TaskInsert(ctx, &store.TaskInsertParams{ID: id, Owner: apptest.User, Workflow: []byte(`{}`), Now: created}); err != nil {
+				t.Fatal(err)
+			}
+			if !finished.IsZero() {
+				if _, err := st.TaskFinish(ctx, &store.TaskFinishParams{ID: id, From: []task.Status{task.StatusPending},
+					To: task.StatusCancelled, Now: finished}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, fid := range files {
+				seedFile(t, st, bl, fid, id, finished)
+			}
+		}
+		seed("11111111-0000-4000-8000-000000000001", old, old, "f1111111-0000-4000-8000-000000000001")
+		seed("11111111-0000-4000-8000-000000000002", old, old, "f1111111-0000-4000-8000-000000000002")
+		seed("22222222-0000-4000-8000-000000000001", old, young, "f2222222-0000-4000-8000-000000000001")
+		seed("33333333-0000-4000-8000-000000000001", old, time.Time{})
+		seed("44444444-0000-4000-8000-000000000001", old, old, "f4444444-0000-4000-8000-000000000001")
+		if _, err := st.TaskPin(t.Context(), &store.PinParams{ID: "44444444-0000-4000-8000-000000000001", Pinned: true}); err != nil {
+			t.Fatal(err)
+		}
+		seedFile(t, st, bl, "f5555555-0000-4000-8000-000000000001", "", old)   // an old upload
+		seedFile(t, st, bl, "f6666666-0000-4000-8000-000000000001", "", young) // a young upload
+		st.Close()
+
+		e := apptest.Start(t, apptest.Options{Instances: 1, DataDir: dir, Configure: configure})
+		admin := e.Login(apptest.AdminUser, apptest.AdminPass)
+		user := e.Login(apptest.User, apptest.UserPass)
+		gone := []string{"/api/tasks/11111111-0000-4000-8000-000000000001", "/api/tasks/11111111-0000-4000-8000-000000000002",
+			"/api/files/f1111111-0000-4000-8000-000000000001", "/api/files/f1111111-0000-4000-8000-000000000002",
+			"/api/files/f5555555-0000-4000-8000-000000000001"}
+		e.Eventually(time.Minute, "the old tasks and files pruned", func() bool {
+			for _, p := range gone {
+				if e.Do("GET", p, user, nil).Status != http.StatusNotFound {
+					return false
+				}
+			}
+			return true
+		})
+		for _, id := range []string{"f1111111-0000-4000-8000-000000000001", "f5555555-0000-4000-8000-000000000001"} {
+			if _, err := bl.Open(t.Context(), id); err == nil {
+				t.Errorf("the bytes of pruned file %s are kept", id)
+			}
+		}
+		for p, status := range map[string]string{
+			"/api/tasks/22222222-0000-4000-8000-000000000001": "cancelled",
+			"/api/tasks/33333333-0000-4000-8000-000000000001": "pending",
+			"/api/tasks/44444444-0000-4000-8000-000000000001": "cancelled",
+		} {
+			r := e.Do("GET", p, user, nil)
+			if r.Status != http.StatusOK || !strings.Contains(string(r.Body.Data), `"status":"`+status+`"`) {
+				t.Errorf("GET %s: %d %s, want it kept, %s", p, r.Status, r.Raw, status)
+			}
+		}
+		for _, id := range []string{"f2222222-0000-4000-8000-000000000001", "f4444444-0000-4000-8000-000000000001", "f6666666-0000-4000-8000-000000000001"} {
+			if r := e.Do("GET", "/api/files/"+id, user, nil); r.Status != http.StatusOK {
+				t.Errorf("file %s: %d, want it kept", id, r.Status)
+			}
+			if f, err := bl.Open(t.Context(), id); err != nil {
+				t.Errorf("the bytes of kept file %s: %v", id, err)
+			} else {
+				f.Close()
+			}
+		}
+		metrics := e.Do("GET", "/metrics", admin, nil)
+		for _, line := range []string{`comfyfleet_retention_pruned_total{kind="task"} 2`, `comfyfleet_retention_pruned_total{kind="file"} 3`} {
+			if !strings.Contains(string(metrics.Raw), line) {
+				t.Errorf("metrics lack %s", line)
+			}
+		}
+	})
+}
+
+// seedFile stores a file record and its bytes.
+func seedFile(t *testing.T, st store.Store, bl blob.Store, id, taskID string, created time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := bl.Put(ctx, id, strings.NewReader("bytes"), 0); err != nil {
+		t.Fatal(err)
+	}
+	err := st.FileInsert(ctx, &file.File{ID: id, Owner: apptest.User, TaskID: taskID, Filename: "a.png",
+		ContentType: "image/png", Size: 5, CreatedAt: created})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
