@@ -26,12 +26,14 @@ type fileView struct {
 	Owner       string  `json:"owner"`
 	TaskID      *string `json:"taskId"`
 	NodeID      string  `json:"nodeId,omitempty"`
+	// Pinned keeps the file from retention.
+	Pinned bool `json:"pinned"`
 }
 
 func (s *Server) makeFileView(f *file.File) fileView {
 	v := fileView{
 		FileID: f.ID, Filename: f.Filename, Size: f.Size, ContentType: f.ContentType,
-		CreatedAt: formatTime(f.CreatedAt), Owner: f.Owner, NodeID: f.NodeID,
+		CreatedAt: formatTime(f.CreatedAt), Owner: f.Owner, NodeID: f.NodeID, Pinned: f.Pinned,
 		URL: file.URL(s.deps.Config.Current().Server.PublicBaseURL, f.ID, f.Filename),
 	}
 	if f.TaskID != "" {
@@ -221,6 +223,32 @@ func (s *Server) ownFile(r *http.Request) (*file.File, error) {
 // getFile is GET /api/files/{id}: the record.
 func (s *Server) getFile(w http.ResponseWriter, r *http.Request) error {
 	f, err := s.ownFile(r)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, s.makeFileView(f))
+}
+
+// pinFile is POST /api/files/{id}/pin: retention keeps the file whatever
+// its age.
+func (s *Server) pinFile(w http.ResponseWriter, r *http.Request) error {
+	return s.setFilePin(w, r, true)
+}
+
+// unpinFile is DELETE /api/files/{id}/pin: retention applies again.
+func (s *Server) unpinFile(w http.ResponseWriter, r *http.Request) error {
+	return s.setFilePin(w, r, false)
+}
+
+func (s *Server) setFilePin(w http.ResponseWriter, r *http.Request, pinned bool) error {
+	f, err := s.ownFile(r)
+	if err != nil {
+		return err
+	}
+	f, err = s.deps.Store.FilePin(r.Context(), &store.PinParams{ID: f.ID, Pinned: pinned})
+	if errors.Is(err, store.ErrNotFound) { // deleted meanwhile
+		return errorf(http.StatusNotFound, "file_not_found", "No file %q.", r.PathValue("id"))
+	}
 	if err != nil {
 		return err
 	}

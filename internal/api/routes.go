@@ -45,6 +45,8 @@ func (s *Server) Routes() []Route {
 		{"GET", "/api/tasks/{id}", Authed, s.getTask},
 		{"DELETE", "/api/tasks/{id}", Authed, s.cancelTask},
 		{"GET", "/api/tasks/{id}/webhooks", Authed, s.taskWebhooks},
+		{"POST", "/api/tasks/{id}/pin", Authed, s.pinTask},
+		{"DELETE", "/api/tasks/{id}/pin", Authed, s.unpinTask},
 
 		{"GET", "/api/webhooks", Authed, s.listWebhooks},
 		{"POST", "/api/webhooks", Authed, s.createWebhook},
@@ -54,6 +56,8 @@ func (s *Server) Routes() []Route {
 		{"GET", "/api/files", Authed, s.listFiles},
 		{"GET", "/api/files/{id}", Authed, s.getFile},
 		{"DELETE", "/api/files/{id}", Authed, s.deleteFile},
+		{"POST", "/api/files/{id}/pin", Authed, s.pinFile},
+		{"DELETE", "/api/files/{id}/pin", Authed, s.unpinFile},
 
 		{"GET", "/api/config", Admin, s.getConfig},
 		{"PUT", "/api/config", Admin, s.putConfig},

@@ -51,6 +51,8 @@ type taskView struct {
 	CancelRequested bool `json:"cancelRequested,omitempty"`
 	// Requires are the labels the task's instance must have.
 	Requires map[string]string `json:"requires,omitempty"`
+	// Pinned keeps the task, and its output files, from retention.
+	Pinned bool `json:"pinned"`
 	// Webhook is the task's own webhook, in the answer that created it
 	// only (with its secret).
 	Webhook *webhookView `json:"webhook,omitempty"`
@@ -69,6 +71,7 @@ func (s *Server) makeTaskView(t *task.Task) taskView {
 		Workflow: t.Workflow, Params: t.Params, Error: t.Error,
 		Result:          t.Result.WithURLs(func(id, name string) string { return file.URL(base, id, name) }),
 		CancelRequested: t.CancelRequested && t.Status == task.StatusRunning, Requires: t.Requires,
+		Pinned: t.Pinned,
 	}
 }
 
@@ -430,6 +433,32 @@ func (s *Server) ownTask(r *http.Request) (*task.Task, error) {
 		return nil, errorf(http.StatusNotFound, "task_not_found", "No task %q.", r.PathValue("id"))
 	}
 	return t, nil
+}
+
+// pinTask is POST /api/tasks/{id}/pin: retention keeps the task and its
+// output files whatever their age.
+func (s *Server) pinTask(w http.ResponseWriter, r *http.Request) error {
+	return s.setTaskPin(w, r, true)
+}
+
+// unpinTask is DELETE /api/tasks/{id}/pin: retention applies again.
+func (s *Server) unpinTask(w http.ResponseWriter, r *http.Request) error {
+	return s.setTaskPin(w, r, false)
+}
+
+func (s *Server) setTaskPin(w http.ResponseWriter, r *http.Request, pinned bool) error {
+	t, err := s.ownTask(r)
+	if err != nil {
+		return err
+	}
+	t, err = s.deps.Store.TaskPin(r.Context(), &store.PinParams{ID: t.ID, Pinned: pinned})
+	if errors.Is(err, store.ErrNotFound) { // deleted meanwhile
+		return errorf(http.StatusNotFound, "task_not_found", "No task %q.", r.PathValue("id"))
+	}
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, s.makeTaskView(t))
 }
 
 // getTask is GET /api/tasks/{id}.

@@ -143,3 +143,56 @@ func seedFile(t *testing.T, st store.Store, bl blob.Store, id, taskID string, cr
 		t.Fatal(err)
 	}
 }
+
+// TestPinTasksAndFiles: the owner (or an admin) pins and unpins a task or
+// a file and sees "pinned"; another user cannot, and gets the envelope's
+// 404 as for any task they cannot see. Both stores.
+func TestPinTasksAndFiles(t *testing.T) {
+	t.Parallel()
+	bothStores(t, func(t *testing.T, driver string) {
+		configure := func(c *config.Config) { c.Servers = nil }
+		if driver == "redis" {
+			url := redistest.URL(t)
+			configure = func(c *config.Config) { c.Servers = nil; redisConfig(url, redistest.Prefix(t, url))(c) }
+		}
+		e := apptest.Start(t, apptest.Options{Instances: 1, Configure: configure})
+		alice := e.Login(apptest.User, apptest.UserPass)
+		bob := e.Login(apptest.User2, apptest.User2Pass)
+		admin := e.Login(apptest.AdminUser, apptest.AdminPass)
+		taskID := submit(e, alice, map[string]any{"workflow": basic("pin/a")}).ID
+		fileID := upload(e, alice, "input.png", pngBytes(t))
+
+		pinned := func(r *apptest.Response) bool {
+			t.Helper()
+			var v struct{ Pinned bool }
+			r.Into(t, &v)
+			return v.Pinned
+		}
+		for _, res := range []struct{ path, notFound string }{
+			{"/api/tasks/" + taskID, "task_not_found"},
+			{"/api/files/" + fileID, "file_not_found"},
+		} {
+			if pinned(e.Do("GET", res.path, alice, nil)) {
+				t.Errorf("%s is pinned from the start", res.path)
+			}
+			r := e.Do("POST", res.path+"/pin", bob, nil)
+			wantStatus(t, "bob pins alice's", r, http.StatusNotFound, res.notFound)
+			if r := e.Do("POST", res.path+"/pin", alice, nil); r.Status != http.StatusOK || !pinned(r) {
+				t.Errorf("alice pins %s: %d %s", res.path, r.Status, r.Raw)
+			}
+			if !pinned(e.Do("GET", res.path, alice, nil)) {
+				t.Errorf("%s is not pinned after the pin", res.path)
+			}
+			r = e.Do("DELETE", res.path+"/pin", bob, nil)
+			wantStatus(t, "bob unpins alice's", r, http.StatusNotFound, res.notFound)
+			if r := e.Do("DELETE", res.path+"/pin", admin, nil); r.Status != http.StatusOK || pinned(r) {
+				t.Errorf("admin unpins %s: %d %s", res.path, r.Status, r.Raw)
+			}
+			if r := e.Do("POST", res.path+"/pin", admin, nil); r.Status != http.StatusOK || !pinned(r) {
+				t.Errorf("admin pins %s: %d %s", res.path, r.Status, r.Raw)
+			}
+		}
+		wantStatus(t, "pin an unknown task", e.Do("POST", "/api/tasks/nope/pin", alice, nil), http.StatusNotFound, "task_not_found")
+		wantStatus(t, "pin an unknown file", e.Do("DELETE", "/api/files/nope/pin", alice, nil), http.StatusNotFound, "file_not_found")
+	})
+}
