@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strconv"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Labels are the name: value pairs an operator attaches to a server, such
