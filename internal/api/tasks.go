@@ -62,17 +62,44 @@ type taskView struct {
 // (server.publicBaseUrl) from the file ids: the replica that collected
 // them may be gone.
 func (s *Server) makeTaskView(t *task.Task) taskView {
-	base := s.deps.Config.Current().Server.PublicBaseURL
 	return taskView{
 		ID: t.ID, Owner: t.Owner, Status: t.Status, Progress: t.Progress, Priority: t.Priority,
 		InstanceID: t.InstanceID, Attempts: t.Attempts,
 		CreatedAt: formatTime(t.CreatedAt), UpdatedAt: formatTime(t.UpdatedAt),
 		StartedAt: timePtr(t.StartedAt), FinishedAt: timePtr(t.FinishedAt),
 		Workflow: t.Workflow, Params: t.Params, Error: t.Error,
-		Result:          t.Result.WithURLs(func(id, name string) string { return file.URL(base, id, name) }),
+		Result:          s.renderResult(t.Result),
 		CancelRequested: t.CancelRequested && t.Status == task.StatusRunning, Requires: t.Requires,
 		Pinned: t.Pinned,
 	}
+}
+
+// renderResult is r with its file URLs made for this gateway
+// (server.publicBaseUrl) from the file ids.
+func (s *Server) renderResult(r *task.Result) *task.Result {
+	base := s.deps.Config.Current().Server.PublicBaseURL
+	return r.WithURLs(func(id, name string) string { return file.URL(base, id, name) })
+}
+
+// EventData is the data this gateway's /ws clients get for ev
+// (push.Options.EventData): a task_completed's file URLs rendered for this
+// gateway, as a task read over REST shows them; the event carries those of
+// the replica that collected the files, which may be gone. Other events,
+// and data that does not decode, keep their data.
+func (s *Server) EventData(ev event.Event) json.RawMessage {
+	if ev.Type != event.TypeTaskCompleted {
+		return ev.Data
+	}
+	var d event.TaskCompletedData
+	if err := json.Unmarshal(ev.Data, &d); err != nil || d.Result == nil {
+		return ev.Data
+	}
+	d.Result = s.renderResult(d.Result)
+	b, err := json.Marshal(d)
+	if err != nil {
+		return ev.Data
+	}
+	return b
 }
 
 type createTaskRequest struct {

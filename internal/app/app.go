@@ -107,8 +107,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	}
 	if derivedBase && cfg.Store.Driver == "redis" {
 		a.log.WarnContext(ctx, "server.publicBaseUrl is not set: this replica's file URLs name its own address; "+
-			"set it to the address clients use for every replica (a load balancer): REST renders URLs when read, "+
-			"but /ws events carry the collecting replica's", "public_base_url", cfg.Server.PublicBaseURL)
+			"set it to the address clients use for every replica (a load balancer) so that a URL works on any; "+
+			"REST and /ws render them for the replica that answers", "public_base_url", cfg.Server.PublicBaseURL)
 	}
 	if err := a.build(ctx, cfg, opts); err != nil {
 		ln.Close()
@@ -218,6 +218,7 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 	a.hub = push.NewHub(st, push.Options{
 		Logger: a.log, Snapshot: a.api.GlobalStatus, SendBuffer: 4096, OnDrop: a.metrics.WSDropped,
 		MaxConns: cfg.Server.WSMaxConns, MaxConnsPerUser: cfg.Server.WSMaxConnsPerUser,
+		EventData: a.api.EventData,
 	})
 	a.api.SetHub(a.hub)
 	a.metrics.Watch(metrics.Sources{Tasks: st.TaskCounts, Instances: a.fleet.Views, WSClients: a.hub.Clients})

@@ -70,6 +70,14 @@ type Options struct {
 	// MaxConnsPerUser bounds the connections of one username, in the same
 	// way. Default: 32.
 	MaxConnsPerUser int
+	// EventData returns the data clients of this hub get for an event, live
+	// or replayed, in place of ev.Data (or ev.Data itself). The gateway
+	// renders task_completed's file URLs for itself there, as REST does
+	// when a task is read: the replica that collected the files, whose
+	// URLs the event carries, may be gone. It is called once per event
+	// dispatched and per event replayed to a resuming client. Default:
+	// ev.Data.
+	EventData func(ev event.Event) json.RawMessage
 }
 
 // Why a client was disconnected for being too slow (Options.OnDrop).
@@ -124,6 +132,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxConnsPerUser <= 0 {
 		o.MaxConnsPerUser = DefaultMaxConnsPerUser
+	}
+	if o.EventData == nil {
+		o.EventData = func(ev event.Event) json.RawMessage { return ev.Data }
 	}
 	return o
 }
@@ -335,6 +346,7 @@ func (h *Hub) dispatch(ev event.Event) {
 	if a == event.Internal {
 		return
 	}
+	ev.Data = h.opts.EventData(ev)
 	msg, err := h.encodeSeq(ev.Type, ev.Time, ev.Data, "", ev.Seq)
 	if err != nil {
 		h.log.Error("push: encode event", "type", ev.Type, "task_id", ev.TaskID, "err", err)

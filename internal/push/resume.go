@@ -132,6 +132,7 @@ func (c *conn) backlogMsg(ev event.Event) ([]byte, bool) {
 	case a == event.TaskOwner && !c.wants(a, &ev):
 		return nil, false
 	}
+	ev.Data = h.opts.EventData(ev)
 	msg, err := h.encodeSeq(ev.Type, ev.Time, ev.Data, "", ev.Seq)
 	if err != nil {
 		return nil, false

@@ -1,6 +1,7 @@
 package push
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -24,12 +25,17 @@ type logHarness struct {
 }
 
 func newLogHarness(t *testing.T, logSize int) *logHarness {
+	return newLogHarnessOpts(t, logSize, Options{})
+}
+
+// newLogHarnessOpts is newLogHarness with a hub configured by opts.
+func newLogHarnessOpts(t *testing.T, logSize int, opts Options) *logHarness {
 	t.Helper()
 	st, err := sqlitestore.Open(t.Context(), filepath.Join(t.TempDir(), "db"), sqlitestore.WithEventLogSize(logSize))
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := NewHub(st, Options{})
+	hub := NewHub(st, opts)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hub.Serve(w, r, Client{Username: r.URL.Query().Get("user")})
 	}))
@@ -90,9 +96,10 @@ type seqMessage struct {
 	Type string
 	Seq  int64
 	Data struct {
-		TaskID string
-		Since  int64
-		Last   int64
+		TaskID     string
+		InstanceID string
+		Since      int64
+		Last       int64
 	}
 }
 
@@ -133,5 +140,26 @@ func TestResumeGone(t *testing.T) {
 	h.publishTask(201, "alice")
 	if m := next(); m.Seq != 201 {
 		t.Fatalf("live after the resync: %+v, want number 201", m)
+	}
+}
+
+// TestEventDataLiveAndReplayed: Options.EventData makes what clients get
+// of an event, both live and replayed to a resuming client (the gateway
+// renders task_completed's file URLs for itself there).
+func TestEventDataLiveAndReplayed(t *testing.T) {
+	h := newLogHarnessOpts(t, 1000, Options{EventData: func(ev event.Event) json.RawMessage {
+		if ev.Type != event.TypeTaskCompleted {
+			return ev.Data
+		}
+		return bytes.Replace(ev.Data, []byte(`"instanceId":"i"`), []byte(`"instanceId":"here"`), 1)
+	}})
+	h.publishTask(1, "alice")
+	next := h.dial("alice", 0)
+	if m := next(); m.Seq != 1 || m.Data.InstanceID != "here" {
+		t.Fatalf("replayed %+v, want t-1 with the data of EventData", m)
+	}
+	h.publishTask(2, "alice")
+	if m := next(); m.Seq != 2 || m.Data.InstanceID != "here" {
+		t.Fatalf("live %+v, want t-2 with the data of EventData", m)
 	}
 }
