@@ -373,6 +373,8 @@ func (d *Dispatcher) onEvent(ctx context.Context, ev event.Event) {
 			dr.onInstanceStatus(ctx, ev)
 		}
 		d.Wake()
+	case event.TypeCatalogChanged:
+		d.opts.Fleet.CatalogChanged()
 	case event.TypeTaskCancelRequested:
 		if dr := d.driver(instanceIDOf(ev)); dr != nil && dr.cancel(ev.TaskID) {
 			return

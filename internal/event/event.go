@@ -83,7 +83,25 @@ const (
 	// TypeKeyRevoked says an API key was revoked: every replica closes the
 	// /ws sessions opened with it. Data is KeyRevokedData.
 	TypeKeyRevoked = "key_revoked"
+	// TypeCatalogChanged says an instance's node catalogue changed: every
+	// replica reads the catalogue hashes it keeps for admission again.
+	// Data is CatalogChangedData.
+	TypeCatalogChanged = "catalog_changed"
 )
+
+// CatalogChangedData is the data of catalog_changed.
+type CatalogChangedData struct {
+	InstanceID string `json:"instanceId"`
+}
+
+// CatalogChanged builds the catalog_changed event of instance id.
+func CatalogChanged(id string) (Event, error) {
+	raw, err := json.Marshal(CatalogChangedData{InstanceID: id})
+	if err != nil {
+		return Event{}, fmt.Errorf("event: encode %s: %w", TypeCatalogChanged, err)
+	}
+	return Event{Type: TypeCatalogChanged, Data: raw, Time: time.Now().UnixMilli()}, nil
+}
 
 // KeyRevokedData is the data of key_revoked.
 type KeyRevokedData struct {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/comfyfleet/comfyfleet/internal/catalog"
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/instance"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 )
@@ -24,12 +25,44 @@ type ObjectInfoReader interface {
 // current ones. A hash names its content, so a cached catalogue never goes
 // stale; the cache only forgets the ones no instance has any more.
 type catalogs struct {
-	// mu guards byHash, stored, index and indexKey.
+	// mu guards the fields below.
 	mu       sync.Mutex
 	byHash   map[string]*cachedCatalog
 	stored   map[string]bool // hashes known to be in the store
 	index    *catalog.Index
 	indexKey string
+	// hashOf is each instance's catalogue hash as the store said at
+	// hashesAt (zero: read it again); see Index.
+	hashOf   map[string]string
+	hashesAt time.Time
+}
+
+// hashesFresh bounds how long Index trusts the catalogue hashes it read
+// last, in case a catalog_changed event from another replica was lost.
+const hashesFresh = 5 * time.Second
+
+// hashes returns the cached catalogue hashes when they were read within
+// hashesFresh of now; nil when they must be read again.
+func (c *catalogs) hashes(now time.Time) map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.hashOf == nil || now.Sub(c.hashesAt) >= hashesFresh || now.Before(c.hashesAt) {
+		return nil
+	}
+	return c.hashOf
+}
+
+func (c *catalogs) setHashes(h map[string]string, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hashOf, c.hashesAt = h, at
+}
+
+// forgetHashes makes the next Index read the hashes from the store.
+func (c *catalogs) forgetHashes() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hashOf = nil
 }
 
 // cachedCatalog is a decoded catalogue and its summary.
@@ -117,8 +150,17 @@ func (f *Fleet) RefreshCatalog(ctx context.Context, src ObjectInfoReader, id str
 		return "", fmt.Errorf("fleet: refresh catalog of %s: %w", id, err)
 	}
 	if old.CatalogHash != hash {
+		f.cat.forgetHashes()
 		if err := f.SyncCaps(ctx, []string{id}); err != nil {
 			return "", fmt.Errorf("fleet: refresh catalog of %s: %w", id, err)
+		}
+		// The other replicas forget the hashes they keep (CatalogChanged).
+		ev, err := event.CatalogChanged(id)
+		if err == nil {
+			err = f.store.Publish(ctx, ev)
+		}
+		if err != nil {
+			f.log.WarnContext(ctx, "publish catalog_changed failed", "instance_id", id, "err", err)
 		}
 	}
 	return hash, nil
@@ -168,14 +210,35 @@ func (f *Fleet) Catalog(ctx context.Context, id string) (*catalog.Catalog, strin
 // Index returns the catalogue index of the configured instances with their
 // labels. It is rebuilt only when an instance's catalogue or labels changed,
 // so calling it for every submitted task is cheap.
+//
+// The instances' catalogue hashes are read from the store once and then
+// kept, not read for every submit: a catalogue this replica reads anew
+// drops them at once, one another replica reads arrives as a
+// catalog_changed event (CatalogChanged), and they are read again after
+// hashesFresh in any case.
 func (f *Fleet) Index(ctx context.Context) (*catalog.Index, error) {
-	states, err := f.store.InstanceList(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("fleet: list states: %w", err)
-	}
-	hashOf := make(map[string]string, len(states))
-	for _, st := range states {
-		hashOf[st.ID] = st.CatalogHash
+	return f.index(ctx, false)
+}
+
+// CatalogChanged says an instance's catalogue hash changed (the
+// catalog_changed event, from any replica): the next Index reads the
+// hashes from the store.
+func (f *Fleet) CatalogChanged() { f.cat.forgetHashes() }
+
+// index is Index; fresh reads the hashes from the store whatever is kept.
+func (f *Fleet) index(ctx context.Context, fresh bool) (*catalog.Index, error) {
+	now := time.Now()
+	hashOf := f.cat.hashes(now)
+	if fresh || hashOf == nil {
+		states, err := f.store.InstanceList(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("fleet: list states: %w", err)
+		}
+		hashOf = make(map[string]string, len(states))
+		for _, st := range states {
+			hashOf[st.ID] = st.CatalogHash
+		}
+		f.cat.setHashes(hashOf, now)
 	}
 	list := f.Instances()
 	var key strings.Builder
@@ -266,7 +329,7 @@ func (f *Fleet) SyncCaps(ctx context.Context, ids []string) error {
 	}
 	f.syncMu.Lock()
 	defer f.syncMu.Unlock()
-	ix, err := f.Index(ctx)
+	ix, err := f.index(ctx, true)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/catalog"
 	"github.com/comfyfleet/comfyfleet/internal/comfy"
 	"github.com/comfyfleet/comfyfleet/internal/comfysim"
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/fleet"
 	"github.com/comfyfleet/comfyfleet/internal/instance"
 	"github.com/comfyfleet/comfyfleet/internal/store"
@@ -26,6 +28,7 @@ type countingStore struct {
 	store.Store
 	mu           sync.Mutex
 	puts, stored int
+	lists        int // InstanceList calls
 }
 
 func (s *countingStore) CatalogPut(ctx context.Context, p *store.CatalogPutParams) (bool, error) {
@@ -37,6 +40,19 @@ func (s *countingStore) CatalogPut(ctx context.Context, p *store.CatalogPutParam
 		s.stored++
 	}
 	return created, err
+}
+
+func (s *countingStore) InstanceList(ctx context.Context) ([]instance.State, error) {
+	s.mu.Lock()
+	s.lists++
+	s.mu.Unlock()
+	return s.Store.InstanceList(ctx)
+}
+
+func (s *countingStore) listCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lists
 }
 
 func (s *countingStore) counts() (int, int) {
@@ -243,5 +259,55 @@ func TestCheckUsesTheFleet(t *testing.T) {
 	v, err = f.Check(t.Context(), &catalog.Request{Prompt: map[string]catalog.Node{}, Requires: map[string]string{"gpu": "t4"}})
 	if err != nil || v.Problem == nil || v.Problem.Type != catalog.ProblemNoMatchingLabels {
 		t.Errorf("Check requiring gpu=t4 after relabelling = %+v, %v; want no_matching_labels", v, err)
+	}
+}
+
+// TestIndexKeepsHashes: admitting prompts does not list the instances'
+// states for each one. A catalogue read anew on this replica counts at
+// once; one read on another replica counts once its catalog_changed event
+// arrives (CatalogChanged).
+func TestIndexKeepsHashes(t *testing.T) {
+	t.Parallel()
+	f, cs, clients := setup(t)
+	refresh(t, f, clients, "a1", "a2", "b1")
+	sdxl := &catalog.Request{Prompt: decode(prompt)}
+	before := cs.listCount()
+	for range 100 {
+		if v, err := f.Check(t.Context(), sdxl); err != nil || v.Problem != nil {
+			t.Fatalf("Check = %+v, %v", v, err)
+		}
+	}
+	if n := cs.listCount() - before; n > 1 {
+		t.Errorf("100 checks listed the instance states %d times, want at most once", n)
+	}
+
+	sub, err := cs.Subscribe(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	// Another replica reads a1's catalogue anew, and finds b1's (SD 1.5 only).
+	other := fleet.New(cs, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if _, _, err := other.Set(t.Context(), f.Instances()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.RefreshCatalog(t.Context(), clients["b1"], "a1"); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := other.Check(t.Context(), sdxl); !slices.Equal(v.Instances, []string{"a2"}) {
+		t.Errorf("the replica that read the catalogue: SDXL runs on %v, want [a2]", v.Instances)
+	}
+	for ev := range sub.C() {
+		if ev.Type == event.TypeCatalogChanged {
+			var d event.CatalogChangedData
+			if err := json.Unmarshal(ev.Data, &d); err != nil || d.InstanceID != "a1" {
+				t.Errorf("catalog_changed data %s, want instance a1", ev.Data)
+			}
+			break
+		}
+	}
+	f.CatalogChanged()
+	if v, _ := f.Check(t.Context(), sdxl); !slices.Equal(v.Instances, []string{"a2"}) {
+		t.Errorf("after catalog_changed: SDXL runs on %v, want [a2]", v.Instances)
 	}
 }
