@@ -511,9 +511,11 @@ type RetentionStore interface {
 	// (completed, failed, cancelled) that finished before p.Before and are
 	// not pinned, the oldest finished first.
 	TaskExpired(ctx context.Context, p *ExpiredParams) ([]string, error)
-	// TaskDelete deletes a finished, unpinned task for good; its file
-	// records are not touched (FileDelete them first). ErrNotFound if there
-	// is no such task, ErrConflict if it is not finished or is pinned.
+	// TaskDelete deletes a finished, unpinned task for good, and in the
+	// same atomic step its own webhook subscriptions and its webhook
+	// deliveries (delivered, failed or still pending); its file records
+	// are not touched (FileDelete them first). ErrNotFound if there is no
+	// such task, ErrConflict if it is not finished or is pinned.
 	TaskDelete(ctx context.Context, id string) error
 	// FileExpired returns the ids of at most p.Limit file records created
 	// before p.Before that are not pinned and whose task (if any) is not

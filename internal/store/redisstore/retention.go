@@ -78,12 +78,14 @@ if ARGV[2] == 'files' then key = key_retention_files() end
 return redis.call('ZRANGEBYSCORE', key, '-inf', '(' .. ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
 `)
 
-// deleteTaskScript deletes a finished, unpinned task and its index entries.
+// deleteTaskScript deletes a finished, unpinned task and its index
+// entries, with its own webhook subscriptions and its webhook deliveries
+// (a few per task: one per subscription and final event).
 //
 //	KEYS[1] task hash
 //	ARGV[1] prefix, ARGV[2] id
 //	returns 1; NOTFOUND, or CONFLICT if it is not finished or is pinned
-var deleteTaskScript = script(luaKeys, luaMembers, `
+var deleteTaskScript = script(luaKeys, luaMembers, luaWebhookKeys, `
 local key, id = KEYS[1], ARGV[2]
 local f = redis.call('HMGET', key, 'status', 'pinned', 'owner', 'seq')
 if not f[1] then return redis.error_reply('NOTFOUND task') end
@@ -98,6 +100,14 @@ for _, list in ipairs({'all', f[1]}) do
 end
 redis.call('ZREM', key_retention_tasks(), id)
 redis.call('DEL', key)
+for _, did in ipairs(redis.call('ZRANGE', key_wh_task_deliveries(id), 0, -1)) do
+  redis.call('ZREM', key_wh_due(), did)
+  redis.call('DEL', key_wh_delivery(did))
+end
+for _, sid in ipairs(redis.call('SMEMBERS', key_wh_task_subs(id))) do
+  redis.call('DEL', key_wh_sub(sid))
+end
+redis.call('DEL', key_wh_task_deliveries(id), key_wh_task_subs(id))
 return 1
 `)
 

@@ -26,9 +26,13 @@ const (
 	// it (ON DELETE CASCADE) and the status counts follow (trigger).
 	taskDeleteSQL = `DELETE FROM tasks
 	WHERE id = ? AND status IN ('completed', 'failed', 'cancelled') AND pinned = 0`
-	taskPinnedSQL = `SELECT status, pinned FROM tasks WHERE id = ?`
-	taskPinSQL    = `UPDATE tasks SET pinned = ? WHERE id = ? RETURNING ` + taskCols
-	filePinSQL    = `UPDATE files SET pinned = ? WHERE id = ? RETURNING ` + fileCols
+	// taskDeleteWhSubsSQL and taskDeleteWhDeliveriesSQL delete, with a
+	// task, its own webhook subscriptions and its deliveries.
+	taskDeleteWhSubsSQL       = `DELETE FROM webhook_subs WHERE task_id = ? AND task_id <> ''` // the partial index
+	taskDeleteWhDeliveriesSQL = `DELETE FROM webhook_deliveries WHERE task_id = ?`
+	taskPinnedSQL             = `SELECT status, pinned FROM tasks WHERE id = ?`
+	taskPinSQL                = `UPDATE tasks SET pinned = ? WHERE id = ? RETURNING ` + taskCols
+	filePinSQL                = `UPDATE files SET pinned = ? WHERE id = ? RETURNING ` + fileCols
 )
 
 // TaskExpired returns the oldest finished, unpinned tasks finished before p.Before.
@@ -70,10 +74,18 @@ func (s *Store) expired(ctx context.Context, query string, p *store.ExpiredParam
 	return ids, rows.Err()
 }
 
-// TaskDelete deletes a finished, unpinned task.
+// TaskDelete deletes a finished, unpinned task, its webhook subscriptions
+// and deliveries, in one transaction.
 func (s *Store) TaskDelete(ctx context.Context, id string) error {
 	err := s.w.exec(ctx, func(ctx context.Context, ex execer) error {
 		err := deleted(ex.stmt(ctx, s.ws.taskDelete).ExecContext(ctx, id))
+		if err == nil {
+			if _, err := ex.stmt(ctx, s.ws.taskDeleteWhSubs).ExecContext(ctx, id); err != nil {
+				return err
+			}
+			_, err = ex.stmt(ctx, s.ws.taskDeleteWhDeliveries).ExecContext(ctx, id)
+			return err
+		}
 		if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}

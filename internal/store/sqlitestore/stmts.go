@@ -29,6 +29,7 @@ type writeStmts struct {
 	keyInsert, keyRevoke, keyTouch                                             *sql.Stmt
 	whSubInsert, whSubDelete, whEnqueue, whClaim, whRecord, whExists           *sql.Stmt
 	taskDelete, taskPinned, taskPin, filePin                                   *sql.Stmt
+	taskDeleteWhSubs, taskDeleteWhDeliveries                                   *sql.Stmt
 	eventInsert, eventTrim                                                     *sql.Stmt
 }
 
@@ -68,6 +69,7 @@ func (w *writeStmts) defs() []stmtDef {
 		{&w.whSubInsert, whSubInsertSQL}, {&w.whSubDelete, whSubDeleteSQL}, {&w.whEnqueue, whEnqueueSQL},
 		{&w.whClaim, whClaimSQL}, {&w.whRecord, whRecordSQL}, {&w.whExists, whExistsSQL},
 		{&w.taskDelete, taskDeleteSQL}, {&w.taskPinned, taskPinnedSQL}, {&w.taskPin, taskPinSQL}, {&w.filePin, filePinSQL},
+		{&w.taskDeleteWhSubs, taskDeleteWhSubsSQL}, {&w.taskDeleteWhDeliveries, taskDeleteWhDeliveriesSQL},
 		{&w.eventInsert, eventInsertSQL}, {&w.eventTrim, eventTrimSQL},
 	}
 }

@@ -13,6 +13,7 @@ func retentionCases() []testCase {
 		{"TaskExpired", testTaskExpired},
 		{"TaskExpiredLimit", testTaskExpiredLimit},
 		{"TaskDelete", testTaskDelete},
+		{"TaskDeleteWebhooks", testTaskDeleteWebhooks},
 		{"TaskPin", testTaskPin},
 		{"FileExpired", testFileExpired},
 		{"FilePin", testFilePin},
@@ -105,6 +106,61 @@ func testTaskDelete(t *testing.T, s store.Store) {
 	diff(t, "expired after delete", []string(nil), expired(t, s, false, 1000, 0))
 	// The queue still works around the deleted tasks.
 	claimID(t, s, by[task.StatusPending].ID, "127.0.0.1:8002", at(20))
+}
+
+// testTaskDeleteWebhooks: a deleted task takes its own webhook
+// subscriptions and its deliveries (pending or done) with it; another
+// task's, and the owner's subscriptions for all tasks, stay.
+func testTaskDeleteWebhooks(t *testing.T, s store.Store) {
+	by := withStatus(t, s, "alice")
+	gone, kept := by[task.StatusCompleted], by[task.StatusFailed]
+	own := sub(t, s, "alice", gone.ID)
+	all := sub(t, s, "alice", "")
+	keptSub := sub(t, s, "alice", kept.ID)
+	enqueue(t, s, "ev-gone-1", "task.completed", gone.ID, "alice", at(10))
+	enqueue(t, s, "ev-kept-1", "task.failed", kept.ID, "alice", at(10))
+	// One delivery of the deleted task is done, the other still pending.
+	recorded := false
+	for _, d := range whClaim(t, s, "r1", 10, at(10)) {
+		if d.TaskID != gone.ID || recorded {
+			continue
+		}
+		_, err := s.WebhookRecord(t.Context(), &store.WebhookRecordParams{ID: d.ID, Holder: "r1",
+			State: store.DeliveryDelivered, Log: []store.WebhookAttempt{{At: at(10), Status: 200}}, Now: at(10)})
+		must(t, "WebhookRecord", err)
+		recorded = true
+	}
+	if !recorded {
+		t.Fatal("no delivery of the task to delete was claimed")
+	}
+	must(t, "TaskDelete", s.TaskDelete(t.Context(), gone.ID))
+
+	ds, err := s.WebhookDeliveries(t.Context(), gone.ID)
+	must(t, "WebhookDeliveries", err)
+	if len(ds) != 0 {
+		t.Errorf("the deleted task keeps %d deliveries", len(ds))
+	}
+	_, err = s.WebhookSubGet(t.Context(), own.ID)
+	wantErr(t, "the deleted task's subscription", err, store.ErrNotFound)
+	for _, w := range []*store.WebhookSub{all, keptSub} {
+		_, err := s.WebhookSubGet(t.Context(), w.ID)
+		must(t, "another subscription", err)
+	}
+	ds, err = s.WebhookDeliveries(t.Context(), kept.ID)
+	must(t, "WebhookDeliveries", err)
+	if len(ds) != 2 { // to keptSub and to all
+		t.Errorf("the kept task has %d deliveries, want 2", len(ds))
+	}
+	// What is left to deliver is the kept task's only.
+	left := whClaim(t, s, "r2", 10, at(10_000))
+	for _, d := range left {
+		if d.TaskID != kept.ID {
+			t.Errorf("claimed a delivery of task %s", d.TaskID)
+		}
+	}
+	if len(left) != 2 {
+		t.Errorf("claimed %d deliveries, want the kept task's 2", len(left))
+	}
 }
 
 // testTaskPin: a pinned task is not expired and its files neither;
