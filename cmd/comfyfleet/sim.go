@@ -29,6 +29,7 @@ func runSim(ctx context.Context, args []string) error {
 	fs.BoolVar(&opts.RequireUUIDPromptID, "require-uuid-prompt-id", false, "reject a client prompt_id that is not a canonical UUID (ComfyUI >= 0.25)")
 	fs.IntVar(&opts.MaxImageSide, "max-image-side", 2048, "largest width or height of a written image")
 	fs.BoolVar(&opts.DisableMetadata, "disable-metadata", false, "do not embed the prompt in saved PNGs")
+	fs.IntVar(&opts.OutputSize, "output-size", 0, "pad every saved PNG to this many bytes with incompressible bytes, so outputs weigh what real images do (about 1500000 for 1024x1024)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package comfysim
 
 import (
 	"bytes"
+	"compress/flate"
 	"image/png"
 	"mime/multipart"
 	"net/http"
@@ -192,5 +193,50 @@ func TestLoadImageRuntimeErrors(t *testing.T) {
 		if e.field("exception_type") != typ {
 			t.Errorf("LoadImage %s: %s, want %s", ref, e.data, typ)
 		}
+	}
+}
+
+// TestOutputSize checks that Options.OutputSize pads saved PNGs to that
+// size with bytes that do not compress, that they still decode as the
+// same image, and that outputs of one image share their bytes.
+func TestOutputSize(t *testing.T) {
+	t.Parallel()
+	const size = 300 << 10
+	s := startSim(t, Options{OutputSize: size, DisableMetadata: true})
+	ws := dialWS(t, s, "?clientId=gw")
+	for _, prefix := range []string{"padded", "again"} {
+		id := submit(t, s, trivialPrompt(7, prefix), "gw")
+		ws.untilDone(t, id)
+	}
+	a := get(t, s.URL()+"/view?filename=padded_00001_.png").body
+	b := get(t, s.URL()+"/view?filename=again_00001_.png").body
+	if len(a) != size || !bytes.Equal(a, b) {
+		t.Fatalf("outputs of %d and %d bytes (equal %v), want %d bytes each, equal", len(a), len(b), bytes.Equal(a, b), size)
+	}
+	img, err := png.Decode(bytes.NewReader(a))
+	if err != nil {
+		t.Fatalf("padded PNG does not decode: %v", err)
+	}
+	if got := img.Bounds().Dx(); got != 64 {
+		t.Errorf("padded PNG is %d pixels wide, want 64", got)
+	}
+	var z bytes.Buffer
+	w, _ := flate.NewWriter(&z, flate.BestCompression)
+	_, _ = w.Write(a)
+	_ = w.Close()
+	if z.Len() < size*99/100 {
+		t.Errorf("padded PNG deflates to %d of %d bytes: the padding compresses", z.Len(), size)
+	}
+	f1, _ := s.files.get(dirOutput, "padded_00001_.png")
+	f2, _ := s.files.get(dirOutput, "again_00001_.png")
+	if &f1.data[0] != &f2.data[0] {
+		t.Error("two outputs of one image hold two copies of its bytes")
+	}
+
+	plain := startSim(t, Options{DisableMetadata: true})
+	ws = dialWS(t, plain, "?clientId=gw")
+	ws.untilDone(t, submit(t, plain, trivialPrompt(7, "plain"), "gw"))
+	if n := len(get(t, plain.URL()+"/view?filename=plain_00001_.png").body); n >= 1000 {
+		t.Errorf("unpadded output is %d bytes, want a few hundred", n)
 	}
 }

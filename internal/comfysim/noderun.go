@@ -218,6 +218,9 @@ func (x *nodeRun) saveImages(img imageVal, dir, prefix string) ([]any, error) {
 	for i, c := range img.px {
 		name := fmt.Sprintf("%s_%05d_.png", strings.ReplaceAll(filename, "%batch_num%", itoa(i)), counter)
 		data := solidPNG(w, h, img.ch, c)
+		if size := s.opts.OutputSize; size > 0 {
+			data = paddedPNG(data, solidKey{w, h, img.ch, c}, size)
+		}
 		if texts != nil {
 			data = withTextChunks(data, texts)
 		}

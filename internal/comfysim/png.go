@@ -11,6 +11,7 @@ import (
 	_ "image/gif" // LoadImage of uploaded GIFs
 	"image/jpeg"
 	"image/png"
+	"math/rand/v2"
 	"sync"
 )
 
@@ -42,9 +43,23 @@ type pngRest struct {
 // every instance renders the same sizes.
 var pngCache = struct {
 	sync.Mutex
-	solid map[solidKey][]byte
-	rest  map[restKey]*pngRest
-}{solid: map[solidKey][]byte{}, rest: map[restKey]*pngRest{}}
+	solid  map[solidKey][]byte
+	rest   map[restKey]*pngRest
+	padded map[paddedKey][]byte
+	// padding holds the padding chunk of each length, and paddedBytes the
+	// bytes held in padded.
+	padding     map[int][]byte
+	paddedBytes int
+}{solid: map[solidKey][]byte{}, rest: map[restKey]*pngRest{}, padded: map[paddedKey][]byte{}, padding: map[int][]byte{}}
+
+// paddedKey identifies a padded PNG: the image and its padded size.
+type paddedKey struct {
+	solidKey
+	size int
+}
+
+// paddedCacheMax bounds the bytes of cached padded PNGs.
+const paddedCacheMax = 256 << 20
 
 const pngCacheMax = 4096
 
@@ -163,6 +178,47 @@ func adler32Combine(a1, a2 uint32, len2 int) uint32 {
 		sum2 -= base
 	}
 	return sum1 | sum2<<16
+}
+
+// paddingChunkType names the padding chunk: ancillary (lowercase first
+// letter), private (lowercase second), safe to copy (lowercase last).
+const paddingChunkType = "cfPd"
+
+// paddedPNG returns the PNG p of the image key, padded to size bytes with
+// a padding chunk right after IHDR (Options.OutputSize); p itself when it
+// is already that large. The result is shared and must not be modified.
+func paddedPNG(p []byte, key solidKey, size int) []byte {
+	const afterIHDR = 8 + 25
+	n := size - len(p) - 12 // a chunk's length, type and CRC take 12 bytes
+	if n <= 0 {
+		return p
+	}
+	pk := paddedKey{key, size}
+	pngCache.Lock()
+	defer pngCache.Unlock()
+	if b, ok := pngCache.padded[pk]; ok {
+		return b
+	}
+	chunk, ok := pngCache.padding[n]
+	if !ok {
+		data := make([]byte, n)
+		rng := rand.NewChaCha8([32]byte{'c', 'o', 'm', 'f', 'y', 's', 'i', 'm'})
+		_, _ = rng.Read(data)
+		chunk = appendChunk(nil, paddingChunkType, data)
+		if len(pngCache.padding) >= 16 {
+			clear(pngCache.padding)
+		}
+		pngCache.padding[n] = chunk
+	}
+	b := make([]byte, 0, size)
+	b = append(append(append(b, p[:afterIHDR]...), chunk...), p[afterIHDR:]...)
+	if pngCache.paddedBytes+len(b) > paddedCacheMax {
+		clear(pngCache.padded)
+		pngCache.paddedBytes = 0
+	}
+	pngCache.padded[pk] = b
+	pngCache.paddedBytes += len(b)
+	return b
 }
 
 // withTextChunks inserts tEXt chunks right after IHDR, where PIL writes the

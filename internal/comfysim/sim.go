@@ -62,6 +62,16 @@ type Options struct {
 	// DisableMetadata leaves the prompt out of saved PNGs, like ComfyUI's
 	// --disable-metadata; saves memory in long benchmarks. Default false.
 	DisableMetadata bool
+	// OutputSize, when above a saved PNG's own size, pads every PNG that
+	// SaveImage and PreviewImage write to that many bytes with a private
+	// ancillary chunk ("cfPd") of incompressible bytes, which decoders
+	// skip. The simulator's images are solid colour and compress to almost
+	// nothing (a 1024×1024 one to about 3 KB); padded, an output weighs
+	// what a real one does (a 1024×1024 Stable Diffusion PNG is about
+	// 1.5 MB), for benchmarks of storing and serving outputs. Images of one
+	// size and colour share their padded bytes, so a long run of one colour
+	// adds no memory per output. Default 0: no padding.
+	OutputSize int
 	// KeepStateOnRestart keeps the pending queue, the history and the prompt
 	// counter across Stop/Restart. Default false: like a real restart, both
 	// are lost (files in input and output survive, temp is wiped).
