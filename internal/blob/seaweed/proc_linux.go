@@ -1,9 +1,9 @@
-package s3test
+package seaweed
 
 import "syscall"
 
-// procAttr kills the server with the test process, even when the test
-// binary is killed before its cleanups run.
+// procAttr kills the server with the process that started it, even when
+// that process is killed before it can stop the server.
 func procAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
