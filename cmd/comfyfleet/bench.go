@@ -78,8 +78,19 @@ func benchFlags(args []string) (bench.Options, []string, error) {
 		return nil
 	})
 	fs.StringVar(&o.ComfyOutputDir, "comfy-output-dir", "", "overhead: the --comfy servers' output folder on this machine, {port} for each one's port; the gateway reads outputs there instead of over /view")
-	fs.Float64Var(&o.QuietBelow, "overhead-quiet", 0, "overhead: hold each round until the machine's other processes use fewer cores than this over a second (default 0: do not wait)")
-	fs.DurationVar(&o.QuietWait, "overhead-quiet-wait", 0, "overhead: longest wait of a round for --overhead-quiet, after which it starts anyway (default 2m)")
+	fs.IntVar(&sz.StorageTasks, "storage-tasks", 0, "storage: jobs one at a time per file store, spread over the rounds (default 600; quick 30)")
+	fs.IntVar(&sz.StorageRounds, "storage-rounds", 0, "storage: rounds, each running every file store (default 6; quick 2)")
+	fs.IntVar(&sz.StorageBurst, "storage-burst", 0, "storage: jobs submitted at once per file store and round (default 100; quick 20)")
+	fs.IntVar(&sz.StorageInstances, "storage-instances", 0, "storage: simulated instances behind each gateway (default 4; quick 2)")
+	fs.IntVar(&sz.StorageDownloads, "storage-downloads", 0, "storage: files downloaded one at a time per way of serving them and round (default 50; quick 10)")
+	fs.IntVar(&sz.StorageImageSide, "storage-image-side", 0, "storage: width and height of the output images (default 1024)")
+	fs.IntVar(&sz.StorageOutputSize, "storage-output-size", 0, "storage: bytes of one output PNG, padded with incompressible bytes (default 1500000)")
+	fs.StringVar(&o.SeaweedFSBin, "seaweedfs-bin", "", "storage: SeaweedFS weed binary to start as the S3 server (default $TEST_SEAWEEDFS_BIN, else weed on the PATH)")
+	fs.StringVar(&o.S3Endpoint, "s3-endpoint", "", "storage: an existing S3 service, http(s)://host:port, instead of starting SeaweedFS; credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or ~/.aws/credentials")
+	fs.StringVar(&o.S3Bucket, "s3-bucket", "", "storage: the existing bucket of --s3-endpoint; the run's objects go under comfyfleet-bench/ and are deleted at the end")
+	fs.StringVar(&o.S3Region, "s3-region", "", "storage: the region of --s3-endpoint (default us-east-1)")
+	fs.Float64Var(&o.QuietBelow, "overhead-quiet", 0, "overhead, storage: hold each round until the machine's other processes use fewer cores than this over a second (default 0: do not wait)")
+	fs.DurationVar(&o.QuietWait, "overhead-quiet-wait", 0, "overhead, storage: longest wait of a round for --overhead-quiet, after which it starts anyway (default 2m)")
 	fs.Func("comfy-pid", "overhead: pid of a ComfyUI server process whose CPU to read; repeat for several (default: found by the --comfy ports on this machine)", func(s string) error {
 		pid, err := strconv.Atoi(s)
 		if err != nil || pid <= 0 {

@@ -9,8 +9,8 @@
 // the simulators' execution log (when each prompt started and ended on which
 // instance) and their model load counts.
 //
-// Scenarios: throughput, gap, efficiency, placement, scale, fanout and
-// overhead; docs/BENCHMARKS.md describes each and quotes a run. Overhead
+// Scenarios: throughput, gap, efficiency, placement, mixed, scale, fanout,
+// overhead and storage; docs/BENCHMARKS.md describes each and quotes a run. Overhead
 // can also run against real ComfyUI servers (Options.Comfy), whose CPU time
 // it reads from /proc when they run on this machine. Every
 // scenario also checks correctness (every task completed, each ran once) and
@@ -84,6 +84,19 @@ type Options struct {
 	// overhead scenario reads. Default: the processes listening on the
 	// Comfy URLs' ports, for the URLs that are on this machine.
 	ComfyPIDs []int
+	// SeaweedFSBin is the SeaweedFS weed binary the storage scenario
+	// starts as its S3 server, on loopback, with a data dir in TempDir.
+	// Default: $TEST_SEAWEEDFS_BIN, else weed on the PATH. Without one
+	// (and without S3Endpoint), the storage scenario's S3 rows say
+	// skipped.
+	SeaweedFSBin string
+	// S3Endpoint, S3Bucket and S3Region name an existing S3 service and
+	// bucket for the storage scenario instead of starting SeaweedFS; its
+	// credentials come from the environment (AWS_ACCESS_KEY_ID,
+	// AWS_SECRET_ACCESS_KEY) or ~/.aws/credentials, as the gateway's do,
+	// never from flags. The run keeps its objects under a prefix of its
+	// own and deletes them at the end.
+	S3Endpoint, S3Bucket, S3Region string
 }
 
 // Default Redis URL of Options.RedisURL.
@@ -124,6 +137,9 @@ func (o Options) validate() error {
 	}
 	if o.QuietBelow < 0 {
 		return fmt.Errorf("bench: quiet threshold %v: want a number of cores above 0", o.QuietBelow)
+	}
+	if (o.S3Endpoint == "") != (o.S3Bucket == "") {
+		return errors.New("bench: an S3 endpoint and a bucket go together")
 	}
 	if len(o.ComfyPIDs) > 0 && len(o.Comfy) == 0 {
 		return errors.New("bench: ComfyUI pids given without ComfyUI URLs")
@@ -174,6 +190,7 @@ func Scenarios() []Scenario {
 		{"scale", "a large pending queue (submit rate, RSS, list latency) and 1,000 health-checked instances", runScale},
 		{"fanout", "event delivery latency to many /ws clients under load", runFanout},
 		{"overhead", "the same jobs straight to ComfyUI and through the gateway, one at a time and at once; --comfy for real servers", runOverhead},
+		{"storage", "the same jobs with outputs on the disk store and on S3 (SeaweedFS, or --s3-endpoint), and their downloads", runStorage},
 	}
 }
 

@@ -27,6 +27,13 @@ func TestQuickSuite(t *testing.T) {
 	if redisURL == "" && os.Getenv("CI") != "" {
 		t.Fatal("TEST_REDIS_URL is not set but CI is: the bench's Redis rows must run in CI")
 	}
+	weed := os.Getenv(envSeaweedFSBin)
+	if weed == "" && os.Getenv("CI") != "" {
+		t.Fatal(envSeaweedFSBin + " is not set but CI is: the storage scenario's S3 rows must run in CI")
+	}
+	if weed == "" {
+		t.Log(envSeaweedFSBin + " unset: the storage scenario's S3 rows are skipped; set it to run them")
+	}
 	var out bytes.Buffer
 	opts := Options{
 		Gateway: []string{buildBinary(t)}, Quick: true, RedisURL: redisURL,
@@ -54,32 +61,35 @@ func TestQuickSuite(t *testing.T) {
 			t.Errorf("%s: no check for this scenario", r.Scenario)
 			continue
 		}
-		check(t, r.Table, sizes, redisURL != "")
+		check(t, r.Table, sizes, available{redis: redisURL != "", s3: weed != ""})
 	}
 }
 
+// available says which servers the quick suite had.
+type available struct{ redis, s3 bool }
+
 // tableChecks check each scenario's table: every row there, counts as asked.
-var tableChecks = map[string]func(t *testing.T, tab *Table, s Sizes, redis bool){
-	"throughput": func(t *testing.T, tab *Table, s Sizes, redis bool) {
+var tableChecks = map[string]func(t *testing.T, tab *Table, s Sizes, have available){
+	"throughput": func(t *testing.T, tab *Table, s Sizes, have available) {
 		wantCell(t, tab, "sqlite", "tasks", itoa(s.ThroughputTasks))
 		wantResult(t, tab, "sqlite")
-		if redis {
+		if have.redis {
 			wantCell(t, tab, "redis", "tasks", itoa(s.ThroughputTasks))
 			wantResult(t, tab, "redis")
 		}
 	},
-	"gap": func(t *testing.T, tab *Table, s Sizes, _ bool) {
+	"gap": func(t *testing.T, tab *Table, s Sizes, _ available) {
 		// Every instance's first run has no gap before it.
 		wantCell(t, tab, "sqlite", "gaps", itoa(s.GapTasks-s.GapInstances))
 		wantResult(t, tab, "sqlite")
 	},
-	"efficiency": func(t *testing.T, tab *Table, _ Sizes, _ bool) {
+	"efficiency": func(t *testing.T, tab *Table, _ Sizes, _ available) {
 		wantResult(t, tab, "gateway queue (sqlite)")
 		if tab.Row("round-robin into ComfyUI queues") == nil {
 			t.Errorf("%s: no round-robin row", tab.Title)
 		}
 	},
-	"overhead": func(t *testing.T, tab *Table, s Sizes, _ bool) {
+	"overhead": func(t *testing.T, tab *Table, s Sizes, _ available) {
 		if got := len(tab.Rows); got != 12 {
 			t.Fatalf("%s: %d rows, want 12", tab.Title, got)
 		}
@@ -98,7 +108,7 @@ var tableChecks = map[string]func(t *testing.T, tab *Table, s Sizes, redis bool)
 			t.Errorf("%s: want a rounds table of %d rows", tab.Title, s.OverheadRounds*(3+2))
 		}
 	},
-	"fanout": func(t *testing.T, tab *Table, s Sizes, _ bool) {
+	"fanout": func(t *testing.T, tab *Table, s Sizes, _ available) {
 		n := s.FanoutRate * int(s.FanoutDuration/time.Second)
 		due := itoa(n * s.FanoutClients / s.FanoutUsers)
 		wantCell(t, tab, "task_completed receipts", "value", due+" of "+due)
@@ -108,7 +118,7 @@ var tableChecks = map[string]func(t *testing.T, tab *Table, s Sizes, redis bool)
 			t.Errorf("%s: tasks completed = %q, want %d", tab.Title, got, n)
 		}
 	},
-	"scale": func(t *testing.T, tab *Table, s Sizes, _ bool) {
+	"scale": func(t *testing.T, tab *Table, s Sizes, _ available) {
 		for _, row := range []string{"tasks submitted", "submit rate", "gateway RSS after submitting / peak", "store size",
 			"GET /api/tasks?status=pending, first page: p50 / p99", "same at offset " + itoa(s.ScaleTasks-20) + ": p50 / p99",
 			"GET /api/monitor/overview: p50 / p99", "gateway CPU with " + itoa(s.ScaleInstances) + " instances",
@@ -121,12 +131,43 @@ var tableChecks = map[string]func(t *testing.T, tab *Table, s Sizes, redis bool)
 			t.Errorf("%s: tasks submitted = %q", tab.Title, got)
 		}
 	},
-	"mixed": func(t *testing.T, tab *Table, s Sizes, _ bool) {
+	"mixed": func(t *testing.T, tab *Table, s Sizes, _ available) {
 		wantCell(t, tab, "by capability", "failed runs", "0")
 		wantCell(t, tab, "by capability", "runs", itoa(s.MixedTasks))
 		wantCell(t, tab, "capability-blind, failed tasks submitted again", "tasks", itoa(s.MixedTasks))
 	},
-	"placement": func(t *testing.T, tab *Table, _ Sizes, _ bool) {
+	"storage": func(t *testing.T, tab *Table, s Sizes, have available) {
+		if !have.s3 {
+			if got := tab.Cell("S3", "disk"); !strings.HasPrefix(got, "skipped: ") {
+				t.Errorf("%s: without an S3 server, S3 row = %q, want skipped", tab.Title, got)
+			}
+			return
+		}
+		if got := len(tab.Rows); got != 10 {
+			t.Fatalf("%s: %d rows, want 10", tab.Title, got)
+		}
+		for _, row := range []string{"one at a time: task latency p50, ms", "one at a time: outputs stored/s",
+			itoa(s.StorageBurst) + " at once: outputs stored/s", "one at a time: gateway CPU per task, ms",
+			"one at a time: S3 server CPU per task, ms"} {
+			for _, col := range []string{"disk", "S3"} {
+				if got := tab.Cell(row, col); got == "" || got == "n/a" {
+					t.Errorf("%s: row %q, %s = %q, want a figure", tab.Title, row, col, got)
+				}
+			}
+		}
+		if got := tab.Cell("one at a time: task latency p50, ms", "S3 − disk"); got == "" || got == "n/a" {
+			t.Errorf("%s: latency S3 − disk = %q, want a figure", tab.Title, got)
+		}
+		if len(tab.Then) != 2 || len(tab.Then[0].Rows) != 3 || len(tab.Then[1].Rows) != s.StorageRounds {
+			t.Fatalf("%s: want a downloads table of 3 rows and a rounds table of %d", tab.Title, s.StorageRounds)
+		}
+		for _, row := range tab.Then[0].Rows {
+			if row[1] == "" || strings.HasPrefix(row[1], "n/a") {
+				t.Errorf("%s: downloads %q: latency %q, want a figure", tab.Title, row[0], row[1])
+			}
+		}
+	},
+	"placement": func(t *testing.T, tab *Table, _ Sizes, _ available) {
 		for _, row := range []string{"warm", "fifo"} {
 			if tab.Row(row) == nil {
 				t.Errorf("%s: no row %q", tab.Title, row)

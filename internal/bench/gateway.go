@@ -37,6 +37,19 @@ type gatewaySpec struct {
 	scheduler map[string]string
 	// outputDir is every server's outputDir ("{port}" for each port's).
 	outputDir string
+	// s3, when set, keeps the gateway's files in an S3 bucket
+	// (files.driver s3) instead of its data dir.
+	s3 *s3Files
+	// env are variables added to the gateway's environment (the S3
+	// credentials, which are never put on its command line).
+	env []string
+}
+
+// s3Files is the files.s3 section of a gateway's config.
+type s3Files struct {
+	endpoint, bucket, prefix, region string
+	// serve is files.s3.serve: "proxy" or "redirect".
+	serve string
 }
 
 // gateway is a running "comfyfleet serve" child process.
@@ -133,6 +146,13 @@ func (g *gateway) config(addr string) (string, error) {
 	if s.store == "redis" {
 		fmt.Fprintf(&b, "  url: %q\n  prefix: %q\n", g.e.opts.RedisURL, g.redisPrefix)
 	}
+	if f := s.s3; f != nil {
+		fmt.Fprintf(&b, "files:\n  driver: s3\n  s3:\n    endpoint: %q\n    bucket: %q\n    prefix: %q\n    serve: %s\n",
+			f.endpoint, f.bucket, f.prefix, f.serve)
+		if f.region != "" {
+			fmt.Fprintf(&b, "    region: %q\n", f.region)
+		}
+	}
 	timeout := min(s.health, 5*time.Second)
 	fmt.Fprintf(&b, "healthCheck:\n  interval: %d\n  timeout: %d\n", s.health.Milliseconds(), timeout.Milliseconds())
 	if len(s.scheduler) > 0 {
@@ -205,7 +225,7 @@ func (g *gateway) start(cfgPath string) error {
 		argv = append(argv, "--set", kv)
 	}
 	g.cmd = exec.Command(argv[0], argv[1:]...)
-	g.cmd.Env = childEnv()
+	g.cmd.Env = append(childEnv(), g.spec.env...)
 	g.cmd.Stdout, g.cmd.Stderr = logf, logf
 	g.cmd.SysProcAttr = childSysProcAttr()
 	if err := g.cmd.Start(); err != nil {

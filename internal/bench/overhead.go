@@ -221,31 +221,38 @@ const quietWindow = time.Second
 // over a quietWindow, or r.quiet.Wait passed; it returns how long it
 // waited and whether the machine was quiet.
 func (r *overheadRun) waitQuiet(ctx context.Context, round int, logf func(string, ...any)) (time.Duration, bool, error) {
+	return r.quiet.wait(ctx, r.meter, round, logf)
+}
+
+// wait waits until the processes m does not measure used less than
+// q.Below cores over a quietWindow, or q.Wait passed; it returns how long
+// it waited and whether the machine was quiet.
+func (q quietGate) wait(ctx context.Context, m cpuMeter, round int, logf func(string, ...any)) (time.Duration, bool, error) {
 	start := time.Now()
 	logged := false
 	for {
-		s0 := r.meter.sample()
+		s0 := m.sample()
 		select {
 		case <-ctx.Done():
 			return 0, false, ctx.Err()
 		case <-time.After(quietWindow):
 		}
-		use := r.meter.sample().sub(s0)
+		use := m.sample().sub(s0)
 		other := use.cores(use.other())
 		waited := time.Since(start)
 		switch {
 		case !use.machineOK:
 			return waited, false, nil // nothing to go by
-		case other < r.quiet.Below:
+		case other < q.Below:
 			if logged {
 				logf("round %d: other processes down to %.2f cores after %s", round+1, other, fmtDur(waited))
 			}
 			return waited, true, nil
-		case waited >= r.quiet.Wait:
+		case waited >= q.Wait:
 			logf("round %d: other processes still use %.2f cores after %s; starting anyway", round+1, other, fmtDur(waited))
 			return waited, false, nil
 		case !logged:
-			logf("round %d: other processes use %.2f cores; waiting for less than %.2f (at most %s)", round+1, other, r.quiet.Below, fmtDur(r.quiet.Wait))
+			logf("round %d: other processes use %.2f cores; waiting for less than %.2f (at most %s)", round+1, other, q.Below, fmtDur(q.Wait))
 			logged = true
 		}
 	}

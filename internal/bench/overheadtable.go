@@ -13,8 +13,9 @@ type figures struct {
 	p50, p95 time.Duration
 	// rate is jobs per second of elapsed time.
 	rate float64
-	// gateway, comfy and bench are the CPU time per job of each process.
-	gateway, comfy, bench time.Duration
+	// gateway, comfy, storage and bench are the CPU time per job of each
+	// process.
+	gateway, comfy, storage, bench time.Duration
 	// other is the cores that other processes used.
 	other float64
 	// comfyOK and machineOK say whether comfy and other could be read.
@@ -41,7 +42,7 @@ func figuresOf(phases ...phase) figures {
 	}
 	if jobs > 0 {
 		n := time.Duration(jobs)
-		f.gateway, f.comfy, f.bench = use.gateway/n, use.comfy/n, use.bench/n
+		f.gateway, f.comfy, f.storage, f.bench = use.gateway/n, use.comfy/n, use.storage/n, use.bench/n
 	}
 	return f
 }

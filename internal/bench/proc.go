@@ -114,13 +114,16 @@ type cpuMeter struct {
 	// comfy are the ComfyUI server processes on this machine; none when the
 	// instances are simulated in the bench process or run elsewhere.
 	comfy []int
+	// storage are the processes of a file store's server on this machine
+	// (the S3 server of the storage scenario); none elsewhere.
+	storage []int
 }
 
 // cpuSample is the CPU time used so far, read at one moment.
 type cpuSample struct {
-	at                          time.Time
-	gateway, comfy, bench, busy time.Duration
-	comfyErr, machineErr        error
+	at                                   time.Time
+	gateway, comfy, storage, bench, busy time.Duration
+	comfyErr, machineErr                 error
 }
 
 // sample reads the CPU times now.
@@ -134,6 +137,10 @@ func (m cpuMeter) sample() cpuSample {
 		s.comfy += d
 		s.comfyErr = errors.Join(s.comfyErr, err)
 	}
+	for _, pid := range m.storage {
+		d, _ := procCPU(pid)
+		s.storage += d
+	}
 	s.bench, _ = procCPU(os.Getpid())
 	s.busy, s.machineErr = machineBusy()
 	return s
@@ -144,8 +151,8 @@ func (g *gateway) sampleCPU() cpuSample { return cpuMeter{gateway: g}.sample() }
 
 // cpuUse is the CPU time spent between two samples.
 type cpuUse struct {
-	wall                        time.Duration
-	gateway, comfy, bench, busy time.Duration
+	wall                                 time.Duration
+	gateway, comfy, storage, bench, busy time.Duration
 	// comfyOK and machineOK say whether comfy and busy could be read at
 	// both ends.
 	comfyOK, machineOK bool
@@ -155,7 +162,7 @@ type cpuUse struct {
 func (s cpuSample) sub(s0 cpuSample) cpuUse {
 	return cpuUse{
 		wall: s.at.Sub(s0.at), gateway: s.gateway - s0.gateway, comfy: s.comfy - s0.comfy,
-		bench: s.bench - s0.bench, busy: s.busy - s0.busy,
+		storage: s.storage - s0.storage, bench: s.bench - s0.bench, busy: s.busy - s0.busy,
 		comfyOK:   s.comfyErr == nil && s0.comfyErr == nil,
 		machineOK: s.machineErr == nil && s0.machineErr == nil,
 	}
@@ -171,7 +178,7 @@ func (u cpuUse) add(v cpuUse) cpuUse {
 	}
 	return cpuUse{
 		wall: u.wall + v.wall, gateway: u.gateway + v.gateway, comfy: u.comfy + v.comfy,
-		bench: u.bench + v.bench, busy: u.busy + v.busy,
+		storage: u.storage + v.storage, bench: u.bench + v.bench, busy: u.busy + v.busy,
 		comfyOK: u.comfyOK && v.comfyOK, machineOK: u.machineOK && v.machineOK,
 	}
 }
@@ -179,7 +186,7 @@ func (u cpuUse) add(v cpuUse) cpuUse {
 // other is the busy time of every other process on the machine: the
 // machine's busy time less the measured processes'.
 func (u cpuUse) other() time.Duration {
-	return max(u.busy-u.gateway-u.comfy-u.bench, 0)
+	return max(u.busy-u.gateway-u.comfy-u.storage-u.bench, 0)
 }
 
 // cores is d spread over the window, in cores.

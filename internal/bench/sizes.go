@@ -71,6 +71,27 @@ type Sizes struct {
 	// OverheadBurst is the number of jobs submitted at once on each path in
 	// each round (300, 50).
 	OverheadBurst int
+
+	// StorageTasks run one after another on each file store, spread over
+	// the rounds (600, 30).
+	StorageTasks int
+	// StorageRounds alternate the stores this many times (6, 2).
+	StorageRounds int
+	// StorageBurst is the number of jobs submitted at once on each store
+	// in each round (100, 20).
+	StorageBurst int
+	// StorageInstances behind each gateway (4, 2).
+	StorageInstances int
+	// StorageDownloads are the files downloaded one at a time on each way
+	// of serving them in each round (50, 10).
+	StorageDownloads int
+	// StorageImageSide is the width and height of the output images (1024,
+	// 1024).
+	StorageImageSide int
+	// StorageOutputSize is the size of one output PNG in bytes, padded
+	// (comfysim.Options.OutputSize): 1.5 MB, about what a 1024×1024
+	// Stable Diffusion image weighs as a PNG (1500000, 1500000).
+	StorageOutputSize int
 }
 
 var (
@@ -84,6 +105,8 @@ var (
 		ScaleTasks: 1000000, ScaleInstances: 1000, ScaleWindow: 20 * time.Second,
 		FanoutClients: 2000, FanoutRate: 200, FanoutDuration: 30 * time.Second,
 		OverheadTasks: 2000, OverheadRounds: 3, OverheadBurst: 300,
+		StorageTasks: 600, StorageRounds: 6, StorageBurst: 100, StorageInstances: 4, StorageDownloads: 50,
+		StorageImageSide: 1024, StorageOutputSize: 1500000,
 	}
 	quickSizes = Sizes{
 		Clients:         32,
@@ -95,6 +118,8 @@ var (
 		ScaleTasks: 20000, ScaleInstances: 100, ScaleWindow: 3 * time.Second,
 		FanoutClients: 200, FanoutRate: 50, FanoutDuration: 4 * time.Second,
 		OverheadTasks: 100, OverheadRounds: 3, OverheadBurst: 50,
+		StorageTasks: 30, StorageRounds: 2, StorageBurst: 20, StorageInstances: 2, StorageDownloads: 10,
+		StorageImageSide: 1024, StorageOutputSize: 1500000,
 	}
 )
 
@@ -130,6 +155,13 @@ func (s Sizes) withDefaults(quick bool) Sizes {
 	fill(&s.OverheadTasks, d.OverheadTasks)
 	fill(&s.OverheadRounds, d.OverheadRounds)
 	fill(&s.OverheadBurst, d.OverheadBurst)
+	fill(&s.StorageTasks, d.StorageTasks)
+	fill(&s.StorageRounds, d.StorageRounds)
+	fill(&s.StorageBurst, d.StorageBurst)
+	fill(&s.StorageInstances, d.StorageInstances)
+	fill(&s.StorageDownloads, d.StorageDownloads)
+	fill(&s.StorageImageSide, d.StorageImageSide)
+	fill(&s.StorageOutputSize, d.StorageOutputSize)
 	return s
 }
 
