@@ -309,6 +309,7 @@ func (r *storageRun) run(ctx context.Context) error {
 		}
 		tag := fmt.Sprintf("r%d", round+1)
 		for _, l := range jobs {
+			l.g.profile(ctx, "-serial")
 			var ph phase
 			if err := r.serial(ctx, l, r.prompts(l, tag+"-serial", per), &ph); err != nil {
 				return fmt.Errorf("round %d, %s, one at a time: %w", round+1, l.name, err)
@@ -317,6 +318,7 @@ func (r *storageRun) run(ctx context.Context) error {
 			load.cpu = load.cpu.add(ph.cpu)
 		}
 		for _, l := range jobs {
+			l.g.profile(ctx, "-burst")
 			ph, err := r.burst(ctx, l, r.prompts(l, tag+"-burst", s.StorageBurst))
 			if err != nil {
 				return fmt.Errorf("round %d, %s, at once: %w", round+1, l.name, err)
