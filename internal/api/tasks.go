@@ -370,11 +370,8 @@ func compactJSON(raw json.RawMessage) json.RawMessage {
 }
 
 func (s *Server) publishQueued(ctx context.Context, t *task.Task) {
-	if err := event.PublishStatus(ctx, s.deps.Store, t); err != nil {
+	if err := event.PublishPending(ctx, s.deps.Store, t); err != nil {
 		s.log.WarnContext(ctx, "publish task status failed", "task_id", t.ID, "err", err)
-	}
-	if err := event.PublishQueued(ctx, s.deps.Store, t); err != nil {
-		s.log.WarnContext(ctx, "publish task queued failed", "task_id", t.ID, "err", err)
 	}
 }
 

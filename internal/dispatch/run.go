@@ -199,10 +199,16 @@ func (r *run) adopt(ctx context.Context) bool {
 // for a task just claimed, its task_status running.
 func (r *run) markBusy(ctx context.Context) {
 	t := r.task
-	r.dr.d.opts.Fleet.PublishRun(ctx, r.dr.state(), t.ID, t.Owner)
+	var also []event.Event
 	if !r.reattach {
-		r.publish(ctx, event.PublishStatus(ctx, r.st(), t))
+		ev, err := event.New(event.TypeTaskStatus, t, event.StatusOf(t))
+		if err != nil {
+			r.publish(ctx, err)
+		} else {
+			also = append(also, ev)
+		}
 	}
+	r.dr.d.opts.Fleet.PublishRun(ctx, r.dr.state(), t.ID, t.Owner, also...)
 }
 
 // prepare applies params, uploading referenced files to the instance, and

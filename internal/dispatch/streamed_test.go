@@ -143,10 +143,10 @@ type recorder struct {
 	events []event.Event
 }
 
-func (r *recorder) Publish(_ context.Context, ev event.Event) error {
+func (r *recorder) Publish(_ context.Context, evs ...event.Event) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.events = append(r.events, ev)
+	r.events = append(r.events, evs...)
 	return nil
 }
 

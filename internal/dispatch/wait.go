@@ -520,8 +520,7 @@ func (r *run) requeue(ctx context.Context, reason string, refund bool) {
 		return
 	}
 	r.dr.d.opts.Metrics.TaskRequeued(t, reason)
-	r.publish(ctx, event.PublishStatus(ctx, r.st(), t))
-	r.publish(ctx, event.PublishQueued(ctx, r.st(), t))
+	r.publish(ctx, event.PublishPending(ctx, r.st(), t))
 	r.ended(ctx, RunEnd{Task: t, Requeued: reason})
 }
 

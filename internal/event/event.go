@@ -55,9 +55,10 @@ func Logged(typ string) bool {
 }
 
 // Publisher sends events to every subscriber of every replica. The store
-// is one (store.PubSub).
+// is one (store.PubSub). Several events given at once go out in one step
+// of the store, in their order.
 type Publisher interface {
-	Publish(ctx context.Context, ev Event) error
+	Publish(ctx context.Context, evs ...Event) error
 }
 
 // Types that /ws clients receive.
@@ -155,6 +156,20 @@ func Publish(ctx context.Context, p Publisher, typ string, t *task.Task, data an
 // PublishStatus sends task_status for t's current status.
 func PublishStatus(ctx context.Context, p Publisher, t *task.Task) error {
 	return Publish(ctx, p, TypeTaskStatus, t, StatusOf(t))
+}
+
+// PublishPending sends task_status and the internal task_queued for t,
+// which just became pending, in one step of the store.
+func PublishPending(ctx context.Context, p Publisher, t *task.Task) error {
+	status, err := New(TypeTaskStatus, t, StatusOf(t))
+	if err != nil {
+		return err
+	}
+	queued, err := New(TypeTaskQueued, t, TaskStatusData{TaskID: t.ID, Status: t.Status})
+	if err != nil {
+		return err
+	}
+	return p.Publish(ctx, status, queued)
 }
 
 // PublishQueued sends the internal task_queued for t, which just became pending.

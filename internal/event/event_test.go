@@ -13,8 +13,8 @@ import (
 // recorder is a Publisher that keeps what it is given.
 type recorder struct{ evs []event.Event }
 
-func (r *recorder) Publish(_ context.Context, ev event.Event) error {
-	r.evs = append(r.evs, ev)
+func (r *recorder) Publish(_ context.Context, evs ...event.Event) error {
+	r.evs = append(r.evs, evs...)
 	return nil
 }
 

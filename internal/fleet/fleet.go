@@ -167,11 +167,12 @@ func (f *Fleet) Update(ctx context.Context, p *store.InstanceUpdateParams) (inst
 // PublishRun announces that a gateway run started (taskID set, owner the
 // task's owner) or ended (taskID "") on an instance, without a store
 // write: busy and the current task of a view come from the running tasks.
-// st is the instance's state as the caller knows it.
-func (f *Fleet) PublishRun(ctx context.Context, st instance.State, taskID, owner string) {
+// st is the instance's state as the caller knows it; also are events
+// published with it, in the same step of the store.
+func (f *Fleet) PublishRun(ctx context.Context, st instance.State, taskID, owner string, also ...event.Event) {
 	st.CurrentTaskID = taskID
 	st.Busy = st.Busy || taskID != ""
-	f.send(ctx, st, owner)
+	f.send(ctx, st, owner, also...)
 }
 
 // publish sends st as instance_status, looking up the owner of its
@@ -190,8 +191,8 @@ func (f *Fleet) publish(ctx context.Context, st instance.State) {
 // send publishes st as instance_status. The event's Owner is the owner of
 // the current task, so the push hub shows its id to that user (and admins)
 // only.
-func (f *Fleet) send(ctx context.Context, st instance.State, owner string) {
-	if err := f.store.Publish(ctx, event.Instance(st, owner)); err != nil {
+func (f *Fleet) send(ctx context.Context, st instance.State, owner string, also ...event.Event) {
+	if err := f.store.Publish(ctx, append([]event.Event{event.Instance(st, owner)}, also...)...); err != nil {
 		f.log.WarnContext(ctx, "publish instance status failed", "instance_id", st.ID, "err", err)
 	}
 }

@@ -60,7 +60,16 @@ func (p *fakePubSub) Subscribe(ctx context.Context) (store.Subscription, error) 
 	return s, nil
 }
 
-func (p *fakePubSub) Publish(ctx context.Context, ev event.Event) error {
+func (p *fakePubSub) Publish(ctx context.Context, evs ...event.Event) error {
+	for _, ev := range evs {
+		if err := p.publish(ctx, ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *fakePubSub) publish(ctx context.Context, ev event.Event) error {
 	p.mu.Lock()
 	subs := make([]*fakeSub, 0, len(p.subs))
 	for s := range p.subs {

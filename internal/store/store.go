@@ -619,9 +619,11 @@ type LeaseParams struct {
 // when one numbered above last+1 arrives. Transient events (Seq 0) are
 // only ever delivered live.
 type PubSub interface {
-	// Publish sends an event to every subscriber of every replica. A logged
-	// type is first appended to the event log, numbered.
-	Publish(ctx context.Context, ev event.Event) error
+	// Publish sends events to every subscriber of every replica, in their
+	// order. The logged ones are first appended to the event log, numbered
+	// one after the other, all in one atomic step; transient ones go out
+	// at once.
+	Publish(ctx context.Context, evs ...event.Event) error
 	// Subscribe receives every event published from now on until the
 	// subscription is closed or ctx ends. Logged events arrive in Seq
 	// order. Delivery is otherwise best effort: a subscriber that falls

@@ -54,11 +54,13 @@ type Outbox struct {
 // NewOutbox wraps st.
 func NewOutbox(st store.Store, log *slog.Logger) *Outbox { return &Outbox{Store: st, log: log} }
 
-// Publish queues the deliveries of a task event, then publishes it. An
-// enqueue that fails is logged and the event published anyway.
-func (o *Outbox) Publish(ctx context.Context, ev event.Event) error {
-	o.enqueue(ctx, ev)
-	return o.Store.Publish(ctx, ev)
+// Publish queues the deliveries of task events, then publishes them. An
+// enqueue that fails is logged and the events published anyway.
+func (o *Outbox) Publish(ctx context.Context, evs ...event.Event) error {
+	for _, ev := range evs {
+		o.enqueue(ctx, ev)
+	}
+	return o.Store.Publish(ctx, evs...)
 }
 
 // TaskFinish finishes a task and queues the deliveries of its final

@@ -54,37 +54,57 @@ func decodeEvent(msg string) (event.Event, error) {
 	return ev, nil
 }
 
-// Publish sends ev to every subscriber of every replica (Redis PUBLISH), a
-// logged type numbered and appended to the event log in the same script.
-func (s *Store) Publish(ctx context.Context, ev event.Event) error {
-	if err := s.checkOpen("publish " + ev.Type); err != nil {
+// Publish sends evs to every subscriber of every replica (Redis PUBLISH):
+// transient types at once, logged ones numbered and appended to the event
+// log in one script.
+func (s *Store) Publish(ctx context.Context, evs ...event.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	if err := s.checkOpen("publish " + evs[0].Type); err != nil {
 		return err
 	}
-	ev.Seq = 0
-	msg, err := encodeEvent(ev)
-	if err != nil {
-		return fmt.Errorf("redisstore: publish %s: %w", ev.Type, err)
+	args := []any{s.keys.events(), s.logSize}
+	first := ""
+	for _, ev := range evs {
+		ev.Seq = 0
+		msg, err := encodeEvent(ev)
+		if err != nil {
+			return fmt.Errorf("redisstore: publish %s: %w", ev.Type, err)
+		}
+		if !event.Logged(ev.Type) {
+			if err := s.rdb.Publish(ctx, s.keys.events(), msg).Err(); err != nil {
+				return wrap(err, "publish %s", ev.Type)
+			}
+			continue
+		}
+		if first == "" {
+			first = ev.Type
+		}
+		args = append(args, msg)
 	}
-	if !event.Logged(ev.Type) {
-		return wrap(s.rdb.Publish(ctx, s.keys.events(), msg).Err(), "publish %s", ev.Type)
+	if first == "" {
+		return nil
 	}
-	err = logEventScript.Run(ctx, s.rdb, []string{s.keys.eventLog(), s.keys.eventSeq()},
-		s.keys.events(), s.logSize, msg).Err()
-	return wrap(err, "publish %s", ev.Type)
+	err := logEventScript.Run(ctx, s.rdb, []string{s.keys.eventLog(), s.keys.eventSeq()}, args...).Err()
+	return wrap(err, "publish %s", first)
 }
 
-// logEventScript numbers an event, appends it to the event log, trimmed to
-// about its size, and publishes it. The message is encodeEvent's with the
-// number put first in its header.
+// logEventScript numbers events, appends them to the event log, trimmed to
+// about its size, and publishes them, in their order. Each message is
+// encodeEvent's with the number put first in its header.
 //
 //	KEYS[1] event log stream, KEYS[2] event counter
-//	ARGV[1] channel, ARGV[2] log size, ARGV[3] message without its number
-//	returns the event's number
+//	ARGV[1] channel, ARGV[2] log size, ARGV[3...] messages without their number
+//	returns the last event's number
 var logEventScript = script(`
-local seq = redis.call('INCR', KEYS[2])
-local msg = '{"s":' .. seq .. ',' .. string.sub(ARGV[3], 2)
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '0-' .. seq, 'm', msg)
-redis.call('PUBLISH', ARGV[1], msg)
+local seq = 0
+for i = 3, #ARGV do
+  seq = redis.call('INCR', KEYS[2])
+  local msg = '{"s":' .. seq .. ',' .. string.sub(ARGV[i], 2)
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '0-' .. seq, 'm', msg)
+  redis.call('PUBLISH', ARGV[1], msg)
+end
 return seq
 `)
 

@@ -40,22 +40,31 @@ type subscription struct {
 	stop func() bool
 }
 
-// Publish offers ev to every subscription of this process, a logged type
-// once it is in the event log. It never blocks on a subscriber: a
-// subscription whose buffer is full loses the event, which is counted.
-func (s *Store) Publish(ctx context.Context, ev event.Event) error {
-	ev.Data = bytes.Clone(ev.Data) // subscribers must not see the caller's later writes
-	ev.Seq = 0
-	if !event.Logged(ev.Type) {
-		return s.hub.publish(ev)
+// Publish offers evs to every subscription of this process: transient
+// types at once, logged ones once they are in the event log, all logged in
+// one transaction. It never blocks on a subscriber: a subscription whose
+// buffer is full loses the event, which is counted.
+func (s *Store) Publish(ctx context.Context, evs ...event.Event) error {
+	var logged []event.Event
+	for _, ev := range evs {
+		ev.Data = bytes.Clone(ev.Data) // subscribers must not see the caller's later writes
+		ev.Seq = 0
+		if event.Logged(ev.Type) {
+			logged = append(logged, ev)
+		} else if err := s.hub.publish(ev); err != nil {
+			return err
+		}
+	}
+	if len(logged) == 0 {
+		return nil
 	}
 	if s.hub.isClosed() {
-		return fmt.Errorf("sqlitestore: publish %s: %w: store closed", ev.Type, store.ErrUnavailable)
+		return fmt.Errorf("sqlitestore: publish %s: %w: store closed", logged[0].Type, store.ErrUnavailable)
 	}
 	err := s.w.execLogged(ctx, func(ctx context.Context, ex execer) ([]event.Event, error) {
-		return s.logEvents(ctx, ex, ev)
+		return s.logEvents(ctx, ex, logged...)
 	})
-	return wrap(err, "publish %s", ev.Type)
+	return wrap(err, "publish %s", logged[0].Type)
 }
 
 // publish offers ev to every subscription.

@@ -16,6 +16,7 @@ import (
 func eventLogCases() []testCase {
 	return []testCase{
 		{"Numbered", testEventLogNumbered},
+		{"PublishSeveral", testEventLogPublishSeveral},
 		{"ReadAfter", testEventLogReadAfter},
 		{"TransientNotLogged", testEventLogTransient},
 		{"Empty", testEventLogEmpty},
@@ -54,6 +55,28 @@ func testEventLogNumbered(t *testing.T, s store.Store) {
 	if last != 5 {
 		t.Errorf("LastEventSeq = %d, want 5", last)
 	}
+}
+
+// testEventLogPublishSeveral: events published in one call go out in
+// their order, the logged ones numbered one after the other.
+func testEventLogPublishSeveral(t *testing.T, s store.Store) {
+	sub := subscribe(t, s, t.Context())
+	publish(t, s, loggedEvent(1))
+	must(t, "Publish several", s.Publish(t.Context(), loggedEvent(2), testEvent(3), loggedEvent(4)))
+	must(t, "Publish none", s.Publish(t.Context()))
+	diff(t, "event 1", numbered(loggedEvent(1), 1), recv(t, sub))
+	var logged []event.Event
+	for range 3 {
+		if ev := recv(t, sub); ev.Seq != 0 {
+			logged = append(logged, ev)
+		} else {
+			diff(t, "the transient event", testEvent(3), ev)
+		}
+	}
+	diff(t, "the logged events of one call", []event.Event{numbered(loggedEvent(2), 2), numbered(loggedEvent(4), 3)}, logged)
+	got, err := s.EventsAfter(t.Context(), &store.EventsAfterParams{After: 1})
+	must(t, "EventsAfter 1", err)
+	diff(t, "the log", []event.Event{numbered(loggedEvent(2), 2), numbered(loggedEvent(4), 3)}, got)
 }
 
 func testEventLogReadAfter(t *testing.T, s store.Store) {
