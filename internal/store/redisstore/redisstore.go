@@ -211,8 +211,15 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: open %s: %w", redactURL(rawURL), err)
 	}
-	if u, err := url.Parse(rawURL); err == nil && !u.Query().Has("max_retries") {
-		ro.MaxRetries = -1
+	if u, err := url.Parse(rawURL); err == nil {
+		if !u.Query().Has("max_retries") {
+			ro.MaxRetries = -1
+		}
+		if !u.Query().Has("protocol") {
+			// RESP2: the store uses nothing of RESP3, whose push
+			// notifications go-redis looks for before every reply.
+			ro.Protocol = 2
+		}
 	}
 	s := newStore(redis.NewClient(ro), &o, true)
 	if err := s.Ping(ctx); err != nil {

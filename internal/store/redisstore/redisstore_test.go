@@ -294,3 +294,17 @@ return {key_wh_sub(id), key_wh_subs(), key_wh_owner_subs(owner), key_wh_task_sub
 		t.Errorf("Lua webhook keys differ from Go keys (-go +lua):\n%s", d)
 	}
 }
+
+// TestSpeaksRESP2: the store's connections use RESP2, unless the URL asks
+// for another protocol: with RESP3, go-redis looks for push notifications
+// before every reply, which the store never uses.
+func TestSpeaksRESP2(t *testing.T) {
+	s := open(t)
+	info, err := s.rdb.ClientInfo(t.Context()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Resp != 2 {
+		t.Errorf("connection speaks RESP%d, want RESP2", info.Resp)
+	}
+}
