@@ -247,6 +247,9 @@ type Task struct {
 	Error           *TaskError      `json:"error"`
 	QueuePosition   *int            `json:"queuePosition,omitempty"`
 	CancelRequested bool            `json:"cancelRequested,omitempty"`
+	// Pinned: the gateway's retention keeps the task and its output files
+	// whatever their age (PinTask).
+	Pinned bool `json:"pinned"`
 	// Webhook is the task's own webhook, in SubmitTask's answer only.
 	Webhook *Webhook `json:"webhook,omitempty"`
 }
@@ -314,6 +317,24 @@ func (c *Client) CancelTask(ctx context.Context, id string) (*Task, error) {
 	return &t, nil
 }
 
+// PinTask pins a task of the caller (pinned true: POST
+// /api/tasks/{id}/pin), so the gateway's retention keeps it and its output
+// files whatever their age, or unpins it (false: DELETE).
+func (c *Client) PinTask(ctx context.Context, id string, pinned bool) (*Task, error) {
+	var t Task
+	if err := c.doJSON(ctx, pinMethod(pinned), "/api/tasks/"+url.PathEscape(id)+"/pin", nil, nil, &t); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+func pinMethod(pinned bool) string {
+	if pinned {
+		return http.MethodPost
+	}
+	return http.MethodDelete
+}
+
 // Instance is one ComfyUI instance of the fleet.
 type Instance struct {
 	ID            string            `json:"id"`
@@ -352,6 +373,20 @@ type File struct {
 	ContentType string `json:"contentType"`
 	Size        int64  `json:"size"`
 	URL         string `json:"url"`
+	// Pinned: the gateway's retention keeps the file whatever its age
+	// (PinFile).
+	Pinned bool `json:"pinned"`
+}
+
+// PinFile pins a file of the caller (pinned true: POST
+// /api/files/{id}/pin), so the gateway's retention keeps it whatever its
+// age, or unpins it (false: DELETE).
+func (c *Client) PinFile(ctx context.Context, id string, pinned bool) (*File, error) {
+	var f File
+	if err := c.doJSON(ctx, pinMethod(pinned), "/api/files/"+url.PathEscape(id)+"/pin", nil, nil, &f); err != nil {
+		return nil, err
+	}
+	return &f, nil
 }
 
 // UploadFile uploads a file to use as a task input (FileParam).

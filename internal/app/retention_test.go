@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/comfyfleet/comfyfleet/client"
 	"github.com/comfyfleet/comfyfleet/internal/app/apptest"
 	"github.com/comfyfleet/comfyfleet/internal/blob"
 	"github.com/comfyfleet/comfyfleet/internal/config"
@@ -191,6 +192,25 @@ func TestPinTasksAndFiles(t *testing.T) {
 			if r := e.Do("POST", res.path+"/pin", admin, nil); r.Status != http.StatusOK || !pinned(r) {
 				t.Errorf("admin pins %s: %d %s", res.path, r.Status, r.Raw)
 			}
+		}
+		// The Go client does the same.
+		c, err := client.New(e.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetToken(alice)
+		if tk, err := c.PinTask(t.Context(), taskID, false); err != nil || tk.Pinned || tk.ID != taskID {
+			t.Errorf("client unpins the task: %+v, %v", tk, err)
+		}
+		if f, err := c.PinFile(t.Context(), fileID, false); err != nil || f.Pinned || f.ID != fileID {
+			t.Errorf("client unpins the file: %+v, %v", f, err)
+		}
+		if tk, err := c.PinTask(t.Context(), taskID, true); err != nil || !tk.Pinned {
+			t.Errorf("client pins the task: %+v, %v", tk, err)
+		}
+		c.SetToken(bob)
+		if _, err := c.PinFile(t.Context(), fileID, true); err == nil {
+			t.Error("bob pins alice's file with the client")
 		}
 		wantStatus(t, "pin an unknown task", e.Do("POST", "/api/tasks/nope/pin", alice, nil), http.StatusNotFound, "task_not_found")
 		wantStatus(t, "pin an unknown file", e.Do("DELETE", "/api/files/nope/pin", alice, nil), http.StatusNotFound, "file_not_found")
