@@ -7,13 +7,17 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/coder/websocket"
 )
 
 // Event types of /ws, and Reconnected, which the stream adds after it
-// connected again (events may have been missed: read the state again).
+// connected again. The stream resumes after the last numbered message it
+// delivered (Event.Seq), so a reconnection misses nothing the gateway
+// logged unless a Resync follows; transient messages (progress, previews)
+// sent while it was away are not sent again.
 const (
 	EventGlobalStatus   = "global_status"
 	EventInstanceStatus = "instance_status"
@@ -24,6 +28,9 @@ const (
 	EventTaskCancelled  = "task_cancelled"
 	EventTaskPreview    = "task_preview"
 	EventReconnected    = "reconnected"
+	// EventResync says the gateway no longer holds every event since the
+	// stream's last one: read the state again over REST.
+	EventResync = "resync"
 )
 
 // Event is one /ws message.
@@ -32,6 +39,10 @@ type Event struct {
 	// Timestamp is Unix ms.
 	Timestamp int64           `json:"timestamp"`
 	Data      json.RawMessage `json:"data"`
+	// Seq numbers the messages that report a change, 1 and up in the
+	// gateway's event log; 0 for transient ones (progress, previews,
+	// global_status).
+	Seq int64 `json:"seq,omitempty"`
 }
 
 // TaskStatusData is the data of task_status.
@@ -109,6 +120,9 @@ type Stream struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error
+	// last is the Seq of the last numbered message delivered, where a
+	// reconnection resumes; only run's goroutine touches it.
+	last int64
 }
 
 // StreamOptions tune Subscribe.
@@ -128,7 +142,7 @@ func (c *Client) Subscribe(ctx context.Context, o StreamOptions) (*Stream, error
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = max(10*time.Second, o.MinBackoff)
 	}
-	conn, err := c.dial(ctx)
+	conn, err := c.dial(ctx, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -154,10 +168,14 @@ func (s *Stream) Err() error {
 	return s.err
 }
 
-func (c *Client) dial(ctx context.Context) (*websocket.Conn, error) {
+// dial connects to /ws, resuming after since when it is above 0.
+func (c *Client) dial(ctx context.Context, since int64) (*websocket.Conn, error) {
 	u := *c.base
 	u.Scheme = map[string]string{"http": "ws", "https": "wss"}[u.Scheme]
 	u.Path += "/ws"
+	if since > 0 {
+		u.RawQuery = url.Values{"since": {strconv.FormatInt(since, 10)}}.Encode()
+	}
 	h := http.Header{}
 	if c.token != "" {
 		h.Set("Authorization", "Bearer "+c.token)
@@ -192,7 +210,7 @@ func (s *Stream) run(ctx context.Context, conn *websocket.Conn, o StreamOptions)
 			case <-t.C:
 			}
 			var err error
-			conn, err = s.c.dial(ctx)
+			conn, err = s.c.dial(ctx, s.last)
 			var ae *APIError
 			if errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden) {
 				s.err = err // the token is no longer good: reconnecting cannot help
@@ -225,6 +243,7 @@ func (s *Stream) read(ctx context.Context, conn *websocket.Conn) {
 		}
 		select {
 		case s.events <- ev:
+			s.last = max(s.last, ev.Seq)
 		case <-ctx.Done():
 			return
 		}
