@@ -216,3 +216,38 @@ func TestPinTasksAndFiles(t *testing.T) {
 		wantStatus(t, "pin an unknown file", e.Do("DELETE", "/api/files/nope/pin", alice, nil), http.StatusNotFound, "file_not_found")
 	})
 }
+
+// TestRetentionChangesLive: retention set through PUT /api/config applies
+// at once, without a restart, and shows in GET /api/config.
+func TestRetentionChangesLive(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	st, err := sqlitestore.Open(t.Context(), filepath.Join(dir, "comfyfleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-72 * time.Hour)
+	const id = "77777777-0000-4000-8000-000000000001"
+	if _, err := st.TaskInsert(t.Context(), &store.TaskInsertParams{ID: id, Owner: apptest.User, Workflow: []byte(`{}`), Now: old}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.TaskFinish(t.Context(), &store.TaskFinishParams{ID: id, From: []task.Status{task.StatusPending},
+		To: task.StatusCancelled, Now: old}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	e := apptest.Start(t, apptest.Options{Instances: 1, DataDir: dir, Configure: func(c *config.Config) { c.Servers = nil }})
+	admin := e.Login(apptest.AdminUser, apptest.AdminPass)
+	if r := e.Do("GET", "/api/tasks/"+id, admin, nil); r.Status != http.StatusOK {
+		t.Fatalf("the old task without retention: %d %s", r.Status, r.Raw)
+	}
+	r := e.Do("PUT", "/api/config", admin, map[string]any{"retention": map[string]any{"tasks": "48h"}})
+	if r.Status != http.StatusOK || !strings.Contains(string(r.Body.Data), `"tasks":"48h"`) {
+		t.Fatalf("PUT retention: %d %s", r.Status, r.Raw)
+	}
+	e.Eventually(time.Minute, "the old task pruned", func() bool {
+		return e.Do("GET", "/api/tasks/"+id, admin, nil).Status == http.StatusNotFound
+	})
+	r = e.Do("PUT", "/api/config", admin, map[string]any{"retention": map[string]any{"files": "10m"}})
+	wantStatus(t, "a file retention under an hour", r, http.StatusBadRequest, "")
+}
