@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/comfyfleet/comfyfleet/internal/blob"
+	"github.com/comfyfleet/comfyfleet/internal/blob/s3test"
 	"github.com/comfyfleet/comfyfleet/internal/file"
 	"github.com/comfyfleet/comfyfleet/internal/retention"
 	"github.com/comfyfleet/comfyfleet/internal/store"
@@ -322,4 +323,30 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 	t.Fatal("condition not met within a minute")
+}
+
+// TestPruneS3: with the S3 file store, the bytes of pruned files leave the
+// bucket, and those of kept files stay.
+func TestPruneS3(t *testing.T) {
+	srv := s3test.Start(t)
+	f := &fixture{st: stores["sqlite"](t), bl: srv.Store(t, "fleet/")}
+	old := now.Add(-48 * time.Hour)
+	f.task(t, "old", old, old)
+	f.file(t, "old-out", "old", old)
+	f.file(t, "old-upload", "", old)
+	f.file(t, "young-upload", "", now.Add(-time.Minute))
+	p := retention.New(retention.Options{Store: f.st, Blob: f.bl, Now: func() time.Time { return now }},
+		retention.Settings{Tasks: 24 * time.Hour, Files: 24 * time.Hour, Batch: 10})
+	res, err := p.Prune(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (retention.Result{Tasks: 1, Files: 2}); res != want {
+		t.Errorf("pass deleted %+v, want %+v", res, want)
+	}
+	for id, kept := range map[string]bool{"old-out": false, "old-upload": false, "young-upload": true} {
+		if got := f.fileExists(t, id); got != kept {
+			t.Errorf("file %s kept %v, want %v", id, got, kept)
+		}
+	}
 }
