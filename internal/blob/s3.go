@@ -270,22 +270,34 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Open implements Store. It asks for the object's size and date at once;
-// its bytes are requested by the first Read, from the offset Seek chose,
-// so an http.ServeContent of a Range reads only that range.
+// Open implements Store. It starts the GET of the whole object at once,
+// whose answer gives the size and date: a download takes one request, and
+// a failing one fails Open, before an HTTP handler sent any header. A Read
+// after a Seek elsewhere asks for the rest of the object from there (an
+// http.ServeContent of a Range reads from the range's start).
 func (s *S3) Open(ctx context.Context, id string) (File, error) {
 	key, err := s.key(id)
 	if err != nil {
 		return nil, err
 	}
-	info, err := s.client.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{})
+	body, info, _, err := s.core.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
 	if isNotFound(err) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("blob: open %s: %w", id, err)
 	}
-	return &s3File{ctx: ctx, s: s, id: id, key: key, size: info.Size, mod: info.LastModified, etag: info.ETag}, nil
+	if info.Size < 0 { // no Content-Length: ask for it
+		_ = body.Close()
+		if info, err = s.client.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{}); err != nil {
+			if isNotFound(err) {
+				return nil, ErrNotFound
+			}
+			return nil, fmt.Errorf("blob: open %s: %w", id, err)
+		}
+		body = nil
+	}
+	return &s3File{ctx: ctx, s: s, id: id, key: key, size: info.Size, mod: info.LastModified, etag: info.ETag, body: body}, nil
 }
 
 // Delete implements Store.
@@ -358,9 +370,9 @@ func isNotFound(err error) bool {
 }
 
 // s3File is an open object. Read streams from the object's current
-// offset with one GET that lasts until Seek moves elsewhere; every GET
-// requires the ETag seen by Open, so a blob replaced meanwhile fails the
-// read instead of mixing two versions.
+// offset with one GET, which lasts until a Read finds that Seek moved
+// elsewhere; every GET after Open's requires the ETag Open saw, so a blob
+// replaced meanwhile fails the read instead of mixing two versions.
 type s3File struct {
 	ctx  context.Context
 	s    *S3
@@ -370,8 +382,10 @@ type s3File struct {
 	mod  time.Time
 	etag string
 
-	off  int64
-	body io.ReadCloser
+	off int64
+	// body is the open GET, at bodyOff of the object; nil when none is.
+	body    io.ReadCloser
+	bodyOff int64
 }
 
 func (f *s3File) Size() int64        { return f.size }
@@ -383,6 +397,10 @@ func (f *s3File) Read(p []byte) (int, error) {
 	}
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if f.body != nil && f.bodyOff != f.off {
+		_ = f.body.Close()
+		f.body = nil
 	}
 	if f.body == nil {
 		var o minio.GetObjectOptions
@@ -399,10 +417,11 @@ func (f *s3File) Read(p []byte) (int, error) {
 			}
 			return 0, fmt.Errorf("blob: read %s: %w", f.id, err)
 		}
-		f.body = body
+		f.body, f.bodyOff = body, f.off
 	}
 	n, err := f.body.Read(p)
 	f.off += int64(n)
+	f.bodyOff += int64(n)
 	if err == io.EOF && f.off < f.size {
 		err = fmt.Errorf("blob: read %s: %w", f.id, io.ErrUnexpectedEOF)
 	}
@@ -424,11 +443,7 @@ func (f *s3File) Seek(offset int64, whence int) (int64, error) {
 	if abs < 0 {
 		return 0, fmt.Errorf("blob: seek %s: negative position %d", f.id, abs)
 	}
-	if abs != f.off && f.body != nil {
-		_ = f.body.Close()
-		f.body = nil
-	}
-	f.off = abs
+	f.off = abs // the next Read opens another GET if it must
 	return abs, nil
 }
 
