@@ -8,7 +8,6 @@ package eta
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -25,7 +24,7 @@ const HeadLimit = 500
 
 // Source is what the estimator reads from the store.
 type Source interface {
-	TaskQueuePosition(ctx context.Context, id string) (int, error)
+	TaskQueuePositions(ctx context.Context, ids []string) (map[string]int, error)
 	TaskQueueHead(ctx context.Context, p *store.TaskQueueHeadParams) ([]store.QueuedTask, error)
 	TaskListRunning(ctx context.Context, p *store.TaskListRunningParams) ([]*task.Task, error)
 	CapGet(ctx context.Context, key string) (*store.Cap, error)
@@ -137,19 +136,24 @@ func (e *Estimator) Estimate(ctx context.Context, now time.Time, tasks []*task.T
 // targets are the pending tasks among tasks with their positions, in
 // queue order.
 func (e *Estimator) targets(ctx context.Context, tasks []*task.Task) ([]target, error) {
+	var ids []string
+	for _, t := range tasks {
+		if t.Status == task.StatusPending {
+			ids = append(ids, t.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	positions, err := e.src.TaskQueuePositions(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("eta: %w", err)
+	}
 	var out []target
 	for _, t := range tasks {
-		if t.Status != task.StatusPending {
-			continue
+		if pos, ok := positions[t.ID]; ok {
+			out = append(out, target{t: t, pos: pos}) // the others were claimed or cancelled meanwhile
 		}
-		pos, err := e.src.TaskQueuePosition(ctx, t.ID)
-		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
-			continue // claimed or cancelled meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("eta: %w", err)
-		}
-		out = append(out, target{t: t, pos: pos})
 	}
 	slices.SortFunc(out, func(a, b target) int { return a.pos - b.pos })
 	return out, nil

@@ -103,6 +103,10 @@ type TaskStore interface {
 	// estimate of how many tasks go first. ErrConflict if the task is not
 	// pending.
 	TaskQueuePosition(ctx context.Context, id string) (int, error)
+	// TaskQueuePositions is TaskQueuePosition of several tasks, read at
+	// once: the positions of those pending, by id (the others are left
+	// out). It costs about one TaskQueuePosition of the deepest of them.
+	TaskQueuePositions(ctx context.Context, ids []string) (map[string]int, error)
 	// TaskQueueHead lists the first p.Limit pending tasks in the order of
 	// TaskQueuePosition (the head first), each with its placement
 	// requirement and nothing else: what an estimate of the wait in the

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -303,6 +304,23 @@ func decodeTaskPage(reply []any) (*store.TaskListResult, error) {
 func (s *Store) TaskQueuePosition(ctx context.Context, id string) (int, error) {
 	n, err := queuePositionScript.Run(ctx, s.rdb, []string{s.keys.task(id), s.keys.queue()}).Int()
 	return n, wrap(err, "queue position of task %s", id)
+}
+
+// TaskQueuePositions reads the positions of the pending tasks among ids,
+// one script call each (a ZRANK in the queue: cheap whatever the depth).
+func (s *Store) TaskQueuePositions(ctx context.Context, ids []string) (map[string]int, error) {
+	out := make(map[string]int, len(ids))
+	for _, id := range ids {
+		n, err := s.TaskQueuePosition(ctx, id)
+		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[id] = n
+	}
+	return out, nil
 }
 
 // TaskQueueHead lists the first pending tasks in rank order: the head of

@@ -239,3 +239,34 @@ func BenchmarkList(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkQueuePositionsPage reads the positions of a page of pending
+// tasks (the 100 newest, the first page of GET /api/tasks) in a 20k
+// backlog: one by one, as estimates did, and at once.
+func BenchmarkQueuePositionsPage(b *testing.B) {
+	s := openFile(b)
+	const backlog = 20_000
+	seedTasks(b, s, "p", backlog, task.StatusPending)
+	page := make([]string, 100)
+	for i := range page {
+		page[i] = fmt.Sprintf("p-%d", backlog-1-i)
+	}
+	ctx := context.Background()
+	b.Run("one-by-one", func(b *testing.B) {
+		for b.Loop() {
+			for _, id := range page {
+				if _, err := s.TaskQueuePosition(ctx, id); err != nil {
+					b.Fatalf("TaskQueuePosition: %v", err)
+				}
+			}
+		}
+	})
+	b.Run("at-once", func(b *testing.B) {
+		for b.Loop() {
+			got, err := s.TaskQueuePositions(ctx, page)
+			if err != nil || len(got) != len(page) {
+				b.Fatalf("TaskQueuePositions: %d positions, %v", len(got), err)
+			}
+		}
+	})
+}

@@ -35,7 +35,7 @@ type writeStmts struct {
 
 // readStmts are the read pool's statements.
 type readStmts struct {
-	taskGet, queuePosition, queueHead, taskCounts *sql.Stmt
+	taskGet, queuePosition, queueAsked, queueSegment, queueHead, taskCounts *sql.Stmt
 	fileGet, instanceGet, instanceList, configGet *sql.Stmt
 	catalogGet, capList, capGet, capInstances     *sql.Stmt
 	usageGet                                      *sql.Stmt
@@ -76,7 +76,7 @@ func (w *writeStmts) defs() []stmtDef {
 
 func (r *readStmts) defs() []stmtDef {
 	defs := []stmtDef{
-		{&r.taskGet, taskGetSQL}, {&r.queuePosition, queuePositionSQL}, {&r.queueHead, queueHeadSQL}, {&r.taskCounts, taskCountsSQL},
+		{&r.taskGet, taskGetSQL}, {&r.queuePosition, queuePositionSQL}, {&r.queueAsked, queueAskedSQL}, {&r.queueSegment, queueSegmentSQL}, {&r.queueHead, queueHeadSQL}, {&r.taskCounts, taskCountsSQL},
 		{&r.fileGet, fileGetSQL}, {&r.instanceGet, instanceGetSQL}, {&r.instanceList, instanceListSQL},
 		{&r.configGet, configGetSQL}, {&r.catalogGet, catalogGetSQL}, {&r.usageGet, usageGetSQL},
 		{&r.eventsAfter, eventsAfterSQL}, {&r.eventFirst, eventFirstSQL}, {&r.eventLast, eventLastSQL},

@@ -5,7 +5,9 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -317,6 +319,67 @@ const queuePositionSQL = `SELECT t.status, CASE WHEN t.status = 'pending' THEN
 		(SELECT count(*) FROM tasks p INDEXED BY tasks_claim WHERE p.status = 'pending' AND p.rank = t.rank AND p.seq < t.seq)
 	ELSE 0 END
 	FROM tasks t WHERE t.id = ?`
+
+// queueAskedSQL reads the place in line (rank, seq) of the pending tasks
+// among a JSON array of ids.
+const queueAskedSQL = `SELECT id, rank, seq FROM tasks
+	WHERE id IN (SELECT value FROM json_each(?)) AND status = 'pending'`
+
+// queueSegmentSQL counts the pending tasks after (rank, seq) ?1, ?2 up to
+// and including ?3, ?4: a range of the claim index.
+const queueSegmentSQL = `SELECT count(*) FROM tasks INDEXED BY tasks_claim
+	WHERE status = 'pending' AND (rank, seq) > (?1, ?2) AND (rank, seq) <= (?3, ?4)`
+
+// TaskQueuePositions reads the positions of the pending tasks among ids:
+// in line order, each one's is the one before's plus the tasks between
+// the two, so the claim index is counted once, as far as the deepest.
+func (s *Store) TaskQueuePositions(ctx context.Context, ids []string) (map[string]int, error) {
+	out := make(map[string]int, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	asked, err := json.Marshal(ids)
+	if err != nil {
+		return nil, wrap(err, "queue positions")
+	}
+	ctx, err = s.readGate.enter(ctx)
+	if err != nil {
+		return nil, wrap(err, "queue positions")
+	}
+	defer s.readGate.leave()
+	type place struct {
+		id        string
+		rank, seq int64
+	}
+	var line []place
+	rows, err := s.rs.queueAsked.QueryContext(ctx, string(asked))
+	if err != nil {
+		return nil, wrap(err, "queue positions")
+	}
+	for rows.Next() {
+		var p place
+		if err := rows.Scan(&p.id, &p.rank, &p.seq); err != nil {
+			rows.Close()
+			return nil, wrap(err, "queue positions")
+		}
+		line = append(line, p)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil, wrap(err, "queue positions")
+	}
+	slices.SortFunc(line, func(a, b place) int { return cmp.Or(cmp.Compare(a.rank, b.rank), cmp.Compare(a.seq, b.seq)) })
+	prev, pos := place{rank: math.MinInt64, seq: math.MinInt64}, 0
+	for _, p := range line {
+		var n int
+		if err := s.rs.queueSegment.QueryRowContext(ctx, prev.rank, prev.seq, p.rank, p.seq).Scan(&n); err != nil {
+			return nil, wrap(err, "queue positions")
+		}
+		pos += n
+		out[p.id] = pos
+		prev = p
+	}
+	return out, nil
+}
 
 // TaskQueuePosition is the 1-based position of a pending task in rank order.
 func (s *Store) TaskQueuePosition(ctx context.Context, id string) (int, error) {

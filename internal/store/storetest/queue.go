@@ -16,6 +16,7 @@ import (
 func queueCases() []testCase {
 	return []testCase{
 		{"Position", testQueuePosition},
+		{"Positions", testQueuePositions},
 		{"PositionNotPending", testQueuePositionNotPending},
 		{"Head", testQueueHead},
 		{"ClaimOrder", testClaimOrder},
@@ -63,6 +64,30 @@ func testQueuePosition(t *testing.T, s store.Store) {
 		if got := position(t, s, id); got != i+1 {
 			t.Errorf("after a claim, position = %d, want %d", got, i+1)
 		}
+	}
+}
+
+// testQueuePositions: the positions read at once are those read one by
+// one; tasks not pending, and unknown ids, are left out.
+func testQueuePositions(t *testing.T, s store.Store) {
+	prios := []int{0, 3, 0, 5, -2, 0, 3}
+	ids := make([]string, len(prios))
+	for i, p := range prios {
+		ids[i] = insert(t, s, store.TaskInsertParams{Priority: p, Now: at(i)}).ID
+	}
+	claimID(t, s, ids[3], "127.0.0.1:8001", at(10)) // the head leaves the queue
+	asked := []string{ids[0], ids[3], ids[4], ids[6], newID()}
+	got, err := s.TaskQueuePositions(t.Context(), asked)
+	must(t, "TaskQueuePositions", err)
+	want := map[string]int{}
+	for _, id := range []string{ids[0], ids[4], ids[6]} {
+		want[id] = position(t, s, id)
+	}
+	diff(t, "positions read at once", want, got)
+	none, err := s.TaskQueuePositions(t.Context(), nil)
+	must(t, "TaskQueuePositions of none", err)
+	if len(none) != 0 {
+		t.Errorf("positions of no task: %v", none)
 	}
 }
 
