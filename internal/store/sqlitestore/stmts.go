@@ -36,13 +36,13 @@ type writeStmts struct {
 // readStmts are the read pool's statements.
 type readStmts struct {
 	taskGet, queuePosition, queueAsked, queueSegment, queueHead, taskCounts *sql.Stmt
-	fileGet, instanceGet, instanceList, configGet *sql.Stmt
-	catalogGet, capList, capGet, capInstances     *sql.Stmt
-	usageGet                                      *sql.Stmt
-	keyGet, keyList                               *sql.Stmt
-	whSubGet, whSubList, whByTask, whNextDue      *sql.Stmt
-	whAnySub                                      *sql.Stmt
-	eventsAfter, eventFirst, eventLast            *sql.Stmt
+	fileGet, instanceGet, instanceList, configGet                           *sql.Stmt
+	catalogGet, capList, capGet, capInstances                               *sql.Stmt
+	usageGet                                                                *sql.Stmt
+	keyGet, keyList                                                         *sql.Stmt
+	whSubGet, whSubList, whByTask, whNextDue                                *sql.Stmt
+	whAnySub                                                                *sql.Stmt
+	eventsAfter, eventFirst, eventLast                                      *sql.Stmt
 	// running holds TaskListRunning's four queries, indexed by the
 	// runningByInstance and runningLeaseExpired bits.
 	running [4]*sql.Stmt
