@@ -41,6 +41,16 @@ func TestBenchFlags(t *testing.T) {
 		t.Errorf("sizes = %+v, want 5 rounds, bursts of 100, 900 tasks", s)
 	}
 
+	o, names, err = benchFlags([]string{"storage", "--seaweedfs-bin", "/opt/weed", "--storage-tasks", "60", "--storage-rounds", "2",
+		"--storage-burst", "10", "--storage-output-size", "400000", "--s3-endpoint", "https://s3.example.com", "--s3-bucket", "fleet"})
+	if err != nil || !slices.Equal(names, []string{"storage"}) {
+		t.Fatalf("storage flags: %q, %v", names, err)
+	}
+	if s := o.Sizes; o.SeaweedFSBin != "/opt/weed" || o.S3Endpoint != "https://s3.example.com" || o.S3Bucket != "fleet" ||
+		s.StorageTasks != 60 || s.StorageRounds != 2 || s.StorageBurst != 10 || s.StorageOutputSize != 400000 {
+		t.Errorf("storage flags: %+v", o)
+	}
+
 	o, _, err = benchFlags([]string{"overhead"})
 	if err != nil || o.Comfy != nil || o.ComfyPIDs != nil || o.Sizes.OverheadRounds != 0 {
 		t.Errorf("no flags: %+v, %v; want no URLs, no pids, default rounds", o, err)

@@ -141,6 +141,12 @@ func (o Options) validate() error {
 	if (o.S3Endpoint == "") != (o.S3Bucket == "") {
 		return errors.New("bench: an S3 endpoint and a bucket go together")
 	}
+	if o.S3Endpoint != "" {
+		u, err := url.Parse(o.S3Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.User != nil {
+			return fmt.Errorf("bench: S3 endpoint %q: want http(s)://host[:port], without a path or credentials", o.S3Endpoint)
+		}
+	}
 	if len(o.ComfyPIDs) > 0 && len(o.Comfy) == 0 {
 		return errors.New("bench: ComfyUI pids given without ComfyUI URLs")
 	}

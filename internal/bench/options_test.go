@@ -55,6 +55,9 @@ func TestRunRefusesComfyElsewhere(t *testing.T) {
 		{"pids without URLs", Options{ComfyPIDs: []int{1}}, []string{"overhead"}, "without ComfyUI URLs"},
 		{"a bad URL", Options{Comfy: []string{"http://127.0.0.1"}}, []string{"overhead"}, "want http://host:port"},
 		{"a negative quiet threshold", Options{QuietBelow: -1}, []string{"overhead"}, "want a number of cores above 0"},
+		{"an S3 endpoint without a bucket", Options{S3Endpoint: "http://127.0.0.1:8333"}, []string{"storage"}, "go together"},
+		{"an S3 bucket without an endpoint", Options{S3Bucket: "fleet"}, []string{"storage"}, "go together"},
+		{"an S3 endpoint with credentials", Options{S3Endpoint: "http://key:secret@127.0.0.1:8333", S3Bucket: "fleet"}, []string{"storage"}, "without a path or credentials"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
