@@ -234,8 +234,15 @@ func (r *storageRun) roundsTable() *Table {
 			t.note("round %d: CPU shares not available", i+1)
 			continue
 		}
-		t.note("round %d: machine busy %.2f of %d cores: the measured gateway %.2f, S3 server %.2f, bench process %.2f, other processes %.2f",
-			i+1, u.cores(u.busy), runtime.NumCPU(), u.cores(u.gateway), u.cores(u.storage), u.cores(u.bench), u.cores(u.other()))
+		quiet := ""
+		if r.e.opts.QuietBelow > 0 {
+			quiet = fmt.Sprintf("; waited %s for other processes below %.2f cores", fmtDur(load.waited), r.e.opts.QuietBelow)
+			if !load.quiet {
+				quiet += ", and started without"
+			}
+		}
+		t.note("round %d: machine busy %.2f of %d cores: the measured gateway %.2f, S3 server %.2f, bench process %.2f, other processes %.2f%s",
+			i+1, u.cores(u.busy), runtime.NumCPU(), u.cores(u.gateway), u.cores(u.storage), u.cores(u.bench), u.cores(u.other()), quiet)
 	}
 	return t
 }
