@@ -154,6 +154,11 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	if !c.IsAdmin() && lim.MaxPendingPerUser != config.NoQuota {
 		p.MaxPending = lim.MaxPendingPerUser
 	}
+	// The store logs the new task's events in the insert's own step: a
+	// replica killed right after it cannot lose them.
+	if p.Events, err = event.Pending(&task.Task{ID: p.ID, Owner: p.Owner, Status: task.StatusPending}); err != nil {
+		return err
+	}
 	// The task's webhook is stored first, so its first event finds it.
 	if hook != nil {
 		hook.ID, hook.TaskID = "wh_"+uuid.NewString(), p.ID
@@ -174,7 +179,6 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	logging.NoteTask(ctx, t.ID)
-	s.publishQueued(ctx, t)
 	// The answer is the only place the webhook's secret is shown.
 	var hv *webhookView
 	if hook != nil {
@@ -367,12 +371,6 @@ func compactJSON(raw json.RawMessage) json.RawMessage {
 		return raw
 	}
 	return buf.Bytes()
-}
-
-func (s *Server) publishQueued(ctx context.Context, t *task.Task) {
-	if err := event.PublishPending(ctx, s.deps.Store, t); err != nil {
-		s.log.WarnContext(ctx, "publish task status failed", "task_id", t.ID, "err", err)
-	}
 }
 
 // listTasks is GET /api/tasks.

@@ -158,18 +158,27 @@ func PublishStatus(ctx context.Context, p Publisher, t *task.Task) error {
 	return Publish(ctx, p, TypeTaskStatus, t, StatusOf(t))
 }
 
-// PublishPending sends task_status and the internal task_queued for t,
-// which just became pending, in one step of the store.
-func PublishPending(ctx context.Context, p Publisher, t *task.Task) error {
+// Pending builds the events of t becoming pending: its task_status and
+// the internal task_queued.
+func Pending(t *task.Task) ([]Event, error) {
 	status, err := New(TypeTaskStatus, t, StatusOf(t))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	queued, err := New(TypeTaskQueued, t, TaskStatusData{TaskID: t.ID, Status: t.Status})
 	if err != nil {
+		return nil, err
+	}
+	return []Event{status, queued}, nil
+}
+
+// PublishPending sends Pending(t) in one step of the store.
+func PublishPending(ctx context.Context, p Publisher, t *task.Task) error {
+	evs, err := Pending(t)
+	if err != nil {
 		return err
 	}
-	return p.Publish(ctx, status, queued)
+	return p.Publish(ctx, evs...)
 }
 
 // PublishQueued sends the internal task_queued for t, which just became pending.

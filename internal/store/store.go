@@ -193,6 +193,10 @@ type TaskInsertParams struct {
 	// that many pending already, the insert is ErrLimit.
 	MaxPending int
 	Now        time.Time
+	// Events are logged and published in the insert's own atomic step
+	// (the new task's task_status and task_queued), numbered like
+	// Publish's; none when the insert fails.
+	Events []event.Event
 }
 
 // Priority bounds: a task's priority is clamped to them for ranking, so a

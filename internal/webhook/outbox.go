@@ -63,6 +63,20 @@ func (o *Outbox) Publish(ctx context.Context, evs ...event.Event) error {
 	return o.Store.Publish(ctx, evs...)
 }
 
+// TaskInsert inserts a task and queues the deliveries of the events the
+// store logged with it (p.Events), right after the insert, as TaskFinish
+// does for a task's final events.
+func (o *Outbox) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*task.Task, error) {
+	t, err := o.Store.TaskInsert(ctx, p)
+	if err != nil {
+		return t, err
+	}
+	for _, ev := range p.Events {
+		o.enqueue(ctx, ev)
+	}
+	return t, nil
+}
+
 // TaskFinish finishes a task and queues the deliveries of its final
 // events. The store logs and publishes those events itself, in the step
 // that finishes the task (store.TaskStore.TaskFinish), so they never pass

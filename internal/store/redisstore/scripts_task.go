@@ -124,12 +124,15 @@ end
 // time its placement requirement is seen, the requirement and the
 // instances able to run it.
 //
-//	KEYS[1] task hash, KEYS[2] seq counter
+//	KEYS[1] task hash, KEYS[2] seq counter, KEYS[3] event log stream,
+//	KEYS[4] event counter
 //	ARGV[1] prefix, ARGV[2] id, ARGV[3] owner ('' none), ARGV[4] CreatedAt ms,
 //	ARGV[5] queue member prefix (queueMemberPrefix), ARGV[6] most pending
 //	tasks of the owner (0: no bound), ARGV[7] requirement key ('' none),
 //	ARGV[8] its data, ARGV[9] n, ARGV[10..9+n] the instances able to run it,
-//	ARGV[10+n..] hash field, value pairs (with owner, ck, the
+//	ARGV[10+n] e, ARGV[11+n] event channel, ARGV[12+n] event log size,
+//	ARGV[13+n..12+n+e] events to log (logEventScript's messages),
+//	ARGV[13+n+e..] hash field, value pairs (with owner, ck, the
 //	CheckpointKey, and cap, the requirement key)
 //	returns the task's Seq; CONFLICT if the id exists; LIMIT if the owner
 //	has ARGV[6] pending tasks
@@ -148,14 +151,22 @@ if capkey ~= '' and redis.call('EXISTS', key_cap(capkey)) == 0 then
     redis.call('SADD', key_capable(ARGV[i]), capkey)
   end
 end
+local ev = 10 + n
+local e = tonumber(ARGV[ev])
 local seq = redis.call('INCR', KEYS[2])
 local qm = queue_member(ARGV[5], seq, id)
-redis.call('HSET', KEYS[1], 'seq', string.format('%d', seq), 'qm', qm, unpack(ARGV, 10 + n))
+redis.call('HSET', KEYS[1], 'seq', string.format('%d', seq), 'qm', qm, unpack(ARGV, ev + 3 + e))
 enqueue(KEYS[1], qm)
 local m = list_member(seq, id)
 for _, list in ipairs({'all', 'pending'}) do
   redis.call('ZADD', key_list(list), created, m)
   if owner ~= '' then redis.call('ZADD', key_owner_list(list, owner), created, m) end
+end
+for i = ev + 3, ev + 2 + e do
+  local es = redis.call('INCR', KEYS[4])
+  local msg = '{"s":' .. es .. ',' .. string.sub(ARGV[i], 2)
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[ev + 2], '0-' .. es, 'm', msg)
+  redis.call('PUBLISH', ARGV[ev + 1], msg)
 end
 return seq
 `)

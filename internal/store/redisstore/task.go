@@ -216,7 +216,16 @@ func (s *Store) insertArgs(p *store.TaskInsertParams) ([]string, []any, error) {
 	} else {
 		args = append(args, "", "", 0)
 	}
-	return []string{s.keys.task(p.ID), s.keys.seq()}, append(args, fields...), nil
+	args = append(args, len(p.Events), s.keys.events(), s.logSize)
+	for _, ev := range p.Events {
+		ev.Seq = 0
+		msg, err := encodeEvent(ev)
+		if err != nil {
+			return nil, nil, fmt.Errorf("encode %s: %w", ev.Type, err)
+		}
+		args = append(args, msg)
+	}
+	return []string{s.keys.task(p.ID), s.keys.seq(), s.keys.eventLog(), s.keys.eventSeq()}, append(args, fields...), nil
 }
 
 // capKey is the key of a new task's requirement, "" for none.

@@ -1,6 +1,7 @@
 package sqlitestore
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -25,6 +26,18 @@ const (
 // maxTrimEvery bounds how many events are logged between two trims of the
 // log: a trim deletes what passed the size since the last one.
 const maxTrimEvery = 64
+
+// ownEvents copies events a caller gave for logging: subscribers must not
+// see the caller's later writes, and the log numbers them.
+func ownEvents(evs []event.Event) []event.Event {
+	out := make([]event.Event, len(evs))
+	for i, ev := range evs {
+		ev.Data = bytes.Clone(ev.Data)
+		ev.Seq = 0
+		out[i] = ev
+	}
+	return out
+}
 
 // logEvents appends evs to the event log inside the write ex runs, and
 // returns them numbered.

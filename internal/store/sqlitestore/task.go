@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
 )
@@ -142,10 +143,10 @@ func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*tas
 	if p.Cap != nil {
 		capKey = p.Cap.Key
 	}
-	err := s.w.execTx(ctx, func(ctx context.Context, ex execer) error {
+	err := s.w.execLogged(ctx, func(ctx context.Context, ex execer) ([]event.Event, error) {
 		if p.Cap != nil {
 			if err := s.capPut(ctx, ex, p.Cap, now); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		res, err := ex.stmt(ctx, s.ws.taskInsert).ExecContext(ctx,
@@ -155,16 +156,21 @@ func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*tas
 			sql.Named("now", now), sql.Named("max", int64(p.MaxPending)),
 			sql.Named("requires", requires), sql.Named("cap", capKey))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if n, err := res.RowsAffected(); err != nil || n == 0 {
-			return cmp.Or(err, store.ErrLimit)
+			return nil, cmp.Or(err, store.ErrLimit)
 		}
 		if seq, err = res.LastInsertId(); err != nil {
-			return err
+			return nil, err
 		}
-		_, err = ex.stmt(ctx, s.ws.bodyInsert).ExecContext(ctx, seq, bytesOrNull(p.Workflow), bytesOrNull(p.Params))
-		return err
+		if _, err := ex.stmt(ctx, s.ws.bodyInsert).ExecContext(ctx, seq, bytesOrNull(p.Workflow), bytesOrNull(p.Params)); err != nil {
+			return nil, err
+		}
+		if len(p.Events) == 0 {
+			return nil, nil
+		}
+		return s.logEvents(ctx, ex, ownEvents(p.Events)...)
 	})
 	if err != nil {
 		return nil, wrap(err, "insert task %s", p.ID)

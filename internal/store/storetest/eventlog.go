@@ -22,6 +22,7 @@ func eventLogCases() []testCase {
 		{"Empty", testEventLogEmpty},
 		{"FinishLogsFinalEvents", testEventLogFinish},
 		{"FinishConflictLogsNothing", testEventLogFinishConflict},
+		{"InsertLogsEvents", testEventLogInsert},
 	}
 }
 
@@ -193,5 +194,35 @@ func testEventLogFinishConflict(t *testing.T, s store.Store) {
 	must(t, "LastEventSeq", err)
 	if last != 0 {
 		t.Errorf("a refused finish logged %d events", last)
+	}
+}
+
+// testEventLogInsert: the events given to TaskInsert are logged and
+// published in its step, numbered; an insert refused logs none.
+func testEventLogInsert(t *testing.T, s store.Store) {
+	sub := subscribe(t, s, t.Context())
+	id := newID()
+	evs := []event.Event{loggedEvent(1), loggedEvent(2)}
+	for i := range evs {
+		evs[i].TaskID = id
+	}
+	tk := insert(t, s, store.TaskInsertParams{ID: id, Owner: "alice", MaxPending: 1, Now: at(0), Events: evs})
+	for i, ev := range evs {
+		diff(t, fmt.Sprintf("event %d of the insert", i+1), numbered(ev, int64(i+1)), recv(t, sub))
+	}
+	got, err := s.EventsAfter(t.Context(), &store.EventsAfterParams{After: 0})
+	must(t, "EventsAfter 0", err)
+	diff(t, "the log after the insert", []event.Event{numbered(evs[0], 1), numbered(evs[1], 2)}, got)
+	if evs[0].Seq != 0 {
+		t.Errorf("the caller's event was numbered: seq %d", evs[0].Seq)
+	}
+	// alice has one pending task: another is refused, and logs nothing.
+	_, err = s.TaskInsert(t.Context(), &store.TaskInsertParams{ID: newID(), Owner: "alice", MaxPending: 1,
+		Workflow: tk.Workflow, Now: at(1), Events: []event.Event{loggedEvent(3)}})
+	wantErr(t, "TaskInsert past the owner's bound", err, store.ErrLimit)
+	last, err := s.LastEventSeq(t.Context())
+	must(t, "LastEventSeq", err)
+	if last != 2 {
+		t.Errorf("after a refused insert, the last event is %d, want 2", last)
 	}
 }
