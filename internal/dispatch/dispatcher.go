@@ -310,14 +310,12 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 
 // giveBack requeues a task claimed for a driver that stopped meanwhile.
 func (d *Dispatcher) giveBack(ctx context.Context, t *task.Task) {
-	back, err := d.opts.Store.TaskRequeue(ctx, &store.TaskRequeueParams{
-		ID: t.ID, RefundAttempt: true, LeaseOwner: d.opts.Replica, Now: time.Now(),
+	_, err := d.opts.Store.TaskRequeue(ctx, &store.TaskRequeueParams{
+		ID: t.ID, RefundAttempt: true, LeaseOwner: d.opts.Replica, Now: time.Now(), LogEvents: true,
 	})
 	if err != nil {
 		d.log.WarnContext(ctx, "give back a claimed task failed; the instance's next driver reconciles it", "task_id", t.ID, "err", err)
-		return
 	}
-	_ = event.PublishQueued(ctx, d.opts.Store, back)
 }
 
 // nextReady reserves a ready driver not in skip, the one idle the longest.

@@ -511,6 +511,7 @@ func (r *run) requeue(ctx context.Context, reason string, refund bool) {
 	t, err := storeRetry(ctx, func() (*task.Task, error) {
 		return r.st().TaskRequeue(ctx, &store.TaskRequeueParams{
 			ID: r.task.ID, RefundAttempt: refund, LeaseOwner: r.dr.d.opts.Replica, Progress: r.task.Progress, Now: time.Now(),
+			LogEvents: true, // task_status pending and task_queued, in the requeue's step
 		})
 	})
 	if err != nil {
@@ -520,7 +521,6 @@ func (r *run) requeue(ctx context.Context, reason string, refund bool) {
 		return
 	}
 	r.dr.d.opts.Metrics.TaskRequeued(t, reason)
-	r.publish(ctx, event.PublishPending(ctx, r.st(), t))
 	r.ended(ctx, RunEnd{Task: t, Requeued: reason})
 }
 

@@ -329,6 +329,10 @@ type TaskRequeueParams struct {
 	// Progress is the run's last progress (see TaskFinishParams.Progress).
 	Progress int
 	Now      time.Time
+	// LogEvents logs and publishes the task's task_status (pending) and
+	// task_queued in the requeue's own atomic step, as event.Pending
+	// builds them.
+	LogEvents bool
 }
 
 // TaskCancelParams asks a task to stop.

@@ -113,8 +113,17 @@ func (s *Store) TaskRequeue(ctx context.Context, p *store.TaskRequeueParams) (*t
 	if p.RefundAttempt {
 		refund = "1"
 	}
-	args := []any{s.keys.prefix, p.ID, p.LeaseOwner, msArg(p.Now), refund, p.Progress}
-	return s.runTaskScript(ctx, requeueTaskScript, p.ID, args, "requeue task %s", p.ID)
+	logEvents := "0"
+	if p.LogEvents {
+		logEvents = "1"
+	}
+	args := []any{s.keys.prefix, p.ID, p.LeaseOwner, msArg(p.Now), refund, p.Progress, logEvents, s.keys.events(), s.logSize}
+	reply, err := requeueTaskScript.Run(ctx, s.rdb, []string{s.keys.task(p.ID), s.keys.eventLog(), s.keys.eventSeq()}, args...).Result()
+	if err != nil {
+		return nil, wrap(err, "requeue task %s", p.ID)
+	}
+	t, err := taskReply(reply)
+	return t, wrap(err, "requeue task %s", p.ID)
 }
 
 // TaskRequestCancel cancels a pending task or marks a running one CancelRequested.

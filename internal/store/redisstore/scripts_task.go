@@ -348,13 +348,15 @@ end
 // requeueTaskScript returns a running task to the queue at its old place
 // (its queue member, hence its Seq, is kept).
 //
-//	KEYS[1] task hash
+//	KEYS[1] task hash, KEYS[2] event log stream, KEYS[3] event counter
 //	ARGV[1] prefix, ARGV[2] id, ARGV[3] lease owner ('' any), ARGV[4] now ms,
 //	ARGV[5] '1' to take back the attempt the claim counted, ARGV[6] the
-//	run's progress (raises the stored one, capped at 99)
+//	run's progress (raises the stored one, capped at 99), ARGV[7] '1' to
+//	log the task's task_status and task_queued (luaFinalEvents), ARGV[8]
+//	event channel, ARGV[9] event log size
 //	returns the task as HGETALL pairs; NOTFOUND, or CONFLICT if not running
 //	or leased by another owner
-var requeueTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, `
+var requeueTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, luaFinalEvents, `
 local key, id = KEYS[1], ARGV[2]
 local err = check_running(key, ARGV[3])
 if err then return err end
@@ -367,6 +369,11 @@ end
 raise_progress(key, ARGV[6])
 enqueue(key, redis.call('HGET', key, 'qm'))
 relist(key, id, 'running', 'pending')
+if ARGV[7] == '1' then
+  log_final_events(key, id, 'pending', ARGV[4], KEYS[2], KEYS[3], ARGV[8], ARGV[9])
+  log_event(KEYS[2], KEYS[3], ARGV[8], ARGV[9], 'task_queued', id, redis.call('HGET', key, 'owner') or '', ARGV[4],
+    '{"taskId":' .. cjson.encode(id) .. ',"status":"pending"}')
+end
 return redis.call('HGETALL', key)
 `)
 

@@ -256,9 +256,34 @@ func (s *Store) TaskRequeue(ctx context.Context, p *store.TaskRequeueParams) (*t
 	if p.RefundAttempt {
 		refund = 1
 	}
-	return s.updateTask(ctx, p.ID, "requeue task %s", s.updateStmt(s.ws.requeue, sql.Named("now", ms(p.Now)),
+	run := s.updateStmt(s.ws.requeue, sql.Named("now", ms(p.Now)),
 		sql.Named("refund", refund), sql.Named("id", p.ID), sql.Named("owner", p.LeaseOwner),
-		sql.Named("progress", int64(p.Progress))))
+		sql.Named("progress", int64(p.Progress)))
+	if !p.LogEvents {
+		return s.updateTask(ctx, p.ID, "requeue task %s", run)
+	}
+	var tk *task.Task
+	err := s.w.execLogged(ctx, func(ctx context.Context, ex execer) ([]event.Event, error) {
+		var err error
+		if tk, err = run(ctx, ex); errors.Is(err, sql.ErrNoRows) {
+			err = s.missingOrConflict(ctx, ex, p.ID)
+		}
+		if err != nil {
+			return nil, err
+		}
+		evs, err := event.Pending(tk)
+		if err != nil {
+			return nil, err
+		}
+		for i := range evs {
+			evs[i].Time = ms(p.Now)
+		}
+		return s.logEvents(ctx, ex, evs...)
+	})
+	if err != nil {
+		return nil, wrap(err, "requeue task %s", p.ID)
+	}
+	return tk, nil
 }
 
 // requestCancelSQL cancels a pending task or flags a running one. SQLite

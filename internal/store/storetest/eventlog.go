@@ -23,6 +23,7 @@ func eventLogCases() []testCase {
 		{"FinishLogsFinalEvents", testEventLogFinish},
 		{"FinishConflictLogsNothing", testEventLogFinishConflict},
 		{"InsertLogsEvents", testEventLogInsert},
+		{"RequeueLogsEvents", testEventLogRequeue},
 	}
 }
 
@@ -224,5 +225,43 @@ func testEventLogInsert(t *testing.T, s store.Store) {
 	must(t, "LastEventSeq", err)
 	if last != 2 {
 		t.Errorf("after a refused insert, the last event is %d, want 2", last)
+	}
+}
+
+// testEventLogRequeue: a requeue with LogEvents logs the task's
+// task_status (pending, with its attempts and progress) and task_queued
+// in its step; one without logs nothing, nor does a refused one.
+func testEventLogRequeue(t *testing.T, s store.Store) {
+	tk := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(0)})
+	claimID(t, s, tk.ID, "127.0.0.1:8001", at(1))
+	_, err := s.TaskRequeue(t.Context(), &store.TaskRequeueParams{ID: tk.ID, Progress: 40, Now: at(2)})
+	must(t, "TaskRequeue without events", err)
+	if last, err := s.LastEventSeq(t.Context()); err != nil || last != 0 {
+		t.Fatalf("a requeue without LogEvents logged %d events (%v)", last, err)
+	}
+	claimID(t, s, tk.ID, "127.0.0.1:8001", at(3))
+	sub := subscribe(t, s, t.Context())
+	back, err := s.TaskRequeue(t.Context(), &store.TaskRequeueParams{ID: tk.ID, RefundAttempt: true, Progress: 50, Now: at(4), LogEvents: true})
+	must(t, "TaskRequeue with events", err)
+	got := []event.Event{recv(t, sub), recv(t, sub)}
+	types := []string{got[0].Type, got[1].Type}
+	diff(t, "the requeue's events", []string{event.TypeTaskStatus, event.TypeTaskQueued}, types)
+	for i, ev := range got {
+		if ev.Seq != int64(i+1) || ev.TaskID != tk.ID || ev.Owner != "alice" || ev.Time != at(4).UnixMilli() {
+			t.Errorf("event %d: seq %d, task %q, owner %q, time %d; want %d, %s, alice, %d", i, ev.Seq, ev.TaskID, ev.Owner, ev.Time, i+1, tk.ID, at(4).UnixMilli())
+		}
+	}
+	var status event.TaskStatusData
+	must(t, "decode task_status", json.Unmarshal(got[0].Data, &status))
+	diff(t, "task_status of the requeue", event.TaskStatusData{TaskID: tk.ID, Status: task.StatusPending, Progress: back.Progress, Attempts: back.Attempts}, status)
+	var queued event.TaskStatusData
+	must(t, "decode task_queued", json.Unmarshal(got[1].Data, &queued))
+	if queued.TaskID != tk.ID || queued.Status != task.StatusPending {
+		t.Errorf("task_queued data %s", got[1].Data)
+	}
+	_, err = s.TaskRequeue(t.Context(), &store.TaskRequeueParams{ID: tk.ID, Now: at(5), LogEvents: true})
+	wantErr(t, "TaskRequeue of a pending task", err, store.ErrConflict)
+	if last, err := s.LastEventSeq(t.Context()); err != nil || last != 2 {
+		t.Errorf("after a refused requeue the last event is %d (%v), want 2", last, err)
 	}
 }
