@@ -535,20 +535,13 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.ownTask(r); err != nil {
 		return err
 	}
-	t, err := s.deps.Store.TaskRequestCancel(r.Context(), &store.TaskCancelParams{ID: r.PathValue("id"), Now: s.now()})
+	// The store logs the cancel's events in its own step (LogEvents).
+	t, err := s.deps.Store.TaskRequestCancel(r.Context(), &store.TaskCancelParams{ID: r.PathValue("id"), Now: s.now(), LogEvents: true})
 	if errors.Is(err, store.ErrConflict) {
 		return errorf(http.StatusConflict, "task_finished", "The task has already finished; only pending and running tasks can be cancelled.")
 	}
 	if err != nil {
 		return err
-	}
-	ctx := r.Context()
-	if t.Status == task.StatusCancelled {
-		if err := event.PublishFinal(ctx, s.deps.Store, t); err != nil {
-			s.log.WarnContext(ctx, "publish cancel failed", "task_id", t.ID, "err", err)
-		}
-	} else if err := event.PublishCancelRequested(ctx, s.deps.Store, t); err != nil {
-		s.log.WarnContext(ctx, "publish cancel request failed", "task_id", t.ID, "err", err)
 	}
 	msg := msgCancelRequested
 	if t.Status == task.StatusCancelled {

@@ -191,6 +191,19 @@ func PublishCancelRequested(ctx context.Context, p Publisher, t *task.Task) erro
 	return Publish(ctx, p, TypeTaskCancelRequested, t, TaskCancelledData{TaskID: t.ID, InstanceID: t.InstanceID})
 }
 
+// Cancel builds the events of a cancel: a cancelled task's final events,
+// or the task_cancel_requested of a running one.
+func Cancel(t *task.Task) ([]Event, error) {
+	if t.Status.Final() {
+		return Final(t)
+	}
+	ev, err := New(TypeTaskCancelRequested, t, TaskCancelledData{TaskID: t.ID, InstanceID: t.InstanceID})
+	if err != nil {
+		return nil, err
+	}
+	return []Event{ev}, nil
+}
+
 // PublishFinal sends task_status and the final event (completed, failed or
 // cancelled) of a finished task.
 func PublishFinal(ctx context.Context, p Publisher, t *task.Task) error {

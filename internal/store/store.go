@@ -339,6 +339,10 @@ type TaskRequeueParams struct {
 type TaskCancelParams struct {
 	ID  string
 	Now time.Time
+	// LogEvents logs and publishes, in the cancel's own atomic step, the
+	// events of what it did: a pending task's final events (event.Final),
+	// or a running task's task_cancel_requested.
+	LogEvents bool
 }
 
 // TaskListRunningParams filters TaskListRunning.

@@ -96,6 +96,25 @@ func (o *Outbox) TaskRequeue(ctx context.Context, p *store.TaskRequeueParams) (*
 	return t, nil
 }
 
+// TaskRequestCancel cancels a task and, when the store logged the
+// cancel's events (p.LogEvents), queues their deliveries right after.
+func (o *Outbox) TaskRequestCancel(ctx context.Context, p *store.TaskCancelParams) (*task.Task, error) {
+	t, err := o.Store.TaskRequestCancel(ctx, p)
+	if err != nil || !p.LogEvents {
+		return t, err
+	}
+	evs, err := event.Cancel(t)
+	if err != nil {
+		o.log.ErrorContext(ctx, "build cancel events for webhooks failed", "task_id", t.ID, "err", err)
+		return t, nil
+	}
+	for _, ev := range evs {
+		ev.Time = p.Now.UnixMilli()
+		o.enqueue(ctx, ev)
+	}
+	return t, nil
+}
+
 // TaskFinish finishes a task and queues the deliveries of its final
 // events. The store logs and publishes those events itself, in the step
 // that finishes the task (store.TaskStore.TaskFinish), so they never pass

@@ -128,8 +128,17 @@ func (s *Store) TaskRequeue(ctx context.Context, p *store.TaskRequeueParams) (*t
 
 // TaskRequestCancel cancels a pending task or marks a running one CancelRequested.
 func (s *Store) TaskRequestCancel(ctx context.Context, p *store.TaskCancelParams) (*task.Task, error) {
-	args := []any{s.keys.prefix, p.ID, msArg(p.Now)}
-	return s.runTaskScript(ctx, cancelTaskScript, p.ID, args, "cancel task %s", p.ID)
+	logEvents := "0"
+	if p.LogEvents {
+		logEvents = "1"
+	}
+	args := []any{s.keys.prefix, p.ID, msArg(p.Now), logEvents, s.keys.events(), s.logSize}
+	reply, err := cancelTaskScript.Run(ctx, s.rdb, []string{s.keys.task(p.ID), s.keys.eventLog(), s.keys.eventSeq()}, args...).Result()
+	if err != nil {
+		return nil, wrap(err, "cancel task %s", p.ID)
+	}
+	t, err := taskReply(reply)
+	return t, wrap(err, "cancel task %s", p.ID)
 }
 
 // runTaskScript runs a script on task id's hash and decodes the task it returns.

@@ -379,10 +379,12 @@ return redis.call('HGETALL', key)
 
 // cancelTaskScript cancels a pending task or flags a running one.
 //
-//	KEYS[1] task hash
-//	ARGV[1] prefix, ARGV[2] id, ARGV[3] now ms
+//	KEYS[1] task hash, KEYS[2] event log stream, KEYS[3] event counter
+//	ARGV[1] prefix, ARGV[2] id, ARGV[3] now ms, ARGV[4] '1' to log the
+//	cancel's events (a pending task's final events, a running task's
+//	task_cancel_requested), ARGV[5] event channel, ARGV[6] event log size
 //	returns the task as HGETALL pairs; NOTFOUND, or CONFLICT if it is final
-var cancelTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, `
+var cancelTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, luaFinalEvents, `
 local key, id, now = KEYS[1], ARGV[2], ARGV[3]
 local st = redis.call('HGET', key, 'status')
 if not st then return redis.error_reply('NOTFOUND task') end
@@ -392,8 +394,15 @@ if st == 'pending' then
   redis.call('HDEL', key, 'qm')
   relist(key, id, 'pending', 'cancelled')
   if redis.call('HGET', key, 'pinned') ~= '1' then redis.call('ZADD', key_retention_tasks(), now, id) end
+  if ARGV[4] == '1' then log_final_events(key, id, 'cancelled', now, KEYS[2], KEYS[3], ARGV[5], ARGV[6]) end
 elseif st == 'running' then
   redis.call('HSET', key, 'cancel', '1', 'updated', now)
+  if ARGV[4] == '1' then
+    local f = redis.call('HMGET', key, 'owner', 'inst')
+    local data = '{"taskId":' .. cjson.encode(id)
+    if (f[2] or '') ~= '' then data = data .. ',"instanceId":' .. cjson.encode(f[2]) end
+    log_event(KEYS[2], KEYS[3], ARGV[5], ARGV[6], 'task_cancel_requested', id, f[1] or '', now, data .. '}')
+  end
 else
   return redis.error_reply('CONFLICT task is ' .. st)
 end

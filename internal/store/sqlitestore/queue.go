@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/store"
@@ -262,26 +263,33 @@ func (s *Store) TaskRequeue(ctx context.Context, p *store.TaskRequeueParams) (*t
 	if !p.LogEvents {
 		return s.updateTask(ctx, p.ID, "requeue task %s", run)
 	}
+	return s.updateTaskLogged(ctx, p.ID, "requeue task %s", p.Now, run, event.Pending)
+}
+
+// updateTaskLogged is updateTask that also logs the events build makes of
+// the updated task, stamped now, in the same write.
+func (s *Store) updateTaskLogged(ctx context.Context, id, format string, now time.Time,
+	run func(ctx context.Context, ex execer) (*task.Task, error), build func(*task.Task) ([]event.Event, error)) (*task.Task, error) {
 	var tk *task.Task
 	err := s.w.execLogged(ctx, func(ctx context.Context, ex execer) ([]event.Event, error) {
 		var err error
 		if tk, err = run(ctx, ex); errors.Is(err, sql.ErrNoRows) {
-			err = s.missingOrConflict(ctx, ex, p.ID)
+			err = s.missingOrConflict(ctx, ex, id)
 		}
 		if err != nil {
 			return nil, err
 		}
-		evs, err := event.Pending(tk)
+		evs, err := build(tk)
 		if err != nil {
 			return nil, err
 		}
 		for i := range evs {
-			evs[i].Time = ms(p.Now)
+			evs[i].Time = ms(now)
 		}
 		return s.logEvents(ctx, ex, evs...)
 	})
 	if err != nil {
-		return nil, wrap(err, "requeue task %s", p.ID)
+		return nil, wrap(err, format, id)
 	}
 	return tk, nil
 }
@@ -299,8 +307,11 @@ const requestCancelSQL = `UPDATE tasks SET
 
 // TaskRequestCancel cancels a pending task or marks a running one CancelRequested.
 func (s *Store) TaskRequestCancel(ctx context.Context, p *store.TaskCancelParams) (*task.Task, error) {
-	return s.updateTask(ctx, p.ID, "cancel task %s", s.updateStmt(s.ws.requestCancel,
-		sql.Named("now", ms(p.Now)), sql.Named("id", p.ID)))
+	run := s.updateStmt(s.ws.requestCancel, sql.Named("now", ms(p.Now)), sql.Named("id", p.ID))
+	if !p.LogEvents {
+		return s.updateTask(ctx, p.ID, "cancel task %s", run)
+	}
+	return s.updateTaskLogged(ctx, p.ID, "cancel task %s", p.Now, run, event.Cancel)
 }
 
 // TaskListRunning's filters, as bits of the index into readStmts.running.

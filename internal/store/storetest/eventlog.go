@@ -24,6 +24,7 @@ func eventLogCases() []testCase {
 		{"FinishConflictLogsNothing", testEventLogFinishConflict},
 		{"InsertLogsEvents", testEventLogInsert},
 		{"RequeueLogsEvents", testEventLogRequeue},
+		{"CancelLogsEvents", testEventLogCancel},
 	}
 }
 
@@ -264,4 +265,47 @@ func testEventLogRequeue(t *testing.T, s store.Store) {
 	if last, err := s.LastEventSeq(t.Context()); err != nil || last != 2 {
 		t.Errorf("after a refused requeue the last event is %d (%v), want 2", last, err)
 	}
+}
+
+// testEventLogCancel: a cancel with LogEvents logs a pending task's final
+// events, or a running task's task_cancel_requested, in its step; one
+// without logs nothing.
+func testEventLogCancel(t *testing.T, s store.Store) {
+	run := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(0)})
+	claimID(t, s, run.ID, "127.0.0.1:8001", at(1))
+	quiet := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(2)})
+	pend := insert(t, s, store.TaskInsertParams{Owner: "bob", Now: at(3)})
+	_, err := s.TaskRequestCancel(t.Context(), &store.TaskCancelParams{ID: quiet.ID, Now: at(4)})
+	must(t, "TaskRequestCancel without events", err)
+	if last, err := s.LastEventSeq(t.Context()); err != nil || last != 0 {
+		t.Fatalf("a cancel without LogEvents logged %d events (%v)", last, err)
+	}
+	sub := subscribe(t, s, t.Context())
+	_, err = s.TaskRequestCancel(t.Context(), &store.TaskCancelParams{ID: pend.ID, Now: at(5), LogEvents: true})
+	must(t, "TaskRequestCancel of a pending task", err)
+	_, err = s.TaskRequestCancel(t.Context(), &store.TaskCancelParams{ID: run.ID, Now: at(6), LogEvents: true})
+	must(t, "TaskRequestCancel of a running task", err)
+	var got []string
+	for range 3 {
+		ev := recv(t, sub)
+		got = append(got, ev.Type+" "+ev.TaskID+" "+ev.Owner)
+	}
+	diff(t, "the cancels' events", []string{
+		event.TypeTaskStatus + " " + pend.ID + " bob",
+		event.TypeTaskCancelled + " " + pend.ID + " bob",
+		event.TypeTaskCancelRequested + " " + run.ID + " alice",
+	}, got)
+	evs, err := s.EventsAfter(t.Context(), &store.EventsAfterParams{After: 0})
+	must(t, "EventsAfter 0", err)
+	if len(evs) != 3 {
+		t.Fatalf("the log holds %d events, want 3", len(evs))
+	}
+	var status event.TaskStatusData
+	must(t, "decode task_status", json.Unmarshal(evs[0].Data, &status))
+	if status.Status != task.StatusCancelled || status.TaskID != pend.ID {
+		t.Errorf("task_status of the cancel: %s", evs[0].Data)
+	}
+	var req event.TaskCancelledData
+	must(t, "decode task_cancel_requested", json.Unmarshal(evs[2].Data, &req))
+	diff(t, "task_cancel_requested data", event.TaskCancelledData{TaskID: run.ID, InstanceID: "127.0.0.1:8001"}, req)
 }
