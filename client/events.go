@@ -244,6 +244,13 @@ func (s *Stream) read(ctx context.Context, conn *websocket.Conn) {
 		select {
 		case s.events <- ev:
 			s.last = max(s.last, ev.Seq)
+			if ev.Type == EventResync {
+				// The gateway went on from its log's end: resume from there.
+				var d struct{ Last int64 }
+				if json.Unmarshal(ev.Data, &d) == nil {
+					s.last = d.Last
+				}
+			}
 		case <-ctx.Done():
 			return
 		}
