@@ -35,6 +35,9 @@ type catalogs struct {
 	// hashesAt (zero: read it again); see Index.
 	hashOf   map[string]string
 	hashesAt time.Time
+	// hashesGen counts forgetHashes: hashes read before the last one are
+	// not kept.
+	hashesGen uint64
 }
 
 // hashesFresh bounds how long Index trusts the catalogue hashes it read
@@ -42,20 +45,25 @@ type catalogs struct {
 const hashesFresh = 5 * time.Second
 
 // hashes returns the cached catalogue hashes when they were read within
-// hashesFresh of now; nil when they must be read again.
-func (c *catalogs) hashes(now time.Time) map[string]string {
+// hashesFresh of now (nil when they must be read again), and the
+// generation to give setHashes with what is read instead.
+func (c *catalogs) hashes(now time.Time) (map[string]string, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.hashOf == nil || now.Sub(c.hashesAt) >= hashesFresh || now.Before(c.hashesAt) {
-		return nil
+		return nil, c.hashesGen
 	}
-	return c.hashOf
+	return c.hashOf, c.hashesGen
 }
 
-func (c *catalogs) setHashes(h map[string]string, at time.Time) {
+// setHashes keeps h, read at at, unless forgetHashes ran since gen was
+// taken: h may then be older than the change that called it.
+func (c *catalogs) setHashes(h map[string]string, at time.Time, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.hashOf, c.hashesAt = h, at
+	if gen == c.hashesGen {
+		c.hashOf, c.hashesAt = h, at
+	}
 }
 
 // forgetHashes makes the next Index read the hashes from the store.
@@ -63,6 +71,7 @@ func (c *catalogs) forgetHashes() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.hashOf = nil
+	c.hashesGen++
 }
 
 // cachedCatalog is a decoded catalogue and its summary.
@@ -228,7 +237,7 @@ func (f *Fleet) CatalogChanged() { f.cat.forgetHashes() }
 // index is Index; fresh reads the hashes from the store whatever is kept.
 func (f *Fleet) index(ctx context.Context, fresh bool) (*catalog.Index, error) {
 	now := time.Now()
-	hashOf := f.cat.hashes(now)
+	hashOf, gen := f.cat.hashes(now)
 	if fresh || hashOf == nil {
 		states, err := f.store.InstanceList(ctx)
 		if err != nil {
@@ -238,7 +247,7 @@ func (f *Fleet) index(ctx context.Context, fresh bool) (*catalog.Index, error) {
 		for _, st := range states {
 			hashOf[st.ID] = st.CatalogHash
 		}
-		f.cat.setHashes(hashOf, now)
+		f.cat.setHashes(hashOf, now, gen)
 	}
 	list := f.Instances()
 	var key strings.Builder
