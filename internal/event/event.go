@@ -55,8 +55,8 @@ func Logged(typ string) bool {
 }
 
 // Publisher sends events to every subscriber of every replica. The store
-// is one (store.PubSub). Several events given at once go out in one step
-// of the store, in their order.
+// is one (store.PubSub). The logged events among several given at once
+// go out in one step of the store, in their order; transient ones at once.
 type Publisher interface {
 	Publish(ctx context.Context, evs ...Event) error
 }

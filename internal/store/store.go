@@ -635,10 +635,10 @@ type LeaseParams struct {
 // when one numbered above last+1 arrives. Transient events (Seq 0) are
 // only ever delivered live.
 type PubSub interface {
-	// Publish sends events to every subscriber of every replica, in their
-	// order. The logged ones are first appended to the event log, numbered
-	// one after the other, all in one atomic step; transient ones go out
-	// at once.
+	// Publish sends events to every subscriber of every replica. The
+	// logged ones are appended to the event log, numbered one after the
+	// other in their order, all in one atomic step, and delivered in that
+	// order; transient ones go out at once, ahead of them.
 	Publish(ctx context.Context, evs ...event.Event) error
 	// Subscribe receives every event published from now on until the
 	// subscription is closed or ctx ends. Logged events arrive in Seq
