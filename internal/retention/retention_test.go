@@ -350,3 +350,58 @@ func TestPruneS3(t *testing.T) {
 		}
 	}
 }
+
+// pinningStore pins a task the moment the pruner first deletes one of
+// its file records, as a user could in the middle of a pass.
+type pinningStore struct {
+	store.Store
+	task string
+	once sync.Once
+}
+
+func (s *pinningStore) pin(ctx context.Context) {
+	s.once.Do(func() {
+		if _, err := s.Store.TaskPin(ctx, &store.PinParams{ID: s.task, Pinned: true}); err != nil {
+			panic(err)
+		}
+	})
+}
+
+func (s *pinningStore) FileDelete(ctx context.Context, id string) error {
+	s.pin(ctx)
+	return s.Store.FileDelete(ctx, id)
+}
+
+func (s *pinningStore) FilePrune(ctx context.Context, id string) error {
+	s.pin(ctx)
+	return s.Store.FilePrune(ctx, id)
+}
+
+// TestPinDuringAPassKeepsEverything: a task pinned while the pruner
+// deletes its outputs keeps them all, records and bytes, and itself.
+func TestPinDuringAPassKeepsEverything(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		f := newFixture(t, st)
+		old := now.Add(-48 * time.Hour)
+		f.task(t, "late-pin", old, old)
+		f.file(t, "out-1", "late-pin", old)
+		f.file(t, "out-2", "late-pin", old)
+		ps := &pinningStore{Store: st, task: "late-pin"}
+		p := retention.New(retention.Options{Store: ps, Blob: f.bl, Now: func() time.Time { return now }, Pause: time.Millisecond},
+			retention.Settings{Tasks: 24 * time.Hour, Files: 24 * time.Hour, Batch: 10})
+		if _, err := p.Prune(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if !f.taskExists(t, "late-pin") {
+			t.Error("the task pinned during the pass was deleted")
+		}
+		for _, id := range []string{"out-1", "out-2"} {
+			if !f.fileExists(t, id) {
+				t.Errorf("output %s of the task pinned during the pass was deleted", id)
+			}
+			if _, err := f.bl.Open(t.Context(), id); err != nil {
+				t.Errorf("the bytes of output %s: %v", id, err)
+			}
+		}
+	})
+}

@@ -527,6 +527,10 @@ type RetentionStore interface {
 	// (completed, failed, cancelled) that finished before p.Before and are
 	// not pinned, the oldest finished first.
 	TaskExpired(ctx context.Context, p *ExpiredParams) ([]string, error)
+	// FilePrune deletes a file record for retention, in one atomic step
+	// only if neither the file nor its task (if any) is pinned: ErrConflict
+	// when one is, ErrNotFound if there is no record.
+	FilePrune(ctx context.Context, id string) error
 	// TaskDelete deletes a finished, unpinned task for good, and in the
 	// same atomic step its own webhook subscriptions and its webhook
 	// deliveries (delivered, failed or still pending); its file records

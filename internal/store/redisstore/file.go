@@ -108,6 +108,12 @@ func decodeFilePage(reply []any) (*store.FileListResult, error) {
 }
 
 // FileDelete removes a file record and its index entries.
+// FilePrune deletes a file record unless it or its task is pinned.
+func (s *Store) FilePrune(ctx context.Context, id string) error {
+	err := deleteFileScript.Run(ctx, s.rdb, []string{s.keys.file(id)}, s.keys.prefix, id, "1").Err()
+	return wrap(err, "prune file %s", id)
+}
+
 func (s *Store) FileDelete(ctx context.Context, id string) error {
 	err := deleteFileScript.Run(ctx, s.rdb, []string{s.keys.file(id)}, s.keys.prefix, id).Err()
 	return wrap(err, "delete file %s", id)

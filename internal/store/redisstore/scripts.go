@@ -86,10 +86,15 @@ return 1
 // size from its owner's stored bytes once those are counted.
 //
 //	KEYS[1] file hash
-//	ARGV[1] prefix, ARGV[2] id
-//	returns 1; NOTFOUND if there is no such record
+//	ARGV[1] prefix, ARGV[2] id, ARGV[3] '1' to refuse a pinned file or a
+//	file of a pinned task (retention)
+//	returns 1; NOTFOUND if there is no such record, CONFLICT if refused
 var deleteFileScript = script(luaKeys, `
-local f = redis.call('HMGET', KEYS[1], 'owner', 'task', 'size')
+local f = redis.call('HMGET', KEYS[1], 'owner', 'task', 'size', 'pinned')
+if ARGV[3] == '1' and redis.call('EXISTS', KEYS[1]) == 1 and (f[4] == '1' or
+    (f[2] and f[2] ~= '' and redis.call('HGET', key_task(f[2]), 'pinned') == '1')) then
+  return redis.error_reply('CONFLICT the file or its task is pinned')
+end
 if redis.call('DEL', KEYS[1]) == 0 then return redis.error_reply('NOTFOUND file') end
 local id = ARGV[2]
 redis.call('ZREM', key_files(), id)

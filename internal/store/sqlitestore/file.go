@@ -3,6 +3,7 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -18,6 +19,9 @@ const (
 	fileKeepSQL   = fileInsertSQL + ` ON CONFLICT (id) DO NOTHING`
 	fileGetSQL    = `SELECT ` + fileCols + ` FROM files WHERE id = ?`
 	fileDeleteSQL = `DELETE FROM files WHERE id = ?`
+	fileExistsSQL = `SELECT count(*) FROM files WHERE id = ?`
+	filePruneSQL  = `DELETE FROM files WHERE id = ? AND pinned = 0
+		AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = files.task_id AND t.pinned = 1)`
 )
 
 // FileInsert adds a file record; a duplicate id is ErrConflict.
@@ -133,6 +137,25 @@ func fileWhere(p *store.FileListParams) (string, []any) {
 }
 
 // FileDelete removes a file record.
+// FilePrune deletes a file record unless it or its task is pinned.
+func (s *Store) FilePrune(ctx context.Context, id string) error {
+	err := s.w.exec(ctx, func(ctx context.Context, ex execer) error {
+		err := deleted(ex.stmt(ctx, s.ws.filePrune).ExecContext(ctx, id))
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		var n int
+		if err := ex.stmt(ctx, s.ws.fileExists).QueryRowContext(ctx, id).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("%w: the file or its task is pinned", store.ErrConflict)
+		}
+		return store.ErrNotFound
+	})
+	return wrap(err, "prune file %s", id)
+}
+
 func (s *Store) FileDelete(ctx context.Context, id string) error {
 	err := s.w.exec(ctx, func(ctx context.Context, ex execer) error {
 		return deleted(ex.stmt(ctx, s.ws.fileDelete).ExecContext(ctx, id))

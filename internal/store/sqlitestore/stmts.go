@@ -21,16 +21,16 @@ import (
 
 // writeStmts are the writer's statements.
 type writeStmts struct {
-	taskInsert, bodyInsert, claim, progress, renewLease, takeLease, taskStatus *sql.Stmt
-	finish, requeue, requestCancel                                             *sql.Stmt
-	fileInsert, fileKeep, fileDelete, instanceUpsert, instanceDelete           *sql.Stmt
-	configPut, leaseAcquire, leaseRelease, catalogPut                          *sql.Stmt
-	capPut, capInstancesPut, capCan, capCannot, pendingCount                   *sql.Stmt
-	keyInsert, keyRevoke, keyTouch                                             *sql.Stmt
-	whSubInsert, whSubDelete, whEnqueue, whClaim, whRecord, whExists           *sql.Stmt
-	taskDelete, taskPinned, taskPin, filePin                                   *sql.Stmt
-	taskDeleteWhSubs, taskDeleteWhDeliveries                                   *sql.Stmt
-	eventInsert, eventTrim                                                     *sql.Stmt
+	taskInsert, bodyInsert, claim, progress, renewLease, takeLease, taskStatus              *sql.Stmt
+	finish, requeue, requestCancel                                                          *sql.Stmt
+	fileInsert, fileKeep, fileDelete, filePrune, fileExists, instanceUpsert, instanceDelete *sql.Stmt
+	configPut, leaseAcquire, leaseRelease, catalogPut                                       *sql.Stmt
+	capPut, capInstancesPut, capCan, capCannot, pendingCount                                *sql.Stmt
+	keyInsert, keyRevoke, keyTouch                                                          *sql.Stmt
+	whSubInsert, whSubDelete, whEnqueue, whClaim, whRecord, whExists                        *sql.Stmt
+	taskDelete, taskPinned, taskPin, filePin                                                *sql.Stmt
+	taskDeleteWhSubs, taskDeleteWhDeliveries                                                *sql.Stmt
+	eventInsert, eventTrim                                                                  *sql.Stmt
 }
 
 // readStmts are the read pool's statements.
@@ -59,7 +59,7 @@ func (w *writeStmts) defs() []stmtDef {
 		{&w.taskInsert, taskInsertSQL}, {&w.bodyInsert, bodyInsertSQL}, {&w.claim, claimSQL},
 		{&w.progress, progressSQL}, {&w.renewLease, renewLeaseSQL}, {&w.takeLease, takeLeaseSQL}, {&w.taskStatus, taskStatusSQL},
 		{&w.finish, finishSQL}, {&w.requeue, requeueSQL}, {&w.requestCancel, requestCancelSQL},
-		{&w.fileInsert, fileInsertSQL}, {&w.fileKeep, fileKeepSQL}, {&w.fileDelete, fileDeleteSQL},
+		{&w.fileInsert, fileInsertSQL}, {&w.fileKeep, fileKeepSQL}, {&w.fileDelete, fileDeleteSQL}, {&w.filePrune, filePruneSQL}, {&w.fileExists, fileExistsSQL},
 		{&w.instanceUpsert, instanceUpsertSQL}, {&w.instanceDelete, instanceDeleteSQL},
 		{&w.configPut, configPutSQL}, {&w.leaseAcquire, leaseAcquireSQL}, {&w.leaseRelease, leaseReleaseSQL},
 		{&w.catalogPut, catalogPutSQL},
