@@ -172,15 +172,6 @@ func Pending(t *task.Task) ([]Event, error) {
 	return []Event{status, queued}, nil
 }
 
-// PublishPending sends Pending(t) in one step of the store.
-func PublishPending(ctx context.Context, p Publisher, t *task.Task) error {
-	evs, err := Pending(t)
-	if err != nil {
-		return err
-	}
-	return p.Publish(ctx, evs...)
-}
-
 // PublishQueued sends the internal task_queued for t, which just became pending.
 func PublishQueued(ctx context.Context, p Publisher, t *task.Task) error {
 	return Publish(ctx, p, TypeTaskQueued, t, TaskStatusData{TaskID: t.ID, Status: t.Status})
