@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
 )
@@ -139,16 +137,6 @@ func (s *Store) TaskRequestCancel(ctx context.Context, p *store.TaskCancelParams
 	}
 	t, err := taskReply(reply)
 	return t, wrap(err, "cancel task %s", p.ID)
-}
-
-// runTaskScript runs a script on task id's hash and decodes the task it returns.
-func (s *Store) runTaskScript(ctx context.Context, sc *redis.Script, id string, args []any, format string, fargs ...any) (*task.Task, error) {
-	reply, err := sc.Run(ctx, s.rdb, []string{s.keys.task(id)}, args...).Result()
-	if err != nil {
-		return nil, wrap(err, format, fargs...)
-	}
-	t, err := taskReply(reply)
-	return t, wrap(err, format, fargs...)
 }
 
 // TaskListRunning returns running tasks in claim order (Seq), from the
