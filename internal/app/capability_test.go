@@ -44,19 +44,13 @@ func startMixed(t *testing.T, driver string, sim comfysim.Options) *mixed {
 		t.Cleanup(func() { s.Close() })
 	}
 	m.ida, m.idb = m.a.Addr(), m.b.Addr()
-	var url, prefix string
-	if driver == "redis" {
-		url = redistest.URL(t)
-		prefix = redistest.Prefix(t, url)
-	}
+	useStore := storeConfig(t, driver)
 	m.Env = apptest.Start(t, apptest.Options{Sims: []*comfysim.Sim{m.a, m.b}, Configure: func(c *config.Config) {
 		c.Servers = []config.Server{
 			{ID: "small", Name: "SD 1.5 box", IP: "127.0.0.1", Ports: config.Ports{apptest.Port(m.ida)}, Labels: config.Labels{"gpu": "t4"}},
 			{ID: "big", Name: "SDXL box", IP: "127.0.0.1", Ports: config.Ports{apptest.Port(m.idb)}, Labels: config.Labels{"gpu": "a100"}},
 		}
-		if driver == "redis" {
-			c.Store.Driver, c.Store.URL, c.Store.Prefix = "redis", url, prefix
-		}
+		useStore(c)
 	}})
 	m.admin = m.Login(apptest.AdminUser, apptest.AdminPass)
 	waitCatalogs(m.Env, m.admin)
@@ -64,6 +58,16 @@ func startMixed(t *testing.T, driver string, sim comfysim.Options) *mixed {
 }
 
 // bothStores runs fn on SQLite and on Redis (when TEST_REDIS_URL is set).
+// storeConfig is the config change that puts a gateway on driver: a
+// Redis prefix of the test's own for "redis", nothing for "sqlite".
+func storeConfig(t *testing.T, driver string) func(*config.Config) {
+	if driver != "redis" {
+		return func(*config.Config) {}
+	}
+	url := redistest.URL(t)
+	return redisConfig(url, redistest.Prefix(t, url))
+}
+
 func bothStores(t *testing.T, fn func(t *testing.T, driver string)) {
 	for _, driver := range []string{"sqlite", "redis"} {
 		t.Run(driver, func(t *testing.T) {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/comfyfleet/comfyfleet/internal/app/apptest"
 	"github.com/comfyfleet/comfyfleet/internal/config"
-	"github.com/comfyfleet/comfyfleet/internal/store/redisstore/redistest"
 )
 
 // drainView is what an instance shows of the automatic drain.
@@ -49,17 +48,11 @@ func putEnabled(e *apptest.Env, token, id string, on bool) {
 func TestAutoDrain(t *testing.T) {
 	t.Parallel()
 	bothStores(t, func(t *testing.T, driver string) {
-		var url, prefix string
-		if driver == "redis" {
-			url = redistest.URL(t)
-			prefix = redistest.Prefix(t, url)
-		}
+		useStore := storeConfig(t, driver)
 		e := apptest.Start(t, apptest.Options{Instances: 1, Configure: func(c *config.Config) {
 			c.HealthCheck.DrainAfterFailures = 3
 			c.HealthCheck.DrainCooldown = config.Millis(time.Second)
-			if driver == "redis" {
-				c.Store.Driver, c.Store.URL, c.Store.Prefix = "redis", url, prefix
-			}
+			useStore(c)
 		}})
 		admin := e.Login(apptest.AdminUser, apptest.AdminPass)
 		waitCatalogs(e, admin)
@@ -155,16 +148,10 @@ func TestAutoDrain(t *testing.T) {
 func TestAutoDrainCountResetByCompletion(t *testing.T) {
 	t.Parallel()
 	bothStores(t, func(t *testing.T, driver string) {
-		var url, prefix string
-		if driver == "redis" {
-			url = redistest.URL(t)
-			prefix = redistest.Prefix(t, url)
-		}
+		useStore := storeConfig(t, driver)
 		e := apptest.Start(t, apptest.Options{Instances: 1, Configure: func(c *config.Config) {
 			c.HealthCheck.DrainAfterFailures = 3
-			if driver == "redis" {
-				c.Store.Driver, c.Store.URL, c.Store.Prefix = "redis", url, prefix
-			}
+			useStore(c)
 		}})
 		admin := e.Login(apptest.AdminUser, apptest.AdminPass)
 		waitCatalogs(e, admin)

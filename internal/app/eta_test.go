@@ -8,7 +8,6 @@ import (
 
 	"github.com/comfyfleet/comfyfleet/internal/app/apptest"
 	"github.com/comfyfleet/comfyfleet/internal/config"
-	"github.com/comfyfleet/comfyfleet/internal/store/redisstore/redistest"
 )
 
 // etaDelay is how long the simulated KSampler takes: the whole run of t2i.
@@ -70,19 +69,13 @@ func getETA(e *apptest.Env, token, id string) etaView {
 // startETA is a gateway on driver in front of one instance whose runs of
 // t2i take etaDelay, giving it one prompt at a time.
 func startETA(t *testing.T, driver string) (*apptest.Env, string) {
-	var url, prefix string
-	if driver == "redis" {
-		url = redistest.URL(t)
-		prefix = redistest.Prefix(t, url)
-	}
+	useStore := storeConfig(t, driver)
 	e := apptest.Start(t, apptest.Options{Instances: 1, Configure: func(c *config.Config) {
 		noPrefetch(c)
 		// A probe slowed down by a loaded machine must not take the one
 		// instance down: with none up, nothing is estimated.
 		c.HealthCheck.Interval, c.HealthCheck.Timeout, c.HealthCheck.FailureThreshold = config.Millis(time.Second), config.Millis(time.Second), 5
-		if driver == "redis" {
-			c.Store.Driver, c.Store.URL, c.Store.Prefix = "redis", url, prefix
-		}
+		useStore(c)
 	}})
 	e.Sims[0].SetNodeDelay("KSampler", etaDelay)
 	t.Cleanup(e.Sims[0].Release)
