@@ -38,16 +38,8 @@ func TestCLIAgainstTheDemo(t *testing.T) {
 		t.Skip("builds and runs the binary; skipped with -short")
 	}
 	bin := buildBinary(t)
-	addr := freeAddr(t)
-	var demoOut apptest.SyncBuffer
-	cmd := exec.Command(bin, "demo", "--listen", addr, "--data", filepath.Join(t.TempDir(), "data"), "--instances", "2")
-	cmd.Stdout, cmd.Stderr = &demoOut, &demoOut
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	g := &gateway{t: t, url: "http://" + addr, cmd: cmd}
+	g, _ := startDemo(t, bin, 2)
 	defer g.stop()
-	apptest.Eventually(t, 30*time.Second, "the demo banner", func() bool { return strings.Contains(demoOut.String(), "Press Ctrl+C") })
 	token := g.login()
 	apptest.Eventually(t, 15*time.Second, "2 alive instances", func() bool {
 		var list []struct{ Alive bool }

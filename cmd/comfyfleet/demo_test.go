@@ -4,6 +4,7 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,19 +18,9 @@ func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary; skipped with -short")
 	}
-	bin := buildBinary(t)
-	addr := freeAddr(t)
-	var out apptest.SyncBuffer
-	cmd := exec.Command(bin, "demo", "--listen", addr, "--data", filepath.Join(t.TempDir(), "data"), "--instances", "3")
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	g := &gateway{t: t, url: "http://" + addr, cmd: cmd}
+	g, out := startDemo(t, buildBinary(t), 3)
 	defer g.stop()
-	apptest.Eventually(t, 30*time.Second, "the demo banner", func() bool {
-		return strings.Contains(out.String(), "Press Ctrl+C")
-	})
+	addr := strings.TrimPrefix(g.url, "http://")
 	if !strings.Contains(out.String(), "http://"+addr) {
 		t.Errorf("banner does not print the URL http://%s:\n%s", addr, out.String())
 	}
@@ -87,4 +78,22 @@ func TestDemoListensOnLoopbackByDefault(t *testing.T) {
 	if f, _ := parseDemoFlags([]string{"--listen", ":4000"}); f.listen != ":4000" {
 		t.Errorf("--listen :4000 gives %q", f.listen)
 	}
+}
+
+// startDemo starts "comfyfleet demo" of binary bin with instances
+// simulated instances on a free address and waits for its banner; out is
+// what it printed.
+func startDemo(t *testing.T, bin string, instances int) (g *gateway, out *apptest.SyncBuffer) {
+	t.Helper()
+	addr := freeAddr(t)
+	out = &apptest.SyncBuffer{}
+	cmd := exec.Command(bin, "demo", "--listen", addr, "--data", filepath.Join(t.TempDir(), "data"),
+		"--instances", strconv.Itoa(instances))
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	g = &gateway{t: t, url: "http://" + addr, cmd: cmd}
+	apptest.Eventually(t, 30*time.Second, "the demo banner", func() bool { return strings.Contains(out.String(), "Press Ctrl+C") })
+	return g, out
 }
