@@ -153,11 +153,6 @@ func Publish(ctx context.Context, p Publisher, typ string, t *task.Task, data an
 	return p.Publish(ctx, ev)
 }
 
-// PublishStatus sends task_status for t's current status.
-func PublishStatus(ctx context.Context, p Publisher, t *task.Task) error {
-	return Publish(ctx, p, TypeTaskStatus, t, StatusOf(t))
-}
-
 // Pending builds the events of t becoming pending: its task_status and
 // the internal task_queued.
 func Pending(t *task.Task) ([]Event, error) {
@@ -177,11 +172,6 @@ func PublishQueued(ctx context.Context, p Publisher, t *task.Task) error {
 	return Publish(ctx, p, TypeTaskQueued, t, TaskStatusData{TaskID: t.ID, Status: t.Status})
 }
 
-// PublishCancelRequested sends the internal task_cancel_requested for t.
-func PublishCancelRequested(ctx context.Context, p Publisher, t *task.Task) error {
-	return Publish(ctx, p, TypeTaskCancelRequested, t, TaskCancelledData{TaskID: t.ID, InstanceID: t.InstanceID})
-}
-
 // Cancel builds the events of a cancel: a cancelled task's final events,
 // or the task_cancel_requested of a running one.
 func Cancel(t *task.Task) ([]Event, error) {
@@ -193,21 +183,6 @@ func Cancel(t *task.Task) ([]Event, error) {
 		return nil, err
 	}
 	return []Event{ev}, nil
-}
-
-// PublishFinal sends task_status and the final event (completed, failed or
-// cancelled) of a finished task.
-func PublishFinal(ctx context.Context, p Publisher, t *task.Task) error {
-	evs, err := Final(t)
-	if err != nil {
-		return err
-	}
-	for _, ev := range evs {
-		if err := p.Publish(ctx, ev); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Final builds the events of a task that just finished: task_status, then

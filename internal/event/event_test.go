@@ -1,7 +1,6 @@
 package event_test
 
 import (
-	"context"
 	"encoding/json"
 	"testing"
 
@@ -9,14 +8,6 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/instance"
 	"github.com/comfyfleet/comfyfleet/internal/task"
 )
-
-// recorder is a Publisher that keeps what it is given.
-type recorder struct{ evs []event.Event }
-
-func (r *recorder) Publish(_ context.Context, evs ...event.Event) error {
-	r.evs = append(r.evs, evs...)
-	return nil
-}
 
 func TestAudienceOf(t *testing.T) {
 	tests := map[string]event.Audience{
@@ -38,7 +29,7 @@ func TestAudienceOf(t *testing.T) {
 	}
 }
 
-func TestPublishFinal(t *testing.T) {
+func TestFinal(t *testing.T) {
 	tests := []struct {
 		name   string
 		status task.Status
@@ -52,14 +43,14 @@ func TestPublishFinal(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tk := &task.Task{ID: "t1", Owner: "alice", Status: tc.status, InstanceID: "i1"}
-			var r recorder
-			if err := event.PublishFinal(t.Context(), &r, tk); err != nil {
+			evs, err := event.Final(tk)
+			if err != nil {
 				t.Fatal(err)
 			}
-			if len(r.evs) != len(tc.want) {
-				t.Fatalf("got %d events, want %v", len(r.evs), tc.want)
+			if len(evs) != len(tc.want) {
+				t.Fatalf("got %d events, want %v", len(evs), tc.want)
 			}
-			for i, ev := range r.evs {
+			for i, ev := range evs {
 				if ev.Type != tc.want[i] || ev.TaskID != "t1" || ev.Owner != "alice" || ev.Time == 0 {
 					t.Errorf("event %d = %+v, want type %s for t1 of alice, stamped", i, ev, tc.want[i])
 				}
