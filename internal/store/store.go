@@ -92,6 +92,14 @@ type TaskStore interface {
 	// owner already at p.MaxPending pending tasks is ErrLimit, checked in
 	// the same atomic step as the insert.
 	TaskInsert(ctx context.Context, p *TaskInsertParams) (*task.Task, error)
+	// TaskInsertClaim is TaskInsert followed by TaskClaim(c), in the same
+	// atomic step where the store can (SQLite; on Redis two calls): it
+	// returns the inserted task and the task claimed for c.InstanceID, the
+	// new one or one ahead of it in line, or nil when nothing could be
+	// claimed there (TaskClaim's ErrNotFound is no error here). A failed
+	// insert claims nothing. A claim error after a successful insert comes
+	// with the inserted task: the claim may have been applied.
+	TaskInsertClaim(ctx context.Context, p *TaskInsertParams, c *TaskClaimParams) (inserted, claimed *task.Task, err error)
 	// TaskGet returns one task with its workflow and params.
 	TaskGet(ctx context.Context, id string) (*task.Task, error)
 	// TaskList pages through tasks, newest first (CreatedAt then Seq,
@@ -276,6 +284,13 @@ type TaskClaimParams struct {
 	// ms (49 days).
 	WarmWindow time.Duration
 	Now        time.Time
+	// Events, when set, builds the claim's events from the claimed task
+	// (its task_status running): they are logged and published in the
+	// claim's own atomic step (SQLite), or right after its script (Redis),
+	// numbered like Publish's. Not called when nothing is claimed. When
+	// they cannot be logged after the claim (Redis), TaskClaim returns the
+	// claimed task with the error: it is running there all the same.
+	Events func(t *task.Task) ([]event.Event, error)
 }
 
 // TaskProgressParams raises a task's progress.

@@ -22,7 +22,20 @@ func (s *Store) TaskClaim(ctx context.Context, p *store.TaskClaimParams) (*task.
 		return nil, wrap(err, "claim task for %s", p.InstanceID)
 	}
 	t, err := taskReply(reply)
-	return t, wrap(err, "claim task for %s", p.InstanceID)
+	if err != nil {
+		return nil, wrap(err, "claim task for %s", p.InstanceID)
+	}
+	if p.Events != nil {
+		evs, err := p.Events(t)
+		if err == nil && len(evs) > 0 {
+			err = s.Publish(ctx, evs...)
+		}
+		if err != nil {
+			// Claimed: the caller runs the task; REST shows it running.
+			return t, fmt.Errorf("redisstore: log the events of the claim of %s: %w", t.ID, err)
+		}
+	}
+	return t, nil
 }
 
 // claimArgs builds the KEYS and ARGV of claimTaskScript.
@@ -161,4 +174,19 @@ func (s *Store) TaskListRunning(ctx context.Context, p *store.TaskListRunningPar
 	}
 	slices.SortFunc(tasks, func(a, b *task.Task) int { return cmp.Compare(a.Seq, b.Seq) })
 	return tasks, nil
+}
+
+// TaskInsertClaim is TaskInsert, then TaskClaim: two calls, each atomic,
+// not one step. A claim error after the insert is returned with the
+// inserted task (the claim may have been applied).
+func (s *Store) TaskInsertClaim(ctx context.Context, p *store.TaskInsertParams, c *store.TaskClaimParams) (*task.Task, *task.Task, error) {
+	t, err := s.TaskInsert(ctx, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	claimed, err := s.TaskClaim(ctx, c)
+	if errors.Is(err, store.ErrNotFound) {
+		return t, nil, nil
+	}
+	return t, claimed, err
 }

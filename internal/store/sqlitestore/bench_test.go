@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
 )
@@ -269,4 +270,40 @@ func BenchmarkQueuePositionsPage(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkSubmitToIdle is a task submitted while an instance waits for
+// work, on an empty queue: an insert then a claim of its own (two), or the
+// claim in the insert's transaction (one, TaskInsertClaim). The task's
+// events are logged with the insert, as the API does.
+func BenchmarkSubmitToIdle(b *testing.B) {
+	for _, way := range []string{"two", "one"} {
+		b.Run(way, func(b *testing.B) {
+			s := openFile(b, WithSync(SyncNormal))
+			ctx := context.Background()
+			params := []byte(`{"3.seed":42}`)
+			claim := &store.TaskClaimParams{InstanceID: "10.0.0.1:8001", LeaseOwner: "bench", LeaseTTL: time.Minute, Now: benchNow}
+			done := cpuPerOp(b)
+			defer done()
+			for b.Loop() {
+				id := uuid.NewString()
+				evs, err := event.Pending(&task.Task{ID: id, Owner: "bench", Status: task.StatusPending})
+				if err != nil {
+					b.Fatal(err)
+				}
+				p := &store.TaskInsertParams{ID: id, Owner: "bench", Workflow: benchWorkflow, Params: params, Now: benchNow, Events: evs}
+				var claimed *task.Task
+				if way == "two" {
+					if _, err = s.TaskInsert(ctx, p); err == nil {
+						claimed, err = s.TaskClaim(ctx, claim)
+					}
+				} else {
+					_, claimed, err = s.TaskInsertClaim(ctx, p, claim)
+				}
+				if err != nil || claimed == nil || claimed.ID != id {
+					b.Fatalf("claimed %v: %v", claimed, err)
+				}
+			}
+		})
+	}
 }

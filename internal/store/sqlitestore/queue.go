@@ -58,31 +58,53 @@ const pendingCountSQL = `SELECT n FROM task_counts WHERE status = 'pending'`
 
 // TaskClaim marks the next pending task (fair share, then warm model) running on p.InstanceID.
 func (s *Store) TaskClaim(ctx context.Context, p *store.TaskClaimParams) (*task.Task, error) {
-	ckpt := p.Checkpoint
-	if p.WarmWindow <= 0 {
-		ckpt = ""
-	}
 	var tk *task.Task
-	err := s.w.exec(ctx, func(ctx context.Context, ex execer) (err error) {
-		tk, err = scanTask(ex.stmt(ctx, s.ws.claim).QueryRowContext(ctx,
-			sql.Named("ckpt", ckpt), sql.Named("window", p.WarmWindow.Milliseconds()),
-			sql.Named("instance", p.InstanceID), sql.Named("owner", p.LeaseOwner),
-			sql.Named("now", ms(p.Now)), sql.Named("expires", ms(p.Now.Add(p.LeaseTTL)))))
-		if errors.Is(err, sql.ErrNoRows) {
-			var pending int64
-			if cerr := ex.stmt(ctx, s.ws.pendingCount).QueryRowContext(ctx).Scan(&pending); cerr != nil {
-				return cerr
-			}
-			if pending > 0 {
-				return store.ErrNoneRunnable
-			}
+	err := s.w.execLogged(ctx, func(ctx context.Context, ex execer) (evs []event.Event, err error) {
+		if tk, err = s.claimIn(ctx, ex, p); err != nil {
+			return nil, err
 		}
-		return err
+		return s.claimEvents(ctx, ex, p, tk)
 	})
 	if err != nil {
 		return nil, wrap(err, "claim task for %s", p.InstanceID)
 	}
 	return tk, nil
+}
+
+// claimEvents logs the events p.Events builds for the claimed task tk.
+func (s *Store) claimEvents(ctx context.Context, ex execer, p *store.TaskClaimParams, tk *task.Task) ([]event.Event, error) {
+	if p.Events == nil {
+		return nil, nil
+	}
+	evs, err := p.Events(tk)
+	if err != nil || len(evs) == 0 {
+		return nil, err
+	}
+	return s.logEvents(ctx, ex, ownEvents(evs)...)
+}
+
+// claimIn runs the claim in the caller's write: ErrNotFound when nothing
+// is pending, ErrNoneRunnable when nothing pending can run there.
+func (s *Store) claimIn(ctx context.Context, ex execer, p *store.TaskClaimParams) (*task.Task, error) {
+	ckpt := p.Checkpoint
+	if p.WarmWindow <= 0 {
+		ckpt = ""
+	}
+	tk, err := scanTask(ex.stmt(ctx, s.ws.claim).QueryRowContext(ctx,
+		sql.Named("ckpt", ckpt), sql.Named("window", p.WarmWindow.Milliseconds()),
+		sql.Named("instance", p.InstanceID), sql.Named("owner", p.LeaseOwner),
+		sql.Named("now", ms(p.Now)), sql.Named("expires", ms(p.Now.Add(p.LeaseTTL)))))
+	if errors.Is(err, sql.ErrNoRows) {
+		var pending int64
+		if cerr := ex.stmt(ctx, s.ws.pendingCount).QueryRowContext(ctx).Scan(&pending); cerr != nil {
+			return nil, cerr
+		}
+		if pending > 0 {
+			return nil, store.ErrNoneRunnable
+		}
+		return nil, store.ErrNotFound
+	}
+	return tk, err
 }
 
 const progressSQL = `UPDATE tasks SET progress = max(progress, min(?, 99)), updated_at = ?

@@ -124,17 +124,30 @@ const (
 
 // TaskInsert adds a pending task.
 func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*task.Task, error) {
+	t, _, err := s.insertClaim(ctx, p, nil)
+	return t, err
+}
+
+// TaskInsertClaim adds a pending task and claims one for c.InstanceID in
+// the same transaction.
+func (s *Store) TaskInsertClaim(ctx context.Context, p *store.TaskInsertParams, c *store.TaskClaimParams) (*task.Task, *task.Task, error) {
+	return s.insertClaim(ctx, p, c)
+}
+
+// insertClaim adds a pending task and, with c set, claims the next task for
+// c.InstanceID in the same transaction.
+func (s *Store) insertClaim(ctx context.Context, p *store.TaskInsertParams, c *store.TaskClaimParams) (*task.Task, *task.Task, error) {
 	var checkpoints, requires any
 	if p.Checkpoints != nil {
 		var err error
 		if checkpoints, err = marshalNull(&p.Checkpoints); err != nil {
-			return nil, wrap(err, "insert task %s", p.ID)
+			return nil, nil, wrap(err, "insert task %s", p.ID)
 		}
 	}
 	if len(p.Requires) > 0 {
 		var err error
 		if requires, err = marshalNull(&p.Requires); err != nil {
-			return nil, wrap(err, "insert task %s", p.ID)
+			return nil, nil, wrap(err, "insert task %s", p.ID)
 		}
 	}
 	now := ms(p.Now)
@@ -143,7 +156,9 @@ func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*tas
 	if p.Cap != nil {
 		capKey = p.Cap.Key
 	}
+	var claimed *task.Task
 	err := s.w.execLogged(ctx, func(ctx context.Context, ex execer) ([]event.Event, error) {
+		claimed = nil // a retried batch runs fn again
 		if p.Cap != nil {
 			if err := s.capPut(ctx, ex, p.Cap, now); err != nil {
 				return nil, err
@@ -167,19 +182,33 @@ func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*tas
 		if _, err := ex.stmt(ctx, s.ws.bodyInsert).ExecContext(ctx, seq, bytesOrNull(p.Workflow), bytesOrNull(p.Params)); err != nil {
 			return nil, err
 		}
-		if len(p.Events) == 0 {
-			return nil, nil
+		var logged []event.Event
+		if len(p.Events) > 0 {
+			if logged, err = s.logEvents(ctx, ex, ownEvents(p.Events)...); err != nil {
+				return nil, err
+			}
 		}
-		return s.logEvents(ctx, ex, ownEvents(p.Events)...)
+		if c == nil {
+			return logged, nil
+		}
+		if claimed, err = s.claimIn(ctx, ex, c); err != nil {
+			claimed = nil
+			if errors.Is(err, store.ErrNotFound) {
+				return logged, nil
+			}
+			return nil, err
+		}
+		more, err := s.claimEvents(ctx, ex, c, claimed)
+		return append(logged, more...), err
 	})
 	if err != nil {
-		return nil, wrap(err, "insert task %s", p.ID)
+		return nil, nil, wrap(err, "insert task %s", p.ID)
 	}
 	return &task.Task{
 		ID: p.ID, Owner: p.Owner, Status: task.StatusPending, Priority: p.Priority, Seq: seq,
 		Workflow: slices.Clone(p.Workflow), Params: slices.Clone(p.Params), Checkpoints: slices.Clone(p.Checkpoints),
 		Requires: cloneLabels(p.Requires), CapKey: capKey, Timeout: p.Timeout, CreatedAt: fromMS(now), UpdatedAt: fromMS(now),
-	}, nil
+	}, claimed, nil
 }
 
 const taskGetSQL = `SELECT ` + taskCols + ` FROM tasks WHERE id = ?`

@@ -1,0 +1,193 @@
+package storetest
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/comfyfleet/comfyfleet/internal/event"
+	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/task"
+)
+
+func insertClaimCases() []testCase {
+	return []testCase{
+		{"ClaimsTheNewTask", testInsertClaimNew},
+		{"ClaimsTheHeadFirst", testInsertClaimHead},
+		{"NothingRunnable", testInsertClaimNothingRunnable},
+		{"RefusedInsertClaimsNothing", testInsertClaimRefused},
+		{"ClaimLogsEvents", testClaimLogsEvents},
+		{"InsertClaimLogsEvents", testInsertClaimLogsEvents},
+	}
+}
+
+// insertClaim inserts a task (ID, Workflow and Now filled as insert does)
+// and claims for instanceID under replicaA's lease.
+func insertClaim(t *testing.T, s store.Store, p store.TaskInsertParams, instanceID string) (*task.Task, *task.Task, error) {
+	t.Helper()
+	if p.ID == "" {
+		p.ID = newID()
+	}
+	if p.Workflow == nil {
+		p.Workflow = []byte(`{"1":{"class_type":"KSampler","inputs":{"seed":1}}}`)
+	}
+	if p.Now.IsZero() {
+		p.Now = t0
+	}
+	return s.TaskInsertClaim(t.Context(), &p, &store.TaskClaimParams{
+		InstanceID: instanceID, LeaseOwner: replicaA, LeaseTTL: leaseTTL, Now: p.Now,
+	})
+}
+
+// testInsertClaimNew: on an empty queue the new task is claimed in the
+// insert's step, running there under the lease, and the insert's events
+// are logged.
+func testInsertClaimNew(t *testing.T, s store.Store) {
+	id := newID()
+	evs, err := event.Pending(&task.Task{ID: id, Owner: "alice", Status: task.StatusPending})
+	must(t, "event.Pending", err)
+	before, err := s.LastEventSeq(t.Context())
+	must(t, "LastEventSeq", err)
+	ins, claimed, err := insertClaim(t, s, store.TaskInsertParams{ID: id, Owner: "alice", Now: at(1), Events: evs}, "127.0.0.1:8001")
+	must(t, "TaskInsertClaim", err)
+	if ins.ID != id || ins.Status != task.StatusPending {
+		t.Fatalf("inserted = %s %s, want %s pending", ins.ID, ins.Status, id)
+	}
+	if claimed == nil || claimed.ID != id {
+		t.Fatalf("claimed = %v, want the new task", claimed)
+	}
+	got := get(t, s, id)
+	if got.Status != task.StatusRunning || got.InstanceID != "127.0.0.1:8001" || got.Attempts != 1 || got.LeaseOwner != replicaA {
+		t.Fatalf("stored task = %s on %q, attempts %d, lease %q; want running on 127.0.0.1:8001, 1, %q",
+			got.Status, got.InstanceID, got.Attempts, got.LeaseOwner, replicaA)
+	}
+	if len(claimed.Workflow) == 0 {
+		t.Error("the claimed task comes without its workflow")
+	}
+	after, err := s.LastEventSeq(t.Context())
+	must(t, "LastEventSeq", err)
+	if n := after - before; n != int64(len(evs)) {
+		t.Errorf("events logged = %d, want %d", n, len(evs))
+	}
+	_, err = s.TaskClaim(t.Context(), &store.TaskClaimParams{InstanceID: "127.0.0.1:8002", LeaseOwner: replicaA, LeaseTTL: leaseTTL, Now: at(2)})
+	wantErr(t, "a claim after it (nothing left pending)", err, store.ErrNotFound)
+}
+
+// testInsertClaimHead: the claim is the store's: a task ahead in line goes
+// first, and the new one stays pending.
+func testInsertClaimHead(t *testing.T, s store.Store) {
+	old := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(1)})
+	ins, claimed, err := insertClaim(t, s, store.TaskInsertParams{Owner: "alice", Now: at(2)}, "127.0.0.1:8001")
+	must(t, "TaskInsertClaim", err)
+	if claimed == nil || claimed.ID != old.ID {
+		t.Fatalf("claimed = %v, want the older task %s", claimed, old.ID)
+	}
+	if got := get(t, s, ins.ID); got.Status != task.StatusPending {
+		t.Fatalf("new task is %s, want pending", got.Status)
+	}
+}
+
+// testInsertClaimNothingRunnable: a task the instance cannot run is
+// inserted and left pending, with no claim and no error.
+func testInsertClaimNothingRunnable(t *testing.T, s store.Store) {
+	p := store.TaskInsertParams{Owner: "alice", Now: at(1),
+		Cap: &store.CapParams{Key: "kx", Data: []byte(`{"k":"x"}`), Instances: []string{"127.0.0.1:8009"}}}
+	ins, claimed, err := insertClaim(t, s, p, "127.0.0.1:8001")
+	must(t, "TaskInsertClaim", err)
+	if claimed != nil {
+		t.Fatalf("claimed %s on an instance that cannot run it", claimed.ID)
+	}
+	if got := get(t, s, ins.ID); got.Status != task.StatusPending {
+		t.Fatalf("new task is %s, want pending", got.Status)
+	}
+	claimID(t, s, ins.ID, "127.0.0.1:8009", at(2))
+}
+
+// testInsertClaimRefused: an insert refused by the owner's pending limit
+// claims nothing, not even the task ahead.
+func testInsertClaimRefused(t *testing.T, s store.Store) {
+	old := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(1)})
+	ins, claimed, err := insertClaim(t, s, store.TaskInsertParams{Owner: "alice", Now: at(2), MaxPending: 1}, "127.0.0.1:8001")
+	wantErr(t, "TaskInsertClaim over the limit", err, store.ErrLimit)
+	if ins != nil || claimed != nil {
+		t.Fatalf("refused insert returned %v, %v", ins, claimed)
+	}
+	if got := get(t, s, old.ID); got.Status != task.StatusPending {
+		t.Fatalf("the task ahead is %s after a refused insert, want pending", got.Status)
+	}
+}
+
+// runningEvent builds a claimed task's task_status running, counting calls.
+func runningEvent(calls *int) func(*task.Task) ([]event.Event, error) {
+	return func(t *task.Task) ([]event.Event, error) {
+		*calls++
+		ev, err := event.New(event.TypeTaskStatus, t, event.StatusOf(t))
+		return []event.Event{ev}, err
+	}
+}
+
+// loggedTypes reads the events logged after seq, as "type:status".
+func loggedAfter(t *testing.T, s store.Store, seq int64) []event.Event {
+	t.Helper()
+	evs, err := s.EventsAfter(t.Context(), &store.EventsAfterParams{After: seq})
+	must(t, "EventsAfter", err)
+	return evs
+}
+
+// testClaimLogsEvents: a claim logs the events p.Events builds from the
+// claimed task, numbered and delivered; with nothing to claim it is not
+// called and nothing is logged.
+func testClaimLogsEvents(t *testing.T, s store.Store) {
+	calls := 0
+	p := &store.TaskClaimParams{InstanceID: "127.0.0.1:8001", LeaseOwner: replicaA, LeaseTTL: leaseTTL, Now: at(2), Events: runningEvent(&calls)}
+	before, err := s.LastEventSeq(t.Context())
+	must(t, "LastEventSeq", err)
+	_, err = s.TaskClaim(t.Context(), p)
+	wantErr(t, "claim of an empty queue", err, store.ErrNotFound)
+	if calls != 0 || len(loggedAfter(t, s, before)) != 0 {
+		t.Fatalf("a claim of nothing built events %d times and logged %v", calls, loggedAfter(t, s, before))
+	}
+	tk := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(1)})
+	sub := subscribe(t, s, t.Context())
+	claimed, err := s.TaskClaim(t.Context(), p)
+	must(t, "TaskClaim", err)
+	if claimed.ID != tk.ID || calls != 1 {
+		t.Fatalf("claimed %s with %d calls, want %s and 1", claimed.ID, calls, tk.ID)
+	}
+	logged := loggedAfter(t, s, before)
+	if len(logged) != 1 || logged[0].Type != event.TypeTaskStatus || logged[0].TaskID != tk.ID || logged[0].Seq == 0 {
+		t.Fatalf("logged %+v, want the task's task_status", logged)
+	}
+	var data struct {
+		Status     string `json:"status"`
+		InstanceID string `json:"instanceId"`
+	}
+	must(t, "decode", json.Unmarshal(logged[0].Data, &data))
+	if data.Status != "running" || data.InstanceID != "127.0.0.1:8001" {
+		t.Errorf("logged status %q on %q, want running on 127.0.0.1:8001", data.Status, data.InstanceID)
+	}
+	diff(t, "event delivered", logged[0], recv(t, sub))
+}
+
+// testInsertClaimLogsEvents: an insert with a claim logs the insert's
+// events, then the claim's, in one step.
+func testInsertClaimLogsEvents(t *testing.T, s store.Store) {
+	id := newID()
+	evs, err := event.Pending(&task.Task{ID: id, Owner: "alice", Status: task.StatusPending})
+	must(t, "event.Pending", err)
+	before, err := s.LastEventSeq(t.Context())
+	must(t, "LastEventSeq", err)
+	calls := 0
+	_, claimed, err := s.TaskInsertClaim(t.Context(),
+		&store.TaskInsertParams{ID: id, Owner: "alice", Workflow: []byte(`{}`), Now: at(1), Events: evs},
+		&store.TaskClaimParams{InstanceID: "127.0.0.1:8001", LeaseOwner: replicaA, LeaseTTL: leaseTTL, Now: at(1), Events: runningEvent(&calls)})
+	must(t, "TaskInsertClaim", err)
+	if claimed == nil || claimed.ID != id || calls != 1 {
+		t.Fatalf("claimed %v with %d calls", claimed, calls)
+	}
+	var got []string
+	for _, ev := range loggedAfter(t, s, before) {
+		got = append(got, ev.Type)
+	}
+	want := []string{evs[0].Type, evs[1].Type, event.TypeTaskStatus}
+	diff(t, "logged events", want, got)
+}
