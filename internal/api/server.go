@@ -66,6 +66,10 @@ type Deps struct {
 	// (eta.Estimator); optional (nil: no estimates). A task it leaves out
 	// has none.
 	Estimate func(ctx context.Context, now time.Time, tasks []*task.Task) (map[string]eta.Estimate, error)
+	// InsertTask inserts a submitted task; optional (nil: Store.TaskInsert).
+	// The dispatcher's claims the task for a ready instance in the same
+	// store step (dispatch.Dispatcher.InsertTask).
+	InsertTask func(ctx context.Context, p *store.TaskInsertParams) (*task.Task, error)
 	// Webhooks is the policy webhook URLs are checked against when registered.
 	Webhooks webhook.Policy
 	// Now is injected for tests; default time.Now.

@@ -166,7 +166,11 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	t, err := s.deps.Store.TaskInsert(ctx, p)
+	insert := s.deps.Store.TaskInsert
+	if s.deps.InsertTask != nil {
+		insert = s.deps.InsertTask
+	}
+	t, err := insert(ctx, p)
 	if err != nil && hook != nil {
 		if derr := s.deps.Store.WebhookSubDelete(context.WithoutCancel(ctx), hook.ID); derr != nil {
 			s.log.WarnContext(ctx, "delete the webhook of a task not inserted failed", "webhook_id", hook.ID, "err", derr)

@@ -204,7 +204,7 @@ func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error 
 	a.webhooks = webhook.NewDeliverer(st, a.replica, hooks, a.log)
 	deps := api.Deps{
 		Log: a.log, Store: st, Auth: authn, Fleet: a.fleet, Config: a.cfg, Blob: bl, Links: fileLinks(cfg, bl), UI: opts.UI,
-		FilesWritable: a.dispatch.FilesWritable, RefreshCatalog: a.refreshCatalogID,
+		FilesWritable: a.dispatch.FilesWritable, RefreshCatalog: a.refreshCatalogID, InsertTask: a.dispatch.InsertTask,
 		Ready:    a.readiness,
 		Estimate: a.eta.Estimate,
 		Webhooks: hooks.Policy,

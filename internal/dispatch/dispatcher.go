@@ -119,6 +119,10 @@ type Dispatcher struct {
 	files *filesHealth
 	// queue remembers an empty queue between task_queued events.
 	queue queueMemory
+	// submitted are the tasks InsertTask is inserting: their task_queued
+	// wakes no scheduling pass (InsertTask wakes it if the task is left
+	// pending).
+	submitted sync.Map
 
 	// mu guards settings and drivers.
 	mu       sync.Mutex
@@ -272,10 +276,11 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 			return
 		}
 		mark := d.queue.mark()
-		t, err := d.opts.Store.TaskClaim(ctx, &store.TaskClaimParams{
-			InstanceID: dr.inst.ID, LeaseOwner: d.opts.Replica, LeaseTTL: d.opts.LeaseTTL,
-			Checkpoint: dr.checkpoint(), WarmWindow: d.current().WarmWindow, Now: time.Now(),
-		})
+		t, err := d.opts.Store.TaskClaim(ctx, d.claimParams(dr))
+		if err != nil && t != nil {
+			d.log.WarnContext(ctx, "claim: its events were not logged", "task_id", t.ID, "err", err)
+			err = nil
+		}
 		if errors.Is(err, store.ErrNoneRunnable) {
 			dr.release()
 			if nothing == nil {
@@ -364,6 +369,9 @@ func (d *Dispatcher) eventLoop(ctx, subCtx context.Context, sub store.Subscripti
 func (d *Dispatcher) onEvent(ctx context.Context, ev event.Event) {
 	switch ev.Type {
 	case event.TypeTaskQueued:
+		if _, ok := d.submitted.Load(ev.TaskID); ok {
+			return
+		}
 		d.queue.onQueued()
 		d.Wake()
 	case event.TypeInstanceStatus:

@@ -477,9 +477,14 @@ func (dr *driver) finishRun(ctx context.Context, r *run) {
 		dr.runs = slices.Delete(dr.runs, i, i+1)
 	}
 	dr.idleAt = time.Now()
+	// A prompt prefetched behind this one is what ComfyUI runs now.
+	var next, owner string
+	if len(dr.runs) > 0 {
+		next, owner = dr.runs[0].task.ID, dr.runs[0].task.Owner
+	}
 	dr.mu.Unlock()
 	dr.d.Wake()
-	dr.d.opts.Fleet.PublishRun(ctx, dr.state(), "", "")
+	dr.d.opts.Fleet.PublishRun(ctx, dr.state(), next, owner)
 }
 
 // state is the instance's state as this driver knows it.

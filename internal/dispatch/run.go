@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/comfyfleet/comfyfleet/internal/comfy"
-	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
 	"github.com/comfyfleet/comfyfleet/internal/workflow"
@@ -172,9 +171,8 @@ func (r *run) drive(ctx context.Context, free func()) {
 		if !ok {
 			return
 		}
-		// Announced once submitted: logged events are store writes, kept
-		// off the way from the claim to the submit (the lease check).
-		r.markBusy(ctx)
+		// Its task_status running (and instance_status, if the instance
+		// was idle) went out with the claim (Dispatcher.claimParams).
 		r.continuous = !r.verify // every event of the prompt comes to this socket from now on
 	}
 	r.wait(ctx, free)
@@ -195,20 +193,10 @@ func (r *run) adopt(ctx context.Context) bool {
 	return err == nil
 }
 
-// markBusy publishes that the instance runs the task (instance_status) and,
-// for a task just claimed, its task_status running.
+// markBusy publishes that the instance runs a reattached task
+// (instance_status).
 func (r *run) markBusy(ctx context.Context) {
-	t := r.task
-	var also []event.Event
-	if !r.reattach {
-		ev, err := event.New(event.TypeTaskStatus, t, event.StatusOf(t))
-		if err != nil {
-			r.publish(ctx, err)
-		} else {
-			also = append(also, ev)
-		}
-	}
-	r.dr.d.opts.Fleet.PublishRun(ctx, r.dr.state(), t.ID, t.Owner, also...)
+	r.dr.d.opts.Fleet.PublishRun(ctx, r.dr.state(), r.task.ID, r.task.Owner)
 }
 
 // prepare applies params, uploading referenced files to the instance, and

@@ -77,6 +77,54 @@ func (o *Outbox) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*ta
 	return t, nil
 }
 
+// TaskInsertClaim is TaskInsert with a claim in the same step; it queues
+// the deliveries of the insert's events and of the claim's.
+func (o *Outbox) TaskInsertClaim(ctx context.Context, p *store.TaskInsertParams, c *store.TaskClaimParams) (*task.Task, *task.Task, error) {
+	c, claimEvents := captureClaimEvents(c)
+	t, claimed, err := o.Store.TaskInsertClaim(ctx, p, c)
+	if t == nil {
+		return t, claimed, err
+	}
+	for _, ev := range p.Events {
+		o.enqueue(ctx, ev)
+	}
+	if claimed != nil {
+		for _, ev := range *claimEvents {
+			o.enqueue(ctx, ev)
+		}
+	}
+	return t, claimed, err
+}
+
+// TaskClaim claims a task and queues the deliveries of the events its
+// step logged (p.Events).
+func (o *Outbox) TaskClaim(ctx context.Context, p *store.TaskClaimParams) (*task.Task, error) {
+	p, claimEvents := captureClaimEvents(p)
+	t, err := o.Store.TaskClaim(ctx, p)
+	if t != nil {
+		for _, ev := range *claimEvents {
+			o.enqueue(ctx, ev)
+		}
+	}
+	return t, err
+}
+
+// captureClaimEvents returns a copy of p whose Events also keeps what it
+// built in *evs.
+func captureClaimEvents(p *store.TaskClaimParams) (*store.TaskClaimParams, *[]event.Event) {
+	evs := new([]event.Event)
+	if p == nil || p.Events == nil {
+		return p, evs
+	}
+	c := *p
+	c.Events = func(t *task.Task) ([]event.Event, error) {
+		out, err := p.Events(t)
+		*evs = out
+		return out, err
+	}
+	return &c, evs
+}
+
 // TaskRequeue requeues a task and, when the store logged its events
 // (p.LogEvents), queues their deliveries right after.
 func (o *Outbox) TaskRequeue(ctx context.Context, p *store.TaskRequeueParams) (*task.Task, error) {

@@ -1,0 +1,14 @@
+package dispatch
+
+// ReadyInstances counts the instances that would take a task now.
+func (d *Dispatcher) ReadyInstances() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, dr := range d.drivers {
+		if dr.ready(d.settings.Prefetch) {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,104 @@
+package dispatch
+
+import (
+	"context"
+	"time"
+
+	"github.com/comfyfleet/comfyfleet/internal/event"
+	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/task"
+)
+
+// InsertTask inserts a new task (store.TaskInsert) and, when an instance
+// of this replica is ready for work, claims the next task for it in the
+// same store step and starts the run at once: the task that a wake, a
+// scheduling pass and a claim of its own would have started a moment
+// later, with one store step instead of two. The claim is the store's, so
+// capability, fair share, priorities and warm placement choose the task as
+// they do in a scheduling pass: it may be one ahead of the new one.
+func (d *Dispatcher) InsertTask(ctx context.Context, p *store.TaskInsertParams) (*task.Task, error) {
+	dr := d.readyAtSubmit()
+	if dr == nil {
+		return d.opts.Store.TaskInsert(ctx, p)
+	}
+	// The new task's task_queued can reach the event loop before the
+	// insert returns; noted first, it costs no scheduling pass if the task
+	// is claimed here.
+	d.submitted.Store(p.ID, struct{}{})
+	t, claimed, err := d.opts.Store.TaskInsertClaim(ctx, p, d.claimParams(dr))
+	if err != nil && claimed != nil {
+		d.log.WarnContext(ctx, "claim at submit: its events were not logged", "task_id", claimed.ID, "err", err)
+		err = nil
+	}
+	if err != nil {
+		dr.release()
+		if t == nil {
+			d.submitted.Delete(p.ID)
+			return nil, err
+		}
+		// Inserted, but the claim's answer is lost: it may be running on
+		// the instance with no run. Reconcile finds it, as in schedule.
+		d.log.WarnContext(ctx, "claim at submit failed", "instance_id", dr.inst.ID, "err", err)
+		dr.startReconcile()
+		d.queued(p.ID)
+		return t, nil
+	}
+	if claimed == nil || claimed.ID != p.ID {
+		d.queued(p.ID) // the new task waits: the scheduler must see it
+	} else {
+		d.submitted.Delete(p.ID)
+	}
+	if claimed == nil {
+		dr.release()
+		return t, nil
+	}
+	if dr.start(ctx, claimed, false) == nil {
+		d.giveBack(context.WithoutCancel(ctx), claimed)
+	}
+	return t, nil
+}
+
+// queued makes the scheduler see a task inserted by InsertTask and left
+// pending, whether or not its task_queued event came yet.
+func (d *Dispatcher) queued(id string) {
+	d.submitted.Delete(id)
+	d.queue.onQueued()
+	d.Wake()
+}
+
+// readyAtSubmit reserves a ready driver for a claim at submit; nil when
+// this replica takes no work now (draining, file store not writable) or
+// no instance is ready.
+func (d *Dispatcher) readyAtSubmit() *driver {
+	if d.draining.Load() {
+		return nil
+	}
+	if ok, _ := d.files.Writable(); !ok {
+		return nil
+	}
+	return d.nextReady(nil)
+}
+
+// claimParams are the parameters of a claim for dr. The claim's step logs
+// the task's task_status running and, when the instance had nothing to run,
+// its instance_status busy with the task: no step of their own once the
+// prompt is submitted. A task prefetched behind another becomes the
+// instance's current task when that one ends (driver.finishRun).
+func (d *Dispatcher) claimParams(dr *driver) *store.TaskClaimParams {
+	st, idle := dr.state(), dr.load() == 0
+	return &store.TaskClaimParams{
+		InstanceID: dr.inst.ID, LeaseOwner: d.opts.Replica, LeaseTTL: d.opts.LeaseTTL,
+		Checkpoint: dr.checkpoint(), WarmWindow: d.current().WarmWindow, Now: time.Now(),
+		Events: func(t *task.Task) ([]event.Event, error) {
+			ev, err := event.New(event.TypeTaskStatus, t, event.StatusOf(t))
+			if err != nil {
+				return nil, err
+			}
+			if !idle {
+				return []event.Event{ev}, nil
+			}
+			st.Busy, st.CurrentTaskID = true, t.ID
+			return []event.Event{event.Instance(st, t.Owner), ev}, nil
+		},
+	}
+}
