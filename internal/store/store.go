@@ -332,6 +332,13 @@ type TaskFinishParams struct {
 	// and index, so a second collection names the same files).
 	Files []*file.File
 	Now   time.Time
+	// Also, when set, builds more events to log after the final ones, once
+	// the finish is applied: on SQLite called and logged in the finish's
+	// transaction, in the order of the store's writes; on Redis called and
+	// published right after the finish's script, where a failure to
+	// publish them is not the finish's: for state that a later event
+	// restates (an instance's). Not called when the finish fails.
+	Also func() []event.Event
 }
 
 // TaskRequeueParams returns a running task to the queue.

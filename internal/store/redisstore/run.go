@@ -93,7 +93,18 @@ func (s *Store) TaskFinish(ctx context.Context, p *store.TaskFinishParams) (*tas
 		return nil, wrap(err, "finish task %s", p.ID)
 	}
 	t, err := taskReply(reply)
-	return t, wrap(err, "finish task %s", p.ID)
+	if err != nil {
+		return nil, wrap(err, "finish task %s", p.ID)
+	}
+	if p.Also != nil {
+		if also := p.Also(); len(also) > 0 {
+			// The finish stands whatever happens here: the task's own
+			// events are logged with it; Also's are state an event to
+			// come restates (TaskFinishParams.Also).
+			_ = s.Publish(ctx, also...)
+		}
+	}
+	return t, nil
 }
 
 // jsonArg encodes v as a script argument; nil is "".

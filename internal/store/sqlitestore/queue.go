@@ -219,6 +219,9 @@ func (s *Store) TaskFinish(ctx context.Context, p *store.TaskFinishParams) (*tas
 		if err != nil {
 			return nil, err
 		}
+		if p.Also != nil {
+			evs = append(evs, ownEvents(p.Also())...)
+		}
 		return s.logEvents(ctx, ex, evs...)
 	})
 	if err != nil {

@@ -48,7 +48,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Task", taskCases()},
 		{"TaskList", listCases()},
 		{"Queue", queueCases()},
-		{"InsertClaim", insertClaimCases()},
+		{"Steps", stepCases()},
 		{"Run", runCases()},
 		{"Instance", instanceCases()},
 		{"Catalog", catalogCases()},

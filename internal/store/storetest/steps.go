@@ -9,7 +9,7 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/task"
 )
 
-func insertClaimCases() []testCase {
+func stepCases() []testCase {
 	return []testCase{
 		{"ClaimsTheNewTask", testInsertClaimNew},
 		{"ClaimsTheHeadFirst", testInsertClaimHead},
@@ -17,6 +17,7 @@ func insertClaimCases() []testCase {
 		{"RefusedInsertClaimsNothing", testInsertClaimRefused},
 		{"ClaimLogsEvents", testClaimLogsEvents},
 		{"InsertClaimLogsEvents", testInsertClaimLogsEvents},
+		{"FinishLogsAlso", testFinishLogsAlso},
 	}
 }
 
@@ -190,4 +191,40 @@ func testInsertClaimLogsEvents(t *testing.T, s store.Store) {
 	}
 	want := []string{evs[0].Type, evs[1].Type, event.TypeTaskStatus}
 	diff(t, "logged events", want, got)
+}
+
+// testFinishLogsAlso: a finish logs the events Also builds after its final
+// ones; a refused finish does not call it.
+func testFinishLogsAlso(t *testing.T, s store.Store) {
+	tk := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(0)})
+	claimID(t, s, tk.ID, "127.0.0.1:8001", at(1))
+	calls := 0
+	also := func() []event.Event {
+		calls++
+		return []event.Event{loggedEvent(99)}
+	}
+	_, err := s.TaskFinish(t.Context(), &store.TaskFinishParams{ID: tk.ID, From: []task.Status{task.StatusRunning},
+		To: task.StatusCompleted, LeaseOwner: replicaB, Now: at(2), Also: also})
+	wantErr(t, "TaskFinish under another lease", err, store.ErrConflict)
+	if calls != 0 {
+		t.Fatalf("a refused finish built its Also events %d times", calls)
+	}
+	before, err := s.LastEventSeq(t.Context())
+	must(t, "LastEventSeq", err)
+	done, err := s.TaskFinish(t.Context(), &store.TaskFinishParams{ID: tk.ID, From: []task.Status{task.StatusRunning},
+		To: task.StatusCompleted, LeaseOwner: replicaA, Now: at(3), Also: also})
+	must(t, "TaskFinish", err)
+	final, err := event.Final(done)
+	must(t, "event.Final", err)
+	var got, want []string
+	for _, ev := range loggedAfter(t, s, before) {
+		got = append(got, ev.Type+" "+ev.TaskID)
+	}
+	for _, ev := range append(final, loggedEvent(99)) {
+		want = append(want, ev.Type+" "+ev.TaskID)
+	}
+	diff(t, "logged events", want, got)
+	if calls != 1 {
+		t.Errorf("Also called %d times, want 1", calls)
+	}
 }
