@@ -18,6 +18,7 @@ import (
 
 	"github.com/comfyfleet/comfyfleet/internal/blob"
 	"github.com/comfyfleet/comfyfleet/internal/comfy"
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/file"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
@@ -32,10 +33,11 @@ const fetchAttempts = 3
 // position, so collecting again after a restart rewrites the same files.
 // It returns the task as it finished, nil if it did not (shutting down, or
 // another replica took it over).
-func (d *Dispatcher) collect(ctx context.Context, src outputSource, t *task.Task, entry *comfy.HistoryEntry, frames *streamed) *task.Task {
+// also builds events to log with the finish (store.TaskFinishParams.Also).
+func (d *Dispatcher) collect(ctx context.Context, src outputSource, t *task.Task, entry *comfy.HistoryEntry, frames *streamed, also func() []event.Event) *task.Task {
 	wsNodes, wsImages, terr := frames.result()
 	if terr != nil {
-		return d.finishCollected(ctx, t, task.StatusFailed, nil, terr, nil)
+		return d.finishCollected(ctx, t, task.StatusFailed, nil, terr, nil, also)
 	}
 	res := &task.Result{Files: []string{}, Outputs: map[string][]task.Output{}}
 	var recs []*file.File
@@ -54,18 +56,18 @@ func (d *Dispatcher) collect(ctx context.Context, src outputSource, t *task.Task
 				}
 				return d.finishCollected(ctx, t, task.StatusFailed, nil, &task.Error{
 					Type: task.ErrorTypeOutput, Message: fmt.Sprintf("output %s of node %s could not be copied: %v", ref.Filename, nodeID, err),
-				}, recs)
+				}, recs, also)
 			}
 			res.Files = append(res.Files, out.URL)
 			res.Outputs[nodeID] = append(res.Outputs[nodeID], out)
 			recs = append(recs, rec)
 		}
 	}
-	recs, ended, ok := d.storeStreamed(ctx, t, entry, wsNodes, wsImages, res, recs)
+	recs, ended, ok := d.storeStreamed(ctx, t, entry, wsNodes, wsImages, res, recs, also)
 	if !ok {
 		return ended
 	}
-	return d.finishCollected(ctx, t, task.StatusCompleted, res, nil, recs)
+	return d.finishCollected(ctx, t, task.StatusCompleted, res, nil, recs, also)
 }
 
 // collectOne copies one output into the file store and returns it with
@@ -215,11 +217,11 @@ func (t *readTracker) Read(p []byte) (int, error) {
 
 // finishCollected ends t with the records of the files copied for it
 // (also when it failed: the copies are the owner's, listed and counted).
-func (d *Dispatcher) finishCollected(ctx context.Context, t *task.Task, to task.Status, res *task.Result, terr *task.Error, files []*file.File) *task.Task {
+func (d *Dispatcher) finishCollected(ctx context.Context, t *task.Task, to task.Status, res *task.Result, terr *task.Error, files []*file.File, also func() []event.Event) *task.Task {
 	done, err := storeRetry(ctx, func() (*task.Task, error) {
 		return d.opts.Store.TaskFinish(ctx, &store.TaskFinishParams{
 			ID: t.ID, From: []task.Status{task.StatusRunning}, To: to, Result: res, Error: terr,
-			LeaseOwner: d.opts.Replica, Progress: t.Progress, Files: files, Now: time.Now(),
+			LeaseOwner: d.opts.Replica, Progress: t.Progress, Files: files, Now: time.Now(), Also: also,
 		})
 	})
 	if err != nil {

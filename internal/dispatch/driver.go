@@ -65,6 +65,10 @@ type driver struct {
 	// behind it (Settings.Prefetch of them at most).
 	runs   []*run
 	idleAt time.Time
+	// instLogged counts the instance_status events claims logged (an
+	// idle instance's busy): a run's end reported later in its task's
+	// finish (endEvents) is left out once a claim after it said more.
+	instLogged uint64
 	// ckpt is the task.CheckpointKey of the model the instance loaded last,
 	// as far as this replica knows ("" unknown): warm placement asks for it.
 	ckpt string
@@ -427,7 +431,7 @@ func (dr *driver) start(ctx context.Context, t *task.Task, reattach bool) *run {
 // stop cancels and waits for it (the next holder of the lease collects
 // again: output file ids are stable). Options.OnRunEnd is told how the
 // task ended, with ran (RunEnd.Ran).
-func (dr *driver) collect(t *task.Task, entry *comfy.HistoryEntry, frames *streamed, ran time.Duration) {
+func (dr *driver) collect(t *task.Task, entry *comfy.HistoryEntry, frames *streamed, ran time.Duration, also func() []event.Event) {
 	dr.mu.Lock()
 	defer dr.mu.Unlock()
 	if dr.stopped {
@@ -437,7 +441,7 @@ func (dr *driver) collect(t *task.Task, entry *comfy.HistoryEntry, frames *strea
 	life := dr.life
 	dr.wg.Go(func() {
 		defer dr.settle(func() { dr.collecting-- })
-		done := dr.d.collect(life, dr.outputs(), t, entry, frames)
+		done := dr.d.collect(life, dr.outputs(), t, entry, frames, also)
 		if f := dr.d.opts.OnRunEnd; f != nil && done != nil && life.Err() == nil {
 			f(life, dr.inst.ID, RunEnd{Task: done, Ran: ran})
 		}
@@ -477,14 +481,55 @@ func (dr *driver) finishRun(ctx context.Context, r *run) {
 		dr.runs = slices.Delete(dr.runs, i, i+1)
 	}
 	dr.idleAt = time.Now()
-	// A prompt prefetched behind this one is what ComfyUI runs now.
-	var next, owner string
-	if len(dr.runs) > 0 {
-		next, owner = dr.runs[0].task.ID, dr.runs[0].task.Owner
-	}
+	r.endMark, r.endDeferred = dr.instLogged, r.collects
+	st := dr.runState()
 	dr.mu.Unlock()
 	dr.d.Wake()
-	dr.d.opts.Fleet.PublishRun(ctx, dr.state(), next, owner)
+	if r.endDeferred {
+		return // its instance_status goes with the task's finish (endEvents)
+	}
+	dr.d.opts.Fleet.PublishRun(ctx, st.State, st.current, st.owner)
+}
+
+// runState is the instance's state with the task ComfyUI runs now: a
+// prompt prefetched behind a run that ended is the current one. Caller
+// holds mu.
+func (dr *driver) runState() (rs struct {
+	instance.State
+	current, owner string
+}) {
+	rs.State = instance.State{ID: dr.inst.ID, Alive: dr.alive, Enabled: dr.enabled, Busy: dr.queue > 0}
+	if len(dr.runs) > 0 {
+		rs.current, rs.owner = dr.runs[0].task.ID, dr.runs[0].task.Owner
+	}
+	return rs
+}
+
+// endEvents builds, when the finish of the task whose run ended at mark
+// is written, the instance_status that reports the run's end: the
+// instance's state then. Nothing if a claim logged the instance's state
+// after the run ended (the store calls this in the order of its writes on
+// SQLite, so the last instance_status logged is the newest).
+func (dr *driver) endEvents(mark uint64) func() []event.Event {
+	return func() []event.Event {
+		dr.mu.Lock()
+		if dr.instLogged != mark {
+			dr.mu.Unlock()
+			return nil
+		}
+		rs := dr.runState()
+		dr.mu.Unlock()
+		st := rs.State
+		st.CurrentTaskID, st.Busy = rs.current, st.Busy || rs.current != ""
+		return []event.Event{event.Instance(st, rs.owner)}
+	}
+}
+
+// noteInstanceLogged counts an instance_status logged by a claim.
+func (dr *driver) noteInstanceLogged() {
+	dr.mu.Lock()
+	dr.instLogged++
+	dr.mu.Unlock()
 }
 
 // state is the instance's state as this driver knows it.

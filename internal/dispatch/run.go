@@ -77,6 +77,12 @@ type run struct {
 	// holds: the prompt ignored its interrupt; the run holds the instance
 	// from new work until the prompt is gone.
 	holds atomic.Bool
+	// collects: the run ends with a collection of its outputs, whose
+	// finish reports the instance's state (driver.endEvents), if it was
+	// known to when the instance was freed (endDeferred); endMark is the
+	// driver's instLogged then.
+	collects, endDeferred bool
+	endMark               uint64
 	// executing: ComfyUI started the prompt (execution_start or a node
 	// seen); until then it waits in ComfyUI's queue and can be pulled back.
 	executing bool

@@ -10,6 +10,7 @@ import (
 
 	"github.com/comfyfleet/comfyfleet/internal/blob"
 	"github.com/comfyfleet/comfyfleet/internal/comfy"
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/file"
 	"github.com/comfyfleet/comfyfleet/internal/task"
 	"github.com/comfyfleet/comfyfleet/internal/workflow"
@@ -186,7 +187,7 @@ func (s *streamed) result() ([]string, map[string][]streamedImage, *task.Error) 
 // them to res after the files from /history, and their records to recs.
 // False means the task ended (failed, as ended says; nil if that failed
 // too) or the gateway is shutting down.
-func (d *Dispatcher) storeStreamed(ctx context.Context, t *task.Task, entry *comfy.HistoryEntry, nodes []string, images map[string][]streamedImage, res *task.Result, recs []*file.File) (_ []*file.File, ended *task.Task, ok bool) {
+func (d *Dispatcher) storeStreamed(ctx context.Context, t *task.Task, entry *comfy.HistoryEntry, nodes []string, images map[string][]streamedImage, res *task.Result, recs []*file.File, also func() []event.Event) (_ []*file.File, ended *task.Task, ok bool) {
 	base := d.current().PublicBaseURL
 	for _, nodeID := range nodes {
 		first := len(entry.Outputs[nodeID].Files()) // ids continue after the node's /history files
@@ -198,7 +199,7 @@ func (d *Dispatcher) storeStreamed(ctx context.Context, t *task.Task, entry *com
 				}
 				return nil, d.finishCollected(ctx, t, task.StatusFailed, nil, &task.Error{
 					Type: task.ErrorTypeOutput, Message: fmt.Sprintf("image %d of node %s could not be stored: %v", i, nodeID, err),
-				}, recs), false
+				}, recs, also), false
 			}
 			res.Files = append(res.Files, out.URL)
 			res.Outputs[nodeID] = append(res.Outputs[nodeID], out)

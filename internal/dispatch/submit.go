@@ -97,6 +97,7 @@ func (d *Dispatcher) claimParams(dr *driver) *store.TaskClaimParams {
 			if !idle {
 				return []event.Event{ev}, nil
 			}
+			dr.noteInstanceLogged()
 			st.Busy, st.CurrentTaskID = true, t.ID
 			return []event.Event{event.Instance(st, t.Owner), ev}, nil
 		},

@@ -263,8 +263,10 @@ func (r *run) onEvent(ctx context.Context, ev comfy.Event, free func()) bool {
 	// while the outcome is read.
 	r.released = true
 	r.out.Store(true)
+	whole := r.succeeded && r.continuous && !r.gap.Load()
+	r.collects = whole
 	free()
-	if r.succeeded && r.continuous && !r.gap.Load() {
+	if whole {
 		// Every event of the prompt came here: its executed events are
 		// its outputs, as /history would list them.
 		r.complete(ctx, &comfy.HistoryEntry{
@@ -455,8 +457,13 @@ func timeoutError() *task.Error {
 func (r *run) complete(ctx context.Context, entry *comfy.HistoryEntry, free func()) {
 	switch {
 	case entry.Status.Completed:
-		free()
-		r.dr.collect(r.task, entry, r.frames, r.ran(entry))
+		r.collects = true
+		free() // (unless the prompt's end freed the instance already)
+		var also func() []event.Event
+		if r.endDeferred {
+			also = r.dr.endEvents(r.endMark)
+		}
+		r.dr.collect(r.task, entry, r.frames, r.ran(entry), also)
 	case entry.Interrupted() && r.stopReason == stopCancel:
 		r.finish(ctx, task.StatusCancelled, nil, nil)
 	case entry.Interrupted() && r.stopReason == stopTimeout:
