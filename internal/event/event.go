@@ -88,6 +88,10 @@ const (
 	// replica reads the catalogue hashes it keeps for admission again.
 	// Data is CatalogChangedData.
 	TypeCatalogChanged = "catalog_changed"
+	// TypeWebhookQueued says webhook deliveries were queued: the deliverers
+	// of every replica claim. The store logs it in the step that queued
+	// them; it has no task, owner or data.
+	TypeWebhookQueued = "webhook_queued"
 )
 
 // CatalogChangedData is the data of catalog_changed.
