@@ -39,27 +39,45 @@ func ownEvents(evs []event.Event) []event.Event {
 	return out
 }
 
-// logEvents appends evs to the event log inside the write ex runs, and
-// returns them numbered.
+// logEvents appends evs to the event log inside the write ex runs and
+// queues the webhook deliveries of those that have some; it returns them
+// numbered, followed, when any delivery was queued, by the
+// webhook_queued event that wakes the deliverers, logged too.
 func (s *Store) logEvents(ctx context.Context, ex execer, evs ...event.Event) ([]event.Event, error) {
-	trimEvery := min(maxTrimEvery, s.logSize)
 	for i := range evs {
-		ev := &evs[i]
-		var data any
-		if ev.Data != nil {
-			data = []byte(ev.Data)
-		}
-		err := ex.stmt(ctx, s.ws.eventInsert).QueryRowContext(ctx, ev.Type, ev.TaskID, ev.Owner, ev.Time, data).Scan(&ev.Seq)
-		if err != nil {
-			return nil, fmt.Errorf("log %s: %w", ev.Type, err)
-		}
-		if ev.Seq%trimEvery == 0 && ev.Seq > s.logSize {
-			if _, err := ex.stmt(ctx, s.ws.eventTrim).ExecContext(ctx, ev.Seq-s.logSize); err != nil {
-				return nil, fmt.Errorf("trim the event log: %w", err)
-			}
+		if err := s.logEvent(ctx, ex, &evs[i]); err != nil {
+			return nil, err
 		}
 	}
-	return evs, nil
+	n, at, err := s.queueWebhooks(ctx, ex, evs)
+	if err != nil || n == 0 {
+		return evs, err
+	}
+	wake := event.Event{Type: event.TypeWebhookQueued, Time: at}
+	if err := s.logEvent(ctx, ex, &wake); err != nil {
+		return nil, err
+	}
+	return append(evs, wake), nil
+}
+
+// logEvent appends ev to the event log inside the write ex runs and sets
+// its number, trimming the log every so often.
+func (s *Store) logEvent(ctx context.Context, ex execer, ev *event.Event) error {
+	var data any
+	if ev.Data != nil {
+		data = []byte(ev.Data)
+	}
+	err := ex.stmt(ctx, s.ws.eventInsert).QueryRowContext(ctx, ev.Type, ev.TaskID, ev.Owner, ev.Time, data).Scan(&ev.Seq)
+	if err != nil {
+		return fmt.Errorf("log %s: %w", ev.Type, err)
+	}
+	trimEvery := min(maxTrimEvery, s.logSize)
+	if ev.Seq%trimEvery == 0 && ev.Seq > s.logSize {
+		if _, err := ex.stmt(ctx, s.ws.eventTrim).ExecContext(ctx, ev.Seq-s.logSize); err != nil {
+			return fmt.Errorf("trim the event log: %w", err)
+		}
+	}
+	return nil
 }
 
 // EventsAfter returns the logged events numbered above p.After, oldest first.

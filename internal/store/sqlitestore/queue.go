@@ -214,10 +214,14 @@ func (s *Store) TaskFinish(ctx context.Context, p *store.TaskFinishParams) (*tas
 		if err := s.insertFiles(ctx, ex, p.Files); err != nil {
 			return nil, err
 		}
-		// The events that report the change commit with it.
+		// The events that report the change commit with it, stamped with
+		// its time, and so do their webhook deliveries.
 		evs, err := event.Final(tk)
 		if err != nil {
 			return nil, err
+		}
+		for i := range evs {
+			evs[i].Time = now
 		}
 		if p.Also != nil {
 			evs = append(evs, ownEvents(p.Also())...)

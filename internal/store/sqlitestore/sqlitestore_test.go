@@ -214,6 +214,12 @@ func TestQueryPlans(t *testing.T) {
 		{"requeue", requeueSQL, []any{sql.Named("now", 0), sql.Named("refund", 0), sql.Named("id", "x"), sql.Named("owner", ""),
 			sql.Named("progress", 0)}, []string{"sqlite_autoindex_tasks_1"}},
 		{"files by task", `SELECT id FROM files WHERE task_id = ? ORDER BY created_at DESC, id DESC LIMIT 20`, []any{"x"}, []string{"files_task_created"}},
+		// Every write that logs a task event runs these.
+		{"webhook subscribers?", whAnySubSQL, []any{sql.Named("task", "x"), sql.Named("owner", "y")},
+			[]string{"webhook_subs_task", "webhook_subs_owner"}},
+		{"webhook enqueue", whEnqueueSQL, []any{sql.Named("event", "e"), sql.Named("type", "task.completed"),
+			sql.Named("task", "x"), sql.Named("owner", "y"), sql.Named("payload", "{}"), sql.Named("now", 0)},
+			[]string{"webhook_subs_task", "webhook_subs_owner"}},
 	}
 	for _, c := range cases {
 		plan := queryPlan(t, s.write, c.query, c.args...)
@@ -223,7 +229,7 @@ func TestQueryPlans(t *testing.T) {
 			}
 		}
 		sortsAll := strings.Contains(plan, "TEMP B-TREE") && !strings.Contains(plan, "MERGE") && c.name != "claim"
-		if strings.Contains(plan, "SCAN tasks\n") || sortsAll {
+		if strings.Contains(plan, "SCAN tasks\n") || strings.Contains(plan, "SCAN webhook_subs") || sortsAll {
 			t.Errorf("%s: plan scans or sorts:\n%s", c.name, plan)
 		}
 	}

@@ -27,7 +27,7 @@ type writeStmts struct {
 	configPut, leaseAcquire, leaseRelease, catalogPut                                       *sql.Stmt
 	capPut, capInstancesPut, capCan, capCannot, pendingCount                                *sql.Stmt
 	keyInsert, keyRevoke, keyTouch                                                          *sql.Stmt
-	whSubInsert, whSubDelete, whEnqueue, whClaim, whRecord, whExists                        *sql.Stmt
+	whSubInsert, whSubDelete, whEnqueue, whAnySub, whClaim, whRecord, whExists              *sql.Stmt
 	taskDelete, taskPinned, taskPin, filePin                                                *sql.Stmt
 	taskDeleteWhSubs, taskDeleteWhDeliveries                                                *sql.Stmt
 	eventInsert, eventTrim                                                                  *sql.Stmt
@@ -41,7 +41,6 @@ type readStmts struct {
 	usageGet                                                                *sql.Stmt
 	keyGet, keyList                                                         *sql.Stmt
 	whSubGet, whSubList, whByTask, whNextDue                                *sql.Stmt
-	whAnySub                                                                *sql.Stmt
 	eventsAfter, eventFirst, eventLast                                      *sql.Stmt
 	// running holds TaskListRunning's four queries, indexed by the
 	// runningByInstance and runningLeaseExpired bits.
@@ -66,7 +65,7 @@ func (w *writeStmts) defs() []stmtDef {
 		{&w.capPut, capPutSQL}, {&w.capInstancesPut, capInstancesPutSQL}, {&w.capCan, capCanSQL}, {&w.capCannot, capCannotSQL},
 		{&w.pendingCount, pendingCountSQL},
 		{&w.keyInsert, keyInsertSQL}, {&w.keyRevoke, keyRevokeSQL}, {&w.keyTouch, keyTouchSQL},
-		{&w.whSubInsert, whSubInsertSQL}, {&w.whSubDelete, whSubDeleteSQL}, {&w.whEnqueue, whEnqueueSQL},
+		{&w.whSubInsert, whSubInsertSQL}, {&w.whSubDelete, whSubDeleteSQL}, {&w.whEnqueue, whEnqueueSQL}, {&w.whAnySub, whAnySubSQL},
 		{&w.whClaim, whClaimSQL}, {&w.whRecord, whRecordSQL}, {&w.whExists, whExistsSQL},
 		{&w.taskDelete, taskDeleteSQL}, {&w.taskPinned, taskPinnedSQL}, {&w.taskPin, taskPinSQL}, {&w.filePin, filePinSQL},
 		{&w.taskDeleteWhSubs, taskDeleteWhSubsSQL}, {&w.taskDeleteWhDeliveries, taskDeleteWhDeliveriesSQL},
@@ -83,7 +82,6 @@ func (r *readStmts) defs() []stmtDef {
 		{&r.capList, capListSQL}, {&r.capGet, capGetSQL}, {&r.capInstances, capInstancesSQL},
 		{&r.keyGet, keyGetSQL}, {&r.keyList, keyListSQL},
 		{&r.whSubGet, whSubGetSQL}, {&r.whSubList, whSubListSQL}, {&r.whByTask, whByTaskSQL}, {&r.whNextDue, whNextDueSQL},
-		{&r.whAnySub, whAnySubSQL},
 	}
 	for v := range r.running {
 		defs = append(defs, stmtDef{&r.running[v], runningSQL(v)})

@@ -5,9 +5,11 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 )
 
@@ -38,8 +40,8 @@ const (
 			next_at = :next, holder = '', updated_at = :now
 		WHERE id = :id AND state = 'pending' AND holder = :holder
 		RETURNING ` + whDeliveryCols
-	// whAnySubSQL tells whether an event may have subscribers, on the
-	// read pool: most events have none, and then cost no write.
+	// whAnySubSQL tells whether a task's events may have subscribers: most
+	// have none, and then cost no payload and no insert.
 	whAnySubSQL = `SELECT EXISTS (SELECT 1 FROM webhook_subs WHERE task_id = :task AND task_id <> '')
 		OR EXISTS (SELECT 1 FROM webhook_subs WHERE owner = :owner AND task_id = '')`
 	whExistsSQL  = `SELECT count(*) FROM webhook_deliveries WHERE id = ?`
@@ -113,22 +115,11 @@ func (s *Store) WebhookSubDelete(ctx context.Context, id string) error {
 	return wrap(err, "delete webhook subscription %s", id)
 }
 
-// WebhookEnqueue adds the deliveries of one event. Whether any
-// subscription may match is read first, on the read pool: an event without
-// one costs no write.
+// WebhookEnqueue adds the deliveries of one event, in one write.
 func (s *Store) WebhookEnqueue(ctx context.Context, p *store.WebhookEnqueueParams) (int, error) {
-	found, err := s.webhookAnySub(ctx, p.TaskID, p.Owner)
-	if err != nil || !found {
-		return 0, wrap(err, "enqueue webhook event %s", p.EventID)
-	}
 	var n int64
-	err = s.w.exec(ctx, func(ctx context.Context, ex execer) error {
-		res, err := ex.stmt(ctx, s.ws.whEnqueue).ExecContext(ctx, sql.Named("event", p.EventID), sql.Named("type", p.Type),
-			sql.Named("task", p.TaskID), sql.Named("owner", p.Owner), sql.Named("payload", p.Payload), sql.Named("now", ms(p.Now)))
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
+	err := s.w.exec(ctx, func(ctx context.Context, ex execer) (err error) {
+		n, err = s.webhookEnqueue(ctx, ex, p)
 		return err
 	})
 	if err != nil {
@@ -137,15 +128,63 @@ func (s *Store) WebhookEnqueue(ctx context.Context, p *store.WebhookEnqueueParam
 	return int(n), nil
 }
 
-func (s *Store) webhookAnySub(ctx context.Context, taskID, owner string) (bool, error) {
-	ctx, err := s.readGate.enter(ctx)
+// webhookEnqueue adds the deliveries of one event inside the write ex
+// runs, and returns how many it added.
+func (s *Store) webhookEnqueue(ctx context.Context, ex execer, p *store.WebhookEnqueueParams) (int64, error) {
+	res, err := ex.stmt(ctx, s.ws.whEnqueue).ExecContext(ctx, sql.Named("event", p.EventID), sql.Named("type", p.Type),
+		sql.Named("task", p.TaskID), sql.Named("owner", p.Owner), sql.Named("payload", p.Payload), sql.Named("now", ms(p.Now)))
 	if err != nil {
-		return false, err
+		return 0, err
 	}
-	defer s.readGate.leave()
-	var found bool
-	err = s.rs.whAnySub.QueryRowContext(ctx, sql.Named("task", taskID), sql.Named("owner", owner)).Scan(&found)
-	return found, err
+	return res.RowsAffected()
+}
+
+// queueWebhooks adds, inside the write ex runs, the deliveries of the
+// events among evs that have some (store.WebhookEventOf), and returns how
+// many it added and the time of the last event that got any. Whether the
+// task or its owner has a subscription at all is read first, once per
+// task: an event without one costs that read alone.
+func (s *Store) queueWebhooks(ctx context.Context, ex execer, evs []event.Event) (n, at int64, err error) {
+	var lastTask, lastOwner string
+	var checked, found bool
+	for _, ev := range evs {
+		if ev.TaskID == "" || !webhookEventType(ev.Type) {
+			continue
+		}
+		if !checked || ev.TaskID != lastTask || ev.Owner != lastOwner {
+			err := ex.stmt(ctx, s.ws.whAnySub).QueryRowContext(ctx, sql.Named("task", ev.TaskID),
+				sql.Named("owner", ev.Owner)).Scan(&found)
+			if err != nil {
+				return 0, 0, fmt.Errorf("find webhook subscriptions of %s: %w", ev.TaskID, err)
+			}
+			checked, lastTask, lastOwner = true, ev.TaskID, ev.Owner
+		}
+		if !found {
+			continue
+		}
+		p, ok := store.WebhookEventOf(ev)
+		if !ok {
+			continue
+		}
+		k, err := s.webhookEnqueue(ctx, ex, &p)
+		if err != nil {
+			return 0, 0, fmt.Errorf("enqueue webhook event %s: %w", p.EventID, err)
+		}
+		if k > 0 {
+			n, at = n+k, ev.Time
+		}
+	}
+	return n, at, nil
+}
+
+// webhookEventType tells the types of the events that may have webhook
+// deliveries (store.WebhookEventOf decides).
+func webhookEventType(typ string) bool {
+	switch typ {
+	case event.TypeTaskStatus, event.TypeTaskCompleted, event.TypeTaskFailed, event.TypeTaskCancelled:
+		return true
+	}
+	return false
 }
 
 func scanDelivery(sc scanner) (*store.WebhookDelivery, error) {
