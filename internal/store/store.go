@@ -161,7 +161,8 @@ type TaskStore interface {
 	// p.Progress (capped at 99, never lowered). A final task never moves
 	// (task.CanMove). In the same atomic step it logs and publishes the
 	// task's final events (event.Final: task_status, then task_completed,
-	// task_failed or task_cancelled), so a caller killed right after the
+	// task_failed or task_cancelled), stamped p.Now, and queues their
+	// webhook deliveries (WebhookStore), so a caller killed right after the
 	// change cannot lose them; the caller publishes nothing more.
 	TaskFinish(ctx context.Context, p *TaskFinishParams) (*task.Task, error)
 	// TaskRequeue returns a running task to pending (instance and lease
@@ -663,7 +664,8 @@ type LeaseParams struct {
 type PubSub interface {
 	// Publish sends events to every subscriber of every replica. The
 	// logged ones are appended to the event log, numbered one after the
-	// other in their order, all in one atomic step, and delivered in that
+	// other in their order, all in one atomic step, which also queues
+	// their webhook deliveries (WebhookStore), and delivered in that
 	// order; transient ones go out at once, ahead of them.
 	Publish(ctx context.Context, evs ...event.Event) error
 	// Subscribe receives every event published from now on until the

@@ -64,15 +64,15 @@ func (s *Store) Publish(ctx context.Context, evs ...event.Event) error {
 	if err := s.checkOpen("publish " + evs[0].Type); err != nil {
 		return err
 	}
-	args := []any{s.keys.events(), s.logSize}
+	args := []any{s.keys.prefix, s.keys.events(), s.logSize}
 	first := ""
 	for _, ev := range evs {
-		ev.Seq = 0
-		msg, err := encodeEvent(ev)
-		if err != nil {
-			return fmt.Errorf("redisstore: publish %s: %w", ev.Type, err)
-		}
 		if !event.Logged(ev.Type) {
+			ev.Seq = 0
+			msg, err := encodeEvent(ev)
+			if err != nil {
+				return fmt.Errorf("redisstore: publish %s: %w", ev.Type, err)
+			}
 			if err := s.rdb.Publish(ctx, s.keys.events(), msg).Err(); err != nil {
 				return wrap(err, "publish %s", ev.Type)
 			}
@@ -81,7 +81,10 @@ func (s *Store) Publish(ctx context.Context, evs ...event.Event) error {
 		if first == "" {
 			first = ev.Type
 		}
-		args = append(args, msg)
+		var err error
+		if args, err = eventArgs(args, ev); err != nil {
+			return fmt.Errorf("redisstore: publish %s: %w", ev.Type, err)
+		}
 	}
 	if first == "" {
 		return nil
@@ -91,22 +94,33 @@ func (s *Store) Publish(ctx context.Context, evs ...event.Event) error {
 }
 
 // logEventScript numbers events, appends them to the event log, trimmed to
-// about its size, and publishes them, in their order. Each message is
-// encodeEvent's with the number put first in its header.
+// about its size, and publishes them, in their order, and queues the
+// webhook deliveries of the task events among them (luaEventLog).
 //
 //	KEYS[1] event log stream, KEYS[2] event counter
-//	ARGV[1] channel, ARGV[2] log size, ARGV[3...] messages without their number
-//	returns the last event's number
-var logEventScript = script(`
-local seq = 0
-for i = 3, #ARGV do
-  seq = redis.call('INCR', KEYS[2])
-  local msg = '{"s":' .. seq .. ',' .. string.sub(ARGV[i], 2)
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '0-' .. seq, 'm', msg)
-  redis.call('PUBLISH', ARGV[1], msg)
-end
-return seq
+//	ARGV[1] prefix, ARGV[2] channel, ARGV[3] log size, ARGV[4...] the
+//	events, seven arguments each (eventArgs)
+var logEventScript = script(luaWebhookKeys, luaWebhookEnqueue, luaEventLog, `
+log_events(4, (#ARGV - 3) / 7, KEYS[1], KEYS[2], ARGV[2], ARGV[3])
+return 1
 `)
+
+// eventArgs appends the seven script arguments of a logged event to args
+// (luaEventLog's log_events): encodeEvent's message, without a number,
+// then its webhook event (store.WebhookEventOf): id ("" for none), type,
+// task, owner, payload and time in ms.
+func eventArgs(args []any, ev event.Event) ([]any, error) {
+	ev.Seq = 0
+	msg, err := encodeEvent(ev)
+	if err != nil {
+		return nil, err
+	}
+	p, ok := store.WebhookEventOf(ev)
+	if !ok {
+		return append(args, msg, "", "", "", "", "", "0"), nil
+	}
+	return append(args, msg, p.EventID, p.Type, p.TaskID, p.Owner, p.Payload, msArg(p.Now)), nil
+}
 
 // EventsAfter returns the logged events numbered above p.After, oldest first.
 func (s *Store) EventsAfter(ctx context.Context, p *store.EventsAfterParams) ([]event.Event, error) {

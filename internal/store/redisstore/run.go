@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
@@ -84,7 +85,7 @@ func (s *Store) TaskFinish(ctx context.Context, p *store.TaskFinishParams) (*tas
 		}
 	}
 	args := []any{s.keys.prefix, p.ID, string(p.To), msArg(p.Now), p.LeaseOwner, result, taskErr, p.Progress,
-		s.keys.events(), s.logSize}
+		s.keys.events(), s.logSize, webhookTimestamp(p.Now)}
 	for _, st := range movableFrom(p.From, p.To) {
 		args = append(args, string(st))
 	}
@@ -106,6 +107,10 @@ func (s *Store) TaskFinish(ctx context.Context, p *store.TaskFinishParams) (*tas
 	}
 	return t, nil
 }
+
+// webhookTimestamp is the timestamp of the webhook payloads of the events
+// a script stamps with now (store.WebhookEventOf).
+func webhookTimestamp(now time.Time) string { return store.WebhookTimestamp(time.UnixMilli(ms(now))) }
 
 // jsonArg encodes v as a script argument; nil is "".
 func jsonArg[T any](v *T) (string, error) {
@@ -139,7 +144,8 @@ func (s *Store) TaskRequeue(ctx context.Context, p *store.TaskRequeueParams) (*t
 	if p.LogEvents {
 		logEvents = "1"
 	}
-	args := []any{s.keys.prefix, p.ID, p.LeaseOwner, msArg(p.Now), refund, p.Progress, logEvents, s.keys.events(), s.logSize}
+	args := []any{s.keys.prefix, p.ID, p.LeaseOwner, msArg(p.Now), refund, p.Progress, logEvents, s.keys.events(), s.logSize,
+		webhookTimestamp(p.Now)}
 	reply, err := requeueTaskScript.Run(ctx, s.rdb, []string{s.keys.task(p.ID), s.keys.eventLog(), s.keys.eventSeq()}, args...).Result()
 	if err != nil {
 		return nil, wrap(err, "requeue task %s", p.ID)
@@ -154,7 +160,7 @@ func (s *Store) TaskRequestCancel(ctx context.Context, p *store.TaskCancelParams
 	if p.LogEvents {
 		logEvents = "1"
 	}
-	args := []any{s.keys.prefix, p.ID, msArg(p.Now), logEvents, s.keys.events(), s.logSize}
+	args := []any{s.keys.prefix, p.ID, msArg(p.Now), logEvents, s.keys.events(), s.logSize, webhookTimestamp(p.Now)}
 	reply, err := cancelTaskScript.Run(ctx, s.rdb, []string{s.keys.task(p.ID), s.keys.eventLog(), s.keys.eventSeq()}, args...).Result()
 	if err != nil {
 		return nil, wrap(err, "cancel task %s", p.ID)

@@ -131,12 +131,12 @@ end
 //	tasks of the owner (0: no bound), ARGV[7] requirement key ('' none),
 //	ARGV[8] its data, ARGV[9] n, ARGV[10..9+n] the instances able to run it,
 //	ARGV[10+n] e, ARGV[11+n] event channel, ARGV[12+n] event log size,
-//	ARGV[13+n..12+n+e] events to log (logEventScript's messages),
-//	ARGV[13+n+e..] hash field, value pairs (with owner, ck, the
-//	CheckpointKey, and cap, the requirement key)
+//	ARGV[13+n..12+n+7e] events to log with their webhook events, seven
+//	arguments each (eventArgs), ARGV[13+n+7e..] hash field, value pairs
+//	(with owner, ck, the CheckpointKey, and cap, the requirement key)
 //	returns the task's Seq; CONFLICT if the id exists; LIMIT if the owner
 //	has ARGV[6] pending tasks
-var insertTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, `
+var insertTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, luaWebhookKeys, luaWebhookEnqueue, luaEventLog, `
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('CONFLICT task exists') end
 local id, owner, created, max = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[6])
 local capkey, n = ARGV[7], tonumber(ARGV[9])
@@ -155,19 +155,14 @@ local ev = 10 + n
 local e = tonumber(ARGV[ev])
 local seq = redis.call('INCR', KEYS[2])
 local qm = queue_member(ARGV[5], seq, id)
-redis.call('HSET', KEYS[1], 'seq', string.format('%d', seq), 'qm', qm, unpack(ARGV, ev + 3 + e))
+redis.call('HSET', KEYS[1], 'seq', string.format('%d', seq), 'qm', qm, unpack(ARGV, ev + 3 + 7 * e))
 enqueue(KEYS[1], qm)
 local m = list_member(seq, id)
 for _, list in ipairs({'all', 'pending'}) do
   redis.call('ZADD', key_list(list), created, m)
   if owner ~= '' then redis.call('ZADD', key_owner_list(list, owner), created, m) end
 end
-for i = ev + 3, ev + 2 + e do
-  local es = redis.call('INCR', KEYS[4])
-  local msg = '{"s":' .. es .. ',' .. string.sub(ARGV[i], 2)
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[ev + 2], '0-' .. es, 'm', msg)
-  redis.call('PUBLISH', ARGV[ev + 1], msg)
-end
+log_events(ev + 3, e, KEYS[3], KEYS[4], ARGV[ev + 1], ARGV[ev + 2])
 return seq
 `)
 
@@ -274,21 +269,22 @@ return 1
 //	ARGV[5] lease owner ('' any), ARGV[6] result JSON ('' none),
 //	ARGV[7] error JSON ('' none), ARGV[8] the run's progress (raises the
 //	stored one, capped at 99, unless completed: 100), ARGV[9] the event
-//	channel, ARGV[10] the event log's size, ARGV[11..] statuses the task
-//	may be in
+//	channel, ARGV[10] the event log's size, ARGV[11] the webhook
+//	timestamp of now (store.WebhookTimestamp), ARGV[12..] statuses the
+//	task may be in
 //	KEYS[2] event log stream, KEYS[3] event counter
 //	returns the task as HGETALL pairs; NOTFOUND, or CONFLICT if the task is
 //	in no allowed status or leased by another owner
 //
-// It logs and publishes the task's final events (luaFinalEvents) in the
-// same step.
-var finishTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, luaFinalEvents, `
+// It logs and publishes the task's final events and queues their webhook
+// deliveries (luaEventLog) in the same step.
+var finishTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, luaWebhookKeys, luaWebhookEnqueue, luaEventLog, `
 local key, id, to, now = KEYS[1], ARGV[2], ARGV[3], ARGV[4]
 local f = redis.call('HMGET', key, 'status', 'lowner', 'qm')
 local from = f[1]
 if not from then return redis.error_reply('NOTFOUND task') end
 local allowed = false
-for i = 11, #ARGV do
+for i = 12, #ARGV do
   if ARGV[i] == from then allowed = true end
 end
 if not allowed then return redis.error_reply('CONFLICT task is ' .. from) end
@@ -304,31 +300,84 @@ for i, field in ipairs({'result', 'error'}) do
 end
 relist(key, id, from, to)
 if redis.call('HGET', key, 'pinned') ~= '1' then redis.call('ZADD', key_retention_tasks(), now, id) end
-log_final_events(key, id, to, now, KEYS[2], KEYS[3], ARGV[9], ARGV[10])
+if log_final_events(key, id, to, now, ARGV[11], KEYS[2], KEYS[3], ARGV[9], ARGV[10]) > 0 then
+  log_wake(KEYS[2], KEYS[3], ARGV[9], ARGV[10], now)
+end
 return redis.call('HGETALL', key)
 `)
 
-// luaFinalEvents builds, numbers, logs and publishes the events of a task
-// that just finished, as event.Final does and logEventScript would: the
-// message is the header of encodeEvent (with the number first) and the
-// data of event.TaskStatusData, then of event.TaskCompletedData,
-// TaskFailedData or TaskCancelledData. A conformance test checks that
-// they equal event.Final's.
-const luaFinalEvents = `
-local function log_event(log, counter, channel, size, typ, id, owner, now, data)
+// luaEventLog numbers, logs and publishes events, and queues the webhook
+// deliveries of the task events among them in the same script (it needs
+// luaWebhookKeys and luaWebhookEnqueue): a task event nobody subscribed to
+// costs an EXISTS or two. A message is the header of encodeEvent with the
+// number put first, a newline, and the data. Besides the events Go gives
+// (log_events), it builds the task events of event.Final and the
+// task_status of event.Pending (log_final_events): the data of
+// event.TaskStatusData, then of event.TaskCompletedData, TaskFailedData or
+// TaskCancelledData. Conformance tests check that they equal event.Final's,
+// and that their deliveries carry what store.WebhookEventOf makes of them.
+const luaEventLog = `
+-- log_msg numbers, logs and publishes one message; rest is the message
+-- after its opening brace, without the number.
+local function log_msg(log, counter, channel, size, rest)
   local seq = redis.call('INCR', counter)
-  local msg = '{"s":' .. seq .. ',"t":"' .. typ .. '","k":' .. cjson.encode(id) ..
-    ',"o":' .. cjson.encode(owner) .. ',"ts":' .. now .. '}\n' .. data
+  local msg = '{"s":' .. seq .. ',' .. rest
   redis.call('XADD', log, 'MAXLEN', '~', size, '0-' .. seq, 'm', msg)
   redis.call('PUBLISH', channel, msg)
 end
-local function log_final_events(key, id, to, now, log, counter, channel, size)
+local function log_event(log, counter, channel, size, typ, id, owner, now, data)
+  log_msg(log, counter, channel, size, '"t":"' .. typ .. '","k":' .. cjson.encode(id) ..
+    ',"o":' .. cjson.encode(owner) .. ',"ts":' .. now .. '}\n' .. data)
+end
+-- log_wake logs and publishes webhook_queued, which wakes the deliverers:
+-- no task, owner or data.
+local function log_wake(log, counter, channel, size, now)
+  log_msg(log, counter, channel, size, '"t":"webhook_queued","ts":' .. now .. ',"n":true}\n')
+end
+-- log_events logs the e events whose arguments start at ARGV[first],
+-- seven each (eventArgs): the message, then its webhook event (id, '' for
+-- none; type, task, owner, payload, time ms), whose deliveries it queues;
+-- then webhook_queued if it queued any.
+local function log_events(first, e, log, counter, channel, size)
+  local queued, at, subs = 0, '0', {}
+  for i = first, first + 7 * (e - 1), 7 do
+    log_msg(log, counter, channel, size, string.sub(ARGV[i], 2))
+    if ARGV[i + 1] ~= '' then
+      local task, owner = ARGV[i + 3], ARGV[i + 4]
+      local who = #task .. ':' .. task .. owner
+      if subs[who] == nil then subs[who] = wh_any(task, owner) end
+      if subs[who] then
+        local n = wh_enqueue(ARGV[i + 1], ARGV[i + 2], task, owner, ARGV[i + 5], ARGV[i + 6])
+        if n > 0 then queued, at = queued + n, ARGV[i + 6] end
+      end
+    end
+  end
+  if queued > 0 then log_wake(log, counter, channel, size, at) end
+end
+-- wh_task_event queues the deliveries of a webhook event of task id whose
+-- status (pending, running or final) is status: its id adds suffix to
+-- the status, its payload is store.WebhookEventOf's, with data and ts (the
+-- event's time, store.WebhookTimestamp). Returns how many it queued.
+local function wh_task_event(id, owner, status, suffix, data, now, ts)
+  local payload = '{"type":"task.' .. status .. '","timestamp":"' .. ts .. '","data":' .. data .. '}'
+  return wh_enqueue('evt_' .. id .. '_' .. status .. suffix, 'task.' .. status, id, owner, payload, now)
+end
+-- log_final_events logs the task_status of the task at key, which just
+-- became 'to', then its final event if 'to' is final, all stamped now,
+-- and queues their webhook deliveries; it returns how many it queued
+-- (the caller logs webhook_queued when there are some).
+local function log_final_events(key, id, to, now, ts, log, counter, channel, size)
   local f = redis.call('HMGET', key, 'owner', 'inst', 'progress', 'attempts', 'result', 'error')
   local owner, inst = f[1] or '', f[2] or ''
   local jid, jinst = cjson.encode(id), cjson.encode(inst)
-  log_event(log, counter, channel, size, 'task_status', id, owner, now,
-    '{"taskId":' .. jid .. ',"status":"' .. to .. '","instanceId":' .. jinst ..
-    ',"progress":' .. (tonumber(f[3]) or 0) .. ',"attempts":' .. (tonumber(f[4]) or 0) .. '}')
+  local attempts = tonumber(f[4]) or 0
+  local status = '{"taskId":' .. jid .. ',"status":"' .. to .. '","instanceId":' .. jinst ..
+    ',"progress":' .. (tonumber(f[3]) or 0) .. ',"attempts":' .. attempts .. '}'
+  log_event(log, counter, channel, size, 'task_status', id, owner, now, status)
+  local hooked, queued = wh_any(id, owner), 0
+  if hooked and (to == 'pending' or to == 'running') then
+    queued = wh_task_event(id, owner, to, '.' .. attempts, status, now, ts)
+  end
   local typ, data
   if to == 'completed' then
     typ, data = 'task_completed', '{"taskId":' .. jid .. ',"instanceId":' .. jinst .. ',"result":' .. (f[5] or 'null') .. '}'
@@ -339,9 +388,13 @@ local function log_final_events(key, id, to, now, log, counter, channel, size)
     if inst == '' then data = '{"taskId":' .. jid .. '}'
     else data = '{"taskId":' .. jid .. ',"instanceId":' .. jinst .. '}' end
   else
-    return
+    return queued
   end
   log_event(log, counter, channel, size, typ, id, owner, now, data)
+  if hooked then
+    queued = queued + wh_task_event(id, owner, to, '', string.sub(data, 1, -2) .. ',"status":"' .. to .. '"}', now, ts)
+  end
+  return queued
 end
 `
 
@@ -352,11 +405,12 @@ end
 //	ARGV[1] prefix, ARGV[2] id, ARGV[3] lease owner ('' any), ARGV[4] now ms,
 //	ARGV[5] '1' to take back the attempt the claim counted, ARGV[6] the
 //	run's progress (raises the stored one, capped at 99), ARGV[7] '1' to
-//	log the task's task_status and task_queued (luaFinalEvents), ARGV[8]
-//	event channel, ARGV[9] event log size
+//	log the task's task_status and task_queued and queue the webhook
+//	deliveries of the first (luaEventLog), ARGV[8] event channel, ARGV[9]
+//	event log size, ARGV[10] the webhook timestamp of now
 //	returns the task as HGETALL pairs; NOTFOUND, or CONFLICT if not running
 //	or leased by another owner
-var requeueTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, luaFinalEvents, `
+var requeueTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, luaWebhookKeys, luaWebhookEnqueue, luaEventLog, `
 local key, id = KEYS[1], ARGV[2]
 local err = check_running(key, ARGV[3])
 if err then return err end
@@ -370,9 +424,10 @@ raise_progress(key, ARGV[6])
 enqueue(key, redis.call('HGET', key, 'qm'))
 relist(key, id, 'running', 'pending')
 if ARGV[7] == '1' then
-  log_final_events(key, id, 'pending', ARGV[4], KEYS[2], KEYS[3], ARGV[8], ARGV[9])
+  local queued = log_final_events(key, id, 'pending', ARGV[4], ARGV[10], KEYS[2], KEYS[3], ARGV[8], ARGV[9])
   log_event(KEYS[2], KEYS[3], ARGV[8], ARGV[9], 'task_queued', id, redis.call('HGET', key, 'owner') or '', ARGV[4],
     '{"taskId":' .. cjson.encode(id) .. ',"status":"pending"}')
+  if queued > 0 then log_wake(KEYS[2], KEYS[3], ARGV[8], ARGV[9], ARGV[4]) end
 end
 return redis.call('HGETALL', key)
 `)
@@ -381,10 +436,11 @@ return redis.call('HGETALL', key)
 //
 //	KEYS[1] task hash, KEYS[2] event log stream, KEYS[3] event counter
 //	ARGV[1] prefix, ARGV[2] id, ARGV[3] now ms, ARGV[4] '1' to log the
-//	cancel's events (a pending task's final events, a running task's
-//	task_cancel_requested), ARGV[5] event channel, ARGV[6] event log size
+//	cancel's events (a pending task's final events, with their webhook
+//	deliveries; a running task's task_cancel_requested), ARGV[5] event
+//	channel, ARGV[6] event log size, ARGV[7] the webhook timestamp of now
 //	returns the task as HGETALL pairs; NOTFOUND, or CONFLICT if it is final
-var cancelTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, luaFinalEvents, `
+var cancelTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, luaWebhookKeys, luaWebhookEnqueue, luaEventLog, `
 local key, id, now = KEYS[1], ARGV[2], ARGV[3]
 local st = redis.call('HGET', key, 'status')
 if not st then return redis.error_reply('NOTFOUND task') end
@@ -394,7 +450,9 @@ if st == 'pending' then
   redis.call('HDEL', key, 'qm')
   relist(key, id, 'pending', 'cancelled')
   if redis.call('HGET', key, 'pinned') ~= '1' then redis.call('ZADD', key_retention_tasks(), now, id) end
-  if ARGV[4] == '1' then log_final_events(key, id, 'cancelled', now, KEYS[2], KEYS[3], ARGV[5], ARGV[6]) end
+  if ARGV[4] == '1' and log_final_events(key, id, 'cancelled', now, ARGV[7], KEYS[2], KEYS[3], ARGV[5], ARGV[6]) > 0 then
+    log_wake(KEYS[2], KEYS[3], ARGV[5], ARGV[6], now)
+  end
 elseif st == 'running' then
   redis.call('HSET', key, 'cancel', '1', 'updated', now)
   if ARGV[4] == '1' then

@@ -218,12 +218,9 @@ func (s *Store) insertArgs(p *store.TaskInsertParams) ([]string, []any, error) {
 	}
 	args = append(args, len(p.Events), s.keys.events(), s.logSize)
 	for _, ev := range p.Events {
-		ev.Seq = 0
-		msg, err := encodeEvent(ev)
-		if err != nil {
+		if args, err = eventArgs(args, ev); err != nil {
 			return nil, nil, fmt.Errorf("encode %s: %w", ev.Type, err)
 		}
-		args = append(args, msg)
 	}
 	return []string{s.keys.task(p.ID), s.keys.seq(), s.keys.eventLog(), s.keys.eventSeq()}, append(args, fields...), nil
 }

@@ -78,36 +78,52 @@ end
 return 1
 `)
 
+// luaWebhookEnqueue queues webhook deliveries (it needs luaWebhookKeys).
+const luaWebhookEnqueue = `
+-- wh_any tells whether the events of a task may have subscribers: the
+-- task's own subscriptions or its owner's for all tasks (an index left
+-- empty is deleted, so EXISTS tells).
+local function wh_any(task, owner)
+  if task ~= '' and redis.call('EXISTS', key_wh_task_subs(task)) == 1 then return true end
+  return redis.call('EXISTS', key_wh_owner_subs(owner)) == 1
+end
+
+-- wh_enqueue adds one pending delivery of an event per matching
+-- subscription that has none yet, and returns how many it added.
+local function wh_enqueue(event, typ, task, owner, payload, now)
+  local ids = {}
+  if task ~= '' then
+    for _, id in ipairs(redis.call('SMEMBERS', key_wh_task_subs(task))) do ids[#ids + 1] = id end
+  end
+  for _, id in ipairs(redis.call('ZRANGE', key_wh_owner_subs(owner), 0, -1)) do ids[#ids + 1] = id end
+  local n = 0
+  for _, sid in ipairs(ids) do
+    local f = redis.call('HMGET', key_wh_sub(sid), 'events', 'url', 'secret')
+    if f[2] and (f[1] == '' or string.find(',' .. f[1] .. ',', ',' .. typ .. ',', 1, true)) then
+      local did = sid .. '.' .. event
+      local k = key_wh_delivery(did)
+      if redis.call('EXISTS', k) == 0 then
+        redis.call('HSET', k, 'id', did, 'sub', sid, 'event', event, 'type', typ, 'task', task, 'owner', owner,
+          'url', f[2], 'secret', f[3], 'payload', payload, 'state', 'pending', 'attempts', '0', 'log', '[]',
+          'holder', '', 'created', now, 'next', now, 'updated', now)
+        redis.call('ZADD', key_wh_due(), now, did)
+        if task ~= '' then redis.call('ZADD', key_wh_task_deliveries(task), now, did) end
+        n = n + 1
+      end
+    end
+  end
+  return n
+end
+`
+
 // whEnqueueScript adds one pending delivery of an event per matching
 // subscription that has none yet.
 //
 //	ARGV[1] prefix, ARGV[2] event id, ARGV[3] type, ARGV[4] task,
 //	ARGV[5] owner, ARGV[6] payload, ARGV[7] now ms
 //	returns the number of deliveries added
-var whEnqueueScript = script(luaWebhookKeys, `
-local event, typ, task, owner, payload, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local ids = {}
-if task ~= '' then
-  for _, id in ipairs(redis.call('SMEMBERS', key_wh_task_subs(task))) do ids[#ids + 1] = id end
-end
-for _, id in ipairs(redis.call('ZRANGE', key_wh_owner_subs(owner), 0, -1)) do ids[#ids + 1] = id end
-local n = 0
-for _, sid in ipairs(ids) do
-  local f = redis.call('HMGET', key_wh_sub(sid), 'events', 'url', 'secret')
-  if f[2] and (f[1] == '' or string.find(',' .. f[1] .. ',', ',' .. typ .. ',', 1, true)) then
-    local did = sid .. '.' .. event
-    local k = key_wh_delivery(did)
-    if redis.call('EXISTS', k) == 0 then
-      redis.call('HSET', k, 'id', did, 'sub', sid, 'event', event, 'type', typ, 'task', task, 'owner', owner,
-        'url', f[2], 'secret', f[3], 'payload', payload, 'state', 'pending', 'attempts', '0', 'log', '[]',
-        'holder', '', 'created', now, 'next', now, 'updated', now)
-      redis.call('ZADD', key_wh_due(), now, did)
-      if task ~= '' then redis.call('ZADD', key_wh_task_deliveries(task), now, did) end
-      n = n + 1
-    end
-  end
-end
-return n
+var whEnqueueScript = script(luaWebhookKeys, luaWebhookEnqueue, `
+return wh_enqueue(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 `)
 
 // whClaimScript takes due deliveries under a lease.
