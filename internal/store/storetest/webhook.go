@@ -1,13 +1,17 @@
 package storetest
 
 import (
+	"encoding/json"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/store"
+	"github.com/comfyfleet/comfyfleet/internal/task"
 )
 
 func webhookCases() []testCase {
@@ -18,6 +22,11 @@ func webhookCases() []testCase {
 		{"ClaimLease", testWebhookClaimLease},
 		{"RecordRetryAndEnd", testWebhookRecord},
 		{"ConcurrentClaims", testWebhookConcurrentClaims},
+		{"StepsQueueDeliveries", testWebhookStepsQueue},
+		{"RequeueAndCancelQueueDeliveries", testWebhookRequeueCancel},
+		{"ClaimQueuesDeliveries", testWebhookClaim},
+		{"RefusedStepQueuesNothing", testWebhookRefusedQueuesNothing},
+		{"NoSubscriptionNoDelivery", testWebhookNoSubscription},
 	}
 }
 
@@ -255,5 +264,294 @@ func testWebhookConcurrentClaims(t *testing.T, s store.Store) {
 		if n != 1 {
 			t.Errorf("delivery %s claimed %d times", id, n)
 		}
+	}
+}
+
+// pendingEvents are the events the API gives TaskInsert for a new task of
+// owner, stamped now.
+func pendingEvents(t *testing.T, id, owner string, now time.Time) []event.Event {
+	t.Helper()
+	evs, err := event.Pending(&task.Task{ID: id, Owner: owner, Status: task.StatusPending})
+	must(t, "event.Pending", err)
+	for i := range evs {
+		evs[i].Time = now.UnixMilli()
+	}
+	return evs
+}
+
+// wantDeliveryIDs checks the ids of a task's deliveries, in any order.
+func wantDeliveryIDs(t *testing.T, s store.Store, taskID string, want ...string) []*store.WebhookDelivery {
+	t.Helper()
+	ds, err := s.WebhookDeliveries(t.Context(), taskID)
+	must(t, "WebhookDeliveries", err)
+	var got []string
+	for _, d := range ds {
+		got = append(got, d.ID)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	diff(t, "the task's deliveries", want, got)
+	return ds
+}
+
+// loggedTypes reads the types of the events logged after seq after.
+func loggedTypes(t *testing.T, s store.Store, after int64) []string {
+	t.Helper()
+	evs, err := s.EventsAfter(t.Context(), &store.EventsAfterParams{After: after})
+	must(t, "EventsAfter", err)
+	var out []string
+	for _, ev := range evs {
+		out = append(out, ev.Type)
+	}
+	return out
+}
+
+// checkPayloads checks that each delivery of a task carries what
+// store.WebhookEventOf makes of the logged event it comes from, byte for
+// byte, and that its payload reads as documented.
+func checkPayloads(t *testing.T, s store.Store, taskID string) {
+	t.Helper()
+	logged, err := s.EventsAfter(t.Context(), &store.EventsAfterParams{})
+	must(t, "EventsAfter", err)
+	byID := map[string]store.WebhookEnqueueParams{}
+	for _, ev := range logged {
+		if p, ok := store.WebhookEventOf(ev); ok {
+			byID[p.EventID] = p
+		}
+	}
+	ds, err := s.WebhookDeliveries(t.Context(), taskID)
+	must(t, "WebhookDeliveries", err)
+	for _, d := range ds {
+		want, ok := byID[d.EventID]
+		if !ok {
+			t.Errorf("delivery %s: no logged event is %s", d.ID, d.EventID)
+			continue
+		}
+		if string(d.Payload) != string(want.Payload) || d.Type != want.Type || d.TaskID != taskID ||
+			d.Owner != want.Owner || !d.CreatedAt.Equal(want.Now) || !d.NextAt.Equal(want.Now) {
+			t.Errorf("delivery %s = %s %s of %s by %s at %v:\n%s\nwant %s %s of %s by %s at %v:\n%s", d.ID,
+				d.EventID, d.Type, d.TaskID, d.Owner, d.CreatedAt, d.Payload,
+				want.EventID, want.Type, want.TaskID, want.Owner, want.Now, want.Payload)
+		}
+		var body struct {
+			Type      string `json:"type"`
+			Timestamp string `json:"timestamp"`
+			Data      struct {
+				TaskID string `json:"taskId"`
+				Status string `json:"status"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(d.Payload, &body); err != nil {
+			t.Errorf("delivery %s: payload %s: %v", d.ID, d.Payload, err)
+			continue
+		}
+		if body.Type != d.Type || body.Type != "task."+body.Data.Status || body.Data.TaskID != taskID ||
+			body.Timestamp != store.WebhookTimestamp(d.CreatedAt) {
+			t.Errorf("delivery %s: payload %s, want type %s = task.<data.status>, taskId %s, timestamp %s", d.ID,
+				d.Payload, d.Type, taskID, store.WebhookTimestamp(d.CreatedAt))
+		}
+	}
+}
+
+// testWebhookStepsQueue: the steps that log a task's events queue their
+// webhook deliveries themselves, in the same step: the insert (its
+// task.pending), a Publish (the run's task.running), the finish (its
+// task.completed, with the result). Each step that queued some also logs
+// and publishes webhook_queued, after its events.
+func testWebhookStepsQueue(t *testing.T, s store.Store) {
+	id := newID()
+	all := sub(t, s, "alice", "")
+	own := sub(t, s, "alice", id, "task.completed")
+	sub(t, s, "bob", "")
+	live := subscribe(t, s, t.Context())
+
+	insert(t, s, store.TaskInsertParams{ID: id, Owner: "alice", Now: at(0), Events: pendingEvents(t, id, "alice", at(0))})
+	wantDeliveryIDs(t, s, id, all.ID+".evt_"+id+"_pending.0")
+	diff(t, "the insert's events", []string{event.TypeTaskStatus, event.TypeTaskQueued, event.TypeWebhookQueued}, loggedTypes(t, s, 0))
+
+	tk := claimID(t, s, id, "127.0.0.1:8001", at(1))
+	running, err := event.New(event.TypeTaskStatus, tk, event.StatusOf(tk))
+	must(t, "event.New", err)
+	running.Time = at(2).UnixMilli()
+	publish(t, s, running)
+	wantDeliveryIDs(t, s, id, all.ID+".evt_"+id+"_pending.0", all.ID+".evt_"+id+"_running.1")
+	diff(t, "the run's events", []string{event.TypeTaskStatus, event.TypeWebhookQueued}, loggedTypes(t, s, 3))
+
+	result := &task.Result{Files: []string{"http://gw/files/f1/a.png"}, Outputs: map[string][]task.Output{
+		"9": {{URL: "http://gw/files/f1/a.png", Filename: "a.png", Type: "output", Kind: "images", NodeID: "9", FileID: "f1"}}}}
+	_, err = s.TaskFinish(t.Context(), &store.TaskFinishParams{ID: id, From: []task.Status{task.StatusRunning},
+		To: task.StatusCompleted, LeaseOwner: replicaA, Result: result, Now: at(3)})
+	must(t, "TaskFinish", err)
+	ds := wantDeliveryIDs(t, s, id, all.ID+".evt_"+id+"_pending.0", all.ID+".evt_"+id+"_running.1",
+		all.ID+".evt_"+id+"_completed", own.ID+".evt_"+id+"_completed")
+	diff(t, "the finish's events", []string{event.TypeTaskStatus, event.TypeTaskCompleted, event.TypeWebhookQueued}, loggedTypes(t, s, 5))
+	checkPayloads(t, s, id)
+	for _, d := range ds {
+		if d.State != store.DeliveryPending || d.Attempts != 0 {
+			t.Errorf("delivery %s: state %s, %d attempts; want pending, none", d.ID, d.State, d.Attempts)
+		}
+		if d.EventID != "evt_"+id+"_completed" {
+			continue
+		}
+		var body struct {
+			Data struct {
+				Result *task.Result `json:"result"`
+			} `json:"data"`
+		}
+		must(t, "decode payload", json.Unmarshal(d.Payload, &body))
+		diff(t, "the completed payload's result", result, body.Data.Result)
+	}
+	// Subscribers get webhook_queued after the events of each step.
+	var got []string
+	for range 8 {
+		ev := recv(t, live)
+		got = append(got, ev.Type)
+		if ev.Type == event.TypeWebhookQueued && (ev.TaskID != "" || ev.Owner != "" || ev.Data != nil || ev.Seq == 0 || ev.Time == 0) {
+			t.Errorf("webhook_queued = %+v, want a logged, timed event without task, owner or data", ev)
+		}
+	}
+	diff(t, "events delivered", []string{
+		event.TypeTaskStatus, event.TypeTaskQueued, event.TypeWebhookQueued,
+		event.TypeTaskStatus, event.TypeWebhookQueued,
+		event.TypeTaskStatus, event.TypeTaskCompleted, event.TypeWebhookQueued,
+	}, got)
+	// Due at once: the deliverers find them.
+	next, ok, err := s.WebhookNextDue(t.Context())
+	must(t, "WebhookNextDue", err)
+	if !ok || !next.Equal(at(0)) {
+		t.Errorf("next due = %v, %v; want %v", next, ok, at(0))
+	}
+}
+
+// testWebhookRequeueCancel: a requeue and a cancel that log their events
+// queue their deliveries in the same step (task.pending of the next
+// attempt, task.cancelled); a running task's cancel request has none.
+func testWebhookRequeueCancel(t *testing.T, s store.Store) {
+	all := sub(t, s, "alice", "")
+	a := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(0)})
+	claimID(t, s, a.ID, "127.0.0.1:8001", at(1))
+	_, err := s.TaskRequeue(t.Context(), &store.TaskRequeueParams{ID: a.ID, LeaseOwner: replicaA, Progress: 30, Now: at(2), LogEvents: true})
+	must(t, "TaskRequeue", err)
+	wantDeliveryIDs(t, s, a.ID, all.ID+".evt_"+a.ID+"_pending.1")
+	diff(t, "the requeue's events", []string{event.TypeTaskStatus, event.TypeTaskQueued, event.TypeWebhookQueued}, loggedTypes(t, s, 0))
+
+	b := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(3)})
+	_, err = s.TaskRequestCancel(t.Context(), &store.TaskCancelParams{ID: b.ID, Now: at(4), LogEvents: true})
+	must(t, "TaskRequestCancel of a pending task", err)
+	wantDeliveryIDs(t, s, b.ID, all.ID+".evt_"+b.ID+"_cancelled")
+	diff(t, "the cancel's events", []string{event.TypeTaskStatus, event.TypeTaskCancelled, event.TypeWebhookQueued}, loggedTypes(t, s, 3))
+
+	claimID(t, s, a.ID, "127.0.0.1:8001", at(5))
+	_, err = s.TaskRequestCancel(t.Context(), &store.TaskCancelParams{ID: a.ID, Now: at(6), LogEvents: true})
+	must(t, "TaskRequestCancel of a running task", err)
+	diff(t, "the cancel request's events", []string{event.TypeTaskCancelRequested}, loggedTypes(t, s, 6))
+	wantDeliveryIDs(t, s, a.ID, all.ID+".evt_"+a.ID+"_pending.1")
+	checkPayloads(t, s, a.ID)
+	checkPayloads(t, s, b.ID)
+}
+
+// runningEvents builds a claim's events as the dispatcher does: the
+// claimed task's task_status, stamped now.
+func runningEvents(now time.Time) func(*task.Task) ([]event.Event, error) {
+	return func(t *task.Task) ([]event.Event, error) {
+		ev, err := event.New(event.TypeTaskStatus, t, event.StatusOf(t))
+		ev.Time = now.UnixMilli()
+		return []event.Event{ev}, err
+	}
+}
+
+// testWebhookClaim: a claim that logs its task_status running queues its
+// task.running delivery with it, alone or in an insert's step; a claim
+// that finds nothing queues nothing.
+func testWebhookClaim(t *testing.T, s store.Store) {
+	all := sub(t, s, "alice", "")
+	a := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(0)})
+	_, err := s.TaskClaim(t.Context(), &store.TaskClaimParams{InstanceID: "127.0.0.1:8001", LeaseOwner: replicaA,
+		LeaseTTL: leaseTTL, Now: at(1), Events: runningEvents(at(1))})
+	must(t, "TaskClaim", err)
+	wantDeliveryIDs(t, s, a.ID, all.ID+".evt_"+a.ID+"_running.1")
+	diff(t, "the claim's events", []string{event.TypeTaskStatus, event.TypeWebhookQueued}, loggedTypes(t, s, 0))
+	checkPayloads(t, s, a.ID)
+
+	id := newID()
+	_, claimed, err := s.TaskInsertClaim(t.Context(), &store.TaskInsertParams{ID: id, Owner: "alice", Workflow: []byte(`{}`),
+		Now: at(2), Events: pendingEvents(t, id, "alice", at(2))},
+		&store.TaskClaimParams{InstanceID: "127.0.0.1:8002", LeaseOwner: replicaA, LeaseTTL: leaseTTL, Now: at(2), Events: runningEvents(at(2))})
+	must(t, "TaskInsertClaim", err)
+	if claimed == nil || claimed.ID != id {
+		t.Fatalf("claimed %v, want the new task", claimed)
+	}
+	wantDeliveryIDs(t, s, id, all.ID+".evt_"+id+"_pending.0", all.ID+".evt_"+id+"_running.1")
+	checkPayloads(t, s, id)
+
+	last, err := s.LastEventSeq(t.Context())
+	must(t, "LastEventSeq", err)
+	_, err = s.TaskClaim(t.Context(), &store.TaskClaimParams{InstanceID: "127.0.0.1:8003", LeaseOwner: replicaA,
+		LeaseTTL: leaseTTL, Now: at(3), Events: runningEvents(at(3))})
+	wantErr(t, "TaskClaim on an empty queue", err, store.ErrNotFound)
+	if types := loggedTypes(t, s, last); len(types) != 0 {
+		t.Errorf("a claim that found nothing logged %v", types)
+	}
+}
+
+// testWebhookRefusedQueuesNothing: a step that is refused (a finish of a
+// task not running, a finish whose lease was lost, a requeue of a pending
+// task, an insert past the owner's bound) queues no delivery and logs no
+// event.
+func testWebhookRefusedQueuesNothing(t *testing.T, s store.Store) {
+	sub(t, s, "alice", "")
+	run := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(0)})
+	claimID(t, s, run.ID, "127.0.0.1:8001", at(1))
+	pend := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(2)})
+
+	_, err := s.TaskFinish(t.Context(), &store.TaskFinishParams{ID: pend.ID, From: []task.Status{task.StatusRunning},
+		To: task.StatusCompleted, Now: at(3)})
+	wantErr(t, "TaskFinish of a pending task from running", err, store.ErrConflict)
+	_, err = s.TaskFinish(t.Context(), &store.TaskFinishParams{ID: run.ID, From: []task.Status{task.StatusRunning},
+		To: task.StatusFailed, LeaseOwner: replicaB, Error: &task.Error{Type: "x", Message: "lost"}, Now: at(3)})
+	wantErr(t, "TaskFinish with a lease lost", err, store.ErrConflict)
+	_, err = s.TaskRequeue(t.Context(), &store.TaskRequeueParams{ID: pend.ID, Now: at(3), LogEvents: true})
+	wantErr(t, "TaskRequeue of a pending task", err, store.ErrConflict)
+	id := newID()
+	_, err = s.TaskInsert(t.Context(), &store.TaskInsertParams{ID: id, Owner: "alice", MaxPending: 1,
+		Workflow: []byte(`{}`), Now: at(3), Events: pendingEvents(t, id, "alice", at(3))})
+	wantErr(t, "TaskInsert past the owner's bound", err, store.ErrLimit)
+
+	for _, taskID := range []string{run.ID, pend.ID, id} {
+		wantDeliveryIDs(t, s, taskID)
+	}
+	if _, ok, err := s.WebhookNextDue(t.Context()); err != nil || ok {
+		t.Errorf("WebhookNextDue = %v, %v; want nothing queued", ok, err)
+	}
+	if last, err := s.LastEventSeq(t.Context()); err != nil || last != 0 {
+		t.Errorf("refused steps logged %d events (%v)", last, err)
+	}
+}
+
+// testWebhookNoSubscription: a task whose owner subscribed to nothing
+// (another owner and another task did) gets no delivery through its
+// whole life, and no webhook_queued is logged.
+func testWebhookNoSubscription(t *testing.T, s store.Store) {
+	sub(t, s, "bob", "")
+	sub(t, s, "alice", newID())
+	id := newID()
+	insert(t, s, store.TaskInsertParams{ID: id, Owner: "alice", Now: at(0), Events: pendingEvents(t, id, "alice", at(0))})
+	tk := claimID(t, s, id, "127.0.0.1:8001", at(1))
+	running, err := event.New(event.TypeTaskStatus, tk, event.StatusOf(tk))
+	must(t, "event.New", err)
+	publish(t, s, running)
+	_, err = s.TaskRequeue(t.Context(), &store.TaskRequeueParams{ID: id, LeaseOwner: replicaA, Now: at(2), LogEvents: true})
+	must(t, "TaskRequeue", err)
+	claimID(t, s, id, "127.0.0.1:8001", at(3))
+	_, err = s.TaskFinish(t.Context(), &store.TaskFinishParams{ID: id, From: []task.Status{task.StatusRunning},
+		To: task.StatusFailed, LeaseOwner: replicaA, Error: &task.Error{Type: "x", Message: "boom"}, Now: at(4)})
+	must(t, "TaskFinish", err)
+	wantDeliveryIDs(t, s, id)
+	if _, ok, err := s.WebhookNextDue(t.Context()); err != nil || ok {
+		t.Errorf("WebhookNextDue = %v, %v; want nothing queued", ok, err)
+	}
+	types := loggedTypes(t, s, 0)
+	if len(types) != 7 || slices.Contains(types, event.TypeWebhookQueued) {
+		t.Errorf("logged %v, want the task's 7 events and no webhook_queued", types)
 	}
 }
