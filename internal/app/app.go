@@ -153,16 +153,14 @@ func listen(ln net.Listener, addr string) (net.Listener, error) {
 }
 
 func (a *App) build(ctx context.Context, cfg config.Config, opts Options) error {
-	raw, err := openStore(ctx, cfg)
+	// The store also queues the webhook deliveries of the task events it
+	// logs, in the step that logs them.
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	a.store = raw
-	a.warnStore(ctx)
-	// Every task event published goes through the outbox, which queues its
-	// webhook deliveries first.
-	var st store.Store = webhook.NewOutbox(raw, a.log)
 	a.store = st
+	a.warnStore(ctx)
 	base := cfg
 	if cfg, err = a.applyRuntime(ctx, cfg); err != nil {
 		return err

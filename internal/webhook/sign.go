@@ -1,6 +1,6 @@
 // Package webhook delivers task events to the URLs users subscribe: the
-// outbox that turns task events into durable deliveries in the store, the
-// deliverer that sends them (signed after the Standard Webhooks convention,
+// event types, the deliverer that sends the deliveries the store queued
+// with the events (store.WebhookStore) (signed after the Standard Webhooks convention,
 // retried with exponential backoff and jitter for a bounded time), and the
 // outbound policy that keeps those requests off private, loopback and
 // link-local addresses unless the operator allows them.
