@@ -44,6 +44,9 @@ type driver struct {
 	// outputMissed is set once an output was not in the instance's
 	// outputDir (see outputSource).
 	outputMissed atomic.Bool
+	// foreignC carries whether ComfyUI's queue holds others' prompts to
+	// foreignLoop, the newest value only.
+	foreignC chan bool
 
 	// mu guards the fields below.
 	mu          sync.Mutex
@@ -59,7 +62,7 @@ type driver struct {
 	live        int       // run goroutines under way (a run outlives its place in runs while it writes its outcome)
 	leaseUntil  time.Time // the instance lease is ours until then, by our clock
 	queue       int       // others' prompts in ComfyUI's queue, from the last status frame
-	foreign     bool      // queue > 0 as last recorded in the store
+	foreign     bool      // queue > 0 as last sent to foreignLoop
 	// runs are this driver's runs in claim order: the first is the one
 	// ComfyUI runs (or will run first), the others wait in its queue
 	// behind it (Settings.Prefetch of them at most).
@@ -84,6 +87,7 @@ func newDriver(parent context.Context, d *Dispatcher, in instance.Instance, leas
 	dr := &driver{
 		d: d, inst: in, client: d.opts.NewClient(in, d.opts.ClientID),
 		log: d.log.With("instance_id", in.ID), idleAt: time.Now(), leaseUntil: leaseUntil,
+		foreignC: make(chan bool, 1),
 	}
 	ctx, cancel := context.WithCancel(parent)
 	dr.life, dr.cancelLoop = ctx, cancel
@@ -105,6 +109,7 @@ func (dr *driver) startLoop() {
 		dr.mu.Unlock()
 	}
 	dr.goOwned(func() { _ = dr.stream.Run(ctx) })
+	dr.goOwned(func() { dr.foreignLoop(ctx) })
 	dr.startReconcile()
 }
 
@@ -539,11 +544,70 @@ func (dr *driver) state() instance.State {
 	return instance.State{ID: dr.inst.ID, Alive: dr.alive, Enabled: dr.enabled, Busy: dr.queue > 0}
 }
 
-// recordForeign stores whether ComfyUI's queue holds others' prompts, when
-// that changed (rare: someone else uses the instance).
-func (dr *driver) recordForeign(ctx context.Context, busy bool) {
-	if _, err := dr.d.opts.Fleet.Update(ctx, &store.InstanceUpdateParams{ID: dr.inst.ID, Busy: &busy}); err != nil && ctx.Err() == nil {
-		dr.log.WarnContext(ctx, "record foreign queue failed", "err", err)
+// foreignHold is how long ComfyUI's queue must hold others' prompts
+// before the instance is stored busy with them.
+const foreignHold = time.Second
+
+// noteForeign hands whether ComfyUI's queue holds others' prompts to
+// foreignLoop, replacing a value it has not taken yet.
+func (dr *driver) noteForeign(busy bool) {
+	for {
+		select {
+		case dr.foreignC <- busy:
+			return
+		default:
+		}
+		select {
+		case <-dr.foreignC:
+		default:
+		}
+	}
+}
+
+// foreignLoop stores whether ComfyUI's queue holds others' prompts (the
+// stored part of an instance's busy): busy once the queue has held them
+// for foreignHold, idle again as soon as it no longer does. Another
+// client's short prompts, such as a second gateway's on a shared instance,
+// cost no store write each; the scheduler follows the queue itself
+// (driver.ready), at once. One loop, so the writes land in the order of
+// the changes.
+func (dr *driver) foreignLoop(ctx context.Context) {
+	var stored, want bool
+	var hold *time.Timer
+	var held <-chan time.Time
+	record := func(busy bool) {
+		if _, err := dr.d.opts.Fleet.Update(ctx, &store.InstanceUpdateParams{ID: dr.inst.ID, Busy: &busy}); err != nil {
+			if ctx.Err() == nil {
+				dr.log.WarnContext(ctx, "record foreign queue failed", "err", err)
+			}
+			return
+		}
+		stored = busy
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			if hold != nil {
+				hold.Stop()
+			}
+			return
+		case want = <-dr.foreignC:
+			switch {
+			case want && !stored && held == nil:
+				hold = time.NewTimer(foreignHold)
+				held = hold.C
+			case !want && held != nil:
+				hold.Stop()
+				held = nil
+			case !want && stored:
+				record(false)
+			}
+		case <-held:
+			held = nil
+			if want && !stored {
+				record(true)
+			}
+		}
 	}
 }
 
@@ -572,7 +636,7 @@ func (dr *driver) onComfyEvent(ctx context.Context, ev comfy.Event) {
 	foreign := dr.foreign
 	dr.mu.Unlock()
 	if changed {
-		dr.goOwned(func() { dr.recordForeign(ctx, foreign) })
+		dr.noteForeign(foreign)
 	}
 	if ev.Type == comfy.EventStatus && ready {
 		dr.d.Wake()
