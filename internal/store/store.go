@@ -285,13 +285,53 @@ type TaskClaimParams struct {
 	// ms (49 days).
 	WarmWindow time.Duration
 	Now        time.Time
-	// Events, when set, builds the claim's events from the claimed task
-	// (its task_status running): they are logged and published in the
-	// claim's own atomic step (SQLite), or right after its script (Redis),
-	// numbered like Publish's. Not called when nothing is claimed. When
-	// they cannot be logged after the claim (Redis), TaskClaim returns the
-	// claimed task with the error: it is running there all the same.
+	// LogRunning logs the claimed task's task_status (running,
+	// event.StatusOf) in the claim's own atomic step, with its webhook
+	// deliveries, numbered like Publish's (ClaimEvents).
+	LogRunning bool
+	// Instance, when set, is the claiming instance's state: the claim's
+	// own atomic step logs its instance_status busy with the claimed task
+	// (ClaimEvents), before the task_status. For a claim that makes an
+	// idle instance busy.
+	Instance *instance.State
+	// Events, when set, builds more events of the claim from the claimed
+	// task, logged after those above. On SQLite it is called and its events
+	// logged in the claim's own atomic step, in the order of the store's
+	// writes (as TaskFinishParams.Also), so it may also note there what
+	// the step logged. On Redis it is called right after the claim's
+	// script and its events are published in a call of their own: when
+	// they cannot be, TaskClaim returns the claimed task with the error (it
+	// is running there all the same). Not called when nothing is claimed.
 	Events func(t *task.Task) ([]event.Event, error)
+}
+
+// ClaimEvents builds the events a claim of t logs for p.LogRunning and
+// p.Instance, in their order: the instance_status of *p.Instance busy
+// with t (event.Instance, owned by t's owner), then t's task_status
+// (event.New of event.StatusOf), both stamped p.Now. The Redis store's
+// claim script builds the same bytes.
+func ClaimEvents(p *TaskClaimParams, t *task.Task) ([]event.Event, error) {
+	var at int64
+	if !p.Now.IsZero() {
+		at = p.Now.UnixMilli()
+	}
+	var evs []event.Event
+	if p.Instance != nil {
+		st := *p.Instance
+		st.Busy, st.CurrentTaskID = true, t.ID
+		ev := event.Instance(st, t.Owner)
+		ev.Time = at
+		evs = append(evs, ev)
+	}
+	if p.LogRunning {
+		ev, err := event.New(event.TypeTaskStatus, t, event.StatusOf(t))
+		if err != nil {
+			return nil, err
+		}
+		ev.Time = at
+		evs = append(evs, ev)
+	}
+	return evs, nil
 }
 
 // TaskProgressParams raises a task's progress.

@@ -8,14 +8,19 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/comfyfleet/comfyfleet/internal/event"
+	"github.com/comfyfleet/comfyfleet/internal/instance"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
 )
 
 // TaskClaim marks the next pending task (fair share, then warm model)
 // running on p.InstanceID: a few ZSET reads, whatever the queue's length.
+// The script logs the claim's events (p.LogRunning, p.Instance); p.Events'
+// are published after it.
 func (s *Store) TaskClaim(ctx context.Context, p *store.TaskClaimParams) (*task.Task, error) {
 	keys, args := s.claimArgs(p)
 	reply, err := claimTaskScript.Run(ctx, s.rdb, keys, args...).Result()
@@ -26,28 +31,58 @@ func (s *Store) TaskClaim(ctx context.Context, p *store.TaskClaimParams) (*task.
 	if err != nil {
 		return nil, wrap(err, "claim task for %s", p.InstanceID)
 	}
-	if p.Events != nil {
-		evs, err := p.Events(t)
-		if err == nil && len(evs) > 0 {
-			err = s.Publish(ctx, evs...)
-		}
-		if err != nil {
-			// Claimed: the caller runs the task; REST shows it running.
-			return t, fmt.Errorf("redisstore: log the events of the claim of %s: %w", t.ID, err)
-		}
+	// Claimed: on an error the caller runs the task all the same; REST
+	// shows it running.
+	return t, s.publishClaimEvents(ctx, p, t)
+}
+
+// publishClaimEvents publishes the events p.Events builds for t, claimed
+// by a script.
+func (s *Store) publishClaimEvents(ctx context.Context, p *store.TaskClaimParams, t *task.Task) error {
+	if p.Events == nil {
+		return nil
 	}
-	return t, nil
+	evs, err := p.Events(t)
+	if err == nil && len(evs) > 0 {
+		err = s.Publish(ctx, evs...)
+	}
+	if err != nil {
+		return fmt.Errorf("redisstore: log the events of the claim of %s: %w", t.ID, err)
+	}
+	return nil
 }
 
 // claimArgs builds the KEYS and ARGV of claimTaskScript.
 func (s *Store) claimArgs(p *store.TaskClaimParams) ([]string, []any) {
+	return []string{s.keys.queue(), s.keys.eventLog(), s.keys.eventSeq()}, append([]any{s.keys.prefix}, s.claimArgv(p)...)
+}
+
+// claimArgv are the arguments of luaClaim's claim_task.
+func (s *Store) claimArgv(p *store.TaskClaimParams) []any {
 	window := min(p.WarmWindow.Milliseconds(), 1<<32-1)
 	ckpt := p.Checkpoint
 	if window <= 0 {
 		ckpt, window = "", 0
 	}
-	return []string{s.keys.queue()},
-		[]any{s.keys.prefix, p.InstanceID, p.LeaseOwner, msArg(p.Now), msArg(p.Now.Add(p.LeaseTTL)), ckpt, window}
+	before, after := "", ""
+	if p.Instance != nil {
+		before, after = instanceData(*p.Instance)
+	}
+	return []any{p.InstanceID, p.LeaseOwner, msArg(p.Now), msArg(p.Now.Add(p.LeaseTTL)), ckpt, window,
+		boolArg(p.LogRunning), before, after, s.keys.events(), s.logSize, webhookTimestamp(p.Now)}
+}
+
+// instanceData splits the data of the instance_status a claim logs for st
+// (store.ClaimEvents) around the claimed task's id, which the script puts
+// in: before ends with the currentTaskId field's name.
+func instanceData(st instance.State) (before, after string) {
+	st.Busy, st.CurrentTaskID = true, ""
+	data, _ := json.Marshal(event.InstanceStatusOf(st)) // plain fields: cannot fail
+	// No JSON string holds the field as it is written here, quotes and
+	// all: a quote inside a string is escaped.
+	const field = `"currentTaskId":`
+	before, after, _ = strings.Cut(string(data), field+`""`)
+	return before + field, after
 }
 
 // TaskProgress raises a running task's progress, capped at 99.

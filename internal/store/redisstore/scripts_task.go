@@ -166,68 +166,106 @@ log_events(ev + 3, e, KEYS[3], KEYS[4], ARGV[ev + 1], ARGV[ev + 2])
 return seq
 `)
 
-// claimTaskScript takes the next task (store.TaskClaim) that the instance
-// can run and marks it running. Capability: of each owner, only the
-// requirements in its requirement set that are empty or in the instance's
-// capable set count. Fair share: the first of the queue owners (lowest
-// score, then name) with such a requirement gives the head, the lowest
-// member over the heads of those requirements' queues. Warm model: the
-// lowest member over the same requirements' queues for the instance's model
-// replaces it when its rank is within the window. O(log n) per runnable
-// requirement of the owner served, plus the owners passed over.
+// luaClaim takes the next task (store.TaskClaim) that the instance can run,
+// marks it running, and logs the claim's events with their webhook
+// deliveries. It needs what luaInsert needs.
 //
-//	KEYS[1] queue (the scripts reach the other queue keys through the prefix)
-//	ARGV[1] prefix, ARGV[2] instance id, ARGV[3] lease owner, ARGV[4] now ms,
-//	ARGV[5] lease expiry ms, ARGV[6] the instance's CheckpointKey ('' none),
-//	ARGV[7] warm window ms (0 off)
-//	returns the claimed task as HGETALL pairs; NOTFOUND if nothing is
-//	pending, NOTFOUND NONE_RUNNABLE if nothing pending can run there
-var claimTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, `
-local none_runnable = '`+reasonNoneRunnable+`'
-migrate_caps()
-local inst = ARGV[2]
-local first, head, runnable
-for _, owner in ipairs(redis.call('ZRANGE', key_queue_owners(), 0, -1)) do
-  local caps = {}
-  for _, cap in ipairs(redis.call('SMEMBERS', key_owner_caps(owner))) do
-    if cap == '' or redis.call('SISMEMBER', key_capable(inst), cap) == 1 then
-      local h = redis.call('ZRANGE', key_cap_queue(owner, cap), 0, 0)[1]
-      if h then
-        caps[#caps + 1] = cap
-        if not head or h < head then head = h end
+// Capability: of each owner, only the requirements in its requirement set
+// that are empty or in the instance's capable set count. Fair share: the
+// first of the queue owners (lowest score, then name) with such a
+// requirement gives the head, the lowest member over the heads of those
+// requirements' queues. Warm model: the lowest member over the same
+// requirements' queues for the instance's model replaces it when its rank
+// is within the window. O(log n) per runnable requirement of the owner
+// served, plus the owners passed over.
+//
+// The events are store.ClaimEvents': the instance_status is the data Go
+// encoded (claimArgv) with the task's id put in, the task_status is
+// log_final_events' (running). Conformance tests check that they equal
+// store.ClaimEvents'.
+//
+// claim_task(a, log, counter) reads its arguments from ARGV[a] on (claimArgv):
+//
+//	ARGV[a] instance id, ARGV[a+1] lease owner, ARGV[a+2] now ms,
+//	ARGV[a+3] lease expiry ms, ARGV[a+4] the instance's CheckpointKey
+//	('' none), ARGV[a+5] warm window ms (0 off), ARGV[a+6] '1' to log the
+//	task's task_status, ARGV[a+7] and ARGV[a+8] the data of the instance's
+//	instance_status before and after the task's id ('' and '': none),
+//	ARGV[a+9] event channel, ARGV[a+10] event log size, ARGV[a+11] the
+//	webhook timestamp of now (store.WebhookTimestamp)
+//	returns the claimed task's key, or nil and an error reply: NOTFOUND if
+//	nothing is pending, NOTFOUND NONE_RUNNABLE if nothing pending can run
+//	there
+const luaClaim = `
+local none_runnable = '` + reasonNoneRunnable + `'
+local function claim_task(a, log, counter)
+  migrate_caps()
+  local inst = ARGV[a]
+  local first, head, runnable
+  for _, owner in ipairs(redis.call('ZRANGE', key_queue_owners(), 0, -1)) do
+    local caps = {}
+    for _, cap in ipairs(redis.call('SMEMBERS', key_owner_caps(owner))) do
+      if cap == '' or redis.call('SISMEMBER', key_capable(inst), cap) == 1 then
+        local h = redis.call('ZRANGE', key_cap_queue(owner, cap), 0, 0)[1]
+        if h then
+          caps[#caps + 1] = cap
+          if not head or h < head then head = h end
+        end
       end
     end
+    if head then
+      first, runnable = owner, caps
+      break
+    end
   end
-  if head then
-    first, runnable = owner, caps
-    break
+  if not head then
+    if redis.call('ZCARD', key_queue()) > 0 then return nil, redis.error_reply('NOTFOUND ' .. none_runnable) end
+    return nil, redis.error_reply('NOTFOUND no pending task')
   end
-end
-if not head then
-  if redis.call('ZCARD', key_queue()) > 0 then return redis.error_reply('NOTFOUND ' .. none_runnable) end
-  return redis.error_reply('NOTFOUND no pending task')
-end
-local pick, ck, window = head, ARGV[6], tonumber(ARGV[7])
-if ck ~= '' and window > 0 and redis.call('HGET', key_task(queue_id(head)), 'ck') ~= ck then
-  local warm
-  for _, cap in ipairs(runnable) do
-    local w = redis.call('ZRANGE', key_cap_ckpt_queue(first, cap, ck), 0, 0)[1]
-    if w and (not warm or w < warm) then warm = w end
+  local pick, ck, window = head, ARGV[a + 4], tonumber(ARGV[a + 5])
+  if ck ~= '' and window > 0 and redis.call('HGET', key_task(queue_id(head)), 'ck') ~= ck then
+    local warm
+    for _, cap in ipairs(runnable) do
+      local w = redis.call('ZRANGE', key_cap_ckpt_queue(first, cap, ck), 0, 0)[1]
+      if w and (not warm or w < warm) then warm = w end
+    end
+    if warm and string.sub(warm, 1, 16) <= rank_plus(head, window) then pick = warm end
   end
-  if warm and string.sub(warm, 1, 16) <= rank_plus(head, window) then pick = warm end
+  local id = queue_id(pick)
+  local key = key_task(id)
+  local owner = redis.call('HGET', key, 'owner') or ''
+  local now, lexp = ARGV[a + 2], ARGV[a + 3]
+  redis.call('HSET', key_owner_served(), owner, redis.call('INCR', key_served_serial()))
+  dequeue(key, pick)
+  redis.call('HSET', key, 'status', 'running', 'inst', inst, 'lowner', ARGV[a + 1], 'lexp', lexp,
+    'started', now, 'updated', now)
+  redis.call('HINCRBY', key, 'attempts', 1)
+  redis.call('ZADD', key_leases(), lexp, id)
+  redis.call('SADD', key_running_on(inst), id)
+  count_running(owner, 1)
+  relist(key, id, 'pending', 'running')
+  local channel, size = ARGV[a + 9], ARGV[a + 10]
+  if ARGV[a + 7] ~= '' then
+    log_msg(log, counter, channel, size, '"t":"instance_status","o":' .. cjson.encode(owner) .. ',"ts":' .. now ..
+      '}\n' .. ARGV[a + 7] .. cjson.encode(id) .. ARGV[a + 8])
+  end
+  if ARGV[a + 6] == '1' and log_final_events(key, id, 'running', now, ARGV[a + 11], log, counter, channel, size) > 0 then
+    log_wake(log, counter, channel, size, now)
+  end
+  return key
 end
-local id = queue_id(pick)
-local key = key_task(id)
-local owner = redis.call('HGET', key, 'owner') or ''
-redis.call('HSET', key_owner_served(), owner, redis.call('INCR', key_served_serial()))
-dequeue(key, pick)
-redis.call('HSET', key, 'status', 'running', 'inst', ARGV[2], 'lowner', ARGV[3], 'lexp', ARGV[5],
-  'started', ARGV[4], 'updated', ARGV[4])
-redis.call('HINCRBY', key, 'attempts', 1)
-redis.call('ZADD', key_leases(), ARGV[5], id)
-redis.call('SADD', key_running_on(ARGV[2]), id)
-count_running(owner, 1)
-relist(key, id, 'pending', 'running')
+`
+
+// claimTaskScript claims a task (luaClaim).
+//
+//	KEYS[1] queue (the scripts reach the other queue keys through the
+//	prefix), KEYS[2] event log stream, KEYS[3] event counter
+//	ARGV[1] prefix, ARGV[2..13] claim_task's arguments (a = 2)
+//	returns the claimed task as HGETALL pairs; NOTFOUND if nothing is
+//	pending, NOTFOUND NONE_RUNNABLE if nothing pending can run there
+var claimTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, luaWebhookKeys, luaWebhookEnqueue, luaEventLog, luaClaim, `
+local key, err = claim_task(2, KEYS[2], KEYS[3])
+if err then return err end
 return redis.call('HGETALL', key)
 `)
 

@@ -71,16 +71,24 @@ func (s *Store) TaskClaim(ctx context.Context, p *store.TaskClaimParams) (*task.
 	return tk, nil
 }
 
-// claimEvents logs the events p.Events builds for the claimed task tk.
+// claimEvents logs the events of the claim of tk: those p.LogRunning and
+// p.Instance ask for (store.ClaimEvents), then those p.Events builds.
 func (s *Store) claimEvents(ctx context.Context, ex execer, p *store.TaskClaimParams, tk *task.Task) ([]event.Event, error) {
-	if p.Events == nil {
-		return nil, nil
-	}
-	evs, err := p.Events(tk)
-	if err != nil || len(evs) == 0 {
+	evs, err := store.ClaimEvents(p, tk)
+	if err != nil {
 		return nil, err
 	}
-	return s.logEvents(ctx, ex, ownEvents(evs)...)
+	if p.Events != nil {
+		more, err := p.Events(tk)
+		if err != nil {
+			return nil, err
+		}
+		evs = append(evs, ownEvents(more)...)
+	}
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	return s.logEvents(ctx, ex, evs...)
 }
 
 // claimIn runs the claim in the caller's write: ErrNotFound when nothing

@@ -3,8 +3,10 @@ package storetest
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/comfyfleet/comfyfleet/internal/event"
+	"github.com/comfyfleet/comfyfleet/internal/instance"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
 )
@@ -17,6 +19,8 @@ func stepCases() []testCase {
 		{"RefusedInsertClaimsNothing", testInsertClaimRefused},
 		{"ClaimLogsEvents", testClaimLogsEvents},
 		{"InsertClaimLogsEvents", testInsertClaimLogsEvents},
+		{"ClaimLogsItsEvents", testClaimLogsItsEvents},
+		{"InsertClaimLogsItsEvents", testInsertClaimLogsItsEvents},
 		{"FinishLogsAlso", testFinishLogsAlso},
 	}
 }
@@ -191,6 +195,117 @@ func testInsertClaimLogsEvents(t *testing.T, s store.Store) {
 	}
 	want := []string{evs[0].Type, evs[1].Type, event.TypeTaskStatus}
 	diff(t, "logged events", want, got)
+}
+
+// claimInstance is an instance's state with every field of its
+// instance_status set, strings that JSON escapes included.
+var claimInstance = instance.State{ID: "127.0.0.1:8001", Alive: true, Enabled: true,
+	LastError: "dial \"127.0.0.1:8001\": <refused> & gone é\u2028\n", DrainReason: "failures/5", AutoDrained: true}
+
+// claimedEvents are the events of a claim of tk for st (nil: none), as
+// the dispatcher built them before the stores did: st's instance_status
+// busy with tk (event.Instance), then tk's task_status (event.New of
+// event.StatusOf), stamped now.
+func claimedEvents(t *testing.T, tk *task.Task, st *instance.State, now time.Time) []event.Event {
+	t.Helper()
+	var evs []event.Event
+	if st != nil {
+		busy := *st
+		busy.Busy, busy.CurrentTaskID = true, tk.ID
+		evs = append(evs, event.Instance(busy, tk.Owner))
+	}
+	ev, err := event.New(event.TypeTaskStatus, tk, event.StatusOf(tk))
+	must(t, "event.New", err)
+	evs = append(evs, ev)
+	for i := range evs {
+		evs[i].Time = now.UnixMilli()
+	}
+	return evs
+}
+
+// wantLogged checks that the events logged after seq are want, byte for
+// byte, numbered one after the other, and that sub delivers them so.
+func wantLogged(t *testing.T, s store.Store, sub store.Subscription, seq int64, want []event.Event) {
+	t.Helper()
+	var numbered []event.Event
+	for i, ev := range want {
+		ev.Seq = seq + int64(i) + 1
+		numbered = append(numbered, ev)
+	}
+	diff(t, "events logged", numbered, loggedAfter(t, s, seq))
+	for i, ev := range numbered {
+		got := recv(t, sub)
+		diff(t, "event delivered", ev, got)
+		if string(got.Data) != string(want[i].Data) {
+			t.Fatalf("event %d data = %s, want %s", i, got.Data, want[i].Data)
+		}
+	}
+}
+
+// testClaimLogsItsEvents: a claim with LogRunning and Instance logs, in its
+// own step, the instance's instance_status busy with the claimed task, then
+// the task's task_status running, byte for byte as event.Instance and
+// event.New build them from the task as stored (store.ClaimEvents builds
+// the same), stamped p.Now; then p.Events' events. The caller's instance
+// state is left as it was. A claim of nothing logs nothing.
+func testClaimLogsItsEvents(t *testing.T, s store.Store) {
+	st := claimInstance
+	calls := 0
+	p := &store.TaskClaimParams{InstanceID: st.ID, LeaseOwner: replicaA, LeaseTTL: leaseTTL, Now: at(2),
+		LogRunning: true, Instance: &st, Events: func(*task.Task) ([]event.Event, error) {
+			calls++
+			return []event.Event{loggedEvent(7)}, nil
+		}}
+	before, err := s.LastEventSeq(t.Context())
+	must(t, "LastEventSeq", err)
+	_, err = s.TaskClaim(t.Context(), p)
+	wantErr(t, "claim of an empty queue", err, store.ErrNotFound)
+	if logged := loggedAfter(t, s, before); calls != 0 || len(logged) != 0 {
+		t.Fatalf("a claim of nothing built events %d times and logged %v", calls, logged)
+	}
+	tk := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(1)})
+	sub := subscribe(t, s, t.Context())
+	claimed, err := s.TaskClaim(t.Context(), p)
+	must(t, "TaskClaim", err)
+	stored := get(t, s, tk.ID)
+	if claimed.ID != tk.ID || stored.Status != task.StatusRunning || stored.InstanceID != st.ID || stored.Attempts != 1 || calls != 1 {
+		t.Fatalf("claimed %s, stored %s on %q after %d attempts, %d calls; want %s running on %s, 1 attempt, 1 call",
+			claimed.ID, stored.Status, stored.InstanceID, stored.Attempts, calls, tk.ID, st.ID)
+	}
+	want := claimedEvents(t, stored, &st, at(2))
+	built, err := store.ClaimEvents(p, claimed)
+	must(t, "store.ClaimEvents", err)
+	diff(t, "store.ClaimEvents", want, built)
+	wantLogged(t, s, sub, before, append(want, loggedEvent(7)))
+	diff(t, "the caller's instance state", claimInstance, st)
+}
+
+// testInsertClaimLogsItsEvents: an insert that claims the new task with
+// LogRunning and Instance logs the insert's events, then the claim's,
+// byte for byte as in testClaimLogsItsEvents, all in its step; with
+// LogRunning alone, the task_status only.
+func testInsertClaimLogsItsEvents(t *testing.T, s store.Store) {
+	for _, withInstance := range []bool{true, false} {
+		var st *instance.State
+		if withInstance {
+			st = &instance.State{ID: "127.0.0.1:8002", Alive: true, Enabled: true}
+		}
+		id := newID()
+		evs := pendingEvents(t, id, "bob", at(3))
+		before, err := s.LastEventSeq(t.Context())
+		must(t, "LastEventSeq", err)
+		sub := subscribe(t, s, t.Context())
+		_, claimed, err := s.TaskInsertClaim(t.Context(),
+			&store.TaskInsertParams{ID: id, Owner: "bob", Workflow: []byte(`{}`), Now: at(3), Events: evs},
+			&store.TaskClaimParams{InstanceID: "127.0.0.1:8002", LeaseOwner: replicaA, LeaseTTL: leaseTTL, Now: at(4),
+				LogRunning: true, Instance: st})
+		must(t, "TaskInsertClaim", err)
+		if claimed == nil || claimed.ID != id {
+			t.Fatalf("claimed %v, want the new task", claimed)
+		}
+		wantLogged(t, s, sub, before, append(evs, claimedEvents(t, get(t, s, id), st, at(4))...))
+		must(t, "close", sub.Close())
+	}
 }
 
 // testFinishLogsAlso: a finish logs the events Also builds after its final

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/comfyfleet/comfyfleet/internal/event"
+	"github.com/comfyfleet/comfyfleet/internal/instance"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
 )
@@ -450,44 +451,39 @@ func testWebhookRequeueCancel(t *testing.T, s store.Store) {
 	checkPayloads(t, s, b.ID)
 }
 
-// runningEvents builds a claim's events as the dispatcher does: the
-// claimed task's task_status, stamped now.
-func runningEvents(now time.Time) func(*task.Task) ([]event.Event, error) {
-	return func(t *task.Task) ([]event.Event, error) {
-		ev, err := event.New(event.TypeTaskStatus, t, event.StatusOf(t))
-		ev.Time = now.UnixMilli()
-		return []event.Event{ev}, err
-	}
-}
-
-// testWebhookClaim: a claim that logs its task_status running queues its
-// task.running delivery with it, alone or in an insert's step; a claim
-// that finds nothing queues nothing.
+// testWebhookClaim: a claim that logs its task_status running (and the
+// instance's instance_status) queues its task.running delivery in its
+// step, alone or in an insert's; a claim that finds nothing queues
+// nothing.
 func testWebhookClaim(t *testing.T, s store.Store) {
 	all := sub(t, s, "alice", "")
 	a := insert(t, s, store.TaskInsertParams{Owner: "alice", Now: at(0)})
 	_, err := s.TaskClaim(t.Context(), &store.TaskClaimParams{InstanceID: "127.0.0.1:8001", LeaseOwner: replicaA,
-		LeaseTTL: leaseTTL, Now: at(1), Events: runningEvents(at(1))})
+		LeaseTTL: leaseTTL, Now: at(1), LogRunning: true, Instance: &instance.State{ID: "127.0.0.1:8001", Alive: true, Enabled: true}})
 	must(t, "TaskClaim", err)
 	wantDeliveryIDs(t, s, a.ID, all.ID+".evt_"+a.ID+"_running.1")
-	diff(t, "the claim's events", []string{event.TypeTaskStatus, event.TypeWebhookQueued}, loggedTypes(t, s, 0))
+	diff(t, "the claim's events", []string{event.TypeInstanceStatus, event.TypeTaskStatus, event.TypeWebhookQueued}, loggedTypes(t, s, 0))
 	checkPayloads(t, s, a.ID)
 
 	id := newID()
+	last, err := s.LastEventSeq(t.Context())
+	must(t, "LastEventSeq", err)
 	_, claimed, err := s.TaskInsertClaim(t.Context(), &store.TaskInsertParams{ID: id, Owner: "alice", Workflow: []byte(`{}`),
 		Now: at(2), Events: pendingEvents(t, id, "alice", at(2))},
-		&store.TaskClaimParams{InstanceID: "127.0.0.1:8002", LeaseOwner: replicaA, LeaseTTL: leaseTTL, Now: at(2), Events: runningEvents(at(2))})
+		&store.TaskClaimParams{InstanceID: "127.0.0.1:8002", LeaseOwner: replicaA, LeaseTTL: leaseTTL, Now: at(2), LogRunning: true})
 	must(t, "TaskInsertClaim", err)
 	if claimed == nil || claimed.ID != id {
 		t.Fatalf("claimed %v, want the new task", claimed)
 	}
 	wantDeliveryIDs(t, s, id, all.ID+".evt_"+id+"_pending.0", all.ID+".evt_"+id+"_running.1")
+	diff(t, "the insert's and the claim's events", []string{event.TypeTaskStatus, event.TypeTaskQueued, event.TypeWebhookQueued,
+		event.TypeTaskStatus, event.TypeWebhookQueued}, loggedTypes(t, s, last))
 	checkPayloads(t, s, id)
 
-	last, err := s.LastEventSeq(t.Context())
+	last, err = s.LastEventSeq(t.Context())
 	must(t, "LastEventSeq", err)
 	_, err = s.TaskClaim(t.Context(), &store.TaskClaimParams{InstanceID: "127.0.0.1:8003", LeaseOwner: replicaA,
-		LeaseTTL: leaseTTL, Now: at(3), Events: runningEvents(at(3))})
+		LeaseTTL: leaseTTL, Now: at(3), LogRunning: true, Instance: &instance.State{ID: "127.0.0.1:8003"}})
 	wantErr(t, "TaskClaim on an empty queue", err, store.ErrNotFound)
 	if types := loggedTypes(t, s, last); len(types) != 0 {
 		t.Errorf("a claim that found nothing logged %v", types)
