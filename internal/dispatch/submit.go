@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/comfyfleet/comfyfleet/internal/event"
@@ -34,6 +35,12 @@ func (d *Dispatcher) InsertTask(ctx context.Context, p *store.TaskInsertParams) 
 		dr.release()
 		if t == nil {
 			d.submitted.Delete(p.ID)
+			if !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrLimit) {
+				// Not refused: the insert and the claim may have been
+				// applied with the answer lost (one step on either
+				// store). Reconcile finds a task claimed that way.
+				dr.startReconcile()
+			}
 			return nil, err
 		}
 		// Inserted, but the claim's answer is lost: it may be running on
@@ -81,25 +88,24 @@ func (d *Dispatcher) readyAtSubmit() *driver {
 
 // claimParams are the parameters of a claim for dr. The claim's step logs
 // the task's task_status running and, when the instance had nothing to run,
-// its instance_status busy with the task: no step of their own once the
-// prompt is submitted. A task prefetched behind another becomes the
-// instance's current task when that one ends (driver.finishRun).
+// its instance_status busy with the task (store.ClaimEvents): no step of
+// their own once the prompt is submitted. A task prefetched behind another
+// becomes the instance's current task when that one ends (driver.finishRun).
 func (d *Dispatcher) claimParams(dr *driver) *store.TaskClaimParams {
-	st, idle := dr.state(), dr.load() == 0
-	return &store.TaskClaimParams{
+	p := &store.TaskClaimParams{
 		InstanceID: dr.inst.ID, LeaseOwner: d.opts.Replica, LeaseTTL: d.opts.LeaseTTL,
-		Checkpoint: dr.checkpoint(), WarmWindow: d.current().WarmWindow, Now: time.Now(),
-		Events: func(t *task.Task) ([]event.Event, error) {
-			ev, err := event.New(event.TypeTaskStatus, t, event.StatusOf(t))
-			if err != nil {
-				return nil, err
-			}
-			if !idle {
-				return []event.Event{ev}, nil
-			}
-			dr.noteInstanceLogged()
-			st.Busy, st.CurrentTaskID = true, t.ID
-			return []event.Event{event.Instance(st, t.Owner), ev}, nil
-		},
+		Checkpoint: dr.checkpoint(), WarmWindow: d.current().WarmWindow, Now: time.Now(), LogRunning: true,
 	}
+	if dr.load() == 0 {
+		st := dr.state()
+		p.Instance = &st
+		// Called in the claim's step, in the order of the store's writes
+		// on SQLite: a finish written after it leaves its run's end out
+		// (driver.endEvents).
+		p.Events = func(*task.Task) ([]event.Event, error) {
+			dr.noteInstanceLogged()
+			return nil, nil
+		}
+	}
+	return p
 }

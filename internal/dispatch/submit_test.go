@@ -201,3 +201,40 @@ func TestInstanceStatusFollowsPrefetch(t *testing.T) {
 		t.Fatalf("events %q, want %q", got, want)
 	}
 }
+
+// lostInsertClaimAnswer applies the first insert that claims a task but
+// answers it as a store that died mid-call: the insert and the claim
+// happened (one step), the replica knows neither.
+type lostInsertClaimAnswer struct {
+	store.Store
+	lost atomic.Bool
+}
+
+func (l *lostInsertClaimAnswer) TaskInsertClaim(ctx context.Context, p *store.TaskInsertParams, c *store.TaskClaimParams) (*task.Task, *task.Task, error) {
+	t, claimed, err := l.Store.TaskInsertClaim(ctx, p, c)
+	if err == nil && claimed != nil && l.lost.CompareAndSwap(false, true) {
+		return nil, nil, fmt.Errorf("insert task %s: %w: EOF", p.ID, store.ErrUnavailable)
+	}
+	return t, claimed, err
+}
+
+// TestInsertClaimAnswerLost: a task inserted and claimed at submit by a
+// call whose answer was lost is found by the driver's reconcile and runs,
+// instead of staying running on the instance with no run for good.
+func TestInsertClaimAnswerLost(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 1, comfysim.Options{})
+	st := &lostInsertClaimAnswer{Store: r.st}
+	rep := r.run("a", st, nil)
+	waitFor(t, 10*time.Second, "an instance ready for work", func() bool { return rep.d.ReadyInstances() > 0 })
+	id := uuid.NewString()
+	if _, err := rep.d.InsertTask(t.Context(), &store.TaskInsertParams{
+		ID: id, Owner: "alice", Workflow: workflow("lost-insert-claim"), Now: time.Now(),
+	}); err == nil || !st.lost.Load() {
+		t.Fatalf("InsertTask: err = %v, answer lost = %v; want the lost answer's error", err, st.lost.Load())
+	}
+	r.waitStatus(id, task.StatusCompleted, 10*time.Second)
+	if n := r.log.Count(id); n != 1 {
+		t.Errorf("runs = %d, want 1", n)
+	}
+}
