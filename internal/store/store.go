@@ -93,12 +93,14 @@ type TaskStore interface {
 	// the same atomic step as the insert.
 	TaskInsert(ctx context.Context, p *TaskInsertParams) (*task.Task, error)
 	// TaskInsertClaim is TaskInsert followed by TaskClaim(c), in the same
-	// atomic step where the store can (SQLite; on Redis two calls): it
-	// returns the inserted task and the task claimed for c.InstanceID, the
-	// new one or one ahead of it in line, or nil when nothing could be
-	// claimed there (TaskClaim's ErrNotFound is no error here). A failed
-	// insert claims nothing. A claim error after a successful insert comes
-	// with the inserted task: the claim may have been applied.
+	// atomic step: it returns the inserted task and the task claimed for
+	// c.InstanceID, the new one or one ahead of it in line, or nil when
+	// nothing could be claimed there (TaskClaim's ErrNotFound is no error
+	// here). A failed insert claims nothing. An error of c.Events' events
+	// (Redis: TaskClaimParams.Events) comes with both tasks: the insert and
+	// the claim were applied. Any other error but the store's refusal
+	// (ErrConflict, ErrLimit) may hide an insert and a claim that were
+	// applied, the answer lost (ErrUnavailable).
 	TaskInsertClaim(ctx context.Context, p *TaskInsertParams, c *TaskClaimParams) (inserted, claimed *task.Task, err error)
 	// TaskGet returns one task with its workflow and params.
 	TaskGet(ctx context.Context, id string) (*task.Task, error)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/comfyfleet/comfyfleet/internal/instance"
@@ -53,15 +54,16 @@ func (l *commandLog) take() []string {
 }
 
 // TestClaimIsOneCall: a claim that logs its events (LogRunning, Instance)
-// is one script call: the events and their webhook deliveries are written
-// by the script that claims, so no replica can claim without logging
-// them, and the run waits for no second round trip.
+// is one script call, and so is an insert that claims: the events and
+// their webhook deliveries are written by the script that claims, so no
+// replica can claim without logging them, and the run waits for no
+// second round trip.
 func TestClaimIsOneCall(t *testing.T) {
 	s := open(t)
 	ctx := t.Context()
 	mustOK(t, s.WebhookSubInsert(ctx, &store.WebhookSub{ID: "wh-1", Owner: "alice", URL: "https://example.com/hook",
 		Secret: "whsec_c2VjcmV0", CreatedAt: t0}))
-	for _, sc := range []*redis.Script{insertTaskScript, claimTaskScript} {
+	for _, sc := range []*redis.Script{insertTaskScript, claimTaskScript, insertClaimTaskScript} {
 		mustOK(t, sc.Load(ctx, s.rdb).Err()) // EVALSHA finds them: one command a call
 	}
 	log := &commandLog{}
@@ -79,8 +81,18 @@ func TestClaimIsOneCall(t *testing.T) {
 		t.Errorf("TaskClaim sent %v, want one script call", got)
 	}
 
-	// The claim logged its events and queued their deliveries.
-	for _, id := range []string{tk.ID} {
+	_, claimed, err := s.TaskInsertClaim(ctx, &store.TaskInsertParams{ID: uuid.NewString(), Owner: "alice",
+		Workflow: []byte(`{}`), Now: at(2)}, claim(at(2)))
+	mustOK(t, err)
+	if claimed == nil {
+		t.Fatal("TaskInsertClaim claimed nothing")
+	}
+	if got := log.take(); len(got) != 1 {
+		t.Errorf("TaskInsertClaim sent %v, want one script call", got)
+	}
+
+	// Both claims logged their events and queued their deliveries.
+	for _, id := range []string{tk.ID, claimed.ID} {
 		ds, err := s.WebhookDeliveries(ctx, id)
 		mustOK(t, err)
 		if len(ds) != 1 || ds[0].EventID != "evt_"+id+"_running.1" {

@@ -228,17 +228,32 @@ func (s *Store) TaskListRunning(ctx context.Context, p *store.TaskListRunningPar
 	return tasks, nil
 }
 
-// TaskInsertClaim is TaskInsert, then TaskClaim: two calls, each atomic,
-// not one step. A claim error after the insert is returned with the
-// inserted task (the claim may have been applied).
+// TaskInsertClaim is TaskInsert, then TaskClaim, in one script; c.Events'
+// events are published after it.
 func (s *Store) TaskInsertClaim(ctx context.Context, p *store.TaskInsertParams, c *store.TaskClaimParams) (*task.Task, *task.Task, error) {
-	t, err := s.TaskInsert(ctx, p)
+	keys, args, err := s.insertArgs(p)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, wrap(err, "insert task %s", p.ID)
 	}
-	claimed, err := s.TaskClaim(ctx, c)
-	if errors.Is(err, store.ErrNotFound) {
+	args = slices.Concat(args[:1], s.claimArgv(c), args[1:])
+	reply, err := insertClaimTaskScript.Run(ctx, s.rdb, append(keys, s.keys.queue()), args...).Slice()
+	if err != nil {
+		return nil, nil, wrap(err, "insert task %s", p.ID)
+	}
+	var seq int64
+	if len(reply) > 0 {
+		seq, _ = reply[0].(int64)
+	}
+	if seq == 0 {
+		return nil, nil, fmt.Errorf("redisstore: insert task %s: unexpected reply %v", p.ID, reply)
+	}
+	t := inserted(p, seq)
+	if len(reply) < 2 {
 		return t, nil, nil
 	}
-	return t, claimed, err
+	claimed, err := taskReply(reply[1])
+	if err != nil {
+		return t, nil, wrap(err, "claim task for %s", c.InstanceID)
+	}
+	return t, claimed, s.publishClaimEvents(ctx, c, claimed)
 }

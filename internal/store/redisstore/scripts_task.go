@@ -119,50 +119,69 @@ local function check_running(key, owner)
 end
 `
 
-// insertTaskScript adds a pending task, unless its owner already has the
-// most pending tasks allowed (the length of their queue), and, the first
-// time its placement requirement is seen, the requirement and the
-// instances able to run it.
+// luaInsert adds a pending task. It needs luaKeys, luaMembers,
+// luaTaskIndexes, luaWebhookKeys, luaWebhookEnqueue and luaEventLog.
+//
+// insert_task(a, key, seqkey, log, counter) adds the task whose hash is key
+// (seqkey the seq counter; log and counter the event log stream and event
+// counter), unless its owner already has the most pending tasks allowed
+// (the length of their queue), and, the first time its placement
+// requirement is seen, the requirement and the instances able to run it.
+// Its arguments are ARGV[a] on, through the last (insertArgs):
+//
+//	ARGV[a] id, ARGV[a+1] owner ('' none), ARGV[a+2] CreatedAt ms,
+//	ARGV[a+3] queue member prefix (queueMemberPrefix), ARGV[a+4] most
+//	pending tasks of the owner (0: no bound), ARGV[a+5] requirement key
+//	('' none), ARGV[a+6] its data, ARGV[a+7] n, ARGV[a+8..a+7+n] the
+//	instances able to run it, ARGV[a+8+n] e, ARGV[a+9+n] event channel,
+//	ARGV[a+10+n] event log size, ARGV[a+11+n..a+10+n+7e] events to log with
+//	their webhook events, seven arguments each (eventArgs), then hash
+//	field, value pairs to the last (with owner, ck, the CheckpointKey, and
+//	cap, the requirement key)
+//	returns the task's Seq, or nil and an error reply: CONFLICT if the id
+//	exists; LIMIT if the owner has ARGV[a+4] pending tasks
+const luaInsert = `
+local function insert_task(a, key, seqkey, log, counter)
+  if redis.call('EXISTS', key) == 1 then return nil, redis.error_reply('CONFLICT task exists') end
+  local id, owner, created, max = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 4])
+  local capkey, n = ARGV[a + 5], tonumber(ARGV[a + 7])
+  if max > 0 and redis.call('ZCARD', key_owner_queue(owner)) >= max then
+    return nil, redis.error_reply('LIMIT owner has ' .. max .. ' pending tasks')
+  end
+  if capkey ~= '' and redis.call('EXISTS', key_cap(capkey)) == 0 then
+    redis.call('HSET', key_cap(capkey), 'data', ARGV[a + 6], 'created', created)
+    redis.call('SADD', key_caps(), capkey)
+    for i = a + 8, a + 7 + n do
+      redis.call('SADD', key_cap_on(capkey), ARGV[i])
+      redis.call('SADD', key_capable(ARGV[i]), capkey)
+    end
+  end
+  local ev = a + 8 + n
+  local e = tonumber(ARGV[ev])
+  local seq = redis.call('INCR', seqkey)
+  local qm = queue_member(ARGV[a + 3], seq, id)
+  redis.call('HSET', key, 'seq', string.format('%d', seq), 'qm', qm, unpack(ARGV, ev + 3 + 7 * e))
+  enqueue(key, qm)
+  local m = list_member(seq, id)
+  for _, list in ipairs({'all', 'pending'}) do
+    redis.call('ZADD', key_list(list), created, m)
+    if owner ~= '' then redis.call('ZADD', key_owner_list(list, owner), created, m) end
+  end
+  log_events(ev + 3, e, log, counter, ARGV[ev + 1], ARGV[ev + 2])
+  return seq
+end
+`
+
+// insertTaskScript adds a pending task (luaInsert).
 //
 //	KEYS[1] task hash, KEYS[2] seq counter, KEYS[3] event log stream,
 //	KEYS[4] event counter
-//	ARGV[1] prefix, ARGV[2] id, ARGV[3] owner ('' none), ARGV[4] CreatedAt ms,
-//	ARGV[5] queue member prefix (queueMemberPrefix), ARGV[6] most pending
-//	tasks of the owner (0: no bound), ARGV[7] requirement key ('' none),
-//	ARGV[8] its data, ARGV[9] n, ARGV[10..9+n] the instances able to run it,
-//	ARGV[10+n] e, ARGV[11+n] event channel, ARGV[12+n] event log size,
-//	ARGV[13+n..12+n+7e] events to log with their webhook events, seven
-//	arguments each (eventArgs), ARGV[13+n+7e..] hash field, value pairs
-//	(with owner, ck, the CheckpointKey, and cap, the requirement key)
+//	ARGV[1] prefix, ARGV[2..] insert_task's arguments (a = 2)
 //	returns the task's Seq; CONFLICT if the id exists; LIMIT if the owner
-//	has ARGV[6] pending tasks
-var insertTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, luaWebhookKeys, luaWebhookEnqueue, luaEventLog, `
-if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('CONFLICT task exists') end
-local id, owner, created, max = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[6])
-local capkey, n = ARGV[7], tonumber(ARGV[9])
-if max > 0 and redis.call('ZCARD', key_owner_queue(owner)) >= max then
-  return redis.error_reply('LIMIT owner has ' .. max .. ' pending tasks')
-end
-if capkey ~= '' and redis.call('EXISTS', key_cap(capkey)) == 0 then
-  redis.call('HSET', key_cap(capkey), 'data', ARGV[8], 'created', created)
-  redis.call('SADD', key_caps(), capkey)
-  for i = 10, 9 + n do
-    redis.call('SADD', key_cap_on(capkey), ARGV[i])
-    redis.call('SADD', key_capable(ARGV[i]), capkey)
-  end
-end
-local ev = 10 + n
-local e = tonumber(ARGV[ev])
-local seq = redis.call('INCR', KEYS[2])
-local qm = queue_member(ARGV[5], seq, id)
-redis.call('HSET', KEYS[1], 'seq', string.format('%d', seq), 'qm', qm, unpack(ARGV, ev + 3 + 7 * e))
-enqueue(KEYS[1], qm)
-local m = list_member(seq, id)
-for _, list in ipairs({'all', 'pending'}) do
-  redis.call('ZADD', key_list(list), created, m)
-  if owner ~= '' then redis.call('ZADD', key_owner_list(list, owner), created, m) end
-end
-log_events(ev + 3, e, KEYS[3], KEYS[4], ARGV[ev + 1], ARGV[ev + 2])
+//	has too many pending tasks
+var insertTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, luaWebhookKeys, luaWebhookEnqueue, luaEventLog, luaInsert, `
+local seq, err = insert_task(2, KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+if err then return err end
 return seq
 `)
 
@@ -267,6 +286,24 @@ var claimTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, luaWebhookKeys
 local key, err = claim_task(2, KEYS[2], KEYS[3])
 if err then return err end
 return redis.call('HGETALL', key)
+`)
+
+// insertClaimTaskScript adds a pending task (luaInsert), then claims one
+// (luaClaim): store.TaskInsertClaim. A refused insert claims nothing.
+//
+//	KEYS[1] task hash, KEYS[2] seq counter, KEYS[3] event log stream,
+//	KEYS[4] event counter, KEYS[5] queue
+//	ARGV[1] prefix, ARGV[2..13] claim_task's arguments (a = 2), ARGV[14..]
+//	insert_task's (a = 14)
+//	returns {Seq, the claimed task as HGETALL pairs}, or {Seq} when
+//	nothing could be claimed; the insert's errors
+var insertClaimTaskScript = script(luaKeys, luaMembers, luaTaskIndexes, luaWebhookKeys, luaWebhookEnqueue, luaEventLog,
+	luaInsert, luaClaim, `
+local seq, err = insert_task(14, KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+if err then return err end
+local key = claim_task(2, KEYS[3], KEYS[4])
+if not key then return {seq} end
+return {seq, redis.call('HGETALL', key)}
 `)
 
 // progressTaskScript raises a running task's progress, capped at 99.

@@ -184,12 +184,17 @@ func (s *Store) TaskInsert(ctx context.Context, p *store.TaskInsertParams) (*tas
 	if err != nil {
 		return nil, wrap(err, "insert task %s", p.ID)
 	}
+	return inserted(p, seq), nil
+}
+
+// inserted is the task p inserted, numbered seq.
+func inserted(p *store.TaskInsertParams, seq int64) *task.Task {
 	now := fromMS(ms(p.Now))
 	return &task.Task{
 		ID: p.ID, Owner: p.Owner, Status: task.StatusPending, Priority: p.Priority, Seq: seq,
 		Workflow: slices.Clone(p.Workflow), Params: slices.Clone(p.Params), Checkpoints: slices.Clone(p.Checkpoints),
 		Requires: cloneLabels(p.Requires), CapKey: capKey(p), Timeout: p.Timeout, CreatedAt: now, UpdatedAt: now,
-	}, nil
+	}
 }
 
 // cloneLabels copies labels; nil for none, as a read returns them.
@@ -200,7 +205,8 @@ func cloneLabels(m map[string]string) map[string]string {
 	return maps.Clone(m)
 }
 
-// insertArgs builds the KEYS and ARGV of insertTaskScript.
+// insertArgs builds the KEYS and ARGV of insertTaskScript: the prefix,
+// then insert_task's arguments (luaInsert).
 func (s *Store) insertArgs(p *store.TaskInsertParams) ([]string, []any, error) {
 	fields, err := insertFields(p)
 	if err != nil {
