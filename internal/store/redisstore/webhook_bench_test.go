@@ -98,11 +98,6 @@ func taskEvents(ctx context.Context, b *testing.B, st store.Store, i int, atSubm
 // it: it logs the claimed task's task_status running and the instance's
 // instance_status busy.
 func benchClaimLogged() *store.TaskClaimParams {
-	st := instance.State{ID: "i-1", Alive: true, Enabled: true}
 	return &store.TaskClaimParams{InstanceID: "i-1", LeaseOwner: "bench", LeaseTTL: time.Minute, Now: benchNow,
-		Events: func(t *task.Task) ([]event.Event, error) {
-			ev, err := event.New(event.TypeTaskStatus, t, event.StatusOf(t))
-			st.Busy, st.CurrentTaskID = true, t.ID
-			return []event.Event{event.Instance(st, t.Owner), ev}, err
-		}}
+		LogRunning: true, Instance: &instance.State{ID: "i-1", Alive: true, Enabled: true}}
 }
