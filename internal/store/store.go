@@ -96,11 +96,12 @@ type TaskStore interface {
 	// atomic step: it returns the inserted task and the task claimed for
 	// c.InstanceID, the new one or one ahead of it in line, or nil when
 	// nothing could be claimed there (TaskClaim's ErrNotFound is no error
-	// here). A failed insert claims nothing. An error of c.Events' events
-	// (Redis: TaskClaimParams.Events) comes with both tasks: the insert and
-	// the claim were applied. Any other error but the store's refusal
-	// (ErrConflict, ErrLimit) may hide an insert and a claim that were
-	// applied, the answer lost (ErrUnavailable).
+	// here). A failed insert claims nothing. When c.Events' events cannot
+	// be logged after the step (Redis, see TaskClaimParams.Events), the
+	// error comes with both tasks: both were applied. Any other error but
+	// a refusal (ErrConflict, ErrLimit) may come from a step that was
+	// applied with its answer lost (ErrUnavailable): a task may then be
+	// running for c.InstanceID that the caller does not know of.
 	TaskInsertClaim(ctx context.Context, p *TaskInsertParams, c *TaskClaimParams) (inserted, claimed *task.Task, err error)
 	// TaskGet returns one task with its workflow and params.
 	TaskGet(ctx context.Context, id string) (*task.Task, error)

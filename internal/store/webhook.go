@@ -23,14 +23,12 @@ import (
 //
 // A store queues the deliveries of the task events it logs itself, in the
 // same atomic step that logs them (TaskInsert, TaskInsertClaim, TaskClaim,
-// TaskRequeue, TaskRequestCancel, TaskFinish, Publish; on Redis a claim's
-// events are logged, and so their deliveries queued, in a step right
-// after the claim's): each logged event that WebhookEventOf maps to a
-// webhook event gets one delivery per matching subscription, as
-// WebhookEnqueue adds them, and when any was added the step also logs and
-// publishes one event.TypeWebhookQueued, which wakes the deliverers. A
-// step that is refused queues nothing; an event nobody subscribed to
-// costs no write and no extra round trip.
+// TaskRequeue, TaskRequestCancel, TaskFinish, Publish): each logged event
+// that WebhookEventOf maps to a webhook event gets one delivery per
+// matching subscription, as WebhookEnqueue adds them, and when any was
+// added the step also logs and publishes one event.TypeWebhookQueued,
+// which wakes the deliverers. A step that is refused queues nothing; an
+// event nobody subscribed to costs no write and no extra round trip.
 type WebhookStore interface {
 	// WebhookSubInsert adds a subscription; a duplicate id is ErrConflict.
 	WebhookSubInsert(ctx context.Context, sub *WebhookSub) error
