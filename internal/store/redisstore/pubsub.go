@@ -269,17 +269,18 @@ func (sub *subscription) forward(in <-chan any) {
 	defer close(sub.done)
 	defer close(sub.ch)
 	var last int64 // the last logged event delivered; 0 until the first
-	first := true  // the first confirmation is Subscribe's own
 	for msg := range in {
 		if sub.closing.Load() {
 			continue
 		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if !first && last > 0 {
+			// Subscribe's own confirmation was read by confirm: this
+			// one follows a reconnect, after which nothing may come to
+			// reveal the gap.
+			if last > 0 {
 				last = sub.catchUp(last, 0)
 			}
-			first = false
 		case *redis.Message:
 			ev, err := decodeEvent(m.Payload)
 			if err != nil {
