@@ -24,7 +24,14 @@ func TestBackupMidRunRestores(t *testing.T) {
 	waitAlive(e, admin)
 	ids := make([]string, n)
 	for i := range ids {
-		ids[i] = submit(e, admin, map[string]any{"workflow": t2i(20, fmt.Sprintf("backup/%d", i))}).ID
+		// The first two are short, the rest long enough to be running
+		// still when the first two have completed, however slowly the
+		// submits go.
+		steps := 100
+		if i < 2 {
+			steps = 2
+		}
+		ids[i] = submit(e, admin, map[string]any{"workflow": t2i(steps, fmt.Sprintf("backup/%d", i))}).ID
 	}
 	e.Eventually(30*time.Second, "some tasks completed while others run", func() bool {
 		var o struct{ CompletedTasks, RunningTasks int }
