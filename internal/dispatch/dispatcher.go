@@ -119,10 +119,13 @@ type Dispatcher struct {
 	files *filesHealth
 	// queue remembers an empty queue between task_queued events.
 	queue queueMemory
-	// submitted are the tasks InsertTask is inserting: their task_queued
-	// wakes no scheduling pass (InsertTask wakes it if the task is left
-	// pending).
-	submitted sync.Map
+	// submitted notes (task id → time.Time) the tasks InsertTask claimed
+	// at their insert, or is inserting: their task_queued wakes no
+	// scheduling pass (InsertTask wakes it if the task is left pending).
+	// The event takes the note; submittedSwept is when notes whose event
+	// never came were last dropped (UnixNano).
+	submitted      sync.Map
+	submittedSwept atomic.Int64
 
 	// mu guards settings and drivers.
 	mu       sync.Mutex
@@ -276,7 +279,9 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 			return
 		}
 		mark := d.queue.mark()
-		t, err := d.opts.Store.TaskClaim(ctx, d.claimParams(dr))
+		t, err := dr.claimStep(ctx, func() (*task.Task, error) {
+			return d.opts.Store.TaskClaim(ctx, d.claimParams(dr))
+		})
 		if err != nil && t != nil {
 			d.log.WarnContext(ctx, "claim: its events were not logged", "task_id", t.ID, "err", err)
 			err = nil
@@ -295,13 +300,14 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 			return // nothing pending at all
 		}
 		if err != nil {
-			dr.release()
 			d.log.WarnContext(ctx, "claim failed", "instance_id", dr.inst.ID, "err", err)
 			// The claim may have been applied with its answer lost (the
 			// store died mid-call): the task would then be running on this
 			// instance with no run. Reconcile, as after a restart: it finds
-			// such a task once the store answers and requeues it.
+			// such a task once the store answers and requeues it. Started
+			// before the reservation ends, so no claim comes between.
 			dr.startReconcile()
+			dr.release()
 			return
 		}
 		if dr.start(ctx, t, false) == nil {
@@ -369,7 +375,7 @@ func (d *Dispatcher) eventLoop(ctx, subCtx context.Context, sub store.Subscripti
 func (d *Dispatcher) onEvent(ctx context.Context, ev event.Event) {
 	switch ev.Type {
 	case event.TypeTaskQueued:
-		if _, ok := d.submitted.Load(ev.TaskID); ok {
+		if _, ok := d.submitted.LoadAndDelete(ev.TaskID); ok {
 			return
 		}
 		d.queue.onQueued()

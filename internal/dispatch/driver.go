@@ -47,6 +47,10 @@ type driver struct {
 	// foreignC carries whether ComfyUI's queue holds others' prompts to
 	// foreignLoop, the newest value only.
 	foreignC chan bool
+	// stepMu orders the store steps that may report the instance's run
+	// state: a claim and a report of its own (report.go). Held across the
+	// store call; never taken in a store callback.
+	stepMu sync.Mutex
 
 	// mu guards the fields below.
 	mu          sync.Mutex
@@ -68,10 +72,15 @@ type driver struct {
 	// behind it (Settings.Prefetch of them at most).
 	runs   []*run
 	idleAt time.Time
-	// instLogged counts the instance_status events claims logged (an
-	// idle instance's busy): a run's end reported later in its task's
-	// finish (endEvents) is left out once a claim after it said more.
+	// instLogged counts the instance_status events claims and reports of
+	// their own logged: a run's end reported later in its task's finish
+	// (endEvents) is left out once one of them said more (report.go).
 	instLogged uint64
+	// claimed is the task a claim took, until its run starts: the
+	// instance's current task if no run is. claimLogged: the claim under
+	// way reported the instance busy with it.
+	claimed     *task.Task
+	claimLogged bool
 	// ckpt is the task.CheckpointKey of the model the instance loaded last,
 	// as far as this replica knows ("" unknown): warm placement asks for it.
 	ckpt string
@@ -241,8 +250,10 @@ func (dr *driver) sweep(ctx context.Context, running map[string]bool) bool {
 		}
 		return false
 	}
+	// A prompt of a run this driver has is not an orphan, whether or not
+	// its task was running when the list was read.
 	orphan := func(it comfy.QueueItem) bool {
-		return strings.HasPrefix(it.ClientID, ClientIDPrefix) && !running[it.PromptID]
+		return strings.HasPrefix(it.ClientID, ClientIDPrefix) && !running[it.PromptID] && dr.find(it.PromptID) == nil
 	}
 	var pending []string
 	for _, it := range q.Pending {
@@ -380,9 +391,7 @@ func (dr *driver) reserve() bool {
 }
 
 func (dr *driver) release() {
-	dr.mu.Lock()
-	dr.reserved = false
-	dr.mu.Unlock()
+	dr.settle(func() { dr.reserved = false }) // a Drain waits for it too (busy)
 }
 
 // busy reports whether a run or an output collection is under way.
@@ -405,7 +414,10 @@ func (dr *driver) start(ctx context.Context, t *task.Task, reattach bool) *run {
 	r := newRun(dr, t, reattach)
 	key := task.CheckpointKey(t.Checkpoints)
 	dr.mu.Lock()
-	if dr.stopped {
+	if dr.claimed != nil && dr.claimed.ID == t.ID {
+		dr.claimed = nil // its run is the instance's from now on
+	}
+	if dr.stopped || dr.life.Err() != nil {
 		dr.reserved = false
 		dr.mu.Unlock()
 		return nil
@@ -487,54 +499,12 @@ func (dr *driver) finishRun(ctx context.Context, r *run) {
 	}
 	dr.idleAt = time.Now()
 	r.endMark, r.endDeferred = dr.instLogged, r.collects
-	st := dr.runState()
 	dr.mu.Unlock()
 	dr.d.Wake()
 	if r.endDeferred {
 		return // its instance_status goes with the task's finish (endEvents)
 	}
-	dr.d.opts.Fleet.PublishRun(ctx, st.State, st.current, st.owner)
-}
-
-// runState is the instance's state with the task ComfyUI runs now: a
-// prompt prefetched behind a run that ended is the current one. Caller
-// holds mu.
-func (dr *driver) runState() (rs struct {
-	instance.State
-	current, owner string
-}) {
-	rs.State = instance.State{ID: dr.inst.ID, Alive: dr.alive, Enabled: dr.enabled, Busy: dr.queue > 0}
-	if len(dr.runs) > 0 {
-		rs.current, rs.owner = dr.runs[0].task.ID, dr.runs[0].task.Owner
-	}
-	return rs
-}
-
-// endEvents builds, when the finish of the task whose run ended at mark
-// is written, the instance_status that reports the run's end: the
-// instance's state then. Nothing if a claim logged the instance's state
-// after the run ended (the store calls this in the order of its writes on
-// SQLite, so the last instance_status logged is the newest).
-func (dr *driver) endEvents(mark uint64) func() []event.Event {
-	return func() []event.Event {
-		dr.mu.Lock()
-		if dr.instLogged != mark {
-			dr.mu.Unlock()
-			return nil
-		}
-		rs := dr.runState()
-		dr.mu.Unlock()
-		st := rs.State
-		st.CurrentTaskID, st.Busy = rs.current, st.Busy || rs.current != ""
-		return []event.Event{event.Instance(st, rs.owner)}
-	}
-}
-
-// noteInstanceLogged counts an instance_status logged by a claim.
-func (dr *driver) noteInstanceLogged() {
-	dr.mu.Lock()
-	dr.instLogged++
-	dr.mu.Unlock()
+	dr.report(ctx, r.endMark, false)
 }
 
 // state is the instance's state as this driver knows it.

@@ -12,3 +12,7 @@ func (d *Dispatcher) ReadyInstances() int {
 	}
 	return n
 }
+
+// QueuedSeen counts the task_queued events the scheduler counted (its
+// queue memory).
+func (d *Dispatcher) QueuedSeen() uint64 { return d.queue.mark() }

@@ -202,7 +202,7 @@ func (r *run) adopt(ctx context.Context) bool {
 // markBusy publishes that the instance runs a reattached task
 // (instance_status).
 func (r *run) markBusy(ctx context.Context) {
-	r.dr.d.opts.Fleet.PublishRun(ctx, r.dr.state(), r.task.ID, r.task.Owner)
+	r.dr.report(ctx, 0, true)
 }
 
 // prepare applies params, uploading referenced files to the instance, and

@@ -23,37 +23,41 @@ func (d *Dispatcher) InsertTask(ctx context.Context, p *store.TaskInsertParams) 
 		return d.opts.Store.TaskInsert(ctx, p)
 	}
 	// The new task's task_queued can reach the event loop before the
-	// insert returns; noted first, it costs no scheduling pass if the task
-	// is claimed here.
-	d.submitted.Store(p.ID, struct{}{})
-	t, claimed, err := d.opts.Store.TaskInsertClaim(ctx, p, d.claimParams(dr))
+	// insert returns; noted first, it wakes no scheduling pass if the task
+	// is claimed here (onEvent takes the note).
+	d.noteSubmitted(p.ID)
+	var t *task.Task
+	claimed, err := dr.claimStep(ctx, func() (*task.Task, error) {
+		var claimed *task.Task
+		var err error
+		t, claimed, err = d.opts.Store.TaskInsertClaim(ctx, p, d.claimParams(dr))
+		return claimed, err
+	})
 	if err != nil && claimed != nil {
 		d.log.WarnContext(ctx, "claim at submit: its events were not logged", "task_id", claimed.ID, "err", err)
 		err = nil
 	}
 	if err != nil {
-		dr.release()
-		if t == nil {
-			d.submitted.Delete(p.ID)
-			if !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrLimit) {
-				// Not refused: the insert and the claim may have been
-				// applied with the answer lost (one step on either
-				// store). Reconcile finds a task claimed that way.
-				dr.startReconcile()
-			}
+		if t == nil && (errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrLimit)) {
+			d.submitted.Delete(p.ID) // refused: nothing was written
+			dr.release()
 			return nil, err
 		}
-		// Inserted, but the claim's answer is lost: it may be running on
-		// the instance with no run. Reconcile finds it, as in schedule.
+		// The insert and the claim may have been applied with the answer
+		// lost (one step on either store): the claimed task may be running
+		// on the instance with no run. Reconcile finds it, as in schedule;
+		// started first, the driver takes no other task meanwhile.
 		d.log.WarnContext(ctx, "claim at submit failed", "instance_id", dr.inst.ID, "err", err)
 		dr.startReconcile()
-		d.queued(p.ID)
+		dr.release()
+		d.queued(p.ID) // a task inserted and left pending must be seen
+		if t == nil {
+			return nil, err
+		}
 		return t, nil
 	}
 	if claimed == nil || claimed.ID != p.ID {
 		d.queued(p.ID) // the new task waits: the scheduler must see it
-	} else {
-		d.submitted.Delete(p.ID)
 	}
 	if claimed == nil {
 		dr.release()
@@ -63,6 +67,27 @@ func (d *Dispatcher) InsertTask(ctx context.Context, p *store.TaskInsertParams) 
 		d.giveBack(context.WithoutCancel(ctx), claimed)
 	}
 	return t, nil
+}
+
+// submittedTTL bounds how long a task_queued note of InsertTask waits for
+// its event.
+const submittedTTL = time.Minute
+
+// noteSubmitted notes that InsertTask inserts id, and drops notes whose
+// task_queued never came (at most one sweep per submittedTTL).
+func (d *Dispatcher) noteSubmitted(id string) {
+	now := time.Now()
+	d.submitted.Store(id, now)
+	last := d.submittedSwept.Load()
+	if now.UnixNano()-last < int64(submittedTTL) || !d.submittedSwept.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	d.submitted.Range(func(k, v any) bool {
+		if now.Sub(v.(time.Time)) > submittedTTL {
+			d.submitted.Delete(k)
+		}
+		return true
+	})
 }
 
 // queued makes the scheduler see a task inserted by InsertTask and left
@@ -87,10 +112,9 @@ func (d *Dispatcher) readyAtSubmit() *driver {
 }
 
 // claimParams are the parameters of a claim for dr. The claim's step logs
-// the task's task_status running and, when the instance had nothing to run,
-// its instance_status busy with the task (store.ClaimEvents): no step of
-// their own once the prompt is submitted. A task prefetched behind another
-// becomes the instance's current task when that one ends (driver.finishRun).
+// the task's task_status running and, when the instance has no run, its
+// instance_status busy with the task (report.go): no step of their own
+// once the prompt is submitted.
 func (d *Dispatcher) claimParams(dr *driver) *store.TaskClaimParams {
 	p := &store.TaskClaimParams{
 		InstanceID: dr.inst.ID, LeaseOwner: d.opts.Replica, LeaseTTL: d.opts.LeaseTTL,
@@ -99,13 +123,8 @@ func (d *Dispatcher) claimParams(dr *driver) *store.TaskClaimParams {
 	if dr.load() == 0 {
 		st := dr.state()
 		p.Instance = &st
-		// Called in the claim's step, in the order of the store's writes
-		// on SQLite: a finish written after it leaves its run's end out
-		// (driver.endEvents).
-		p.Events = func(*task.Task) ([]event.Event, error) {
-			dr.noteInstanceLogged()
-			return nil, nil
-		}
 	}
+	declared := p.Instance != nil
+	p.Events = func(t *task.Task) ([]event.Event, error) { return dr.claimWritten(t, declared), nil }
 	return p
 }
