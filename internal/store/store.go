@@ -305,6 +305,9 @@ type TaskClaimParams struct {
 	// script and its events are published in a call of their own: when
 	// they cannot be, TaskClaim returns the claimed task with the error (it
 	// is running there all the same). Not called when nothing is claimed.
+	// As TaskFinishParams.Also, on SQLite it runs inside the store's
+	// writer (quick, no blocking, no store call), and a claim whose
+	// transaction is then undone returns an error, though Events ran.
 	Events func(t *task.Task) ([]event.Event, error)
 }
 
@@ -381,7 +384,11 @@ type TaskFinishParams struct {
 	// transaction, in the order of the store's writes; on Redis called and
 	// published right after the finish's script, where a failure to
 	// publish them is not the finish's: for state that a later event
-	// restates (an instance's). Not called when the finish fails.
+	// restates (an instance's). Not called when the finish fails. On
+	// SQLite it runs inside the store's writer: it must be quick, must not
+	// block and must not call the store. A finish whose transaction is
+	// then undone (the batch's commit failed) returns an error, though
+	// Also ran.
 	Also func() []event.Event
 }
 

@@ -158,7 +158,6 @@ func (s *Store) insertClaim(ctx context.Context, p *store.TaskInsertParams, c *s
 	}
 	var claimed *task.Task
 	err := s.w.execLogged(ctx, func(ctx context.Context, ex execer) ([]event.Event, error) {
-		claimed = nil // a retried batch runs fn again
 		if p.Cap != nil {
 			if err := s.capPut(ctx, ex, p.Cap, now); err != nil {
 				return nil, err
