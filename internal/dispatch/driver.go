@@ -540,15 +540,22 @@ func (dr *driver) noteForeign(busy bool) {
 // client's short prompts, such as a second gateway's on a shared instance,
 // cost no store write each; the scheduler follows the queue itself
 // (driver.ready), at once. One loop, so the writes land in the order of
-// the changes.
+// the changes; a write that fails is tried again after foreignHold.
 func (dr *driver) foreignLoop(ctx context.Context) {
 	var stored, want bool
-	var hold *time.Timer
-	var held <-chan time.Time
+	hold := time.NewTimer(foreignHold)
+	hold.Stop()
+	defer hold.Stop()
+	var held <-chan time.Time // hold runs: to wait out the hold, or to retry
+	arm := func() {
+		hold.Reset(foreignHold)
+		held = hold.C
+	}
 	record := func(busy bool) {
 		if _, err := dr.d.opts.Fleet.Update(ctx, &store.InstanceUpdateParams{ID: dr.inst.ID, Busy: &busy}); err != nil {
 			if ctx.Err() == nil {
-				dr.log.WarnContext(ctx, "record foreign queue failed", "err", err)
+				dr.log.WarnContext(ctx, "record foreign queue failed; trying again", "err", err)
+				arm()
 			}
 			return
 		}
@@ -557,25 +564,25 @@ func (dr *driver) foreignLoop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			if hold != nil {
-				hold.Stop()
-			}
 			return
 		case want = <-dr.foreignC:
 			switch {
 			case want && !stored && held == nil:
-				hold = time.NewTimer(foreignHold)
-				held = hold.C
-			case !want && held != nil:
-				hold.Stop()
+				arm()
+			case !want && !stored && held != nil:
+				hold.Stop() // the hold ends short of its time
 				held = nil
 			case !want && stored:
+				if held != nil {
+					hold.Stop()
+					held = nil
+				}
 				record(false)
 			}
 		case <-held:
 			held = nil
-			if want && !stored {
-				record(true)
+			if want != stored {
+				record(want)
 			}
 		}
 	}
