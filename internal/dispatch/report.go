@@ -69,7 +69,7 @@ func (dr *driver) claimStep(ctx context.Context, fn func() (*task.Task, error)) 
 	dr.claimLogged = false
 	dr.mu.Unlock()
 	if stale {
-		dr.reportLocked(ctx, 0, true)
+		dr.reportLocked(context.WithoutCancel(ctx), 0, true)
 	}
 	return claimed, err
 }
