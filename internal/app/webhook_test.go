@@ -219,8 +219,12 @@ func TestWebhooksDeliverEachEventOnce(t *testing.T) {
 		all, own := newReceiver(t), newReceiver(t)
 		subscribe(e, alice, all, []string{"task.pending", "task.running", "task.completed", "task.failed"})
 
+		// The task's webhook has the receiver's own secret: its delivery
+		// may come before the answer that would show a generated one.
+		secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("the task's own secret, 32 bytes!"))
+		own.addSecret(secret)
 		r := e.Do("POST", "/api/tasks", alice, map[string]any{"workflow": basic("hooks"),
-			"webhook": map[string]any{"url": own.url()}})
+			"webhook": map[string]any{"url": own.url(), "secret": secret}})
 		if r.Status != http.StatusOK {
 			t.Fatalf("POST /api/tasks with a webhook: %d %s", r.Status, r.Raw)
 		}
@@ -232,10 +236,9 @@ func TestWebhooksDeliverEachEventOnce(t *testing.T) {
 			} `json:"webhook"`
 		}
 		r.Into(t, &created)
-		if created.Webhook.Secret == "" || len(created.Webhook.Events) != 3 {
+		if created.Webhook.Secret != secret || len(created.Webhook.Events) != 3 {
 			t.Fatalf("the task's webhook = %+v, want its secret and the three end events", created.Webhook)
 		}
-		own.addSecret(created.Webhook.Secret)
 		if again := getTask(e, alice, created.ID); strings.Contains(string(e.Do("GET", "/api/tasks/"+created.ID, alice, nil).Raw), created.Webhook.Secret) {
 			t.Fatalf("GET shows the webhook's secret: %+v", again)
 		}
