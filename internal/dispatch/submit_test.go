@@ -90,19 +90,8 @@ func TestInsertTaskClaimsForAnIdleInstance(t *testing.T) {
 		r.waitStatus(tk.ID, task.StatusCompleted, 10*time.Second)
 		// The events are logged with the finish, which waitStatus saw.
 		var got []string
-		logged, err := r.st.EventsAfter(t.Context(), &store.EventsAfterParams{After: before})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, ev := range logged {
-			var d struct {
-				Status        string
-				Busy          bool
-				CurrentTaskID string
-			}
-			if err := json.Unmarshal(ev.Data, &d); err != nil {
-				t.Fatal(err)
-			}
+		for _, d := range loggedSince(t, r.st, before) {
+			ev := d.Event
 			switch {
 			case ev.TaskID == id && ev.Type == event.TypeTaskStatus:
 				got = append(got, d.Status)
@@ -182,20 +171,9 @@ func TestInstanceStatusFollowsPrefetch(t *testing.T) {
 	for _, id := range ids {
 		r.waitStatus(id, task.StatusCompleted, 10*time.Second)
 	}
-	logged, err := r.st.EventsAfter(t.Context(), &store.EventsAfterParams{After: before})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var got []string
-	for _, ev := range logged {
-		var d struct {
-			Status        string
-			Busy          bool
-			CurrentTaskID string
-		}
-		if err := json.Unmarshal(ev.Data, &d); err != nil {
-			t.Fatal(err)
-		}
+	for _, d := range loggedSince(t, r.st, before) {
+		ev := d.Event
 		name := map[string]string{ids[0]: "first", ids[1]: "second", "": "none"}[d.CurrentTaskID]
 		switch ev.Type {
 		case event.TypeTaskStatus:
@@ -270,8 +248,9 @@ func TestClaimedAtSubmitQueuesNothing(t *testing.T) {
 			t.Fatal("no task claimed in its insert's step in 5 tries")
 		}
 		if id != "" {
+			// Inserted alone: its task_queued counts, once handled.
+			waitFor(t, 10*time.Second, "the task_queued of a task inserted alone counted", func() bool { return rep.d.QueuedSeen() > seen })
 			r.waitStatus(id, task.StatusCompleted, 10*time.Second)
-			time.Sleep(50 * time.Millisecond) // its events are counted by now
 		}
 		waitFor(t, 10*time.Second, "an instance ready for work", func() bool { return rep.d.ReadyInstances() > 0 })
 		seen = rep.d.QueuedSeen()
@@ -298,8 +277,9 @@ func TestClaimedAtSubmitQueuesNothing(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// Events are handled in their order: once the later task's is counted,
+	// the first's was handled before it.
 	waitFor(t, 10*time.Second, "the later task's task_queued counted", func() bool { return rep.d.QueuedSeen() > seen })
-	time.Sleep(50 * time.Millisecond) // a count of the first after all would show now
 	if got := rep.d.QueuedSeen() - seen; got != 1 {
 		t.Errorf("%d task_queued events counted, want 1 (the later task's only)", got)
 	}
@@ -378,20 +358,9 @@ func prefetchClaimOutlivesTheRunAhead(t *testing.T) bool {
 	if !st.held.Load() {
 		return false
 	}
-	logged, err := r.st.EventsAfter(t.Context(), &store.EventsAfterParams{After: before})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var got []string
-	for _, ev := range logged {
-		var d struct {
-			Status        string
-			Busy          bool
-			CurrentTaskID string
-		}
-		if err := json.Unmarshal(ev.Data, &d); err != nil {
-			t.Fatal(err)
-		}
+	for _, d := range loggedSince(t, r.st, before) {
+		ev := d.Event
 		name := map[string]string{ids[0]: "first", ids[1]: "second", "": "none"}
 		switch ev.Type {
 		case event.TypeTaskStatus:
@@ -460,4 +429,35 @@ func TestDrainWaitsOutAClaimAtSubmit(t *testing.T) {
 	if err := <-drained; err != nil {
 		t.Errorf("Drain after the claim ended: %v, want nil", err)
 	}
+}
+
+// loggedEvent is an event of the log with the fields of task_status and
+// instance_status the tests read.
+type loggedEvent struct {
+	Event         event.Event
+	Status        string
+	Busy          bool
+	CurrentTaskID string
+}
+
+// loggedSince returns the events logged after seq before.
+func loggedSince(t *testing.T, st store.Store, before int64) []loggedEvent {
+	t.Helper()
+	logged, err := st.EventsAfter(t.Context(), &store.EventsAfterParams{After: before})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]loggedEvent, len(logged))
+	for i, ev := range logged {
+		var d struct {
+			Status        string
+			Busy          bool
+			CurrentTaskID string
+		}
+		if err := json.Unmarshal(ev.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		out[i] = loggedEvent{Event: ev, Status: d.Status, Busy: d.Busy, CurrentTaskID: d.CurrentTaskID}
+	}
+	return out
 }
