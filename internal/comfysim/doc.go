@@ -124,7 +124,8 @@
 //	FailNodeOnce(target, msg)       the same, next matching node only
 //	FailHTTP(route, n)              next n matching requests answer aiohttp's 500, unhandled
 //	InjectHTTPFault(HTTPFault{...}) also After (handled, then 500: the client cannot tell),
-//	                                Drop (connection cut), other statuses; routes like "POST /prompt", "/history/"
+//	                                Drop (connection cut), Stall, Hold (handled, answered when a channel closes),
+//	                                other statuses; routes like "POST /prompt", "/history/"
 //	DropWebSockets()                cut every socket now (queued frames still go out first)
 //	DropWebSocketOn(event, n)       cut every socket instead of sending the n-th next frame of that type
 //	Hang(promptID) / Release()      park a prompt ("" = the next one) in its first node until Release,

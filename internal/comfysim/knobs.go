@@ -91,6 +91,11 @@ type HTTPFault struct {
 	// Stall answers 200 and the first bytes of a body, then sends nothing
 	// more until the client gives up: a download that stalls.
 	Stall bool
+	// Hold handles the request and keeps its answer until Hold is closed
+	// or the client gives up: a server slow to answer (the real one, busy
+	// running a prompt, answers POST /prompt late but has queued it).
+	// Status is not used.
+	Hold <-chan struct{}
 }
 
 func (f *HTTPFault) matches(method, path string) bool {

@@ -1,9 +1,11 @@
 package comfysim
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -120,6 +122,19 @@ func (p *proc) middleware(next http.Handler) http.Handler {
 
 // applyFault answers a request chosen by an HTTPFault.
 func applyFault(f HTTPFault, next http.Handler, w http.ResponseWriter, r *http.Request) {
+	if f.Hold != nil && !isWebSocket(r) {
+		held := &heldWriter{h: http.Header{}, status: http.StatusOK}
+		next.ServeHTTP(held, r)
+		select {
+		case <-f.Hold:
+		case <-r.Context().Done():
+			return
+		}
+		maps.Copy(w.Header(), held.h)
+		w.WriteHeader(held.status)
+		_, _ = w.Write(held.body.Bytes())
+		return
+	}
 	if f.After && !isWebSocket(r) {
 		next.ServeHTTP(&discardWriter{h: http.Header{}}, r)
 	}
@@ -144,6 +159,17 @@ func applyFault(f HTTPFault, next http.Handler, w http.ResponseWriter, r *http.R
 func isWebSocket(r *http.Request) bool {
 	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
 }
+
+// heldWriter keeps a response to send later (HTTPFault.Hold).
+type heldWriter struct {
+	h      http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (h *heldWriter) Header() http.Header         { return h.h }
+func (h *heldWriter) Write(b []byte) (int, error) { return h.body.Write(b) }
+func (h *heldWriter) WriteHeader(status int)      { h.status = status }
 
 // discardWriter swallows a response the client must not see.
 type discardWriter struct{ h http.Header }

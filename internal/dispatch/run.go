@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -70,10 +71,15 @@ type run struct {
 	// out: the prompt no longer occupies ComfyUI's queue (read by the
 	// driver to tell its own prompts from others' in status frames).
 	out atomic.Bool
-	// placed: the submit returned (or the run was reattached): the prompt's
-	// place in ComfyUI's queue is settled. The driver takes no further task
-	// until it is, so prompts reach ComfyUI in the order they were claimed.
-	placed atomic.Bool
+	// sent is closed once the run's POST /prompt has been written to its
+	// connection, or the run will not send one (reattached, or it ended
+	// before its submit). after is the sent of the run claimed before it on
+	// the instance: its request is written only once that one's is, so
+	// prompts reach ComfyUI in the order they were claimed, while the
+	// claims and the answers of several submits overlap (see submit).
+	sent     chan struct{}
+	sendOnce sync.Once
+	after    <-chan struct{}
 	// holds: the prompt ignored its interrupt; the run holds the instance
 	// from new work until the prompt is gone.
 	holds atomic.Bool
@@ -111,12 +117,18 @@ func newRun(dr *driver, t *task.Task, reattach bool) *run {
 		dr: dr, task: t, reattach: reattach, log: dr.log.With("task_id", t.ID), started: time.Now(),
 		events:  make(chan *comfy.Event, 1024),
 		resyncC: make(chan struct{}, 1), cancelC: make(chan struct{}, 1), lostC: make(chan struct{}, 1),
-		pullC: make(chan struct{}, 1), finished: make(chan struct{}), frames: newStreamed(t, reattach, dr.d.previews),
+		pullC: make(chan struct{}, 1), finished: make(chan struct{}), sent: make(chan struct{}),
+		frames:  newStreamed(t, reattach, dr.d.previews),
 		outputs: map[string]comfy.NodeOutput{},
 	}
-	r.placed.Store(reattach)
+	if reattach {
+		r.markSent()
+	}
 	return r
 }
+
+// markSent closes sent (once): the next run's request may go out.
+func (r *run) markSent() { r.sendOnce.Do(func() { close(r.sent) }) }
 
 func (r *run) signal(ch chan struct{}) {
 	select {
@@ -154,6 +166,7 @@ func (r *run) st() store.Store { return r.dr.d.opts.Store }
 // drive submits (or reattaches) and waits for the outcome. free releases
 // the instance as soon as the outcome is known there.
 func (r *run) drive(ctx context.Context, free func()) {
+	defer r.markSent() // whatever ended the run before its request went out
 	if r.reattach {
 		r.markBusy(ctx)
 	} else {
@@ -172,8 +185,6 @@ func (r *run) drive(ctx context.Context, free func()) {
 		r.verify = true
 	} else {
 		ok := r.submit(ctx, prompt)
-		r.placed.Store(true)
-		r.dr.d.Wake() // the instance may take its next prompt now
 		if !ok {
 			return
 		}
@@ -244,9 +255,19 @@ func (r *run) submit(ctx context.Context, prompt json.RawMessage) bool {
 		r.requeue(ctx, RequeueLeaseLost, true)
 		return false
 	}
+	if r.after != nil {
+		// The prompt claimed before this one goes first. Its request is
+		// written within moments (or fails), so this wait is short; ctx
+		// ending makes the submit below fail at once.
+		select {
+		case <-r.after:
+		case <-ctx.Done():
+		}
+	}
 	r.framesAtSubmit = r.dr.frames.Load()
 	_, err := r.dr.client.Submit(ctx, comfy.SubmitParams{
 		Prompt: prompt, PromptID: t.ID, ExtraData: map[string]any{"client_id": r.dr.d.opts.ClientID},
+		Sent: r.markSent,
 	})
 	var pe *comfy.PromptError
 	switch {

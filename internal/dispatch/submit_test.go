@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -460,4 +461,60 @@ func loggedSince(t *testing.T, st store.Store, before int64) []loggedEvent {
 		out[i] = loggedEvent{Event: ev, Status: d.Status, Busy: d.Busy, CurrentTaskID: d.CurrentTaskID}
 	}
 	return out
+}
+
+// TestPrefetchedSubmitsOverlap: with a prefetch depth of 2 and an instance
+// slow to answer POST /prompt (the real one answers late while it runs a
+// prompt), the prompts claimed behind the running one go out without
+// waiting for the answers before them, in the order of their claims, and
+// each runs once, in that order.
+func TestPrefetchedSubmitsOverlap(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 1, comfysim.Options{})
+	sim := r.sims[0]
+	rep := r.run("a", r.st, func(o *dispatch.Options) { o.Settings.Prefetch = 2 })
+	waitFor(t, 10*time.Second, "an instance ready for work", func() bool { return rep.d.ReadyInstances() > 0 })
+	hold := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	t.Cleanup(release)
+	sim.Hang("") // the first prompt runs until released
+	sim.InjectHTTPFault(comfysim.HTTPFault{Route: "POST /prompt", Times: 3, Hold: hold})
+	var ids []string
+	for i := range 3 {
+		id := uuid.NewString()
+		if _, err := rep.d.InsertTask(t.Context(), &store.TaskInsertParams{
+			ID: id, Owner: "alice", Workflow: workflow(fmt.Sprintf("overlap-%d", i)), Now: time.Now(),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	waitFor(t, 10*time.Second, "three prompts at the instance, none answered yet", func() bool {
+		return len(sim.Prompts()) == 3
+	})
+	var sent []string
+	for _, p := range sim.Prompts() {
+		sent = append(sent, p.PromptID)
+	}
+	if !slices.Equal(sent, ids) {
+		t.Errorf("prompts reached the instance in the order %q, want the claims' %q", sent, ids)
+	}
+	release()
+	sim.Release()
+	var starts []time.Time
+	for _, id := range ids {
+		r.waitStatus(id, task.StatusCompleted, 10*time.Second)
+		runs := r.log.Runs(id)
+		if len(runs) != 1 {
+			t.Fatalf("task %s ran %d times, want once", id, len(runs))
+		}
+		starts = append(starts, runs[0].Start)
+	}
+	if !slices.IsSortedFunc(starts, func(a, b time.Time) int { return a.Compare(b) }) {
+		t.Errorf("runs started at %v, want the claims' order", starts)
+	}
+	if o := r.log.Overlaps(); len(o) > 0 {
+		t.Errorf("overlapping runs: %v", o)
+	}
 }
