@@ -1,6 +1,7 @@
 package comfy
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -37,7 +38,13 @@ type Conn struct {
 	// at is what the last executing message on this connection announced;
 	// only Next uses it.
 	at attribution
+	// text holds the text frame being decoded; only Next uses it. The
+	// event keeps copies of what it needs, so the buffer is reused.
+	text bytes.Buffer
 }
+
+// keepTextBuffer is the largest text buffer Next keeps for the next frame.
+const keepTextBuffer = 64 << 10
 
 // Dial opens GET /ws?clientId=<ClientID>. No Origin header is sent (ComfyUI
 // rejects a loopback Host with a mismatched Origin, and coder/websocket adds
@@ -85,11 +92,14 @@ func (c *Conn) Next(ctx context.Context) (Event, error) {
 	}
 	var ev Event
 	if typ == websocket.MessageText {
-		b, err := io.ReadAll(r)
-		if err != nil {
+		c.text.Reset()
+		if _, err := c.text.ReadFrom(r); err != nil {
 			return Event{}, fmt.Errorf("comfy: read event: %w", err)
 		}
-		ev, err = DecodeEvent(b)
+		ev, err = DecodeEvent(c.text.Bytes())
+		if c.text.Cap() > keepTextBuffer {
+			c.text = bytes.Buffer{}
+		}
 		if err != nil {
 			return Event{}, err
 		}

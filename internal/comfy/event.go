@@ -8,6 +8,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // WebSocket event types. The execution_* names are declared with the history
@@ -98,23 +99,48 @@ type NodeState struct {
 // DecodeEvent decodes a text frame {"type": ..., "data": {...}}. Unknown types
 // and fields are kept in Type and Data; fields of an unexpected JSON type are
 // left zero. It fails (wrapping ErrMalformedFrame) only when the frame is not
-// a JSON object with a non-empty string type.
+// a JSON object with a non-empty string type. Members are matched as
+// encoding/json matches struct fields (case-insensitively, the last of a
+// repeated name wins), by a scan of the bytes (scan.go) after json.Valid.
 func DecodeEvent(frame []byte) (Event, error) {
-	var w struct {
-		Type string          `json:"type"`
-		Data json.RawMessage `json:"data"`
+	if !json.Valid(frame) {
+		var v any
+		return Event{}, fmt.Errorf("%w: %v", ErrMalformedFrame, json.Unmarshal(frame, &v))
 	}
-	if err := json.Unmarshal(frame, &w); err != nil {
-		return Event{}, fmt.Errorf("%w: %v", ErrMalformedFrame, err)
+	if i := skipSpace(frame, 0); frame[i] != '{' {
+		if frame[i] == 'n' { // null decodes to nothing: no type
+			return Event{}, fmt.Errorf("%w: no type", ErrMalformedFrame)
+		}
+		return Event{}, fmt.Errorf("%w: not a JSON object", ErrMalformedFrame)
 	}
-	if w.Type == "" {
+	var typ, data []byte
+	badType := false
+	eachMember(frame, func(key, val []byte) bool {
+		switch {
+		case keyIs(key, "type"):
+			typ = val
+			badType = badType || (val[0] != '"' && string(val) != "null")
+		case keyIs(key, "data"):
+			data = val
+		}
+		return true
+	})
+	if badType {
+		return Event{}, fmt.Errorf("%w: type is not a string", ErrMalformedFrame)
+	}
+	ev := Event{Type: jsonStringValid(typ)}
+	if ev.Type == "" {
 		return Event{}, fmt.Errorf("%w: no type", ErrMalformedFrame)
 	}
-	ev := Event{Type: w.Type, Data: w.Data}
-	// Every field as raw JSON, so that an ill-typed one cannot fail the
-	// others; one pass over data, no map.
-	var f eventData
-	if json.Unmarshal(w.Data, &f) == nil {
+	if data != nil {
+		ev.Data = json.RawMessage(bytes.Clone(data))
+	}
+	if isObject(data) {
+		var f eventData
+		eachMember(ev.Data, func(key, val []byte) bool {
+			f.set(key, val)
+			return true
+		})
 		ev.fill(&f)
 	}
 	return ev, nil
@@ -122,16 +148,24 @@ func DecodeEvent(frame []byte) (Event, error) {
 
 // eventData holds the keys of data the convenience fields come from.
 type eventData struct {
-	PromptID    json.RawMessage `json:"prompt_id"`
-	DisplayNode json.RawMessage `json:"display_node"`
-	SID         json.RawMessage `json:"sid"`
-	Node        json.RawMessage `json:"node"`
-	NodeID      json.RawMessage `json:"node_id"`
-	Value       json.RawMessage `json:"value"`
-	Max         json.RawMessage `json:"max"`
-	Status      json.RawMessage `json:"status"`
-	Nodes       json.RawMessage `json:"nodes"`
-	Output      json.RawMessage `json:"output"`
+	PromptID, DisplayNode, SID, Node, NodeID, Value, Max, Status, Nodes, Output json.RawMessage
+}
+
+// set keeps val if key is one of eventData's.
+func (f *eventData) set(key, val []byte) {
+	for _, m := range [...]struct {
+		name string
+		dst  *json.RawMessage
+	}{
+		{"prompt_id", &f.PromptID}, {"display_node", &f.DisplayNode}, {"sid", &f.SID}, {"node", &f.Node},
+		{"node_id", &f.NodeID}, {"value", &f.Value}, {"max", &f.Max}, {"status", &f.Status},
+		{"nodes", &f.Nodes}, {"output", &f.Output},
+	} {
+		if keyIs(key, m.name) {
+			*m.dst = val
+			return
+		}
+	}
 }
 
 // fill sets the convenience fields from data's keys, ignoring ill-typed ones.
@@ -140,21 +174,17 @@ func (ev *Event) fill(f *eventData) {
 	ev.DisplayNode = jsonString(f.DisplayNode)
 	ev.SID = jsonString(f.SID)
 	if f.Node != nil { // the key is there, null included
-		ev.NodeNull = bytes.Equal(bytes.TrimSpace(f.Node), []byte("null"))
+		ev.NodeNull = string(f.Node) == "null"
 		ev.Node = jsonString(f.Node)
 	} else {
 		ev.Node = jsonString(f.NodeID)
 	}
 	ev.Value = jsonInt(f.Value)
 	ev.Max = jsonInt(f.Max)
-	if len(f.Status) > 0 {
-		var s struct {
-			ExecInfo struct {
-				QueueRemaining flexInt `json:"queue_remaining"`
-			} `json:"exec_info"`
-		}
-		_ = json.Unmarshal(f.Status, &s)
-		ev.QueueRemaining = int(s.ExecInfo.QueueRemaining)
+	if q := member(member(f.Status, "exec_info"), "queue_remaining"); q != nil {
+		var n flexInt
+		_ = n.UnmarshalJSON(q)
+		ev.QueueRemaining = int(n)
 	}
 	ev.fillNodes(f.Nodes)
 	if len(f.Output) > 0 {
@@ -163,25 +193,58 @@ func (ev *Event) fill(f *eventData) {
 }
 
 // fillNodes reads "nodes": a list of ids (execution_cached) or an object of
-// node states (progress_state).
+// node states (progress_state, a dozen a prompt: scanned, not reflected).
 func (ev *Event) fillNodes(raw json.RawMessage) {
 	if len(raw) == 0 {
 		return
 	}
-	if json.Unmarshal(raw, &ev.Nodes) == nil {
+	if raw[0] == '[' {
+		if json.Unmarshal(raw, &ev.Nodes) != nil {
+			ev.Nodes = nil
+		}
 		return
 	}
-	ev.Nodes = nil
-	var states map[string]json.RawMessage
-	if json.Unmarshal(raw, &states) != nil {
+	if raw[0] != '{' {
 		return
 	}
-	ev.NodeStates = make(map[string]NodeState, len(states))
-	for id, s := range states {
-		var ns NodeState
-		_ = json.Unmarshal(s, &ns) // an ill-typed field leaves the rest decoded
-		ev.NodeStates[id] = ns
+	ev.NodeStates = map[string]NodeState{}
+	eachMember(raw, func(key, val []byte) bool {
+		ev.NodeStates[jsonString(key)] = nodeState(val)
+		return true
+	})
+}
+
+// nodeState reads one node of progress_state as encoding/json would: a
+// member of the wrong JSON type leaves its field as it was.
+func nodeState(raw []byte) NodeState {
+	var ns NodeState
+	eachMember(raw, func(key, val []byte) bool {
+		switch {
+		case keyIs(key, "state"):
+			if val[0] == '"' {
+				ns.State = jsonStringValid(val)
+			}
+		case keyIs(key, "value"):
+			ns.Value = jsonFloat(val, ns.Value)
+		case keyIs(key, "max"):
+			ns.Max = jsonFloat(val, ns.Max)
+		}
+		return true
+	})
+	return ns
+}
+
+// jsonFloat reads a JSON number, or keeps old for anything else (a value
+// out of float64's range included, as encoding/json does).
+func jsonFloat(raw []byte, old float64) float64 {
+	if c := raw[0]; c != '-' && (c < '0' || c > '9') {
+		return old
 	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil {
+		return old
+	}
+	return f
 }
 
 func jsonString(raw json.RawMessage) string {
@@ -189,6 +252,17 @@ func jsonString(raw json.RawMessage) string {
 	// take them as they are. raw is valid JSON, checked by the decoder.
 	if n := len(raw); n >= 2 && raw[0] == '"' && raw[n-1] == '"' && bytes.IndexByte(raw, '\\') < 0 {
 		return string(raw[1 : n-1])
+	}
+	var s string
+	_ = json.Unmarshal(raw, &s)
+	return s
+}
+
+// jsonStringValid is jsonString that, as encoding/json does, replaces
+// invalid UTF-8 with U+FFFD.
+func jsonStringValid(raw json.RawMessage) string {
+	if s := jsonString(raw); utf8.ValidString(s) {
+		return s
 	}
 	var s string
 	_ = json.Unmarshal(raw, &s)

@@ -189,7 +189,8 @@ func TestDecodeBinary(t *testing.T) {
 	}
 }
 
-// FuzzDecodeEvent feeds arbitrary frames to both decoders; seeds are every
+// FuzzDecodeEvent feeds arbitrary frames to both decoders, the text one
+// checked against encoding/json's reading (decodeEventStd); seeds are every
 // frame recorded from ComfyUI v0.3.65.
 func FuzzDecodeEvent(f *testing.F) {
 	for _, sc := range []string{"s02_basic_workflow", "s02b_ws_binary_frames", "s04_invalid_prompts", "s05_interrupt_and_queue_delete"} {
@@ -200,6 +201,7 @@ func FuzzDecodeEvent(f *testing.F) {
 	}
 	f.Add([]byte(`{"type":"executing","data":{"node":null}}`))
 	f.Fuzz(func(t *testing.T, frame []byte) {
+		sameDecode(t, frame)
 		ev, err := DecodeEvent(frame)
 		if err != nil {
 			if !errors.Is(err, ErrMalformedFrame) {
