@@ -34,7 +34,7 @@ const fetchAttempts = 3
 // It returns the task as it finished, nil if it did not (shutting down, or
 // another replica took it over).
 // also builds events to log with the finish (store.TaskFinishParams.Also).
-func (d *Dispatcher) collect(ctx context.Context, src outputSource, t *task.Task, entry *comfy.HistoryEntry, frames *streamed, also func() []event.Event) *task.Task {
+func (d *Dispatcher) collect(ctx context.Context, src outputSource, t *task.Task, entry *comfy.HistoryEntry, frames *streamed, also func() []event.Event, clock *stageClock) *task.Task {
 	wsNodes, wsImages, terr := frames.result()
 	if terr != nil {
 		return d.finishCollected(ctx, t, task.StatusFailed, nil, terr, nil, also)
@@ -67,7 +67,15 @@ func (d *Dispatcher) collect(ctx context.Context, src outputSource, t *task.Task
 	if !ok {
 		return ended
 	}
-	return d.finishCollected(ctx, t, task.StatusCompleted, res, nil, recs, also)
+	clock.collected = time.Now()
+	done := d.finishCollected(ctx, t, task.StatusCompleted, res, nil, recs, also)
+	if done != nil && done.Status == task.StatusCompleted {
+		clock.finished = time.Now()
+		if s, ok := clock.stages(); ok {
+			s.report(d.opts.Metrics)
+		}
+	}
+	return done
 }
 
 // collectOne copies one output into the file store and returns it with

@@ -441,7 +441,7 @@ func (dr *driver) start(ctx context.Context, t *task.Task, reattach bool) *run {
 // stop cancels and waits for it (the next holder of the lease collects
 // again: output file ids are stable). Options.OnRunEnd is told how the
 // task ended, with ran (RunEnd.Ran).
-func (dr *driver) collect(t *task.Task, entry *comfy.HistoryEntry, frames *streamed, ran time.Duration, also func() []event.Event) {
+func (dr *driver) collect(t *task.Task, entry *comfy.HistoryEntry, frames *streamed, ran time.Duration, also func() []event.Event, clock stageClock) {
 	dr.mu.Lock()
 	defer dr.mu.Unlock()
 	if dr.stopped {
@@ -451,7 +451,7 @@ func (dr *driver) collect(t *task.Task, entry *comfy.HistoryEntry, frames *strea
 	life := dr.life
 	dr.wg.Go(func() {
 		defer dr.settle(func() { dr.collecting-- })
-		done := dr.d.collect(life, dr.outputs(), t, entry, frames, also)
+		done := dr.d.collect(life, dr.outputs(), t, entry, frames, also, &clock)
 		if f := dr.d.opts.OnRunEnd; f != nil && done != nil && life.Err() == nil {
 			f(life, dr.inst.ID, RunEnd{Task: done, Ran: ran})
 		}

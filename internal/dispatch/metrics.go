@@ -1,6 +1,10 @@
 package dispatch
 
-import "github.com/comfyfleet/comfyfleet/internal/task"
+import (
+	"time"
+
+	"github.com/comfyfleet/comfyfleet/internal/task"
+)
 
 // Metrics receives what the dispatcher of this replica did, as it happens.
 // Calls are made on the run's goroutine and must be quick. Options.Metrics
@@ -21,7 +25,20 @@ type Metrics interface {
 	// InstanceSuspect: an instance still held a prompt a grace period after
 	// it was interrupted; the task was ended and the instance held.
 	InstanceSuspect()
+	// RunStage: a run this replica submitted, and followed frame by frame
+	// to its end, completed its task; it spent d in stage (a Stage* value;
+	// RunStages says what each one covers). Called once per stage.
+	RunStage(stage string, d time.Duration)
 }
+
+// The stages of a completed run (RunStages).
+const (
+	StageSubmit    = "submit"
+	StageQueued    = "queued"
+	StageExecution = "execution"
+	StageCollect   = "collect"
+	StageFinish    = "finish"
+)
 
 // Why a run went back to the queue.
 const (
@@ -42,3 +59,4 @@ func (noMetrics) TaskRequeued(*task.Task, string) {}
 func (noMetrics) CheckpointSwitched()             {}
 func (noMetrics) SocketDeaf()                     {}
 func (noMetrics) InstanceSuspect()                {}
+func (noMetrics) RunStage(string, time.Duration)  {}

@@ -80,6 +80,8 @@ type run struct {
 	sent     chan struct{}
 	sendOnce sync.Once
 	after    <-chan struct{}
+	// clock stamps the run's stages (RunStages).
+	clock stageClock
 	// holds: the prompt ignored its interrupt; the run holds the instance
 	// from new work until the prompt is gone.
 	holds atomic.Bool
@@ -123,6 +125,8 @@ func newRun(dr *driver, t *task.Task, reattach bool) *run {
 	}
 	if reattach {
 		r.markSent()
+	} else {
+		r.clock.claimed = r.started
 	}
 	return r
 }
@@ -272,6 +276,7 @@ func (r *run) submit(ctx context.Context, prompt json.RawMessage) bool {
 	var pe *comfy.PromptError
 	switch {
 	case err == nil:
+		r.clock.submitted = time.Now()
 		return true
 	case errors.As(err, &pe):
 		if r.rerouted(ctx, pe) {

@@ -518,3 +518,80 @@ func TestPrefetchedSubmitsOverlap(t *testing.T) {
 		t.Errorf("overlapping runs: %v", o)
 	}
 }
+
+// stageRecorder is a dispatch.Metrics that keeps the stages reported.
+type stageRecorder struct {
+	mu     sync.Mutex
+	stages []string
+	took   map[string][]time.Duration
+}
+
+func (*stageRecorder) TaskClaimed(*task.Task)          {}
+func (*stageRecorder) TaskFinished(*task.Task)         {}
+func (*stageRecorder) TaskRequeued(*task.Task, string) {}
+func (*stageRecorder) CheckpointSwitched()             {}
+func (*stageRecorder) SocketDeaf()                     {}
+func (*stageRecorder) InstanceSuspect()                {}
+
+func (s *stageRecorder) RunStage(stage string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stages = append(s.stages, stage)
+	s.took[stage] = append(s.took[stage], d)
+}
+
+// TestRunStagesReported: each completed run reports its five stages once,
+// in order; a node's delay shows in its execution, and a prompt prefetched
+// behind another waits in queued for the one ahead.
+func TestRunStagesReported(t *testing.T) {
+	t.Parallel()
+	const delay = 100 * time.Millisecond
+	r := newRig(t, 1, comfysim.Options{NodeDelay: delay})
+	rec := &stageRecorder{took: map[string][]time.Duration{}}
+	rep := r.run("a", r.st, func(o *dispatch.Options) {
+		o.Metrics = rec
+		o.Settings.Prefetch = 1
+	})
+	waitFor(t, 10*time.Second, "an instance ready for work", func() bool { return rep.d.ReadyInstances() > 0 })
+	var ids []string
+	for i := range 2 {
+		id := uuid.NewString()
+		if _, err := rep.d.InsertTask(t.Context(), &store.TaskInsertParams{
+			ID: id, Owner: "alice", Workflow: workflow(fmt.Sprintf("stages-%d", i)), Now: time.Now(),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	for _, id := range ids {
+		r.waitStatus(id, task.StatusCompleted, 10*time.Second)
+	}
+	waitFor(t, 5*time.Second, "both runs' stages", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.stages) == 10
+	})
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	one := []string{dispatch.StageSubmit, dispatch.StageQueued, dispatch.StageExecution, dispatch.StageCollect, dispatch.StageFinish}
+	if want := append(slices.Clone(one), one...); !slices.Equal(rec.stages, want) {
+		t.Fatalf("stages %q, want %q", rec.stages, want)
+	}
+	for stage, ds := range rec.took {
+		for _, d := range ds {
+			if d < 0 {
+				t.Errorf("stage %s took %v", stage, d)
+			}
+		}
+	}
+	for i, d := range rec.took[dispatch.StageExecution] {
+		if d < delay {
+			t.Errorf("run %d: execution %v, less than its node's %v", i, d, delay)
+		}
+	}
+	// The second prompt was submitted while the first ran: it waited for
+	// most of the first one's node there.
+	if q := rec.took[dispatch.StageQueued][1]; q < delay/2 {
+		t.Errorf("prefetched run queued %v, want most of the %v run ahead of it", q, delay)
+	}
+}

@@ -242,6 +242,7 @@ func (r *run) onEvent(ctx context.Context, ev comfy.Event, free func()) bool {
 	switch ev.Type {
 	case comfy.EventExecutionStart:
 		r.executing = true
+		r.clock.began = time.Now()
 		r.startStamp, _ = comfy.Stamp(ev.Data)
 	case comfy.EventExecuted:
 		if ev.Output != nil {
@@ -265,6 +266,9 @@ func (r *run) onEvent(ctx context.Context, ev comfy.Event, free func()) bool {
 	r.out.Store(true)
 	whole := r.succeeded && r.continuous && !r.gap.Load()
 	r.collects = whole
+	if whole {
+		r.clock.ended = time.Now()
+	}
 	free()
 	if whole {
 		// Every event of the prompt came here: its executed events are
@@ -463,7 +467,7 @@ func (r *run) complete(ctx context.Context, entry *comfy.HistoryEntry, free func
 		if r.endDeferred {
 			also = r.dr.endEvents(r.endMark)
 		}
-		r.dr.collect(r.task, entry, r.frames, r.ran(entry), also)
+		r.dr.collect(r.task, entry, r.frames, r.ran(entry), also, r.clock)
 	case entry.Interrupted() && r.stopReason == stopCancel:
 		r.finish(ctx, task.StatusCancelled, nil, nil)
 	case entry.Interrupted() && r.stopReason == stopTimeout:

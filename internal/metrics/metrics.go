@@ -60,7 +60,13 @@ var (
 	dispatchBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}
 	// runBuckets: from a tiny workflow to a long video render.
 	runBuckets = []float64{.1, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600}
+	// stageBuckets: from a store step (a fraction of a millisecond) to a
+	// long render's execution.
+	stageBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}
 )
+
+// The stages of a run RunStage reports (dispatch.Stage* values).
+var runStages = []string{"submit", "queued", "execution", "collect", "finish"}
 
 // Metrics holds the registry and the metrics the components update. Its
 // methods are the hooks; a nil *Metrics is not valid, components that may
@@ -83,6 +89,9 @@ type Metrics struct {
 	suspect  prometheus.Counter
 	pruned   map[string]prometheus.Counter
 	pruneVec *prometheus.CounterVec
+	// stages are stageVec's children, read-only after New.
+	stages   map[string]prometheus.Observer
+	stageVec *prometheus.HistogramVec
 	http     *httpMetrics
 
 	// failMu guards failTypes: the type label values seen so far.
@@ -140,6 +149,12 @@ func New(log *slog.Logger) *Metrics {
 			Namespace: namespace, Name: "retention_pruned_total",
 			Help: "Finished tasks and files this replica deleted for retention, by kind (task, file).",
 		}, []string{"kind"}),
+		stageVec: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "task_stage_duration_seconds",
+			Help: "Where the time of a completed run this replica submitted went, by stage: submit (claim to ComfyUI's answer to POST /prompt), " +
+				"queued (to the prompt's start there), execution (to its end), collect (outputs copied), finish (the store step that ends the task).",
+			Buckets: stageBuckets,
+		}, []string{"stage"}),
 		http:      newHTTPMetrics(),
 		failTypes: map[string]prometheus.Counter{},
 		queued:    queueTimes{at: map[string]time.Time{}},
@@ -151,13 +166,17 @@ func New(log *slog.Logger) *Metrics {
 	m.requeues = children(m.reqVec, requeueReasons)
 	m.drops = children(m.dropVec, dropReasons)
 	m.pruned = children(m.pruneVec, []string{PrunedTask, PrunedFile})
+	m.stages = make(map[string]prometheus.Observer, len(runStages))
+	for _, s := range runStages {
+		m.stages[s] = m.stageVec.WithLabelValues(s)
+	}
 	for _, typ := range failureTypes {
 		m.failTypes[typ] = m.failures.WithLabelValues(typ)
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector(),
-		m.dispatch, m.runVec, m.failures, m.reqVec, m.dropVec, m.switches, m.deaf, m.suspect, m.pruneVec, m.http.requests, m.http.duration,
+		m.dispatch, m.runVec, m.failures, m.reqVec, m.dropVec, m.switches, m.deaf, m.suspect, m.pruneVec, m.stageVec, m.http.requests, m.http.duration,
 		buildInfoGauge(buildinfo.Get()),
 	)
 	return m
@@ -300,6 +319,14 @@ func (m *Metrics) SocketDeaf() { m.deaf.Inc() }
 
 // InstanceSuspect counts a run whose instance ignored its interrupt.
 func (m *Metrics) InstanceSuspect() { m.suspect.Inc() }
+
+// RunStage records how long a completed run spent in one of its stages.
+// An unknown stage is not recorded: the stages are the whole label set.
+func (m *Metrics) RunStage(stage string, d time.Duration) {
+	if o, ok := m.stages[stage]; ok {
+		o.Observe(d.Seconds())
+	}
+}
 
 // WSDropped counts a WebSocket client disconnected for being too slow.
 func (m *Metrics) WSDropped(reason string) {

@@ -109,6 +109,35 @@ func TestCheckpointSwitches(t *testing.T) {
 	}
 }
 
+// TestRunStages: each stage of a completed run lands in its own series,
+// every series exists before the first run, and an unknown stage is
+// dropped rather than growing the label set.
+func TestRunStages(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(nil)
+	if h := scrape(t, m.Handler()).Histogram(t, "comfyfleet_task_stage_duration_seconds", "stage", "finish"); h.GetSampleCount() != 0 {
+		t.Errorf("finish before any run: count %d, want 0", h.GetSampleCount())
+	}
+	m.RunStage("submit", 2*time.Millisecond)
+	m.RunStage("submit", 500*time.Microsecond)
+	m.RunStage("execution", 3*time.Second)
+	m.RunStage("Not A Stage", time.Second)
+	f := scrape(t, m.Handler())
+	for _, c := range []struct {
+		stage string
+		count uint64
+		sum   float64
+	}{{"submit", 2, 0.0025}, {"queued", 0, 0}, {"execution", 1, 3}, {"collect", 0, 0}, {"finish", 0, 0}} {
+		h := f.Histogram(t, "comfyfleet_task_stage_duration_seconds", "stage", c.stage)
+		if h.GetSampleCount() != c.count || h.GetSampleSum() != c.sum {
+			t.Errorf("stage %s: count=%d sum=%v, want %d and %v", c.stage, h.GetSampleCount(), h.GetSampleSum(), c.count, c.sum)
+		}
+	}
+	if n := len(f["comfyfleet_task_stage_duration_seconds"].GetMetric()); n != 5 {
+		t.Errorf("%d stage series, want 5", n)
+	}
+}
+
 // TestFailureTypesBounded: however many types ComfyUI invents, the label
 // set stays bounded.
 func TestFailureTypesBounded(t *testing.T) {
