@@ -274,7 +274,11 @@ type QueuedTask struct {
 	CapKey string
 }
 
-// TaskClaimParams says who claims and for which instance.
+// TaskClaimParams says who claims and for which instance. An instance
+// stored as disabled (InstanceUpdate) claims nothing: ErrNoneRunnable
+// while tasks are pending. The check is in the claim's own step, so a
+// claim that a dispatcher started before it learnt of a disable cannot
+// place a task there after the disable was written.
 type TaskClaimParams struct {
 	InstanceID string
 	LeaseOwner string

@@ -241,6 +241,9 @@ local function claim_task(a, log, counter)
     if redis.call('ZCARD', key_queue()) > 0 then return nil, redis.error_reply('NOTFOUND ' .. none_runnable) end
     return nil, redis.error_reply('NOTFOUND no pending task')
   end
+  if redis.call('HGET', key_instance(inst), 'enabled') == '0' then
+    return nil, redis.error_reply('NOTFOUND ' .. none_runnable) -- disabled: it claims nothing
+  end
   local pick, ck, window = head, ARGV[a + 4], tonumber(ARGV[a + 5])
   if ck ~= '' and window > 0 and redis.call('HGET', key_task(queue_id(head)), 'ck') ~= ck then
     local warm

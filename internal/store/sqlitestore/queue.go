@@ -26,7 +26,8 @@ import (
 // one seek per runnable requirement of the owner served, however long the
 // queue, plus the owners passed over for having nothing the instance can
 // run. INDEXED BY pins the indexes: without statistics the planner may
-// prefer a scan.
+// prefer a scan. An instance stored as disabled claims nothing (store.
+// TaskClaimParams).
 const claimSQL = `WITH runnable AS MATERIALIZED (
 		SELECT owner, cap_key FROM queue_caps
 		WHERE cap_key = '' OR cap_key IN (SELECT cap_key FROM cap_instances WHERE instance_id = :instance)),
@@ -51,6 +52,7 @@ const claimSQL = `WITH runnable AS MATERIALIZED (
 	UPDATE tasks SET status = 'running', instance_id = :instance, attempts = attempts + 1,
 		started_at = :now, updated_at = :now, lease_owner = :owner, lease_expires_at = :expires
 	WHERE seq = coalesce((SELECT seq FROM warm), (SELECT seq FROM head))
+		AND NOT EXISTS (SELECT 1 FROM instances WHERE id = :instance AND enabled = 0)
 	RETURNING ` + taskCols
 
 // pendingCountSQL tells an empty queue from one with nothing runnable.

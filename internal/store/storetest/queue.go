@@ -22,6 +22,7 @@ func queueCases() []testCase {
 		{"ClaimOrder", testClaimOrder},
 		{"ClaimFields", testClaimFields},
 		{"ClaimEmpty", testClaimEmpty},
+		{"ClaimDisabled", testClaimDisabled},
 		{"ClaimSkipsNonPending", testClaimSkipsNonPending},
 		{"ClaimConcurrent", testClaimConcurrent},
 		{"ClaimAging", testClaimAging},
@@ -194,6 +195,32 @@ func testClaimFields(t *testing.T, s store.Store) {
 func testClaimEmpty(t *testing.T, s store.Store) {
 	_, err := s.TaskClaim(t.Context(), &store.TaskClaimParams{InstanceID: "x", LeaseOwner: replicaA, LeaseTTL: leaseTTL, Now: at(0)})
 	wantErr(t, "TaskClaim on empty store", err, store.ErrNotFound)
+}
+
+// testClaimDisabled: an instance stored as disabled claims nothing, alone
+// or in an insert's step; enabled again, it claims.
+func testClaimDisabled(t *testing.T, s store.Store) {
+	const inst = "127.0.0.1:8001"
+	off, on := false, true
+	_, err := s.InstanceUpdate(t.Context(), &store.InstanceUpdateParams{ID: inst, Enabled: &off})
+	must(t, "InstanceUpdate disabled", err)
+	first := insert(t, s, store.TaskInsertParams{Now: at(1)})
+	_, err = s.TaskClaim(t.Context(), &store.TaskClaimParams{InstanceID: inst, LeaseOwner: replicaA, LeaseTTL: leaseTTL, Now: at(2)})
+	wantErr(t, "TaskClaim for a disabled instance", err, store.ErrNoneRunnable)
+	ins, claimed, err := insertClaim(t, s, store.TaskInsertParams{Now: at(3)}, inst)
+	must(t, "TaskInsertClaim for a disabled instance", err)
+	if claimed != nil {
+		t.Fatalf("TaskInsertClaim claimed %s for a disabled instance", claimed.ID)
+	}
+	if got := get(t, s, ins.ID); got.Status != task.StatusPending {
+		t.Fatalf("inserted task is %s, want pending", got.Status)
+	}
+	if got := get(t, s, first.ID); got.Status != task.StatusPending {
+		t.Fatalf("first task is %s, want pending", got.Status)
+	}
+	_, err = s.InstanceUpdate(t.Context(), &store.InstanceUpdateParams{ID: inst, Enabled: &on})
+	must(t, "InstanceUpdate enabled", err)
+	diff(t, "claimed once enabled", first.ID, claim(t, s, inst, at(4)).ID)
 }
 
 func testClaimSkipsNonPending(t *testing.T, s store.Store) {
