@@ -648,6 +648,13 @@ func (dr *driver) onDisconnect(error) {
 }
 
 // onInstanceStatus follows health and admin changes of this instance.
+//
+// Every instance_status carries alive and enabled, but only the store's
+// row says them with authority: a run-state report (report.go) carries
+// the driver's view when it was built, which can predate an admin's or
+// health's change logged just before it, and would turn that change back
+// here. So an event that says other than the driver knows is checked
+// against the store before it is believed (rare: such changes are).
 func (dr *driver) onInstanceStatus(ctx context.Context, ev event.Event) {
 	var v struct {
 		Alive   bool `json:"alive"`
@@ -655,6 +662,16 @@ func (dr *driver) onInstanceStatus(ctx context.Context, ev event.Event) {
 	}
 	if json.Unmarshal(ev.Data, &v) != nil {
 		return
+	}
+	dr.mu.Lock()
+	differs := v.Alive != dr.alive || v.Enabled != dr.enabled
+	dr.mu.Unlock()
+	if differs {
+		// The row is written before the change's event is logged, so it
+		// is at least as new as ev.
+		if st, err := dr.d.opts.Store.InstanceGet(ctx, dr.inst.ID); err == nil {
+			v.Alive, v.Enabled = st.Alive, st.Enabled
+		}
 	}
 	dr.mu.Lock()
 	wasAlive := dr.alive

@@ -16,6 +16,7 @@ import (
 	"github.com/comfyfleet/comfyfleet/internal/dispatch"
 	"github.com/comfyfleet/comfyfleet/internal/event"
 	"github.com/comfyfleet/comfyfleet/internal/fleet"
+	"github.com/comfyfleet/comfyfleet/internal/instance"
 	"github.com/comfyfleet/comfyfleet/internal/store"
 	"github.com/comfyfleet/comfyfleet/internal/task"
 )
@@ -593,5 +594,43 @@ func TestRunStagesReported(t *testing.T) {
 	// most of the first one's node there.
 	if q := rec.took[dispatch.StageQueued][1]; q < delay/2 {
 		t.Errorf("prefetched run queued %v, want most of the %v run ahead of it", q, delay)
+	}
+}
+
+// TestStaleRunReportKeepsAdminState: a run-state report built before an
+// admin disabled the instance, and logged after the admin's change, does
+// not enable the instance again for the scheduler: the store's row says
+// enabled with authority. (Before, prefetch claims racing a disable turned
+// it back on and the disabled instances ran the queue.)
+func TestStaleRunReportKeepsAdminState(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 2, comfysim.Options{})
+	rep := r.run("a", r.st, nil)
+	waitFor(t, 10*time.Second, "both instances ready", func() bool { return rep.d.ReadyInstances() == 2 })
+	ids := []string{}
+	for _, in := range r.fl.Instances() {
+		ids = append(ids, in.ID)
+	}
+	off, on := false, true
+	for _, id := range ids {
+		if _, err := r.fl.Update(t.Context(), &store.InstanceUpdateParams{ID: id, Enabled: &off}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "both instances disabled", func() bool { return rep.d.ReadyInstances() == 0 })
+	// The first instance's driver reports its run state with the view it
+	// had before the disable; then the second is enabled again for real.
+	stale := event.Instance(instance.State{ID: ids[0], Alive: true, Enabled: true}, "")
+	if err := r.st.Publish(t.Context(), stale); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.fl.Update(t.Context(), &store.InstanceUpdateParams{ID: ids[1], Enabled: &on}); err != nil {
+		t.Fatal(err)
+	}
+	// Events reach the dispatcher in the order they were logged: once the
+	// second is ready, the stale report has been handled.
+	waitFor(t, 10*time.Second, "the second instance ready", func() bool { return rep.d.ReadyInstances() >= 1 })
+	if n := rep.d.ReadyInstances(); n != 1 {
+		t.Fatalf("%d instances ready, want only the one enabled", n)
 	}
 }
