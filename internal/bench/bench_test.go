@@ -90,8 +90,8 @@ var tableChecks = map[string]func(t *testing.T, tab *Table, s Sizes, have availa
 		}
 	},
 	"overhead": func(t *testing.T, tab *Table, s Sizes, _ available) {
-		if got := len(tab.Rows); got != 12 {
-			t.Fatalf("%s: %d rows, want 12", tab.Title, got)
+		if got := len(tab.Rows); got != 22 {
+			t.Fatalf("%s: %d rows, want 22", tab.Title, got)
 		}
 		wantResult(t, tab, "one at a time: latency p50, ms")
 		wantResult(t, tab, itoa(s.OverheadBurst)+" at once: done/s")
@@ -99,6 +99,15 @@ var tableChecks = map[string]func(t *testing.T, tab *Table, s Sizes, have availa
 			for _, col := range []string{"direct", "direct + outputs", "gateway", "gateway / direct"} {
 				if got := tab.Cell(row, col); got == "" || got == "n/a" {
 					t.Errorf("%s: row %q, %s = %q, want a figure", tab.Title, row, col, got)
+				}
+			}
+		}
+		// The gateway reports where its runs' time went.
+		for _, mode := range []string{"one at a time", itoa(s.OverheadBurst) + " at once"} {
+			for _, stage := range runStages {
+				row := mode + ": run stage " + stage + ", mean ms"
+				if got := tab.Cell(row, "gateway"); got == "" || got == "n/a" {
+					t.Errorf("%s: row %q, gateway = %q, want a figure", tab.Title, row, got)
 				}
 			}
 		}

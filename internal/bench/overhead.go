@@ -58,6 +58,7 @@ func runOverhead(ctx context.Context, e *env) (*Table, error) {
 		r.paths = append(r.paths, overheadPath{name: oneInstance, tag: "direct1", burst: e.directBurst(fl.bases[:1], false)})
 	}
 	r.paths = append(r.paths, overheadPath{name: "gateway", tag: "gateway", serial: gatewaySerial(g), burst: gatewayBurst(e, g),
+		stages: g.admin.stageSums,
 		// One CPU profile per mode, from the gateway's first phase of it that
 		// does not overlap the other's (see --profile-time).
 		profile: func(ctx context.Context, mode int) { g.profile(ctx, "-"+modeTag(mode)) }})
@@ -85,6 +86,9 @@ type overheadPath struct {
 	burst func(ctx context.Context, prompts []string) (time.Duration, error)
 	// profile, when set, is called as each of the path's phases starts.
 	profile func(ctx context.Context, mode int)
+	// stages, when set, reads the gateway's run stages (around a phase,
+	// outside its CPU readings).
+	stages func(ctx context.Context) (stageSums, error)
 }
 
 // oneInstance names the path straight to the first instance alone.
@@ -104,6 +108,8 @@ type phase struct {
 	// elapsed runs from the first submit to the last job done.
 	elapsed time.Duration
 	cpu     cpuUse
+	// stages are the gateway's run stages of the phase's jobs.
+	stages stageSums
 }
 
 // roundLoad is where the CPU went during one round's phases.
@@ -301,7 +307,25 @@ func (r *overheadRun) prompts(round, tag string, mode, n int) []string {
 const overheadFolderJobs = 100
 
 // measure runs one phase, reading the CPU times around it.
-func (r *overheadRun) measure(ctx context.Context, p overheadPath, mode int, prompts []string) (phase, error) {
+func (r *overheadRun) measure(ctx context.Context, p overheadPath, mode int, prompts []string) (ph phase, err error) {
+	if p.stages != nil {
+		before, err := p.stages(ctx)
+		if err != nil {
+			return phase{}, err
+		}
+		defer func() {
+			after, serr := p.stages(ctx)
+			if err == nil && serr != nil {
+				err = serr
+			}
+			ph.stages = after.sub(before)
+		}()
+	}
+	return r.measureCPU(ctx, p, mode, prompts)
+}
+
+// measureCPU runs one phase, reading the CPU times around it.
+func (r *overheadRun) measureCPU(ctx context.Context, p overheadPath, mode int, prompts []string) (phase, error) {
 	ph := phase{jobs: len(prompts)}
 	if mode == burstMode {
 		s0 := r.meter.sample()

@@ -20,6 +20,8 @@ type figures struct {
 	other float64
 	// comfyOK and machineOK say whether comfy and other could be read.
 	comfyOK, machineOK bool
+	// stages are the gateway's run stages (the gateway path only).
+	stages stageSums
 }
 
 // figuresOf pools phases.
@@ -28,7 +30,9 @@ func figuresOf(phases ...phase) figures {
 	var use cpuUse
 	var elapsed time.Duration
 	jobs := 0
+	stages := stageSums{ok: len(phases) > 0}
 	for _, ph := range phases {
+		stages = stages.add(ph.stages)
 		lat = append(lat, ph.latencies...)
 		use = use.add(ph.cpu)
 		elapsed += ph.elapsed
@@ -36,7 +40,7 @@ func figuresOf(phases ...phase) figures {
 	}
 	slices.Sort(lat)
 	f := figures{p50: percentile(lat, 50), p95: percentile(lat, 95), other: use.cores(use.other()),
-		comfyOK: use.comfyOK, machineOK: use.machineOK}
+		comfyOK: use.comfyOK, machineOK: use.machineOK, stages: stages}
 	if elapsed > 0 {
 		f.rate = float64(jobs) / elapsed.Seconds()
 	}
@@ -85,6 +89,14 @@ func (r *overheadRun) rows() []overheadRow {
 			overheadRow{mode, prefix + ": gateway CPU per job, ms", func(f figures) (float64, bool) { return ms(f.gateway), true }, false},
 			overheadRow{mode, prefix + ": ComfyUI CPU per job, ms", func(f figures) (float64, bool) { return ms(f.comfy), comfyMeasured && f.comfyOK }, true},
 			overheadRow{mode, prefix + ": client CPU per job, ms", func(f figures) (float64, bool) { return ms(f.bench), true }, true})
+	}
+	for mode, prefix := range [2]string{serial, burst} {
+		for i, stage := range runStages {
+			rows = append(rows, overheadRow{mode, prefix + ": run stage " + stage + ", mean ms", func(f figures) (float64, bool) {
+				d, ok := f.stages.mean(i)
+				return ms(d), ok
+			}, false})
+		}
 	}
 	for mode, prefix := range [2]string{serial, burst} {
 		rows = append(rows, overheadRow{mode, prefix + ": other processes, cores", func(f figures) (float64, bool) { return f.other, f.machineOK }, false})

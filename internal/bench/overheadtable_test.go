@@ -32,6 +32,15 @@ func overheadFixture(pids []int) *overheadRun {
 		{serial(8*ms, quiet, 2*ms, 2*ms), serial(8*ms, quiet, 2*ms, 2*ms)},
 		{serial(10*ms, use(6*ms, 12*ms, 4*ms, 122*ms), 2*ms, 6*ms), serial(10*ms, use(8*ms, 12*ms, 4*ms, 124*ms), 4*ms, 4*ms)},
 	}
+	// The gateway's runs: submit took 2 ms each in round 1, 1 ms in round 2.
+	stages := func(submit float64) stageSums {
+		s := stageSums{ok: true}
+		s.sum[0], s.count[0] = 2*submit, 2
+		s.sum[4], s.count[4] = 0.001, 2
+		return s
+	}
+	r.phases[serialMode][2][0].stages = stages(0.002)
+	r.phases[serialMode][2][1].stages = stages(0.001)
 	r.phases[burstMode] = [][]phase{
 		{burst(10, 20*ms, quiet), burst(10, 20*ms, quiet)},
 		{burst(10, 25*ms, quiet), burst(10, 25*ms, quiet)},
@@ -77,11 +86,16 @@ func TestOverheadTable(t *testing.T) {
 		{"one at a time: other processes, cores", "gateway", "0.10"},
 		{"one at a time: other processes, cores", "direct", "0.10"},
 		{"10 at once: other processes, cores", "gateway / direct", "—"},
+		{"one at a time: run stage submit, mean ms", "gateway", "1.50 (1.00–2.00)"},
+		{"one at a time: run stage finish, mean ms", "gateway", "0.50"},
+		{"one at a time: run stage submit, mean ms", "direct", "n/a"},
+		{"one at a time: run stage queued, mean ms", "gateway", "n/a"},
+		{"10 at once: run stage submit, mean ms", "gateway", "n/a"},
 	}
 	for _, tc := range tests {
 		wantCell(t, tab, tc.row, tc.col, tc.want)
 	}
-	if got, want := len(tab.Rows), 12; got != want {
+	if got, want := len(tab.Rows), 22; got != want {
 		t.Errorf("%d rows, want %d", got, want)
 	}
 	var out bytes.Buffer
