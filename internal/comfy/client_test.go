@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -399,43 +398,4 @@ func TestBaseURLPathPrefixAndTrailingSlash(t *testing.T) {
 		t.Errorf("empty client id not replaced")
 	}
 	c.hc.CloseIdleConnections()
-}
-
-// TestSubmitSentBeforeTheAnswer: Sent is called once the request is
-// written, before the server answers, and only once; and once when the
-// request could not be sent at all.
-func TestSubmitSentBeforeTheAnswer(t *testing.T) {
-	t.Parallel()
-	answer := make(chan struct{})
-	c := serve(t, func(w http.ResponseWriter, req *http.Request) {
-		<-answer
-		_, _ = io.WriteString(w, `{"prompt_id": "p1", "number": 1, "node_errors": {}}`)
-	})
-	var calls atomic.Int32
-	sentC := make(chan struct{}, 4)
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Submit(t.Context(), SubmitParams{Prompt: json.RawMessage(`{"1": {}}`), Sent: func() {
-			calls.Add(1)
-			sentC <- struct{}{}
-		}})
-		done <- err
-	}()
-	<-sentC // before the answer: the handler is still waiting
-	close(answer)
-	if err := <-done; err != nil {
-		t.Fatalf("Submit: %v", err)
-	}
-	if n := calls.Load(); n != 1 {
-		t.Errorf("Sent called %d times, want 1", n)
-	}
-
-	dead := New("http://127.0.0.1:1", "gw-test", nil)
-	calls.Store(0)
-	if _, err := dead.Submit(t.Context(), SubmitParams{Prompt: json.RawMessage(`{"1": {}}`), Sent: func() { calls.Add(1) }}); err == nil {
-		t.Fatal("Submit to a closed port: no error")
-	}
-	if n := calls.Load(); n != 1 {
-		t.Errorf("Sent called %d times after a failed submit, want 1", n)
-	}
 }

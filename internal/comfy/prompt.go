@@ -9,9 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptrace"
 	"slices"
-	"sync"
 )
 
 // SubmitParams is what Submit sends to POST /prompt.
@@ -26,11 +24,6 @@ type SubmitParams struct {
 	ExtraData map[string]any
 	// Front asks ComfyUI to run the prompt before the ones already pending.
 	Front bool
-	// Sent, when set, is called once the request has been written to the
-	// connection, or once Submit returns without having written it. A
-	// caller that orders its prompts sends the next one after it: ComfyUI
-	// numbers prompts as it reads them, not as it answers.
-	Sent func()
 }
 
 // SubmitResult is ComfyUI's 200 answer to POST /prompt.
@@ -80,14 +73,6 @@ func (c *Client) Submit(ctx context.Context, p SubmitParams) (*SubmitResult, err
 		return nil, errors.New("comfy: submit: empty prompt")
 	}
 	body := submitBody{Prompt: p.Prompt, ClientID: c.clientID, PromptID: p.PromptID, ExtraData: p.ExtraData, Front: p.Front}
-	if p.Sent != nil {
-		var once sync.Once
-		sent := func() { once.Do(p.Sent) }
-		defer sent()
-		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-			WroteRequest: func(httptrace.WroteRequestInfo) { sent() },
-		})
-	}
 	req, err := c.newRequest(ctx, http.MethodPost, "/prompt", body)
 	if err != nil {
 		return nil, fmt.Errorf("comfy: submit: %w", err)

@@ -413,7 +413,7 @@ func (dr *driver) start(ctx context.Context, t *task.Task, reattach bool) *run {
 		return nil
 	}
 	if n := len(dr.runs); n > 0 {
-		r.after = dr.runs[n-1].sent // prompts go out in the order of their claims
+		r.after = dr.runs[n-1].placed // prompts go out in the order of their claims
 	}
 	dr.runs = append(dr.runs, r)
 	dr.reserved = false

@@ -71,15 +71,16 @@ type run struct {
 	// out: the prompt no longer occupies ComfyUI's queue (read by the
 	// driver to tell its own prompts from others' in status frames).
 	out atomic.Bool
-	// sent is closed once the run's POST /prompt has been written to its
-	// connection, or the run will not send one (reattached, or it ended
-	// before its submit). after is the sent of the run claimed before it on
-	// the instance: its request is written only once that one's is, so
-	// prompts reach ComfyUI in the order they were claimed, while the
-	// claims and the answers of several submits overlap (see submit).
-	sent     chan struct{}
-	sendOnce sync.Once
-	after    <-chan struct{}
+	// placed is closed once ComfyUI has answered the run's POST /prompt
+	// (its place in ComfyUI's queue is settled), or the run will not send
+	// one (reattached, or it ended before its submit). after is the placed
+	// of the run claimed before it on the instance: its request goes out
+	// only once that one is answered, so prompts reach ComfyUI in the
+	// order they were claimed, while the next claim and the preparation of
+	// its prompt overlap the answer's wait (see submit).
+	placed    chan struct{}
+	placeOnce sync.Once
+	after     <-chan struct{}
 	// clock stamps the run's stages (RunStages).
 	clock stageClock
 	// holds: the prompt ignored its interrupt; the run holds the instance
@@ -119,20 +120,20 @@ func newRun(dr *driver, t *task.Task, reattach bool) *run {
 		dr: dr, task: t, reattach: reattach, log: dr.log.With("task_id", t.ID), started: time.Now(),
 		events:  make(chan *comfy.Event, 1024),
 		resyncC: make(chan struct{}, 1), cancelC: make(chan struct{}, 1), lostC: make(chan struct{}, 1),
-		pullC: make(chan struct{}, 1), finished: make(chan struct{}), sent: make(chan struct{}),
+		pullC: make(chan struct{}, 1), finished: make(chan struct{}), placed: make(chan struct{}),
 		frames:  newStreamed(t, reattach, dr.d.previews),
 		outputs: map[string]comfy.NodeOutput{},
 	}
 	if reattach {
-		r.markSent()
+		r.markPlaced()
 	} else {
 		r.clock.claimed = r.started
 	}
 	return r
 }
 
-// markSent closes sent (once): the next run's request may go out.
-func (r *run) markSent() { r.sendOnce.Do(func() { close(r.sent) }) }
+// markPlaced closes placed (once): the next run's request may go out.
+func (r *run) markPlaced() { r.placeOnce.Do(func() { close(r.placed) }) }
 
 func (r *run) signal(ch chan struct{}) {
 	select {
@@ -170,7 +171,7 @@ func (r *run) st() store.Store { return r.dr.d.opts.Store }
 // drive submits (or reattaches) and waits for the outcome. free releases
 // the instance as soon as the outcome is known there.
 func (r *run) drive(ctx context.Context, free func()) {
-	defer r.markSent() // whatever ended the run before its request went out
+	defer r.markPlaced() // whatever ended the run before its submit was answered
 	if r.reattach {
 		r.markBusy(ctx)
 	} else {
@@ -189,6 +190,7 @@ func (r *run) drive(ctx context.Context, free func()) {
 		r.verify = true
 	} else {
 		ok := r.submit(ctx, prompt)
+		r.markPlaced()
 		if !ok {
 			return
 		}
@@ -260,9 +262,9 @@ func (r *run) submit(ctx context.Context, prompt json.RawMessage) bool {
 		return false
 	}
 	if r.after != nil {
-		// The prompt claimed before this one goes first. Its request is
-		// written within moments (or fails), so this wait is short; ctx
-		// ending makes the submit below fail at once.
+		// The prompt claimed before this one goes first: ComfyUI queues a
+		// prompt before it answers. The wait is bounded by that submit's
+		// own timeout; ctx ending makes the submit below fail at once.
 		select {
 		case <-r.after:
 		case <-ctx.Done():
@@ -271,7 +273,6 @@ func (r *run) submit(ctx context.Context, prompt json.RawMessage) bool {
 	r.framesAtSubmit = r.dr.frames.Load()
 	_, err := r.dr.client.Submit(ctx, comfy.SubmitParams{
 		Prompt: prompt, PromptID: t.ID, ExtraData: map[string]any{"client_id": r.dr.d.opts.ClientID},
-		Sent: r.markSent,
 	})
 	var pe *comfy.PromptError
 	switch {
