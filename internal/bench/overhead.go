@@ -309,20 +309,44 @@ const overheadFolderJobs = 100
 // measure runs one phase, reading the CPU times around it.
 func (r *overheadRun) measure(ctx context.Context, p overheadPath, mode int, prompts []string) (ph phase, err error) {
 	if p.stages != nil {
-		before, err := p.stages(ctx)
-		if err != nil {
-			return phase{}, err
+		before, serr := p.stages(ctx)
+		if serr != nil {
+			return phase{}, serr
 		}
 		defer func() {
-			after, serr := p.stages(ctx)
-			if err == nil && serr != nil {
-				err = serr
+			if err != nil {
+				return
 			}
+			var after stageSums
+			after, err = stagesAfter(ctx, p.stages, before, len(prompts))
 			ph.stages = after.sub(before)
 		}()
 	}
 	return r.measureCPU(ctx, p, mode, prompts)
 }
+
+// stagesAfter reads the stages once the phase's n runs have reported
+// theirs: a run reports them just after its task's completion went out,
+// so the client can see its last job done a moment before. After
+// stagesWait it takes what is there.
+func stagesAfter(ctx context.Context, read func(context.Context) (stageSums, error), before stageSums, n int) (stageSums, error) {
+	last := len(runStages) - 1
+	deadline := time.Now().Add(stagesWait)
+	for {
+		after, err := read(ctx)
+		if err != nil || !after.ok || after.count[last]-before.count[last] >= uint64(n) || time.Now().After(deadline) {
+			return after, err
+		}
+		select {
+		case <-ctx.Done():
+			return after, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// stagesWait bounds stagesAfter's wait.
+const stagesWait = 5 * time.Second
 
 // measureCPU runs one phase, reading the CPU times around it.
 func (r *overheadRun) measureCPU(ctx context.Context, p overheadPath, mode int, prompts []string) (phase, error) {

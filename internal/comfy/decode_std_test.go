@@ -141,6 +141,13 @@ func TestDecodeEventMatchesEncodingJSON(t *testing.T) {
 		`{"type":"\u212a"}`,
 		"{\"type\":\"\xff\"}",
 		"{\"type\":\"x\",\"data\":{\"prompt_id\":\"\xff\"}}",
+		`{"type":"x","type":null}`,
+		`{"type":"x","data":{"status":{"exec_info":{"queue_remaining":3},"exec_info":{}}}}`,
+		`{"type":"x","data":{"status":{"exec_info":{"queue_remaining":3},"exec_info":null}}}`,
+		`{"type":"x","data":{"status":{"exec_info":{"queue_remaining":3},"exec_info":{"queue_remaining":null}}}}`,
+		`{"type":"x","data":{"status":{"exec_info":{"queue_remaining":3},"exec_info":7}}}`,
+		"{\"type\":\"x\",\"data\":{\"nodes\":{\"\xff\":{\"state\":\"\xfe\"}}}}",
+		`{"type":"x","data":{"prompt_id":"a","prompt_id":null}}`,
 		`[{"type":"x"}]`,
 		`null`, `"x"`, `{}`, `{`, ``,
 	} {

@@ -118,8 +118,12 @@ func DecodeEvent(frame []byte) (Event, error) {
 	eachMember(frame, func(key, val []byte) bool {
 		switch {
 		case keyIs(key, "type"):
-			typ = val
-			badType = badType || (val[0] != '"' && string(val) != "null")
+			switch {
+			case val[0] == '"':
+				typ = val
+			case string(val) != "null": // null leaves it as it was
+				badType = true
+			}
 		case keyIs(key, "data"):
 			data = val
 		}
@@ -181,15 +185,30 @@ func (ev *Event) fill(f *eventData) {
 	}
 	ev.Value = jsonInt(f.Value)
 	ev.Max = jsonInt(f.Max)
-	if q := member(member(f.Status, "exec_info"), "queue_remaining"); q != nil {
-		var n flexInt
-		_ = n.UnmarshalJSON(q)
-		ev.QueueRemaining = int(n)
-	}
+	ev.QueueRemaining = queueRemaining(f.Status)
 	ev.fillNodes(f.Nodes)
 	if len(f.Output) > 0 {
 		_ = json.Unmarshal(f.Output, &ev.Output)
 	}
+}
+
+// queueRemaining reads status.exec_info.queue_remaining as encoding/json
+// reads it into nested structs: a repeated exec_info object adds to the
+// one before it rather than replacing it, and a null leaves it as it was.
+func queueRemaining(status json.RawMessage) int {
+	var n flexInt
+	eachMember(status, func(key, info []byte) bool {
+		if keyIs(key, "exec_info") {
+			eachMember(info, func(key, q []byte) bool {
+				if keyIs(key, "queue_remaining") {
+					_ = n.UnmarshalJSON(q)
+				}
+				return true
+			})
+		}
+		return true
+	})
+	return int(n)
 }
 
 // fillNodes reads "nodes": a list of ids (execution_cached) or an object of
@@ -209,7 +228,7 @@ func (ev *Event) fillNodes(raw json.RawMessage) {
 	}
 	ev.NodeStates = map[string]NodeState{}
 	eachMember(raw, func(key, val []byte) bool {
-		ev.NodeStates[jsonString(key)] = nodeState(val)
+		ev.NodeStates[jsonStringValid(key)] = nodeState(val)
 		return true
 	})
 }

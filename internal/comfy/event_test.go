@@ -200,6 +200,8 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 	}
 	f.Add([]byte(`{"type":"executing","data":{"node":null}}`))
+	f.Add([]byte(`{"type":"x","type":null,"data":{"status":{"exec_info":{"queue_remaining":3},"exec_info":{}}}}`))
+	f.Add([]byte("{\"type\":\"x\",\"data\":{\"nodes\":{\"\xff\":{\"state\":1}}}}"))
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		sameDecode(t, frame)
 		ev, err := DecodeEvent(frame)

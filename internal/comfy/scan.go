@@ -110,19 +110,6 @@ func keyIs(key []byte, name string) bool {
 	return bytes.EqualFold([]byte(jsonString(key)), []byte(name))
 }
 
-// member returns the value of obj's last member named name (the one
-// encoding/json would keep), or nil.
-func member(obj []byte, name string) []byte {
-	var found []byte
-	eachMember(obj, func(key, val []byte) bool {
-		if keyIs(key, name) {
-			found = val
-		}
-		return true
-	})
-	return found
-}
-
 // isObject reports whether the value raw is a JSON object.
 func isObject(raw []byte) bool {
 	i := skipSpace(raw, 0)

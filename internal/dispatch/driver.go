@@ -647,6 +647,9 @@ func (dr *driver) onDisconnect(error) {
 	}
 }
 
+// instanceReadTimeout bounds onInstanceStatus's read of the instance.
+const instanceReadTimeout = 2 * time.Second
+
 // onInstanceStatus follows health and admin changes of this instance.
 //
 // Every instance_status carries alive and enabled, but only the store's
@@ -668,10 +671,17 @@ func (dr *driver) onInstanceStatus(ctx context.Context, ev event.Event) {
 	dr.mu.Unlock()
 	if differs {
 		// The row is written before the change's event is logged, so it
-		// is at least as new as ev.
-		if st, err := dr.d.opts.Store.InstanceGet(ctx, dr.inst.ID); err == nil {
-			v.Alive, v.Enabled = st.Alive, st.Enabled
+		// is at least as new as ev. The read holds up every instance's
+		// events: it is bounded, and a store that does not answer leaves
+		// the driver's view as it is (it claims nothing meanwhile anyway).
+		rctx, cancel := context.WithTimeout(ctx, instanceReadTimeout)
+		st, err := dr.d.opts.Store.InstanceGet(rctx, dr.inst.ID)
+		cancel()
+		if err != nil {
+			dr.log.WarnContext(ctx, "instance_status not checked against the store; ignored", "err", err)
+			return
 		}
+		v.Alive, v.Enabled = st.Alive, st.Enabled
 	}
 	dr.mu.Lock()
 	wasAlive := dr.alive

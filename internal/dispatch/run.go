@@ -135,6 +135,28 @@ func newRun(dr *driver, t *task.Task, reattach bool) *run {
 // markPlaced closes placed (once): the next run's request may go out.
 func (r *run) markPlaced() { r.placeOnce.Do(func() { close(r.placed) }) }
 
+// waitTurn waits until the run claimed before this one on the instance is
+// placed, or ctx ends (the driver stops: nothing is submitted any more).
+// It is bounded by that run's submit, which has a timeout.
+func (r *run) waitTurn(ctx context.Context) {
+	if r.after == nil {
+		return
+	}
+	select {
+	case <-r.after:
+	case <-ctx.Done():
+	}
+}
+
+// markPlacedInTurn closes placed once the run before this one is placed
+// too: a run that ends without a submit (its preparation failed, its
+// lease ran short) must not let the run after it overtake the run before
+// it, still on its way to ComfyUI.
+func (r *run) markPlacedInTurn(ctx context.Context) {
+	r.waitTurn(ctx)
+	r.markPlaced()
+}
+
 func (r *run) signal(ch chan struct{}) {
 	select {
 	case ch <- struct{}{}:
@@ -171,7 +193,7 @@ func (r *run) st() store.Store { return r.dr.d.opts.Store }
 // drive submits (or reattaches) and waits for the outcome. free releases
 // the instance as soon as the outcome is known there.
 func (r *run) drive(ctx context.Context, free func()) {
-	defer r.markPlaced() // whatever ended the run before its submit was answered
+	defer r.markPlacedInTurn(ctx) // whatever ended the run before its submit was answered
 	if r.reattach {
 		r.markBusy(ctx)
 	} else {
@@ -254,21 +276,15 @@ func (r *run) prepare(ctx context.Context) (json.RawMessage, int, error) {
 // submit sends the prompt; false means the run already ended (failed or requeued).
 func (r *run) submit(ctx context.Context, prompt json.RawMessage) bool {
 	t := r.task
+	// The prompt claimed before this one goes first: ComfyUI queues a
+	// prompt before it answers. The lease is checked after the wait.
+	r.waitTurn(ctx)
 	if !r.dr.leaseLeftFor(r.dr.d.opts.LeaseTTL / 3) {
 		// Renewals come every LeaseTTL/3: this lease is late, so the
 		// replica was frozen or cut off from the store since the claim.
 		r.log.WarnContext(ctx, "instance lease about to run out before the submit; requeueing")
 		r.requeue(ctx, RequeueLeaseLost, true)
 		return false
-	}
-	if r.after != nil {
-		// The prompt claimed before this one goes first: ComfyUI queues a
-		// prompt before it answers. The wait is bounded by that submit's
-		// own timeout; ctx ending makes the submit below fail at once.
-		select {
-		case <-r.after:
-		case <-ctx.Done():
-		}
 	}
 	r.framesAtSubmit = r.dr.frames.Load()
 	_, err := r.dr.client.Submit(ctx, comfy.SubmitParams{

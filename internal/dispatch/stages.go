@@ -4,7 +4,8 @@ import "time"
 
 // RunStages is where the time of a completed run went, as this replica saw
 // it (Metrics.RunStage). The stages follow each other; together they are
-// the run from just after its claim to the task's final status.
+// the run from just after its claim to the task's final status. A frame's
+// stamp is taken when the run handles it, a moment after it arrived.
 type RunStages struct {
 	// Submit: from the claim to ComfyUI's answer to POST /prompt (the
 	// prompt prepared, its input files sent, the prompt written after the
