@@ -153,6 +153,11 @@ func (r *run) waitTurn(ctx context.Context) {
 // lease ran short) must not let the run after it overtake the run before
 // it, still on its way to ComfyUI.
 func (r *run) markPlacedInTurn(ctx context.Context) {
+	select {
+	case <-r.placed:
+		return // answered, or reattached
+	default:
+	}
 	r.waitTurn(ctx)
 	r.markPlaced()
 }
