@@ -282,8 +282,22 @@ func (r *run) prepare(ctx context.Context) (json.RawMessage, int, error) {
 func (r *run) submit(ctx context.Context, prompt json.RawMessage) bool {
 	t := r.task
 	// The prompt claimed before this one goes first: ComfyUI queues a
-	// prompt before it answers. The lease is checked after the wait.
-	r.waitTurn(ctx)
+	// prompt before it answers. A cancel or a pull-back meanwhile ends the
+	// run with nothing sent; the lease is checked after the wait.
+	if r.after != nil {
+		select {
+		case <-r.after:
+		case <-ctx.Done():
+		case <-r.cancelC:
+			r.log.InfoContext(ctx, "cancelled before its prompt was sent")
+			r.finish(ctx, task.StatusCancelled, nil, nil)
+			return false
+		case <-r.pullC:
+			r.log.InfoContext(ctx, "pulled back before its prompt was sent")
+			r.requeue(ctx, RequeuePulledBack, true)
+			return false
+		}
+	}
 	if !r.dr.leaseLeftFor(r.dr.d.opts.LeaseTTL / 3) {
 		// Renewals come every LeaseTTL/3: this lease is late, so the
 		// replica was frozen or cut off from the store since the claim.

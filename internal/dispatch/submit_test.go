@@ -572,6 +572,98 @@ func TestPrefetchOrderPastAFailedPreparation(t *testing.T) {
 	}
 }
 
+// TestCancelWhileWaitingItsTurn: a prefetched task cancelled while its
+// prompt waits for the answer to the one claimed before it ends cancelled
+// at once, and its prompt is never sent.
+func TestCancelWhileWaitingItsTurn(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 1, comfysim.Options{})
+	sim := r.sims[0]
+	rep := r.run("a", r.st, func(o *dispatch.Options) { o.Settings.Prefetch = 1 })
+	waitFor(t, 10*time.Second, "an instance ready for work", func() bool { return rep.d.ReadyInstances() > 0 })
+	hold := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	t.Cleanup(release)
+	sim.InjectHTTPFault(comfysim.HTTPFault{Route: "POST /prompt", Hold: hold})
+	var ids []string
+	for i := range 2 {
+		id := uuid.NewString()
+		if _, err := rep.d.InsertTask(t.Context(), &store.TaskInsertParams{
+			ID: id, Owner: "alice", Workflow: workflow(fmt.Sprintf("turn-%d", i)), Now: time.Now(),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	var second *task.Task
+	waitFor(t, 10*time.Second, "the second claimed", func() bool {
+		got, err := r.st.TaskGet(t.Context(), ids[1])
+		second = got
+		return err == nil && got.Status == task.StatusRunning
+	})
+	if err := event.Publish(t.Context(), r.st, event.TypeTaskCancelRequested, second, event.TaskCancelledData{TaskID: second.ID, InstanceID: second.InstanceID}); err != nil {
+		t.Fatal(err)
+	}
+	r.waitStatus(ids[1], task.StatusCancelled, 10*time.Second) // the first's answer still held
+	release()
+	r.waitStatus(ids[0], task.StatusCompleted, 10*time.Second)
+	var sent []string
+	for _, p := range sim.Prompts() {
+		sent = append(sent, p.PromptID)
+	}
+	if want := ids[:1]; !slices.Equal(sent, want) {
+		t.Errorf("prompts sent %q, want only the first's %q", sent, want)
+	}
+}
+
+// TestPullBackWhileWaitingItsTurn: a prefetched task whose instance is
+// disabled while its prompt waits for its turn goes back to the queue at
+// once, its attempt refunded, and its prompt is never sent.
+func TestPullBackWhileWaitingItsTurn(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 1, comfysim.Options{})
+	sim := r.sims[0]
+	rep := r.run("a", r.st, func(o *dispatch.Options) { o.Settings.Prefetch = 1 })
+	waitFor(t, 10*time.Second, "an instance ready for work", func() bool { return rep.d.ReadyInstances() > 0 })
+	hold := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	t.Cleanup(release)
+	sim.InjectHTTPFault(comfysim.HTTPFault{Route: "POST /prompt", Hold: hold})
+	var ids []string
+	for i := range 2 {
+		id := uuid.NewString()
+		if _, err := rep.d.InsertTask(t.Context(), &store.TaskInsertParams{
+			ID: id, Owner: "alice", Workflow: workflow(fmt.Sprintf("pull-%d", i)), Now: time.Now(),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	waitFor(t, 10*time.Second, "the second claimed", func() bool {
+		got, err := r.st.TaskGet(t.Context(), ids[1])
+		return err == nil && got.Status == task.StatusRunning
+	})
+	off := false
+	if _, err := r.fl.Update(t.Context(), &store.InstanceUpdateParams{ID: r.fl.Instances()[0].ID, Enabled: &off}); err != nil {
+		t.Fatal(err)
+	}
+	back := r.waitStatus(ids[1], task.StatusPending, 10*time.Second) // the first's answer still held
+	if back.Attempts != 0 {
+		t.Errorf("pulled-back task has %d attempts, want its attempt refunded", back.Attempts)
+	}
+	release()
+	r.waitStatus(ids[0], task.StatusCompleted, 10*time.Second)
+	var sent []string
+	for _, p := range sim.Prompts() {
+		sent = append(sent, p.PromptID)
+	}
+	if want := ids[:1]; !slices.Equal(sent, want) {
+		t.Errorf("prompts sent %q, want only the first's %q", sent, want)
+	}
+}
+
 // stageRecorder is a dispatch.Metrics that keeps the stages reported.
 type stageRecorder struct {
 	mu     sync.Mutex
