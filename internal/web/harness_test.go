@@ -285,6 +285,20 @@ func (p *page) login(user, pass string) {
 // click clicks the first element matching a CSS selector once it is visible.
 func (p *page) click(sel string) {
 	p.t.Helper()
+	// A view that re-renders on a live event (instance_status, say) can
+	// replace the element between the browser finding it and clicking it:
+	// the node id is then gone, and the click is tried again on the new one.
+	for range 4 {
+		err := chromedp.Do(p.ctx, chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel)))
+		if err == nil {
+			return
+		}
+		if !strings.Contains(err.Error(), "Could not find node with given id") {
+			p.shot("failure")
+			p.t.Fatalf("browser: %v", err)
+		}
+		p.t.Logf("click %s: the element was replaced; again", sel)
+	}
 	p.do(chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel)))
 }
 
