@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -60,7 +61,8 @@ func TestSIGTERMDrainsOnSQLite(t *testing.T) {
 	})
 	took, err := exited(grace + 10*time.Second)
 	if err != nil {
-		t.Fatalf("the gateway exited with %v after SIGTERM", err)
+		log, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("gateway-%d.log", g.runs)))
+		t.Fatalf("the gateway exited with %v after SIGTERM; its log:\n%s", err, log)
 	}
 	t.Logf("exited %v after SIGTERM", took)
 	if took > grace {

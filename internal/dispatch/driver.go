@@ -323,7 +323,19 @@ func (dr *driver) ready(prefetch int) bool {
 	defer dr.mu.Unlock()
 	return dr.enabled && dr.alive && dr.connected && dr.reconciled && !dr.stopped &&
 		!dr.reserved && !dr.draining && len(dr.runs) <= prefetch && dr.queue == 0 &&
-		!dr.holding() && time.Now().Before(dr.leaseUntil)
+		!dr.holding() && !dr.placing() && time.Now().Before(dr.leaseUntil)
+}
+
+// placing reports whether a run's submit is still under way. Caller holds mu.
+func (dr *driver) placing() bool {
+	for _, r := range dr.runs {
+		select {
+		case <-r.placed:
+		default:
+			return true
+		}
+	}
+	return false
 }
 
 // holding reports whether a run holds the instance from new work (its
@@ -411,9 +423,6 @@ func (dr *driver) start(ctx context.Context, t *task.Task, reattach bool) *run {
 		dr.reserved = false
 		dr.mu.Unlock()
 		return nil
-	}
-	if n := len(dr.runs); n > 0 {
-		r.after = dr.runs[n-1].placed // prompts go out in the order of their claims
 	}
 	dr.runs = append(dr.runs, r)
 	dr.reserved = false

@@ -73,14 +73,11 @@ type run struct {
 	out atomic.Bool
 	// placed is closed once ComfyUI has answered the run's POST /prompt
 	// (its place in ComfyUI's queue is settled), or the run will not send
-	// one (reattached, or it ended before its submit). after is the placed
-	// of the run claimed before it on the instance: its request goes out
-	// only once that one is answered, so prompts reach ComfyUI in the
-	// order they were claimed, while the next claim and the preparation of
-	// its prompt overlap the answer's wait (see submit).
+	// one (reattached, or it ended before its submit). The driver takes no
+	// further task until it is, so prompts reach ComfyUI in the order they
+	// were claimed.
 	placed    chan struct{}
 	placeOnce sync.Once
-	after     <-chan struct{}
 	// clock stamps the run's stages (RunStages).
 	clock stageClock
 	// holds: the prompt ignored its interrupt; the run holds the instance
@@ -135,33 +132,6 @@ func newRun(dr *driver, t *task.Task, reattach bool) *run {
 // markPlaced closes placed (once): the next run's request may go out.
 func (r *run) markPlaced() { r.placeOnce.Do(func() { close(r.placed) }) }
 
-// waitTurn waits until the run claimed before this one on the instance is
-// placed, or ctx ends (the driver stops: nothing is submitted any more).
-// It is bounded by that run's submit, which has a timeout.
-func (r *run) waitTurn(ctx context.Context) {
-	if r.after == nil {
-		return
-	}
-	select {
-	case <-r.after:
-	case <-ctx.Done():
-	}
-}
-
-// markPlacedInTurn closes placed once the run before this one is placed
-// too: a run that ends without a submit (its preparation failed, its
-// lease ran short) must not let the run after it overtake the run before
-// it, still on its way to ComfyUI.
-func (r *run) markPlacedInTurn(ctx context.Context) {
-	select {
-	case <-r.placed:
-		return // answered, or reattached
-	default:
-	}
-	r.waitTurn(ctx)
-	r.markPlaced()
-}
-
 func (r *run) signal(ch chan struct{}) {
 	select {
 	case ch <- struct{}{}:
@@ -198,7 +168,7 @@ func (r *run) st() store.Store { return r.dr.d.opts.Store }
 // drive submits (or reattaches) and waits for the outcome. free releases
 // the instance as soon as the outcome is known there.
 func (r *run) drive(ctx context.Context, free func()) {
-	defer r.markPlacedInTurn(ctx) // whatever ended the run before its submit was answered
+	defer r.markPlaced() // whatever ended the run before its submit was answered
 	if r.reattach {
 		r.markBusy(ctx)
 	} else {
@@ -218,6 +188,7 @@ func (r *run) drive(ctx context.Context, free func()) {
 	} else {
 		ok := r.submit(ctx, prompt)
 		r.markPlaced()
+		r.dr.d.Wake() // the instance may take its next prompt now
 		if !ok {
 			return
 		}
@@ -281,23 +252,6 @@ func (r *run) prepare(ctx context.Context) (json.RawMessage, int, error) {
 // submit sends the prompt; false means the run already ended (failed or requeued).
 func (r *run) submit(ctx context.Context, prompt json.RawMessage) bool {
 	t := r.task
-	// The prompt claimed before this one goes first: ComfyUI queues a
-	// prompt before it answers. A cancel or a pull-back meanwhile ends the
-	// run with nothing sent; the lease is checked after the wait.
-	if r.after != nil {
-		select {
-		case <-r.after:
-		case <-ctx.Done():
-		case <-r.cancelC:
-			r.log.InfoContext(ctx, "cancelled before its prompt was sent")
-			r.finish(ctx, task.StatusCancelled, nil, nil)
-			return false
-		case <-r.pullC:
-			r.log.InfoContext(ctx, "pulled back before its prompt was sent")
-			r.requeue(ctx, RequeuePulledBack, true)
-			return false
-		}
-	}
 	if !r.dr.leaseLeftFor(r.dr.d.opts.LeaseTTL / 3) {
 		// Renewals come every LeaseTTL/3: this lease is late, so the
 		// replica was frozen or cut off from the store since the claim.

@@ -464,12 +464,12 @@ func loggedSince(t *testing.T, st store.Store, before int64) []loggedEvent {
 	return out
 }
 
-// TestPrefetchClaimOverlapsTheSubmit: with a prefetch depth of 2 and an
-// instance slow to answer POST /prompt (the real one answers late while
-// it runs a prompt), the tasks behind the first are claimed while its
-// answer is awaited, and their prompts go out after it, in the order of
-// their claims; each runs once, in that order.
-func TestPrefetchClaimOverlapsTheSubmit(t *testing.T) {
+// TestPrefetchWaitsForTheSubmitsAnswer: with a prefetch depth of 2 and an
+// instance slow to answer POST /prompt (the real one answers late while it
+// runs a prompt), the driver claims nothing more until the answer is in:
+// prompts reach ComfyUI in the order of their claims, and each runs once,
+// in that order.
+func TestPrefetchWaitsForTheSubmitsAnswer(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, 1, comfysim.Options{})
 	sim := r.sims[0]
@@ -484,22 +484,21 @@ func TestPrefetchClaimOverlapsTheSubmit(t *testing.T) {
 	for i := range 3 {
 		id := uuid.NewString()
 		if _, err := rep.d.InsertTask(t.Context(), &store.TaskInsertParams{
-			ID: id, Owner: "alice", Workflow: workflow(fmt.Sprintf("overlap-%d", i)), Now: time.Now(),
+			ID: id, Owner: "alice", Workflow: workflow(fmt.Sprintf("answer-%d", i)), Now: time.Now(),
 		}); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, id)
 	}
-	// A submit may meet a scheduling pass holding the instance: its task
-	// is then claimed by that pass, a moment later.
-	waitFor(t, 10*time.Second, "all three claimed before the first submit's answer", func() bool {
-		for _, id := range ids {
-			if got, err := r.st.TaskGet(t.Context(), id); err != nil || got.Status != task.StatusRunning {
-				return false
-			}
+	waitFor(t, 10*time.Second, "the first prompt at the instance", func() bool { return len(sim.Prompts()) == 1 })
+	if n := rep.d.ReadyInstances(); n != 0 {
+		t.Errorf("%d instances ready while a submit awaits its answer, want 0", n)
+	}
+	for _, id := range ids[1:] {
+		if got, err := r.st.TaskGet(t.Context(), id); err != nil || got.Status != task.StatusPending {
+			t.Errorf("task %s while the first submit is unanswered: %v %v, want pending", id, got.Status, err)
 		}
-		return len(sim.Prompts()) == 1
-	})
+	}
 	release()
 	var starts []time.Time
 	for _, id := range ids {
@@ -519,148 +518,6 @@ func TestPrefetchClaimOverlapsTheSubmit(t *testing.T) {
 	}
 	if !slices.IsSortedFunc(starts, func(a, b time.Time) int { return a.Compare(b) }) {
 		t.Errorf("runs started at %v, want the claims' order", starts)
-	}
-	if o := r.log.Overlaps(); len(o) > 0 {
-		t.Errorf("overlapping runs: %v", o)
-	}
-}
-
-// TestPrefetchOrderPastAFailedPreparation: a prefetched run that ends
-// before its submit (its params are not an object) does not let the run
-// after it send its prompt before the run ahead of it has been answered.
-func TestPrefetchOrderPastAFailedPreparation(t *testing.T) {
-	t.Parallel()
-	r := newRig(t, 1, comfysim.Options{})
-	sim := r.sims[0]
-	rep := r.run("a", r.st, func(o *dispatch.Options) { o.Settings.Prefetch = 2 })
-	waitFor(t, 10*time.Second, "an instance ready for work", func() bool { return rep.d.ReadyInstances() > 0 })
-	hold := make(chan struct{})
-	var once sync.Once
-	release := func() { once.Do(func() { close(hold) }) }
-	t.Cleanup(release)
-	sim.InjectHTTPFault(comfysim.HTTPFault{Route: "POST /prompt", Hold: hold})
-	var ids []string
-	for i, params := range []json.RawMessage{nil, json.RawMessage(`1`), nil} {
-		id := uuid.NewString()
-		if _, err := rep.d.InsertTask(t.Context(), &store.TaskInsertParams{
-			ID: id, Owner: "alice", Workflow: workflow(fmt.Sprintf("order-%d", i)), Params: params, Now: time.Now(),
-		}); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	r.waitStatus(ids[1], task.StatusFailed, 10*time.Second)
-	waitFor(t, 10*time.Second, "the third claimed", func() bool {
-		got, err := r.st.TaskGet(t.Context(), ids[2])
-		return err == nil && got.Status == task.StatusRunning
-	})
-	// Unanswered, the first holds the third back however long it takes;
-	// before, the third went out at once.
-	time.Sleep(300 * time.Millisecond)
-	if n := len(sim.Prompts()); n != 1 {
-		t.Fatalf("%d prompts at the instance while the first is unanswered, want 1", n)
-	}
-	release()
-	r.waitStatus(ids[0], task.StatusCompleted, 10*time.Second)
-	r.waitStatus(ids[2], task.StatusCompleted, 10*time.Second)
-	var sent []string
-	for _, p := range sim.Prompts() {
-		sent = append(sent, p.PromptID)
-	}
-	if want := []string{ids[0], ids[2]}; !slices.Equal(sent, want) {
-		t.Errorf("prompts reached the instance in the order %q, want %q", sent, want)
-	}
-}
-
-// TestCancelWhileWaitingItsTurn: a prefetched task cancelled while its
-// prompt waits for the answer to the one claimed before it ends cancelled
-// at once, and its prompt is never sent.
-func TestCancelWhileWaitingItsTurn(t *testing.T) {
-	t.Parallel()
-	r := newRig(t, 1, comfysim.Options{})
-	sim := r.sims[0]
-	rep := r.run("a", r.st, func(o *dispatch.Options) { o.Settings.Prefetch = 1 })
-	waitFor(t, 10*time.Second, "an instance ready for work", func() bool { return rep.d.ReadyInstances() > 0 })
-	hold := make(chan struct{})
-	var once sync.Once
-	release := func() { once.Do(func() { close(hold) }) }
-	t.Cleanup(release)
-	sim.InjectHTTPFault(comfysim.HTTPFault{Route: "POST /prompt", Hold: hold})
-	var ids []string
-	for i := range 2 {
-		id := uuid.NewString()
-		if _, err := rep.d.InsertTask(t.Context(), &store.TaskInsertParams{
-			ID: id, Owner: "alice", Workflow: workflow(fmt.Sprintf("turn-%d", i)), Now: time.Now(),
-		}); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	var second *task.Task
-	waitFor(t, 10*time.Second, "the second claimed", func() bool {
-		got, err := r.st.TaskGet(t.Context(), ids[1])
-		second = got
-		return err == nil && got.Status == task.StatusRunning
-	})
-	if err := event.Publish(t.Context(), r.st, event.TypeTaskCancelRequested, second, event.TaskCancelledData{TaskID: second.ID, InstanceID: second.InstanceID}); err != nil {
-		t.Fatal(err)
-	}
-	r.waitStatus(ids[1], task.StatusCancelled, 10*time.Second) // the first's answer still held
-	release()
-	r.waitStatus(ids[0], task.StatusCompleted, 10*time.Second)
-	var sent []string
-	for _, p := range sim.Prompts() {
-		sent = append(sent, p.PromptID)
-	}
-	if want := ids[:1]; !slices.Equal(sent, want) {
-		t.Errorf("prompts sent %q, want only the first's %q", sent, want)
-	}
-}
-
-// TestPullBackWhileWaitingItsTurn: a prefetched task whose instance is
-// disabled while its prompt waits for its turn goes back to the queue at
-// once, its attempt refunded, and its prompt is never sent.
-func TestPullBackWhileWaitingItsTurn(t *testing.T) {
-	t.Parallel()
-	r := newRig(t, 1, comfysim.Options{})
-	sim := r.sims[0]
-	rep := r.run("a", r.st, func(o *dispatch.Options) { o.Settings.Prefetch = 1 })
-	waitFor(t, 10*time.Second, "an instance ready for work", func() bool { return rep.d.ReadyInstances() > 0 })
-	hold := make(chan struct{})
-	var once sync.Once
-	release := func() { once.Do(func() { close(hold) }) }
-	t.Cleanup(release)
-	sim.InjectHTTPFault(comfysim.HTTPFault{Route: "POST /prompt", Hold: hold})
-	var ids []string
-	for i := range 2 {
-		id := uuid.NewString()
-		if _, err := rep.d.InsertTask(t.Context(), &store.TaskInsertParams{
-			ID: id, Owner: "alice", Workflow: workflow(fmt.Sprintf("pull-%d", i)), Now: time.Now(),
-		}); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	waitFor(t, 10*time.Second, "the second claimed", func() bool {
-		got, err := r.st.TaskGet(t.Context(), ids[1])
-		return err == nil && got.Status == task.StatusRunning
-	})
-	off := false
-	if _, err := r.fl.Update(t.Context(), &store.InstanceUpdateParams{ID: r.fl.Instances()[0].ID, Enabled: &off}); err != nil {
-		t.Fatal(err)
-	}
-	back := r.waitStatus(ids[1], task.StatusPending, 10*time.Second) // the first's answer still held
-	if back.Attempts != 0 {
-		t.Errorf("pulled-back task has %d attempts, want its attempt refunded", back.Attempts)
-	}
-	release()
-	r.waitStatus(ids[0], task.StatusCompleted, 10*time.Second)
-	var sent []string
-	for _, p := range sim.Prompts() {
-		sent = append(sent, p.PromptID)
-	}
-	if want := ids[:1]; !slices.Equal(sent, want) {
-		t.Errorf("prompts sent %q, want only the first's %q", sent, want)
 	}
 }
 
@@ -686,8 +543,7 @@ func (s *stageRecorder) RunStage(stage string, d time.Duration) {
 }
 
 // TestRunStagesReported: each completed run reports its five stages once,
-// in order; a node's delay shows in its execution, and a prompt prefetched
-// behind another waits in queued for the one ahead.
+// in order, and a node's delay shows in its execution.
 func TestRunStagesReported(t *testing.T) {
 	t.Parallel()
 	const delay = 100 * time.Millisecond
@@ -735,11 +591,6 @@ func TestRunStagesReported(t *testing.T) {
 		if d < delay/2 {
 			t.Errorf("run %d: execution %v, far less than its node's %v", i, d, delay)
 		}
-	}
-	// The second prompt was submitted while the first ran: it waited for
-	// most of the first one's node there.
-	if q := rec.took[dispatch.StageQueued][1]; q < delay/2 {
-		t.Errorf("prefetched run queued %v, want most of the %v run ahead of it", q, delay)
 	}
 }
 
