@@ -329,9 +329,7 @@ func (dr *driver) ready(prefetch int) bool {
 // placing reports whether a run's submit is still under way. Caller holds mu.
 func (dr *driver) placing() bool {
 	for _, r := range dr.runs {
-		select {
-		case <-r.placed:
-		default:
+		if !r.placed.Load() {
 			return true
 		}
 	}

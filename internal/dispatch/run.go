@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -71,13 +70,10 @@ type run struct {
 	// out: the prompt no longer occupies ComfyUI's queue (read by the
 	// driver to tell its own prompts from others' in status frames).
 	out atomic.Bool
-	// placed is closed once ComfyUI has answered the run's POST /prompt
-	// (its place in ComfyUI's queue is settled), or the run will not send
-	// one (reattached, or it ended before its submit). The driver takes no
-	// further task until it is, so prompts reach ComfyUI in the order they
-	// were claimed.
-	placed    chan struct{}
-	placeOnce sync.Once
+	// placed: the submit returned (or the run was reattached): the prompt's
+	// place in ComfyUI's queue is settled. The driver takes no further task
+	// until it is, so prompts reach ComfyUI in the order they were claimed.
+	placed atomic.Bool
 	// clock stamps the run's stages (RunStages).
 	clock stageClock
 	// holds: the prompt ignored its interrupt; the run holds the instance
@@ -117,20 +113,13 @@ func newRun(dr *driver, t *task.Task, reattach bool) *run {
 		dr: dr, task: t, reattach: reattach, log: dr.log.With("task_id", t.ID), started: time.Now(),
 		events:  make(chan *comfy.Event, 1024),
 		resyncC: make(chan struct{}, 1), cancelC: make(chan struct{}, 1), lostC: make(chan struct{}, 1),
-		pullC: make(chan struct{}, 1), finished: make(chan struct{}), placed: make(chan struct{}),
-		frames:  newStreamed(t, reattach, dr.d.previews),
+		pullC: make(chan struct{}, 1), finished: make(chan struct{}), frames: newStreamed(t, reattach, dr.d.previews),
 		outputs: map[string]comfy.NodeOutput{},
 	}
-	if reattach {
-		r.markPlaced()
-	} else {
-		r.clock.claimed = r.started
-	}
+	r.placed.Store(reattach)
+	r.clock.claimed = r.started // a reattached run is never submitted: it reports no stages
 	return r
 }
-
-// markPlaced closes placed (once): the next run's request may go out.
-func (r *run) markPlaced() { r.placeOnce.Do(func() { close(r.placed) }) }
 
 func (r *run) signal(ch chan struct{}) {
 	select {
@@ -168,7 +157,6 @@ func (r *run) st() store.Store { return r.dr.d.opts.Store }
 // drive submits (or reattaches) and waits for the outcome. free releases
 // the instance as soon as the outcome is known there.
 func (r *run) drive(ctx context.Context, free func()) {
-	defer r.markPlaced() // whatever ended the run before its submit was answered
 	if r.reattach {
 		r.markBusy(ctx)
 	} else {
@@ -187,7 +175,7 @@ func (r *run) drive(ctx context.Context, free func()) {
 		r.verify = true
 	} else {
 		ok := r.submit(ctx, prompt)
-		r.markPlaced()
+		r.placed.Store(true)
 		r.dr.d.Wake() // the instance may take its next prompt now
 		if !ok {
 			return
