@@ -480,16 +480,7 @@ func TestPrefetchWaitsForTheSubmitsAnswer(t *testing.T) {
 	release := func() { once.Do(func() { close(hold) }) }
 	t.Cleanup(release)
 	sim.InjectHTTPFault(comfysim.HTTPFault{Route: "POST /prompt", Hold: hold})
-	var ids []string
-	for i := range 3 {
-		id := uuid.NewString()
-		if _, err := rep.d.InsertTask(t.Context(), &store.TaskInsertParams{
-			ID: id, Owner: "alice", Workflow: workflow(fmt.Sprintf("answer-%d", i)), Now: time.Now(),
-		}); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
+	ids := insertTasks(t, rep.d, "answer", 3)
 	waitFor(t, 10*time.Second, "the first prompt at the instance", func() bool { return len(sim.Prompts()) == 1 })
 	if n := rep.d.ReadyInstances(); n != 0 {
 		t.Errorf("%d instances ready while a submit awaits its answer, want 0", n)
@@ -519,6 +510,23 @@ func TestPrefetchWaitsForTheSubmitsAnswer(t *testing.T) {
 	if !slices.IsSortedFunc(starts, func(a, b time.Time) int { return a.Compare(b) }) {
 		t.Errorf("runs started at %v, want the claims' order", starts)
 	}
+}
+
+// insertTasks submits n tasks of alice through d, as the API does, one
+// after another, and returns their ids.
+func insertTasks(t *testing.T, d *dispatch.Dispatcher, prefix string, n int) []string {
+	t.Helper()
+	var ids []string
+	for i := range n {
+		id := uuid.NewString()
+		if _, err := d.InsertTask(t.Context(), &store.TaskInsertParams{
+			ID: id, Owner: "alice", Workflow: workflow(fmt.Sprintf("%s-%d", prefix, i)), Now: time.Now(),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 // stageRecorder is a dispatch.Metrics that keeps the stages reported.
@@ -554,16 +562,7 @@ func TestRunStagesReported(t *testing.T) {
 		o.Settings.Prefetch = 1
 	})
 	waitFor(t, 10*time.Second, "an instance ready for work", func() bool { return rep.d.ReadyInstances() > 0 })
-	var ids []string
-	for i := range 2 {
-		id := uuid.NewString()
-		if _, err := rep.d.InsertTask(t.Context(), &store.TaskInsertParams{
-			ID: id, Owner: "alice", Workflow: workflow(fmt.Sprintf("stages-%d", i)), Now: time.Now(),
-		}); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
+	ids := insertTasks(t, rep.d, "stages", 2)
 	for _, id := range ids {
 		r.waitStatus(id, task.StatusCompleted, 10*time.Second)
 	}
