@@ -115,7 +115,7 @@ func DecodeEvent(frame []byte) (Event, error) {
 	}
 	var typ, data []byte
 	badType := false
-	eachMember(frame, func(key, val []byte) bool {
+	eachMember(frame, func(key, val []byte) {
 		switch {
 		case keyIs(key, "type"):
 			switch {
@@ -127,7 +127,6 @@ func DecodeEvent(frame []byte) (Event, error) {
 		case keyIs(key, "data"):
 			data = val
 		}
-		return true
 	})
 	if badType {
 		return Event{}, fmt.Errorf("%w: type is not a string", ErrMalformedFrame)
@@ -139,14 +138,9 @@ func DecodeEvent(frame []byte) (Event, error) {
 	if data != nil {
 		ev.Data = json.RawMessage(bytes.Clone(data))
 	}
-	if isObject(data) {
-		var f eventData
-		eachMember(ev.Data, func(key, val []byte) bool {
-			f.set(key, val)
-			return true
-		})
-		ev.fill(&f)
-	}
+	var f eventData // data that is not an object fills nothing
+	eachMember(ev.Data, f.set)
+	ev.fill(&f)
 	return ev, nil
 }
 
@@ -197,16 +191,14 @@ func (ev *Event) fill(f *eventData) {
 // one before it rather than replacing it, and a null leaves it as it was.
 func queueRemaining(status json.RawMessage) int {
 	var n flexInt
-	eachMember(status, func(key, info []byte) bool {
+	eachMember(status, func(key, info []byte) {
 		if keyIs(key, "exec_info") {
-			eachMember(info, func(key, q []byte) bool {
+			eachMember(info, func(key, q []byte) {
 				if keyIs(key, "queue_remaining") {
 					_ = n.UnmarshalJSON(q)
 				}
-				return true
 			})
 		}
-		return true
 	})
 	return int(n)
 }
@@ -227,9 +219,8 @@ func (ev *Event) fillNodes(raw json.RawMessage) {
 		return
 	}
 	ev.NodeStates = map[string]NodeState{}
-	eachMember(raw, func(key, val []byte) bool {
+	eachMember(raw, func(key, val []byte) {
 		ev.NodeStates[jsonStringValid(key)] = nodeState(val)
-		return true
 	})
 }
 
@@ -237,7 +228,7 @@ func (ev *Event) fillNodes(raw json.RawMessage) {
 // member of the wrong JSON type leaves its field as it was.
 func nodeState(raw []byte) NodeState {
 	var ns NodeState
-	eachMember(raw, func(key, val []byte) bool {
+	eachMember(raw, func(key, val []byte) {
 		switch {
 		case keyIs(key, "state"):
 			if val[0] == '"' {
@@ -248,7 +239,6 @@ func nodeState(raw []byte) NodeState {
 		case keyIs(key, "max"):
 			ns.Max = jsonFloat(val, ns.Max)
 		}
-		return true
 	})
 	return ns
 }

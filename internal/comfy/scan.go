@@ -73,9 +73,9 @@ func stringEnd(b []byte, i int) int {
 }
 
 // eachMember calls fn with every member of the object obj (its key as
-// written, quotes included, and its value) until fn returns false. obj
-// that is not an object calls fn for nothing.
-func eachMember(obj []byte, fn func(key, val []byte) bool) {
+// written, quotes included, and its value). obj that is not an object
+// calls fn for nothing.
+func eachMember(obj []byte, fn func(key, val []byte)) {
 	i := skipSpace(obj, 0)
 	if i >= len(obj) || obj[i] != '{' {
 		return
@@ -90,9 +90,7 @@ func eachMember(obj []byte, fn func(key, val []byte) bool) {
 		}
 		v := skipSpace(obj, i+1)
 		e := valueEnd(obj, v)
-		if !fn(key, obj[v:e]) {
-			return
-		}
+		fn(key, obj[v:e])
 		i = skipSpace(obj, e)
 		if i >= len(obj) || obj[i] != ',' {
 			return
@@ -108,10 +106,4 @@ func keyIs(key []byte, name string) bool {
 		return bytes.EqualFold(key[1:len(key)-1], []byte(name))
 	}
 	return bytes.EqualFold([]byte(jsonString(key)), []byte(name))
-}
-
-// isObject reports whether the value raw is a JSON object.
-func isObject(raw []byte) bool {
-	i := skipSpace(raw, 0)
-	return i < len(raw) && raw[i] == '{'
 }
