@@ -8,8 +8,7 @@ import "time"
 // stamp is taken when the run handles it, a moment after it arrived.
 type RunStages struct {
 	// Submit: from the claim to ComfyUI's answer to POST /prompt (the
-	// prompt prepared, its input files sent, and its request sent once the
-	// prompt claimed before it was answered).
+	// prompt prepared, its input files sent, the request and its answer).
 	Submit time.Duration
 	// Queued: from that answer to the prompt's start there (its
 	// execution_start): the wait behind a prompt ahead of it (prefetch, or
