@@ -223,3 +223,34 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+// TestOverheadWithProfiles runs the overhead scenario with CPU profiles asked
+// for: the gateway then serves /metrics on its metrics listener only, and
+// the run stages must still be read from there.
+func TestOverheadWithProfiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs a scenario; skipped with -short")
+	}
+	var out bytes.Buffer
+	dir := t.TempDir()
+	opts := Options{
+		Gateway: []string{buildBinary(t)}, Quick: true, Out: &out, Log: testWriter{t}, TempDir: t.TempDir(),
+		ProfileDir: dir, ProfileTime: time.Second,
+	}
+	results, err := Run(t.Context(), opts, []string{"overhead"})
+	t.Logf("output:\n%s", out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := results[0].Table
+	for _, stage := range runStages {
+		row := "one at a time: run stage " + stage + ", mean ms"
+		if got := tab.Cell(row, "gateway"); got == "" || got == "n/a" {
+			t.Errorf("row %q, gateway = %q, want a figure", row, got)
+		}
+	}
+	// The burst's profile is left out when the serial one still runs then.
+	if fi, err := os.Stat(filepath.Join(dir, "overhead-serial.pprof")); err != nil || fi.Size() == 0 {
+		t.Errorf("profile overhead-serial.pprof: %v", err)
+	}
+}

@@ -58,7 +58,7 @@ func runOverhead(ctx context.Context, e *env) (*Table, error) {
 		r.paths = append(r.paths, overheadPath{name: oneInstance, tag: "direct1", burst: e.directBurst(fl.bases[:1], false)})
 	}
 	r.paths = append(r.paths, overheadPath{name: "gateway", tag: "gateway", serial: gatewaySerial(g), burst: gatewayBurst(e, g),
-		stages: g.admin.stageSums,
+		stages: g.stageSums,
 		// One CPU profile per mode, from the gateway's first phase of it that
 		// does not overlap the other's (see --profile-time).
 		profile: func(ctx context.Context, mode int) { g.profile(ctx, "-"+modeTag(mode)) }})

@@ -47,14 +47,20 @@ func (s stageSums) mean(i int) (time.Duration, bool) {
 	return time.Duration(s.sum[i] / float64(s.count[i]) * float64(time.Second)), true
 }
 
-// stageSums scrapes the gateway's /metrics for the stage histograms.
-func (a *api) stageSums(ctx context.Context) (stageSums, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+"/metrics", nil)
+// stageSums scrapes the gateway's /metrics for the stage histograms: on its
+// metrics listener when it has one (profiles were asked for), else on its API
+// listener as admin.
+func (g *gateway) stageSums(ctx context.Context) (stageSums, error) {
+	url := g.admin.base + "/metrics"
+	if g.metricsAddr != "" {
+		url = "http://" + g.metricsAddr + "/metrics"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return stageSums{}, err
 	}
-	req.Header.Set("Authorization", "Bearer "+a.token)
-	resp, err := a.e.hc.Do(req)
+	req.Header.Set("Authorization", "Bearer "+g.admin.token)
+	resp, err := g.e.hc.Do(req)
 	if err != nil {
 		return stageSums{}, err
 	}
