@@ -113,8 +113,14 @@ var tableChecks = map[string]func(t *testing.T, tab *Table, s Sizes, have availa
 		}
 		// The simulated instance runs in the bench process.
 		wantCell(t, tab, "one at a time: ComfyUI CPU per job, ms", "direct", "n/a")
-		if len(tab.Then) != 1 || len(tab.Then[0].Rows) != s.OverheadRounds*(3+2) {
-			t.Errorf("%s: want a rounds table of %d rows", tab.Title, s.OverheadRounds*(3+2))
+		// The gateway's window kept straight (prefetch 1 by default).
+		window := windowPath(2)
+		if got := tab.Cell(itoa(s.OverheadBurst)+" at once: done/s", window); got == "" || got == "n/a" || got == "—" {
+			t.Errorf("%s: %s done/s = %q, want a figure", tab.Title, window, got)
+		}
+		// Four paths, then the gateway's ratio to each of the three others.
+		if len(tab.Then) != 1 || len(tab.Then[0].Rows) != s.OverheadRounds*(4+3) {
+			t.Errorf("%s: want a rounds table of %d rows", tab.Title, s.OverheadRounds*(4+3))
 		}
 	},
 	"fanout": func(t *testing.T, tab *Table, s Sizes, _ available) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -257,4 +258,20 @@ func (s submitter) report(done *atomic.Int64) (stop func()) {
 		}
 	})
 	return func() { close(quit); wg.Wait() }
+}
+
+// prefetch reads the gateway's scheduler.prefetch from GET /api/config.
+func (a *api) prefetch(ctx context.Context) (int, error) {
+	var cfg struct {
+		Scheduler struct {
+			Prefetch *int `json:"prefetch"`
+		} `json:"scheduler"`
+	}
+	if err := a.do(ctx, http.MethodGet, "/api/config", nil, &cfg); err != nil {
+		return 0, err
+	}
+	if cfg.Scheduler.Prefetch == nil {
+		return 0, errors.New("GET /api/config: no scheduler.prefetch")
+	}
+	return *cfg.Scheduler.Prefetch, nil
 }

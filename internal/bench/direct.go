@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -255,4 +256,80 @@ func (e *env) getJSON(ctx context.Context, u string, out any) error {
 		}
 		return json.NewDecoder(body).Decode(out)
 	})
+}
+
+// directWindow posts the prompts straight to the instances the way the
+// gateway places them at a prefetch of k-1: each instance holds at most k
+// of them (one running, the rest waiting in its queue), and each instance's
+// prompts go out one at a time, the next once the instance answered the one
+// before and one of its prompts finished. No client that keeps so short a
+// queue in each instance does better, so it is what the gateway's
+// throughput at that prefetch is to be read against.
+func (e *env) directWindow(bases []string, k int) func(ctx context.Context, prompts []string) (time.Duration, error) {
+	return func(ctx context.Context, prompts []string) (time.Duration, error) {
+		n := len(prompts)
+		clientID := "bench-" + randomHex(8)
+		done := newTracker(n, true)
+		// freed has a token for each finished prompt of an instance; room
+		// for all of them, so the socket's reader never blocks on it.
+		freed := make(map[string]chan struct{}, len(bases))
+		for _, b := range bases {
+			freed[b] = make(chan struct{}, n)
+		}
+		ws, err := dialComfy(ctx, bases, clientID, func(base, id string, failed bool, at time.Time) {
+			freed[base] <- struct{}{}
+			done.on(outcome(id, failed), at)
+		})
+		if err != nil {
+			return 0, err
+		}
+		defer ws.close()
+		ctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		ids := make([]string, n)
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		start := time.Now()
+		for _, base := range bases {
+			wg.Go(func() {
+				held := 0
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= n {
+						return
+					}
+					if held == k {
+						select {
+						case <-freed[base]:
+							held--
+						case <-ws.ended:
+							cancel(errStreamEnded)
+							return
+						case <-ctx.Done():
+							return
+						}
+					}
+					id, err := e.postPrompt(ctx, base, prompts[i], clientID)
+					if err != nil {
+						cancel(fmt.Errorf("prompt %d: %w", i, err))
+						return
+					}
+					ids[i] = id
+					held++
+				}
+			})
+		}
+		wg.Wait()
+		if err := context.Cause(ctx); err != nil {
+			return 0, err
+		}
+		if err := done.wait(ctx, ws.ended, 10*time.Minute); err != nil {
+			return 0, err
+		}
+		if err := checkFinished(done, ids); err != nil {
+			return 0, err
+		}
+		_, _, end := done.counts()
+		return end.Sub(start), nil
+	}
 }

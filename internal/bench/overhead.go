@@ -52,6 +52,14 @@ func runOverhead(ctx context.Context, e *env) (*Table, error) {
 			{name: "direct + outputs", tag: "outputs", serial: e.directSerial(fl.bases, true), burst: e.directBurst(fl.bases, true)},
 		},
 	}
+	// The best a client keeping the gateway's window in each instance can
+	// do: the gateway's prompt running and its prefetched ones queued.
+	prefetch, err := g.admin.prefetch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.window = prefetch + 1
+	r.paths = append(r.paths, overheadPath{name: windowPath(r.window), tag: "window", burst: e.directWindow(fl.bases, r.window)})
 	if len(fl.bases) > 1 {
 		// What the gateway in front of several instances has to beat: one
 		// instance, straight, at once.
@@ -90,6 +98,10 @@ type overheadPath struct {
 	// outside its CPU readings).
 	stages func(ctx context.Context) (stageSums, error)
 }
+
+// windowPath names the path straight to the instances with at most k
+// prompts in each (directWindow).
+func windowPath(k int) string { return fmt.Sprintf("direct, %d in flight", k) }
 
 // oneInstance names the path straight to the first instance alone.
 const oneInstance = "direct to one instance"
@@ -145,6 +157,9 @@ type overheadRun struct {
 	gatewayAbout string
 	// quiet holds rounds back while the machine is busy.
 	quiet quietGate
+	// window is the gateway's prompts per instance at most: its prefetch
+	// plus the running one (the windowPath path's k).
+	window int
 }
 
 // gatewayAbout describes a gateway's store and the settings it was given.
