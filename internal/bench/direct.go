@@ -262,9 +262,11 @@ func (e *env) getJSON(ctx context.Context, u string, out any) error {
 // gateway places them at a prefetch of k-1: each instance holds at most k
 // of them (one running, the rest waiting in its queue), and each instance's
 // prompts go out one at a time, the next once the instance answered the one
-// before and one of its prompts finished. No client that keeps so short a
-// queue in each instance does better, so it is what the gateway's
-// throughput at that prefetch is to be read against.
+// before and one of its prompts finished. Once the window is full, such a
+// client sends one prompt for each that ends, as the gateway does, and
+// ComfyUI takes each in while it runs another: the same window kept by a
+// client that costs nothing else, what the gateway's throughput at that
+// prefetch is to be read against.
 func (e *env) directWindow(bases []string, k int) func(ctx context.Context, prompts []string) (time.Duration, error) {
 	return func(ctx context.Context, prompts []string) (time.Duration, error) {
 		n := len(prompts)
