@@ -262,30 +262,36 @@ func (e *env) getJSON(ctx context.Context, u string, out any) error {
 // gateway places them at a prefetch of k-1: each instance holds at most k
 // of them (one running, the rest waiting in its queue), and each instance's
 // prompts go out one at a time, the next once the instance answered the one
-// before and one of its prompts finished. Once the window is full, such a
-// client sends one prompt for each that ends, as the gateway does, and
-// ComfyUI takes each in while it runs another: the same window kept by a
-// client that costs nothing else, what the gateway's throughput at that
-// prefetch is to be read against.
+// before and, once k are in it, one of them finished. Once the window is
+// full, such a client sends one prompt for each that ends, as the gateway
+// does, and ComfyUI takes each in while it runs another: the same window
+// kept by a client that costs nothing else, what the gateway's throughput
+// at that prefetch is to be read against.
 func (e *env) directWindow(bases []string, k int) func(ctx context.Context, prompts []string) (time.Duration, error) {
 	return func(ctx context.Context, prompts []string) (time.Duration, error) {
 		n := len(prompts)
 		clientID := "bench-" + randomHex(8)
 		done := newTracker(n, true)
-		// freed has a token for each finished prompt of an instance; room
-		// for all of them, so the socket's reader never blocks on it.
+		// freed has a token for each finished prompt of an instance, room
+		// for all of them; the socket's reader never blocks on it.
 		freed := make(map[string]chan struct{}, len(bases))
 		for _, b := range bases {
 			freed[b] = make(chan struct{}, n)
 		}
 		ws, err := dialComfy(ctx, bases, clientID, func(base, id string, failed bool, at time.Time) {
-			freed[base] <- struct{}{}
+			select {
+			case freed[base] <- struct{}{}:
+			default:
+			}
 			done.on(outcome(id, failed), at)
 		})
 		if err != nil {
 			return 0, err
 		}
 		defer ws.close()
+		// As long as directBurst waits for its last prompt, at most.
+		ctx, stop := context.WithTimeout(ctx, 10*time.Minute)
+		defer stop()
 		ctx, cancel := context.WithCancelCause(ctx)
 		defer cancel(nil)
 		ids := make([]string, n)
@@ -296,10 +302,8 @@ func (e *env) directWindow(bases []string, k int) func(ctx context.Context, prom
 			wg.Go(func() {
 				held := 0
 				for {
-					i := int(next.Add(1) - 1)
-					if i >= n {
-						return
-					}
+					// Room first, then the next prompt: an instance waiting
+					// for room holds none that another could run.
 					if held == k {
 						select {
 						case <-freed[base]:
@@ -310,6 +314,10 @@ func (e *env) directWindow(bases []string, k int) func(ctx context.Context, prom
 						case <-ctx.Done():
 							return
 						}
+					}
+					i := int(next.Add(1) - 1)
+					if i >= n {
+						return
 					}
 					id, err := e.postPrompt(ctx, base, prompts[i], clientID)
 					if err != nil {

@@ -54,12 +54,14 @@ func runOverhead(ctx context.Context, e *env) (*Table, error) {
 	}
 	// The best a client keeping the gateway's window in each instance can
 	// do: the gateway's prompt running and its prefetched ones queued.
-	prefetch, err := g.admin.prefetch(ctx)
-	if err != nil {
-		return nil, err
+	// A gateway that does not say its prefetch (an older build) runs
+	// without that path.
+	if prefetch, err := g.admin.prefetch(ctx); err != nil {
+		e.logf("the gateway's prefetch is unknown, so the path with its window is left out: %v", err)
+	} else {
+		r.window = prefetch + 1
+		r.paths = append(r.paths, overheadPath{name: windowPath(r.window), tag: "window", burst: e.directWindow(fl.bases, r.window)})
 	}
-	r.window = prefetch + 1
-	r.paths = append(r.paths, overheadPath{name: windowPath(r.window), tag: "window", burst: e.directWindow(fl.bases, r.window)})
 	if len(fl.bases) > 1 {
 		// What the gateway in front of several instances has to beat: one
 		// instance, straight, at once.

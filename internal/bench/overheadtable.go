@@ -283,8 +283,8 @@ func (r *overheadRun) notes(t *Table) {
 		overheadWarmup)
 	t.note("direct: POST /prompt with a client_id, then executing{node:null} for it on that client's /ws, round-robin across the instances; direct + outputs: then GET /history/{id} and GET /view of its image, as the gateway does for every task; gateway: POST /api/tasks, then task_completed on /ws")
 	if r.window > 0 {
-		t.note("%s: direct, at once only, but at most %d prompts in each instance, each instance's sent one at a time, the next once the one before was answered and one finished: the gateway's window at its prefetch (%d), kept by a client that costs nothing else",
-			windowPath(r.window), r.window, r.window-1)
+		t.note("%s: direct, at once only, but at most %d prompts in each instance, each instance's sent one at a time, the next once the one before was answered and, once %d are in it, one finished: the gateway's window at its prefetch (%d), kept by a client that costs nothing else",
+			windowPath(r.window), r.window, r.window, r.window-1)
 	}
 	if r.pathIndex(oneInstance) >= 0 {
 		t.note("%s: direct, at once, to the first instance alone: what the gateway in front of every instance has to beat", oneInstance)
