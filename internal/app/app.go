@@ -323,12 +323,7 @@ func (a *App) Run(ctx context.Context) error {
 		err = g.Wait()
 	case err = <-serveErr:
 	}
-	shutdownCtx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	_ = a.http.Shutdown(shutdownCtx)
-	if a.debug != nil {
-		_ = a.debug.Shutdown(shutdownCtx)
-	}
+	a.stopHTTP(deadline)
 	cancelBG()
 	if werr := g.Wait(); err == nil && werr != nil && !errors.Is(werr, context.Canceled) {
 		err = werr
@@ -337,6 +332,25 @@ func (a *App) Run(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+// stopHTTP lets the requests under way finish, for half the time left
+// before deadline at most, then cuts the connections still open (a client
+// that never finishes its request holds one open until its read timeout):
+// the components stopped after it always keep the other half to hand back
+// their runs, and the store to close.
+func (a *App) stopHTTP(deadline time.Time) {
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(time.Until(deadline)/2))
+	defer cancel()
+	for _, srv := range []*http.Server{a.http, a.debug} {
+		if srv == nil {
+			continue
+		}
+		if err := srv.Shutdown(ctx); err != nil {
+			a.log.Warn("shutting down: HTTP requests still open; closing their connections", "err", err)
+			_ = srv.Close()
+		}
+	}
 }
 
 func webhookSettings(w config.Webhooks) webhook.Settings {

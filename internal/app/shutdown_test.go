@@ -1,9 +1,15 @@
 package app_test
 
 import (
+	"bufio"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,6 +129,52 @@ func TestShutdownGraceRunsOut(t *testing.T) {
 	if n := e.SimLog.Count(a); n != 1 {
 		t.Errorf("ran %d times, want 1", n)
 	}
+}
+
+// TestShutdownNotHeldByAnOpenRequest: a client that opened a request and
+// never finished it cannot hold the shutdown past server.shutdownGrace:
+// the gateway waits for the requests under way for half the time left,
+// then closes the connections still open, and the components stop in the
+// other half.
+func TestShutdownNotHeldByAnOpenRequest(t *testing.T) {
+	t.Parallel()
+	const grace = 4 * time.Second
+	e := apptest.Start(t, apptest.Options{Instances: 1, Configure: func(c *config.Config) {
+		c.Server.ShutdownGrace = config.Duration(grace)
+	}})
+	conn, err := net.Dial("tcp", e.App().Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// A request whose body never comes: once the gateway has said
+	// "100 Continue" its handler waits for the body.
+	if _, err := fmt.Fprintf(conn, "POST /api/auth/login HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"+
+		"Content-Length: 64\r\nExpect: 100-continue\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	rd := bufio.NewReader(conn)
+	if line, err := rd.ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 100") {
+		t.Fatalf("the gateway answered %q (%v), want 100 Continue", line, err)
+	}
+	if line, err := rd.ReadString('\n'); err != nil || line != "\r\n" {
+		t.Fatalf("after 100 Continue: %q (%v), want its end", line, err)
+	}
+	start := time.Now()
+	e.Stop()
+	if took := time.Since(start); took >= grace {
+		t.Errorf("the gateway took %v to stop, not within its grace of %v", took, grace)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := rd.ReadByte(); !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !isReset(err) {
+		t.Errorf("the open request's connection: read %v, want it closed by the gateway", err)
+	}
+}
+
+// isReset reports whether err is a connection reset by the peer.
+func isReset(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "read" && !op.Timeout()
 }
 
 // queued counts the prompts in a ComfyUI instance's queue (GET /queue).
