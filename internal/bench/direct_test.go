@@ -18,7 +18,7 @@ func TestDirectWindowKeepsItsWindow(t *testing.T) {
 	for _, instances := range []int{1, 2} {
 		t.Run(fmt.Sprintf("instances=%d", instances), func(t *testing.T) {
 			t.Parallel()
-			s, err := startSims(instances, comfysim.Options{NodeDelay: 5 * time.Millisecond})
+			s, err := startSims(instances, comfysim.Options{NodeDelay: 20 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -34,7 +34,9 @@ func TestDirectWindowKeepsItsWindow(t *testing.T) {
 				prompts[i] = fmt.Sprintf(`{"1":{"class_type":"EmptyImage","inputs":{"width":8,"height":8,"batch_size":1,"color":%d}},`+
 					`"2":{"class_type":"SaveImage","inputs":{"images":["1",0],"filename_prefix":"window"}}}`, i+1)
 			}
-			// Watch each instance's queue while the path runs.
+			// Watch each instance's queue while the path runs: every 1 ms,
+			// against a prompt of two 20 ms nodes, so the watch sees a full
+			// window even on a loaded machine.
 			stop := make(chan struct{})
 			most := make([]int, instances)
 			var wg sync.WaitGroup
